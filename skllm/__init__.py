@@ -1,0 +1,23 @@
+"""skllm: every way of adapting a pretrained transformer, as a scikit-learn estimator.
+
+torch and transformers are imported when a model is first needed, so importing
+skllm stays light.
+"""
+
+from . import datasets, exceptions
+from ._cache import default_cache_dir
+from ._embed import TransformerEmbedder
+from ._labels import LabelEncodedClassifier
+from ._models import DEFAULT_ENCODER, clear_model_registry
+from ._version import __version__
+
+__all__ = [
+    "DEFAULT_ENCODER",
+    "LabelEncodedClassifier",
+    "TransformerEmbedder",
+    "__version__",
+    "clear_model_registry",
+    "datasets",
+    "default_cache_dir",
+    "exceptions",
+]

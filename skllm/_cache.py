@@ -1,0 +1,207 @@
+"""A persistent, content-addressed store of embeddings.
+
+One SQLite database per embedding configuration (model identity, pooling,
+normalisation, max_length, precision) under ``<cache_dir>/embeddings/``; rows
+are keyed by the SHA-256 of the text. SQLite gives atomic transactions and
+cross-process locking, so GridSearchCV workers writing at once lose nothing and
+corrupt nothing. Each row carries a checksum: a damaged row is reported as a
+miss (and recomputed), never returned.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .exceptions import CacheWarning
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_SQL_CHUNK = 500
+_connections = {}
+_connections_lock = threading.Lock()
+
+
+def default_cache_dir():
+    """``$SKLLM_CACHE_DIR``, else ``$XDG_CACHE_HOME/skllm``, else ``~/.cache/skllm``."""
+    if os.environ.get("SKLLM_CACHE_DIR"):
+        return Path(os.environ["SKLLM_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "skllm"
+
+
+def resolve_cache_dir(cache_dir):
+    if cache_dir is None:
+        return None
+    if cache_dir == "auto":
+        return default_cache_dir()
+    if isinstance(cache_dir, (str, os.PathLike)):
+        return Path(cache_dir).expanduser()
+    raise ValueError(f"cache_dir must be 'auto', None or a folder path, got {cache_dir!r}.")
+
+
+def text_key(text):
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+def namespace(config):
+    """Name of the database holding embeddings made under ``config`` (a dict)."""
+    blob = json.dumps({"format": FORMAT_VERSION, **config}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def _checksum(key, vector, n_tokens):
+    digest = hashlib.blake2b(key, digest_size=16)
+    digest.update(vector)
+    digest.update(int(n_tokens).to_bytes(8, "little", signed=True))
+    return digest.digest()
+
+
+class EmbeddingCache:
+    """Embeddings of one configuration, stored in ``root/embeddings/<namespace>.sqlite3``.
+
+    Instances are cheap and picklable; each process opens its own connection.
+    """
+
+    def __init__(self, root, config, dim):
+        self.root = Path(root)
+        self.config = config
+        self.dim = int(dim)
+        self.path = self.root / "embeddings" / f"{namespace(config)}.sqlite3"
+        self._warned = False
+
+    def __getstate__(self):
+        return {"root": self.root, "config": self.config, "dim": self.dim, "path": self.path, "_warned": False}
+
+    # -- connection management -------------------------------------------------
+    def _open(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout = 60000")
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:  # e.g. file systems without shared memory
+            pass
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS embeddings ("
+            " key BLOB PRIMARY KEY, vector BLOB NOT NULL,"
+            " n_tokens INTEGER NOT NULL, checksum BLOB NOT NULL) WITHOUT ROWID"
+        )
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
+        conn.execute(
+            "INSERT OR IGNORE INTO meta VALUES ('config', ?)",
+            (json.dumps({"format": FORMAT_VERSION, "dim": self.dim, **self.config}, sort_keys=True),),
+        )
+        return conn
+
+    def _connection(self):
+        key = (os.getpid(), str(self.path))
+        with _connections_lock:
+            entry = _connections.get(key)
+            if entry is None:
+                entry = (self._open(), threading.Lock())
+                _connections[key] = entry
+            return entry
+
+    def _drop_connection(self):
+        key = (os.getpid(), str(self.path))
+        with _connections_lock:
+            entry = _connections.pop(key, None)
+        if entry is not None:
+            try:
+                entry[0].close()
+            except sqlite3.Error:
+                pass
+
+    def _warn(self, message):
+        if not self._warned:
+            warnings.warn(message, CacheWarning, stacklevel=4)
+            self._warned = True
+        logger.warning(message)
+
+    def _quarantine(self, exc):
+        """Move a damaged database aside so that a fresh one replaces it."""
+        self._drop_connection()
+        target = self.path.with_name(f"{self.path.name}.corrupt-{os.getpid()}-{int(time.time())}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(self.path) + suffix)
+            if src.exists():
+                try:
+                    os.replace(src, Path(str(target) + suffix))
+                except OSError:
+                    pass
+        self._warn(f"The embedding cache {self.path} was damaged ({exc}); it was moved aside and is rebuilt.")
+
+    def _run(self, operation):
+        """Run ``operation(conn)``; recover once from a damaged database file."""
+        for attempt in range(2):
+            try:
+                conn, lock = self._connection()
+                with lock:
+                    return operation(conn)
+            except sqlite3.DatabaseError as exc:
+                damaged = not isinstance(exc, sqlite3.OperationalError) or "malformed" in str(exc)
+                if damaged and attempt == 0:
+                    self._quarantine(exc)
+                    continue
+                raise
+
+    # -- public operations -----------------------------------------------------
+    def get(self, keys):
+        """Return ``{key: (vector, n_tokens)}`` for the stored, intact keys."""
+        expected = self.dim * 4
+
+        def read(conn):
+            found = {}
+            for start in range(0, len(keys), _SQL_CHUNK):
+                chunk = keys[start : start + _SQL_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT key, vector, n_tokens, checksum FROM embeddings WHERE key IN ({marks})", chunk
+                ).fetchall()
+                for key, vector, n_tokens, checksum in rows:
+                    if len(vector) != expected or checksum != _checksum(key, vector, n_tokens):
+                        self._warn(f"A damaged entry in the embedding cache {self.path} was ignored and recomputed.")
+                        continue
+                    found[bytes(key)] = (np.frombuffer(vector, dtype="<f4"), n_tokens)
+            return found
+
+        try:
+            return self._run(read)
+        except (sqlite3.Error, OSError) as exc:
+            self._warn(f"The embedding cache {self.path} cannot be read ({exc}); embedding without it.")
+            return {}
+
+    def put(self, keys, vectors, n_tokens):
+        """Store ``vectors`` (float32, one row per key) in one transaction."""
+        vectors = np.ascontiguousarray(vectors, dtype="<f4")
+        rows = []
+        for key, vector, count in zip(keys, vectors, n_tokens):
+            blob = vector.tobytes()
+            rows.append((key, blob, int(count), _checksum(key, blob, int(count))))
+
+        def write(conn):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+        try:
+            self._run(write)
+        except (sqlite3.Error, OSError) as exc:
+            self._warn(f"The embedding cache {self.path} cannot be written ({exc}); results are not cached.")
+
+    def __len__(self):
+        return self._run(lambda conn: conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])

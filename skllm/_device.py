@@ -1,0 +1,97 @@
+"""Device and precision resolution, shared by all torch-backed estimators."""
+
+import contextlib
+import warnings
+
+from .exceptions import PrecisionWarning
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def resolve_device(device, *, param="device"):
+    """Map the ``device`` hyperparameter to a concrete ``torch.device``.
+
+    ``"auto"`` picks CUDA, then Apple MPS, then the CPU.
+    """
+    import torch
+
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"{param}={device!r} is not a valid device; use 'auto', 'cpu', 'cuda', "
+            f"'cuda:N' or 'mps'."
+        ) from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{param}={device!r} but CUDA is not available on this machine.")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{param}={device!r} but MPS is not available on this machine.")
+    return resolved
+
+
+def device_for_loading(saved_device):
+    """Device to use after unpickling: the saved one if present, else the CPU."""
+    import torch
+
+    if saved_device is None:
+        return resolve_device("auto")
+    saved = torch.device(saved_device)
+    if saved.type == "cuda" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    if saved.type == "mps" and not torch.backends.mps.is_available():
+        return torch.device("cpu")
+    return saved
+
+
+def _bf16_supported(device):
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        # oneDNN runs bf16 matrix products natively on AVX512-BF16/AMX CPUs and
+        # emulates them on other AVX512 CPUs; without AVX512 there is no gain.
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return device.type == "mps"
+
+
+def resolve_dtype(dtype, device, *, param="dtype"):
+    """Return the compute precision that will really be used on ``device``.
+
+    Weights stay in float32; reduced precision runs under ``torch.autocast``,
+    which keeps normalisation and softmax in float32 for accuracy.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"{param}={dtype!r} is not supported; use one of {DTYPES}.")
+    if dtype == "bfloat16" and not _bf16_supported(device):
+        warnings.warn(
+            f"{param}='bfloat16' is not supported on {device}; computing in float32.",
+            PrecisionWarning,
+            stacklevel=3,
+        )
+        return "float32"
+    if dtype == "float16" and device.type == "cpu":
+        warnings.warn(
+            f"{param}='float16' is slow and inaccurate on the CPU; computing in "
+            f"float32 (use 'bfloat16' on the CPU).",
+            PrecisionWarning,
+            stacklevel=3,
+        )
+        return "float32"
+    return dtype
+
+
+def autocast(device, dtype):
+    """Context manager computing in ``dtype`` on ``device`` (no-op for float32)."""
+    import torch
+
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=getattr(torch, dtype))

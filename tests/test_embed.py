@@ -1,0 +1,269 @@
+import pickle
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.pipeline import make_pipeline
+
+from skllm import TransformerEmbedder, _models
+from skllm.exceptions import PrecisionWarning, TruncationWarning
+
+
+def count_rows(model):
+    """Attach a hook counting the texts that go through ``model``'s forward pass."""
+    seen = []
+    handle = model.register_forward_hook(lambda mod, args, kwargs, out: seen.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
+    return seen, handle
+
+
+@pytest.fixture
+def embedder(tiny_bert, cache_dir):
+    return TransformerEmbedder(tiny_bert, cache_dir=cache_dir)
+
+
+def manual_embeddings(model_dir, texts, pooling):
+    """Embed one text at a time with plain transformers: the reference."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    rows = []
+    with torch.no_grad():
+        for t in texts:
+            enc = tok(t, return_tensors="pt")
+            h = model(**enc).last_hidden_state[0]
+            v = {"mean": h.mean(0), "cls": h[0], "max": h.max(0).values, "last": h[-1]}[pooling]
+            rows.append(torch.nn.functional.normalize(v, dim=0).numpy())
+    return np.stack(rows)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "max", "last"])
+def test_pooling_matches_unbatched_reference(tiny_bert, cache_dir, pooling):
+    # Texts of different lengths in one batch exercise the padding masks.
+    X = ["great film", "a long and boring story that was not fun at all", "ok", ""]
+    emb = TransformerEmbedder(tiny_bert, pooling=pooling, cache_dir=cache_dir, batch_size=4).fit()
+    np.testing.assert_allclose(emb.transform(X), manual_embeddings(tiny_bert, X, pooling), atol=1e-5)
+
+
+def test_last_token_pooling_on_decoder(tiny_llama, cache_dir):
+    X = ["great film", "hello see you later text me tomorrow", "ok"]
+    emb = TransformerEmbedder(tiny_llama, pooling="last", cache_dir=cache_dir, batch_size=3).fit()
+    np.testing.assert_allclose(emb.transform(X), manual_embeddings(tiny_llama, X, "last"), atol=1e-5)
+
+
+def test_output_shape_dtype_norm_and_feature_names(embedder, texts):
+    Z = embedder.fit(texts[0]).transform(texts[0])
+    assert Z.shape == (len(texts[0]), 32) and Z.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(Z, axis=1), 1.0, rtol=1e-5)
+    assert embedder.get_feature_names_out().tolist() == [f"transformerembedder{i}" for i in range(32)]
+    raw = clone(embedder).set_params(normalize=False).fit().transform(texts[0])
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
+
+
+def test_result_does_not_depend_on_batching(tiny_bert, cache_dir, texts):
+    a = TransformerEmbedder(tiny_bert, batch_size=1, cache_dir=None).fit().transform(texts[0])
+    b = TransformerEmbedder(tiny_bert, batch_size=7, cache_dir=None).fit().transform(texts[0])
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_input_types_follow_row_order_not_index(embedder):
+    X = ["great film", "awful film", "loved it", "hated it"]
+    embedder.fit()
+    ref = embedder.transform(X)
+    series = pd.Series(X, index=[30, 10, 20, 0])
+    for variant in (tuple(X), np.array(X), np.array(X, dtype=object)[:, None], series, series.to_frame("text")):
+        np.testing.assert_allclose(embedder.transform(variant), ref, atol=1e-6)
+    out = embedder.set_output(transform="pandas").transform(series)
+    assert list(out.index) == [30, 10, 20, 0]
+    np.testing.assert_allclose(out.to_numpy(), ref, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (["fine", None, "ok", np.nan], r"2 value\(s\) that are not strings, at positions \[1, 3\]: None, NaN"),
+        (pd.Series(["a", None], index=[7, 9]), r"positions \[1\] \(index labels \[9\]\)"),
+        (["a", 3], r"int 3"),
+        ([], "empty"),
+        (pd.DataFrame({"a": ["x"], "b": ["y"]}), "one text column"),
+        (np.array([["a", "b"], ["c", "d"]]), "1-D"),
+    ],
+)
+def test_bad_texts_raise_clear_errors(embedder, bad, message):
+    embedder.fit()
+    with pytest.raises(ValueError, match=message):
+        embedder.transform(bad)
+
+
+def test_single_string_is_refused(embedder):
+    with pytest.raises(TypeError, match="wrap it in a list"):
+        embedder.fit().transform("just one text")
+
+
+def test_empty_strings_are_embedded_not_dropped(embedder):
+    Z = embedder.fit().transform(["", "great film", ""])
+    assert Z.shape == (3, 32) and np.isfinite(Z).all()
+    np.testing.assert_allclose(Z[0], Z[2])
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"pooling": "avg"}, r"pooling='avg' is not supported; use one of \('mean', 'cls', 'max', 'last'\)"),
+        ({"max_length": 0}, "max_length must be an integer >= 2, got 0"),
+        ({"batch_size": 2.5}, "batch_size must be an integer >= 1"),
+        ({"dtype": "int8"}, "dtype='int8' is not supported"),
+        ({"device": "tpu9"}, "device='tpu9' is not a valid device"),
+        ({"cache_dir": 3}, "cache_dir must be 'auto', None or a folder path"),
+        ({"normalize": "yes"}, "normalize must be True or False"),
+    ],
+)
+def test_bad_parameters_are_named(embedder, params, message):
+    with pytest.raises(ValueError, match=message):
+        embedder.set_params(**params).fit()
+
+
+def test_max_length_is_capped_at_the_model_positions(embedder):
+    long = " ".join(["great film"] * 100)
+    embedder.set_params(max_length=1000).fit()
+    assert embedder.max_length_ == 128
+    with pytest.warns(TruncationWarning, match="1 of 1 texts were longer than max_length=128"):
+        embedder.transform([long])
+
+
+def test_missing_local_folder_is_named(cache_dir):
+    with pytest.raises(ValueError, match="no such folder"):
+        TransformerEmbedder("./no/such/model", cache_dir=cache_dir).fit()
+
+
+def test_truncation_warns_once_with_count(embedder):
+    long = " ".join(["great film"] * 100)
+    embedder.set_params(max_length=16).fit()
+    with pytest.warns(TruncationWarning, match="2 of 3 texts were longer than max_length=16") as record:
+        Z = embedder.transform([long, "ok", long + " and more"])
+    assert len([w for w in record if w.category is TruncationWarning]) == 1
+    # The count is kept with cached entries, so a cached call warns alike.
+    with pytest.warns(TruncationWarning, match="2 of 3 texts"):
+        np.testing.assert_allclose(embedder.transform([long, "ok", long + " and more"]), Z)
+
+
+def test_duplicates_in_one_call_are_embedded_once(tiny_bert):
+    emb = TransformerEmbedder(tiny_bert, cache_dir=None, batch_size=2).fit()
+    seen, handle = count_rows(emb.model_)
+    try:
+        Z = emb.transform(["great film", "awful", "great film", "awful", "ok"])
+    finally:
+        handle.remove()
+    assert sum(seen) == 3
+    np.testing.assert_array_equal(Z[0], Z[2])
+
+
+def test_unfitted_use_raises(embedder):
+    with pytest.raises(NotFittedError):
+        embedder.transform(["great film"])
+    with pytest.raises(NotFittedError):
+        embedder.get_feature_names_out()
+
+
+def test_clones_share_one_loaded_model(tiny_bert, cache_dir, monkeypatch):
+    calls = []
+    real = _models._load
+    monkeypatch.setattr(_models, "_load", lambda *a: calls.append(a) or real(*a))
+    _models.clear_model_registry()
+    first = TransformerEmbedder(tiny_bert, cache_dir=cache_dir).fit()
+    second = clone(first).set_params(pooling="max").fit()
+    assert second.model_ is first.model_
+    assert len(calls) == 1
+
+
+def test_pickle_holds_no_weights_and_reloads_by_name(embedder, texts):
+    embedder.fit()
+    Z = embedder.transform(texts[0])
+    blob = pickle.dumps(embedder)
+    assert len(blob) < 4096
+    restored = pickle.loads(blob)
+    assert "model_" not in restored.__dict__
+    np.testing.assert_allclose(restored.transform(texts[0]), Z, atol=1e-6)
+    assert restored.model_ is embedder.model_
+
+
+def test_pickled_pipeline_predicts_the_same_in_a_fresh_process(tiny_bert, tmp_path, texts):
+    import joblib
+
+    X, y = texts
+    pipe = make_pipeline(TransformerEmbedder(tiny_bert, cache_dir=None), LogisticRegression())
+    pipe.fit(X, y)
+    path = tmp_path / "pipe.joblib"
+    joblib.dump(pipe, path)
+    assert path.stat().st_size < 20_000
+    expected = pipe.predict_proba(X)
+    np.save(tmp_path / "expected.npy", expected)
+    script = textwrap.dedent(
+        f"""
+        import joblib, json, numpy as np
+        pipe = joblib.load({str(path)!r})
+        got = pipe.predict_proba(json.loads({__import__("json").dumps(X)!r}))
+        np.testing.assert_allclose(got, np.load({str(tmp_path / "expected.npy")!r}), atol=1e-6)
+        print("same")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "same"
+
+
+def test_bfloat16_close_to_float32(tiny_bert, cache_dir, texts):
+    ref = TransformerEmbedder(tiny_bert, cache_dir=cache_dir).fit().transform(texts[0])
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        emb = TransformerEmbedder(tiny_bert, dtype="bfloat16", cache_dir=cache_dir).fit()
+    if any(w.category is PrecisionWarning for w in record):
+        assert emb.dtype_ == "float32"
+    else:
+        assert emb.dtype_ == "bfloat16"
+    Z = emb.transform(texts[0])
+    cosine = (Z * ref).sum(axis=1)
+    assert cosine.min() > 0.99
+    if emb.dtype_ == "bfloat16":
+        assert not np.array_equal(Z, ref)  # really computed in reduced precision
+
+
+def test_verbose_shows_progress(tiny_bert, capsys):
+    TransformerEmbedder(tiny_bert, cache_dir=None, verbose=1, batch_size=2).fit().transform(["a", "b", "c"])
+    assert "embedding" in capsys.readouterr().err
+
+
+def test_default_model_without_hub_or_package_names_the_extra(monkeypatch, cache_dir):
+    monkeypatch.setattr(_models, "_hub_cached_folder", lambda *a: None)
+    monkeypatch.setattr(_models, "_packaged_folder", lambda name: None)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(OSError, match=r"pip install 'skllm-toolkit\[models\]'"):
+        TransformerEmbedder(cache_dir=cache_dir).fit()
+
+
+def test_gridsearch_embeds_each_unique_text_exactly_once(tiny_bert, cache_dir, texts):
+    X, y = texts
+    X = X + X[:6]  # duplicates across folds, too
+    y = y + y[:6]
+    pipe = make_pipeline(TransformerEmbedder(tiny_bert, cache_dir=cache_dir), LogisticRegression())
+    search = GridSearchCV(pipe, {"logisticregression__C": [0.1, 1.0, 10.0]}, cv=KFold(5, shuffle=True, random_state=0))
+    model = TransformerEmbedder(tiny_bert, cache_dir=cache_dir).fit().model_
+    seen, handle = count_rows(model)
+    try:
+        search.fit(X, y)
+        search.predict(X)
+    finally:
+        handle.remove()
+    assert sum(seen) == len(set(X))
