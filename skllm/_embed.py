@@ -16,6 +16,7 @@ from .exceptions import TruncationWarning
 logger = logging.getLogger(__name__)
 
 POOLINGS = ("mean", "cls", "max", "last")
+_CHUNK = 8192
 # Attributes holding live objects: rebuilt on demand, never pickled.
 _LIVE = ("model_", "tokenizer_")
 
@@ -351,22 +352,27 @@ class TransformerEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             import torch
 
             device = torch.device(self.device_)
-            new, counts = embed_texts(
-                self.model_,
-                self.tokenizer_,
-                [unique[i] for i in missing],
-                pooling=self.pooling,
-                normalize=self.normalize,
-                max_length=self.max_length_,
-                batch_size=self.batch_size,
-                device=device,
-                dtype=self.dtype_,
-                verbose=self.verbose,
-            )
-            vectors[missing] = new
-            n_tokens[missing] = counts
-            if cache is not None:
-                cache.put([keys[i] for i in missing], new, counts)
+            # Work in large chunks, each stored as it completes, so that an
+            # interrupted run keeps what it has done; within a chunk batches
+            # are formed by token length.
+            for start in range(0, len(missing), _CHUNK):
+                part = missing[start : start + _CHUNK]
+                new, counts = embed_texts(
+                    self.model_,
+                    self.tokenizer_,
+                    [unique[i] for i in part],
+                    pooling=self.pooling,
+                    normalize=self.normalize,
+                    max_length=self.max_length_,
+                    batch_size=self.batch_size,
+                    device=device,
+                    dtype=self.dtype_,
+                    verbose=self.verbose,
+                )
+                vectors[part] = new
+                n_tokens[part] = counts
+                if cache is not None:
+                    cache.put([keys[i] for i in part], new, counts)
         logger.debug("embedded %d of %d unique texts (%d rows)", len(missing), len(unique), len(texts))
 
         n_cut = int((n_tokens[inverse] > self.max_length_).sum())

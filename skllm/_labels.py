@@ -3,6 +3,7 @@
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 
@@ -64,6 +65,7 @@ class LabelEncodedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
 
     def fit(self, X, y, **fit_params):
         """Encode ``y``, then fit a clone of ``estimator`` on ``(X, encoded y)``."""
+        check_classification_targets(y)
         self.label_encoder_ = LabelEncoder().fit(y)
         self.classes_ = self.label_encoder_.classes_
         self.estimator_ = clone(self.estimator).fit(X, self.label_encoder_.transform(y), **fit_params)

@@ -14,19 +14,20 @@ WORDS = (
 def _bert_vocab():
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     chars = list(string.ascii_lowercase + string.digits + string.punctuation)
-    return specials + chars + ["##" + c for c in string.ascii_lowercase + string.digits] + WORDS
+    tokens = specials + chars + ["##" + c for c in string.ascii_lowercase + string.digits] + WORDS
+    return {token: i for i, token in enumerate(dict.fromkeys(tokens))}
 
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory):
     """Folder of a 2-layer BERT with hidden size 32 and a WordPiece tokenizer."""
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizer
 
     folder = tmp_path_factory.mktemp("tiny-bert")
-    vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(_bert_vocab()) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    # transformers 5 builds BERT tokenizers from a vocabulary dict.
+    tokenizer = BertTokenizer(vocab=_bert_vocab(), do_lower_case=True)
+    assert tokenizer.tokenize("great film") == ["great", "film"]
     config = BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,

@@ -16,12 +16,7 @@ from sklearn.pipeline import make_pipeline
 from skllm import TransformerEmbedder, _models
 from skllm.exceptions import PrecisionWarning, TruncationWarning
 
-
-def count_rows(model):
-    """Attach a hook counting the texts that go through ``model``'s forward pass."""
-    seen = []
-    handle = model.register_forward_hook(lambda mod, args, kwargs, out: seen.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
-    return seen, handle
+from helpers import count_rows
 
 
 @pytest.fixture

@@ -1,0 +1,134 @@
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from skllm import TransformerEmbedder, _cache, _models
+from skllm.exceptions import CacheWarning
+
+from helpers import count_rows
+
+
+def db_files(cache_dir):
+    return sorted(Path(cache_dir, "embeddings").glob("*.sqlite3"))
+
+
+def test_cache_survives_clone_and_registry_reset(tiny_bert, cache_dir, texts):
+    first = TransformerEmbedder(tiny_bert, cache_dir=cache_dir).fit()
+    Z = first.transform(texts[0])
+    # A "restart": no model in memory, a new estimator reading the same folder.
+    _models.clear_model_registry()
+    again = clone(first).fit()
+    seen, handle = count_rows(again.model_)
+    try:
+        np.testing.assert_allclose(again.transform(texts[0]), Z)
+    finally:
+        handle.remove()
+    assert seen == []
+
+
+def test_every_configuration_has_its_own_entries(tiny_bert, cache_dir):
+    X = ["great film", "awful film"]
+    out = {}
+    for pooling in ("mean", "max"):
+        for max_length in (8, 16):
+            emb = TransformerEmbedder(tiny_bert, pooling=pooling, max_length=max_length, cache_dir=cache_dir)
+            out[pooling, max_length] = emb.fit().transform(X)
+    assert len(db_files(cache_dir)) == 4
+    assert not np.allclose(out["mean", 16], out["max", 16])
+
+
+def test_no_cache_writes_nothing(tiny_bert, tmp_path, monkeypatch):
+    monkeypatch.setenv("SKLLM_CACHE_DIR", str(tmp_path / "default"))
+    TransformerEmbedder(tiny_bert, cache_dir=None).fit().transform(["great film"])
+    assert not (tmp_path / "default").exists()
+    TransformerEmbedder(tiny_bert).fit().transform(["great film"])
+    assert len(db_files(tmp_path / "default")) == 1
+
+
+def test_damaged_entry_is_recomputed_not_returned(tiny_bert, cache_dir):
+    X = ["great film", "awful film"]
+    emb = TransformerEmbedder(tiny_bert, cache_dir=cache_dir).fit()
+    Z = emb.transform(X)
+    (path,) = db_files(cache_dir)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE embeddings SET vector = zeroblob(128) WHERE key = ?", (_cache.text_key(X[0]),))
+        conn.execute("UPDATE embeddings SET vector = substr(vector, 1, 20) WHERE key = ?", (_cache.text_key(X[1]),))
+    fresh = clone(emb).fit()
+    seen, handle = count_rows(fresh.model_)
+    try:
+        with pytest.warns(CacheWarning, match="damaged entry"):
+            np.testing.assert_allclose(fresh.transform(X), Z, atol=1e-6)
+    finally:
+        handle.remove()
+    assert sum(seen) == 2
+    np.testing.assert_allclose(clone(emb).fit().transform(X), Z, atol=1e-6)  # rewritten
+
+
+def test_damaged_database_file_is_moved_aside(tiny_bert, cache_dir):
+    X = ["great film", "awful film"]
+    emb = TransformerEmbedder(tiny_bert, cache_dir=cache_dir).fit()
+    Z = emb.transform(X)
+    (path,) = db_files(cache_dir)
+    _cache._connections.clear()
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    path.write_bytes(b"SQLite format 3\x00" + b"\x13" * 3000)  # a header, then garbage
+    with pytest.warns(CacheWarning, match="damaged"):
+        np.testing.assert_allclose(clone(emb).fit().transform(X), Z, atol=1e-6)
+    assert list(path.parent.glob("*.corrupt-*"))
+    assert len(_cache.EmbeddingCache(cache_dir, clone(emb).fit()._cache().config, 32)) == 2
+
+
+def _embed_in_child(model_dir, cache_dir, texts, barrier, queue):
+    import warnings
+
+    warnings.simplefilter("error", CacheWarning)
+    emb = TransformerEmbedder(model_dir, cache_dir=cache_dir, batch_size=4).fit()
+    barrier.wait(timeout=120)
+    # Many small calls: many write transactions interleaved with the other process.
+    queue.put(np.concatenate([emb.transform(texts[i : i + 5]) for i in range(0, len(texts), 5)]))
+
+
+def test_two_processes_writing_overlapping_texts(tiny_bert, cache_dir):
+    words = "great film awful boring fun loved hated story plot actor".split()
+    texts = [f"{a} {b} {i}" for i in range(12) for a in words[:5] for b in words[5:]]  # 300 texts
+    first, second = texts[:200], texts[100:]  # 100 texts written by both
+    ctx = multiprocessing.get_context("spawn")
+    queue, barrier = ctx.Queue(), ctx.Barrier(2)
+    procs = [
+        ctx.Process(target=_embed_in_child, args=(tiny_bert, cache_dir, part, barrier, queue))
+        for part in (first, second)
+    ]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert sorted(len(r) for r in results) == [200, 200]
+
+    reference = TransformerEmbedder(tiny_bert, cache_dir=None).fit().transform(texts)
+    emb = TransformerEmbedder(tiny_bert, cache_dir=cache_dir).fit()
+    (path,) = db_files(cache_dir)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == len(texts)
+    seen, handle = count_rows(emb.model_)
+    try:
+        np.testing.assert_allclose(emb.transform(texts), reference, atol=1e-5)
+    finally:
+        handle.remove()
+    assert seen == []
+
+
+def test_unwritable_cache_warns_and_still_embeds(tiny_bert, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    emb = TransformerEmbedder(tiny_bert, cache_dir=str(blocker)).fit()
+    with pytest.warns(CacheWarning, match="cannot be"):
+        Z = emb.transform(["great film"])
+    assert Z.shape == (1, 32)

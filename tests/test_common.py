@@ -1,0 +1,136 @@
+"""The contract every skllm estimator honours, run over all of them."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone, is_classifier
+from sklearn.datasets import make_classification
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import estimator_checks as ec
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skllm import LabelEncodedClassifier, TransformerEmbedder
+
+
+def _numeric_data():
+    X, y = make_classification(n_samples=60, n_features=5, random_state=0)
+    return X, np.where(y == 1, "spam", "ham")
+
+
+def _embedder(paths, tmp_path):
+    return TransformerEmbedder(paths["tiny_bert"], cache_dir=str(tmp_path / "cache"))
+
+
+def _xgb(paths, tmp_path):
+    xgboost = pytest.importorskip("xgboost")
+    return LabelEncodedClassifier(xgboost.XGBClassifier(n_estimators=5, max_depth=2, random_state=0, n_jobs=1))
+
+
+# name -> (factory, data, grid over the estimator's own parameters)
+CASES = {
+    "TransformerEmbedder": (_embedder, "texts", {"pooling": ["mean", "max"]}),
+    "LabelEncodedClassifier(LogisticRegression)": (
+        lambda paths, tmp: LabelEncodedClassifier(LogisticRegression()),
+        "numeric",
+        {"estimator__C": [0.1, 1.0]},
+    ),
+    "LabelEncodedClassifier(XGBClassifier)": (_xgb, "numeric", {"estimator__max_depth": [1, 2]}),
+}
+
+
+@pytest.fixture
+def case(request, tiny_bert, tiny_llama, texts, tmp_path):
+    factory, data, grid = CASES[request.param]
+    estimator = factory({"tiny_bert": tiny_bert, "tiny_llama": tiny_llama}, tmp_path)
+    X, y = texts if data == "texts" else _numeric_data()
+    return estimator, X, y, grid
+
+
+def _output(estimator, X):
+    for method in ("predict_proba", "transform", "predict"):
+        if hasattr(estimator, method):
+            return np.asarray(getattr(estimator, method)(X))
+    raise AssertionError("estimator has no output method")
+
+
+def _in_pipeline(estimator, data_is_text):
+    """The estimator as a user meets it: with a head after a transformer, or a step before a classifier."""
+    if is_classifier(estimator):
+        return make_pipeline(StandardScaler(), estimator) if not data_is_text else make_pipeline(estimator)
+    # Embeddings of a random tiny model are close together: a weakly regularised head.
+    return make_pipeline(estimator, LogisticRegression(C=1e4, max_iter=5000))
+
+
+@pytest.mark.parametrize("case", list(CASES), indirect=True)
+class TestContract:
+    def test_unfitted_use_raises_not_fitted(self, case):
+        estimator, X, _, _ = case
+        with pytest.raises(NotFittedError):
+            _output(estimator, X)
+
+    def test_clone_copies_parameters_only(self, case):
+        estimator, X, y, _ = case
+        estimator.fit(X, y)
+        copy = clone(estimator)
+        assert repr(copy) == repr(estimator)
+        assert not [k for k in vars(copy) if k.endswith("_") and not k.startswith("_")]
+        with pytest.raises(NotFittedError):
+            _output(copy, X)
+
+    def test_pickle_round_trip_gives_same_output(self, case):
+        estimator, X, y, _ = case
+        out = _output(estimator.fit(X, y), X)
+        restored = pickle.loads(pickle.dumps(estimator))
+        np.testing.assert_allclose(_output(restored, X), out, atol=1e-6)
+
+    def test_same_parameters_give_the_same_model(self, case):
+        estimator, X, y, _ = case
+        a = _output(clone(estimator).fit(X, y), X)
+        b = _output(clone(estimator).fit(X, y), X)
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+    def test_works_in_pipeline_and_gridsearch(self, case):
+        estimator, X, y, grid = case
+        data_is_text = isinstance(X, list)
+        pipe = _in_pipeline(estimator, data_is_text)
+        step = pipe.steps[-1][0] if is_classifier(estimator) else pipe.steps[0][0]
+        search = GridSearchCV(pipe, {f"{step}__{k}": v for k, v in grid.items()}, cv=3)
+        search.fit(X, y)
+        predictions = search.predict(X)
+        assert set(predictions) <= set(y)
+        assert search.score(X, y) > 0.5
+
+
+# Checks of scikit-learn's API that need no numeric input, for estimators that read text.
+TEXT_API_CHECKS = [
+    ec.check_estimator_cloneable,
+    ec.check_estimator_tags_renamed,
+    ec.check_valid_tag_types,
+    ec.check_estimator_repr,
+    ec.check_no_attributes_set_in_init,
+    ec.check_do_not_raise_errors_in_init_or_set_params,
+    ec.check_mixin_order,
+    ec.check_parameters_default_constructible,
+    ec.check_get_params_invariance,
+    ec.check_set_params,
+]
+
+
+@pytest.mark.parametrize("check", TEXT_API_CHECKS, ids=lambda c: c.__name__)
+def test_text_estimators_pass_sklearn_api_checks(check):
+    check("TransformerEmbedder", TransformerEmbedder())
+
+
+def test_text_estimators_declare_string_input():
+    tags = TransformerEmbedder().__sklearn_tags__()
+    assert tags.input_tags.string and not tags.input_tags.two_d_array
+
+
+@parametrize_with_checks([LabelEncodedClassifier(LogisticRegression())])
+def test_numeric_estimators_pass_all_sklearn_checks(estimator, check):
+    check(estimator)
