@@ -26,8 +26,7 @@ def resolve_device(device, *, param="device"):
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(
-            f"{param}={device!r} is not a valid device; use 'auto', 'cpu', 'cuda', "
-            f"'cuda:N' or 'mps'."
+            f"{param}={device!r} is not a valid device; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
         ) from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"{param}={device!r} but CUDA is not available on this machine.")
@@ -79,8 +78,7 @@ def resolve_dtype(dtype, device, *, param="dtype"):
         return "float32"
     if dtype == "float16" and device.type == "cpu":
         warnings.warn(
-            f"{param}='float16' is slow and inaccurate on the CPU; computing in "
-            f"float32 (use 'bfloat16' on the CPU).",
+            f"{param}='float16' is slow and inaccurate on the CPU; computing in float32 (use 'bfloat16' on the CPU).",
             PrecisionWarning,
             stacklevel=3,
         )

@@ -60,11 +60,12 @@ def _pool(hidden, mask, pooling):
     return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
 
 
-def embed_texts(model, tokenizer, texts, *, pooling, normalize, max_length, batch_size, device, dtype, verbose=0):
+def embed_texts(model, tokenizer, texts, *, pooling, normalize, max_length, batch_size, device, dtype, progress=None):
     """Embed ``texts`` with a loaded model; returns ``(vectors, n_tokens)``.
 
     Batches are formed from texts of similar token length (longest first), so
     little compute goes to padding; results come back in input order.
+    ``progress``, if given, is a tqdm bar advanced once per batch.
     """
     import torch
 
@@ -76,32 +77,23 @@ def embed_texts(model, tokenizer, texts, *, pooling, normalize, max_length, batc
         pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
     out = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    progress = None
-    if verbose:
-        from tqdm.auto import tqdm
-
-        progress = tqdm(total=len(batches), desc="embedding", unit="batch")
-    try:
-        with torch.inference_mode(), autocast(device, dtype):
-            for batch in batches:
-                width = int(lengths[batch[0]])
-                input_ids = np.full((len(batch), width), pad_id, dtype=np.int64)
-                mask = np.zeros((len(batch), width), dtype=np.int64)
-                for row, i in enumerate(batch):
-                    input_ids[row, : lengths[i]] = ids[i]
-                    mask[row, : lengths[i]] = 1
-                input_ids = torch.from_numpy(input_ids).to(device)
-                mask = torch.from_numpy(mask).to(device)
-                hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-                pooled = _pool(hidden.float(), mask, pooling)
-                if normalize:
-                    pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-                out[batch] = pooled.cpu().numpy()
-                if progress is not None:
-                    progress.update(1)
-    finally:
-        if progress is not None:
-            progress.close()
+    with torch.inference_mode(), autocast(device, dtype):
+        for batch in batches:
+            width = int(lengths[batch[0]])
+            input_ids = np.full((len(batch), width), pad_id, dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            for row, i in enumerate(batch):
+                input_ids[row, : lengths[i]] = ids[i]
+                mask[row, : lengths[i]] = 1
+            input_ids = torch.from_numpy(input_ids).to(device)
+            mask = torch.from_numpy(mask).to(device)
+            hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            pooled = _pool(hidden.float(), mask, pooling)
+            if normalize:
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+            out[batch] = pooled.cpu().numpy()
+            if progress is not None:
+                progress.update(1)
     return out, np.asarray(n_tokens, dtype=np.int64)
 
 
@@ -314,6 +306,37 @@ class TransformerEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             config["device_type"] = torch.device(self.device_).type
         return _cache.EmbeddingCache(root, config, self.embedding_dim_)
 
+    def _embed_new(self, texts, cache, keys):
+        """Embed texts missing from the cache, storing each chunk as it completes."""
+        import torch
+        from tqdm.auto import tqdm
+
+        device = torch.device(self.device_)
+        vectors = np.empty((len(texts), self.embedding_dim_), dtype=np.float32)
+        n_tokens = np.empty(len(texts), dtype=np.int64)
+        starts = range(0, len(texts), _CHUNK)
+        n_batches = sum(-(-min(_CHUNK, len(texts) - i) // self.batch_size) for i in starts)
+        with tqdm(total=n_batches, desc="embedding", unit="batch", disable=not self.verbose) as progress:
+            # Chunks bound what an interrupted run loses; within a chunk,
+            # batches are formed by token length.
+            for start in starts:
+                stop = min(start + _CHUNK, len(texts))
+                vectors[start:stop], n_tokens[start:stop] = embed_texts(
+                    self.model_,
+                    self.tokenizer_,
+                    texts[start:stop],
+                    pooling=self.pooling,
+                    normalize=self.normalize,
+                    max_length=self.max_length_,
+                    batch_size=self.batch_size,
+                    device=device,
+                    dtype=self.dtype_,
+                    progress=progress,
+                )
+                if cache is not None:
+                    cache.put(keys[start:stop], vectors[start:stop], n_tokens[start:stop])
+        return vectors, n_tokens
+
     def transform(self, X):
         """Embed each text.
 
@@ -349,30 +372,11 @@ class TransformerEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
                 else:
                     vectors[i], n_tokens[i] = hit
         if missing:
-            import torch
-
-            device = torch.device(self.device_)
-            # Work in large chunks, each stored as it completes, so that an
-            # interrupted run keeps what it has done; within a chunk batches
-            # are formed by token length.
-            for start in range(0, len(missing), _CHUNK):
-                part = missing[start : start + _CHUNK]
-                new, counts = embed_texts(
-                    self.model_,
-                    self.tokenizer_,
-                    [unique[i] for i in part],
-                    pooling=self.pooling,
-                    normalize=self.normalize,
-                    max_length=self.max_length_,
-                    batch_size=self.batch_size,
-                    device=device,
-                    dtype=self.dtype_,
-                    verbose=self.verbose,
-                )
-                vectors[part] = new
-                n_tokens[part] = counts
-                if cache is not None:
-                    cache.put([keys[i] for i in part], new, counts)
+            new, counts = self._embed_new(
+                [unique[i] for i in missing], cache, [keys[i] for i in missing] if cache is not None else None
+            )
+            vectors[missing] = new
+            n_tokens[missing] = counts
         logger.debug("embedded %d of %d unique texts (%d rows)", len(missing), len(unique), len(texts))
 
         n_cut = int((n_tokens[inverse] > self.max_length_).sum())

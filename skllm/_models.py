@@ -7,7 +7,6 @@ GridSearchCV candidates and unpickled estimators share one copy of the weights.
 
 import hashlib
 import importlib.util
-import json
 import logging
 import os
 import threading
@@ -61,7 +60,7 @@ def _hub_cached_folder(repo_id, revision):
 
 
 def _packaged_folder(name):
-    module, getter, extra = _PACKAGED[name]
+    module, getter, _ = _PACKAGED[name]
     if importlib.util.find_spec(module) is None:
         return None
     mod = importlib.import_module(module)

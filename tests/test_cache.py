@@ -94,7 +94,7 @@ def _embed_in_child(model_dir, cache_dir, texts, barrier, queue):
 
 
 def test_two_processes_writing_overlapping_texts(tiny_bert, cache_dir):
-    words = "great film awful boring fun loved hated story plot actor".split()
+    words = ["great", "film", "awful", "boring", "fun", "loved", "hated", "story", "plot", "actor"]
     texts = [f"{a} {b} {i}" for i in range(12) for a in words[:5] for b in words[5:]]  # 300 texts
     first, second = texts[:200], texts[100:]  # 100 texts written by both
     ctx = multiprocessing.get_context("spawn")
