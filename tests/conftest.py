@@ -4,57 +4,11 @@ import string
 
 import pytest
 
-WORDS = [
-    "the",
-    "a",
-    "an",
-    "and",
-    "or",
-    "but",
-    "not",
-    "no",
-    "is",
-    "was",
-    "are",
-    "film",
-    "movie",
-    "great",
-    "good",
-    "bad",
-    "awful",
-    "dull",
-    "boring",
-    "fun",
-    "loved",
-    "hated",
-    "it",
-    "this",
-    "that",
-    "story",
-    "plot",
-    "actor",
-    "acting",
-    "funny",
-    "sad",
-    "long",
-    "short",
-    "best",
-    "worst",
-    "free",
-    "win",
-    "call",
-    "now",
-    "prize",
-    "hello",
-    "see",
-    "you",
-    "later",
-    "text",
-    "me",
-    "tomorrow",
-    "ok",
-    "thanks",
-]
+WORDS = (
+    "the a an and or but not no is was are film movie great good bad awful dull boring fun "
+    "loved hated it this that story plot actor acting funny sad long short best worst free win "
+    "call now prize hello see you later text me tomorrow ok thanks"
+).split()
 
 
 def _bert_vocab():
