@@ -7,13 +7,32 @@ skllm stays light.
 from . import datasets, exceptions
 from ._cache import default_cache_dir
 from ._embed import TransformerEmbedder
+from ._finetune import FineTuneClassifier, FineTuneRegressor
 from ._labels import LabelEncodedClassifier
+from ._methods import (
+    BottleneckAdapter,
+    FineTuningMethod,
+    FullFineTuning,
+    HeadTuning,
+    LoRA,
+    PrefixTuning,
+    PromptTuning,
+)
 from ._models import DEFAULT_ENCODER, clear_model_registry
 from ._version import __version__
 
 __all__ = [
     "DEFAULT_ENCODER",
+    "BottleneckAdapter",
+    "FineTuneClassifier",
+    "FineTuneRegressor",
+    "FineTuningMethod",
+    "FullFineTuning",
+    "HeadTuning",
     "LabelEncodedClassifier",
+    "LoRA",
+    "PrefixTuning",
+    "PromptTuning",
     "TransformerEmbedder",
     "__version__",
     "clear_model_registry",

@@ -26,7 +26,36 @@ def _check_positive_int(value, name, *, low=1):
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
 
 
-def _tokenize(tokenizer, texts, max_length):
+def pad_token_id(tokenizer):
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+
+
+def pad_batch(ids, batch, pad_id, device):
+    """Right-padded ``input_ids`` and ``attention_mask`` tensors for rows ``batch`` of ``ids``."""
+    import torch
+
+    width = max(len(ids[i]) for i in batch)
+    input_ids = np.full((len(batch), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(batch), width), dtype=np.int64)
+    for row, i in enumerate(batch):
+        input_ids[row, : len(ids[i])] = ids[i]
+        mask[row, : len(ids[i])] = 1
+    return torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device)
+
+
+def truncation_warning(n_cut, n_texts, max_length, stacklevel):
+    if n_cut:
+        warnings.warn(
+            f"{n_cut} of {n_texts} texts were longer than max_length={max_length} tokens "
+            f"and were truncated to their first {max_length} tokens.",
+            TruncationWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+def tokenize(tokenizer, texts, max_length):
     """Token ids per text (truncated to ``max_length``) and untruncated lengths."""
     ids = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
     n_tokens = [len(row) for row in ids]
@@ -69,24 +98,15 @@ def embed_texts(model, tokenizer, texts, *, pooling, normalize, max_length, batc
     """
     import torch
 
-    ids, n_tokens = _tokenize(tokenizer, texts, max_length)
+    ids, n_tokens = tokenize(tokenizer, texts, max_length)
     lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
     order = np.argsort(-lengths, kind="stable")
-    pad_id = tokenizer.pad_token_id
-    if pad_id is None:
-        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    pad_id = pad_token_id(tokenizer)
     out = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     with torch.inference_mode(), autocast(device, dtype):
         for batch in batches:
-            width = int(lengths[batch[0]])
-            input_ids = np.full((len(batch), width), pad_id, dtype=np.int64)
-            mask = np.zeros((len(batch), width), dtype=np.int64)
-            for row, i in enumerate(batch):
-                input_ids[row, : lengths[i]] = ids[i]
-                mask[row, : lengths[i]] = 1
-            input_ids = torch.from_numpy(input_ids).to(device)
-            mask = torch.from_numpy(mask).to(device)
+            input_ids, mask = pad_batch(ids, batch, pad_id, device)
             hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
             pooled = _pool(hidden.float(), mask, pooling)
             if normalize:
@@ -379,12 +399,5 @@ class TransformerEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
             n_tokens[missing] = counts
         logger.debug("embedded %d of %d unique texts (%d rows)", len(missing), len(unique), len(texts))
 
-        n_cut = int((n_tokens[inverse] > self.max_length_).sum())
-        if n_cut:
-            warnings.warn(
-                f"{n_cut} of {len(texts)} texts were longer than max_length={self.max_length_} tokens "
-                f"and were truncated to their first {self.max_length_} tokens.",
-                TruncationWarning,
-                stacklevel=3,
-            )
+        truncation_warning(int((n_tokens[inverse] > self.max_length_).sum()), len(texts), self.max_length_, 3)
         return vectors[inverse]

@@ -181,3 +181,14 @@ def clear_model_registry():
     """Drop every model loaded by this process (frees their memory)."""
     with _registry_lock:
         _registry.clear()
+
+
+def is_decoder(model):
+    """True for models whose attention is causal (decoders such as Llama)."""
+    return any(getattr(m, "is_causal", False) is True for m in model.modules())
+
+
+def positions(model, tokenizer):
+    """How many tokens the model accepts."""
+    limit = getattr(model.config, "max_position_embeddings", None) or 10**9
+    return int(min(limit, getattr(tokenizer, "model_max_length", limit) or limit))

@@ -1,0 +1,39 @@
+"""Fine-tuning methods: each a small estimator-like object in its own file.
+
+Adding a method: one new file with a :class:`FineTuningMethod` subclass, and one
+line in ``METHODS``.
+"""
+
+from ._adapter import BottleneckAdapter
+from ._base import FineTuningMethod
+from ._full import FullFineTuning
+from ._head import HeadTuning
+from ._lora import LoRA
+from ._prefix import PrefixTuning
+from ._prompt import PromptTuning
+
+METHODS = {cls.name: cls for cls in (HeadTuning, FullFineTuning, LoRA, PrefixTuning, PromptTuning, BottleneckAdapter)}
+
+
+def resolve_method(method):
+    """A fresh method object for a name, or the given object."""
+    if isinstance(method, FineTuningMethod):
+        return method
+    if isinstance(method, str) and method in METHODS:
+        return METHODS[method]()
+    raise ValueError(
+        f"method={method!r} is not supported; use one of {sorted(METHODS)} or a method object such as LoRA(r=4)."
+    )
+
+
+__all__ = [
+    "METHODS",
+    "BottleneckAdapter",
+    "FineTuningMethod",
+    "FullFineTuning",
+    "HeadTuning",
+    "LoRA",
+    "PrefixTuning",
+    "PromptTuning",
+    "resolve_method",
+]

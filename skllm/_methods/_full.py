@@ -1,0 +1,21 @@
+"""Fine-tuning II: every layer trained."""
+
+from ._base import FineTuningMethod
+
+
+class FullFineTuning(FineTuningMethod):
+    """Train every parameter of the backbone and the output layer ("full").
+
+    The most expressive and the most expensive method; a saved model holds all
+    the backbone's weights.
+    """
+
+    name = "full"
+    default_learning_rate = 5e-5
+
+    def build(self, backbone):
+        from ._encoders import PlainEncoder
+
+        for p in backbone.parameters():
+            p.requires_grad_(True)
+        return PlainEncoder(backbone)

@@ -1,0 +1,60 @@
+"""LoRA through peft."""
+
+import warnings
+
+from ._base import FineTuningMethod, check_float, check_int
+
+
+class LoRA(FineTuningMethod):
+    """Low-rank adapters on the attention projections ("lora"), via peft.
+
+    Parameters
+    ----------
+    r : int, default=8
+        Rank of the update matrices.
+    alpha : float, default=16
+        Scaling: the update is multiplied by ``alpha / r``.
+    dropout : float, default=0.1
+        Dropout on the adapter's input.
+    target_modules : tuple of str, default=None
+        Names of the linear layers to adapt. ``None`` lets peft choose per
+        architecture (``query``/``value`` for BERT, ``q_proj``/``v_proj`` for
+        Llama).
+    """
+
+    name = "lora"
+    default_learning_rate = 1e-3
+
+    def __init__(self, r=8, alpha=16, dropout=0.1, target_modules=None):
+        self.r = r
+        self.alpha = alpha
+        self.dropout = dropout
+        self.target_modules = target_modules
+
+    def validate(self):
+        check_int(self.r, "r")
+        check_float(self.alpha, "alpha", 0.0, low_inclusive=False)
+        check_float(self.dropout, "dropout", 0.0, 1.0)
+        if self.target_modules is not None and not isinstance(self.target_modules, (tuple, list, str)):
+            raise ValueError(f"target_modules must be None, a str or a tuple of str, got {self.target_modules!r}.")
+
+    def build(self, backbone):
+        from peft import LoraConfig, get_peft_model
+
+        from ._encoders import PlainEncoder
+
+        targets = self.target_modules
+        if isinstance(targets, tuple):
+            targets = list(targets)
+        config = LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=targets)
+        try:
+            with warnings.catch_warnings():
+                # peft calls a transformers API that transformers 5 deprecated.
+                warnings.simplefilter("ignore", FutureWarning)
+                model = get_peft_model(backbone, config)
+        except ValueError as exc:
+            raise ValueError(
+                f"LoRA cannot be applied to {type(backbone).__name__}: {exc} "
+                f"Pass target_modules, e.g. LoRA(target_modules=('q_proj', 'v_proj'))."
+            ) from exc
+        return PlainEncoder(model)

@@ -1,0 +1,44 @@
+"""Soft prompt tuning through peft."""
+
+import warnings
+
+from ._base import FineTuningMethod, check_int
+
+
+class PromptTuning(FineTuningMethod):
+    """Trainable virtual-token embeddings put before the input ("prompt"), via peft.
+
+    The backbone is frozen; only ``n_virtual_tokens`` embedding vectors (and the
+    output layer) are trained. The hidden states of the virtual tokens are left
+    out of the pooling.
+
+    Parameters
+    ----------
+    n_virtual_tokens : int, default=20
+        Number of virtual tokens. They take positions, so ``max_length`` is
+        capped at the model's positions minus this number.
+    """
+
+    name = "prompt"
+    default_learning_rate = 3e-2
+
+    def __init__(self, n_virtual_tokens=20):
+        self.n_virtual_tokens = n_virtual_tokens
+
+    def validate(self):
+        check_int(self.n_virtual_tokens, "n_virtual_tokens")
+
+    def extra_positions(self):
+        return self.n_virtual_tokens
+
+    def build(self, backbone):
+        from peft import PromptTuningConfig, TaskType, get_peft_model
+
+        from ._encoders import VirtualTokenEncoder
+
+        config = PromptTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=self.n_virtual_tokens)
+        with warnings.catch_warnings():
+            # peft calls a transformers API that transformers 5 deprecated.
+            warnings.simplefilter("ignore", FutureWarning)
+            model = get_peft_model(backbone, config)
+        return VirtualTokenEncoder(model, self.n_virtual_tokens)
