@@ -366,7 +366,7 @@ class _FineTuneBase(BaseEstimator):
                         torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
                     optimizer.step()
                     scheduler.step()
-                    running += float(loss) * len(rows)
+                    running += float(loss.detach()) * len(rows)
                     seen += len(rows)
                     bar.update(1)
                     bar.set_postfix(loss=f"{running / seen:.4f}")

@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import estimator_checks as ec
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skllm import LabelEncodedClassifier, TransformerEmbedder
+from skllm import FineTuneClassifier, FineTuneRegressor, LabelEncodedClassifier, LoRA, TransformerEmbedder
 
 
 def _numeric_data():
@@ -31,9 +31,23 @@ def _xgb(paths, tmp_path):
     return LabelEncodedClassifier(xgboost.XGBClassifier(n_estimators=5, max_depth=2, random_state=0, n_jobs=1))
 
 
+def _finetune(cls, method, model="tiny_bert"):
+    def make(paths, tmp_path):
+        return cls(paths[model], method=method, epochs=1, batch_size=8, random_state=0, cache_dir=str(tmp_path / "c"))
+
+    return make
+
+
 # name -> (factory, data, grid over the estimator's own parameters)
 CASES = {
     "TransformerEmbedder": (_embedder, "texts", {"pooling": ["mean", "max"]}),
+    "FineTuneClassifier(lora)": (_finetune(FineTuneClassifier, LoRA(r=2)), "texts", {"method__r": [2, 4]}),
+    "FineTuneClassifier(prefix, llama)": (
+        _finetune(FineTuneClassifier, "prefix", "tiny_llama"),
+        "texts",
+        {"learning_rate": [1e-3, 1e-2]},
+    ),
+    "FineTuneRegressor(head)": (_finetune(FineTuneRegressor, "head"), "numeric-target", {"epochs": [1, 2]}),
     "LabelEncodedClassifier(LogisticRegression)": (
         lambda paths, tmp: LabelEncodedClassifier(LogisticRegression()),
         "numeric",
@@ -47,7 +61,12 @@ CASES = {
 def case(request, tiny_bert, tiny_llama, texts, tmp_path):
     factory, data, grid = CASES[request.param]
     estimator = factory({"tiny_bert": tiny_bert, "tiny_llama": tiny_llama}, tmp_path)
-    X, y = texts if data == "texts" else _numeric_data()
+    if data == "texts":
+        X, y = texts
+    elif data == "numeric-target":
+        X, y = texts[0], np.array([float(len(t)) for t in texts[0]])
+    else:
+        X, y = _numeric_data()
     return estimator, X, y, grid
 
 
@@ -59,11 +78,11 @@ def _output(estimator, X):
 
 
 def _in_pipeline(estimator, data_is_text):
-    """The estimator as a user meets it: with a head after a transformer, or a step before a classifier."""
-    if is_classifier(estimator):
-        return make_pipeline(StandardScaler(), estimator) if not data_is_text else make_pipeline(estimator)
-    # Embeddings of a random tiny model are close together: a weakly regularised head.
-    return make_pipeline(estimator, LogisticRegression(C=1e4, max_iter=5000))
+    """The estimator as a user meets it: with a head after a transformer, or a step before a predictor."""
+    if hasattr(estimator, "transform"):
+        # Embeddings of a random tiny model are close together: a weakly regularised head.
+        return make_pipeline(estimator, LogisticRegression(C=1e4, max_iter=5000))
+    return make_pipeline(estimator) if data_is_text else make_pipeline(StandardScaler(), estimator)
 
 
 @pytest.mark.parametrize("case", list(CASES), indirect=True)
@@ -98,12 +117,18 @@ class TestContract:
         estimator, X, y, grid = case
         data_is_text = isinstance(X, list)
         pipe = _in_pipeline(estimator, data_is_text)
-        step = pipe.steps[-1][0] if is_classifier(estimator) else pipe.steps[0][0]
+        step = pipe.steps[0][0] if hasattr(estimator, "transform") else pipe.steps[-1][0]
         search = GridSearchCV(pipe, {f"{step}__{k}": v for k, v in grid.items()}, cv=3)
         search.fit(X, y)
+        assert len(search.cv_results_["params"]) == len(next(iter(grid.values())))
         predictions = search.predict(X)
-        assert set(predictions) <= set(y)
-        assert search.score(X, y) > 0.5
+        assert len(predictions) == len(X)
+        if is_classifier(search.best_estimator_):
+            assert set(predictions) <= set(y)
+        else:
+            assert np.isfinite(predictions).all()
+        if hasattr(estimator, "transform"):
+            assert search.score(X, y) > 0.5  # the head separates embeddings of a random tiny model
 
 
 # Checks of scikit-learn's API that need no numeric input, for estimators that read text.
@@ -121,13 +146,18 @@ TEXT_API_CHECKS = [
 ]
 
 
+TEXT_ESTIMATORS = [TransformerEmbedder(), FineTuneClassifier(), FineTuneRegressor()]
+
+
+@pytest.mark.parametrize("estimator", TEXT_ESTIMATORS, ids=lambda e: type(e).__name__)
 @pytest.mark.parametrize("check", TEXT_API_CHECKS, ids=lambda c: c.__name__)
-def test_text_estimators_pass_sklearn_api_checks(check):
-    check("TransformerEmbedder", TransformerEmbedder())
+def test_text_estimators_pass_sklearn_api_checks(estimator, check):
+    check(type(estimator).__name__, estimator)
 
 
-def test_text_estimators_declare_string_input():
-    tags = TransformerEmbedder().__sklearn_tags__()
+@pytest.mark.parametrize("estimator", TEXT_ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_text_estimators_declare_string_input(estimator):
+    tags = estimator.__sklearn_tags__()
     assert tags.input_tags.string and not tags.input_tags.two_d_array
 
 

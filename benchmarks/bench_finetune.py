@@ -1,0 +1,204 @@
+"""Fine-tuning methods on Rotten Tomatoes, and LoRA against a Trainer + peft script.
+
+1,000 training and 1,000 test snippets (stratified), max_length 64, 3 epochs,
+batch size 16, MiniLM (the packaged all-MiniLM-L6-v2). Each contender runs in its
+own process so that peak memory (max RSS) is its own. Reported: test accuracy,
+training examples per second (n_train x epochs / fit seconds), peak memory,
+trainable parameters and pickle size. The "head" method is also timed against one
+forward pass over the training texts (cold cache).
+
+    python benchmarks/bench_finetune.py                 # all contenders
+    python benchmarks/bench_finetune.py --only lora trainer-lora
+"""
+
+import argparse
+import json
+import pickle
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+CONTENDERS = ["head", "full", "lora", "lora-bf16", "prefix", "prompt", "adapter", "trainer-lora", "forward-pass"]
+EPOCHS, BATCH, MAX_LENGTH, N = 3, 16, 64, 1000
+
+
+def data():
+    from sklearn.model_selection import train_test_split
+
+    from skllm.datasets import load_rotten_tomatoes
+
+    X, y = load_rotten_tomatoes(return_X_y=True)
+    X, X_rest, y, y_rest = train_test_split(X, y, train_size=N, stratify=y, random_state=0)
+    X_test, _, y_test, _ = train_test_split(X_rest, y_rest, train_size=N, stratify=y_rest, random_state=0)
+    return X.tolist(), y.tolist(), X_test.tolist(), y_test.tolist()
+
+
+def run_skllm(name, X, y, X_test, y_test):
+    import warnings
+
+    from skllm import FineTuneClassifier, HeadTuning
+
+    warnings.simplefilter("ignore")
+    method, dtype, epochs = name, "float32", EPOCHS
+    if name == "lora-bf16":
+        method, dtype = "lora", "bfloat16"
+    if name == "head":
+        method, epochs = HeadTuning(), 10
+    clf = FineTuneClassifier(
+        method=method,
+        max_length=MAX_LENGTH,
+        epochs=epochs,
+        batch_size=BATCH,
+        random_state=0,
+        dtype=dtype,
+        cache_dir=tempfile.mkdtemp(),
+        device="cpu",
+    )
+    start = time.perf_counter()
+    clf.fit(X, y)
+    seconds = time.perf_counter() - start
+    accuracy = clf.score(X_test, y_test)
+    return {
+        "accuracy": accuracy,
+        "fit_s": seconds,
+        "ex_per_s": len(X) * epochs / seconds,
+        "trainable": clf.n_trainable_params_,
+        "pickle_bytes": len(pickle.dumps(clf)),
+        "epochs": epochs,
+    }
+
+
+def run_trainer(X, y, X_test, y_test):
+    """What a user writes by hand: AutoModelForSequenceClassification + peft LoRA + Trainer."""
+    import numpy as np
+    import torch
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from skllm._models import DEFAULT_ENCODER, resolve_model
+
+    path = resolve_model(DEFAULT_ENCODER).location
+    labels = sorted(set(y))
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(labels))
+    model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1))
+
+    def encode(texts, targets):
+        enc = tok(texts, truncation=True, max_length=MAX_LENGTH)
+        return [
+            {"input_ids": i, "attention_mask": m, "labels": labels.index(t)}
+            for i, m, t in zip(enc["input_ids"], enc["attention_mask"], targets)
+        ]
+
+    args = TrainingArguments(
+        output_dir=tempfile.mkdtemp(),
+        num_train_epochs=EPOCHS,
+        per_device_train_batch_size=BATCH,
+        per_device_eval_batch_size=32,
+        learning_rate=1e-3,
+        weight_decay=0.01,
+        warmup_steps=0.06,  # a float below 1 is a ratio of the steps
+        save_strategy="no",
+        logging_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=encode(X, y), data_collator=DataCollatorWithPadding(tok))
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    logits = trainer.predict(encode(X_test, y_test)).predictions
+    accuracy = float((np.asarray(labels)[logits.argmax(1)] == np.asarray(y_test)).mean())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    del torch
+    return {
+        "accuracy": accuracy,
+        "fit_s": seconds,
+        "ex_per_s": len(X) * EPOCHS / seconds,
+        "trainable": trainable,
+        "pickle_bytes": None,
+        "epochs": EPOCHS,
+    }
+
+
+def run_forward(X):
+    from skllm import TransformerEmbedder
+
+    emb = TransformerEmbedder(max_length=MAX_LENGTH, batch_size=32, cache_dir=None, device="cpu").fit()
+    start = time.perf_counter()
+    emb.transform(X)
+    seconds = time.perf_counter() - start
+    return {
+        "accuracy": None,
+        "fit_s": seconds,
+        "ex_per_s": len(X) / seconds,
+        "trainable": 0,
+        "pickle_bytes": None,
+        "epochs": 0,
+    }
+
+
+def one(name):
+    X, y, X_test, y_test = data()
+    if name == "trainer-lora":
+        result = run_trainer(X, y, X_test, y_test)
+    elif name == "forward-pass":
+        result = run_forward(X)
+    else:
+        result = run_skllm(name, X, y, X_test, y_test)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", nargs="*", default=CONTENDERS)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        return one(args.one)
+    results = {}
+    for name in args.only:
+        out = subprocess.run([sys.executable, __file__, "--one", name], capture_output=True, text=True)
+        if out.returncode:
+            print(f"{name} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
+            continue
+        results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(name, results[name], file=sys.stderr, flush=True)
+
+    print("| method | epochs | test accuracy | fit s | train ex/s | peak RSS MB | trainable params | pickle |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        acc = f"{r['accuracy']:.3f}" if r["accuracy"] is not None else "-"
+        size = f"{r['pickle_bytes'] / 1024:.0f} KB" if r["pickle_bytes"] else "-"
+        print(
+            f"| {name} | {r['epochs']} | {acc} | {r['fit_s']:.1f} | {r['ex_per_s']:.0f} | "
+            f"{r['peak_rss_mb']:.0f} | {r['trainable']:,} | {size} |"
+        )
+    if "lora" in results and "trainer-lora" in results:
+        base = results["trainer-lora"]["ex_per_s"]
+        for name in ("lora", "lora-bf16"):
+            if name in results:
+                print(
+                    f"\n{name} vs Trainer + peft LoRA: {results[name]['ex_per_s'] / base:.2f}x throughput, "
+                    f"accuracy {results[name]['accuracy']:.3f} vs {results['trainer-lora']['accuracy']:.3f}"
+                )
+    if "head" in results and "forward-pass" in results:
+        print(
+            f"head, 10 epochs, cold cache: {results['head']['fit_s'] / results['forward-pass']['fit_s']:.2f}x "
+            f"one forward pass over the training texts"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+
+from skllm import (
+    BottleneckAdapter,
+    FineTuneClassifier,
+    FineTuneRegressor,
+    LoRA,
+    PrefixTuning,
+    PromptTuning,
+    _finetune,
+    _models,
+)
+
+# Where each method's trained parameters live in the network (besides the head).
+TRAINED = {
+    "lora": lambda name: "lora_" in name,
+    "prefix": lambda name: name.startswith("encoder.extra."),
+    "prompt": lambda name: "prompt_encoder" in name,
+    "adapter": lambda name: ".down." in name or ".up." in name,
+    "full": lambda name: name.startswith("encoder."),
+}
+
+
+def fit(model_dir, method, X, y, cache_dir, **kw):
+    params = {"epochs": 2, "batch_size": 8, "random_state": 0, "cache_dir": cache_dir, **kw}
+    return FineTuneClassifier(model_dir, method=method, **params).fit(X, y)
+
+
+@pytest.fixture(params=["tiny_bert", "tiny_llama"])
+def backbone(request):
+    return request.getfixturevalue(request.param)
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "prefix", "prompt", "adapter"])
+def test_exactly_the_intended_parameters_change(backbone, method, texts, cache_dir, monkeypatch):
+    built = {}
+    real_build = _finetune._FineTuneBase._build_network
+
+    def recording_build(self, *args):
+        network = real_build(self, *args)
+        built["before"] = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        return network
+
+    monkeypatch.setattr(_finetune._FineTuneBase, "_build_network", recording_build)
+    shared = _models.load_backbone(_models.resolve_model(backbone), torch.device("cpu"))[0]
+    shared_before = {k: v.clone() for k, v in shared.state_dict().items()}
+
+    clf = fit(backbone, method, *texts, cache_dir, learning_rate=1e-2)
+    after = clf.network_.state_dict()
+    trainable = set(clf.trainable_state_)
+    assert trainable == {n for n, p in clf.network_.named_parameters() if p.requires_grad}
+    expected = {n for n in trainable if not n.startswith("head.")}
+    assert expected and all(TRAINED[method](n) for n in expected), sorted(expected)[:5]
+    assert any(n.startswith("head.") for n in trainable)
+    for name, value in built["before"].items():
+        if name in trainable:
+            continue
+        assert torch.equal(after[name], value), f"frozen {name} changed"
+    changed = [n for n in trainable if not torch.equal(after[n], built["before"][n])]
+    assert len(changed) >= 0.9 * len(trainable) - 2  # a few biases may see no gradient (pooler)
+    # The shared, loaded backbone is never modified.
+    for name, value in shared.state_dict().items():
+        assert torch.equal(value, shared_before[name]), name
+    assert clf.n_trainable_params_ == sum(v.size for v in clf.trainable_state_.values())
+
+
+def test_head_method_trains_only_new_layers_on_cached_features(tiny_bert, texts, cache_dir):
+    from helpers import count_rows
+
+    clf = FineTuneClassifier(tiny_bert, method="head", epochs=10, random_state=0, cache_dir=cache_dir)
+    shared = _models.load_backbone(_models.resolve_model(tiny_bert), torch.device("cpu"))[0]
+    seen, handle = count_rows(shared)
+    try:
+        clf.fit(*texts)
+        refit = clone(clf).fit(*texts)  # another fold or candidate: nothing to embed
+    finally:
+        handle.remove()
+    assert sum(seen) == len(set(texts[0]))  # ten epochs, two fits, one forward pass per text
+    assert all(n.startswith("layers.") for n in clf.trainable_state_)
+    assert refit.n_iter_ == 10
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "prefix", "prompt", "adapter"])
+def test_every_method_learns_on_both_architectures(backbone, method, texts, cache_dir):
+    X, y = texts
+    clf = fit(backbone, method, X, y, cache_dir, epochs=8, learning_rate=5e-3 if method == "full" else 3e-2)
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+    assert set(clf.predict(X)) <= {"pos", "neg"}
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    assert clf.decision_function(X).shape == (len(X),)
+
+
+def test_gridsearch_over_methods_and_their_parameters(tiny_bert, texts, cache_dir):
+    clf = FineTuneClassifier(tiny_bert, epochs=1, batch_size=8, random_state=0, cache_dir=cache_dir)
+    grid = [{"method": [LoRA()], "method__r": [2, 4]}, {"method": ["full", "head"]}]
+    search = GridSearchCV(clf, grid, cv=2).fit(*texts)
+    assert len(search.cv_results_["params"]) == 4
+    assert search.best_estimator_.method_.name in {"lora", "full", "head"}
+    tuned = [p["method__r"] for p in search.cv_results_["params"] if "method__r" in p]
+    assert tuned == [2, 4]
+
+
+def test_same_random_state_same_model_other_seed_other_model(tiny_bert, texts, cache_dir):
+    a = fit(tiny_bert, "lora", *texts, cache_dir)
+    b = fit(tiny_bert, "lora", *texts, cache_dir)
+    c = fit(tiny_bert, "lora", *texts, cache_dir, random_state=1)
+    for name in a.trainable_state_:
+        np.testing.assert_array_equal(a.trainable_state_[name], b.trainable_state_[name])
+    assert any(not np.array_equal(a.trainable_state_[n], c.trainable_state_[n]) for n in a.trainable_state_)
+
+
+def test_global_random_state_is_untouched(tiny_bert, texts, cache_dir):
+    torch.manual_seed(123)
+    np.random.seed(123)
+    expected_torch, expected_np = torch.rand(1), np.random.rand()
+    torch.manual_seed(123)
+    np.random.seed(123)
+    fit(tiny_bert, "lora", *texts, cache_dir)
+    assert torch.equal(torch.rand(1), expected_torch)
+    assert np.random.rand() == expected_np
+
+
+def test_pickle_holds_only_trained_weights(tiny_bert, texts, cache_dir):
+    lora = fit(tiny_bert, "lora", *texts, cache_dir)
+    full = fit(tiny_bert, "full", *texts, cache_dir)
+    lora_blob, full_blob = pickle.dumps(lora), pickle.dumps(full)
+    assert len(lora_blob) < len(full_blob) / 2
+    restored = pickle.loads(lora_blob)
+    assert "network_" not in restored.__dict__
+    np.testing.assert_allclose(restored.predict_proba(texts[0]), lora.predict_proba(texts[0]), atol=1e-6)
+    assert all(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in restored.trainable_state_.values())
+
+
+def test_early_stopping_records_scores_and_keeps_the_best(tiny_bert, texts, cache_dir):
+    clf = fit(
+        tiny_bert,
+        "lora",
+        *texts,
+        cache_dir,
+        epochs=6,
+        early_stopping=True,
+        validation_fraction=0.25,
+        n_iter_no_change=1,
+    )
+    assert len(clf.validation_scores_) == clf.n_iter_ == len(clf.loss_curve_)
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert fit(tiny_bert, "lora", *texts, cache_dir).validation_scores_ is None
+
+
+def test_warm_start_continues_training(tiny_bert, texts, cache_dir):
+    clf = fit(tiny_bert, "lora", *texts, cache_dir, warm_start=True)
+    network = clf.network_
+    clf.fit(*texts)
+    assert clf.network_ is network
+    cold = fit(tiny_bert, "lora", *texts, cache_dir)
+    first = cold.network_
+    cold.fit(*texts)
+    assert cold.network_ is not first
+
+
+def test_labels_of_any_type_and_class_weight(tiny_bert, texts, cache_dir):
+    X, y = texts
+    ints = [3 if label == "pos" else 7 for label in y]
+    clf = fit(tiny_bert, "head", X, ints, cache_dir, class_weight="balanced")
+    assert clf.classes_.tolist() == [3, 7] and set(clf.predict(X)) <= {3, 7}
+    three = [f"c{i % 3}" for i in range(len(X))]
+    clf = fit(tiny_bert, "lora", X, three, cache_dir, class_weight={"c0": 2.0})
+    assert clf.predict_proba(X).shape == (len(X), 3) and clf.decision_function(X).shape == (len(X), 3)
+
+
+@pytest.mark.parametrize(
+    "X, y, params, error, message",
+    [
+        (["a", None, "b"], ["x", "y", "x"], {}, ValueError, r"positions \[1\]: None"),
+        (["a", "b", "c"], ["x", "x", "x"], {}, ValueError, r"single class \('x'\)"),
+        (["a", "b", "c"], ["x", "y"], {}, ValueError, "X has 3 texts but y has 2 values"),
+        (["a", "b", "c"], ["x", None, "y"], {}, ValueError, r"missing label\(s\) \(None or NaN\) at positions \[1\]"),
+        (["a", "b"], ["x", "y"], {"method": "qlora"}, ValueError, r"method='qlora' is not supported; use one of"),
+        (["a", "b"], ["x", "y"], {"epochs": 0}, ValueError, "epochs must be an integer >= 1, got 0"),
+        (["a", "b"], ["x", "y"], {"method": LoRA(r=0)}, ValueError, "r must be an integer >= 1, got 0"),
+        (["a", "b"], ["x", "y"], {"class_weight": {"z": 1.0}}, ValueError, "class_weight names labels"),
+        (["a", "b"], ["x", "y"], {"learning_rate": -1}, ValueError, "learning_rate must be a number > 0"),
+    ],
+)
+def test_bad_input_gets_clear_errors(tiny_bert, cache_dir, X, y, params, error, message):
+    with pytest.raises(error, match=message):
+        FineTuneClassifier(tiny_bert, cache_dir=cache_dir, **params).fit(X, y)
+
+
+def test_method_objects_validate_their_parameters(tiny_bert, texts, cache_dir):
+    for method, message in [
+        (PrefixTuning(n_prefix_tokens=0), "n_prefix_tokens must be"),
+        (PromptTuning(n_virtual_tokens=-1), "n_virtual_tokens must be"),
+        (BottleneckAdapter(activation="tanh"), "activation='tanh' is not supported"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            FineTuneClassifier(tiny_bert, method=method, cache_dir=cache_dir).fit(*texts)
+
+
+@pytest.mark.parametrize("method", ["head", "lora"])
+def test_regressor(tiny_bert, texts, cache_dir, method):
+    X, _ = texts
+    y = np.array([float(len(t)) for t in X])
+    reg = FineTuneRegressor(tiny_bert, method=method, epochs=3, batch_size=8, random_state=0, cache_dir=cache_dir)
+    reg.fit(X, y)
+    pred = reg.predict(X)
+    assert pred.shape == (len(X),) and np.isfinite(pred).all()
+    assert abs(pred.mean() - y.mean()) < 3 * y.std()
+    with pytest.raises(ValueError, match=r"missing or infinite value\(s\) at positions \[0\]"):
+        clone(reg).fit(X, [np.nan, *y[1:]])
+    with pytest.raises(ValueError, match="y must be numeric"):
+        clone(reg).fit(X, ["a"] * len(X))
+
+
+def test_verbose_prints_epochs(tiny_bert, texts, cache_dir, capsys):
+    fit(tiny_bert, "lora", *texts, cache_dir, verbose=1)
+    captured = capsys.readouterr()
+    assert "epoch 2/2: loss" in captured.out and "epoch 1/2" in captured.err
