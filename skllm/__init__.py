@@ -8,6 +8,7 @@ from . import datasets, exceptions
 from ._cache import default_cache_dir
 from ._embed import TransformerEmbedder
 from ._finetune import FineTuneClassifier, FineTuneRegressor
+from ._icl import FewShotClassifier, FewShotGenerator, ZeroShotClassifier
 from ._labels import LabelEncodedClassifier
 from ._methods import (
     BottleneckAdapter,
@@ -18,12 +19,15 @@ from ._methods import (
     PrefixTuning,
     PromptTuning,
 )
-from ._models import DEFAULT_ENCODER, clear_model_registry
+from ._models import DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, clear_model_registry
 from ._version import __version__
 
 __all__ = [
+    "DEFAULT_CAUSAL_LM",
     "DEFAULT_ENCODER",
     "BottleneckAdapter",
+    "FewShotClassifier",
+    "FewShotGenerator",
     "FineTuneClassifier",
     "FineTuneRegressor",
     "FineTuningMethod",
@@ -34,6 +38,7 @@ __all__ = [
     "PrefixTuning",
     "PromptTuning",
     "TransformerEmbedder",
+    "ZeroShotClassifier",
     "__version__",
     "clear_model_registry",
     "datasets",

