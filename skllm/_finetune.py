@@ -270,6 +270,7 @@ class _FineTuneBase(BaseEstimator):
             and self.__dict__.get("model_identity_") == _models.model_identity(source)
             and self._same_model(method)
         )
+        self._commit_targets()
         self.method_ = method
         self.device_, self.dtype_ = str(device), dtype
         self.tokenizer_ = tokenizer
@@ -314,6 +315,9 @@ class _FineTuneBase(BaseEstimator):
     def _same_model(self, method):
         """Whether warm_start may continue from the fitted weights."""
         return repr(method) == repr(self.method_)
+
+    def _commit_targets(self):
+        """Record what the targets define (the classes) once the warm-start decision is made."""
 
     def _train(self, network, inputs, targets, train_idx, valid_idx, loss_weights, rng, device):
         import torch
@@ -598,12 +602,17 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         finally:
             self.__dict__.pop("_new_classes", None)
 
-    def _fit(self, X, targets, **kwargs):
+    def _commit_targets(self):
         self.classes_ = self._new_classes
-        return super()._fit(X, targets, **kwargs)
 
     def _same_model(self, method):
-        return repr(method) == repr(self.method_) and np.array_equal(self._new_classes, self.classes_)
+        previous = self.__dict__.get("classes_")
+        return (
+            repr(method) == repr(self.method_)
+            and previous is not None
+            and len(previous) == len(self._new_classes)
+            and np.array_equal(self._new_classes, previous)
+        )
 
     @staticmethod
     def _loss(output, target, weights):

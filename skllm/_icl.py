@@ -103,11 +103,13 @@ class _LMBase(BaseEstimator):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
 
     def _wrap(self, content):
-        """The full prompt text for ``content``: through the chat template when the model has one."""
+        """The full prompt text for ``content``: through the chat template when the model has one.
+
+        ``content`` is the user message, or a list of chat messages.
+        """
         if self.uses_chat_template_:
-            return self.tokenizer_.apply_chat_template(
-                [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
-            )
+            messages = content if isinstance(content, list) else [{"role": "user", "content": content}]
+            return self.tokenizer_.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return content
 
     def _encode(self, text):
@@ -688,6 +690,14 @@ class FewShotGenerator(_LMBase):
         """Prompt content with the last ``k`` fixed pairs."""
         template = self.template if self.template is not None else DEFAULT_GENERATION_TEMPLATE
         chosen = self.fixed_examples_[len(self.fixed_examples_) - k :] if k else []
+        if self.uses_chat_template_:
+            # A chat model follows demonstrations given as earlier turns of the
+            # conversation; inside one message it tends to answer conversationally.
+            messages = []
+            for i in chosen:
+                messages.append({"role": "user", "content": template.format(text=self.examples_[i][0], examples="")})
+                messages.append({"role": "assistant", "content": self.examples_[i][1]})
+            return [*messages, {"role": "user", "content": template.format(text=text, examples="")}]
         examples = "".join(
             self.example_template.format(text=self.examples_[i][0], label=self.examples_[i][1]) for i in chosen
         )
@@ -732,3 +742,12 @@ class FewShotGenerator(_LMBase):
                         text = text.strip("\n").split("\n")[0]
                     answers[i] = text.strip()
         return np.asarray(answers, dtype=object)
+
+    def score(self, X, y):
+        """Exact-match accuracy of the generated answers against ``y`` (both stripped).
+
+        Makes ``GridSearchCV`` work out of the box; pass ``scoring=`` for other metrics.
+        """
+        expected = check_texts(y, name="y", estimator=self)
+        predicted = self.predict(X)
+        return float(np.mean([p.strip() == e.strip() for p, e in zip(predicted, expected)]))

@@ -78,6 +78,12 @@ def tiny_llama(tmp_path_factory):
     return str(folder)
 
 
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory):
+    """One skllm cache folder for the end-to-end tests: a de-quantised LM is made once."""
+    return str(tmp_path_factory.mktemp("skllm-cache"))
+
+
 @pytest.fixture
 def cache_dir(tmp_path):
     return str(tmp_path / "cache")

@@ -14,7 +14,16 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import estimator_checks as ec
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skllm import FineTuneClassifier, FineTuneRegressor, LabelEncodedClassifier, LoRA, TransformerEmbedder
+from skllm import (
+    FewShotClassifier,
+    FewShotGenerator,
+    FineTuneClassifier,
+    FineTuneRegressor,
+    LabelEncodedClassifier,
+    LoRA,
+    TransformerEmbedder,
+    ZeroShotClassifier,
+)
 
 
 def _numeric_data():
@@ -48,6 +57,21 @@ CASES = {
         {"learning_rate": [1e-3, 1e-2]},
     ),
     "FineTuneRegressor(head)": (_finetune(FineTuneRegressor, "head"), "numeric-target", {"epochs": [1, 2]}),
+    "ZeroShotClassifier": (
+        lambda paths, tmp: ZeroShotClassifier(paths["tiny_llama"]),
+        "texts",
+        {"template": [None, "{text} is {labels}? ->"]},
+    ),
+    "FewShotClassifier": (
+        lambda paths, tmp: FewShotClassifier(paths["tiny_llama"], n_examples=2, random_state=0),
+        "texts",
+        {"n_examples": [1, 2]},
+    ),
+    "FewShotGenerator": (
+        lambda paths, tmp: FewShotGenerator(paths["tiny_llama"], n_examples=2, max_new_tokens=3, random_state=0),
+        "text-target",
+        {"n_examples": [1, 2]},
+    ),
     "LabelEncodedClassifier(LogisticRegression)": (
         lambda paths, tmp: LabelEncodedClassifier(LogisticRegression()),
         "numeric",
@@ -63,6 +87,8 @@ def case(request, tiny_bert, tiny_llama, texts, tmp_path):
     estimator = factory({"tiny_bert": tiny_bert, "tiny_llama": tiny_llama}, tmp_path)
     if data == "texts":
         X, y = texts
+    elif data == "text-target":
+        X, y = texts[0], [t.upper() for t in texts[0]]
     elif data == "numeric-target":
         X, y = texts[0], np.array([float(len(t)) for t in texts[0]])
     else:
@@ -75,6 +101,13 @@ def _output(estimator, X):
         if hasattr(estimator, method):
             return np.asarray(getattr(estimator, method)(X))
     raise AssertionError("estimator has no output method")
+
+
+def _assert_same(a, b):
+    if a.dtype == object:  # generated texts
+        assert a.tolist() == b.tolist()
+    else:
+        np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 def _in_pipeline(estimator, data_is_text):
@@ -105,13 +138,13 @@ class TestContract:
         estimator, X, y, _ = case
         out = _output(estimator.fit(X, y), X)
         restored = pickle.loads(pickle.dumps(estimator))
-        np.testing.assert_allclose(_output(restored, X), out, atol=1e-6)
+        _assert_same(_output(restored, X), out)
 
     def test_same_parameters_give_the_same_model(self, case):
         estimator, X, y, _ = case
         a = _output(clone(estimator).fit(X, y), X)
         b = _output(clone(estimator).fit(X, y), X)
-        np.testing.assert_allclose(a, b, atol=1e-6)
+        _assert_same(a, b)
 
     def test_works_in_pipeline_and_gridsearch(self, case):
         estimator, X, y, grid = case
@@ -125,6 +158,8 @@ class TestContract:
         assert len(predictions) == len(X)
         if is_classifier(search.best_estimator_):
             assert set(predictions) <= set(y)
+        elif predictions.dtype == object:
+            assert all(isinstance(p, str) for p in predictions)
         else:
             assert np.isfinite(predictions).all()
         if hasattr(estimator, "transform"):
@@ -146,7 +181,14 @@ TEXT_API_CHECKS = [
 ]
 
 
-TEXT_ESTIMATORS = [TransformerEmbedder(), FineTuneClassifier(), FineTuneRegressor()]
+TEXT_ESTIMATORS = [
+    TransformerEmbedder(),
+    FineTuneClassifier(),
+    FineTuneRegressor(),
+    ZeroShotClassifier(),
+    FewShotClassifier(),
+    FewShotGenerator(),
+]
 
 
 @pytest.mark.parametrize("estimator", TEXT_ESTIMATORS, ids=lambda e: type(e).__name__)

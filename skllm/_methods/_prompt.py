@@ -2,6 +2,7 @@
 
 import warnings
 
+from ..exceptions import MissingDependencyError
 from ._base import FineTuningMethod, check_int
 
 
@@ -32,7 +33,10 @@ class PromptTuning(FineTuningMethod):
         return self.n_virtual_tokens
 
     def build(self, backbone):
-        from peft import PromptTuningConfig, TaskType, get_peft_model
+        try:
+            from peft import PromptTuningConfig, TaskType, get_peft_model
+        except ImportError as exc:
+            raise MissingDependencyError("peft", "Prompt tuning", "pip install 'skllm-toolkit[peft]'") from exc
 
         from ._encoders import VirtualTokenEncoder
 
