@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _cache, _models
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
+from ._live import LiveStateMixin
 from ._validation import check_texts
 from .exceptions import TruncationWarning
 
@@ -17,8 +18,6 @@ logger = logging.getLogger(__name__)
 
 POOLINGS = ("mean", "cls", "max", "last")
 _CHUNK = 8192
-# Attributes holding live objects: rebuilt on demand, never pickled.
-_LIVE = ("model_", "tokenizer_")
 
 
 def _check_positive_int(value, name, *, low=1):
@@ -117,7 +116,7 @@ def embed_texts(model, tokenizer, texts, *, pooling, normalize, max_length, batc
     return out, np.asarray(n_tokens, dtype=np.int64)
 
 
-class TransformerEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Turn texts into embeddings with a frozen pretrained transformer.
 
     The model is loaded in ``fit`` (once per process and configuration, shared
@@ -190,6 +189,9 @@ class TransformerEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
     >>> pipe.predict(["what a wonderful movie"]).tolist()
     [1]
     """
+
+    _live_attributes = ("model_", "tokenizer_", "_source")
+    _fitted_marker = "model_identity_"
 
     def __init__(
         self,
@@ -278,21 +280,7 @@ class TransformerEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Bas
         return self.embedding_dim_
 
     # -- pickling: hyperparameters and identities only, never weights ------------
-    def __getstate__(self):
-        state = super().__getstate__()
-        for name in (*_LIVE, "_source"):
-            state.pop(name, None)
-        return state
-
-    def __getattr__(self, name):
-        # Called only when normal lookup fails: after unpickling, the model is
-        # reloaded by name on first use.
-        if name in _LIVE and "model_identity_" in self.__dict__:
-            self._load_live()
-            return self.__dict__[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    def _load_live(self):
+    def _restore_live(self):
         device = device_for_loading(self.__dict__.get("device_"))
         source = _models.resolve_model(self.model_name, self.revision)
         model, tokenizer = _models.load_backbone(source, device)

@@ -14,13 +14,12 @@ from sklearn.utils.validation import check_is_fitted
 from . import _models
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
 from ._embed import pad_batch, pad_token_id, tokenize, truncation_warning
+from ._live import LiveStateMixin, softmax
 from ._methods import resolve_method
 from ._validation import check_texts
 
 logger = logging.getLogger(__name__)
 
-# Live objects: rebuilt on demand after unpickling, never pickled.
-_LIVE = ("network_", "tokenizer_")
 # Batches are formed from texts of similar length within groups of this many
 # batches, then the batches are shuffled: little padding, still random order.
 _GROUP = 50
@@ -52,9 +51,11 @@ def _length_grouped_batches(lengths, batch_size, rng):
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-class _FineTuneBase(BaseEstimator):
+class _FineTuneBase(LiveStateMixin, BaseEstimator):
     """Training machinery shared by the classifier and the regressor."""
 
+    _live_attributes = ("network_", "tokenizer_")
+    _fitted_marker = "trainable_state_"
     _n_outputs = None  # set per task in fit
 
     def __init__(
@@ -161,7 +162,7 @@ class _FineTuneBase(BaseEstimator):
         network.to(torch.device(self.device_))
         return network
 
-    def _restore_network(self):
+    def _restore_live(self):
         """Rebuild the trained network from hyperparameters and ``trainable_state_``."""
         import torch
 
@@ -178,18 +179,6 @@ class _FineTuneBase(BaseEstimator):
             )
         network.to(device).eval()
         self.__dict__.update(network_=network, tokenizer_=tokenizer)
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        for name in _LIVE:
-            state.pop(name, None)
-        return state
-
-    def __getattr__(self, name):
-        if name in _LIVE and "trainable_state_" in self.__dict__:
-            self._restore_network()
-            return self.__dict__[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # -- inputs -----------------------------------------------------------------------
     def _head_embedder(self):
@@ -631,10 +620,7 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
 
     def predict_proba(self, X):
         """Class probabilities, columns in the order of ``classes_``."""
-        logits = self._raw_outputs(X)
-        logits = logits - logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        return probs / probs.sum(axis=1, keepdims=True)
+        return softmax(self._raw_outputs(X))
 
     def predict(self, X):
         """The most probable class of each text; always one of ``classes_``."""

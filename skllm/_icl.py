@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _models
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
+from ._live import LiveStateMixin, softmax
 from ._validation import check_texts
 from .exceptions import TruncationWarning
 
@@ -28,7 +29,6 @@ DEFAULT_EXAMPLE_TEMPLATE = "Text: {text}\nCategory: {label}\n\n"
 DEFAULT_GENERATION_TEMPLATE = "{examples}Input: {text}\nOutput:"
 DEFAULT_GENERATION_EXAMPLE_TEMPLATE = "Input: {text}\nOutput: {label}\n\n"
 _SELECTIONS = ("balanced", "random", "nearest")
-_LIVE = ("model_", "tokenizer_")
 
 
 def _template_fields(template, name):
@@ -61,8 +61,11 @@ def _cache_kwarg(model):
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-class _LMBase(BaseEstimator):
+class _LMBase(LiveStateMixin, BaseEstimator):
     """Loading, prompting and pickling shared by the in-context estimators."""
+
+    _live_attributes = ("model_", "tokenizer_")
+    _fitted_marker = "model_identity_"
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -81,20 +84,11 @@ class _LMBase(BaseEstimator):
         self.max_length_ = min(int(self.max_length), _models.positions(model, tokenizer))
         self.uses_chat_template_ = bool(self.use_chat_template and getattr(tokenizer, "chat_template", None))
 
-    def __getstate__(self):
-        state = super().__getstate__()
-        for name in _LIVE:
-            state.pop(name, None)
-        return state
-
-    def __getattr__(self, name):
-        if name in _LIVE and "model_identity_" in self.__dict__:
-            device = device_for_loading(self.__dict__.get("device_"))
-            source = _models.resolve_model(self.model_name, self.revision)
-            model, tokenizer = _models.load_backbone(source, device, kind="causal-lm")
-            self.__dict__.update(model_=model, tokenizer_=tokenizer, device_=str(device))
-            return self.__dict__[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+    def _restore_live(self):
+        device = device_for_loading(self.__dict__.get("device_"))
+        source = _models.resolve_model(self.model_name, self.revision)
+        model, tokenizer = _models.load_backbone(source, device, kind="causal-lm")
+        self.__dict__.update(model_=model, tokenizer_=tokenizer, device_=str(device))
 
     def _check_common(self):
         for name in ("max_length", "batch_size"):
@@ -269,10 +263,7 @@ class _PromptClassifier(ClassifierMixin, _LMBase):
 
     def predict_proba(self, X):
         """The class scores normalised over the classes (a softmax of ``decision_function``)."""
-        scores = self.decision_function(X)
-        scores = scores - scores.max(axis=1, keepdims=True)
-        probs = np.exp(scores)
-        return probs / probs.sum(axis=1, keepdims=True)
+        return softmax(self.decision_function(X))
 
     def predict(self, X):
         """The most likely class of each text; always one of ``classes_``."""
