@@ -9,6 +9,7 @@ from ._cache import default_cache_dir
 from ._embed import TransformerEmbedder
 from ._finetune import FineTuneClassifier, FineTuneRegressor
 from ._icl import FewShotClassifier, FewShotGenerator, ZeroShotClassifier
+from ._index import DocumentIndex, Hit, RetrievalQA
 from ._labels import LabelEncodedClassifier
 from ._methods import (
     BottleneckAdapter,
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_CAUSAL_LM",
     "DEFAULT_ENCODER",
     "BottleneckAdapter",
+    "DocumentIndex",
     "FewShotClassifier",
     "FewShotGenerator",
     "FineTuneClassifier",
@@ -33,10 +35,12 @@ __all__ = [
     "FineTuningMethod",
     "FullFineTuning",
     "HeadTuning",
+    "Hit",
     "LabelEncodedClassifier",
     "LoRA",
     "PrefixTuning",
     "PromptTuning",
+    "RetrievalQA",
     "TransformerEmbedder",
     "ZeroShotClassifier",
     "__version__",

@@ -15,6 +15,7 @@ from sklearn.utils import estimator_checks as ec
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skllm import (
+    DocumentIndex,
     FewShotClassifier,
     FewShotGenerator,
     FineTuneClassifier,
@@ -188,6 +189,7 @@ TEXT_ESTIMATORS = [
     ZeroShotClassifier(),
     FewShotClassifier(),
     FewShotGenerator(),
+    DocumentIndex(),
 ]
 
 

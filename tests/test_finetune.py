@@ -159,7 +159,7 @@ def test_warm_start_continues_training(tiny_bert, texts, cache_dir):
     network = clf.network_
     clf.fit(*texts)
     assert clf.network_ is network
-    X, y = texts
+    X, _ = texts
     other = [f"c{i % 3}" for i in range(len(X))]
     clf.fit(X, other)  # other classes: a fresh network with three outputs
     assert clf.network_ is not network and clf.predict_proba(X).shape == (len(X), 3)
