@@ -252,27 +252,11 @@ class DocumentIndex(BaseEstimator):
         self.n_chunks_ = int(self._alive.sum())
 
     def _build(self):
-        positions = np.flatnonzero(self._alive)
-        vectors = np.ascontiguousarray(self._vectors[positions])
-        if self.backend_ == "numpy":
-            index = vectors
-        else:
-            faiss = _faiss()
-            dim = vectors.shape[1]
-            if self.search == "hnsw":
-                index = faiss.IndexHNSWFlat(dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-                index.hnsw.efConstruction = max(40, 2 * self.hnsw_m)
-                index.hnsw.efSearch = self.ef_search
-            elif self.search == "ivf":
-                n_lists = self.n_lists or max(1, int(4 * np.sqrt(len(vectors))))
-                n_lists = min(n_lists, max(1, len(vectors) // 39))  # faiss wants ~39 points per list
-                index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, n_lists, faiss.METRIC_INNER_PRODUCT)
-                index.train(vectors)
-                index.nprobe = min(self.n_probe, n_lists)
-            else:
-                index = faiss.IndexFlatIP(dim)
-            index.add(vectors)
-        self._search_index, self._positions = index, positions
+        self._positions = np.flatnonzero(self._alive)
+        vectors = np.ascontiguousarray(self._vectors[self._positions])
+        self._search_index = build_search_index(
+            vectors, self.backend_, self.search, self.hnsw_m, self.ef_search, self.n_lists, self.n_probe
+        )
 
     # -- querying ----------------------------------------------------------------------------
     def query(self, texts, k=5):
@@ -306,15 +290,7 @@ class DocumentIndex(BaseEstimator):
         if getattr(self, "_search_index", None) is None:
             self._build()
         k = min(k, len(self._positions))
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if self.backend_ == "numpy":
-            sims = vectors @ self._search_index.T
-            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            top_scores = np.take_along_axis(sims, top, axis=1)
-            order = np.argsort(-top_scores, axis=1, kind="stable")
-            idx = np.take_along_axis(top, order, axis=1)
-            return np.take_along_axis(top_scores, order, axis=1), self._positions[idx]
-        scores, idx = self._search_index.search(vectors, k)
+        scores, idx = search_index(self._search_index, vectors, k)
         return scores, np.where(idx >= 0, self._positions[np.maximum(idx, 0)], -1)
 
     # -- persistence ---------------------------------------------------------------------------
@@ -374,6 +350,40 @@ class DocumentIndex(BaseEstimator):
         index._search_index = None
         index._update_counts()
         return index
+
+
+def build_search_index(vectors, backend, search="exact", hnsw_m=32, ef_search=128, n_lists=None, n_probe=16):
+    """The search structure over unit-length float32 ``vectors`` (rows)."""
+    if backend == "numpy":
+        return vectors
+    faiss = _faiss()
+    dim = vectors.shape[1]
+    if search == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = max(40, 2 * hnsw_m)
+        index.hnsw.efSearch = ef_search
+    elif search == "ivf":
+        n_lists = n_lists or max(1, int(4 * np.sqrt(len(vectors))))
+        n_lists = min(n_lists, max(1, len(vectors) // 39))  # faiss wants ~39 training points per list
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, n_lists, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        index.nprobe = min(n_probe, n_lists)
+    else:
+        index = faiss.IndexFlatIP(dim)
+    index.add(vectors)
+    return index
+
+
+def search_index(index, vectors, k):
+    """Scores and row numbers of the ``k`` best rows for each query vector, best first."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if isinstance(index, np.ndarray):
+        sims = vectors @ index.T
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        top_scores = np.take_along_axis(sims, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        return np.take_along_axis(top_scores, order, axis=1), np.take_along_axis(top, order, axis=1)
+    return index.search(vectors, k)
 
 
 def _key(value):
