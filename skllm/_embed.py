@@ -280,10 +280,9 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         return self.embedding_dim_
 
     # -- pickling: hyperparameters and identities only, never weights ------------
-    def _restore_live(self):
-        device = device_for_loading(self.__dict__.get("device_"))
+    def _refresh_source(self):
+        """After unpickling: find the model again and check that its files are the fitted ones."""
         source = _models.resolve_model(self.model_name, self.revision)
-        model, tokenizer = _models.load_backbone(source, device)
         identity = _models.model_identity(source)
         if identity != self.model_identity_:
             warnings.warn(
@@ -293,7 +292,14 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
                 stacklevel=3,
             )
             self.model_identity_ = identity
-        self.__dict__.update(model_=model, tokenizer_=tokenizer, device_=str(device), _source=source)
+        self.__dict__["_source"] = source
+        return source
+
+    def _restore_live(self):
+        source = self.__dict__.get("_source") or self._refresh_source()
+        device = device_for_loading(self.__dict__.get("device_"))
+        model, tokenizer = _models.load_backbone(source, device)
+        self.__dict__.update(model_=model, tokenizer_=tokenizer, device_=str(device))
 
     # -- embedding ---------------------------------------------------------------
     def _cache(self):
@@ -361,6 +367,9 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         """
         check_is_fitted(self, "model_identity_")
         texts = check_texts(X, estimator=self)
+        if "_source" not in self.__dict__:
+            # Unpickled: the cache key must name the model really loaded now.
+            self._refresh_source()
         first = {}
         inverse = np.fromiter((first.setdefault(t, len(first)) for t in texts), dtype=np.int64, count=len(texts))
         unique = list(first)

@@ -168,7 +168,17 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
 
         device = device_for_loading(self.__dict__.get("device_"))
         self.__dict__["device_"] = str(device)
-        _, backbone, tokenizer = self._backbone(device)
+        source, backbone, tokenizer = self._backbone(device)
+        identity = _models.model_identity(source)
+        if identity != self.model_identity_:
+            import warnings
+
+            warnings.warn(
+                f"The files of model {self.model_name!r} changed since this model was fitted "
+                f"({self.model_identity_} -> {identity}); its frozen weights now come from the new files.",
+                UserWarning,
+                stacklevel=3,
+            )
         network = self._build_network(backbone, self.n_features_)
         state = {k: torch.from_numpy(np.array(v)) for k, v in self.trainable_state_.items()}
         result = network.load_state_dict(state, strict=False)
@@ -253,10 +263,13 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
         source, backbone, tokenizer = self._backbone(device)
+        pooling = self.pooling if self.pooling != "auto" else ("last" if _models.is_decoder(backbone) else "mean")
+        max_length = int(min(self.max_length, _models.positions(backbone, tokenizer) - method.extra_positions()))
         keep = (
             self.warm_start
             and "trainable_state_" in self.__dict__
             and self.__dict__.get("model_identity_") == _models.model_identity(source)
+            and (self.__dict__.get("pooling_"), self.__dict__.get("max_length_")) == (pooling, max_length)
             and self._same_model(method)
         )
         self._commit_targets()
@@ -264,9 +277,7 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         self.device_, self.dtype_ = str(device), dtype
         self.tokenizer_ = tokenizer
         self.model_identity_ = _models.model_identity(source)
-        self.pooling_ = self.pooling if self.pooling != "auto" else ("last" if _models.is_decoder(backbone) else "mean")
-        limit = _models.positions(backbone, tokenizer) - method.extra_positions()
-        self.max_length_ = int(min(self.max_length, limit))
+        self.pooling_, self.max_length_ = pooling, max_length
         if not method.trains_backbone:
             self.embedder_ = self._head_embedder().fit()
         inputs = self._inputs(texts)

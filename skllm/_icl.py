@@ -375,7 +375,7 @@ class ZeroShotClassifier(_PromptClassifier):
                 raise ValueError(f"X has {len(X)} texts but y has {len(y)} labels.")
             classes = _unique_labels(y)
         else:
-            classes = list(self.classes)
+            classes = _unique_labels(self.classes)
         self._load()
         self._set_classes(classes)
         return self
@@ -391,7 +391,7 @@ class ZeroShotClassifier(_PromptClassifier):
 
 
 def _unique_labels(y):
-    y = list(y)
+    y = [v.item() if isinstance(v, np.generic) else v for v in y]
     bad = [i for i, v in enumerate(y) if v is None or (isinstance(v, float) and v != v)]
     if bad:
         raise ValueError(f"y has {len(bad)} missing label(s) (None or NaN) at positions {bad[:10]}.")
@@ -509,6 +509,8 @@ class FewShotClassifier(_PromptClassifier):
         classes = _unique_labels(y)
         self._load()
         self._set_classes(classes)
+        # NumPy scalars become Python values, so that labels compare and hash alike.
+        y = [v.item() if isinstance(v, np.generic) else v for v in y]
         self.examples_ = list(zip(texts, y))
         rng = check_random_state(self.random_state)
         k = min(self.n_examples, len(texts))
@@ -540,10 +542,9 @@ class FewShotClassifier(_PromptClassifier):
         return chosen
 
     def _render_examples(self, indices):
-        words = dict(zip(map(repr, self.classes_.tolist()), self.label_words_))
+        words = dict(zip(self.classes_.tolist(), self.label_words_))
         return "".join(
-            self.example_template.format(text=self.examples_[i][0], label=words[repr(self.examples_[i][1])])
-            for i in indices
+            self.example_template.format(text=self.examples_[i][0], label=words[self.examples_[i][1]]) for i in indices
         )
 
     def _selected(self, texts):

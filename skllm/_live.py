@@ -15,7 +15,8 @@ class LiveStateMixin:
     _fitted_marker = ""
 
     def __getstate__(self):
-        state = super().__getstate__()
+        # A copy: object.__getstate__ may return the instance's own __dict__.
+        state = dict(super().__getstate__())
         for name in self._live_attributes:
             state.pop(name, None)
         return state

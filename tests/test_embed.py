@@ -185,6 +185,7 @@ def test_pickle_holds_no_weights_and_reloads_by_name(embedder, texts):
     Z = embedder.transform(texts[0])
     blob = pickle.dumps(embedder)
     assert len(blob) < 4096
+    assert "model_" in embedder.__dict__  # pickling leaves the original intact
     restored = pickle.loads(blob)
     assert "model_" not in restored.__dict__
     np.testing.assert_allclose(restored.transform(texts[0]), Z, atol=1e-6)

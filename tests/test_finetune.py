@@ -159,6 +159,9 @@ def test_warm_start_continues_training(tiny_bert, texts, cache_dir):
     network = clf.network_
     clf.fit(*texts)
     assert clf.network_ is network
+    clf.set_params(pooling="cls").fit(*texts)  # other pooling: a fresh network
+    assert clf.network_ is not network and clf.network_.pooling == "cls"
+    network = clf.network_
     X, _ = texts
     other = [f"c{i % 3}" for i in range(len(X))]
     clf.fit(X, other)  # other classes: a fresh network with three outputs

@@ -167,6 +167,14 @@ def test_long_prompts_drop_demonstrations_not_the_text(tiny_llama, pool):
         zero.set_params(max_length=n_base - 5).fit().predict(["hello"])
 
 
+def test_numpy_labels_and_mixed_classes(tiny_llama, pool):
+    X, y = pool
+    clf = FewShotClassifier(tiny_llama, n_examples=2, random_state=0).fit(X, np.array(y))
+    assert set(clf.predict(X[:3])) <= {"neg", "pos"}
+    with pytest.raises(ValueError, match="cannot be ordered"):
+        ZeroShotClassifier(tiny_llama, classes=["spam", 0]).fit()
+
+
 def test_pickle_holds_no_weights(tiny_llama, pool):
     X, y = pool
     clf = FewShotClassifier(tiny_llama, n_examples=2, random_state=0).fit(X, y)
