@@ -114,3 +114,20 @@ def test_few_shot_generation_translates_words():
     assert all(0 < len(a.split()) <= 2 for a in answers), answers
     assert gen.score(["Baum", "Apfel", "Sonne"], ["tree", "apple", "sun"]) >= 1 / 3, answers
     assert gen.predict(["Baum", "Apfel", "Sonne"]).tolist() == answers.tolist()
+
+
+def test_retrieval_finds_the_source_snippet_of_a_fragment():
+    from skllm import DocumentIndex
+
+    docs = load_rotten_tomatoes().data.drop_duplicates().tolist()[:400]
+    index = DocumentIndex().fit(docs)
+    rng = np.random.default_rng(0)
+    targets = rng.choice(len(docs), 40, replace=False)
+    queries = []
+    for t in targets:
+        words = docs[t].split()
+        size = max(1, int(0.6 * len(words)))
+        queries.append(" ".join(words[:size]))
+    hits = index.query(queries, k=5)
+    recall = np.mean([t in {h.doc_id for h in row} for t, row in zip(targets, hits)])
+    assert recall > 0.8
