@@ -6,6 +6,7 @@ skllm stays light.
 
 from . import datasets, exceptions
 from ._cache import default_cache_dir
+from ._compare import compare_methods
 from ._embed import TransformerEmbedder
 from ._finetune import FineTuneClassifier, FineTuneRegressor
 from ._icl import FewShotClassifier, FewShotGenerator, ZeroShotClassifier
@@ -45,6 +46,7 @@ __all__ = [
     "ZeroShotClassifier",
     "__version__",
     "clear_model_registry",
+    "compare_methods",
     "datasets",
     "default_cache_dir",
     "exceptions",
