@@ -1,7 +1,6 @@
 """TransformerEmbedder: a frozen transformer as a cached scikit-learn transformer."""
 
 import logging
-import numbers
 import warnings
 
 import numpy as np
@@ -11,18 +10,13 @@ from sklearn.utils.validation import check_is_fitted
 from . import _cache, _models
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
 from ._live import LiveStateMixin
-from ._validation import check_texts
+from ._validation import check_int, check_texts
 from .exceptions import TruncationWarning
 
 logger = logging.getLogger(__name__)
 
 POOLINGS = ("mean", "cls", "max", "last")
 _CHUNK = 8192
-
-
-def _check_positive_int(value, name, *, low=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
 
 
 def pad_token_id(tokenizer):
@@ -232,9 +226,9 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
             raise ValueError(f"pooling={self.pooling!r} is not supported; use one of {POOLINGS}.")
         if not isinstance(self.normalize, (bool, np.bool_)):
             raise ValueError(f"normalize must be True or False, got {self.normalize!r}.")
-        _check_positive_int(self.max_length, "max_length", low=2)
-        _check_positive_int(self.batch_size, "batch_size")
-        _check_positive_int(self.verbose, "verbose", low=0)
+        check_int(self.max_length, "max_length", 2)
+        check_int(self.batch_size, "batch_size")
+        check_int(self.verbose, "verbose", 0)
         _cache.resolve_cache_dir(self.cache_dir)
 
     def fit(self, X=None, y=None):

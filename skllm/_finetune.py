@@ -16,18 +16,13 @@ from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
 from ._embed import pad_batch, pad_token_id, tokenize, truncation_warning
 from ._live import LiveStateMixin, softmax
 from ._methods import resolve_method
-from ._validation import check_texts
+from ._validation import check_int, check_texts
 
 logger = logging.getLogger(__name__)
 
 # Batches are formed from texts of similar length within groups of this many
 # batches, then the batches are shuffled: little padding, still random order.
 _GROUP = 50
-
-
-def _check_int(value, name, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
 
 
 def _check_number(value, name, low, high=None, *, allow_none=False, strict_low=False):
@@ -114,11 +109,11 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
     def _validate_params(self):
         if self.pooling not in ("auto", "mean", "cls", "last"):
             raise ValueError(f"pooling={self.pooling!r} is not supported; use 'auto', 'mean', 'cls' or 'last'.")
-        _check_int(self.max_length, "max_length", 2)
-        _check_int(self.epochs, "epochs", 1)
-        _check_int(self.batch_size, "batch_size", 1)
-        _check_int(self.n_iter_no_change, "n_iter_no_change", 1)
-        _check_int(self.verbose, "verbose", 0)
+        check_int(self.max_length, "max_length", 2)
+        check_int(self.epochs, "epochs", 1)
+        check_int(self.batch_size, "batch_size", 1)
+        check_int(self.n_iter_no_change, "n_iter_no_change", 1)
+        check_int(self.verbose, "verbose", 0)
         _check_number(self.learning_rate, "learning_rate", 0, allow_none=True, strict_low=True)
         _check_number(self.weight_decay, "weight_decay", 0)
         _check_number(self.warmup_ratio, "warmup_ratio", 0, 1)

@@ -7,6 +7,12 @@ import numpy as np
 _MAX_LISTED = 10
 
 
+def check_int(value, name, low=1):
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` is an integer >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+
+
 def _describe_positions(bad, index=None):
     shown = bad[:_MAX_LISTED]
     more = f" and {len(bad) - len(shown)} more" if len(bad) > len(shown) else ""

@@ -2,6 +2,8 @@
 
 from sklearn.base import BaseEstimator
 
+from .._validation import check_int  # noqa: F401  (re-exported for the methods)
+
 
 class FineTuningMethod(BaseEstimator):
     """A way of adapting a backbone: a small object holding its own hyperparameters.
@@ -34,13 +36,6 @@ class FineTuningMethod(BaseEstimator):
     def build(self, backbone):
         """Return the encoder built on ``backbone`` (a copy the method may modify)."""
         raise NotImplementedError
-
-
-def check_int(value, name, low=1):
-    import numbers
-
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
 
 
 def check_float(value, name, low=0.0, high=None, low_inclusive=True):
