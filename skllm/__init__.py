@@ -24,6 +24,32 @@ from ._methods import (
 from ._models import DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, clear_model_registry
 from ._version import __version__
 
+# Pickles name a class by its module: recording the public ``skllm.X`` instead
+# of the private module that defines it keeps saved models loadable when the
+# code moves between private modules (the old private paths stay importable
+# too, for models saved by skllm 0.1; see tests/test_legacy.py).
+for _cls in (
+    BottleneckAdapter,
+    DocumentIndex,
+    FewShotClassifier,
+    FewShotGenerator,
+    FineTuneClassifier,
+    FineTuneRegressor,
+    FineTuningMethod,
+    FullFineTuning,
+    HeadTuning,
+    Hit,
+    LabelEncodedClassifier,
+    LoRA,
+    PrefixTuning,
+    PromptTuning,
+    RetrievalQA,
+    TransformerEmbedder,
+    ZeroShotClassifier,
+):
+    _cls.__module__ = __name__
+del _cls
+
 __all__ = [
     "DEFAULT_CAUSAL_LM",
     "DEFAULT_ENCODER",

@@ -185,7 +185,6 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
     """
 
     _live_attributes = ("model_", "tokenizer_", "_source")
-    _fitted_marker = "model_identity_"
 
     def __init__(
         self,
@@ -286,14 +285,14 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
                 stacklevel=3,
             )
             self.model_identity_ = identity
-        self.__dict__["_source"] = source
+        self._source = source
         return source
 
     def _restore_live(self):
-        source = self.__dict__.get("_source") or self._refresh_source()
-        device = device_for_loading(self.__dict__.get("device_"))
-        model, tokenizer = _models.load_backbone(source, device)
-        self.__dict__.update(model_=model, tokenizer_=tokenizer, device_=str(device))
+        source = getattr(self, "_source", None) or self._refresh_source()
+        device = device_for_loading(self.device_)
+        self.model_, self.tokenizer_ = _models.load_backbone(source, device)
+        self.device_ = str(device)
 
     # -- embedding ---------------------------------------------------------------
     def _cache(self):
@@ -319,6 +318,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         import torch
         from tqdm.auto import tqdm
 
+        self._ensure_live()
         device = torch.device(self.device_)
         vectors = np.empty((len(texts), self.embedding_dim_), dtype=np.float32)
         n_tokens = np.empty(len(texts), dtype=np.int64)
@@ -361,7 +361,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         """
         check_is_fitted(self, "model_identity_")
         texts = check_texts(X, estimator=self)
-        if "_source" not in self.__dict__:
+        if not hasattr(self, "_source"):
             # Unpickled: the cache key must name the model really loaded now.
             self._refresh_source()
         first = {}

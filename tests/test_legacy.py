@@ -1,0 +1,64 @@
+"""Models saved by an earlier layout of the package still load and predict the same.
+
+The pickles in tests/legacy/ were written by skllm 0.1 (private class paths such
+as ``skllm._embed.TransformerEmbedder``) with tests/legacy/make_legacy_models.py.
+"""
+
+import json
+import pickle
+import pickletools
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+
+import skllm
+
+ROOT = Path(__file__).resolve().parent.parent
+LEGACY = ROOT / "tests" / "legacy"
+EXPECTED = json.loads((LEGACY / "expected.json").read_text())
+NAMES = [name for name in EXPECTED if name not in ("skllm", "queries")]
+
+
+def _outputs(model, queries):
+    if isinstance(model, skllm.TransformerEmbedder):
+        return model.transform(queries)
+    if hasattr(model, "predict_proba"):
+        return model.predict_proba(queries)
+    return model.predict(queries)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_pickled_by_skllm_0_1_loads_and_predicts_the_same(name, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the pickles name their tiny backbones by a relative path
+    assert EXPECTED["skllm"] == "0.1.0"
+    model = joblib.load(LEGACY / f"{name}.joblib")
+    out = _outputs(model, EXPECTED["queries"])
+    expected = EXPECTED[name]
+    if isinstance(expected[0], str):
+        assert out.tolist() == expected
+    else:
+        np.testing.assert_allclose(out, np.asarray(expected), rtol=1e-4, atol=1e-5)
+
+
+def _globals(data):
+    """Module names of the classes a pickle refers to."""
+    modules, strings = set(), []
+    for opcode, arg, _ in pickletools.genops(data):
+        if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+            strings.append(arg)
+        elif opcode.name == "STACK_GLOBAL":
+            modules.add(strings[-2])
+        elif opcode.name == "GLOBAL":
+            modules.add(arg.split(" ")[0])
+    return modules
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_resaved_models_record_only_public_class_paths(name, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    model = joblib.load(LEGACY / f"{name}.joblib")
+    modules = _globals(pickle.dumps(model))
+    assert "skllm" in modules
+    assert not [m for m in modules if m.startswith("skllm.")], modules
