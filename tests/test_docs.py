@@ -24,7 +24,40 @@ def test_markdown_code_runs(path, tmp_path, session_cache, monkeypatch):
     monkeypatch.setenv("SKLLM_CACHE_DIR", session_cache)
     namespace = {}
     for block in python_blocks(path):  # blocks of one page build on each other
-        exec(compile(block, str(path), "exec"), namespace)
+        exec(compile(checked_prints(block), str(path), "exec"), namespace)
+
+
+# ``print(...)  # ['fresh']``: a comment that starts like printed data ([, (, {, a quote,
+# a digit or a minus sign) is the output the page promises, and is checked.
+_PRINT_WITH_OUTPUT = re.compile(r"^(\s*)print\((.*)\)\s+#\s*([\[({'\"\d-].*?)\s*$")
+
+
+def checked_prints(block):
+    """The block, each promised ``print`` output turned into an assertion on what it prints."""
+    lines = []
+    for line in block.splitlines():
+        match = _PRINT_WITH_OUTPUT.match(line)
+        if match:
+            indent, args, promised = match.groups()
+            line = f"{indent}__printed = _print_to_string({args}); assert __printed == {promised!r}, __printed"
+        lines.append(line)
+    return "import builtins as _b, io as _io\n" + _PRINT_HELPER + "\n".join(lines) + "\n"
+
+
+_PRINT_HELPER = """
+def _print_to_string(*args, **kwargs):
+    buffer = _io.StringIO()
+    _b.print(*args, file=buffer, **kwargs)
+    _b.print(buffer.getvalue(), end="")
+    return buffer.getvalue().rstrip("\\n")
+"""
+
+
+def test_promised_print_outputs_are_checked():
+    namespace = {}
+    exec(compile(checked_prints("print([1, 2])   # [1, 2]\nprint('x')   # words are not checked"), "t", "exec"), namespace)
+    with pytest.raises(AssertionError, match="'a'"):
+        exec(compile(checked_prints("print(['a'])   # ['b']"), "t", "exec"), {})
 
 
 def _public_objects():
