@@ -82,6 +82,12 @@ def _pool(hidden, mask, pooling):
     return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
 
 
+def l2_normalize(vectors):
+    """Rows scaled to unit L2 norm, as ``torch.nn.functional.normalize(p=2, dim=1)`` does."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, np.float32(1e-12))).astype(np.float32, copy=False)
+
+
 def embed_texts(model, tokenizer, texts, *, pooling, normalize, max_length, batch_size, device, dtype, progress=None):
     """Embed ``texts`` with a loaded model; returns ``(vectors, n_tokens)``.
 
@@ -116,7 +122,9 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
     The model is loaded in ``fit`` (once per process and configuration, shared
     by clones and GridSearchCV candidates). Every embedding is stored in a
     persistent, content-addressed cache, so each text is embedded at most once
-    per configuration, across folds, candidates, processes and sessions.
+    per configuration, across folds, candidates, processes and sessions. The
+    cache stores vectors before normalisation: embedders that differ only in
+    ``normalize`` share its entries.
 
     Parameters
     ----------
@@ -299,10 +307,13 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         root = _cache.resolve_cache_dir(self.cache_dir)
         if root is None:
             return None
+        # The cache holds vectors before normalisation, so normalised and raw
+        # embedders share one entry. "vectors" keeps this namespace apart from
+        # the older ones that held normalised vectors under a "normalize" key.
         config = {
             "model": self.model_identity_,
             "pooling": self.pooling,
-            "normalize": bool(self.normalize),
+            "vectors": "unnormalized",
             "max_length": self.max_length_,
             "dtype": self.dtype_,
         }
@@ -334,7 +345,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
                     self.tokenizer_,
                     texts[start:stop],
                     pooling=self.pooling,
-                    normalize=self.normalize,
+                    normalize=False,
                     max_length=self.max_length_,
                     batch_size=self.batch_size,
                     device=device,
@@ -391,4 +402,6 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         logger.debug("embedded %d of %d unique texts (%d rows)", len(missing), len(unique), len(texts))
 
         truncation_warning(int((n_tokens[inverse] > self.max_length_).sum()), len(texts), self.max_length_, 3)
+        if self.normalize:
+            vectors = l2_normalize(vectors)
         return vectors[inverse]

@@ -263,3 +263,36 @@ def test_gridsearch_embeds_each_unique_text_exactly_once(tiny_bert, cache_dir, t
     finally:
         handle.remove()
     assert sum(seen) == len(set(X))
+
+
+def test_normalised_and_raw_embedders_share_one_cache_entry(tiny_bert, cache_dir, texts):
+    X = sorted(set(texts[0]))
+    unit = TransformerEmbedder(tiny_bert, cache_dir=cache_dir).fit()
+    raw = TransformerEmbedder(tiny_bert, normalize=False, cache_dir=cache_dir).fit()
+    seen, handle = count_rows(unit.model_)
+    try:
+        Z_unit = unit.transform(X)
+        Z_raw = raw.transform(X)
+    finally:
+        handle.remove()
+    assert sum(seen) == len(X)  # the second configuration embedded nothing
+    np.testing.assert_allclose(np.linalg.norm(Z_unit, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(Z_unit, Z_raw / np.linalg.norm(Z_raw, axis=1, keepdims=True), atol=1e-6)
+    reference = TransformerEmbedder(tiny_bert, normalize=False, cache_dir=None).fit().transform(X)
+    np.testing.assert_allclose(Z_raw, reference, atol=1e-5)
+
+
+def test_entries_of_the_old_normalised_namespace_are_never_read(tiny_bert, cache_dir):
+    from skllm import _cache
+
+    X = ["great film", "awful film"]
+    raw = TransformerEmbedder(tiny_bert, normalize=False, cache_dir=cache_dir).fit()
+    # Entries written by skllm 0.1 were normalised, under a config with a "normalize" key.
+    for normalize in (True, False):
+        old = {k: v for k, v in raw._cache().config.items() if k != "vectors"}
+        old["normalize"] = normalize
+        cache = _cache.EmbeddingCache(cache_dir, old, raw.embedding_dim_)
+        cache.put([_cache.text_key(t) for t in X], np.full((2, 32), 7.0, dtype=np.float32), np.array([3, 3]))
+    Z = raw.transform(X)
+    assert not np.allclose(Z, 7.0)
+    np.testing.assert_allclose(Z, TransformerEmbedder(tiny_bert, normalize=False, cache_dir=None).fit().transform(X))
