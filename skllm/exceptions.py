@@ -4,6 +4,7 @@ __all__ = [
     "CacheWarning",
     "MissingDependencyError",
     "PrecisionWarning",
+    "QuantizedModelWarning",
     "SkllmWarning",
     "TruncationWarning",
 ]
@@ -23,6 +24,14 @@ class CacheWarning(SkllmWarning):
 
 class PrecisionWarning(SkllmWarning):
     """The requested ``dtype`` is not supported on the device; float32 is used."""
+
+
+class QuantizedModelWarning(SkllmWarning):
+    """A Hub model id was resolved to a de-quantised copy of packaged GGUF weights, not the Hub's own.
+
+    The same ``model_name`` then means different weights on machines that have
+    the Hub copy: predictions (and ``model_identity_``) differ between them.
+    """
 
 
 class MissingDependencyError(ImportError):

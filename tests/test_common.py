@@ -22,6 +22,8 @@ from skllm import (
     FineTuneRegressor,
     LabelEncodedClassifier,
     LoRA,
+    NearestSelection,
+    RetrievalQA,
     TransformerEmbedder,
     ZeroShotClassifier,
 )
@@ -48,6 +50,18 @@ def _finetune(cls, method, model="tiny_bert"):
     return make
 
 
+def _nearest_few_shot(paths, tmp_path):
+    selection = NearestSelection(_embedder(paths, tmp_path))
+    return FewShotClassifier(paths["tiny_llama"], n_examples=2, example_selection=selection)
+
+
+def _qa(paths, tmp_path):
+    # The fitted index is the knowledge base; X are questions and y reference answers.
+    index = DocumentIndex(_embedder(paths, tmp_path), backend="numpy")
+    index.fit(["great film loved it", "awful film hated it", "a long and boring story"])
+    return RetrievalQA(index, generator=FewShotGenerator(paths["tiny_llama"], max_new_tokens=3), k=1)
+
+
 # name -> (factory, data, grid over the estimator's own parameters)
 CASES = {
     "TransformerEmbedder": (_embedder, "texts", {"pooling": ["mean", "max"]}),
@@ -68,11 +82,13 @@ CASES = {
         "texts",
         {"n_examples": [1, 2]},
     ),
+    "FewShotClassifier(nearest)": (_nearest_few_shot, "texts", {"example_selection__balance": [False, True]}),
     "FewShotGenerator": (
         lambda paths, tmp: FewShotGenerator(paths["tiny_llama"], n_examples=2, max_new_tokens=3, random_state=0),
         "text-target",
         {"n_examples": [1, 2]},
     ),
+    "RetrievalQA": (_qa, "text-target", {"k": [1, 2]}),
     "LabelEncodedClassifier(LogisticRegression)": (
         lambda paths, tmp: LabelEncodedClassifier(LogisticRegression()),
         "numeric",
@@ -190,6 +206,7 @@ TEXT_ESTIMATORS = [
     FewShotClassifier(),
     FewShotGenerator(),
     DocumentIndex(),
+    RetrievalQA(),
 ]
 
 

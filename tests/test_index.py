@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from skllm import DocumentIndex, TransformerEmbedder
-from skllm._index import chunk_spans
+from skllm._chunking import chunk_spans
 
 DOCS = [
     "great film loved it",
@@ -124,11 +124,66 @@ def test_query_before_fit(embedder):
         DocumentIndex(embedder).query(["q"])
 
 
-def test_retrieval_qa_answers_from_retrieved_chunks(embedder, tiny_llama):
+@pytest.fixture
+def qa(embedder, tiny_llama):
     from skllm import FewShotGenerator, RetrievalQA
 
     index = DocumentIndex(embedder, backend="numpy").fit(DOCS[:2], ids=["a", "b"])
-    qa = RetrievalQA(index, generator=FewShotGenerator(tiny_llama, max_new_tokens=4), k=1).fit()
-    answers = qa.predict(["great film loved it", "awful film hated it"])
+    return RetrievalQA(index, generator=FewShotGenerator(tiny_llama, max_new_tokens=4), k=1)
+
+
+def test_retrieval_qa_answers_from_retrieved_chunks_and_predict_writes_nothing(qa):
+    qa.fit()
+    state = dict(vars(qa))
+    answers, sources = qa.predict_with_sources(["great film loved it", "awful film hated it"])
     assert answers.shape == (2,) and all(isinstance(a, str) for a in answers)
-    assert [s[0].doc_id for s in qa.sources_] == ["a", "b"]
+    assert [[h.doc_id for h in hits] for hits in sources] == [["a"], ["b"]]
+    assert qa.predict(["great film loved it", "awful film hated it"]).tolist() == answers.tolist()
+    assert vars(qa).keys() == state.keys()  # no sources_ or other state written by predict
+
+
+def test_retrieval_qa_clones_share_the_index_and_tune_with_gridsearch(qa):
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+
+    copy = clone(qa)
+    assert copy.index is qa.index and copy.generator is not qa.generator
+    assert "index__chunk_size" not in qa.get_params() and "generator__max_new_tokens" in qa.get_params()
+    questions = ["great film loved it", "awful film hated it"] * 3
+    answers = ["yes", "no"] * 3
+    search = GridSearchCV(qa, {"k": [1, 2], "template": [None, "{context}\nQ: {question}\nA:"]}, cv=2)
+    search.fit(questions, answers)
+    assert len(search.cv_results_["params"]) == 4 and search.best_estimator_.index is qa.index
+    scores = cross_val_score(qa, questions, answers, cv=3)
+    assert scores.shape == (3,) and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_retrieval_qa_score_is_normalised_exact_match(qa, monkeypatch):
+    from skllm._retrieval_qa import normalize_answer
+
+    assert normalize_answer("  The Eiffel   Tower!") == "eiffel tower"
+    qa.fit()
+    monkeypatch.setattr(type(qa), "predict", lambda self, X: np.array(["In 1889.", "Paris"], dtype=object))
+    assert qa.score(["q1", "q2"], ["in 1889", "London"]) == 0.5
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"index": None}, "index must be a fitted DocumentIndex"),
+        ({"k": 0}, "k must be an integer >= 1"),
+        ({"template": "{question} only"}, r"missing \['context'\]"),
+    ],
+)
+def test_retrieval_qa_bad_parameters(qa, params, message):
+    with pytest.raises(ValueError, match=message):
+        qa.set_params(**params).fit()
+
+
+def test_retrieval_qa_needs_a_fitted_index(embedder):
+    from sklearn.exceptions import NotFittedError
+
+    from skllm import RetrievalQA
+
+    with pytest.raises(NotFittedError, match="fit it on your documents"):
+        RetrievalQA(DocumentIndex(embedder)).fit()

@@ -1,0 +1,349 @@
+"""DocumentIndex: chunk documents, embed them, search them.
+
+The chunk vectors (float32, unit length) are the source of truth, kept in NumPy; the
+search structure (FAISS, or NumPy when faiss is not installed) is derived from them
+and rebuilt when documents are removed.
+"""
+
+import json
+import numbers
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted
+
+from ._chunking import chunk_spans
+from ._search import BACKENDS, SEARCHES, build_search_index, faiss_module, search_index
+from ._validation import check_choice, check_int, check_texts
+
+_FORMAT = 1
+
+
+@dataclass
+class Hit:
+    """One retrieved chunk, as returned by :meth:`DocumentIndex.query`.
+
+    Attributes
+    ----------
+    doc_id : hashable
+        Id of the document the chunk comes from.
+    chunk : str
+        The chunk's text: ``document[start:end]``.
+    score : float
+        Cosine similarity to the query (higher is better).
+    start, end : int
+        Character span of the chunk in its document.
+    chunk_id : int
+        Position of the chunk in the index.
+    metadata : dict
+        The document's metadata.
+
+    Examples
+    --------
+    >>> from skllm import Hit
+    >>> document = "The Eiffel Tower is in Paris. It was finished in 1889."
+    >>> hit = Hit(doc_id="paris", chunk=document[30:], score=0.71, start=30, end=54, chunk_id=1)
+    >>> document[hit.start : hit.end] == hit.chunk
+    True
+    """
+
+    doc_id: object
+    chunk: str
+    score: float
+    start: int  # character span of the chunk in its document
+    end: int
+    chunk_id: int
+    metadata: dict = field(default_factory=dict)
+
+
+class DocumentIndex(BaseEstimator):
+    """A vector index of document chunks, searchable by text.
+
+    Parameters
+    ----------
+    embedder : TransformerEmbedder, default=None
+        Embeds chunks and queries (its cache applies). ``None`` means
+        ``TransformerEmbedder()`` (all-MiniLM-L6-v2, unit-length vectors).
+    chunk_size : int, default=128
+        Tokens per chunk, counted with the embedder's tokenizer (capped at its
+        ``max_length_``). Chunks hold whole words.
+    chunk_overlap : int, default=16
+        Tokens shared by consecutive chunks; less than ``chunk_size``.
+    backend : {"auto", "faiss", "numpy"}, default="auto"
+        ``"faiss"`` needs ``faiss-cpu`` (``pip install faiss-cpu``);
+        ``"auto"`` uses it when installed, else an exact NumPy search.
+    search : {"exact", "hnsw", "ivf"}, default="exact"
+        Exact inner-product search, or FAISS's approximate HNSW graph or
+        inverted lists for large corpora.
+    hnsw_m : int, default=32
+        Neighbours per HNSW node.
+    ef_search : int, default=128
+        HNSW search breadth (higher: better recall, slower).
+    n_lists : int, default=None
+        IVF lists; ``None`` is about ``4 * sqrt(n_vectors)``. Either way at
+        most ``n_vectors // 39`` (FAISS wants about 39 training points per list).
+    n_probe : int, default=16
+        IVF lists visited per query.
+
+    Attributes
+    ----------
+    embedder_ : TransformerEmbedder
+        The fitted embedder.
+    n_documents_, n_chunks_ : int
+        Documents and chunks held (after removals).
+    backend_ : str
+        ``"faiss"`` or ``"numpy"``.
+    chunk_size_ : int
+        The chunk size really used.
+
+    Examples
+    --------
+    >>> from skllm import DocumentIndex
+    >>> docs = ["The Eiffel Tower is in Paris.", "Mount Everest is the highest mountain on Earth."]
+    >>> index = DocumentIndex().fit(docs, ids=["paris", "everest"])
+    >>> [hit.doc_id for hit in index.query(["Which mountain is the tallest?"], k=1)[0]]
+    ['everest']
+    """
+
+    def __init__(
+        self,
+        embedder=None,
+        *,
+        chunk_size=128,
+        chunk_overlap=16,
+        backend="auto",
+        search="exact",
+        hnsw_m=32,
+        ef_search=128,
+        n_lists=None,
+        n_probe=16,
+    ):
+        self.embedder = embedder
+        self.chunk_size = chunk_size
+        self.chunk_overlap = chunk_overlap
+        self.backend = backend
+        self.search = search
+        self.hnsw_m = hnsw_m
+        self.ef_search = ef_search
+        self.n_lists = n_lists
+        self.n_probe = n_probe
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        return tags
+
+    # -- validation ---------------------------------------------------------------------
+    def _validate(self):
+        for name in ("chunk_size", "hnsw_m", "ef_search", "n_probe"):
+            check_int(getattr(self, name), name)
+        check_int(self.n_lists, "n_lists", allow_none=True)
+        check_int(self.chunk_overlap, "chunk_overlap", 0)
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(f"chunk_overlap must be an integer in [0, chunk_size), got {self.chunk_overlap!r}.")
+        check_choice(self.backend, "backend", BACKENDS)
+        check_choice(self.search, "search", SEARCHES)
+        faiss = faiss_module()
+        if self.backend == "faiss" and faiss is None:
+            from .exceptions import MissingDependencyError
+
+            raise MissingDependencyError("faiss-cpu", "backend='faiss'", "pip install faiss-cpu")
+        use_faiss = faiss is not None and self.backend != "numpy"
+        if self.search != "exact" and not use_faiss:
+            raise ValueError(f"search={self.search!r} needs the faiss backend; the NumPy backend is exact only.")
+        return "faiss" if use_faiss else "numpy"
+
+    # -- building -------------------------------------------------------------------------
+    def fit(self, documents, ids=None, metadata=None):
+        """Index ``documents`` (replacing any earlier content).
+
+        Parameters
+        ----------
+        documents : sequence of str
+        ids : sequence of hashable, default=None
+            One id per document, unique; default ``0..n-1``.
+        metadata : sequence of dict, default=None
+            Returned with each hit of the document.
+        """
+        self.backend_ = self._validate()
+        from ._embed import TransformerEmbedder
+
+        self.embedder_ = (TransformerEmbedder() if self.embedder is None else clone(self.embedder)).fit()
+        self.chunk_size_ = min(self.chunk_size, self.embedder_.max_length_ - 2)
+        self._docs = {}
+        self._chunk_doc, self._chunk_span = [], []
+        self._vectors = np.empty((0, self.embedder_.embedding_dim_), dtype=np.float32)
+        self._alive = np.empty(0, dtype=bool)
+        self._search_index = None
+        return self._add(documents, ids, metadata, start_id=0)
+
+    def partial_fit(self, documents, ids=None, metadata=None):
+        """Add ``documents`` to the index (fits first if needed)."""
+        if not hasattr(self, "embedder_"):
+            return self.fit(documents, ids, metadata)
+        return self._add(documents, ids, metadata, start_id=self._next_id)
+
+    def _add(self, documents, ids, metadata, start_id):
+        texts = check_texts(documents, name="documents", estimator=self)
+        if ids is None:
+            ids = list(range(start_id, start_id + len(texts)))
+        ids = list(ids)
+        if len(ids) != len(texts):
+            raise ValueError(f"documents has {len(texts)} entries but ids has {len(ids)}.")
+        seen = set()
+        duplicated = [i for i in ids if i in self._docs or i in seen or seen.add(i)]
+        if duplicated:
+            raise ValueError(f"Document ids must be unique; already present or repeated: {duplicated[:10]!r}.")
+        if metadata is None:
+            metadata = [{} for _ in texts]
+        metadata = list(metadata)
+        if len(metadata) != len(texts) or not all(isinstance(m, dict) for m in metadata):
+            raise ValueError("metadata must be a sequence of dicts, one per document.")
+        tokenizer = self.embedder_.tokenizer_
+        chunks, owners, spans = [], [], []
+        for doc_id, text, meta in zip(ids, texts, metadata):
+            self._docs[doc_id] = (text, meta)
+            for start, end in chunk_spans(text, tokenizer, self.chunk_size_, self.chunk_overlap):
+                chunks.append(text[start:end])
+                owners.append(doc_id)
+                spans.append((start, end))
+        vectors = self.embedder_.transform(chunks) if chunks else np.empty((0, self._vectors.shape[1]), np.float32)
+        first = len(self._chunk_doc)
+        self._chunk_doc += owners
+        self._chunk_span += spans
+        self._vectors = np.vstack([self._vectors, vectors.astype(np.float32)])
+        self._alive = np.concatenate([self._alive, np.ones(len(chunks), dtype=bool)])
+        self._next_id = max([start_id + len(texts)] + [i + 1 for i in ids if isinstance(i, numbers.Integral)])
+        if getattr(self, "_search_index", None) is not None and self.backend_ == "faiss" and self.search != "ivf":
+            self._search_index.add(vectors)
+            self._positions = np.concatenate([self._positions, np.arange(first, first + len(chunks))])
+        else:
+            self._search_index = None
+        self._update_counts()
+        return self
+
+    def remove(self, ids):
+        """Remove the documents with these ids; unknown ids raise a ``KeyError``."""
+        check_is_fitted(self, "embedder_")
+        ids = list(ids)
+        unknown = [i for i in ids if i not in self._docs]
+        if unknown:
+            raise KeyError(f"No document with id(s) {unknown[:10]!r} in the index.")
+        gone = set(ids)
+        for i in ids:
+            del self._docs[i]
+        self._alive &= np.array([d not in gone for d in self._chunk_doc], dtype=bool)
+        self._search_index = None  # rebuilt without them at the next query
+        self._update_counts()
+        return self
+
+    def _update_counts(self):
+        self.n_documents_ = len(self._docs)
+        self.n_chunks_ = int(self._alive.sum())
+
+    def _build(self):
+        self._positions = np.flatnonzero(self._alive)
+        vectors = np.ascontiguousarray(self._vectors[self._positions])
+        self._search_index = build_search_index(
+            vectors, self.backend_, self.search, self.hnsw_m, self.ef_search, self.n_lists, self.n_probe
+        )
+
+    # -- querying ----------------------------------------------------------------------------
+    def query(self, texts, k=5):
+        """The ``k`` best chunks for each query text, best first.
+
+        Returns a list (one per query) of lists of :class:`Hit`. When the index holds
+        fewer than ``k`` chunks, every chunk is returned.
+        """
+        check_is_fitted(self, "embedder_")
+        check_int(k, "k")
+        queries = check_texts(texts, name="texts", estimator=self)
+        if self.n_chunks_ == 0:
+            return [[] for _ in queries]
+        scores, positions = self.search_vectors(self.embedder_.transform(queries), k)
+        hits = []
+        for row_scores, row_positions in zip(scores, positions):
+            row = []
+            for score, pos in zip(row_scores, row_positions):
+                if pos < 0:
+                    continue
+                doc_id = self._chunk_doc[pos]
+                text, meta = self._docs[doc_id]
+                start, end = self._chunk_span[pos]
+                row.append(Hit(doc_id, text[start:end], float(score), start, end, int(pos), dict(meta)))
+            hits.append(row)
+        return hits
+
+    def search_vectors(self, vectors, k):
+        """Scores and chunk positions of the ``k`` nearest chunks of each vector."""
+        if getattr(self, "_search_index", None) is None:
+            self._build()
+        k = min(k, len(self._positions))
+        scores, idx = search_index(self._search_index, vectors, k)
+        return scores, np.where(idx >= 0, self._positions[np.maximum(idx, 0)], -1)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_search_index", None)  # derived; rebuilt on the first query
+        return state
+
+    def save(self, path):
+        """Write the index to folder ``path``: JSON for chunks and documents, ``.npy`` vectors.
+
+        Holds no model weights and no pickled code: the embedder is stored by its
+        parameters. Document ids and metadata must be JSON-serialisable.
+        """
+        check_is_fitted(self, "embedder_")
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "vectors.npy", self._vectors, allow_pickle=False)
+        np.save(folder / "alive.npy", self._alive, allow_pickle=False)
+        params = self.get_params(deep=False)
+        params["embedder"] = self.embedder_.get_params()
+        state = {
+            "format": _FORMAT,
+            "params": params,
+            "documents": [[doc_id, text, meta] for doc_id, (text, meta) in self._docs.items()],
+            "chunk_doc": self._chunk_doc,
+            "chunk_span": self._chunk_span,
+            "next_id": self._next_id,
+        }
+        try:
+            (folder / "index.json").write_text(json.dumps(state))
+        except TypeError as exc:
+            raise ValueError(f"save() needs JSON-serialisable document ids and metadata: {exc}") from exc
+        return folder
+
+    @classmethod
+    def load(cls, path):
+        """Read an index written by :meth:`save`."""
+        from ._embed import TransformerEmbedder
+
+        folder = Path(path)
+        state = json.loads((folder / "index.json").read_text())
+        if state.get("format") != _FORMAT:
+            raise ValueError(f"{folder} holds an index of format {state.get('format')!r}; expected {_FORMAT}.")
+        params = dict(state["params"])
+        params["embedder"] = TransformerEmbedder(**params["embedder"])
+        index = cls(**params)
+        index.backend_ = index._validate()
+        index.embedder_ = params["embedder"].fit()
+        index.chunk_size_ = min(index.chunk_size, index.embedder_.max_length_ - 2)
+        index._docs = {_key(d): (text, meta) for d, text, meta in state["documents"]}
+        index._chunk_doc = [_key(d) for d in state["chunk_doc"]]
+        index._chunk_span = [tuple(s) for s in state["chunk_span"]]
+        index._next_id = state["next_id"]
+        index._vectors = np.load(folder / "vectors.npy", allow_pickle=False)
+        index._alive = np.load(folder / "alive.npy", allow_pickle=False)
+        index._search_index = None
+        index._update_counts()
+        return index
+
+
+def _key(value):
+    # JSON turns tuples into lists; lists are not hashable ids.
+    return tuple(value) if isinstance(value, list) else value

@@ -1,0 +1,160 @@
+"""FewShotClassifier: classify texts by prompting a local causal LM with labelled demonstrations."""
+
+from . import _models
+from ._lm import check_template
+from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier, plain_labels, unique_labels
+from ._selection import BalancedSelection, NearestSelection, RandomSelection, resolve_selection
+from ._validation import check_bool, check_int, check_texts
+
+DEFAULT_EXAMPLE_TEMPLATE = "Text: {text}\nCategory: {label}\n\n"
+
+
+class FewShotClassifier(PromptClassifier):
+    __doc__ = (
+        """Classify texts by prompting a local causal LM with labelled demonstrations.
+
+    ``fit(X, y)`` records the classes and the pool of demonstrations; no weight
+    changes. For each text, ``n_examples`` demonstrations are rendered with
+    ``example_template`` into ``{examples}`` of the prompt, and every class is
+    scored by the LM's log-likelihood of its wording.
+
+    Parameters
+    ----------
+    model_name : str, default="HuggingFaceTB/SmolLM2-135M-Instruct"
+        A causal LM (Hub id or local folder); see :class:`ZeroShotClassifier`.
+    revision : str, default=None
+        Branch, tag or commit of a Hub model.
+    n_examples : int, default=4
+        Demonstrations per prompt.
+    example_selection : str or selection object, default="balanced"
+        How the demonstrations are chosen: ``"balanced"``
+        (:class:`~skllm.BalancedSelection`, the same for every text, drawn in
+        turn from each class), ``"random"`` (:class:`~skllm.RandomSelection`),
+        ``"nearest"`` (:class:`~skllm.NearestSelection`, for each text the most
+        similar pool texts), ``"first"`` (:class:`~skllm.FirstSelection`), or
+        such an object with its own parameters (cloned in ``fit``; tune them
+        as ``example_selection__<name>``).
+    balance_nearest : bool, default=False
+        With ``"nearest"``, take the nearest examples of each class in turn.
+    example_template : str, default="Text: {text}\\nCategory: {label}\\n\\n"
+        How one demonstration is rendered (fields ``{text}`` and ``{label}``).
+    embedder_model : str, default="sentence-transformers/all-MiniLM-L6-v2"
+        Encoder for ``"nearest"``.
+    random_state : int, RandomState or None, default=None
+        Makes the sampling of demonstrations reproducible."""
+        + CLASSIFIER_DOC_PARAMS
+        + """
+
+    Attributes
+    ----------
+    classes_, label_words_, model_, tokenizer_, uses_chat_template_ :
+        As for :class:`ZeroShotClassifier`.
+    examples_ : list of (str, label)
+        The pool of demonstrations.
+    example_selection_ : selection object
+        The fitted strategy (for ``"nearest"``, its embedder: no weights pickled).
+
+    Examples
+    --------
+    >>> from skllm import FewShotClassifier
+    >>> clf = FewShotClassifier(n_examples=2, random_state=0)
+    >>> clf = clf.fit(["great fun", "dreadful", "a delight", "boring"], ["pos", "neg", "pos", "neg"])
+    >>> clf.classes_.tolist()
+    ['neg', 'pos']
+    >>> clf.predict(["what a delightful film"]).tolist()
+    ['...']
+    """
+    )
+
+    def __init__(
+        self,
+        model_name=_models.DEFAULT_CAUSAL_LM,
+        *,
+        revision=None,
+        template=None,
+        n_examples=4,
+        example_selection="balanced",
+        balance_nearest=False,
+        example_template=DEFAULT_EXAMPLE_TEMPLATE,
+        label_words=None,
+        length_normalize=False,
+        embedder_model=_models.DEFAULT_ENCODER,
+        random_state=None,
+        max_length=1024,
+        batch_size=8,
+        use_chat_template=True,
+        device="auto",
+        dtype="float32",
+        cache_dir="auto",
+    ):
+        self.model_name = model_name
+        self.revision = revision
+        self.template = template
+        self.n_examples = n_examples
+        self.example_selection = example_selection
+        self.balance_nearest = balance_nearest
+        self.example_template = example_template
+        self.label_words = label_words
+        self.length_normalize = length_normalize
+        self.embedder_model = embedder_model
+        self.random_state = random_state
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.use_chat_template = use_chat_template
+        self.device = device
+        self.dtype = dtype
+        self.cache_dir = cache_dir
+
+    def __setstate__(self, state):
+        # skllm 0.1 kept the choice in fixed_examples_ (or embedder_ and
+        # pool_embeddings_ for "nearest"): rebuild the fitted strategy.
+        if "examples_" in state and "example_selection_" not in state:
+            fixed = state.pop("fixed_examples_", None)
+            if fixed is not None:
+                selection = (RandomSelection if state.get("example_selection") == "random" else BalancedSelection)()
+                selection.indices_ = list(fixed)
+            else:
+                selection = NearestSelection(balance=state.get("balance_nearest", False))
+                selection.embedder_ = state.pop("embedder_")
+                selection.embeddings_ = state.pop("pool_embeddings_")
+                selection.labels_ = [label for _, label in state["examples_"]]
+                selection.n_examples_ = min(state["n_examples"], len(state["examples_"]))
+            state["example_selection_"] = selection
+        super().__setstate__(state)
+
+    def _nearest(self):
+        from ._embed import TransformerEmbedder
+
+        embedder = TransformerEmbedder(self.embedder_model, cache_dir=self.cache_dir, device=self.device)
+        return NearestSelection(embedder, balance=self.balance_nearest)
+
+    def fit(self, X, y):
+        """Record the classes and the pool of demonstrations, choose them if fixed, load the model."""
+        self._check_classifier_params()
+        check_int(self.n_examples, "n_examples", 0)
+        check_bool(self.balance_nearest, "balance_nearest")
+        selection = resolve_selection(self.example_selection, nearest=self._nearest)
+        check_template(self.example_template, "example_template", {"text", "label"}, {"text", "label"})
+        texts = check_texts(X, estimator=self)
+        y = plain_labels(y, "y")
+        if len(y) != len(texts):
+            raise ValueError(f"X has {len(texts)} texts but y has {len(y)} labels; they must match row for row.")
+        classes = unique_labels(y)
+        self._load()
+        self._set_classes(classes)
+        self.examples_ = list(zip(texts, y))
+        self.example_selection_ = selection.fit(texts, y, n_examples=self.n_examples, random_state=self.random_state)
+        return self
+
+    def _render_examples(self, indices):
+        words = dict(zip(self.classes_.tolist(), self.label_words_))
+        return "".join(
+            self.example_template.format(text=self.examples_[i][0], label=words[self.examples_[i][1]]) for i in indices
+        )
+
+    def _prompts(self, texts):
+        return self._fit_prompts(
+            texts,
+            self.example_selection_.select(texts),
+            lambda idx, k, q: self._content(q, self._render_examples(idx[len(idx) - k :])),
+        )

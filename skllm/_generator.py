@@ -1,0 +1,208 @@
+"""FewShotGenerator: generate text from text by prompting a local causal LM with example pairs."""
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from . import _models
+from ._device import autocast
+from ._lm import LMEstimator, check_template
+from ._selection import FirstSelection, RandomSelection, resolve_selection
+from ._tokens import pad_batch, pad_token_id
+from ._validation import check_bool, check_int, check_texts
+
+DEFAULT_GENERATION_TEMPLATE = "{examples}Input: {text}\nOutput:"
+DEFAULT_GENERATION_EXAMPLE_TEMPLATE = "Input: {text}\nOutput: {label}\n\n"
+
+
+def exact_match(predicted, expected):
+    """Share of answers equal to their reference, both stripped of surrounding whitespace."""
+    return float(np.mean([p.strip() == e.strip() for p, e in zip(predicted, expected)]))
+
+
+class FewShotGenerator(LMEstimator):
+    """Generate text from text by prompting a local causal LM with example pairs.
+
+    For tasks whose output is text (translation, rewriting, extraction):
+    ``fit(X, y)`` stores demonstration pairs; ``predict(X)`` renders
+    ``n_examples`` of them and the input into the prompt and generates the
+    answer greedily (deterministic), up to ``max_new_tokens`` or the end of the
+    line.
+
+    Parameters
+    ----------
+    model_name : str, default="HuggingFaceTB/SmolLM2-135M-Instruct"
+        A causal LM (Hub id or local folder); see :class:`ZeroShotClassifier`.
+    revision : str, default=None
+        Branch, tag or commit of a Hub model.
+    template : str, default=None
+        Prompt with ``{text}`` and ``{examples}``; ``None`` uses
+        ``"{examples}Input: {text}\\nOutput:"``.
+    example_template : str, default="Input: {text}\\nOutput: {label}\\n\\n"
+        How one pair is rendered.
+    n_examples : int, default=4
+        Pairs per prompt.
+    example_selection : str, selection object or None, default=None
+        How the pairs are chosen, as for :class:`FewShotClassifier`
+        (``"first"``, ``"random"``, ``"balanced"``, ``"nearest"`` or an
+        object). ``None``: the first ``n_examples`` pairs when ``random_state``
+        is None, else a random draw (``"random"``).
+    max_new_tokens : int, default=64
+        Longest answer, in tokens.
+    stop_at_newline : bool, default=True
+        End each answer at its first line break.
+    random_state : int, RandomState or None, default=None
+        Makes the choice of pairs reproducible.
+    max_length, batch_size, use_chat_template, device, dtype, cache_dir :
+        As for :class:`ZeroShotClassifier`.
+
+    Attributes
+    ----------
+    examples_ : list of (str, str)
+        The stored pairs.
+    example_selection_ : selection object
+        The fitted strategy that chooses the pairs of each prompt.
+    model_, tokenizer_, uses_chat_template_, max_length_, device_, dtype_ :
+        As for :class:`ZeroShotClassifier`.
+
+    Examples
+    --------
+    >>> from skllm import FewShotGenerator
+    >>> gen = FewShotGenerator(n_examples=3, max_new_tokens=10)
+    >>> gen = gen.fit(["Hund", "Katze", "Haus"], ["dog", "cat", "house"])
+    >>> answers = gen.predict(["Baum"])
+    >>> answers.shape, type(answers[0])
+    ((1,), <class 'str'>)
+    """
+
+    def __init__(
+        self,
+        model_name=_models.DEFAULT_CAUSAL_LM,
+        *,
+        revision=None,
+        template=None,
+        example_template=DEFAULT_GENERATION_EXAMPLE_TEMPLATE,
+        n_examples=4,
+        example_selection=None,
+        max_new_tokens=64,
+        stop_at_newline=True,
+        random_state=None,
+        max_length=1024,
+        batch_size=8,
+        use_chat_template=True,
+        device="auto",
+        dtype="float32",
+        cache_dir="auto",
+    ):
+        self.model_name = model_name
+        self.revision = revision
+        self.template = template
+        self.example_template = example_template
+        self.n_examples = n_examples
+        self.example_selection = example_selection
+        self.max_new_tokens = max_new_tokens
+        self.stop_at_newline = stop_at_newline
+        self.random_state = random_state
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.use_chat_template = use_chat_template
+        self.device = device
+        self.dtype = dtype
+        self.cache_dir = cache_dir
+
+    def __setstate__(self, state):
+        # skllm 0.1 had no example_selection: the pairs were in fixed_examples_.
+        state.setdefault("example_selection", None)
+        if "fixed_examples_" in state:
+            selection = (FirstSelection if state.get("random_state") is None else RandomSelection)()
+            selection.indices_ = list(state.pop("fixed_examples_"))
+            state["example_selection_"] = selection
+        super().__setstate__(state)
+
+    def _nearest(self):
+        from ._embed import TransformerEmbedder
+        from ._selection import NearestSelection
+
+        return NearestSelection(TransformerEmbedder(cache_dir=self.cache_dir, device=self.device))
+
+    def fit(self, X, y):
+        """Store the demonstration pairs, choose them if fixed, and load the model."""
+        self._check_common()
+        template = self.template if self.template is not None else DEFAULT_GENERATION_TEMPLATE
+        check_template(template, "template", {"text"}, {"text", "examples"})
+        check_template(self.example_template, "example_template", {"text", "label"}, {"text", "label"})
+        check_int(self.n_examples, "n_examples", 0)
+        check_int(self.max_new_tokens, "max_new_tokens")
+        check_bool(self.stop_at_newline, "stop_at_newline")
+        selection = self.example_selection
+        if selection is None:
+            selection = "first" if self.random_state is None else "random"
+        selection = resolve_selection(selection, nearest=self._nearest)
+        texts = check_texts(X, estimator=self)
+        outputs = check_texts(y, name="y", estimator=self)
+        if len(outputs) != len(texts):
+            raise ValueError(f"X has {len(texts)} texts but y has {len(outputs)}; they must match row for row.")
+        self._load()
+        self.prompt_budget_ = self.max_length_ - self.max_new_tokens
+        if self.prompt_budget_ < 8:
+            raise ValueError(f"max_new_tokens={self.max_new_tokens} leaves no room for a prompt in {self.max_length_}.")
+        self.examples_ = list(zip(texts, outputs))
+        self.example_selection_ = selection.fit(
+            texts, outputs, n_examples=self.n_examples, random_state=self.random_state
+        )
+        return self
+
+    def _render(self, indices, k, text):
+        """Prompt content with the last ``k`` of the pairs ``indices``."""
+        template = self.template if self.template is not None else DEFAULT_GENERATION_TEMPLATE
+        chosen = indices[len(indices) - k :] if k else []
+        if self.uses_chat_template_:
+            # A chat model follows demonstrations given as earlier turns of the
+            # conversation; inside one message it tends to answer conversationally.
+            messages = []
+            for i in chosen:
+                messages.append({"role": "user", "content": template.format(text=self.examples_[i][0], examples="")})
+                messages.append({"role": "assistant", "content": self.examples_[i][1]})
+            return [*messages, {"role": "user", "content": template.format(text=text, examples="")}]
+        examples = "".join(
+            self.example_template.format(text=self.examples_[i][0], label=self.examples_[i][1]) for i in chosen
+        )
+        return template.format(text=text, examples=examples)
+
+    def predict(self, X):
+        """The generated answer for each text, as a 1-D array of str."""
+        import torch
+
+        check_is_fitted(self, "examples_")
+        texts = check_texts(X, estimator=self)
+        self._ensure_live()
+        prompts = self._fit_prompts(texts, self.example_selection_.select(texts), self._render)
+        tokenizer, device = self.tokenizer_, torch.device(self.device_)
+        pad = pad_token_id(tokenizer)
+        answers = [""] * len(texts)
+        order = np.argsort([-len(p) for p in prompts], kind="stable")
+        with torch.inference_mode(), autocast(device, self.dtype_):
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                # Left padding: every prompt ends where its answer starts.
+                ids, mask = pad_batch(prompts, batch, pad, device, side="left")
+                generated = self.model_.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    max_new_tokens=self.max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=pad,
+                )
+                for row, i in enumerate(batch):
+                    text = tokenizer.decode(generated[row, ids.shape[1] :], skip_special_tokens=True)
+                    if self.stop_at_newline:
+                        text = text.strip("\n").split("\n")[0]
+                    answers[i] = text.strip()
+        return np.asarray(answers, dtype=object)
+
+    def score(self, X, y):
+        """Exact-match accuracy of the generated answers against ``y`` (both stripped).
+
+        Makes ``GridSearchCV`` work out of the box; pass ``scoring=`` for other metrics.
+        """
+        expected = check_texts(y, name="y", estimator=self)
+        return exact_match(self.predict(X), expected)

@@ -1,0 +1,154 @@
+"""What the in-context estimators share: loading the causal LM, templates, fitting prompts."""
+
+import inspect
+import string
+import warnings
+
+from sklearn.base import BaseEstimator
+
+from . import _models
+from ._device import device_for_loading, resolve_device, resolve_dtype
+from ._live import LiveStateMixin
+from ._validation import check_bool, check_int
+from .exceptions import TruncationWarning
+
+
+def template_fields(template, name):
+    if not isinstance(template, str):
+        raise ValueError(f"{name} must be a format string, got {template!r}.")
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise ValueError(f"{name} is not a valid format string: {exc}") from exc
+    return fields
+
+
+def check_template(template, name, required, allowed):
+    """Raise a ``ValueError`` unless ``template`` has every ``required`` field and only ``allowed`` ones."""
+    fields = template_fields(template, name)
+    missing = required - fields
+    unknown = fields - allowed
+    if missing or unknown:
+        raise ValueError(
+            f"{name}={template!r} must contain {sorted('{' + f + '}' for f in required)} and may contain "
+            f"{sorted('{' + f + '}' for f in allowed)}; "
+            + (f"missing {sorted(missing)}" if missing else f"unknown fields {sorted(unknown)}")
+            + "."
+        )
+
+
+def cache_kwarg(model):
+    """Name of the key/value-cache argument: transformers 5.2x renamed past_key_values to cache."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+class LMEstimator(LiveStateMixin, BaseEstimator):
+    """Loading, prompting and pickling shared by the in-context estimators."""
+
+    _live_attributes = ("model_", "tokenizer_")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        return tags
+
+    def __setstate__(self, state):
+        # Estimators pickled by skllm 0.1 had no cache_dir (the de-quantised
+        # default LM always went to the default cache, which "auto" still means).
+        if "cache_dir" in self._get_param_names():
+            state.setdefault("cache_dir", "auto")
+        super().__setstate__(state)
+
+    def _source(self):
+        return _models.resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
+
+    def _load(self):
+        device = resolve_device(self.device)
+        dtype = resolve_dtype(self.dtype, device)
+        source = self._source()
+        model, tokenizer = _models.load_backbone(source, device, kind="causal-lm")
+        self.model_, self.tokenizer_ = model, tokenizer
+        self.model_identity_ = _models.model_identity(source)
+        self.device_, self.dtype_ = str(device), dtype
+        self.max_length_ = min(int(self.max_length), _models.positions(model, tokenizer))
+        self.uses_chat_template_ = bool(self.use_chat_template and getattr(tokenizer, "chat_template", None))
+
+    def _restore_live(self):
+        device = device_for_loading(self.device_)
+        self.model_, self.tokenizer_ = _models.load_backbone(self._source(), device, kind="causal-lm")
+        self.device_ = str(device)
+
+    def _check_common(self):
+        check_int(self.max_length, "max_length")
+        check_int(self.batch_size, "batch_size")
+        check_bool(self.use_chat_template, "use_chat_template")
+
+    def _wrap(self, content):
+        """The full prompt text for ``content``: through the chat template when the model has one.
+
+        ``content`` is the user message, or a list of chat messages.
+        """
+        if self.uses_chat_template_:
+            messages = content if isinstance(content, list) else [{"role": "user", "content": content}]
+            return self.tokenizer_.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return content
+
+    def _encode(self, text):
+        return self.tokenizer_(text, add_special_tokens=not self.uses_chat_template_)["input_ids"]
+
+    def _fit_prompt(self, render, n_examples, query):
+        """Token ids of the prompt, dropping demonstrations (then cutting the query) to fit.
+
+        ``render(k, query)`` returns the prompt content with the last ``k``
+        demonstrations. Returns ``(ids, dropped_examples, query_cut)``.
+        """
+        for k in range(n_examples, -1, -1):
+            ids = self._encode(self._wrap(render(k, query)))
+            if len(ids) <= self.prompt_budget_:
+                return ids, n_examples - k, False
+        # Even without demonstrations the text does not fit: keep its start.
+        base = len(self._encode(self._wrap(render(0, ""))))
+        room = self.prompt_budget_ - base
+        if room <= 0:
+            raise ValueError(
+                f"max_length={self.max_length_} leaves no room for the text: the template alone takes {base} "
+                f"tokens (and the answer {self.max_length_ - self.prompt_budget_}). Raise max_length or shorten "
+                f"the template."
+            )
+        query_ids = self.tokenizer_(query, add_special_tokens=False)["input_ids"]
+        keep = min(len(query_ids), room)
+        while True:
+            ids = self._encode(self._wrap(render(0, self.tokenizer_.decode(query_ids[:keep]))))
+            if len(ids) <= self.prompt_budget_ or keep == 0:
+                return ids, n_examples, True
+            keep = max(0, keep - max(1, len(ids) - self.prompt_budget_))
+
+    def _fit_prompts(self, texts, selections, render):
+        """Token ids of the prompt of every text, with one warning per call for those that were cut.
+
+        ``selections`` holds the demonstrations of each text (least relevant
+        first); ``render(indices, k, query)`` renders the last ``k`` of them.
+        """
+        prompts, dropped, cut = [], 0, 0
+        for text, indices in zip(texts, selections):
+            # With too long a prompt, the demonstrations furthest from the text
+            # (the first rendered) go first.
+            ids, d, c = self._fit_prompt(lambda k, q, idx=indices: render(idx, k, q), len(indices), text)
+            prompts.append(ids)
+            dropped, cut = dropped + bool(d), cut + c
+        if dropped:
+            warnings.warn(
+                f"{dropped} of {len(texts)} prompts were longer than max_length={self.max_length_} tokens; "
+                f"demonstrations were left out of them to fit (the texts were kept whole).",
+                TruncationWarning,
+                stacklevel=4,
+            )
+        if cut:
+            warnings.warn(
+                f"{cut} of {len(texts)} texts did not fit in max_length={self.max_length_} tokens even without "
+                f"demonstrations and were truncated.",
+                TruncationWarning,
+                stacklevel=4,
+            )
+        return prompts

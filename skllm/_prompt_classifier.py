@@ -1,0 +1,183 @@
+"""Classification by the LM's log-likelihood of each class's wording, shared by the zero- and few-shot classifiers.
+
+No weights change. Every class is scored by the LM's log-likelihood of its
+verbalisation after the prompt, so an answer is always one of the classes:
+nothing is parsed from free text. The prompt is computed once per text; the
+continuations of all classes reuse its key/value cache.
+"""
+
+import numbers
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.utils.extmath import softmax
+from sklearn.utils.validation import check_is_fitted
+
+from ._device import autocast
+from ._lm import LMEstimator, cache_kwarg, check_template
+from ._tokens import pad_batch, pad_token_id
+from ._validation import check_bool, check_labels, check_texts
+
+DEFAULT_TEMPLATE = "Classify the text into one of these categories: {labels}.\n\n{examples}Text: {text}\nCategory:"
+
+
+class PromptClassifier(ClassifierMixin, LMEstimator):
+    """Scoring of class verbalisations, shared by the zero- and few-shot classifiers."""
+
+    def _check_classifier_params(self):
+        self._check_common()
+        allowed = {"text", "labels", "examples"}
+        template = self.template if self.template is not None else DEFAULT_TEMPLATE
+        check_template(template, "template", {"text"}, allowed)
+        if self.label_words is not None and not isinstance(self.label_words, dict):
+            raise ValueError(f"label_words must be a dict mapping each class to its wording, got {self.label_words!r}.")
+        check_bool(self.length_normalize, "length_normalize")
+        return template
+
+    def _set_classes(self, classes):
+        classes = list(classes)
+        if len(classes) < 2:
+            raise ValueError(f"A classifier needs at least 2 classes, got {classes!r}.")
+        if len(set(map(repr, classes))) != len(classes):
+            raise ValueError(f"The classes must be distinct, got {classes!r}.")
+        words = self.label_words or {}
+        unknown = [k for k in words if k not in classes]
+        if unknown:
+            raise ValueError(f"label_words names labels that are not classes: {unknown!r}; classes are {classes!r}.")
+        self.classes_ = np.asarray(classes) if all(isinstance(c, (str, numbers.Number)) for c in classes) else None
+        if self.classes_ is None:
+            self.classes_ = np.empty(len(classes), dtype=object)
+            self.classes_[:] = classes
+        self.label_words_ = [str(words.get(c, c)) for c in classes]
+        if len(set(self.label_words_)) != len(self.label_words_):
+            raise ValueError(f"Two classes have the same wording: {self.label_words_!r}; set label_words.")
+        # The continuation that is scored: the wording, after a space when the
+        # prompt ends in plain text ("Category:"), as the model would write it.
+        sep = "" if self.uses_chat_template_ else " "
+        self.label_ids_ = [self.tokenizer_(sep + w, add_special_tokens=False)["input_ids"] for w in self.label_words_]
+        if any(len(ids) == 0 for ids in self.label_ids_):
+            raise ValueError(f"A label wording encodes to no token: {self.label_words_!r}.")
+        self.prompt_budget_ = self.max_length_ - max(len(ids) for ids in self.label_ids_)
+
+    def _content(self, text, examples):
+        template = self.template if self.template is not None else DEFAULT_TEMPLATE
+        return template.format(text=text, labels=", ".join(self.label_words_), examples=examples)
+
+    # -- scoring ---------------------------------------------------------------------------
+    def _score_prompts(self, prompts):
+        """Log-likelihood of each class's wording after each prompt: (n_prompts, n_classes)."""
+        import torch
+
+        model, device = self.model_, torch.device(self.device_)
+        n_labels = len(self.label_ids_)
+        width = max(len(ids) for ids in self.label_ids_)
+        label_ids = torch.full((n_labels, width), 0, dtype=torch.long)
+        label_mask = torch.zeros((n_labels, width), dtype=torch.long)
+        for i, ids in enumerate(self.label_ids_):
+            label_ids[i, : len(ids)] = torch.tensor(ids)
+            label_mask[i, : len(ids)] = 1
+        label_ids, label_mask = label_ids.to(device), label_mask.to(device)
+        pad = pad_token_id(self.tokenizer_)
+        scores = np.empty((len(prompts), n_labels), dtype=np.float64)
+        order = np.argsort([-len(p) for p in prompts], kind="stable")
+        with torch.inference_mode(), autocast(device, self.dtype_):
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                # Left padding: every prompt ends at the same position, where the
+                # label continuations start.
+                ids, mask = pad_batch(prompts, batch, pad, device, side="left")
+                positions = (mask.cumsum(1) - 1).clamp(min=0)
+                out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=width > 1)
+                first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V)
+                logp = first[:, label_ids[:, 0]].unsqueeze(-1)  # (B, L, 1)
+                if width > 1:
+                    # One pass over all continuations, reusing the prompt's cache.
+                    cache = out.past_key_values
+                    cache.batch_repeat_interleave(n_labels)
+                    cont = label_ids[:, :-1].repeat(len(batch), 1)  # (B*L, width-1)
+                    cont_mask = label_mask[:, :-1].repeat(len(batch), 1)
+                    full_mask = torch.cat([mask.repeat_interleave(n_labels, 0), cont_mask], dim=1)
+                    start_pos = positions[:, -1:].repeat_interleave(n_labels, 0) + 1
+                    cont_pos = start_pos + torch.arange(width - 1, device=device)
+                    logits = model(
+                        input_ids=cont, attention_mask=full_mask, position_ids=cont_pos, **{cache_kwarg(model): cache}
+                    ).logits
+                    rest = torch.log_softmax(logits.float(), dim=-1)
+                    targets = label_ids[:, 1:].repeat(len(batch), 1)
+                    rest = rest.gather(-1, targets.unsqueeze(-1)).squeeze(-1).view(len(batch), n_labels, width - 1)
+                    logp = torch.cat([logp, rest], dim=-1)
+                logp = (logp * label_mask.unsqueeze(0)).sum(-1)
+                if self.length_normalize:
+                    logp = logp / label_mask.sum(-1).unsqueeze(0)
+                scores[batch] = logp.cpu().numpy()
+        return scores
+
+    def _prompts(self, texts):
+        """Token ids of the prompt of every text (demonstrations chosen per text)."""
+        raise NotImplementedError
+
+    def decision_function(self, X):
+        """Log-likelihood of each class's wording (length-normalised if asked), (n_samples, n_classes)."""
+        check_is_fitted(self, "classes_")
+        texts = check_texts(X, estimator=self)
+        self._ensure_live()
+        return self._score_prompts(self._prompts(texts))
+
+    def predict_proba(self, X):
+        """The class scores normalised over the classes (a softmax of ``decision_function``)."""
+        return softmax(self.decision_function(X))
+
+    def predict(self, X):
+        """The most likely class of each text; always one of ``classes_``."""
+        scores = self.decision_function(X)
+        return self.classes_[scores.argmax(axis=1)]
+
+
+CLASSIFIER_DOC_PARAMS = """
+    template : str, default=None
+        Format string of the prompt with ``{text}`` and optionally ``{labels}``
+        (the class wordings, comma-separated) and ``{examples}`` (the rendered
+        demonstrations). ``None`` uses ``skllm._prompt_classifier.DEFAULT_TEMPLATE``:
+        ``"Classify the text into one of these categories: {labels}.\\n\\n
+        {examples}Text: {text}\\nCategory:"``. Models with a chat template get it
+        as the user message. Tune it with GridSearchCV (hard prompt tuning).
+    label_words : dict, default=None
+        Wording of each class in the prompt and in the scored answer; classes
+        not named use ``str(class)``. Multi-token wordings are scored in full.
+    length_normalize : bool, default=False
+        Divide each class's log-likelihood by its number of tokens.
+    max_length : int, default=1024
+        Token budget of prompt plus answer (capped at the model's positions).
+        Longer prompts lose demonstrations first, never the text, with a warning.
+    batch_size : int, default=8
+        Prompts per forward pass.
+    use_chat_template : bool, default=True
+        Prompt through the tokenizer's chat template when it has one.
+    device, dtype : str, default="auto", "float32"
+        As for :class:`~skllm.TransformerEmbedder`.
+    cache_dir : str, path or "auto", default="auto"
+        skllm cache folder: where the packaged default LM is de-quantised
+        (``<cache_dir>/models/``, about 540 MB once) and, for nearest
+        demonstrations, where embeddings are cached. ``"auto"`` and ``None``
+        use :func:`~skllm.default_cache_dir` for the model (``None`` turns off
+        the embedding cache only)."""
+
+
+def plain_labels(y, name="y"):
+    """``y`` as a list of Python values (NumPy scalars converted, so that labels compare and hash alike).
+
+    A plain string is rejected: it would be read as one label per character.
+    """
+    y = [v.item() if isinstance(v, np.generic) else v for v in check_labels(y, name)]
+    bad = [i for i, v in enumerate(y) if v is None or (isinstance(v, float) and v != v)]
+    if bad:
+        raise ValueError(f"{name} has {len(bad)} missing label(s) (None or NaN) at positions {bad[:10]}.")
+    return y
+
+
+def unique_labels(y, name="y"):
+    """The distinct labels of ``y``, sorted."""
+    try:
+        return sorted(set(plain_labels(y, name)))
+    except TypeError as exc:
+        raise ValueError(f"The labels in {name} cannot be ordered (mixed types?): {exc}") from exc

@@ -1,0 +1,159 @@
+"""RetrievalQA: answer questions from the chunks of a DocumentIndex with a local causal LM."""
+
+import re
+import string
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted
+
+from ._lm import check_template
+from ._validation import check_int, check_texts
+
+DEFAULT_QA_TEMPLATE = (
+    "Answer the question using only the context.\n\nContext:\n{context}\n\nQuestion: {question}\nAnswer:"
+)
+
+
+def normalize_answer(text):
+    """Lower case, without punctuation, articles (a, an, the) or repeated spaces: the usual QA exact match."""
+    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
+    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
+
+
+class RetrievalQA(BaseEstimator):
+    """Answer questions from the chunks of a :class:`DocumentIndex` with a local LM.
+
+    For each question, the ``k`` best chunks are retrieved and rendered into the
+    prompt as context; the generator answers greedily.
+
+    The fitted index is the knowledge base, not something ``fit`` learns:
+    RetrievalQA only reads it, and its clones share it (as with
+    :class:`sklearn.frozen.FrozenEstimator`). So ``clone``, ``GridSearchCV``
+    (over ``k``, ``template`` or ``generator__<name>``) and ``cross_val_score``
+    work on questions ``X`` and reference answers ``y``. To compare indexes
+    (chunk sizes, embedders), fit one per setting and pass each as ``index``.
+
+    Parameters
+    ----------
+    index : DocumentIndex
+        A fitted index (required; ``None`` only so that the class has defaults).
+    generator : FewShotGenerator, default=None
+        The LM, cloned in ``fit``; ``None`` means ``FewShotGenerator(max_new_tokens=64)``
+        on the default causal LM. Its prompt is this estimator's ``template``
+        (its own ``template`` and ``n_examples`` are replaced).
+    k : int, default=4
+        Chunks per question.
+    template : str, default=None
+        Format string with ``{context}`` (the chunks, separated by blank lines)
+        and ``{question}``; ``None`` uses ``skllm._retrieval_qa.DEFAULT_QA_TEMPLATE``.
+
+    Attributes
+    ----------
+    generator_ : FewShotGenerator
+        The fitted generator.
+
+    Examples
+    --------
+    >>> from skllm import DocumentIndex, FewShotGenerator, RetrievalQA
+    >>> docs = ["The Eiffel Tower is in Paris. It was finished in 1889.", "Mount Everest is in the Himalayas."]
+    >>> index = DocumentIndex().fit(docs, ids=["paris", "everest"])
+    >>> qa = RetrievalQA(index, generator=FewShotGenerator(max_new_tokens=8), k=1).fit()
+    >>> answers, sources = qa.predict_with_sources(["When was the Eiffel Tower finished?"])
+    >>> [hit.doc_id for hit in sources[0]]
+    ['paris']
+    >>> print(answers[0])
+    ...
+    """
+
+    DEFAULT_TEMPLATE = DEFAULT_QA_TEMPLATE
+
+    def __init__(self, index=None, *, generator=None, k=4, template=None):
+        self.index = index
+        self.generator = generator
+        self.k = k
+        self.template = template
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        return tags
+
+    def __sklearn_clone__(self):
+        # The index is shared, not copied: a clone of it would be unfitted, and
+        # RetrievalQA never changes it.
+        params = {name: clone(value, safe=False) for name, value in self.get_params(deep=False).items()}
+        params["index"] = self.index
+        return type(self)(**params)
+
+    def get_params(self, deep=True):
+        """The parameters; with ``deep``, the generator's as ``generator__<name>`` (not the index's)."""
+        params = super().get_params(deep=False)
+        if deep and hasattr(self.generator, "get_params"):
+            params.update({f"generator__{name}": value for name, value in self.generator.get_params().items()})
+        return params
+
+    def _template(self):
+        return self.template if self.template is not None else DEFAULT_QA_TEMPLATE
+
+    def fit(self, X=None, y=None):
+        """Check the parameters and the index, and load the generator.
+
+        Parameters
+        ----------
+        X : sequence of str, default=None
+            Questions. Nothing is learnt from them (the index holds the
+            knowledge): they are only checked, so that ``fit(X, y)`` works in
+            pipelines and cross-validation.
+        y : sequence of str, default=None
+            Reference answers, one per question (used by :meth:`score`).
+        """
+        from ._generator import FewShotGenerator
+
+        if not hasattr(self.index, "query"):
+            raise ValueError(f"index must be a fitted DocumentIndex, got {self.index!r}.")
+        check_is_fitted(self.index, "embedder_", msg="index must be a fitted DocumentIndex: fit it on your documents.")
+        check_int(self.k, "k")
+        check_template(self._template(), "template", {"context", "question"}, {"context", "question"})
+        if X is not None:
+            questions = check_texts(X, estimator=self)
+            if y is not None and len(check_texts(y, name="y", estimator=self)) != len(questions):
+                raise ValueError(f"X has {len(questions)} questions but y has {len(y)} answers.")
+        generator = self.generator if self.generator is not None else FewShotGenerator(max_new_tokens=64)
+        # The generator sees the whole prompt as its {text}; it needs no demonstrations.
+        self.generator_ = clone(generator).set_params(template="{examples}{text}", n_examples=0)
+        self.generator_.fit(["-"], ["-"])
+        return self
+
+    def predict_with_sources(self, X):
+        """The answer to each question and the chunks it was given.
+
+        Returns
+        -------
+        answers : ndarray of str, shape (n_questions,)
+        sources : list of list of Hit
+            The retrieved chunks of each question, best first.
+        """
+        check_is_fitted(self, "generator_")
+        questions = check_texts(X, estimator=self)
+        sources = self.index.query(questions, k=self.k)
+        prompts = [
+            self._template().format(context="\n\n".join(h.chunk for h in hits), question=q)
+            for q, hits in zip(questions, sources)
+        ]
+        return self.generator_.predict(prompts), sources
+
+    def predict(self, X):
+        """The answer to each question, as a 1-D array of str (see :meth:`predict_with_sources`)."""
+        return self.predict_with_sources(X)[0]
+
+    def score(self, X, y):
+        """Exact match of the answers against the references ``y``, after :func:`normalize_answer`.
+
+        Lower case, no punctuation, no articles, single spaces (the usual QA
+        exact match). Pass ``scoring=`` to ``GridSearchCV`` for other metrics.
+        """
+        expected = check_texts(y, name="y", estimator=self)
+        predicted = self.predict(X)
+        return float(np.mean([normalize_answer(p) == normalize_answer(e) for p, e in zip(predicted, expected)]))

