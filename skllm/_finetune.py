@@ -1,8 +1,9 @@
 """FineTuneClassifier and FineTuneRegressor: adapting the backbone itself behind fit/predict."""
 
-import copy
 import logging
 import numbers
+import warnings
+from collections.abc import Hashable
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
@@ -10,30 +11,21 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.extmath import softmax
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted
 
-from . import _models
+from . import _cache, _models
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
-from ._embed import pad_batch, pad_token_id, tokenize, truncation_warning
 from ._live import LiveStateMixin
 from ._methods import resolve_method
-from ._validation import check_int, check_texts
+from ._validation import check_bool, check_choice, check_int, check_number, check_texts
+from .exceptions import SkllmWarning
 
 logger = logging.getLogger(__name__)
 
 # Batches are formed from texts of similar length within groups of this many
 # batches, then the batches are shuffled: little padding, still random order.
 _GROUP = 50
-
-
-def _check_number(value, name, low, high=None, *, allow_none=False, strict_low=False):
-    if value is None and allow_none:
-        return
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
-    ok = ok and (value > low if strict_low else value >= low) and (high is None or value < high)
-    if not ok:
-        bound = f"{'>' if strict_low else '>='} {low}" + (f" and < {high}" if high is not None else "")
-        raise ValueError(f"{name} must be a number {bound}{' or None' if allow_none else ''}, got {value!r}.")
 
 
 def _length_grouped_batches(lengths, batch_size, rng):
@@ -45,6 +37,101 @@ def _length_grouped_batches(lengths, batch_size, rng):
         group = group[np.argsort(-lengths[group], kind="stable")]
         batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def _label_kind(value):
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, numbers.Number):
+        return "number"
+    return type(value).__name__
+
+
+def _encode_labels(y, n_texts, who):
+    """``(classes, index of each label in classes)``, or a ValueError saying what is wrong with ``y``."""
+    if y is None or isinstance(y, (str, bytes)) or not hasattr(y, "__iter__"):
+        raise ValueError(f"y must be a sequence of labels, one per text, got {y!r:.60}.")
+    values = y if hasattr(y, "__array__") else list(y)
+    labels = np.asarray(values, dtype=object)
+    if labels.ndim == 0:
+        raise ValueError(f"y must be a sequence of labels, one per text, got {y!r:.60}.")
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        try:
+            kind = type_of_target(values)
+        except ValueError:
+            kind = "several values per row"
+        raise ValueError(
+            f"{who} takes one label per text, but y has shape {labels.shape} ({kind}). For several "
+            f"outputs per text, wrap it in sklearn.multioutput.MultiOutputClassifier."
+        )
+    if len(labels) != n_texts:
+        raise ValueError(f"X has {n_texts} texts but y has {len(labels)} labels; they must match row for row.")
+    missing = [i for i, v in enumerate(labels) if v is None or (isinstance(v, numbers.Real) and v != v)]
+    if missing:
+        raise ValueError(f"y has {len(missing)} missing label(s) (None or NaN) at positions {missing[:10]}.")
+    unhashable = [i for i, v in enumerate(labels) if not isinstance(v, Hashable)]
+    if unhashable:
+        i = unhashable[0]
+        raise ValueError(
+            f"y must hold one hashable label per text; {len(unhashable)} are not, e.g. at position {i}: "
+            f"{type(labels[i]).__name__} {labels[i]!r:.40}."
+        )
+    kinds = {}
+    for v in labels:
+        kinds.setdefault(_label_kind(v), v)
+    if len(kinds) > 1:
+        examples = ", ".join(f"{kind} {v!r}" for kind, v in sorted(kinds.items()))
+        raise ValueError(
+            f"y mixes label types ({examples}); use one type for every label, e.g. all str or all int."
+        )
+    kind = next(iter(kinds))
+    if kind in ("number", "bool"):
+        plain = np.asarray(labels.tolist())
+        if type_of_target(plain) == "continuous":
+            fractional = plain[plain != np.round(plain)][0].item()
+            raise ValueError(
+                f"y holds continuous values (e.g. {fractional!r}) but {who} needs discrete classes. For a "
+                f"numeric target use FineTuneRegressor; to classify, bin y first (e.g. numpy.digitize)."
+            )
+        check_classification_targets(plain)
+    elif kind == "str":
+        check_classification_targets(labels)
+    try:
+        classes, encoded = np.unique(labels, return_inverse=True)
+    except TypeError as exc:
+        raise ValueError(f"The labels in y cannot be ordered: {exc}") from exc
+    if len(classes) < 2:
+        raise ValueError(f"y has a single class ({classes[0]!r}); a classifier needs at least 2.")
+    if kind in ("str", "number", "bool"):
+        classes = np.asarray(classes.tolist())  # a plain dtype (str, int, float, bool)
+    return classes, encoded.ravel()
+
+
+def _numeric_targets(y, n_texts, who):
+    """``y`` as a 1-D float64 array of finite values, or a ValueError saying what is wrong."""
+    if y is None or isinstance(y, (str, bytes)):
+        raise ValueError(f"y must be a sequence of numbers, one per text, got {y!r:.60}.")
+    try:
+        y = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"y must be numeric for a regressor: {exc}") from exc
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(
+            f"{who} predicts one number per text, but y has shape {y.shape}. For several targets per "
+            f"text, wrap it in sklearn.multioutput.MultiOutputRegressor."
+        )
+    if len(y) != n_texts:
+        raise ValueError(f"X has {n_texts} texts but y has {len(y)} values; they must match row for row.")
+    bad = np.flatnonzero(~np.isfinite(y))
+    if bad.size:
+        raise ValueError(f"y has {bad.size} missing or infinite value(s) at positions {bad[:10].tolist()}.")
+    return y
 
 
 class _FineTuneBase(LiveStateMixin, BaseEstimator):
@@ -107,28 +194,25 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
 
     # -- validation ---------------------------------------------------------------
     def _validate_params(self):
-        if self.pooling not in ("auto", "mean", "cls", "last"):
-            raise ValueError(f"pooling={self.pooling!r} is not supported; use 'auto', 'mean', 'cls' or 'last'.")
+        check_choice(self.pooling, "pooling", ("auto", "mean", "cls", "last"))
         check_int(self.max_length, "max_length", 2)
         check_int(self.epochs, "epochs", 1)
         check_int(self.batch_size, "batch_size", 1)
         check_int(self.n_iter_no_change, "n_iter_no_change", 1)
         check_int(self.verbose, "verbose", 0)
-        _check_number(self.learning_rate, "learning_rate", 0, allow_none=True, strict_low=True)
-        _check_number(self.weight_decay, "weight_decay", 0)
-        _check_number(self.warmup_ratio, "warmup_ratio", 0, 1)
-        _check_number(self.max_grad_norm, "max_grad_norm", 0, allow_none=True, strict_low=True)
-        _check_number(self.validation_fraction, "validation_fraction", 0, 1, strict_low=True)
-        for name in ("early_stopping", "warm_start"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+        check_number(self.learning_rate, "learning_rate", 0, allow_none=True, low_inclusive=False)
+        check_number(self.weight_decay, "weight_decay", 0)
+        check_number(self.warmup_ratio, "warmup_ratio", 0, 1)
+        check_number(self.max_grad_norm, "max_grad_norm", 0, allow_none=True, low_inclusive=False)
+        check_number(self.validation_fraction, "validation_fraction", 0, 1, low_inclusive=False)
+        check_bool(self.early_stopping, "early_stopping")
+        check_bool(self.warm_start, "warm_start")
+        # Every method checks it, even those that never cache: a bad value must
+        # not pass with one method and fail with another.
+        _cache.resolve_cache_dir(self.cache_dir)
         method = resolve_method(self.method)
         method.validate()
         return clone(method)
-
-    def _check_y_length(self, texts, y):
-        if len(y) != len(texts):
-            raise ValueError(f"X has {len(texts)} texts but y has {len(y)} values; they must match row for row.")
 
     # -- building the network -------------------------------------------------------
     def _backbone(self, device):
@@ -136,26 +220,11 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         model, tokenizer = _models.load_backbone(source, device)
         return source, model, tokenizer
 
-    def _build_network(self, backbone, n_features):
+    def _build_network(self, backbone):
         import torch
 
-        from ._methods._encoders import MLP, Network
-
-        method = self.method_
-        if not method.trains_backbone:
-            head = MLP(n_features, self._n_outputs, tuple(method.hidden_layer_sizes), method.dropout)
-            return head.to(torch.device(self.device_))
-        if method.modifies_backbone:
-            # peft and the adapters change the model in place; the shared,
-            # loaded backbone must stay as it is for every other fit.
-            backbone = copy.deepcopy(backbone)
-        for p in backbone.parameters():
-            p.requires_grad_(False)
-        encoder = method.build(backbone)
-        head = MLP(backbone.config.hidden_size, self._n_outputs, (), 0.1)
-        network = Network(encoder, head, self.pooling_)
-        network.to(torch.device(self.device_))
-        return network
+        network = self.method_.build_network(backbone, self._n_outputs, self.pooling_)
+        return network.to(torch.device(self.device_))
 
     def _restore_live(self):
         """Rebuild the trained network from hyperparameters and ``trainable_state_``."""
@@ -166,63 +235,31 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         source, backbone, tokenizer = self._backbone(device)
         identity = _models.model_identity(source)
         if identity != self.model_identity_:
-            import warnings
-
             warnings.warn(
                 f"The files of model {self.model_name!r} changed since this model was fitted "
                 f"({self.model_identity_} -> {identity}); its frozen weights now come from the new files.",
                 UserWarning,
                 stacklevel=3,
             )
-        network = self._build_network(backbone, self.n_features_)
-        state = {k: torch.from_numpy(np.array(v)) for k, v in self.trainable_state_.items()}
-        result = network.load_state_dict(state, strict=False)
-        if result.unexpected_keys:
+        network = self._build_network(backbone)
+        trained = {n for n, p in network.named_parameters() if p.requires_grad}
+        missing = sorted(trained - set(self.trainable_state_))
+        unexpected = sorted(set(self.trainable_state_) - trained)
+        if missing or unexpected:
             raise RuntimeError(
                 f"The saved weights do not fit model {self.model_name!r} with method {self.method_.name!r}: "
-                f"unexpected {result.unexpected_keys[:5]}. Was the model changed since fitting?"
+                f"{len(missing)} trained tensor(s) missing {missing[:5]}, {len(unexpected)} unexpected "
+                f"{unexpected[:5]}. Was the model or the package changed since fitting?"
             )
+        state = {k: torch.from_numpy(np.array(v)) for k, v in self.trainable_state_.items()}
+        network.load_state_dict(state, strict=False)  # the frozen rest comes from the backbone
         network.to(device).eval()
         self.network_, self.tokenizer_ = network, tokenizer
 
     # -- inputs -----------------------------------------------------------------------
-    def _head_embedder(self):
-        from ._embed import TransformerEmbedder
-
-        return TransformerEmbedder(
-            self.model_name,
-            revision=self.revision,
-            pooling=self.pooling_,
-            normalize=False,
-            max_length=self.max_length_,
-            batch_size=max(self.batch_size, 32),
-            device=self.device_,
-            dtype=self.dtype_,
-            cache_dir=self.cache_dir,
-        )
-
     def _inputs(self, texts, *, warn=True):
-        """Token ids (or cached features for the head method) for ``texts``."""
-        import warnings
-
-        if not self.method_.trains_backbone:
-            with warnings.catch_warnings(record=not warn):
-                return self.embedder_.transform(texts)
-        ids, n_tokens = tokenize(self.tokenizer_, texts, self.max_length_)
-        if warn:
-            truncation_warning(int((np.asarray(n_tokens) > self.max_length_).sum()), len(texts), self.max_length_, 3)
-        return ids
-
-    def _batch_tensors(self, inputs, batch, device):
-        import torch
-
-        if isinstance(inputs, np.ndarray):
-            return (torch.from_numpy(inputs[batch]).to(device),)
-        return pad_batch(inputs, batch, self._pad_id, device)
-
-    @property
-    def _pad_id(self):
-        return pad_token_id(self.tokenizer_)
+        """What the method's network takes for ``texts`` (token ids, cached features...)."""
+        return self.method_.inputs(self, texts, warn=warn)
 
     def _outputs(self, inputs):
         """Raw network outputs for all rows of ``inputs``, in input order."""
@@ -232,26 +269,20 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         network = self.network_
         network.eval()
         n = len(inputs)
-        if isinstance(inputs, np.ndarray):
-            order = np.arange(n)
-        else:
-            order = np.argsort([-len(row) for row in inputs], kind="stable")
+        order = np.argsort(-inputs.lengths(), kind="stable")
         out = np.empty((n, self._n_outputs), dtype=np.float32)
         step = self.batch_size * 2
         with torch.inference_mode(), autocast(device, self.dtype_):
             for start in range(0, n, step):
                 batch = order[start : start + step]
-                out[batch] = network(*self._batch_tensors(inputs, batch, device)).float().cpu().numpy()
+                out[batch] = network(*inputs.tensors(batch, device)).float().cpu().numpy()
         return out
 
     # -- training -------------------------------------------------------------------------
-    def _fit(self, X, targets, *, stratify=None, class_weights=None):
-        """Shared fit: ``targets`` are class indices (int64) or scaled floats."""
+    def _fit(self, method, texts, targets, *, stratify=None, class_weights=None):
+        """Shared fit on validated texts: ``targets`` are class indices (int64) or scaled floats."""
         import torch
 
-        method = self._validate_params()
-        texts = check_texts(X, estimator=self)
-        self._check_y_length(texts, targets)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
 
@@ -268,15 +299,17 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
             and self._same_model(method)
         )
         self._commit_targets()
+        for name in getattr(getattr(self, "method_", None), "fitted_attributes", ()):
+            vars(self).pop(name, None)  # set by the previous fit's method
         self.method_ = method
         self.device_, self.dtype_ = str(device), dtype
         self.tokenizer_ = tokenizer
         self.model_identity_ = _models.model_identity(source)
         self.pooling_, self.max_length_ = pooling, max_length
-        if not method.trains_backbone:
-            self.embedder_ = self._head_embedder().fit()
+        for name, value in method.prepare(self).items():
+            setattr(self, name, value)
         inputs = self._inputs(texts)
-        self.n_features_ = inputs.shape[1] if isinstance(inputs, np.ndarray) else backbone.config.hidden_size
+        self.n_features_ = int(backbone.config.hidden_size)
 
         train_idx, valid_idx = np.arange(len(texts)), None
         if self.early_stopping:
@@ -296,13 +329,12 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
                 network = self.network_
             else:
                 vars(self).pop("network_", None)
-                network = self._build_network(backbone, self.n_features_)
+                network = self._build_network(backbone)
             self.network_ = network
             self._train(network, inputs, targets, train_idx, valid_idx, class_weights, rng, device)
         network.eval()
-        trainable = {n for n, p in network.named_parameters() if p.requires_grad}
         self.trainable_state_ = {
-            n: t.detach().float().cpu().numpy().copy() for n, t in network.state_dict().items() if n in trainable
+            n: p.detach().float().cpu().numpy().copy() for n, p in network.named_parameters() if p.requires_grad
         }
         self.n_trainable_params_ = int(sum(v.size for v in self.trainable_state_.values()))
         return self
@@ -317,6 +349,7 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
     def _train(self, network, inputs, targets, train_idx, valid_idx, loss_weights, rng, device):
         import torch
         from tqdm.auto import tqdm
+        from transformers import get_linear_schedule_with_warmup
 
         params = [p for p in network.parameters() if p.requires_grad]
         decay = [p for p in params if p.ndim >= 2]
@@ -325,22 +358,13 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
         )
-        lengths = (
-            np.ones(len(inputs), dtype=np.int64)
-            if isinstance(inputs, np.ndarray)
-            else np.fromiter((len(r) for r in inputs), dtype=np.int64, count=len(inputs))
-        )
+        lengths = inputs.lengths()
         steps_per_epoch = -(-len(train_idx) // self.batch_size)
         total = steps_per_epoch * self.epochs
-        warmup = int(self.warmup_ratio * total)
-
-        def schedule(step):
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            return max(0.0, (total - step) / max(1, total - warmup))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        targets_t = torch.as_tensor(targets)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
+        # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
+        scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and self.dtype_ == "float16")
+        targets_t = torch.as_tensor(targets).to(device)
         weights_t = None if loss_weights is None else torch.as_tensor(loss_weights, dtype=torch.float32).to(device)
 
         self.loss_curve_ = []
@@ -357,14 +381,18 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
                 for batch in batches:
                     rows = train_idx[batch]
                     with autocast(device, self.dtype_):
-                        output = network(*self._batch_tensors(inputs, rows, device)).float()
-                    loss = self._loss(output, targets_t[rows].to(device), weights_t)
+                        output = network(*inputs.tensors(rows, device)).float()
+                    loss = self._loss(output, targets_t[torch.from_numpy(rows).to(device)], weights_t)
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    scaler.scale(loss).backward()
                     if self.max_grad_norm is not None:
+                        scaler.unscale_(optimizer)
                         torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
+                    scale = scaler.get_scale() if scaler.is_enabled() else None
+                    scaler.step(optimizer)
+                    scaler.update()
+                    if scale is None or scaler.get_scale() >= scale:
+                        scheduler.step()  # not after a step the scaler skipped (inf/NaN gradients)
                     running += float(loss.detach()) * len(rows)
                     seen += len(rows)
                     bar.update(1)
@@ -373,12 +401,13 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
             self.n_iter_ = epoch + 1
             message = f"epoch {epoch + 1}/{self.epochs}: loss {running / seen:.4f}"
             if valid_idx is not None:
-                score = self._validation_score(self._outputs_of(network, inputs, valid_idx), targets[valid_idx])
+                score = self._validation_score(self._outputs(inputs.subset(valid_idx)), targets[valid_idx])
                 self.validation_scores_.append(score)
                 message += f", validation score {score:.4f}"
                 if score > best_score:
                     best_score, stale = score, 0
-                    best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+                    # Only what training changes: the frozen backbone needs no copy.
+                    best_state = {n: p.detach().clone() for n, p in network.named_parameters() if p.requires_grad}
                 else:
                     stale += 1
             if self.verbose:
@@ -387,12 +416,11 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
             if valid_idx is not None and stale >= self.n_iter_no_change:
                 break
         if best_state is not None:
-            network.load_state_dict(best_state)
+            with torch.no_grad():
+                for name, param in network.named_parameters():
+                    if name in best_state:
+                        param.copy_(best_state[name])
             self.best_validation_score_ = best_score
-
-    def _outputs_of(self, network, inputs, rows):
-        subset = inputs[rows] if isinstance(inputs, np.ndarray) else [inputs[i] for i in rows]
-        return self._outputs(subset)
 
     # -- prediction -----------------------------------------------------------------------
     def _raw_outputs(self, X):
@@ -571,18 +599,9 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         -------
         self : FineTuneClassifier
         """
-        y = np.asarray(list(y) if not hasattr(y, "__array__") else y, dtype=object).ravel()
-        bad = [i for i, v in enumerate(y) if v is None or (isinstance(v, float) and v != v)]
-        if bad:
-            raise ValueError(f"y has {len(bad)} missing label(s) (None or NaN) at positions {bad[:10]}.")
-        try:
-            classes, encoded = np.unique(y, return_inverse=True)
-        except TypeError as exc:
-            raise ValueError(f"The labels in y cannot be ordered (mixed types?): {exc}") from exc
-        if len(classes) < 2:
-            raise ValueError(f"y has a single class ({classes[0]!r}); a classifier needs at least 2.")
-        if all(isinstance(c, (str, numbers.Number)) for c in classes):
-            classes = np.asarray(classes.tolist())  # a plain dtype (str, int, float) where possible
+        method = self._validate_params()
+        texts = check_texts(X, estimator=self)
+        classes, encoded = _encode_labels(y, len(texts), type(self).__name__)
         self._new_classes = classes
         weights = None
         if self.class_weight is not None:
@@ -594,7 +613,7 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
                     raise ValueError(f"class_weight names labels that are not in y: {sorted(map(repr, unknown))}.")
             weights = compute_class_weight(self.class_weight, classes=classes, y=np.asarray(classes)[encoded])
         try:
-            return self._fit(X, encoded.astype(np.int64), stratify=encoded, class_weights=weights)
+            return self._fit(method, texts, encoded.astype(np.int64), stratify=encoded, class_weights=weights)
         finally:
             vars(self).pop("_new_classes", None)
 
@@ -668,17 +687,22 @@ class FineTuneRegressor(RegressorMixin, _FineTuneBase):
         -------
         self : FineTuneRegressor
         """
-        try:
-            y = np.asarray(y, dtype=np.float64).ravel()
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"y must be numeric for a regressor: {exc}") from exc
-        bad = np.flatnonzero(~np.isfinite(y))
-        if bad.size:
-            raise ValueError(f"y has {bad.size} missing or infinite value(s) at positions {bad[:10].tolist()}.")
-        self.target_mean_ = float(y.mean())
-        self.target_scale_ = float(y.std()) or 1.0
-        targets = ((y - self.target_mean_) / self.target_scale_).astype(np.float32)
-        return self._fit(X, targets)
+        method = self._validate_params()
+        texts = check_texts(X, estimator=self)
+        y = _numeric_targets(y, len(texts), type(self).__name__)
+        # Standardise through y / max|y|, in [-1, 1]: y's mean and spread never
+        # overflow, even for values near float64's limits.
+        bound = float(np.abs(y).max()) or 1.0
+        unit = y / bound
+        unit_mean, unit_std = float(unit.mean()), float(unit.std())
+        self.target_mean_ = unit_mean * bound
+        if unit_std > 0:
+            self.target_scale_ = unit_std * bound
+            targets = ((unit - unit_mean) / unit_std).astype(np.float32)
+        else:
+            self.target_scale_ = 1.0
+            targets = np.zeros(len(y), dtype=np.float32)
+        return self._fit(method, texts, targets)
 
     @staticmethod
     def _loss(output, target, weights):
@@ -694,4 +718,15 @@ class FineTuneRegressor(RegressorMixin, _FineTuneBase):
 
     def predict(self, X):
         """Predicted values, shape (n_samples,)."""
-        return self._raw_outputs(X)[:, 0] * self.target_scale_ + self.target_mean_
+        outputs = self._raw_outputs(X)[:, 0].astype(np.float64)
+        with np.errstate(over="ignore"):
+            pred = outputs * self.target_scale_ + self.target_mean_
+        if not np.isfinite(pred).all():
+            warnings.warn(
+                f"{int((~np.isfinite(pred)).sum())} prediction(s) exceed float64's range and are returned as "
+                f"inf: the targets were fitted at a scale of {self.target_scale_:.3g}. Rescale y (e.g. divide "
+                f"it by 1e300) before fitting.",
+                SkllmWarning,
+                stacklevel=2,
+            )
+        return pred

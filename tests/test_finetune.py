@@ -187,7 +187,7 @@ def test_labels_of_any_type_and_class_weight(tiny_bert, texts, cache_dir):
     [
         (["a", None, "b"], ["x", "y", "x"], {}, ValueError, r"positions \[1\]: None"),
         (["a", "b", "c"], ["x", "x", "x"], {}, ValueError, r"single class \('x'\)"),
-        (["a", "b", "c"], ["x", "y"], {}, ValueError, "X has 3 texts but y has 2 values"),
+        (["a", "b", "c"], ["x", "y"], {}, ValueError, "X has 3 texts but y has 2 labels"),
         (["a", "b", "c"], ["x", None, "y"], {}, ValueError, r"missing label\(s\) \(None or NaN\) at positions \[1\]"),
         (["a", "b"], ["x", "y"], {"method": "qlora"}, ValueError, r"method='qlora' is not supported; use one of"),
         (["a", "b"], ["x", "y"], {"epochs": 0}, ValueError, "epochs must be an integer >= 1, got 0"),

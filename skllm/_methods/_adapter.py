@@ -10,7 +10,7 @@ It is implemented here by wrapping those projections.
 
 import re
 
-from ._base import FineTuningMethod, check_int
+from ._base import FineTuningMethod, check_choice, check_int
 
 # Output projections of the attention and feed-forward sublayers, by architecture.
 _TARGETS = {
@@ -36,6 +36,15 @@ class BottleneckAdapter(FineTuningMethod):
         Regular expressions for the linear layers to follow with an adapter.
         ``None`` picks the attention and feed-forward output projections of
         BERT-like and Llama-like models.
+
+    Examples
+    --------
+    >>> from skllm import BottleneckAdapter, FineTuneClassifier
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> BottleneckAdapter(reduction_factor=8).get_params()
+    {'activation': 'relu', 'reduction_factor': 8, 'target_modules': None}
+    >>> grid = {"method__reduction_factor": [8, 16]}
+    >>> search = GridSearchCV(FineTuneClassifier(method=BottleneckAdapter()), grid)
     """
 
     name = "adapter"
@@ -48,8 +57,9 @@ class BottleneckAdapter(FineTuningMethod):
 
     def validate(self):
         check_int(self.reduction_factor, "reduction_factor")
-        if self.activation not in ("relu", "gelu"):
-            raise ValueError(f"activation={self.activation!r} is not supported; use 'relu' or 'gelu'.")
+        check_choice(self.activation, "activation", ("relu", "gelu"))
+        if self.target_modules is not None and not isinstance(self.target_modules, (tuple, list, str)):
+            raise ValueError(f"target_modules must be None, a str or a tuple of str, got {self.target_modules!r}.")
 
     def _targets(self, names):
         if self.target_modules is not None:
@@ -66,8 +76,6 @@ class BottleneckAdapter(FineTuningMethod):
 
         from ._encoders import AdaptedLinear, PlainEncoder
 
-        for p in backbone.parameters():
-            p.requires_grad_(False)
         linear = {n: m for n, m in backbone.named_modules() if isinstance(m, nn.Linear)}
         targets = self._targets(list(linear))
         if not targets:

@@ -1,51 +1,100 @@
-"""What every fine-tuning method provides."""
+"""What every fine-tuning method provides: the contract the estimators call."""
 
 from sklearn.base import BaseEstimator
 
-from .._validation import check_int  # noqa: F401  (re-exported for the methods)
+from .._validation import check_bool, check_choice, check_int, check_number  # noqa: F401  (for the methods)
 
 
 class FineTuningMethod(BaseEstimator):
     """A way of adapting a backbone: a small object holding its own hyperparameters.
 
     Being a scikit-learn estimator, it is cloned with the model that uses it,
-    and ``GridSearchCV`` tunes its parameters as ``method__<name>``.
+    and ``GridSearchCV`` tunes its parameters as ``method__<name>``. The method
+    object keeps no fitted state: the estimator stores what training learned.
 
-    A method turns a private copy of the backbone into an *encoder*: a
-    ``torch.nn.Module`` whose ``forward(input_ids, attention_mask)`` returns the
-    last hidden states aligned with ``attention_mask``, with exactly the
-    parameters it trains set to ``requires_grad=True``.
+    :class:`~skllm.FineTuneClassifier` and :class:`~skllm.FineTuneRegressor`
+    call only the methods below, in this order. A subclass that trains through
+    the backbone's hidden states (the default) implements ``build``; one that
+    works otherwise (:class:`~skllm.HeadTuning`) overrides ``prepare``,
+    ``inputs`` and ``build_network``.
+
+    1. ``validate()``: raise ``ValueError`` naming a bad hyperparameter.
+    2. ``extra_positions()``: positions the method adds in front of the input;
+       ``max_length`` is capped at the model's positions less this number.
+    3. ``prepare(estimator)``: fitted attributes (a dict, whose names are in
+       ``fitted_attributes``) that ``inputs`` needs, made once per ``fit``.
+    4. ``inputs(estimator, texts, warn=True)``: the network's inputs for
+       ``texts``, an object with ``len()``, ``lengths()``, ``subset(rows)`` and
+       ``tensors(rows, device)`` (token ids by default).
+    5. ``build_network(backbone, n_outputs, pooling)``: a ``torch.nn.Module``
+       that maps ``*inputs.tensors(rows, device)`` to outputs of shape
+       ``(len(rows), n_outputs)``, with exactly the parameters it trains set to
+       ``requires_grad=True``. It is called again, with the same arguments,
+       to rebuild an unpickled model before its trained parameters are put back.
+
+    The default ``build_network`` gives ``build(backbone)`` a private copy of
+    the backbone (when ``modifies_backbone``) with every parameter frozen; the
+    encoder it returns maps ``(input_ids, attention_mask)`` to the last hidden
+    states, which are pooled and fed to a linear output layer.
+
+    Examples
+    --------
+    >>> from skllm import FineTuningMethod, LoRA
+    >>> from skllm._methods import METHODS
+    >>> sorted(METHODS)
+    ['adapter', 'full', 'head', 'lora', 'prefix', 'prompt']
+    >>> isinstance(LoRA(), FineTuningMethod), LoRA.name, LoRA.default_learning_rate
+    (True, 'lora', 0.001)
     """
 
-    #: name accepted by ``FineTuneClassifier(method=...)``
+    #: name accepted by ``FineTuneClassifier(method=...)``, the key in ``METHODS``
     name = ""
     #: AdamW learning rate used when ``learning_rate=None``
     default_learning_rate = 1e-4
-    #: False when the backbone stays frozen and its features can be cached
-    trains_backbone = True
-    #: True when the method changes the backbone in place (it gets a copy)
+    #: True when ``build`` changes the backbone in place (it then gets a copy)
     modifies_backbone = True
+    #: names of the estimator's fitted attributes that ``prepare`` returns
+    fitted_attributes = ()
+
+    def validate(self):
+        """Raise ``ValueError`` naming a bad hyperparameter."""
 
     def extra_positions(self):
         """Positions the method adds in front of the input (prompt tokens)."""
         return 0
 
-    def validate(self):
-        """Raise ``ValueError`` naming a bad hyperparameter."""
+    def prepare(self, estimator):
+        """Fitted attributes that ``inputs`` needs; token ids need none."""
+        return {}
+
+    def inputs(self, estimator, texts, *, warn=True):
+        """Token ids of ``texts``, truncated to ``estimator.max_length_`` (with a warning if ``warn``)."""
+        import numpy as np
+
+        from .._embed import pad_token_id, tokenize, truncation_warning
+        from ._inputs import TokenInputs
+
+        ids, n_tokens = tokenize(estimator.tokenizer_, texts, estimator.max_length_)
+        if warn:
+            n_cut = int((np.asarray(n_tokens) > estimator.max_length_).sum())
+            truncation_warning(n_cut, len(texts), estimator.max_length_, 4)
+        return TokenInputs(ids, pad_token_id(estimator.tokenizer_))
+
+    def build_network(self, backbone, n_outputs, pooling):
+        """Encoder from ``build``, ``pooling`` of its hidden states, and a linear output layer."""
+        import copy
+
+        from ._encoders import MLP, Network
+
+        if self.modifies_backbone:
+            # The loaded backbone is shared by every fit; it must stay as it is.
+            backbone = copy.deepcopy(backbone)
+        for p in backbone.parameters():
+            p.requires_grad_(False)
+        encoder = self.build(backbone)
+        head = MLP(backbone.config.hidden_size, n_outputs, (), 0.1)
+        return Network(encoder, head, pooling)
 
     def build(self, backbone):
-        """Return the encoder built on ``backbone`` (a copy the method may modify)."""
-        raise NotImplementedError
-
-
-def check_float(value, name, low=0.0, high=None, low_inclusive=True):
-    import numbers
-
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        ok = value >= low if low_inclusive else value > low
-        if high is not None:
-            ok = ok and value < high
-    if not ok:
-        bound = f"{'>=' if low_inclusive else '>'} {low}" + (f" and < {high}" if high is not None else "")
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}.")
+        """Return the encoder built on ``backbone`` (frozen; a copy the method may modify)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement build(backbone) or build_network(...).")

@@ -1,6 +1,6 @@
 """Fine-tuning I: frozen backbone, new output layers."""
 
-from ._base import FineTuningMethod, check_float, check_int
+from ._base import FineTuningMethod, check_int, check_number
 
 
 class HeadTuning(FineTuningMethod):
@@ -18,12 +18,23 @@ class HeadTuning(FineTuningMethod):
         a linear head.
     dropout : float, default=0.1
         Dropout before each layer, in [0, 1).
+
+    Examples
+    --------
+    >>> from skllm import FineTuneClassifier, HeadTuning
+    >>> HeadTuning(hidden_layer_sizes=(64,)).get_params()
+    {'dropout': 0.1, 'hidden_layer_sizes': (64,)}
+    >>> X = ["a great film", "loved it", "awful", "so dull"] * 2
+    >>> y = ["pos", "pos", "neg", "neg"] * 2
+    >>> clf = FineTuneClassifier(method=HeadTuning(), epochs=1, max_length=16, random_state=0).fit(X, y)
+    >>> clf.predict_proba(["a great film"]).shape
+    (1, 2)
     """
 
     name = "head"
     default_learning_rate = 1e-3
-    trains_backbone = False
     modifies_backbone = False
+    fitted_attributes = ("embedder_",)
 
     def __init__(self, hidden_layer_sizes=(256,), dropout=0.1):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -34,4 +45,36 @@ class HeadTuning(FineTuningMethod):
             raise ValueError(f"hidden_layer_sizes must be a tuple of ints, got {self.hidden_layer_sizes!r}.")
         for size in self.hidden_layer_sizes:
             check_int(size, "hidden_layer_sizes entries")
-        check_float(self.dropout, "dropout", 0.0, 1.0)
+        check_number(self.dropout, "dropout", 0.0, 1.0)
+
+    def prepare(self, estimator):
+        """The embedder (``embedder_``) whose cached, pooled features the head trains on."""
+        from .._embed import TransformerEmbedder
+
+        embedder = TransformerEmbedder(
+            estimator.model_name,
+            revision=estimator.revision,
+            pooling=estimator.pooling_,
+            normalize=False,
+            max_length=estimator.max_length_,
+            batch_size=max(estimator.batch_size, 32),
+            device=estimator.device_,
+            dtype=estimator.dtype_,
+            cache_dir=estimator.cache_dir,
+        )
+        return {"embedder_": embedder.fit()}
+
+    def inputs(self, estimator, texts, *, warn=True):
+        """Pooled features of ``texts`` from ``estimator.embedder_`` (and its cache)."""
+        import warnings
+
+        from ._inputs import FeatureInputs
+
+        with warnings.catch_warnings(record=not warn):
+            return FeatureInputs(estimator.embedder_.transform(texts))
+
+    def build_network(self, backbone, n_outputs, pooling):
+        """The output layers alone: the backbone's features come from the cache."""
+        from ._encoders import MLP
+
+        return MLP(backbone.config.hidden_size, n_outputs, tuple(self.hidden_layer_sizes), self.dropout)

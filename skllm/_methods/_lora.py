@@ -3,7 +3,7 @@
 import warnings
 
 from ..exceptions import MissingDependencyError
-from ._base import FineTuningMethod, check_float, check_int
+from ._base import FineTuningMethod, check_int, check_number
 
 
 class LoRA(FineTuningMethod):
@@ -21,6 +21,17 @@ class LoRA(FineTuningMethod):
         Names of the linear layers to adapt. ``None`` lets peft choose per
         architecture (``query``/``value`` for BERT, ``q_proj``/``v_proj`` for
         Llama).
+
+    Examples
+    --------
+    >>> from skllm import FineTuneClassifier, LoRA
+    >>> LoRA(r=4).get_params()
+    {'alpha': 16, 'dropout': 0.1, 'r': 4, 'target_modules': None}
+    >>> X = ["a great film", "loved it", "awful", "so dull"] * 2
+    >>> y = ["pos", "pos", "neg", "neg"] * 2
+    >>> clf = FineTuneClassifier(method=LoRA(r=4), epochs=1, max_length=16, random_state=0).fit(X, y)
+    >>> clf.n_trainable_params_ < 100_000
+    True
     """
 
     name = "lora"
@@ -34,8 +45,8 @@ class LoRA(FineTuningMethod):
 
     def validate(self):
         check_int(self.r, "r")
-        check_float(self.alpha, "alpha", 0.0, low_inclusive=False)
-        check_float(self.dropout, "dropout", 0.0, 1.0)
+        check_number(self.alpha, "alpha", 0.0, low_inclusive=False)
+        check_number(self.dropout, "dropout", 0.0, 1.0)
         if self.target_modules is not None and not isinstance(self.target_modules, (tuple, list, str)):
             raise ValueError(f"target_modules must be None, a str or a tuple of str, got {self.target_modules!r}.")
 

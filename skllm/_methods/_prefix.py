@@ -10,16 +10,38 @@ attention. It therefore works for every model that dispatches attention through
 that registry — BERT, Llama and most current architectures — with one mechanism.
 """
 
-from ._base import FineTuningMethod, check_int
+from ._base import FineTuningMethod, check_bool, check_int
 
 ATTENTION_NAME = "skllm_prefix"
+#: transformers releases whose attention registry this module was checked against
+SUPPORTED_TRANSFORMERS = ">=5.0,<6"
 _registered = False
+_sdpa_attention_forward = None
+
+
+def _internals():
+    """The transformers internals prefix tuning hooks into, or a clear ImportError."""
+    try:
+        from transformers import AttentionInterface, AttentionMaskInterface
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+        from transformers.masking_utils import sdpa_mask
+    except ImportError as exc:
+        import transformers
+
+        raise ImportError(
+            f"Prefix tuning hooks into transformers' attention registry (AttentionInterface, "
+            f"AttentionMaskInterface, integrations.sdpa_attention.sdpa_attention_forward, "
+            f"masking_utils.sdpa_mask), which transformers {transformers.__version__} does not provide "
+            f"as expected ({exc}). Supported: transformers{SUPPORTED_TRANSFORMERS}; install one, "
+            f"e.g. pip install 'transformers{SUPPORTED_TRANSFORMERS}', or use another method."
+        ) from exc
+    return AttentionInterface, AttentionMaskInterface, sdpa_attention_forward, sdpa_mask
 
 
 def _prefix_attention(module, query, key, value, attention_mask, **kwargs):
     import torch
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    sdpa_attention_forward = _sdpa_attention_forward or _internals()[2]
     prefix = getattr(module, "_skllm_prefix", None)
     if prefix is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
@@ -48,11 +70,9 @@ def _prefix_attention(module, query, key, value, attention_mask, **kwargs):
 
 
 def _register():
-    global _registered
+    global _registered, _sdpa_attention_forward
     if not _registered:
-        from transformers import AttentionInterface, AttentionMaskInterface
-        from transformers.masking_utils import sdpa_mask
-
+        AttentionInterface, AttentionMaskInterface, _sdpa_attention_forward, sdpa_mask = _internals()
         # A new name next to "sdpa"; no existing implementation is changed.
         AttentionInterface.register(ATTENTION_NAME, _prefix_attention)
         AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
@@ -75,6 +95,18 @@ class PrefixTuning(FineTuningMethod):
         Produce the prefixes with an MLP (embedding -> tanh -> all layers).
     projection_size : int, default=256
         Hidden size of that MLP.
+
+    Examples
+    --------
+    >>> from skllm import FineTuneClassifier, PrefixTuning
+    >>> PrefixTuning(n_prefix_tokens=4, projection_size=32).get_params()
+    {'n_prefix_tokens': 4, 'projection_size': 32, 'reparametrize': True}
+    >>> X = ["a great film", "loved it", "awful", "so dull"] * 2
+    >>> y = ["pos", "pos", "neg", "neg"] * 2
+    >>> method = PrefixTuning(n_prefix_tokens=4, projection_size=32)
+    >>> clf = FineTuneClassifier(method=method, epochs=1, max_length=16, random_state=0).fit(X, y)
+    >>> clf.predict(["so dull"]).shape
+    (1,)
     """
 
     name = "prefix"
@@ -88,8 +120,7 @@ class PrefixTuning(FineTuningMethod):
     def validate(self):
         check_int(self.n_prefix_tokens, "n_prefix_tokens")
         check_int(self.projection_size, "projection_size")
-        if not isinstance(self.reparametrize, bool):
-            raise ValueError(f"reparametrize must be True or False, got {self.reparametrize!r}.")
+        check_bool(self.reparametrize, "reparametrize")
 
     def build(self, backbone):
         from ._encoders import PlainEncoder, PrefixEncoderModule
@@ -107,8 +138,6 @@ class PrefixTuning(FineTuningMethod):
         n_layers = max(m.layer_idx for m in attention) + 1
         _register()
         backbone.set_attn_implementation(ATTENTION_NAME)
-        for p in backbone.parameters():
-            p.requires_grad_(False)
         prefixes = PrefixEncoderModule(
             n_layers,
             kv_heads,

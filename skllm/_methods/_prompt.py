@@ -18,6 +18,13 @@ class PromptTuning(FineTuningMethod):
     n_virtual_tokens : int, default=20
         Number of virtual tokens. They take positions, so ``max_length`` is
         capped at the model's positions minus this number.
+
+    Examples
+    --------
+    >>> from skllm import PromptTuning
+    >>> method = PromptTuning(n_virtual_tokens=8)
+    >>> method.get_params(), method.extra_positions()
+    ({'n_virtual_tokens': 8}, 8)
     """
 
     name = "prompt"

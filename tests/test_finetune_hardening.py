@@ -1,0 +1,232 @@
+"""Edge cases of the fine-tuners' inputs, the method contract, restoring and the training loop."""
+
+import inspect
+import os
+import pickle
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+
+from skllm import FineTuneClassifier, FineTuneRegressor, FineTuningMethod, _finetune
+from skllm._methods import METHODS
+from skllm.exceptions import SkllmWarning
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def head(model_dir, cache_dir, **kw):
+    return {"model_name": model_dir, "method": "head", "epochs": 2, "random_state": 0, "cache_dir": cache_dir, **kw}
+
+
+# -- targets -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "X, y, message",
+    [
+        (["a", "b", "c", "d"], [0.5, 1.25, 2.0, 3.75], r"continuous values \(e.g. 0.5\).*FineTuneRegressor"),
+        (["a", "b", "c"], [[0, 1], [1, 0], [1, 1]], r"one label per text, but y has shape \(3, 2\) \(multilabel"),
+        (["a", "b", "c"], [["x", "y"], ["y", "x"], ["x", "x"]], r"shape \(3, 2\) \(multiclass-multioutput\)"),
+        (["a", "b", "c"], ["x", 1, "y"], r"mixes label types \(number 1, str 'x'\)"),
+        (["a", "b", "c"], ["x", np.nan, "y"], r"missing label\(s\) \(None or NaN\) at positions \[1\]"),
+        (["a", "b", "c"], [[1, 2], [3], [4]], "one hashable label per text"),
+        (["a", "b", "c"], "xyz", "sequence of labels"),
+        ([], [], "empty X"),  # X is validated before y: no IndexError
+        ([], ["x", "y"], "empty X"),
+    ],
+)
+def test_classifier_rejects_bad_targets_clearly(tiny_bert, cache_dir, X, y, message):
+    with pytest.raises(ValueError, match=message):
+        FineTuneClassifier(**head(tiny_bert, cache_dir)).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "y, classes",
+    [
+        ([True, False], [False, True]),
+        ([np.int64(3), np.int64(7)], [3, 7]),
+        ([1.0, 2.0], [1.0, 2.0]),  # integral floats are classes, not a continuous target
+        (np.array(["b", "a"], dtype=object), ["a", "b"]),
+    ],
+)
+def test_classifier_labels_of_plain_types(tiny_bert, cache_dir, texts, y, classes):
+    X = texts[0][:16]
+    labels = [y[i % 2] for i in range(len(X))]
+    clf = FineTuneClassifier(**head(tiny_bert, cache_dir)).fit(X, labels)
+    assert clf.classes_.tolist() == classes
+    assert set(clf.predict(X).tolist()) <= set(classes)
+
+
+def test_regressor_standardises_targets_near_float64_limits(tiny_bert, cache_dir, texts, monkeypatch):
+    X = texts[0][:16]
+    y = np.array([1e308, -1e308] * 8)
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert not np.isfinite(y.std())  # what a naive standardisation would divide by
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*overflow", category=RuntimeWarning)
+        reg = FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, y)
+    assert np.isfinite(reg.target_scale_) and reg.target_scale_ == pytest.approx(1e308)
+    assert reg.target_mean_ == 0.0
+    assert all(np.isfinite(v).all() for v in reg.trainable_state_.values())
+    monkeypatch.setattr(reg, "_raw_outputs", lambda X: np.full((len(X), 1), 5.0, dtype=np.float32))
+    with pytest.warns(SkllmWarning, match="exceed float64's range"):
+        assert np.isinf(reg.predict(["a"])).all()
+
+
+def test_regressor_constant_and_bad_targets(tiny_bert, cache_dir, texts):
+    X = texts[0][:8]
+    reg = FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, [4.0] * 8)
+    assert reg.target_scale_ == 1.0 and reg.target_mean_ == 4.0
+    with pytest.raises(ValueError, match=r"one number per text, but y has shape \(8, 2\)"):
+        FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, np.ones((8, 2)))
+    with pytest.raises(ValueError, match="empty X"):
+        FineTuneRegressor(**head(tiny_bert, cache_dir)).fit([], [])
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("cache_dir_value", [123, ["a"]])
+def test_cache_dir_is_validated_the_same_for_every_method(tiny_bert, method, cache_dir_value, texts):
+    with pytest.raises(ValueError, match=r"cache_dir must be 'auto', None or a folder path"):
+        FineTuneClassifier(tiny_bert, method=method, cache_dir=cache_dir_value).fit(*texts)
+
+
+# -- one method contract -------------------------------------------------------------------
+
+
+def test_the_estimator_knows_no_method_by_name():
+    code = [f for n, f in vars(_finetune._FineTuneBase).items() if inspect.isfunction(f) and n != "__init__"]
+    code += [FineTuneClassifier.fit, FineTuneRegressor.fit, FineTuneRegressor.predict]
+    source = "".join(inspect.getsource(f) for f in code)
+    for name in METHODS:
+        assert f'"{name}"' not in source, name
+    for name, cls in METHODS.items():
+        assert cls.name == name and issubclass(cls, FineTuningMethod)
+
+
+class BitFit(FineTuningMethod):
+    """Train only the backbone's biases (Ben Zaken et al., 2022): a method in one class."""
+
+    name = "bitfit"
+    default_learning_rate = 1e-2
+
+    def build(self, backbone):
+        from skllm._methods._encoders import PlainEncoder
+
+        for name, p in backbone.named_parameters():
+            p.requires_grad_(name.endswith(".bias"))
+        return PlainEncoder(backbone)
+
+
+def test_a_new_method_is_one_class_and_one_registry_line(tiny_bert, texts, cache_dir, monkeypatch):
+    monkeypatch.setitem(METHODS, "bitfit", BitFit)
+    clf = FineTuneClassifier(tiny_bert, method="bitfit", epochs=2, random_state=0, cache_dir=cache_dir).fit(*texts)
+    trained = {n for n in clf.trainable_state_ if not n.startswith("head.")}
+    assert trained and all(n.endswith(".bias") for n in trained)
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_allclose(restored.predict_proba(texts[0]), clf.predict_proba(texts[0]), atol=1e-6)
+
+
+# -- restoring -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["lora", "head"])
+def test_restore_requires_every_trained_tensor(tiny_bert, texts, cache_dir, method):
+    clf = FineTuneClassifier(tiny_bert, method=method, epochs=1, random_state=0, cache_dir=cache_dir).fit(*texts)
+    blob = pickle.dumps(clf)
+    missing = pickle.loads(blob)
+    dropped = sorted(missing.trainable_state_)[0]
+    del missing.trainable_state_[dropped]
+    with pytest.raises(RuntimeError, match=r"1 trained tensor\(s\) missing"):
+        missing.predict(texts[0])
+    extra = pickle.loads(blob)
+    extra.trainable_state_["encoder.surplus"] = np.zeros(3, dtype=np.float32)
+    with pytest.raises(RuntimeError, match=r"1 unexpected \['encoder.surplus'\]"):
+        extra.predict(texts[0])
+    assert pickle.loads(blob).predict(texts[0]).shape == (len(texts[0]),)
+
+
+# -- training loop -------------------------------------------------------------------------
+
+
+def test_learning_rate_schedule_is_linear_warmup_then_decay(tiny_bert, texts, cache_dir, monkeypatch):
+    seen = []
+    real_step = torch.optim.AdamW.step
+
+    def step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    params = head(tiny_bert, cache_dir, epochs=5, batch_size=8, learning_rate=0.1, warmup_ratio=0.2)
+    FineTuneClassifier(**params).fit(*texts)
+    total = 5 * len(texts[0]) // 8
+    warmup = int(0.2 * total)
+    expected = [0.1 * (s / warmup if s < warmup else (total - s) / (total - warmup)) for s in range(total)]
+    np.testing.assert_allclose(seen, expected, atol=1e-12)
+
+
+def test_early_stopping_restores_the_best_epoch(tiny_bert, texts, cache_dir, monkeypatch):
+    clones, training = [], []
+    real_clone, real_train = torch.Tensor.clone, _finetune._FineTuneBase._train
+
+    def clone(self, *args, **kwargs):
+        if training:
+            clones.append(self.numel())
+        return real_clone(self, *args, **kwargs)
+
+    def train(self, *args, **kwargs):
+        training.append(True)
+        try:
+            return real_train(self, *args, **kwargs)
+        finally:
+            training.clear()
+
+    monkeypatch.setattr(torch.Tensor, "clone", clone)
+    monkeypatch.setattr(_finetune._FineTuneBase, "_train", train)
+    X, y = texts
+    params = {"epochs": 6, "early_stopping": True, "validation_fraction": 0.25, "n_iter_no_change": 3}
+    clf = FineTuneClassifier(tiny_bert, method="lora", random_state=0, cache_dir=cache_dir, **params).fit(X, y)
+    monkeypatch.undo()
+    # The same split as fit: the restored weights score the best validation accuracy.
+    seed = int(check_random_state(0).randint(np.iinfo(np.int32).max))
+    encoded = np.unique(y, return_inverse=True)[1]
+    _, valid = train_test_split(np.arange(len(X)), test_size=0.25, random_state=seed, stratify=encoded)
+    accuracy = float((clf.predict([X[i] for i in valid]) == np.asarray(y)[valid]).mean())
+    assert accuracy == clf.best_validation_score_ == max(clf.validation_scores_)
+    # Snapshots hold the trained tensors only, never the frozen backbone.
+    per_snapshot = sum(v.size for v in clf.trainable_state_.values())
+    assert sum(clones) <= per_snapshot * clf.n_iter_
+
+
+def test_float16_uses_a_grad_scaler_only_on_cuda(tiny_bert, texts, cache_dir, monkeypatch):
+    made = []
+    real = torch.amp.GradScaler
+
+    def recording(*args, **kwargs):
+        scaler = real(*args, **kwargs)
+        made.append((args, kwargs.get("enabled"), scaler.is_enabled()))
+        return scaler
+
+    monkeypatch.setattr(torch.amp, "GradScaler", recording)
+    with pytest.warns(Warning, match="float16"):
+        FineTuneClassifier(**head(tiny_bert, cache_dir, dtype="float16", device="cpu")).fit(*texts)
+    assert made == [(("cpu",), False, False)]  # float16 falls back to float32 on the CPU
+
+
+# -- the GPU check script ------------------------------------------------------------------
+
+
+def test_gpu_check_without_cuda_says_so_and_passes():
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py")], env=env, capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "CUDA is not available" in result.stdout and "torch " in result.stdout
