@@ -4,7 +4,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._compare import ALL_METHODS
+from ._compare import ALL_METHODS, check_folds, check_settings, parse_duration
+
+OPTION_NAMES = {
+    "cv": "--cv",
+    "epochs": "--epochs",
+    "max_length": "--max-length",
+    "max_samples": "--budget",
+    "time_budget": "--time-budget",
+    "random_state": "--random-state",
+}
+DEFAULT_TIME_BUDGET = "10m"
 
 
 class InputError(Exception):
@@ -57,29 +67,38 @@ def load_xy(frame, text, label, path):
 
 def compare(args):
     import joblib
-    import numpy as np
-    from sklearn.model_selection import train_test_split
 
-    from ._compare import compare_methods, make_estimator
+    from ._compare import run_comparison
 
     frame = read_table(args.data)
     X, y = load_xy(frame, args.text, args.label, args.data)
-    if args.budget and len(X) > args.budget:
-        X, _, y, _ = train_test_split(X, y, train_size=args.budget, stratify=y, random_state=args.random_state)
-        print(f"sub-sampled {args.budget} of {len(frame)} rows (stratified) to fit the budget (--budget)")
+    try:
+        check_folds(y, args.cv, max_samples=args.budget, random_state=args.random_state, names=OPTION_NAMES)
+    except ValueError as exc:
+        args.parser.error(str(exc))
+    if args.budget is not None and len(X) > args.budget:
+        print(f"sub-sampling {args.budget} of {len(X)} rows (stratified), as --budget asks")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"encoder": args.encoder, "llm": args.llm, "epochs": args.epochs, "max_length": args.max_length}
-    table = compare_methods(
+    table, best = run_comparison(
         X,
         y,
-        methods=args.methods,
+        args.methods,
         cv=args.cv,
+        encoder=args.encoder,
+        llm=args.llm,
+        epochs=args.epochs,
+        max_length=args.max_length,
+        max_samples=args.budget,
+        time_budget=args.time_budget,
+        cache_dir=args.cache_dir,
         random_state=args.random_state,
         out_dir=out,
-        cache_dir=args.cache_dir,
-        **settings,
+        verbose=1,
+        refit=True,
+        report=print,
     )
+    plan = table.attrs["plan"]
     table.to_csv(out / "results.csv", index=False)
     shown = table.copy()
     for metric in ("accuracy", "f1_macro"):
@@ -95,22 +114,22 @@ def compare(args):
             "predict_seconds_per_1000",
             "trainable_params",
             "model_bytes",
+            "status",
             "error",
         ]
     ]
     (out / "results.md").write_text(shown.to_markdown(index=False, floatfmt=".3g") + "\n")
-    print(f"\n{len(X)} texts, {args.cv}-fold cross-validation, same folds for every method:\n")
+    print(f"\n{plan['n']} texts, {plan['cv']}-fold cross-validation, same folds for every method:\n")
     print(shown.to_string(index=False))
     _plot(table, out / "results.png")
 
-    ok = table[table["error"].fillna("") == ""]
-    if len(ok):
-        best = ok.loc[ok["accuracy_mean"].idxmax(), "method"]
-        model = make_estimator(best, random_state=args.random_state, cache_dir=args.cache_dir, **settings)
-        joblib.dump(model.fit(X, np.asarray(y)), out / "best_model.joblib")
-        print(f"\nbest: {best}; refitted on all {len(X)} texts and saved to {out / 'best_model.joblib'}")
+    if best is not None:
+        ok = table[table["status"].isin(["computed", "reused"])]
+        name = ok.loc[ok["accuracy_mean"].idxmax(), "method"]
+        joblib.dump(best, out / "best_model.joblib")
+        print(f"\nbest: {name}; refitted on all {plan['n']} texts and saved to {out / 'best_model.joblib'}")
     print(f"tables: {out / 'results.csv'}, {out / 'results.md'}")
-    return 0 if len(ok) else 1
+    return 0 if best is not None else 1
 
 
 def _plot(table, path):
@@ -122,7 +141,9 @@ def _plot(table, path):
     except ImportError:
         print("matplotlib is not installed: no plot (pip install 'skllm-toolkit[compare]')")
         return
-    ok = table[table["error"].fillna("") == ""]
+    ok = table[table["status"].isin(["computed", "reused"])]
+    if not len(ok):
+        return
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.errorbar(ok["fit_seconds"], ok["accuracy_mean"], yerr=ok["accuracy_std"], fmt="o")
     for _, row in ok.iterrows():
@@ -151,16 +172,38 @@ def main(argv=None):
     cmp.add_argument("--text", required=True, help="column holding the texts")
     cmp.add_argument("--label", required=True, help="column holding the labels")
     cmp.add_argument("--methods", nargs="+", choices=ALL_METHODS, default=None, help="default: all")
-    cmp.add_argument("--cv", type=int, default=5, help="folds (default 5)")
-    cmp.add_argument("--budget", type=int, default=None, help="at most this many texts (stratified sub-sample)")
+    cmp.add_argument("--cv", type=int, default=5, help="stratified folds, 2 or more (default 5)")
+    cmp.add_argument(
+        "--budget", type=int, default=None, help="at most this many texts, 2 or more (stratified sub-sample)"
+    )
+    cmp.add_argument(
+        "--time-budget",
+        default=DEFAULT_TIME_BUDGET,
+        help=f"time the comparison may take: 90s, 10m, 1h, seconds, or none to run everything as asked "
+        f"(default {DEFAULT_TIME_BUDGET}); folds, epochs and texts shrink to fit, and the plan is printed first",
+    )
     cmp.add_argument("--out", default="skllm-compare", help="output folder (default skllm-compare)")
     cmp.add_argument("--encoder", default=DEFAULT_ENCODER)
     cmp.add_argument("--llm", default=DEFAULT_CAUSAL_LM)
-    cmp.add_argument("--epochs", type=int, default=3)
-    cmp.add_argument("--max-length", type=int, default=64)
+    cmp.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs, 1 or more (default 3)")
+    cmp.add_argument("--max-length", type=int, default=64, help="tokens per text, 2 or more (default 64)")
     cmp.add_argument("--cache-dir", default="auto")
-    cmp.add_argument("--random-state", type=int, default=0)
+    cmp.add_argument("--random-state", type=int, default=0, help="seed, 0 or more (default 0)")
     args = parser.parse_args(argv)
+    args.parser = cmp
+    try:
+        args.time_budget = parse_duration(args.time_budget, "--time-budget")
+        check_settings(
+            cv=args.cv,
+            epochs=args.epochs,
+            max_length=args.max_length,
+            max_samples=args.budget,
+            time_budget=args.time_budget,
+            random_state=args.random_state,
+            names=OPTION_NAMES,
+        )
+    except ValueError as exc:
+        cmp.error(str(exc))
     try:
         return compare(args)
     except InputError as exc:

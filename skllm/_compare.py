@@ -1,35 +1,81 @@
 """compare_methods: every way of using a pretrained transformer, on the same folds."""
 
+import hashlib
 import json
 import logging
+import math
 import pickle
+import re
 import time
 from pathlib import Path
 
 import numpy as np
 
 from . import _models
+from ._methods import METHODS
+from ._validation import check_choice, check_int, check_number
 
 logger = logging.getLogger(__name__)
 
 EMBEDDING_METHODS = ("logreg", "linear-svm", "xgboost")
-FINETUNE_METHODS = ("head", "full", "lora", "prefix", "prompt", "adapter")
+# Every registered fine-tuning method, so that a new one is compared with no edit here.
+FINETUNE_METHODS = tuple(METHODS)
 PROMPT_METHODS = ("zero-shot", "few-shot")
 ALL_METHODS = EMBEDDING_METHODS + FINETUNE_METHODS + PROMPT_METHODS
+
+HEAD_EPOCHS = 10
+FEW_SHOT_EXAMPLES = 4
+COLUMNS = [
+    "method",
+    "accuracy_mean",
+    "accuracy_std",
+    "f1_macro_mean",
+    "f1_macro_std",
+    "fit_seconds",
+    "predict_seconds_per_1000",
+    "trainable_params",
+    "model_bytes",
+    "status",
+    "error",
+]
+# Training time per text relative to full fine-tuning, measured with the default
+# encoder on CPU; a method missing here is planned as costly as full fine-tuning.
+_RELATIVE_TRAINING_COST = {"full": 1.0, "lora": 1.0, "prefix": 0.5, "prompt": 0.6, "adapter": 0.5}
+# What a fold costs besides the texts (building the network, copying the backbone), in seconds.
+_FOLD_OVERHEAD = 1.0
+# The plan aims below the budget: the measurements are short and machines are noisy.
+_SAFETY = 0.85
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h)?\s*$", re.IGNORECASE)
+
+
+def parse_duration(text, name="time_budget"):
+    """Seconds in ``"90s"``, ``"10m"``, ``"1h"`` or ``"600"``; ``None`` for ``"none"``."""
+    if text is None or str(text).strip().lower() in ("none", "off", "inf"):
+        return None
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"{name} must be a duration such as 90s, 10m, 1h, 600 (seconds) or none, got {text!r}.")
+    unit = (match.group(2) or "s").lower()[0]
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[unit]
+
+
+def format_seconds(seconds):
+    seconds = float(seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def make_estimator(name, *, encoder, llm, epochs, max_length, cache_dir, random_state):
     """The estimator that ``name`` stands for in a comparison."""
+    import skllm
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.svm import LinearSVC
 
-    from ._embed import TransformerEmbedder
-    from ._finetune import FineTuneClassifier
-    from ._icl import FewShotClassifier, ZeroShotClassifier
-    from ._labels import LabelEncodedClassifier
-
-    embedder = TransformerEmbedder(encoder, max_length=max_length, cache_dir=cache_dir)
+    embedder = skllm.TransformerEmbedder(encoder, max_length=max_length, cache_dir=cache_dir)
     if name == "logreg":
         return make_pipeline(embedder, LogisticRegression(max_iter=2000))
     if name == "linear-svm":
@@ -37,23 +83,29 @@ def make_estimator(name, *, encoder, llm, epochs, max_length, cache_dir, random_
     if name == "xgboost":
         from xgboost import XGBClassifier
 
-        return make_pipeline(embedder, LabelEncodedClassifier(XGBClassifier(n_estimators=200, max_depth=4)))
+        return make_pipeline(
+            embedder, skllm.LabelEncodedClassifier(XGBClassifier(n_estimators=200, max_depth=4, random_state=0))
+        )
     if name in FINETUNE_METHODS:
-        return FineTuneClassifier(
+        return skllm.FineTuneClassifier(
             encoder,
             method=name,
-            epochs=10 if name == "head" else epochs,
+            epochs=HEAD_EPOCHS if name == "head" else epochs,
             max_length=max_length,
             cache_dir=cache_dir,
             random_state=random_state,
         )
     if name == "zero-shot":
-        return ZeroShotClassifier(llm)
+        return skllm.ZeroShotClassifier(llm)
     if name == "few-shot":
-        return FewShotClassifier(
+        selection = getattr(skllm, "NearestSelection", None)
+        if selection is not None:
+            # The pipelines' embedder (same max_length): the texts are embedded once for both.
+            selection = selection(embedder)
+        return skllm.FewShotClassifier(
             llm,
-            n_examples=4,
-            example_selection="nearest",
+            n_examples=FEW_SHOT_EXAMPLES,
+            example_selection=selection or "nearest",
             embedder_model=encoder,
             cache_dir=cache_dir,
             random_state=random_state,
@@ -74,6 +126,303 @@ def _trainable(estimator):
     return 0
 
 
+# -- validation ---------------------------------------------------------------------------------
+def check_settings(*, cv, epochs, max_length, max_samples, time_budget, random_state, names=None):
+    """Validate the numeric settings of a comparison.
+
+    ``names`` maps each setting to the name shown in errors (the command line's
+    options); without it, the messages also say that ``None`` is allowed where it is.
+    """
+    api = names is None
+    names = names or {}
+    check_int(cv, names.get("cv", "cv"), 2)
+    check_int(epochs, names.get("epochs", "epochs"), 1)
+    check_int(max_length, names.get("max_length", "max_length"), 2)
+    if max_samples is not None:
+        check_int(max_samples, names.get("max_samples", "max_samples"), 2, allow_none=api)
+    if time_budget is not None:
+        check_number(time_budget, names.get("time_budget", "time_budget"), 0, low_inclusive=False, allow_none=api)
+    check_int(random_state, names.get("random_state", "random_state"), 0)
+
+
+def check_folds(y, cv, *, max_samples=None, random_state=0, names=None):
+    """Raise a ``ValueError`` unless every class can be split into ``cv`` folds (after sampling)."""
+    names = names or {}
+    labels, counts = np.unique(np.asarray(y), return_counts=True)
+    if len(labels) < 2:
+        raise ValueError(f"y holds a single class ({_plain(labels[0])!r}); a comparison needs two or more.")
+    if max_samples is not None and max_samples < len(y):
+        if max_samples < cv * len(labels):
+            raise ValueError(
+                f"{names.get('max_samples', 'max_samples')}={max_samples} is too small for "
+                f"{names.get('cv', 'cv')}={cv} with {len(labels)} classes: every class needs {cv} texts, "
+                f"so use at least {cv * len(labels)}."
+            )
+        counts = np.bincount(np.searchsorted(labels, _subsample(np.asarray(y), max_samples, random_state)[1]))
+    smallest = int(np.argmin(counts))
+    if counts[smallest] < cv:
+        sampled = f" of the {max_samples} sampled" if max_samples is not None and max_samples < len(y) else ""
+        raise ValueError(
+            f"{names.get('cv', 'cv')}={cv} needs at least {cv} texts of every class, but class "
+            f"{_plain(labels[smallest])!r} has {counts[smallest]}{sampled}; use {names.get('cv', 'cv')} <= "
+            f"{max(int(counts[smallest]), 2)}."
+        )
+
+
+def _subsample(y, n, random_state):
+    """A stratified sample of ``n`` rows (indices sorted, so the order of the data is kept)."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(y))
+    if n < len(y):
+        index = np.sort(train_test_split(index, train_size=n, stratify=y, random_state=random_state)[0])
+    return index, y[index]
+
+
+# -- fingerprints of rows and plans -------------------------------------------------------------
+def _digest(value):
+    blob = json.dumps(value, sort_keys=True, default=repr).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _data_digest(texts, y):
+    return _digest([list(texts), [repr(_plain(v)) for v in y]])
+
+
+def _model_identity(name):
+    try:
+        return _models.model_identity(_models.resolve_model(name))
+    except Exception:  # a missing model fails in its method's row, not here
+        return name
+
+
+def _estimator_settings(estimator):
+    """Every leaf hyperparameter of ``estimator`` that can change its scores."""
+    settings = {}
+    for key, value in estimator.get_params(deep=True).items():
+        if key.endswith(("cache_dir", "verbose")) or hasattr(value, "get_params") or key == "steps":
+            continue
+        settings[key] = value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+    return settings
+
+
+# -- the time plan ------------------------------------------------------------------------------
+def _training_step_seconds(model, tokenizer, texts, max_length):
+    """Seconds per text of one full fine-tuning step (forward and backward) on a copy of ``model``."""
+    import copy
+
+    import torch
+
+    from ._embed import pad_batch, pad_token_id, tokenize
+
+    ids, _ = tokenize(tokenizer, texts, max_length)
+    copy_ = copy.deepcopy(model).train()
+    device = next(copy_.parameters()).device
+    input_ids, mask = pad_batch(ids, list(range(len(ids))), pad_token_id(tokenizer), device)
+    optimizer = torch.optim.AdamW(copy_.parameters(), lr=1e-5)
+    start = time.perf_counter()
+    copy_(input_ids=input_ids, attention_mask=mask).last_hidden_state.mean().backward()
+    optimizer.step()
+    return (time.perf_counter() - start) / len(texts)
+
+
+def measure_costs(texts, y, methods, *, encoder, llm, max_length, random_state):
+    """Seconds per text of the work each method does, timed on a few texts on this machine."""
+    import skllm
+
+    rng = np.random.RandomState(random_state)
+    sample = [texts[i] for i in rng.choice(len(texts), min(16, len(texts)), replace=False)]
+    costs = {"embed": 0.0, "train": 0.0, "prompt": 0.0, "few-shot": 0.0}
+    try:
+        _measure_encoder(costs, sample, methods, encoder, max_length)
+    except Exception:  # a model that cannot load fails in its methods' rows, quickly
+        logger.warning("could not time the encoder %r", encoder, exc_info=True)
+    try:
+        _measure_llm(costs, texts, y, sample, methods, llm, rng, random_state)
+    except Exception:
+        logger.warning("could not time the language model %r", llm, exc_info=True)
+    return costs
+
+
+def _measure_encoder(costs, sample, methods, encoder, max_length):
+    import skllm
+
+    if any(m != "zero-shot" for m in methods):
+        embedder = skllm.TransformerEmbedder(encoder, max_length=max_length, cache_dir=None).fit()
+        embedder.transform(sample[:2])  # the first call pays one-off costs
+        start = time.perf_counter()
+        embedder.transform(sample)
+        costs["embed"] = (time.perf_counter() - start) / len(sample)
+        if any(m in FINETUNE_METHODS and m != "head" for m in methods):
+            costs["train"] = _training_step_seconds(embedder.model_, embedder.tokenizer_, sample[:8], max_length)
+
+
+def _measure_llm(costs, texts, y, sample, methods, llm, rng, random_state):
+    import skllm
+
+    if any(m in PROMPT_METHODS for m in methods):
+        # One text of each class to fit on (prompting learns nothing but the classes).
+        first = {}
+        for i, label in enumerate(y):
+            first.setdefault(_plain(label), i)
+        fit_rows = sorted(first.values())
+        prompt = skllm.ZeroShotClassifier(llm).fit([texts[i] for i in fit_rows], y[fit_rows])
+        prompt.predict(sample[:1])
+        start = time.perf_counter()
+        prompt.predict(sample[:4])
+        costs["prompt"] = (time.perf_counter() - start) / len(sample[:4])
+        if "few-shot" in methods:
+            pool = [i for i in rng.permutation(len(texts))[:16]] + fit_rows
+            few = skllm.FewShotClassifier(
+                llm, n_examples=FEW_SHOT_EXAMPLES, example_selection="random", random_state=random_state
+            ).fit([texts[i] for i in pool], y[pool])
+            start = time.perf_counter()
+            few.predict(sample[:2])
+            costs["few-shot"] = (time.perf_counter() - start) / len(sample[:2])
+
+
+def estimate_seconds(name, costs, *, n, cv, epochs, n_classes):
+    """Estimated seconds of one method's cross-validation on ``n`` texts, and of one refit on all.
+
+    The embeddings are shared through the cache: they are counted once, by ``_plan``.
+    """
+    train_rows = n * (cv - 1)  # over all folds
+    if name in ("logreg", "linear-svm"):
+        return 0.1 * cv, 0.1
+    if name == "xgboost":
+        # Measured: about 0.5 s and 2 ms per training text per fold, per class beyond the first.
+        per_class = max(1, n_classes - 1)
+        return per_class * (0.5 * cv + 0.002 * train_rows), per_class * (0.5 + 0.002 * n)
+    if name == "head":
+        return (_FOLD_OVERHEAD + 0.5) * cv, _FOLD_OVERHEAD + 0.5
+    if name in FINETUNE_METHODS:
+        step = costs["train"] * _RELATIVE_TRAINING_COST.get(name, 1.0)
+        predict = 2 * costs["embed"]  # its own forward passes, uncached
+        return (
+            cv * _FOLD_OVERHEAD + epochs * train_rows * step + n * predict,
+            _FOLD_OVERHEAD + epochs * n * step,
+        )
+    if name == "zero-shot":
+        return n * costs["prompt"], 0.0
+    if name == "few-shot":
+        return n * costs["few-shot"], 0.0
+    return 0.0, 0.0
+
+
+def _plan_cost(methods, costs, *, n, cv, epochs, n_classes, refit):
+    per_method = {m: estimate_seconds(m, costs, n=n, cv=cv, epochs=epochs, n_classes=n_classes) for m in methods}
+    total = sum(cv_s for cv_s, _ in per_method.values())
+    if any(m != "zero-shot" for m in methods):
+        total += n * costs.get("embed", 0.0)
+    if refit and per_method:
+        total += max(refit_s for _, refit_s in per_method.values())
+    return total, {m: s[0] for m, s in per_method.items()}
+
+
+def plan_comparison(methods, costs, *, n, min_n, cv, epochs, n_classes, seconds, refit=False):
+    """Folds, epochs, sample size and methods that fit in ``seconds``, by shrinking in a fixed order.
+
+    The order: folds down to 3, epochs down to 2, texts down to 200, folds down to 2,
+    epochs down to 1, texts down to ``min_n`` (at least 100 where there are more);
+    then the costliest methods are skipped until the rest fits.
+    """
+    methods = list(methods)
+    plan = {"n": n, "cv": cv, "epochs": epochs, "skipped": []}
+
+    def cost(p=plan, ms=None):
+        return _plan_cost(
+            [m for m in (ms or methods) if m not in p["skipped"]],
+            costs,
+            n=p["n"],
+            cv=p["cv"],
+            epochs=p["epochs"],
+            n_classes=n_classes,
+            refit=refit,
+        )[0]
+
+    def fewer_texts(floor):
+        floor = max(min_n, min(floor, plan["n"]))
+        if cost() <= seconds or plan["n"] <= floor:
+            return
+        at_floor = cost({**plan, "n": floor})
+        # The cost grows linearly with the number of texts.
+        slope = (cost() - at_floor) / (plan["n"] - floor)
+        fitting = floor + (seconds - at_floor) / slope if slope > 0 else floor
+        plan["n"] = int(max(floor, min(plan["n"], 10 * math.floor(fitting / 10))))
+
+    steps = [
+        lambda: plan.update(cv=min(plan["cv"], 3)),
+        lambda: plan.update(epochs=min(plan["epochs"], 2)),
+        lambda: fewer_texts(200),
+        lambda: plan.update(cv=2),
+        lambda: plan.update(epochs=1),
+        lambda: fewer_texts(100),
+    ]
+    for step in steps:
+        if cost() <= seconds:
+            break
+        step()
+    while cost() > seconds and len(plan["skipped"]) < len(methods) - 1:
+        running = [m for m in methods if m not in plan["skipped"]]
+        alone = {m: cost({**plan, "skipped": [o for o in methods if o != m]}) for m in running}
+        plan["skipped"].append(max(running, key=lambda m: (alone[m], -running.index(m))))
+    plan["seconds"], plan["per_method"] = _plan_cost(
+        [m for m in methods if m not in plan["skipped"]],
+        costs,
+        n=plan["n"],
+        cv=plan["cv"],
+        epochs=plan["epochs"],
+        n_classes=n_classes,
+        refit=refit,
+    )
+    return plan
+
+
+def format_plan(plan):
+    """The plan as a few lines for people."""
+    asked = plan["asked"]
+    lines = []
+    if plan["time_budget"] is None:
+        lines.append("plan: no time budget, everything as asked")
+    else:
+        lines.append(
+            f"plan for a time budget of {format_seconds(plan['time_budget'])} "
+            f"(measured on this machine in {plan['measure_seconds']:.1f} s):"
+        )
+    shrunk = []
+    for key, what in (("n", "texts"), ("cv", "folds"), ("epochs", "epochs")):
+        if plan[key] != asked[key]:
+            shrunk.append(f"{what} {asked[key]} -> {plan[key]}")
+    lines.append(
+        f"  {plan['n']} texts, {plan['cv']}-fold cross-validation, {plan['epochs']} fine-tuning epoch(s)"
+        + (f" (shrunk to fit: {', '.join(shrunk)})" if shrunk else "")
+    )
+    for name in plan["methods"]:
+        if name in plan["skipped"]:
+            what = "skipped: does not fit in the time budget"
+        elif name in plan.get("reused", ()):
+            what = "reused from an earlier run"
+        else:
+            what = "run"
+        estimate = plan["per_method"].get(name)
+        shown = f"~{format_seconds(estimate)}" if estimate is not None else ""
+        lines.append(f"  {name:<12} {shown:>10}  {what}")
+    if plan.get("seconds") is not None:
+        lines.append(
+            f"  estimated total {format_seconds(plan['seconds'])}, shared embeddings"
+            + (" and the refit of the best method" if plan.get("refit") else "")
+            + " included"
+        )
+    return "\n".join(lines)
+
+
+# -- the comparison -----------------------------------------------------------------------------
 def compare_methods(
     X,
     y,
@@ -84,6 +433,8 @@ def compare_methods(
     llm=_models.DEFAULT_CAUSAL_LM,
     epochs=3,
     max_length=64,
+    max_samples=None,
+    time_budget=None,
     cache_dir="auto",
     random_state=0,
     out_dir=None,
@@ -96,30 +447,104 @@ def compare_methods(
     X : sequence of str
     y : sequence of labels
     methods : sequence of str, default=None
-        Names from ``ALL_METHODS``; ``None`` runs them all.
+        Names from ``ALL_METHODS``: ``"logreg"``, ``"linear-svm"``, ``"xgboost"``
+        (frozen embeddings and a classifier), every fine-tuning method of
+        :class:`~skllm.FineTuneClassifier` (``"head"``, ``"full"``, ``"lora"``, ...)
+        and ``"zero-shot"``, ``"few-shot"`` (prompting). ``None`` runs them all.
     cv : int, default=5
-        Stratified folds, shared by every method.
+        Stratified folds, shared by every method; at least 2, and no more than
+        the texts of the smallest class.
     encoder, llm : str
-        The encoder (embeddings and fine-tuning) and the causal LM (prompting).
+        The encoder (embeddings, fine-tuning, few-shot example selection) and
+        the causal LM (prompting).
     epochs, max_length : int
-        Fine-tuning epochs (the head trains 10) and tokens per text.
+        Fine-tuning epochs (the ``"head"`` method trains 10) and tokens per text.
+    max_samples : int, default=None
+        Use a stratified sample of at most this many texts.
+    time_budget : float, default=None
+        Seconds the comparison may take. Before starting, the cost of each method
+        is measured on a few texts and the folds, epochs and number of texts are
+        shrunk (and, as a last resort, the costliest methods skipped) so that the
+        estimate fits; ``None`` runs everything as asked.
     cache_dir : str, "auto" or None
-        Embedding cache: the embeddings are computed once for every method.
-    random_state : int
-        Seeds the folds and the methods.
+        Embedding cache. The embedding methods, ``"head"`` and the few-shot
+        example selection share its entries: each text is embedded once.
+    random_state : int, default=0
+        Seeds the sample, the folds and the methods.
     out_dir : str or Path, default=None
-        Where each finished method's row is stored (``rows/<method>.json``): a run
-        that is interrupted resumes without redoing finished methods.
+        Where each finished method's row is stored (``rows/<method>.json``) with a
+        fingerprint of everything that produced it: the texts and labels, the
+        folds, the settings and the method's hyperparameters. A later run reuses
+        a row only when its fingerprint matches, and recomputes the others.
     verbose : int, default=1
-        Progress over methods and folds.
+        Progress over methods and folds, and the time plan.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``method``, ``accuracy_mean``, ``accuracy_std``, ``f1_macro_mean``,
         ``f1_macro_std``, ``fit_seconds`` (mean per fold), ``predict_seconds_per_1000``,
-        ``trainable_params``, ``model_bytes`` (pickle size) and ``error`` (empty unless
-        the method failed; the others go on).
+        ``trainable_params``, ``model_bytes`` (pickle size), ``status``
+        (``"computed"``, ``"reused"``, ``"skipped"`` or ``"failed"``) and ``error``
+        (empty unless the method failed; the others go on). ``attrs["reused_rows"]``
+        counts the rows read back from ``out_dir``; ``attrs["plan"]`` holds the
+        texts, folds and epochs really used, the skipped methods and the estimates.
+
+    Examples
+    --------
+    >>> from skllm import compare_methods
+    >>> X = ["a great film", "loved it", "wonderful acting", "a joy to watch", "brilliant", "so much fun",
+    ...      "dull and long", "awful", "a waste of time", "boring plot", "terrible acting", "I hated it"]
+    >>> y = ["pos"] * 6 + ["neg"] * 6
+    >>> table = compare_methods(X, y, methods=["logreg"], cv=2, verbose=0)
+    >>> table[["method", "status"]]
+       method    status
+    0  logreg  computed
+    >>> print(f"{table.loc[0, 'accuracy_mean']:.1f}")
+    ...
+    """
+    table, _ = run_comparison(
+        X,
+        y,
+        methods,
+        cv=cv,
+        encoder=encoder,
+        llm=llm,
+        epochs=epochs,
+        max_length=max_length,
+        max_samples=max_samples,
+        time_budget=time_budget,
+        cache_dir=cache_dir,
+        random_state=random_state,
+        out_dir=out_dir,
+        verbose=verbose,
+    )
+    return table
+
+
+def run_comparison(
+    X,
+    y,
+    methods,
+    *,
+    cv,
+    encoder,
+    llm,
+    epochs,
+    max_length,
+    max_samples,
+    time_budget,
+    cache_dir,
+    random_state,
+    out_dir,
+    verbose,
+    refit=False,
+    report=None,
+):
+    """``compare_methods``, and with ``refit`` also the best method refitted on all the texts used.
+
+    Returns ``(table, best)``; ``best`` is ``None`` without ``refit`` or when every method failed.
+    ``report`` receives the lines meant for people (default: printed when ``verbose``).
     """
     import pandas as pd
     from sklearn.base import clone
@@ -129,40 +554,156 @@ def compare_methods(
 
     from ._validation import check_texts
 
+    started = time.perf_counter()
+    if report is None:
+        report = print if verbose else logger.info
     texts = np.asarray(check_texts(X), dtype=object)
     y = np.asarray(list(y))
     if len(y) != len(texts):
         raise ValueError(f"X has {len(texts)} texts but y has {len(y)} labels.")
     methods = list(ALL_METHODS if methods is None else methods)
-    unknown = [m for m in methods if m not in ALL_METHODS]
-    if unknown:
-        raise ValueError(f"Unknown method(s) {unknown}; use some of {list(ALL_METHODS)}.")
-    folds = list(StratifiedKFold(cv, shuffle=True, random_state=random_state).split(texts, y))
+    for name in methods:
+        check_choice(name, "methods", ALL_METHODS)
+    check_settings(
+        cv=cv,
+        epochs=epochs,
+        max_length=max_length,
+        max_samples=max_samples,
+        time_budget=time_budget,
+        random_state=random_state,
+    )
+    check_int(verbose, "verbose", 0)
+    check_folds(y, cv, max_samples=max_samples, random_state=random_state)
+    n_asked = len(y) if max_samples is None else min(max_samples, len(y))
+    classes, counts = np.unique(y, return_counts=True)
+    settings = {"encoder": encoder, "llm": llm, "max_length": max_length, "cache_dir": cache_dir}
+    identities = {
+        "encoder": _model_identity(encoder) if any(m != "zero-shot" for m in methods) else None,
+        "llm": _model_identity(llm) if any(m in PROMPT_METHODS for m in methods) else None,
+    }
     rows_dir = Path(out_dir) / "rows" if out_dir is not None else None
     if rows_dir is not None:
         rows_dir.mkdir(parents=True, exist_ok=True)
-    params = {"encoder": encoder, "llm": llm, "epochs": epochs, "max_length": max_length, "cache_dir": cache_dir}
 
-    rows = []
-    for name in tqdm(methods, desc="methods", disable=not verbose):
+    # The plan depends on timings: a resumed run reuses the plan it made, so that its rows match.
+    request = _digest(
+        {
+            "data": _data_digest(texts, y),
+            "methods": methods,
+            "cv": cv,
+            "epochs": epochs,
+            "max_samples": max_samples,
+            "time_budget": time_budget,
+            "refit": refit,
+            "random_state": random_state,
+            "settings": {k: v for k, v in settings.items() if k != "cache_dir"},
+            "identities": identities,
+        }
+    )
+    plan_file = Path(out_dir) / "plan.json" if out_dir is not None else None
+    plan = None
+    if plan_file is not None and plan_file.is_file():
+        try:
+            saved = json.loads(plan_file.read_text())
+            plan = saved["plan"] if saved.get("request") == request else None
+        except (ValueError, KeyError):
+            plan = None
+        if plan is not None:
+            report(f"resuming with the plan saved in {plan_file}")
+    if plan is None:
+        plan = {"n": n_asked, "cv": cv, "epochs": epochs, "skipped": [], "per_method": {}, "seconds": None}
+        measure_seconds = 0.0
+        if time_budget is not None:
+            costs = measure_costs(
+                list(texts), y, methods, encoder=encoder, llm=llm, max_length=max_length, random_state=random_state
+            )
+            measure_seconds = time.perf_counter() - started
+            # Enough texts that every class keeps a text per fold.
+            min_n = min(n_asked, max(100, math.ceil(3 * len(y) / counts.min())))
+            plan = plan_comparison(
+                methods,
+                costs,
+                n=n_asked,
+                min_n=min_n,
+                cv=cv,
+                epochs=epochs,
+                n_classes=len(classes),
+                seconds=_SAFETY * max(time_budget - measure_seconds, 0.0),
+                refit=refit,
+            )
+            plan["costs"] = costs
+        plan.update(
+            time_budget=time_budget,
+            measure_seconds=measure_seconds,
+            asked={"n": n_asked, "cv": cv, "epochs": epochs},
+            methods=methods,
+            refit=refit,
+        )
+        if plan_file is not None:
+            plan_file.write_text(json.dumps({"request": request, "plan": plan}, indent=1))
+
+    index, y_used = _subsample(y, plan["n"], random_state)
+    texts_used = texts[index]
+    n_cv = plan["cv"]
+    if plan["n"] < len(y):
+        check_folds(y_used, n_cv, random_state=random_state)
+    folds = list(StratifiedKFold(n_cv, shuffle=True, random_state=random_state).split(texts_used, y_used))
+    settings["epochs"] = plan["epochs"]
+    # What every row depends on; each method adds its hyperparameters (encoder, llm,
+    # epochs and max_length among them) and the identity of the weights it uses.
+    common = {
+        "data": _data_digest(texts_used, y_used),
+        "folds": _digest([test.tolist() for _, test in folds]),
+        "random_state": random_state,
+        "cv": n_cv,
+    }
+
+    rows, fingerprints = {}, {}
+    for name in methods:
+        if name in plan["skipped"]:
+            rows[name] = {"method": name, "status": "skipped", "error": ""}
+            continue
+        try:
+            template = make_estimator(name, random_state=random_state, **settings)
+        except Exception as exc:  # e.g. a missing optional dependency: that row fails, the others go on
+            rows[name] = {"method": name, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]}
+            continue
+        uses = {
+            "encoder": identities["encoder"] if name != "zero-shot" else None,
+            "llm": identities["llm"] if name in PROMPT_METHODS else None,
+        }
+        key = {**common, "method": name, "params": _estimator_settings(template), "weights": uses}
+        fingerprints[name] = (template, _digest(key))
         saved = rows_dir / f"{name}.json" if rows_dir is not None else None
         if saved is not None and saved.is_file():
-            rows.append(json.loads(saved.read_text()))
-            continue
-        row = {"method": name, "error": ""}
+            try:
+                stored = json.loads(saved.read_text())
+            except ValueError:
+                stored = {}
+            if stored.get("fingerprint") == fingerprints[name][1]:
+                rows[name] = {**stored["row"], "status": "reused"}
+    reused = sum(row.get("status") == "reused" for row in rows.values())
+    plan["reused"] = [name for name, row in rows.items() if row.get("status") == "reused"]
+    report(format_plan(plan))
+    if rows_dir is not None:
+        report(f"reused {reused} of {len(methods)} row(s) saved in {rows_dir} (same data, folds and settings)")
+
+    todo = [name for name in methods if name not in rows]
+    for name in tqdm(todo, desc="methods", disable=not verbose):
+        template, fingerprint = fingerprints[name]
+        row = {"method": name, "status": "computed", "error": ""}
         try:
-            template = make_estimator(name, random_state=random_state, **params)
             acc, f1, fit_s, pred_s = [], [], [], []
             for train, test in tqdm(folds, desc=name, leave=False, disable=not verbose):
                 est = clone(template)
                 start = time.perf_counter()
-                est.fit(list(texts[train]), y[train])
+                est.fit(list(texts_used[train]), y_used[train])
                 fit_s.append(time.perf_counter() - start)
                 start = time.perf_counter()
-                pred = est.predict(list(texts[test]))
+                pred = est.predict(list(texts_used[test]))
                 pred_s.append((time.perf_counter() - start) / len(test) * 1000)
-                acc.append(accuracy_score(y[test], pred))
-                f1.append(f1_score(y[test], pred, average="macro"))
+                acc.append(accuracy_score(y_used[test], pred))
+                f1.append(f1_score(y_used[test], pred, average="macro"))
             row.update(
                 accuracy_mean=float(np.mean(acc)),
                 accuracy_std=float(np.std(acc)),
@@ -175,20 +716,21 @@ def compare_methods(
             )
         except Exception as exc:  # one method failing must not stop the others
             logger.exception("method %s failed", name)
-            row["error"] = f"{type(exc).__name__}: {exc}"[:300]
-        if saved is not None and not row["error"]:
-            saved.write_text(json.dumps(row))
-        rows.append(row)
-    columns = [
-        "method",
-        "accuracy_mean",
-        "accuracy_std",
-        "f1_macro_mean",
-        "f1_macro_std",
-        "fit_seconds",
-        "predict_seconds_per_1000",
-        "trainable_params",
-        "model_bytes",
-        "error",
-    ]
-    return pd.DataFrame(rows).reindex(columns=columns)
+            row.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        if rows_dir is not None and row["status"] == "computed":
+            stored = {k: v for k, v in row.items() if k != "status"}
+            (rows_dir / f"{name}.json").write_text(json.dumps({"fingerprint": fingerprint, "row": stored}))
+        rows[name] = row
+
+    table = pd.DataFrame([rows[name] for name in methods]).reindex(columns=COLUMNS)
+    table["error"] = table["error"].fillna("")
+    table.attrs["reused_rows"] = reused
+    table.attrs["plan"] = {k: v for k, v in plan.items() if k != "methods"}
+
+    best = None
+    ok = table[table["status"].isin(["computed", "reused"])]
+    if refit and len(ok):
+        name = ok.loc[ok["accuracy_mean"].idxmax(), "method"]
+        best = clone(fingerprints[name][0]).fit(list(texts_used), y_used)
+    logger.info("comparison took %.1f s", time.perf_counter() - started)
+    return table, best

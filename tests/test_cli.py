@@ -41,12 +41,13 @@ def run(data, out, tiny_bert, tiny_llama, cache, *extra):
     )
 
 
-def test_cli_end_to_end_and_resume(data_file, tmp_path, tiny_bert, tiny_llama, cache_dir, capsys, monkeypatch):
+def test_cli_end_to_end_and_resume(data_file, tmp_path, tiny_bert, tiny_llama, cache_dir, capsys):
     out = tmp_path / "out"
     code = run(data_file, out, tiny_bert, tiny_llama, cache_dir, "--methods", "logreg", "lora", "zero-shot")
     assert code == 0
     printed = capsys.readouterr().out
     assert "same folds for every method" in printed and "best:" in printed
+    assert "plan for a time budget of 10.0 min" in printed  # the default, printed before starting
     table = pd.read_csv(out / "results.csv")
     assert table["method"].tolist() == ["logreg", "lora", "zero-shot"]
     assert table["error"].isna().all() and table["accuracy_mean"].between(0, 1).all()
@@ -54,15 +55,10 @@ def test_cli_end_to_end_and_resume(data_file, tmp_path, tiny_bert, tiny_llama, c
     for name in ("results.md", "results.png", "best_model.joblib"):
         assert (out / name).stat().st_size > 0
     # Interrupted and run again: finished methods are read back, not redone.
-    real, made = _compare.make_estimator, []
-
-    def recording(name, **kw):
-        made.append(name)
-        return real(name, **kw)
-
-    monkeypatch.setattr(_compare, "make_estimator", recording)
     assert run(data_file, out, tiny_bert, tiny_llama, cache_dir, "--methods", "logreg", "lora") == 0
-    assert len(made) == 1  # only the refit of the best method on all the data
+    printed = capsys.readouterr().out
+    assert "reused 2 of 2 row(s)" in printed
+    assert pd.read_csv(out / "results.csv")["status"].tolist() == ["reused", "reused"]
 
 
 def test_a_failing_method_is_reported_and_the_others_go_on(texts, tiny_bert, tiny_llama, cache_dir):
@@ -101,3 +97,53 @@ def test_bad_input_files_get_clear_messages_and_exit_2(tmp_path, content, args, 
 def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "skllm", "compare", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--budget" in out.stdout
+
+
+def test_rerun_on_other_data_or_settings_recomputes_the_rows(
+    data_file, tmp_path, tiny_bert, tiny_llama, cache_dir, capsys
+):
+    out = tmp_path / "out"
+    assert run(data_file, out, tiny_bert, tiny_llama, cache_dir, "--methods", "logreg", "--time-budget", "none") == 0
+    first = pd.read_csv(out / "results.csv")
+    capsys.readouterr()
+    # Same file name, other labels: the saved row must not be reported again.
+    frame = pd.read_csv(data_file)
+    frame["sentiment"] = frame["sentiment"].sample(frac=1.0, random_state=1).to_numpy()
+    frame.to_csv(data_file, index=False)
+    assert run(data_file, out, tiny_bert, tiny_llama, cache_dir, "--methods", "logreg", "--time-budget", "none") == 0
+    assert "reused 0 of 1 row(s)" in capsys.readouterr().out
+    second = pd.read_csv(out / "results.csv")
+    assert second.loc[0, "status"] == "computed"
+    assert second.loc[0, "accuracy_mean"] != first.loc[0, "accuracy_mean"]
+    # Other folds: recomputed too.
+    assert run(data_file, out, tiny_bert, tiny_llama, cache_dir, "--methods", "logreg", "--cv", "3") == 0
+    assert "reused 0 of 1 row(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--budget", "0"], "--budget must be an integer >= 2, got 0."),
+        (["--budget", "-5"], "--budget must be an integer >= 2, got -5."),
+        (["--budget", "3"], "--budget=3 is too small for --cv=2 with 2 classes"),
+        (["--cv", "1"], "--cv must be an integer >= 2, got 1."),
+        (["--cv", "40"], "--cv=40 needs at least 40 texts of every class, but class 'neg' has 24; use --cv <= 24"),
+        (
+            ["--cv", "20", "--budget", "30"],
+            "--budget=30 is too small for --cv=20 with 2 classes: every class needs 20 texts, so use at least 40.",
+        ),
+        (["--epochs", "0"], "--epochs must be an integer >= 1, got 0."),
+        (["--max-length", "1"], "--max-length must be an integer >= 2, got 1."),
+        (["--random-state", "-1"], "--random-state must be an integer >= 0, got -1."),
+        (["--time-budget", "soon"], "--time-budget must be a duration such as 90s, 10m, 1h"),
+        (["--time-budget", "0"], "--time-budget must be a number > 0, got 0.0."),
+    ],
+)
+def test_numeric_options_are_checked_up_front(data_file, tmp_path, args, message, capsys):
+    argv = ["compare", str(data_file), "--text", "review", "--label", "sentiment", "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv + ["--cv", "2"] + args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: skllm compare" in err and f"skllm compare: error: {message}" in err
+    assert "Traceback" not in err and not (tmp_path / "o").exists()
