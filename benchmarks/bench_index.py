@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from skllm._index import build_search_index, search_index
+from skllm._search import build_search_index, search_index
 
 DIM = 384
 
@@ -48,6 +48,8 @@ def vectors_benchmark(sizes):
             start = time.perf_counter()
             index = build_search_index(data, "faiss", **kwargs)
             build = time.perf_counter() - start
+            if kwargs["search"] == "ivf":
+                name = f"IVF nprobe=16 of {index.nlist} lists"  # n_lists is capped at n // 39
             ms, found = latency(index, queries)
             if exact is None:
                 exact, recall = found, 1.0

@@ -62,8 +62,8 @@ class RetrievalQA(BaseEstimator):
     >>> answers, sources = qa.predict_with_sources(["When was the Eiffel Tower finished?"])
     >>> [hit.doc_id for hit in sources[0]]
     ['paris']
-    >>> print(answers[0])
-    ...
+    >>> print("Answer:", answers[0])
+    Answer: ...
     """
 
     DEFAULT_TEMPLATE = DEFAULT_QA_TEMPLATE
