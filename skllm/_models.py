@@ -129,7 +129,7 @@ def _warn_quantized(name, folder):
         f"{name!r} is not in the Hugging Face cache: using the de-quantised {filename} from the "
         f"{package.replace('_', '-')} package ({folder}). Its weights are a 4-bit approximation of the Hub's, "
         f"so results differ from machines that have the Hub copy. Download the Hub model to use the original "
-        f"weights: huggingface-cli download {name}",
+        f"weights: hf download {name}",
         QuantizedModelWarning,
         stacklevel=3,
     )
