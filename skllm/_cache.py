@@ -31,7 +31,19 @@ _connections_lock = threading.Lock()
 
 
 def default_cache_dir():
-    """``$SKLLM_CACHE_DIR``, else ``$XDG_CACHE_HOME/skllm``, else ``~/.cache/skllm``."""
+    """The cache folder used when ``cache_dir="auto"``.
+
+    ``$SKLLM_CACHE_DIR``, else ``$XDG_CACHE_HOME/skllm``, else ``~/.cache/skllm``.
+
+    Examples
+    --------
+    >>> import os
+    >>> from skllm import default_cache_dir
+    >>> os.environ["SKLLM_CACHE_DIR"] = "/tmp/skllm-example-cache"
+    >>> default_cache_dir()
+    PosixPath('/tmp/skllm-example-cache')
+    >>> del os.environ["SKLLM_CACHE_DIR"]
+    """
     if os.environ.get("SKLLM_CACHE_DIR"):
         return Path(os.environ["SKLLM_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

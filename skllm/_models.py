@@ -102,6 +102,11 @@ def resolve_model(name, revision=None, *, param="model_name", cache_dir="auto"):
     if revision is not None and not isinstance(revision, str):
         raise ValueError(f"revision must be a string (branch, tag or commit) or None, got {revision!r}.")
     if os.path.isdir(name):
+        if revision is not None:
+            raise ValueError(
+                f"revision={revision!r} was given, but {param}={name!r} is a local folder, which has no "
+                f"revisions; use revision=None (a folder is used exactly as it is)."
+            )
         return ModelSource(name, revision, os.path.abspath(name), "local")
     if name.startswith((".", "/", "~")) or os.path.isfile(name):
         raise ValueError(f"{param}={name!r} looks like a path, but no such folder exists.")
