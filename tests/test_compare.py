@@ -1,0 +1,158 @@
+import json
+
+import pytest
+
+from skllm import TransformerEmbedder, _compare, compare_methods
+from skllm._methods import METHODS
+
+from helpers import count_rows
+
+
+def test_fine_tuning_methods_come_from_the_registry():
+    assert _compare.FINETUNE_METHODS == tuple(METHODS)
+    assert set(METHODS) <= set(_compare.ALL_METHODS)
+
+
+def test_rows_are_reused_only_when_their_fingerprint_matches(texts, tiny_bert, cache_dir, tmp_path):
+    X, y = texts
+    common = dict(encoder=tiny_bert, cache_dir=cache_dir, out_dir=tmp_path, verbose=0, epochs=1)
+    first = compare_methods(X, y, methods=["logreg", "head"], cv=2, **common)
+    assert first["status"].tolist() == ["computed", "computed"] and first.attrs["reused_rows"] == 0
+
+    again = compare_methods(X, y, methods=["logreg", "head"], cv=2, **common)
+    assert again["status"].tolist() == ["reused", "reused"] and again.attrs["reused_rows"] == 2
+    assert again["accuracy_mean"].tolist() == first["accuracy_mean"].tolist()
+
+    # Each change that alters a row makes it recomputed, and the saved row overwritten.
+    for changed in (
+        dict(X=list(reversed(X)), y=list(reversed(y))),
+        dict(y=[{"pos": "neg", "neg": "pos"}[v] for v in y]),
+        dict(cv=3),
+        dict(random_state=1),
+        dict(max_length=16),
+    ):
+        args = {"X": X, "y": y, "cv": 2, **changed}
+        table = compare_methods(args.pop("X"), args.pop("y"), methods=["logreg", "head"], **args, **common)
+        assert table.attrs["reused_rows"] == 0, changed
+    # Settings a method does not use do not touch its row: epochs (the head trains a fixed
+    # number) and the language model.
+    compare_methods(X, y, methods=["logreg", "head"], cv=2, **common)
+    table = compare_methods(X, y, methods=["logreg", "head"], cv=2, llm="other/llm", **{**common, "epochs": 2})
+    assert table.attrs["reused_rows"] == 2
+
+
+def test_rows_saved_without_a_fingerprint_are_recomputed(texts, tiny_bert, cache_dir, tmp_path):
+    rows = tmp_path / "rows"
+    rows.mkdir()
+    (rows / "logreg.json").write_text(json.dumps({"method": "logreg", "accuracy_mean": 0.123, "error": ""}))
+    table = compare_methods(*texts, methods=["logreg"], cv=2, encoder=tiny_bert, cache_dir=cache_dir,
+                            out_dir=tmp_path, verbose=0)
+    assert table.loc[0, "status"] == "computed" and table.loc[0, "accuracy_mean"] != 0.123
+    assert "fingerprint" in json.loads((rows / "logreg.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(cv=1), "cv must be an integer >= 2, got 1."),
+        (dict(cv=40), "cv=40 needs at least 40 texts of every class, but class 'neg' has 24; use cv <= 24."),
+        (dict(epochs=0), "epochs must be an integer >= 1, got 0."),
+        (dict(max_length=1), "max_length must be an integer >= 2, got 1."),
+        (dict(max_samples=0), "max_samples must be an integer >= 2 or None, got 0."),
+        (dict(max_samples=3), "max_samples=3 is too small for cv=5 with 2 classes"),
+        (dict(time_budget=0), "time_budget must be a number > 0 or None, got 0."),
+        (dict(time_budget=-5.0), "time_budget must be a number > 0 or None, got -5.0."),
+        (dict(random_state=None), "random_state must be an integer >= 0, got None."),
+        (dict(methods=["logreg", "svm"]), "methods='svm' is not supported"),
+    ],
+)
+def test_settings_are_checked_before_any_work(texts, kwargs, message):
+    with pytest.raises(ValueError) as error:
+        compare_methods(*texts, encoder="/no/such/model", verbose=0, **kwargs)
+    assert message in str(error.value)
+
+
+def test_each_text_is_embedded_once_for_pipelines_head_and_few_shot(texts, tiny_bert, tiny_llama, cache_dir):
+    X, y = texts
+    model = TransformerEmbedder(tiny_bert, cache_dir=cache_dir).fit().model_
+    seen, handle = count_rows(model)
+    try:
+        table = compare_methods(
+            X,
+            y,
+            methods=["logreg", "head", "few-shot"],
+            cv=2,
+            encoder=tiny_bert,
+            llm=tiny_llama,
+            epochs=1,
+            cache_dir=cache_dir,
+            verbose=0,
+        )
+    finally:
+        handle.remove()
+    assert (table["status"] == "computed").all(), table["error"].tolist()
+    assert sum(seen) == len(set(X))
+
+
+@pytest.mark.parametrize(
+    "text, seconds", [("90s", 90), ("10m", 600), ("1h", 3600), ("600", 600), ("2.5 min", 150), ("none", None)]
+)
+def test_durations(text, seconds):
+    assert _compare.parse_duration(text) == seconds
+
+
+def test_durations_that_are_not():
+    with pytest.raises(ValueError, match="--time-budget must be a duration such as 90s"):
+        _compare.parse_duration("ten minutes", "--time-budget")
+
+
+COSTS = {"embed": 0.05, "train": 0.2, "prompt": 0.2, "few-shot": 1.0}
+ALL = list(_compare.ALL_METHODS)
+
+
+def plan(seconds, **kw):
+    args = dict(n=400, min_n=100, cv=5, epochs=3, n_classes=2, seconds=seconds, **kw)
+    return _compare.plan_comparison(ALL, COSTS, **args)
+
+
+def test_a_plan_that_fits_keeps_everything_as_asked():
+    p = plan(1e9)
+    assert (p["n"], p["cv"], p["epochs"], p["skipped"]) == (400, 5, 3, [])
+
+
+def test_the_plan_shrinks_folds_then_epochs_then_texts_then_skips():
+    plans = {seconds: plan(seconds) for seconds in (4000, 2000, 900, 300, 60)}
+    shape = {seconds: (p["n"], p["cv"], p["epochs"]) for seconds, p in plans.items()}
+    assert shape[4000] == (400, 3, 3) and shape[2000] == (400, 3, 2) and shape[900] == (200, 2, 2)
+    assert shape[300][1:] == (2, 1) and 100 <= shape[300][0] < 200
+    assert all(not p["skipped"] for seconds, p in plans.items() if seconds > 60)
+    # Then the costliest go first: few-shot and full fine-tuning before logistic regression.
+    assert plans[60]["skipped"][:2] == ["few-shot", "full"] and "logreg" not in plans[60]["skipped"]
+    for seconds, p in plans.items():
+        assert p["seconds"] <= seconds
+        running = sum(v for m, v in p["per_method"].items() if m not in p["skipped"])
+        assert p["seconds"] == pytest.approx(running + p["n"] * COSTS["embed"])
+
+
+def test_the_refit_is_part_of_the_plan():
+    assert plan(1e9, refit=True)["seconds"] > plan(1e9)["seconds"]
+
+
+def test_a_time_budget_plans_and_says_so(texts, tiny_bert, tiny_llama, cache_dir, tmp_path, capsys):
+    table = compare_methods(
+        *texts,
+        methods=["logreg", "lora", "zero-shot"],
+        cv=2,
+        encoder=tiny_bert,
+        llm=tiny_llama,
+        epochs=1,
+        time_budget=600,
+        cache_dir=cache_dir,
+        out_dir=tmp_path,
+    )
+    plan_ = table.attrs["plan"]
+    assert plan_["measure_seconds"] < 30 and set(plan_["costs"]) >= {"embed", "train", "prompt"}
+    assert (plan_["n"], plan_["cv"], plan_["epochs"], plan_["skipped"]) == (48, 2, 1, [])
+    printed = capsys.readouterr().out
+    assert "plan for a time budget of 10.0 min" in printed and "estimated total" in printed
+    assert json.loads((tmp_path / "plan.json").read_text())["plan"]["n"] == 48
