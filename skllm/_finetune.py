@@ -466,8 +466,8 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
     weight_decay : float, default=0.01
         AdamW weight decay, applied to weight matrices only.
     warmup_ratio : float, default=0.06
-        Fraction of the steps with a linearly rising learning rate; it then
-        decays linearly to zero.
+        Fraction of the steps with a linearly rising learning rate (from 0);
+        it then decays linearly to zero.
     max_grad_norm : float, default=1.0
         Gradient clipping threshold; ``None`` disables clipping.
     class_weight : dict, "balanced" or None, default=None
@@ -490,9 +490,12 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
     device : str, default="auto"
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
     dtype : {"float32", "bfloat16", "float16"}, default="float32"
-        Compute precision under autocast (weights stay float32).
+        Compute precision under autocast (weights stay float32). float16 on
+        CUDA trains with loss scaling (``torch.amp.GradScaler``); on the CPU
+        it falls back to float32 with a warning.
     cache_dir : str, "auto" or None, default="auto"
-        Embedding cache used by the ``"head"`` method.
+        Embedding cache used by the ``"head"`` method (validated for every
+        method).
     verbose : int, default=0
         ``1`` prints a progress bar per epoch over its batches, and the loss.
 
@@ -521,7 +524,8 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
     tokenizer_ : transformers tokenizer
         The backbone's tokenizer.
     embedder_ : TransformerEmbedder
-        For ``"head"`` only: the embedder giving the (cached) features.
+        For ``"head"`` only (set by ``HeadTuning.prepare``): the embedder
+        giving the (cached) features.
     model_identity_ : str
         Identifies the backbone weights.
     pooling_, max_length_, device_, dtype_ : str, int, str, str
@@ -593,7 +597,7 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         return len(self.classes_)
 
     def fit(self, X, y):
-        """Fit the model to texts ``X`` and labels ``y`` (any hashable values).
+        """Fit the model to texts ``X`` and labels ``y`` (hashable values of one type, e.g. str or int).
 
         Returns
         -------

@@ -1,7 +1,8 @@
 """Fine-tuning methods: each a small estimator-like object in its own file.
 
-Adding a method: one new file with a :class:`FineTuningMethod` subclass, and one
-line in ``METHODS``.
+Adding a method: one new file with a :class:`FineTuningMethod` subclass (the
+contract is in its docstring), its import here and one line in ``METHODS``, the
+only list of method names.
 """
 
 from ._adapter import BottleneckAdapter
@@ -12,7 +13,17 @@ from ._lora import LoRA
 from ._prefix import PrefixTuning
 from ._prompt import PromptTuning
 
-METHODS = {cls.name: cls for cls in (HeadTuning, FullFineTuning, LoRA, PrefixTuning, PromptTuning, BottleneckAdapter)}
+METHODS = {
+    cls.name: cls
+    for cls in (
+        HeadTuning,
+        FullFineTuning,
+        LoRA,
+        PrefixTuning,
+        PromptTuning,
+        BottleneckAdapter,
+    )
+}
 
 
 def resolve_method(method):

@@ -8,6 +8,14 @@ class FullFineTuning(FineTuningMethod):
 
     The most expressive and the most expensive method; a saved model holds all
     the backbone's weights.
+
+    Examples
+    --------
+    >>> from skllm import FineTuneClassifier, FullFineTuning
+    >>> FullFineTuning().get_params()
+    {}
+    >>> FineTuneClassifier(method=FullFineTuning(), learning_rate=2e-5).get_params()["method"]
+    FullFineTuning()
     """
 
     name = "full"
