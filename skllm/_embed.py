@@ -10,76 +10,12 @@ from sklearn.utils.validation import check_is_fitted
 from . import _cache, _models
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
 from ._live import LiveStateMixin
-from ._validation import check_int, check_texts
-from .exceptions import TruncationWarning
+from ._tokens import POOLINGS, pad_batch, pad_token_id, pool, tokenize, truncation_warning
+from ._validation import check_bool, check_choice, check_int, check_texts
 
 logger = logging.getLogger(__name__)
 
-POOLINGS = ("mean", "cls", "max", "last")
 _CHUNK = 8192
-
-
-def pad_token_id(tokenizer):
-    if tokenizer.pad_token_id is not None:
-        return tokenizer.pad_token_id
-    return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
-
-
-def pad_batch(ids, batch, pad_id, device):
-    """Right-padded ``input_ids`` and ``attention_mask`` tensors for rows ``batch`` of ``ids``."""
-    import torch
-
-    width = max(len(ids[i]) for i in batch)
-    input_ids = np.full((len(batch), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(batch), width), dtype=np.int64)
-    for row, i in enumerate(batch):
-        input_ids[row, : len(ids[i])] = ids[i]
-        mask[row, : len(ids[i])] = 1
-    return torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device)
-
-
-def truncation_warning(n_cut, n_texts, max_length, stacklevel):
-    if n_cut:
-        warnings.warn(
-            f"{n_cut} of {n_texts} texts were longer than max_length={max_length} tokens "
-            f"and were truncated to their first {max_length} tokens.",
-            TruncationWarning,
-            stacklevel=stacklevel + 1,
-        )
-
-
-def tokenize(tokenizer, texts, max_length):
-    """Token ids per text (truncated to ``max_length``) and untruncated lengths."""
-    ids = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-    n_tokens = [len(row) for row in ids]
-    long = [i for i, n in enumerate(n_tokens) if n > max_length]
-    if long:
-        # Tokenizing twice only for the long texts lets the tokenizer apply
-        # its own truncation rules (special tokens kept) while we still learn
-        # how many texts were cut.
-        cut = tokenizer([texts[i] for i in long], add_special_tokens=True, truncation=True, max_length=max_length)
-        for i, row in zip(long, cut["input_ids"]):
-            ids[i] = row
-    filler = next(
-        (t for t in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None), 0
-    )
-    # A decoder tokenizer may map "" to no token at all; the model needs one.
-    ids = [row if len(row) else [filler] for row in ids]
-    return ids, n_tokens
-
-
-def _pool(hidden, mask, pooling):
-    import torch
-
-    if pooling == "cls":
-        return hidden[:, 0]
-    if pooling == "last":
-        last = mask.sum(dim=1) - 1
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    if pooling == "max":
-        return hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
-    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
 
 
 def l2_normalize(vectors):
@@ -107,7 +43,7 @@ def embed_texts(model, tokenizer, texts, *, pooling, normalize, max_length, batc
         for batch in batches:
             input_ids, mask = pad_batch(ids, batch, pad_id, device)
             hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-            pooled = _pool(hidden.float(), mask, pooling)
+            pooled = pool(hidden.float(), mask, pooling)
             if normalize:
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
             out[batch] = pooled.cpu().numpy()
@@ -229,10 +165,8 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
 
     # -- fitting -----------------------------------------------------------------
     def _validate_params(self):
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling={self.pooling!r} is not supported; use one of {POOLINGS}.")
-        if not isinstance(self.normalize, (bool, np.bool_)):
-            raise ValueError(f"normalize must be True or False, got {self.normalize!r}.")
+        check_choice(self.pooling, "pooling", POOLINGS)
+        check_bool(self.normalize, "normalize")
         check_int(self.max_length, "max_length", 2)
         check_int(self.batch_size, "batch_size")
         check_int(self.verbose, "verbose", 0)
@@ -256,7 +190,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
             check_texts(X, estimator=self)
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
-        source = _models.resolve_model(self.model_name, self.revision)
+        source = _models.resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
         model, tokenizer = _models.load_backbone(source, device)
         limit = getattr(model.config, "max_position_embeddings", None) or self.max_length
         # BERT-style models count the padding offset of RoBERTa-like position
@@ -283,7 +217,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
     # -- pickling: hyperparameters and identities only, never weights ------------
     def _refresh_source(self):
         """After unpickling: find the model again and check that its files are the fitted ones."""
-        source = _models.resolve_model(self.model_name, self.revision)
+        source = _models.resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
         identity = _models.model_identity(source)
         if identity != self.model_identity_:
             warnings.warn(

@@ -216,7 +216,7 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
 
     # -- building the network -------------------------------------------------------
     def _backbone(self, device):
-        source = _models.resolve_model(self.model_name, self.revision)
+        source = _models.resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
         model, tokenizer = _models.load_backbone(source, device)
         return source, model, tokenizer
 

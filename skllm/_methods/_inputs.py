@@ -22,7 +22,7 @@ class TokenInputs:
 
     def tensors(self, rows, device):
         """The network's positional arguments for ``rows``, on ``device``."""
-        from .._embed import pad_batch
+        from .._tokens import pad_batch
 
         return pad_batch(self.ids, rows, self.pad_id, device)
 

@@ -54,7 +54,7 @@ class LoRA(FineTuningMethod):
         try:
             from peft import LoraConfig, get_peft_model
         except ImportError as exc:
-            raise MissingDependencyError("peft", "LoRA", "pip install 'skllm-toolkit[peft]'") from exc
+            raise MissingDependencyError("peft", "LoRA", "pip install 'peft>=0.18'") from exc
 
         from ._encoders import PlainEncoder
 

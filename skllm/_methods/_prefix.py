@@ -14,7 +14,7 @@ from ._base import FineTuningMethod, check_bool, check_int
 
 ATTENTION_NAME = "skllm_prefix"
 #: transformers releases whose attention registry this module was checked against
-SUPPORTED_TRANSFORMERS = ">=5.17,<6"
+SUPPORTED_TRANSFORMERS = ">=5.0,<6"
 _registered = False
 _sdpa_attention_forward = None
 

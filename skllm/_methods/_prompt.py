@@ -43,7 +43,7 @@ class PromptTuning(FineTuningMethod):
         try:
             from peft import PromptTuningConfig, TaskType, get_peft_model
         except ImportError as exc:
-            raise MissingDependencyError("peft", "Prompt tuning", "pip install 'skllm-toolkit[peft]'") from exc
+            raise MissingDependencyError("peft", "Prompt tuning", "pip install 'peft>=0.18'") from exc
 
         from ._encoders import VirtualTokenEncoder
 
