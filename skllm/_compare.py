@@ -14,6 +14,7 @@ import numpy as np
 from . import _models
 from ._methods import METHODS
 from ._validation import check_choice, check_int, check_number
+from ._version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +71,11 @@ def format_seconds(seconds):
 
 def make_estimator(name, *, encoder, llm, epochs, max_length, cache_dir, random_state):
     """The estimator that ``name`` stands for in a comparison."""
-    import skllm
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.svm import LinearSVC
+
+    import skllm
 
     embedder = skllm.TransformerEmbedder(encoder, max_length=max_length, cache_dir=cache_dir)
     if name == "logreg":
@@ -219,7 +221,7 @@ def _training_step_seconds(model, tokenizer, texts, max_length):
 
     import torch
 
-    from ._embed import pad_batch, pad_token_id, tokenize
+    from ._tokens import pad_batch, pad_token_id, tokenize
 
     ids, _ = tokenize(tokenizer, texts, max_length)
     copy_ = copy.deepcopy(model).train()
@@ -240,7 +242,6 @@ def _training_step_seconds(model, tokenizer, texts, max_length):
 
 def measure_costs(texts, y, methods, *, encoder, llm, max_length, random_state):
     """Seconds per text of the work each method does, timed on a few texts on this machine."""
-    import skllm
 
     rng = np.random.RandomState(random_state)
     sample = [texts[i] for i in rng.choice(len(texts), min(16, len(texts)), replace=False)]
@@ -293,8 +294,8 @@ def _measure_llm(costs, texts, y, sample, methods, llm, rng, random_state):
                 llm, n_examples=FEW_SHOT_EXAMPLES, example_selection="random", random_state=random_state
             ).fit([texts[i] for i in pool], y[pool])
             start = time.perf_counter()
-            few.predict(sample[:1])
-            costs["few-shot"] = time.perf_counter() - start
+            few.predict(sample[:2])  # one batch: the padding of prompts of unequal length is part of the cost
+            costs["few-shot"] = (time.perf_counter() - start) / len(sample[:2])
 
 
 def estimate_seconds(name, costs, *, n, cv, epochs, n_classes):
@@ -323,6 +324,15 @@ def estimate_seconds(name, costs, *, n, cv, epochs, n_classes):
     if name == "few-shot":
         return n * costs["few-shot"], 0.0
     return 0.0, 0.0
+
+
+def _family(name):
+    """Methods whose estimates err alike: the same kind of work on the same model."""
+    if name in PROMPT_METHODS:
+        return "prompt"
+    if name in FINETUNE_METHODS and name != "head":
+        return "finetune"
+    return "embedding"
 
 
 def _plan_cost(methods, costs, *, n, cv, epochs, n_classes, refit):
@@ -389,10 +399,16 @@ def plan_comparison(methods, costs, *, n, min_n, cv, epochs, n_classes, seconds,
         plan["skipped"].append(max(running, key=lambda m: (alone[m], -running.index(m))))
         shrink()  # the others may now fit with more texts, folds or epochs
     plan["seconds"] = cost()
-    # Estimates of the skipped methods too, at the settings of the others.
-    plan["per_method"] = _plan_cost(
-        methods, costs, n=plan["n"], cv=plan["cv"], epochs=plan["epochs"], n_classes=n_classes, refit=False
-    )[1]
+    running = [m for m in methods if m not in plan["skipped"]]
+    shape = dict(n=plan["n"], cv=plan["cv"], epochs=plan["epochs"], n_classes=n_classes)
+    refits = [estimate_seconds(m, costs, **shape)[1] for m in running]
+    plan["refit_seconds"] = max(refits) if refit and refits else 0.0
+    # Estimates of the skipped methods too, at the settings of the others; the shared
+    # embeddings are counted with the first method that embeds, which computes them.
+    plan["per_method"] = _plan_cost(methods, costs, **shape, refit=False)[1]
+    first = next((m for m in running if m != "zero-shot"), None)
+    if first is not None:
+        plan["per_method"][first] += plan["n"] * costs.get("embed", 0.0)
     return plan
 
 
@@ -664,7 +680,9 @@ def run_comparison(
     settings["epochs"] = plan["epochs"]
     # What every row depends on; each method adds its hyperparameters (encoder, llm,
     # epochs and max_length among them) and the identity of the weights it uses.
+    # The version stands for the defaults that a method named by a string (e.g. "lora") brings.
     common = {
+        "version": __version__,
         "data": _data_digest(texts_used, y_used),
         "folds": _digest([test.tolist() for _, test in folds]),
         "random_state": random_state,
@@ -701,13 +719,38 @@ def run_comparison(
     if rows_dir is not None:
         report(f"reused {reused} of {len(methods)} row(s) saved in {rows_dir} (same data, folds and settings)")
 
+    # The estimates come from a few seconds of timing: while running, the time each kind of
+    # method really takes corrects them, and a method that would end after the budget is
+    # skipped (before it starts, or between its folds).
+    deadline = started + time_budget - plan.get("refit_seconds", 0.0) if time_budget is not None else None
+    spent, estimated = {}, {}
+
+    def drift(name):
+        family = _family(name)
+        if estimated.get(family):
+            return spent[family] / estimated[family]
+        total = sum(estimated.values())
+        return sum(spent.values()) / total if total else 1.0
+
     todo = [name for name in methods if name not in rows]
     for name in tqdm(todo, desc="methods", disable=not verbose):
         template, fingerprint = fingerprints[name]
         row = {"method": name, "status": "computed", "error": ""}
+        expected = plan["per_method"].get(name, 0.0) * drift(name)
+        if deadline is not None and time.perf_counter() + expected > deadline:
+            report(f"{name}: skipped, its ~{format_seconds(expected)} would end after the time budget")
+            rows[name] = {"method": name, "status": "skipped", "error": ""}
+            continue
+        method_start = time.perf_counter()
         try:
             acc, f1, fit_s, pred_s = [], [], [], []
-            for train, test in tqdm(folds, desc=name, leave=False, disable=not verbose):
+            for i, (train, test) in enumerate(tqdm(folds, desc=name, leave=False, disable=not verbose)):
+                if deadline is not None and i:
+                    per_fold = (time.perf_counter() - method_start) / i
+                    if time.perf_counter() + per_fold * (len(folds) - i) > deadline:
+                        row["status"] = "skipped"
+                        report(f"{name}: stopped after {i} of {len(folds)} folds, it would end after the time budget")
+                        break
                 est = clone(template)
                 start = time.perf_counter()
                 est.fit(list(texts_used[train]), y_used[train])
@@ -717,6 +760,9 @@ def run_comparison(
                 pred_s.append((time.perf_counter() - start) / len(test) * 1000)
                 acc.append(accuracy_score(y_used[test], pred))
                 f1.append(f1_score(y_used[test], pred, average="macro"))
+            if row["status"] == "skipped":
+                rows[name] = row
+                continue
             row.update(
                 accuracy_mean=float(np.mean(acc)),
                 accuracy_std=float(np.std(acc)),
@@ -730,6 +776,9 @@ def run_comparison(
         except Exception as exc:  # one method failing must not stop the others
             logger.exception("method %s failed", name)
             row.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        family = _family(name)
+        spent[family] = spent.get(family, 0.0) + time.perf_counter() - method_start
+        estimated[family] = estimated.get(family, 0.0) + plan["per_method"].get(name, 0.0)
         if rows_dir is not None and row["status"] == "computed":
             stored = {k: v for k, v in row.items() if k != "status"}
             (rows_dir / f"{name}.json").write_text(json.dumps({"fingerprint": fingerprint, "row": stored}))

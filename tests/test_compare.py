@@ -1,6 +1,9 @@
 import json
+import time
 
+import numpy as np
 import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from skllm import TransformerEmbedder, _compare, compare_methods
 from skllm._methods import METHODS
@@ -45,8 +48,9 @@ def test_rows_saved_without_a_fingerprint_are_recomputed(texts, tiny_bert, cache
     rows = tmp_path / "rows"
     rows.mkdir()
     (rows / "logreg.json").write_text(json.dumps({"method": "logreg", "accuracy_mean": 0.123, "error": ""}))
-    table = compare_methods(*texts, methods=["logreg"], cv=2, encoder=tiny_bert, cache_dir=cache_dir,
-                            out_dir=tmp_path, verbose=0)
+    table = compare_methods(
+        *texts, methods=["logreg"], cv=2, encoder=tiny_bert, cache_dir=cache_dir, out_dir=tmp_path, verbose=0
+    )
     assert table.loc[0, "status"] == "computed" and table.loc[0, "accuracy_mean"] != 0.123
     assert "fingerprint" in json.loads((rows / "logreg.json").read_text())
 
@@ -131,7 +135,7 @@ def test_the_plan_shrinks_folds_then_epochs_then_texts_then_skips():
     for seconds, p in plans.items():
         assert p["seconds"] <= seconds
         running = sum(v for m, v in p["per_method"].items() if m not in p["skipped"])
-        assert p["seconds"] == pytest.approx(running + p["n"] * COSTS["embed"])
+        assert p["seconds"] == pytest.approx(running)  # the shared embeddings are in the first method's
 
 
 def test_the_refit_is_part_of_the_plan():
@@ -156,3 +160,46 @@ def test_a_time_budget_plans_and_says_so(texts, tiny_bert, tiny_llama, cache_dir
     printed = capsys.readouterr().out
     assert "plan for a time budget of 10.0 min" in printed and "estimated total" in printed
     assert json.loads((tmp_path / "plan.json").read_text())["plan"]["n"] == 48
+
+
+class Slow(ClassifierMixin, BaseEstimator):
+    """Takes ``seconds`` to fit, whatever the estimate said."""
+
+    def __init__(self, seconds=4.0):
+        self.seconds = seconds
+
+    def fit(self, X, y):
+        time.sleep(self.seconds)
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        return np.repeat(self.classes_[0], len(X))
+
+
+def test_a_method_that_overruns_its_estimate_is_stopped_between_folds(texts, tiny_bert, cache_dir, monkeypatch):
+    real = _compare.make_estimator
+    monkeypatch.setattr(
+        _compare, "make_estimator", lambda name, **kw: Slow() if name == "linear-svm" else real(name, **kw)
+    )
+    monkeypatch.setattr(_compare, "measure_costs", lambda *a, **kw: dict.fromkeys(["embed", "train", "prompt"], 0.0))
+    TransformerEmbedder(tiny_bert).fit()  # loaded, as the timing before a plan does
+    messages = []
+    table, _ = _compare.run_comparison(
+        *texts,
+        ["linear-svm", "logreg"],
+        cv=2,
+        encoder=tiny_bert,
+        llm=None,
+        epochs=1,
+        max_length=64,
+        max_samples=None,
+        time_budget=7.0,
+        cache_dir=cache_dir,
+        random_state=0,
+        out_dir=None,
+        verbose=0,
+        report=messages.append,
+    )
+    assert table["status"].tolist() == ["skipped", "computed"], messages
+    assert "linear-svm: stopped after 1 of 2 folds, it would end after the time budget" in messages
