@@ -4,7 +4,7 @@ import sys
 import pandas as pd
 import pytest
 
-from skllm import _compare, compare_methods
+from skllm import compare_methods
 from skllm._cli import main
 
 

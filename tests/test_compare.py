@@ -155,7 +155,8 @@ def test_a_time_budget_plans_and_says_so(texts, tiny_bert, tiny_llama, cache_dir
         out_dir=tmp_path,
     )
     plan_ = table.attrs["plan"]
-    assert plan_["measure_seconds"] < 30 and set(plan_["costs"]) >= {"embed", "train", "prompt"}
+    assert plan_["measure_seconds"] < 30
+    assert all(plan_["costs"][kind] > 0 for kind in ("embed", "train", "prompt"))
     assert (plan_["n"], plan_["cv"], plan_["epochs"], plan_["skipped"]) == (48, 2, 1, [])
     printed = capsys.readouterr().out
     assert "plan for a time budget of 10.0 min" in printed and "estimated total" in printed
