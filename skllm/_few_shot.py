@@ -78,6 +78,7 @@ class FewShotClassifier(PromptClassifier):
         example_template=DEFAULT_EXAMPLE_TEMPLATE,
         label_words=None,
         length_normalize=False,
+        calibration="contextual",
         embedder_model=_models.DEFAULT_ENCODER,
         random_state=None,
         max_length=1024,
@@ -96,6 +97,7 @@ class FewShotClassifier(PromptClassifier):
         self.example_template = example_template
         self.label_words = label_words
         self.length_normalize = length_normalize
+        self.calibration = calibration
         self.embedder_model = embedder_model
         self.random_state = random_state
         self.max_length = max_length
@@ -144,6 +146,7 @@ class FewShotClassifier(PromptClassifier):
         self._set_classes(classes)
         self.examples_ = list(zip(texts, y))
         self.example_selection_ = selection.fit(texts, y, n_examples=self.n_examples, random_state=self.random_state)
+        self._fit_calibration()
         return self
 
     def _render_examples(self, indices):

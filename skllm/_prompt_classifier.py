@@ -7,6 +7,7 @@ continuations of all classes reuse its key/value cache.
 """
 
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.base import ClassifierMixin
@@ -16,13 +17,29 @@ from sklearn.utils.validation import check_is_fitted
 from ._device import autocast
 from ._lm import LMEstimator, cache_kwarg, check_template
 from ._tokens import pad_batch, pad_token_id
-from ._validation import check_bool, check_labels, check_texts
+from .exceptions import TruncationWarning
+from ._validation import check_bool, check_choice, check_labels, check_texts
 
 DEFAULT_TEMPLATE = "Classify the text into one of these categories: {labels}.\n\n{examples}Text: {text}\nCategory:"
+# The default of skllm 0.1, kept for the estimators it pickled.
+LEGACY_TEMPLATE = "Classify the text into one of these categories: {labels}.\n\n{examples}Text: {text}\nCategory:"
+# Inputs that carry no content (Zhao et al., 2021): what the model answers for
+# them, in the same prompt, is its prior over the class wordings.
+CONTENT_FREE_TEXTS = ("N/A", "", "[MASK]")
+CALIBRATIONS = ("contextual", "domain", None)
 
 
 class PromptClassifier(ClassifierMixin, LMEstimator):
     """Scoring of class verbalisations, shared by the zero- and few-shot classifiers."""
+
+    def __setstate__(self, state):
+        # Estimators pickled before calibration existed predict as they did:
+        # uncalibrated, with the template that was the default then.
+        if "classes_" in state and "template_" not in state:
+            state.setdefault("calibration", None)
+            state["label_prior_"] = None
+            state["template_"] = state.get("template") or LEGACY_TEMPLATE
+        super().__setstate__(state)
 
     def _check_classifier_params(self):
         self._check_common()
@@ -32,6 +49,8 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         if self.label_words is not None and not isinstance(self.label_words, dict):
             raise ValueError(f"label_words must be a dict mapping each class to its wording, got {self.label_words!r}.")
         check_bool(self.length_normalize, "length_normalize")
+        check_choice(self.calibration, "calibration", CALIBRATIONS)
+        self.template_ = template
         return template
 
     def _set_classes(self, classes):
@@ -60,8 +79,28 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         self.prompt_budget_ = self.max_length_ - max(len(ids) for ids in self.label_ids_)
 
     def _content(self, text, examples):
-        template = self.template if self.template is not None else DEFAULT_TEMPLATE
-        return template.format(text=text, labels=", ".join(self.label_words_), examples=examples)
+        return self.template_.format(text=text, labels=", ".join(self.label_words_), examples=examples)
+
+    def _fit_calibration(self):
+        """Estimate the model's prior over the class wordings in this prompt (a few passes, once per fit).
+
+        ``"contextual"``: the class probabilities of the content-free texts,
+        each in the same prompt as a real text (same template, same
+        demonstrations), averaged. ``"domain"``: the log-likelihood of each
+        wording after the prompt with an empty text (domain-conditional PMI).
+        ``decision_function`` subtracts the log of this prior.
+        """
+        if self.calibration is None:
+            self.label_prior_ = None
+            return
+        texts = list(CONTENT_FREE_TEXTS) if self.calibration == "contextual" else [""]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TruncationWarning)
+            scores = self._score_prompts(self._prompts(texts))
+        if self.calibration == "contextual":
+            self.label_prior_ = np.log(softmax(scores).mean(axis=0))
+        else:
+            self.label_prior_ = scores[0]
 
     # -- scoring ---------------------------------------------------------------------------
     def _score_prompts(self, prompts):
@@ -117,14 +156,23 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         raise NotImplementedError
 
     def decision_function(self, X):
-        """Log-likelihood of each class's wording (length-normalised if asked), (n_samples, n_classes)."""
+        """Log-likelihood of each class's wording (length-normalised if asked), (n_samples, n_classes).
+
+        With ``calibration``, minus the log of the model's prior over the wordings (``label_prior_``).
+        """
         check_is_fitted(self, "classes_")
         texts = check_texts(X, estimator=self)
         self._ensure_live()
-        return self._score_prompts(self._prompts(texts))
+        scores = self._score_prompts(self._prompts(texts))
+        if self.label_prior_ is not None:
+            scores = scores - self.label_prior_
+        return scores
 
     def predict_proba(self, X):
-        """The class scores normalised over the classes (a softmax of ``decision_function``)."""
+        """The class scores normalised over the classes (a softmax of ``decision_function``).
+
+        Calibrated like ``decision_function``; rows sum to 1 and ``predict`` is their argmax.
+        """
         return softmax(self.decision_function(X))
 
     def predict(self, X):

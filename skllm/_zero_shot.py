@@ -58,6 +58,7 @@ class ZeroShotClassifier(PromptClassifier):
         template=None,
         label_words=None,
         length_normalize=False,
+        calibration="contextual",
         max_length=1024,
         batch_size=8,
         use_chat_template=True,
@@ -71,6 +72,7 @@ class ZeroShotClassifier(PromptClassifier):
         self.template = template
         self.label_words = label_words
         self.length_normalize = length_normalize
+        self.calibration = calibration
         self.max_length = max_length
         self.batch_size = batch_size
         self.use_chat_template = use_chat_template
@@ -91,6 +93,7 @@ class ZeroShotClassifier(PromptClassifier):
             classes = unique_labels(self.classes, "classes")
         self._load()
         self._set_classes(classes)
+        self._fit_calibration()
         return self
 
     def _prompts(self, texts):

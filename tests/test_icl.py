@@ -61,7 +61,7 @@ def naive_scores(clf, texts):
 def test_cached_label_scoring_equals_one_pass_per_label(lm, length_normalize):
     words = {"pos": "great", "neg": "awful film", "mid": "ok thanks see you later"}
     clf = ZeroShotClassifier(lm, classes=["pos", "neg", "mid"], label_words=words, length_normalize=length_normalize)
-    clf.set_params(batch_size=2).fit()
+    clf.set_params(batch_size=2, calibration=None).fit()
     assert max(len(ids) for ids in clf.label_ids_) > 1  # multi-token wordings are scored in full
     texts = ["the film was great", "hello", "a long and boring story that was not fun at all"]
     np.testing.assert_allclose(clf.decision_function(texts), naive_scores(clf, texts), atol=1e-4)
@@ -75,6 +75,66 @@ def test_predictions_are_always_classes_and_probabilities_sum_to_one(lm):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert clf.classes_[proba.argmax(1)].tolist() == clf.predict(X).tolist()
     assert clf.uses_chat_template_ == ("chat" in lm)
+
+
+# -- calibration -------------------------------------------------------------------------------
+CONTENT_FREE = ["N/A", "", "[MASK]"]
+
+
+def softmax_rows(scores):
+    e = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("length_normalize", [False, True])
+def test_contextual_calibration_divides_out_the_content_free_prior(lm, length_normalize):
+    words = {"pos": "great", "neg": "awful film", "mid": "ok"}
+    params = dict(classes=["pos", "neg", "mid"], label_words=words, length_normalize=length_normalize)
+    raw = ZeroShotClassifier(lm, calibration=None, **params).fit()
+    calibrated = ZeroShotClassifier(lm, **params).fit()
+    assert calibrated.calibration == "contextual" and raw.label_prior_ is None
+    texts = ["the film was great", "hello", "a long and boring story"]
+    # Zhao et al. (2021): p(class | text) / mean over content-free texts of p(class | content-free).
+    prior = softmax_rows(naive_scores(raw, CONTENT_FREE)).mean(axis=0)
+    expected = softmax_rows(naive_scores(raw, texts)) / prior
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(calibrated.label_prior_, np.log(prior), atol=1e-4)
+    np.testing.assert_allclose(calibrated.predict_proba(texts), expected, atol=1e-4)
+    np.testing.assert_allclose(calibrated.decision_function(texts), naive_scores(raw, texts) - np.log(prior), atol=1e-4)
+    assert calibrated.predict(texts).tolist() == calibrated.classes_[expected.argmax(1)].tolist()
+    np.testing.assert_allclose(raw.decision_function(texts), naive_scores(raw, texts), atol=1e-4)
+
+
+def test_domain_calibration_subtracts_the_score_without_the_text(tiny_llama):
+    raw = ZeroShotClassifier(tiny_llama, classes=["x", "y"], calibration=None).fit()
+    pmi = ZeroShotClassifier(tiny_llama, classes=["x", "y"], calibration="domain").fit()
+    texts = ["one text", "another one"]
+    np.testing.assert_allclose(pmi.decision_function(texts), naive_scores(raw, texts) - naive_scores(raw, [""])[0], atol=1e-4)
+
+
+def test_few_shot_calibration_uses_the_same_demonstrations(tiny_llama, pool):
+    X, y = pool
+    raw = FewShotClassifier(tiny_llama, n_examples=2, random_state=0, calibration=None).fit(X, y)
+    calibrated = FewShotClassifier(tiny_llama, n_examples=2, random_state=0).fit(X, y)
+    prior = np.log(softmax_rows(naive_scores(raw, CONTENT_FREE)).mean(axis=0))
+    np.testing.assert_allclose(calibrated.label_prior_, prior, atol=1e-4)
+    np.testing.assert_allclose(calibrated.decision_function(X[:3]), raw.decision_function(X[:3]) - prior, atol=1e-4)
+
+
+def test_calibration_is_reproducible_survives_pickling_and_is_validated(tiny_llama, pool):
+    X, y = pool
+    a = FewShotClassifier(tiny_llama, n_examples=2, random_state=0).fit(X, y)
+    b = clone(a).fit(X, y)
+    np.testing.assert_array_equal(a.label_prior_, b.label_prior_)
+    restored = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(restored.label_prior_, a.label_prior_)
+    np.testing.assert_allclose(restored.decision_function(X[:3]), a.decision_function(X[:3]), atol=1e-6)
+    proba = restored.predict_proba(X[:3])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert restored.classes_.tolist() == ["neg", "pos"]
+    assert restored.predict(X[:3]).tolist() == restored.classes_[proba.argmax(1)].tolist()
+    with pytest.raises(ValueError, match=r"calibration='pmi' is not supported; use one of \['contextual', 'domain', None\]"):
+        ZeroShotClassifier(tiny_llama, classes=["x", "y"], calibration="pmi").fit()
 
 
 def test_templates_change_the_prompt_and_are_validated(tiny_llama):
@@ -208,6 +268,18 @@ def test_generator_is_deterministic_and_bounded(lm):
     assert gen.example_selection_.indices_ == [0, 1]
     with pytest.raises(ValueError, match="X has 3 texts but y has 2"):
         FewShotGenerator(lm).fit(X, y[:2])
+
+
+def test_generator_honours_example_template_with_a_chat_model(tiny_chat_llama):
+    X, y = ["great film", "awful film"], ["good", "bad"]
+    plain = FewShotGenerator(tiny_chat_llama, n_examples=2).fit(X, y)
+    other = FewShotGenerator(tiny_chat_llama, n_examples=2, example_template="Q: {text}\nA: {label}").fit(X, y)
+    first = other._render([0, 1], 2, "new")[0]
+    assert first == {"role": "user", "content": "Q: great film\nA:"}
+    assert other._render([0, 1], 2, "new")[1] == {"role": "assistant", "content": "good"}
+    assert plain._render([0, 1], 2, "new")[0]["content"] == "Input: great film\nOutput:"
+    with pytest.raises(ValueError, match="must put {text} before {label} with a chat model"):
+        FewShotGenerator(tiny_chat_llama, example_template="{label} <- {text}").fit(X, y)
 
 
 # -- labels --------------------------------------------------------------------------------
