@@ -5,7 +5,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _models
 from ._device import autocast
-from ._lm import LMEstimator, check_template
+from ._lm import LMEstimator, check_template, template_fields
 from ._selection import FirstSelection, RandomSelection, resolve_selection
 from ._tokens import pad_batch, pad_token_id
 from ._validation import check_bool, check_int, check_texts
@@ -38,7 +38,12 @@ class FewShotGenerator(LMEstimator):
         Prompt with ``{text}`` and ``{examples}``; ``None`` uses
         ``"{examples}Input: {text}\\nOutput:"``.
     example_template : str, default="Input: {text}\\nOutput: {label}\\n\\n"
-        How one pair is rendered.
+        How one pair is rendered. With a chat model each pair is a turn of the
+        conversation: the user says the part before ``{label}`` (rendered,
+        trailing whitespace stripped) and the assistant answers the output
+        (what follows ``{label}`` is not used); ``{text}`` must come before
+        ``{label}``. The text itself is the last user turn, rendered with
+        ``template``, so keep the two alike.
     n_examples : int, default=4
         Pairs per prompt.
     example_selection : str, selection object or None, default=None
@@ -142,6 +147,11 @@ class FewShotGenerator(LMEstimator):
         if len(outputs) != len(texts):
             raise ValueError(f"X has {len(texts)} texts but y has {len(outputs)}; they must match row for row.")
         self._load()
+        if self.uses_chat_template_ and "text" not in template_fields(self.example_template.split("{label}")[0], "x"):
+            raise ValueError(
+                f"example_template={self.example_template!r} must put {{text}} before {{label}} with a chat model: "
+                f"the part before {{label}} is the user's turn of each pair, the output the assistant's."
+            )
         self.prompt_budget_ = self.max_length_ - self.max_new_tokens
         if self.prompt_budget_ < 8:
             raise ValueError(f"max_new_tokens={self.max_new_tokens} leaves no room for a prompt in {self.max_length_}.")
@@ -158,9 +168,12 @@ class FewShotGenerator(LMEstimator):
         if self.uses_chat_template_:
             # A chat model follows demonstrations given as earlier turns of the
             # conversation; inside one message it tends to answer conversationally.
+            # Each pair is the example template cut at {label}: the part before
+            # it is the user's turn, the output the assistant's.
+            question = self.example_template.split("{label}")[0].rstrip()
             messages = []
             for i in chosen:
-                messages.append({"role": "user", "content": template.format(text=self.examples_[i][0], examples="")})
+                messages.append({"role": "user", "content": question.format(text=self.examples_[i][0])})
                 messages.append({"role": "assistant", "content": self.examples_[i][1]})
             return [*messages, {"role": "user", "content": template.format(text=text, examples="")}]
         examples = "".join(
