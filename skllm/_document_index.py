@@ -1,8 +1,9 @@
-"""DocumentIndex: chunk documents, embed them, search them.
+"""DocumentIndex: chunk documents, embed them, search them (dense, lexical or both).
 
-The chunk vectors (float32, unit length) are the source of truth, kept in NumPy; the
-search structure (FAISS, or NumPy when faiss is not installed) is derived from them
-and rebuilt when documents are removed.
+The chunk vectors (float32, unit length) and the chunk spans are the source of truth,
+kept in NumPy and lists; the vector search structure (FAISS, or NumPy when faiss is not
+installed) and the lexical BM25 index are derived from them, built at the first query
+and rebuilt after changes that they cannot follow in place.
 """
 
 import json
@@ -15,10 +16,14 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
 from ._chunking import chunk_spans
+from ._lexical import BM25, RRF_K, reciprocal_rank_fusion
 from ._search import BACKENDS, SEARCHES, build_search_index, faiss_module, search_index
 from ._validation import check_choice, check_int, check_texts
 
 _FORMAT = 1
+RETRIEVALS = ("hybrid", "dense", "lexical")
+# Each ranking fused by ``retrieval="hybrid"`` contributes its best max(k, FUSION_DEPTH) chunks.
+FUSION_DEPTH = 100
 
 
 @dataclass
@@ -32,7 +37,9 @@ class Hit:
     chunk : str
         The chunk's text: ``document[start:end]``.
     score : float
-        Cosine similarity to the query (higher is better).
+        Higher is better. With ``retrieval="dense"``, the cosine similarity to the
+        query; ``"lexical"``, the BM25 score; ``"hybrid"``, the reciprocal-rank
+        fusion score ``sum 1 / (60 + rank)`` over the two rankings.
     start, end : int
         Character span of the chunk in its document.
     chunk_id : int
@@ -59,7 +66,13 @@ class Hit:
 
 
 class DocumentIndex(BaseEstimator):
-    """A vector index of document chunks, searchable by text.
+    """An index of document chunks, searchable by text: by meaning, by words, or both.
+
+    Chunks are embedded (dense vectors) and indexed by their words (BM25);
+    ``retrieval`` chooses which ranking answers a query. ``"hybrid"`` fuses the two
+    with reciprocal-rank fusion, so that a passage sharing rare exact words with
+    the query (names, numbers, codes) is found even when its embedding is not
+    the nearest.
 
     Parameters
     ----------
@@ -71,12 +84,18 @@ class DocumentIndex(BaseEstimator):
         ``max_length_``). Chunks hold whole words.
     chunk_overlap : int, default=16
         Tokens shared by consecutive chunks; less than ``chunk_size``.
+    retrieval : {"hybrid", "dense", "lexical"}, default="hybrid"
+        How chunks are ranked: ``"dense"``, by cosine similarity of embeddings;
+        ``"lexical"``, by BM25 over words (no query embedding);
+        ``"hybrid"``, by reciprocal-rank fusion of the two (each contributes its
+        best ``max(k, 100)`` chunks; ``score = sum 1 / (60 + rank)``). Read at
+        query time: ``set_params(retrieval=...)`` switches a fitted index.
     backend : {"auto", "faiss", "numpy"}, default="auto"
         ``"faiss"`` needs ``faiss-cpu`` (``pip install faiss-cpu``);
         ``"auto"`` uses it when installed, else an exact NumPy search.
     search : {"exact", "hnsw", "ivf"}, default="exact"
-        Exact inner-product search, or FAISS's approximate HNSW graph or
-        inverted lists for large corpora.
+        The structure of the dense search: exact inner-product search, or
+        FAISS's approximate HNSW graph or inverted lists for large corpora.
     hnsw_m : int, default=32
         Neighbours per HNSW node.
     ef_search : int, default=128
@@ -113,6 +132,7 @@ class DocumentIndex(BaseEstimator):
         *,
         chunk_size=128,
         chunk_overlap=16,
+        retrieval="hybrid",
         backend="auto",
         search="exact",
         hnsw_m=32,
@@ -123,6 +143,7 @@ class DocumentIndex(BaseEstimator):
         self.embedder = embedder
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
+        self.retrieval = retrieval
         self.backend = backend
         self.search = search
         self.hnsw_m = hnsw_m
@@ -144,6 +165,7 @@ class DocumentIndex(BaseEstimator):
         check_int(self.chunk_overlap, "chunk_overlap", 0)
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError(f"chunk_overlap must be an integer in [0, chunk_size), got {self.chunk_overlap!r}.")
+        check_choice(self.retrieval, "retrieval", RETRIEVALS)
         check_choice(self.backend, "backend", BACKENDS)
         check_choice(self.search, "search", SEARCHES)
         faiss = faiss_module()
@@ -177,7 +199,7 @@ class DocumentIndex(BaseEstimator):
         self._chunk_doc, self._chunk_span = [], []
         self._vectors = np.empty((0, self.embedder_.embedding_dim_), dtype=np.float32)
         self._alive = np.empty(0, dtype=bool)
-        self._search_index = None
+        self._search_index = self._lexical = None
         return self._add(documents, ids, metadata, start_id=0)
 
     def partial_fit(self, documents, ids=None, metadata=None):
@@ -217,6 +239,7 @@ class DocumentIndex(BaseEstimator):
         self._vectors = np.vstack([self._vectors, vectors.astype(np.float32)])
         self._alive = np.concatenate([self._alive, np.ones(len(chunks), dtype=bool)])
         self._next_id = max([start_id + len(texts)] + [i + 1 for i in ids if isinstance(i, numbers.Integral)])
+        self._lexical = None  # word statistics (idf, mean length) change: rebuilt at the next lexical query
         if getattr(self, "_search_index", None) is not None and self.backend_ == "faiss" and self.search != "ivf":
             self._search_index.add(vectors)
             self._positions = np.concatenate([self._positions, np.arange(first, first + len(chunks))])
@@ -236,7 +259,7 @@ class DocumentIndex(BaseEstimator):
         for i in ids:
             del self._docs[i]
         self._alive &= np.array([d not in gone for d in self._chunk_doc], dtype=bool)
-        self._search_index = None  # rebuilt without them at the next query
+        self._search_index = self._lexical = None  # rebuilt without them at the next query
         self._update_counts()
         return self
 
@@ -253,19 +276,30 @@ class DocumentIndex(BaseEstimator):
 
     # -- querying ----------------------------------------------------------------------------
     def query(self, texts, k=5):
-        """The ``k`` best chunks for each query text, best first.
+        """The ``k`` best chunks for each query text, best first, ranked as ``retrieval`` says.
 
         Returns a list (one per query) of lists of :class:`Hit`. When the index holds
         fewer than ``k`` chunks, every chunk is returned.
         """
         check_is_fitted(self, "embedder_")
         check_int(k, "k")
+        check_choice(self.retrieval, "retrieval", RETRIEVALS)
         queries = check_texts(texts, name="texts", estimator=self)
         if self.n_chunks_ == 0:
             return [[] for _ in queries]
-        scores, positions = self.search_vectors(self.embedder_.transform(queries), k)
+        if self.retrieval == "dense":
+            ranked = zip(*self.search_vectors(self.embedder_.transform(queries), k))
+        elif self.retrieval == "lexical":
+            ranked = zip(*self.search_words(queries, k))
+        else:
+            depth = max(k, FUSION_DEPTH)
+            _, dense = self.search_vectors(self.embedder_.transform(queries), depth)
+            words, lexical = self.search_words(queries, depth)
+            lexical = np.where(words > 0, lexical, -1)  # a chunk sharing no word is not in that ranking
+            fused = reciprocal_rank_fusion(list(zip(dense, lexical)), k, RRF_K)
+            ranked = ((scores, positions) for positions, scores in fused)
         hits = []
-        for row_scores, row_positions in zip(scores, positions):
+        for row_scores, row_positions in ranked:
             row = []
             for score, pos in zip(row_scores, row_positions):
                 if pos < 0:
@@ -285,11 +319,34 @@ class DocumentIndex(BaseEstimator):
         scores, idx = search_index(self._search_index, vectors, k)
         return scores, np.where(idx >= 0, self._positions[np.maximum(idx, 0)], -1)
 
+    def search_words(self, texts, k):
+        """BM25 scores and chunk positions of the ``k`` best chunks of each text, best first.
+
+        Chunks sharing no word with a text score 0 and come last, in index order.
+        """
+        if getattr(self, "_lexical", None) is None:
+            positions = np.flatnonzero(self._alive)
+            chunks = [self._chunk_text(p) for p in positions]
+            self._lexical = (BM25(chunks), positions)
+        bm25, positions = self._lexical
+        scores, idx = bm25.top(list(texts), k)
+        return scores, positions[idx]
+
+    def _chunk_text(self, pos):
+        start, end = self._chunk_span[pos]
+        return self._docs[self._chunk_doc[pos]][0][start:end]
+
     # -- persistence ---------------------------------------------------------------------------
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_search_index", None)  # derived; rebuilt on the first query
+        state.pop("_lexical", None)
         return state
+
+    def __setstate__(self, state):
+        # Indexes pickled before hybrid search ranked by embeddings only: keep that.
+        state.setdefault("retrieval", "dense")
+        super().__setstate__(state)
 
     def save(self, path):
         """Write the index to folder ``path``: JSON for chunks and documents, ``.npy`` vectors.
@@ -328,6 +385,8 @@ class DocumentIndex(BaseEstimator):
         if state.get("format") != _FORMAT:
             raise ValueError(f"{folder} holds an index of format {state.get('format')!r}; expected {_FORMAT}.")
         params = dict(state["params"])
+        # Indexes saved before hybrid search ranked by embeddings only: keep that.
+        params.setdefault("retrieval", "dense")
         params["embedder"] = TransformerEmbedder(**params["embedder"])
         index = cls(**params)
         index.backend_ = index._validate()
@@ -339,7 +398,7 @@ class DocumentIndex(BaseEstimator):
         index._next_id = state["next_id"]
         index._vectors = np.load(folder / "vectors.npy", allow_pickle=False)
         index._alive = np.load(folder / "alive.npy", allow_pickle=False)
-        index._search_index = None
+        index._search_index = index._lexical = None  # derived from vectors and chunk texts
         index._update_counts()
         return index
 

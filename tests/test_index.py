@@ -57,8 +57,8 @@ def test_fit_query_and_hits(embedder, backend):
 
 def test_exact_backends_agree(embedder):
     pytest.importorskip("faiss")
-    a = DocumentIndex(embedder, chunk_size=20, backend="numpy").fit(DOCS)
-    b = DocumentIndex(embedder, chunk_size=20, backend="faiss").fit(DOCS)
+    a = DocumentIndex(embedder, chunk_size=20, retrieval="dense", backend="numpy").fit(DOCS)
+    b = DocumentIndex(embedder, chunk_size=20, retrieval="dense", backend="faiss").fit(DOCS)
     qa, qb = a.query(["loved the story"], k=5)[0], b.query(["loved the story"], k=5)[0]
     assert [h.chunk_id for h in qa] == [h.chunk_id for h in qb]
     np.testing.assert_allclose([h.score for h in qa], [h.score for h in qb], atol=1e-5)
@@ -68,8 +68,8 @@ def test_exact_backends_agree(embedder):
 def test_approximate_search_finds_the_exact_neighbours_on_a_small_corpus(embedder, search):
     pytest.importorskip("faiss")
     docs = [f"{w} film {i}" for i in range(60) for w in ("great", "awful")]
-    exact = DocumentIndex(embedder, backend="faiss").fit(docs)
-    approx = DocumentIndex(embedder, backend="faiss", search=search, n_probe=64).fit(docs)
+    exact = DocumentIndex(embedder, retrieval="dense", backend="faiss").fit(docs)
+    approx = DocumentIndex(embedder, retrieval="dense", backend="faiss", search=search, n_probe=64).fit(docs)
     q = ["great film 7", "awful film 33"]
     for e, a in zip(exact.query(q, k=5), approx.query(q, k=5)):
         assert len({h.chunk_id for h in e} & {h.chunk_id for h in a}) >= 4
@@ -110,6 +110,8 @@ def test_save_load_and_pickle_hold_no_weights(embedder, backend, tmp_path):
         (lambda i: i.set_params(chunk_overlap=200).fit(["a"]), ValueError, "chunk_overlap must be"),
         (lambda i: i.set_params(search="lsh").fit(["a"]), ValueError, "search='lsh' is not supported"),
         (lambda i: i.fit(["a"]).query(["q"], k=0), ValueError, "k must be an integer >= 1"),
+        (lambda i: i.set_params(retrieval="bm25").fit(["a"]), ValueError, "retrieval='bm25' is not supported"),
+        (lambda i: i.fit(["a"]).set_params(retrieval=None).query(["q"]), ValueError, "retrieval=None is not supported"),
     ],
 )
 def test_bad_input(embedder, call, error, message):
@@ -122,6 +124,111 @@ def test_query_before_fit(embedder):
 
     with pytest.raises(NotFittedError):
         DocumentIndex(embedder).query(["q"])
+
+
+# -- lexical and hybrid retrieval ------------------------------------------------------------
+CODES = ["great film part zq7 it", "great film part xk9 it", "great film part mm3 it", "awful film hated it"]
+
+
+def test_lexical_and_hybrid_find_rare_exact_words_that_dense_misses(embedder):
+    index = DocumentIndex(embedder, backend="numpy").fit(CODES, ids=["zq7", "xk9", "mm3", "awful"])
+    # The tiny tokenizer does not know the codes: their embeddings are alike, their words are not.
+    for code in ("zq7", "xk9", "mm3"):
+        for retrieval in ("lexical", "hybrid"):
+            (hits,) = index.set_params(retrieval=retrieval).query([f"the {code} part"], k=2)
+            assert hits[0].doc_id == code, retrieval
+    lexical = index.set_params(retrieval="lexical").query(["xk9"], k=10)[0]
+    assert len(lexical) == 4 and lexical[0].score > 0 and all(h.score == 0 for h in lexical[1:])
+    assert [h.chunk_id for h in lexical[1:]] == [0, 2, 3]  # no shared word: score 0, index order
+
+
+def _naive_bm25(chunks, query, k1=1.2, b=0.75):
+    import math
+    import re
+
+    words = [re.findall(r"\w+", c.lower()) for c in chunks]
+    avg = sum(map(len, words)) / len(words)
+    scores = []
+    for doc in words:
+        total = 0.0
+        for w in re.findall(r"\w+", query.lower()):
+            df = sum(w in d for d in words)
+            tf = doc.count(w)
+            idf = math.log(1 + (len(words) - df + 0.5) / (df + 0.5))
+            total += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(doc) / avg)) if tf else 0.0
+        scores.append(total)
+    return scores
+
+
+def test_bm25_and_reciprocal_rank_fusion_match_a_naive_computation():
+    from skllm._lexical import BM25, reciprocal_rank_fusion
+
+    chunks = ["the cat sat on the mat", "a dog and a cat", "stocks fell 7 points today", "the the the cat x"]
+    for query in ["cat mat", "the cat", "7 points", "unknown words", "cat cat"]:
+        np.testing.assert_allclose(BM25(chunks).scores([query])[0], _naive_bm25(chunks, query), rtol=1e-5)
+    rankings = [[np.array([3, 1, 2]), np.array([1, 4, -1])], [np.array([5]), np.array([-1, -1])]]
+    fused = reciprocal_rank_fusion(rankings, k=3, constant=60)
+    naive = {3: 1 / 61, 1: 1 / 62 + 1 / 61, 2: 1 / 63, 4: 1 / 62}
+    assert fused[0][0].tolist() == [1, 3, 4]  # 1 is in both lists; 4 (1/62) beats 2 (1/63)
+    np.testing.assert_allclose(fused[0][1], [naive[1], naive[3], naive[4]], rtol=1e-6)
+    assert fused[1][0].tolist() == [5] and np.isclose(fused[1][1][0], 1 / 61)
+
+
+def test_hybrid_scores_are_the_fusion_of_the_dense_and_lexical_rankings(embedder):
+    from skllm._lexical import reciprocal_rank_fusion
+
+    index = DocumentIndex(embedder, chunk_size=20, backend="numpy").fit(DOCS + CODES)
+    query = ["the story 7 was boring zq7"]
+    _, dense = index.search_vectors(index.embedder_.transform(query), 100)
+    words, lexical = index.search_words(query, 100)
+    expected = reciprocal_rank_fusion([(dense[0], np.where(words[0] > 0, lexical[0], -1))], k=5)[0]
+    (hits,) = index.query(query, k=5)
+    assert [h.chunk_id for h in hits] == expected[0].tolist()
+    np.testing.assert_allclose([h.score for h in hits], expected[1], rtol=1e-6)
+
+
+def test_partial_fit_and_remove_keep_the_lexical_index_in_sync(embedder, backend):
+    index = DocumentIndex(embedder, chunk_size=20, retrieval="lexical", backend=backend).fit(DOCS)
+    index.query(["film"])  # builds the BM25 index, which must then follow the changes
+    index.partial_fit(CODES, ids=["zq7", "xk9", "mm3", "awful"])
+    assert index.query(["xk9"], k=1)[0][0].doc_id == "xk9"
+    index.remove(["xk9", 0])
+    assert all(h.doc_id not in ("xk9", 0) for h in index.query(["xk9 great"], k=100)[0])
+    # The word statistics are those of the documents left, as in a fresh index of them.
+    fresh = DocumentIndex(embedder, chunk_size=20, retrieval="lexical", backend=backend)
+    fresh.fit([DOCS[1], DOCS[2], DOCS[3], CODES[0], CODES[2], CODES[3]])
+    got = sorted(round(h.score, 5) for h in index.query(["great film story"], k=100)[0])
+    assert got == sorted(round(h.score, 5) for h in fresh.query(["great film story"], k=100)[0])
+    assert index.n_chunks_ == fresh.n_chunks_
+
+
+def test_hybrid_save_load_and_pickle_round_trip(embedder, tmp_path):
+    index = DocumentIndex(embedder, chunk_size=20, backend="numpy").fit(DOCS + CODES)
+    queries = ["zq7 story", "awful film"]
+    expected = index.query(queries, k=4)
+    folder = index.save(tmp_path / "idx")
+    assert sorted(f.name for f in folder.iterdir()) == ["alive.npy", "index.json", "vectors.npy"]
+    for restored in (DocumentIndex.load(folder), pickle.loads(pickle.dumps(index))):
+        assert restored.retrieval == "hybrid" and getattr(restored, "_lexical", None) is None
+        got = restored.query(queries, k=4)
+        assert [[h.chunk_id for h in row] for row in got] == [[h.chunk_id for h in row] for row in expected]
+        np.testing.assert_allclose([h.score for h in got[0]], [h.score for h in expected[0]], rtol=1e-6)
+
+
+def test_indexes_saved_or_pickled_before_hybrid_search_stay_dense(embedder, tmp_path):
+    import json
+
+    index = DocumentIndex(embedder, chunk_size=20, backend="numpy").fit(DOCS)
+    folder = index.save(tmp_path / "old")
+    state = json.loads((folder / "index.json").read_text())
+    del state["params"]["retrieval"]
+    (folder / "index.json").write_text(json.dumps(state))
+    assert DocumentIndex.load(folder).retrieval == "dense"
+    old = index.__getstate__()
+    del old["retrieval"]
+    restored = DocumentIndex.__new__(DocumentIndex)
+    restored.__setstate__(old)
+    assert restored.retrieval == "dense" and restored.query(["great film"], k=1)[0][0].doc_id == 0
 
 
 @pytest.fixture
