@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_bool, check_int, check_labels
+from ._validation import check_bool, check_choice, check_int, check_labels
 
 
 def balanced_order(candidates, y, k, rng=None):
@@ -167,13 +167,19 @@ class NearestSelection(ExampleSelection):
     balance : bool, default=False
         Take the nearest example of each class in turn instead of the nearest
         overall.
+    retrieval : {"dense", "lexical", "hybrid"}, default="dense"
+        How the pool is ranked for a text, as in :class:`DocumentIndex`: by
+        cosine similarity of embeddings, by BM25 over words, or by the
+        reciprocal-rank fusion of the two.
 
     Attributes
     ----------
-    embedder_ : TransformerEmbedder
-        The fitted embedder (no weights pickled).
-    embeddings_ : ndarray of shape (n_pool, dim)
-        The pool's embeddings.
+    embedder_ : TransformerEmbedder or None
+        The fitted embedder (no weights pickled); ``None`` with ``retrieval="lexical"``.
+    embeddings_ : ndarray of shape (n_pool, dim) or None
+        The pool's embeddings; ``None`` with ``retrieval="lexical"``.
+    pool_ : list of str or None
+        The pool's texts, for the BM25 ranking (``None`` with ``retrieval="dense"``).
     labels_ : list
         The pool's labels (for ``balance``).
     n_examples_ : int
@@ -190,27 +196,50 @@ class NearestSelection(ExampleSelection):
 
     name = "nearest"
 
-    def __init__(self, embedder=None, *, balance=False):
+    def __init__(self, embedder=None, *, balance=False, retrieval="dense"):
         self.embedder = embedder
         self.balance = balance
+        self.retrieval = retrieval
+
+    def __setstate__(self, state):
+        state.setdefault("retrieval", "dense")  # pickled before `retrieval` existed
+        super().__setstate__(state)
 
     def fit(self, X, y, *, n_examples=4, random_state=None):
         from ._embed import TransformerEmbedder
 
         check_bool(self.balance, "balance")
+        check_choice(self.retrieval, "retrieval", ("dense", "lexical", "hybrid"))
         X, y, k = self._check_pool(X, y, n_examples)
-        self.embedder_ = (TransformerEmbedder() if self.embedder is None else clone(self.embedder)).fit()
-        self.embeddings_ = self.embedder_.transform(X)
+        self.embedder_ = self.embeddings_ = self.pool_ = None
+        if self.retrieval != "lexical":
+            self.embedder_ = (TransformerEmbedder() if self.embedder is None else clone(self.embedder)).fit()
+            self.embeddings_ = self.embedder_.transform(X)
+        if self.retrieval != "dense":
+            self.pool_ = [str(text) for text in X]
         self.labels_ = y
         self.n_examples_ = k
         return self
 
+    def _rankings(self, X):
+        """The whole pool ranked for each text of ``X``, best first."""
+        from ._lexical import BM25, reciprocal_rank_fusion
+
+        if self.embeddings_ is not None:
+            dense = np.argsort(-(self.embedder_.transform(X) @ self.embeddings_.T), axis=1, kind="stable")
+            if getattr(self, "pool_", None) is None:  # also a selection pickled before `retrieval`
+                return dense
+        # Built per call from the pool's texts: cheap for a pool, and no private object in the pickle.
+        scores, lexical = BM25(self.pool_).top([str(text) for text in X], len(self.pool_))
+        if self.embeddings_ is None:
+            return lexical
+        lexical = np.where(scores > 0, lexical, -1)  # sharing no word: not in the lexical ranking
+        return [ids for ids, _ in reciprocal_rank_fusion(list(zip(dense, lexical)), len(self.pool_))]
+
     def select(self, X):
-        check_is_fitted(self, "embeddings_")
-        similarity = self.embedder_.transform(X) @ self.embeddings_.T
+        check_is_fitted(self, "labels_")
         chosen = []
-        for row in similarity:
-            ranked = np.argsort(-row, kind="stable")
+        for ranked in self._rankings(X):
             if self.balance:
                 picks = balanced_order(ranked, self.labels_, self.n_examples_)
             else:

@@ -231,6 +231,25 @@ def test_indexes_saved_or_pickled_before_hybrid_search_stay_dense(embedder, tmp_
     assert restored.retrieval == "dense" and restored.query(["great film"], k=1)[0][0].doc_id == 0
 
 
+@pytest.mark.parametrize("retrieval", ["lexical", "hybrid"])
+def test_nearest_selection_ranks_the_pool_by_words_too(embedder, retrieval):
+    from skllm import NearestSelection
+
+    labels = ["a", "b", "c", "neg"]
+    selection = NearestSelection(embedder, retrieval=retrieval).fit(CODES, labels, n_examples=2)
+    chosen = selection.select(["the xk9 part", "mm3"])
+    assert [CODES[row[-1]] for row in chosen] == [CODES[1], CODES[2]]  # the most relevant last
+    balanced = NearestSelection(embedder, balance=True, retrieval=retrieval).fit(CODES, labels, n_examples=4)
+    assert sorted(balanced.select(["xk9"])[0]) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="retrieval='bm25' is not supported"):
+        NearestSelection(embedder, retrieval="bm25").fit(CODES, labels)
+    old = pickle.loads(pickle.dumps(NearestSelection(embedder).fit(CODES, labels, n_examples=1)))
+    state = old.__getstate__()
+    del state["retrieval"], state["pool_"]
+    old.__setstate__(state)
+    assert old.retrieval == "dense" and len(old.select(["xk9"])[0]) == 1
+
+
 @pytest.fixture
 def qa(embedder, tiny_llama):
     from skllm import FewShotGenerator, RetrievalQA
