@@ -1,0 +1,115 @@
+"""The built documentation site (``make docs`` builds ``site/`` first): links resolve,
+nothing is fetched from the network, notebooks carry their outputs, code is highlighted.
+
+Skipped when the site has not been built.
+"""
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+SITE = Path(__file__).resolve().parent.parent / "site"
+PAGES = sorted(SITE.rglob("*.html")) if SITE.is_dir() else []
+
+pytestmark = pytest.mark.skipif(not PAGES, reason="the site is not built (make docs)")
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links, self.ids, self.loaded = [], set(), []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "a" and attrs.get("href"):
+            self.links.append(attrs["href"])
+        # What the browser loads by itself, without a click.
+        if tag in ("script", "img", "iframe") and attrs.get("src"):
+            self.loaded.append(attrs["src"])
+        if tag == "link" and attrs.get("href") and attrs.get("rel") not in ("canonical",):
+            self.loaded.append(attrs["href"])
+
+
+def _parse(path):
+    parser = _Links()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def _page(name):
+    path = SITE / name
+    assert path.is_file(), f"{name} is missing from the site"
+    return path.read_text(encoding="utf-8")
+
+
+def test_internal_links_resolve():
+    parsed = {page: _parse(page) for page in PAGES}
+    broken = []
+    for page, links in parsed.items():
+        for href in links.links:
+            parts = urlsplit(href)
+            if parts.scheme or parts.netloc or href.startswith(("mailto:", "javascript:")):
+                continue
+            target = (page.parent / unquote(parts.path)).resolve() if parts.path else page
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                broken.append(f"{page.relative_to(SITE)}: {href}")
+            elif parts.fragment and target.suffix == ".html":
+                ids = parsed[target].ids if target in parsed else _parse(target).ids
+                if unquote(parts.fragment) not in ids:
+                    broken.append(f"{page.relative_to(SITE)}: {href} (no such anchor)")
+    assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def test_nothing_is_fetched_from_the_network():
+    remote = [
+        f"{page.relative_to(SITE)}: {url}"
+        for page in PAGES
+        for url in _parse(page).loaded
+        if urlsplit(url).scheme in ("http", "https") or url.startswith("//")
+    ]
+    assert not remote, "resources loaded from the network:\n" + "\n".join(remote)
+
+
+def test_pages_are_there():
+    for name in ["index.html", "getting_started.html", "reference.html", "search/search_index.json"]:
+        assert (SITE / name).is_file(), name
+
+
+def test_api_reference_documents_every_public_object():
+    import skllm
+
+    html = _page("reference.html")
+    for name in skllm.__all__:
+        obj = getattr(skllm, name)
+        if not callable(obj):  # constants, modules and the version are not in the reference
+            continue
+        assert f'id="skllm.{name}"' in html, f"skllm.{name} is missing from the API reference"
+    assert "load_rotten_tomatoes" in html
+    assert "TruncationWarning" in html
+
+
+def test_notebooks_render_with_outputs_and_plots():
+    notebooks = sorted((SITE / "notebooks").glob("0*.html"))
+    assert len(notebooks) >= 4
+    for page in notebooks:
+        html = page.read_text(encoding="utf-8")
+        assert "What to try next" in html, page.name
+        assert "jp-OutputArea" in html or "output_area" in html, f"{page.name} has no outputs"
+        assert "Traceback" not in html, f"{page.name} shows an error"
+    for name in ["01_frozen_embeddings.html", "02_fine_tuning.html", "04_indexing_retrieval.html"]:
+        html = _page(f"notebooks/{name}")
+        assert re.search(r'<img[^>]+src="data:image/png;base64,', html), f"{name} shows no plot"
+
+
+def test_code_is_highlighted():
+    # Pygments spans: keywords (k), names (n), strings (s) in the guide and the notebooks.
+    for name in ["getting_started.html", "notebooks/01_frozen_embeddings.html"]:
+        html = _page(name)
+        assert re.search(r'<span class="(kn|k)">', html), f"{name}: code is not highlighted"
