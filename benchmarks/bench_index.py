@@ -3,7 +3,8 @@
 Synthetic unit vectors of dimension 384 drawn around 2,000 random centres (a clustered
 corpus, like real embeddings); 200 queries from the same distribution, one at a time
 (latency per query). Recall@10 of an approximate index is the share of the exact top 10
-it returns. Then end-to-end retrieval recall@5 on real text (see --help).
+it returns. Then end-to-end dense retrieval recall@5 on real text (see --help);
+dense against lexical and hybrid retrieval: ``bench_retrieval.py``.
 
     python benchmarks/bench_index.py [--sizes 10000 100000 1000000] [--skip-text]
 """
@@ -73,7 +74,7 @@ def text_benchmark(n_docs=5000, n_queries=500):
         size = max(1, int(0.6 * len(words)))
         start = rng.integers(0, len(words) - size + 1)
         queries.append(" ".join(words[start : start + size]))
-    index = DocumentIndex().fit(docs)
+    index = DocumentIndex(retrieval="dense").fit(docs)  # the embedding's recall; hybrid: bench_retrieval.py
     start = time.perf_counter()
     hits = index.query(queries, k=5)
     seconds = time.perf_counter() - start
