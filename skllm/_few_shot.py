@@ -47,8 +47,11 @@ class FewShotClassifier(PromptClassifier):
 
     Attributes
     ----------
-    classes_, label_words_, model_, tokenizer_, uses_chat_template_ :
+    classes_, label_words_, model_, tokenizer_, uses_chat_template_, template_ :
         As for :class:`ZeroShotClassifier`.
+    label_prior_, calibrated_on_ :
+        As for :class:`ZeroShotClassifier`: the prior is estimated with these
+        demonstrations, on pool texts that are not among them.
     examples_ : list of (str, label)
         The pool of demonstrations.
     example_selection_ : selection object
@@ -78,7 +81,7 @@ class FewShotClassifier(PromptClassifier):
         example_template=DEFAULT_EXAMPLE_TEMPLATE,
         label_words=None,
         length_normalize=False,
-        calibration="contextual",
+        calibration="batch",
         embedder_model=_models.DEFAULT_ENCODER,
         random_state=None,
         max_length=1024,
@@ -146,7 +149,10 @@ class FewShotClassifier(PromptClassifier):
         self._set_classes(classes)
         self.examples_ = list(zip(texts, y))
         self.example_selection_ = selection.fit(texts, y, n_examples=self.n_examples, random_state=self.random_state)
-        self._fit_calibration()
+        # A demonstration would see its own answer in its prompt.
+        shown = set(getattr(self.example_selection_, "indices_", ()))
+        rest = [i for i in range(len(texts)) if i not in shown]
+        self._fit_calibration([texts[i] for i in rest], [y[i] for i in rest], self.random_state)
         return self
 
     def _render_examples(self, indices):

@@ -26,7 +26,9 @@ LEGACY_TEMPLATE = "Classify the text into one of these categories: {labels}.\n\n
 # Inputs that carry no content (Zhao et al., 2021): what the model answers for
 # them, in the same prompt, is its prior over the class wordings.
 CONTENT_FREE_TEXTS = ("N/A", "", "[MASK]")
-CALIBRATIONS = ("contextual", "domain", None)
+CALIBRATIONS = ("batch", "contextual", "domain", None)
+# Labelled texts of fit whose mean class probabilities estimate the prior ("batch").
+CALIBRATION_TEXTS = 32
 
 
 class PromptClassifier(ClassifierMixin, LMEstimator):
@@ -37,7 +39,7 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         # uncalibrated, with the template that was the default then.
         if "classes_" in state and "template_" not in state:
             state.setdefault("calibration", None)
-            state["label_prior_"] = None
+            state["label_prior_"] = state["calibrated_on_"] = None
             state["template_"] = state.get("template") or LEGACY_TEMPLATE
         super().__setstate__(state)
 
@@ -81,26 +83,38 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
     def _content(self, text, examples):
         return self.template_.format(text=text, labels=", ".join(self.label_words_), examples=examples)
 
-    def _fit_calibration(self):
+    def _fit_calibration(self, texts=None, y=None, random_state=0):
         """Estimate the model's prior over the class wordings in this prompt (a few passes, once per fit).
 
-        ``"contextual"``: the class probabilities of the content-free texts,
-        each in the same prompt as a real text (same template, same
-        demonstrations), averaged. ``"domain"``: the log-likelihood of each
-        wording after the prompt with an empty text (domain-conditional PMI).
-        ``decision_function`` subtracts the log of this prior.
+        ``"batch"`` (Zhou et al., 2024): the class probabilities of up to
+        ``CALIBRATION_TEXTS`` texts of ``fit``, as many of each class, averaged;
+        without texts, ``"contextual"`` is used. ``"contextual"`` (Zhao et
+        al., 2021): the same for the content-free texts. ``"domain"``: the
+        log-likelihood of each wording after the prompt with an empty text
+        (domain-conditional PMI). ``decision_function`` subtracts the log of
+        the prior. Every estimate uses the same prompt as a real text.
         """
+        self.calibrated_on_ = None
         if self.calibration is None:
             self.label_prior_ = None
             return
-        texts = list(CONTENT_FREE_TEXTS) if self.calibration == "contextual" else [""]
+        method = self.calibration
+        if method == "batch" and texts:
+            from sklearn.utils import check_random_state
+
+            from ._selection import balanced_order
+
+            rng = check_random_state(random_state)
+            chosen = balanced_order(np.arange(len(texts)), [repr(v) for v in y], CALIBRATION_TEXTS, rng)
+            sample = [texts[i] for i in sorted(chosen)]
+        else:
+            method = "contextual" if method == "batch" else method
+            sample = list(CONTENT_FREE_TEXTS) if method == "contextual" else [""]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TruncationWarning)
-            scores = self._score_prompts(self._prompts(texts))
-        if self.calibration == "contextual":
-            self.label_prior_ = np.log(softmax(scores).mean(axis=0))
-        else:
-            self.label_prior_ = scores[0]
+            scores = self._score_prompts(self._prompts(sample))
+        self.calibrated_on_ = method
+        self.label_prior_ = scores[0] if method == "domain" else np.log(softmax(scores).mean(axis=0))
 
     # -- scoring ---------------------------------------------------------------------------
     def _score_prompts(self, prompts):
@@ -194,6 +208,20 @@ CLASSIFIER_DOC_PARAMS = """
         not named use ``str(class)``. Multi-token wordings are scored in full.
     length_normalize : bool, default=False
         Divide each class's log-likelihood by its number of tokens.
+    calibration : {"batch", "contextual", "domain"} or None, default="batch"
+        Divide out the model's prior over the class wordings, which small LMs
+        let dominate (one class for every text). The prior is estimated once,
+        in ``fit``, in the same prompt as a real text (same template, same
+        demonstrations), and stored as ``label_prior_``. ``"batch"`` (Zhou et
+        al., 2024, "Batch Calibration"): the mean class probabilities of up to
+        32 texts given to ``fit``, as many of each class (so that the classes'
+        frequencies are not divided out); when ``fit`` gets no texts,
+        ``"contextual"``. ``"contextual"`` (Zhao et al., 2021, "Calibrate
+        Before Use"): the same for the content-free texts ``"N/A"``, ``""``
+        and ``"[MASK]"``. ``"domain"`` (domain-conditional PMI, Holtzman et
+        al., 2021): the log-likelihood of each wording after the prompt with
+        an empty text. ``None`` scores the raw log-likelihoods. See
+        ``docs/benchmarks.md`` for the measurements behind the default.
     max_length : int, default=1024
         Token budget of prompt plus answer (capped at the model's positions).
         Longer prompts lose demonstrations first, never the text, with a warning.

@@ -1,15 +1,17 @@
 """ZeroShotClassifier: classify texts by prompting a local causal LM, without examples."""
 
 from . import _models
-from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier, unique_labels
+from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier, plain_labels, unique_labels
+from ._validation import check_texts
 
 
 class ZeroShotClassifier(PromptClassifier):
     __doc__ = (
         """Classify texts by prompting a local causal LM, with no examples and no training.
 
-    ``fit(X, y)`` only records the classes (``X`` may be None); ``classes=``
-    names them without any data. Each class is scored by the LM's
+    ``fit(X, y)`` records the classes and estimates the model's prior over
+    them on a few of the texts (``calibration``); ``X`` may be None, and
+    ``classes=`` names the classes without any data. Each class is scored by the LM's
     log-likelihood of its wording after the prompt.
 
     Parameters
@@ -37,6 +39,14 @@ class ZeroShotClassifier(PromptClassifier):
         The loaded LM (shared, not pickled, reloaded by name after unpickling).
     uses_chat_template_ : bool
         Whether prompts go through the chat template.
+    template_ : str
+        The template used (``template``, or the default).
+    label_prior_ : ndarray of shape (n_classes,) or None
+        Log of the model's prior over the wordings, subtracted from the
+        scores (``None`` without calibration).
+    calibrated_on_ : str or None
+        How ``label_prior_`` was estimated: ``"batch"``, ``"contextual"``
+        (also ``"batch"`` when ``fit`` got no texts), ``"domain"`` or None.
     max_length_, device_, dtype_, model_identity_ :
         The values really used.
 
@@ -58,7 +68,7 @@ class ZeroShotClassifier(PromptClassifier):
         template=None,
         label_words=None,
         length_normalize=False,
-        calibration="contextual",
+        calibration="batch",
         max_length=1024,
         batch_size=8,
         use_chat_template=True,
@@ -93,7 +103,10 @@ class ZeroShotClassifier(PromptClassifier):
             classes = unique_labels(self.classes, "classes")
         self._load()
         self._set_classes(classes)
-        self._fit_calibration()
+        if X is not None and y is not None:
+            self._fit_calibration(check_texts(X, estimator=self), plain_labels(y, "y"))
+        else:
+            self._fit_calibration()
         return self
 
     def _prompts(self, texts):

