@@ -80,7 +80,7 @@ class FewShotClassifier(PromptClassifier):
         balance_nearest=False,
         example_template=DEFAULT_EXAMPLE_TEMPLATE,
         label_words=None,
-        length_normalize=False,
+        length_normalize=True,
         calibration="batch",
         embedder_model=_models.DEFAULT_ENCODER,
         random_state=None,

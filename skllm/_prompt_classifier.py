@@ -20,7 +20,7 @@ from ._tokens import pad_batch, pad_token_id
 from .exceptions import TruncationWarning
 from ._validation import check_bool, check_choice, check_labels, check_texts
 
-DEFAULT_TEMPLATE = "Classify the text into one of these categories: {labels}.\n\n{examples}Text: {text}\nCategory:"
+DEFAULT_TEMPLATE = "{examples}Text: {text}\n\nWhich category fits the text: {labels}? Answer with one word."
 # The default of skllm 0.1, kept for the estimators it pickled.
 LEGACY_TEMPLATE = "Classify the text into one of these categories: {labels}.\n\n{examples}Text: {text}\nCategory:"
 # Inputs that carry no content (Zhao et al., 2021): what the model answers for
@@ -200,14 +200,17 @@ CLASSIFIER_DOC_PARAMS = """
         Format string of the prompt with ``{text}`` and optionally ``{labels}``
         (the class wordings, comma-separated) and ``{examples}`` (the rendered
         demonstrations). ``None`` uses ``skllm._prompt_classifier.DEFAULT_TEMPLATE``:
-        ``"Classify the text into one of these categories: {labels}.\\n\\n
-        {examples}Text: {text}\\nCategory:"``. Models with a chat template get it
-        as the user message. Tune it with GridSearchCV (hard prompt tuning).
+        ``"{examples}Text: {text}\\n\\nWhich category fits the text: {labels}?
+        Answer with one word."`` (the text first, then the question: chosen by
+        measurement, see ``docs/benchmarks.md``). Models with a chat template
+        get it as the user message. Tune it with GridSearchCV (hard prompt
+        tuning).
     label_words : dict, default=None
         Wording of each class in the prompt and in the scored answer; classes
         not named use ``str(class)``. Multi-token wordings are scored in full.
-    length_normalize : bool, default=False
-        Divide each class's log-likelihood by its number of tokens.
+    length_normalize : bool, default=True
+        Divide each class's log-likelihood by its number of tokens, so that a
+        wording of several tokens is not penalised for its length.
     calibration : {"batch", "contextual", "domain"} or None, default="batch"
         Divide out the model's prior over the class wordings, which small LMs
         let dominate (one class for every text). The prior is estimated once,

@@ -67,7 +67,7 @@ class ZeroShotClassifier(PromptClassifier):
         classes=None,
         template=None,
         label_words=None,
-        length_normalize=False,
+        length_normalize=True,
         calibration="batch",
         max_length=1024,
         batch_size=8,
