@@ -79,10 +79,11 @@ class DocumentIndex(BaseEstimator):
     embedder : TransformerEmbedder, default=None
         Embeds chunks and queries (its cache applies). ``None`` means
         ``TransformerEmbedder()`` (all-MiniLM-L6-v2, unit-length vectors).
-    chunk_size : int, default=128
+    chunk_size : int, default=64
         Tokens per chunk, counted with the embedder's tokenizer (capped at its
-        ``max_length_``). Chunks hold whole words.
-    chunk_overlap : int, default=16
+        ``max_length_``). Chunks hold whole words. Smaller chunks ranked better
+        and built faster than 128 or 254 in ``benchmarks/bench_retrieval.py``.
+    chunk_overlap : int, default=8
         Tokens shared by consecutive chunks; less than ``chunk_size``.
     retrieval : {"hybrid", "dense", "lexical"}, default="hybrid"
         How chunks are ranked: ``"dense"``, by cosine similarity of embeddings;
@@ -130,8 +131,8 @@ class DocumentIndex(BaseEstimator):
         self,
         embedder=None,
         *,
-        chunk_size=128,
-        chunk_overlap=16,
+        chunk_size=64,
+        chunk_overlap=8,
         retrieval="hybrid",
         backend="auto",
         search="exact",
