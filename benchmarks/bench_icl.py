@@ -8,7 +8,7 @@
 - Label scoring against the naive loop of one full forward pass per (text, label),
   with 5 labels on 100 texts, in the same run.
 
-    python benchmarks/bench_icl.py [--n 500] [--defaults-only]
+    python benchmarks/bench_icl.py [--n 500] [--defaults-only] [--sms]
 
 --n takes the first n texts of the balanced 500 (the pool and tuning texts stay the same).
 """
@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.metrics import f1_score
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
 
 from skllm import FewShotClassifier, ZeroShotClassifier
-from skllm.datasets import load_rotten_tomatoes
+from skllm.datasets import load_rotten_tomatoes, load_sms_spam
 
 WORDS = {"fresh": "positive", "rotten": "negative"}
 TEMPLATES = [
@@ -61,23 +61,10 @@ def naive_scores(clf, texts):
     return np.array(rows)
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=500)
-    parser.add_argument("--defaults-only", action="store_true", help="only the zero- and few-shot rows")
-    args = parser.parse_args()
-    warnings.simplefilter("ignore")
-    X, y = load_rotten_tomatoes(return_X_y=True)
-    X_test, y_test = balanced(X, y, 500, seed=0)
-    X_test, y_test = X_test[: args.n], y_test[: args.n]
-    rest = ~X.isin(balanced(X, y, 500, seed=0)[0])
-    X_pool, y_pool = X[rest].tolist()[:2000], y[rest].tolist()[:2000]
-    X_tune, y_tune = balanced(X[rest].iloc[2000:], y[rest].iloc[2000:], 90, seed=1)
-    print(f"torch threads {torch.get_num_threads()}; test sample {len(X_test)} balanced; pool {len(X_pool)}")
-
+def defaults_rows(X_pool, y_pool, X_test, y_test, words):
+    """Zero-shot (with and without calibration) and few-shot with the defaults; only the wordings are given."""
     rows = []
-    # The defaults (template, calibration on 32 pool texts, length normalisation); only the wordings are given.
-    zero = ZeroShotClassifier(label_words=WORDS).fit(X_pool, y_pool)
+    zero = ZeroShotClassifier(label_words=words).fit(X_pool, y_pool)
     start = time.perf_counter()
     scores = zero.decision_function(X_test)
     rate = len(X_test) / (time.perf_counter() - start)
@@ -88,15 +75,47 @@ def main():
     ]:
         pred = zero.classes_[s.argmax(1)]
         rows.append((name, float((pred == y_test).mean()), f1_score(y_test, pred, average="macro"), rate))
+        print(f"| {name} | {rows[-1][1]:.3f} | {rows[-1][2]:.3f} | {rate:.2f} |", flush=True)
     for selection in ("balanced", "nearest"):
-        few = FewShotClassifier(n_examples=4, example_selection=selection, label_words=WORDS, random_state=0)
+        few = FewShotClassifier(n_examples=4, example_selection=selection, label_words=words, random_state=0)
         few.fit(X_pool, y_pool)
         rows.append((f"few-shot, 4 {selection} demonstrations", *timed_accuracy(few, X_test, y_test)))
+        print("| {} | {:.3f} | {:.3f} | {:.2f} |".format(*rows[-1]), flush=True)
     print("\n| method | accuracy | macro-F1 | prompts/s |\n|---|---|---|---|")
     for name, acc, f1, rate in rows:
         print(f"| {name} | {acc:.3f} | {f1:.3f} | {rate:.2f} |", flush=True)
+
+
+def sms(n):
+    X, y = load_sms_spam(drop_duplicates=True, return_X_y=True)
+    X_rest, X_test, y_rest, y_test = train_test_split(X, y, test_size=n, stratify=y, random_state=0)
+    print(f"SMS spam: test sample {n} stratified (ham {np.mean(y_test == 'ham'):.3f}); pool 2000")
+    defaults_rows(X_rest.tolist()[:2000], y_rest.tolist()[:2000], X_test.tolist(), y_test.to_numpy(), None)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--defaults-only", action="store_true", help="only the zero- and few-shot rows")
+    parser.add_argument(
+        "--sms", action="store_true", help="SMS spam instead (stratified sample, class names as wordings)"
+    )
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    if args.sms:
+        return sms(args.n)
+    X, y = load_rotten_tomatoes(return_X_y=True)
+    X_test, y_test = balanced(X, y, 500, seed=0)
+    X_test, y_test = X_test[: args.n], y_test[: args.n]
+    rest = ~X.isin(balanced(X, y, 500, seed=0)[0])
+    X_pool, y_pool = X[rest].tolist()[:2000], y[rest].tolist()[:2000]
+    X_tune, y_tune = balanced(X[rest].iloc[2000:], y[rest].iloc[2000:], 90, seed=1)
+    print(f"torch threads {torch.get_num_threads()}; test sample {len(X_test)} balanced; pool {len(X_pool)}")
+
+    defaults_rows(X_pool, y_pool, X_test, y_test, WORDS)
     if args.defaults_only:
         return
+    rows = []
     search = GridSearchCV(
         ZeroShotClassifier(label_words=WORDS), {"template": TEMPLATES}, cv=StratifiedKFold(3), scoring="accuracy"
     ).fit(X_tune, y_tune)
