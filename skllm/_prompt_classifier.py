@@ -104,7 +104,8 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
 
             from ._selection import balanced_order
 
-            rng = check_random_state(random_state)
+            # Which texts estimate the prior must not change the model between fits.
+            rng = check_random_state(0 if random_state is None else random_state)
             chosen = balanced_order(np.arange(len(texts)), [repr(v) for v in y], CALIBRATION_TEXTS, rng)
             sample = [texts[i] for i in sorted(chosen)]
         else:
