@@ -51,6 +51,8 @@ def test_internal_links_resolve():
     parsed = {page: _parse(page) for page in PAGES}
     broken = []
     for page, links in parsed.items():
+        if page.name == "404.html":  # served for any missing path, so its links are absolute
+            continue
         for href in links.links:
             parts = urlsplit(href)
             if parts.scheme or parts.netloc or href.startswith(("mailto:", "javascript:")):
