@@ -63,7 +63,7 @@ docs: notebooks
 	@start=$$(date +%s); \
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet && \
 	echo "site built in $$(( $$(date +%s) - start )) s (notebooks not included)"
-	$(PY) -m pytest -q -p no:cacheprovider tests/test_site.py
+	SKLLM_CHECK_SITE=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_site.py
 
 clean:
 	rm -rf $(VENV) site docs/notebooks/*.ipynb
