@@ -17,8 +17,8 @@ from sklearn.utils.validation import check_is_fitted
 from ._device import autocast
 from ._lm import LMEstimator, cache_kwarg, check_template
 from ._tokens import pad_batch, pad_token_id
-from .exceptions import TruncationWarning
 from ._validation import check_bool, check_choice, check_labels, check_texts
+from .exceptions import TruncationWarning
 
 DEFAULT_TEMPLATE = "{examples}Text: {text}\n\nWhich category fits the text: {labels}? Answer with one word."
 # The default of skllm 0.1, kept for the estimators it pickled.

@@ -121,7 +121,9 @@ def test_domain_calibration_subtracts_the_score_without_the_text(tiny_llama):
     raw = ZeroShotClassifier(tiny_llama, classes=["x", "y"], calibration=None).fit()
     pmi = ZeroShotClassifier(tiny_llama, classes=["x", "y"], calibration="domain").fit()
     texts = ["one text", "another one"]
-    np.testing.assert_allclose(pmi.decision_function(texts), naive_scores(raw, texts) - naive_scores(raw, [""])[0], atol=1e-4)
+    np.testing.assert_allclose(
+        pmi.decision_function(texts), naive_scores(raw, texts) - naive_scores(raw, [""])[0], atol=1e-4
+    )
 
 
 def test_few_shot_calibration_uses_the_same_demonstrations(tiny_llama, pool):
@@ -145,7 +147,9 @@ def test_calibration_is_reproducible_survives_pickling_and_is_validated(tiny_lla
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert restored.classes_.tolist() == ["neg", "pos"]
     assert restored.predict(X[:3]).tolist() == restored.classes_[proba.argmax(1)].tolist()
-    with pytest.raises(ValueError, match=r"calibration='pmi' is not supported; use one of \['batch', 'contextual', 'domain', None\]"):
+    with pytest.raises(
+        ValueError, match=r"calibration='pmi' is not supported; use one of \['batch', 'contextual', 'domain', None\]"
+    ):
         ZeroShotClassifier(tiny_llama, classes=["x", "y"], calibration="pmi").fit()
 
 
@@ -290,7 +294,7 @@ def test_generator_honours_example_template_with_a_chat_model(tiny_chat_llama):
     assert first == {"role": "user", "content": "Q: great film\nA:"}
     assert other._render([0, 1], 2, "new")[1] == {"role": "assistant", "content": "good"}
     assert plain._render([0, 1], 2, "new")[0]["content"] == "Input: great film\nOutput:"
-    with pytest.raises(ValueError, match="must put {text} before {label} with a chat model"):
+    with pytest.raises(ValueError, match=r"must put \{text\} before \{label\} with a chat model"):
         FewShotGenerator(tiny_chat_llama, example_template="{label} <- {text}").fit(X, y)
 
 
