@@ -1,0 +1,557 @@
+"""FineTuneGenerator: supervised fine-tuning of a causal LM to produce target texts."""
+
+import logging
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from . import _models
+from ._causal import build_example, check_generative_method, pad_examples, sequence_loss
+from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
+from ._finetune import _length_grouped_batches
+from ._lm import check_template
+from ._live import LiveStateMixin
+from ._methods import resolve_method
+from ._tokens import pad_batch, pad_token_id
+from ._validation import check_bool, check_choice, check_int, check_number, check_texts
+from .exceptions import TruncationWarning
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("exact_match", "chrf")
+
+
+def chrf(predicted, expected, *, n=6, beta=2.0):
+    """Mean sentence-level chrF (character n-gram F-score, Popović 2015), in [0, 1].
+
+    Character n-grams of orders 1 to ``n``, spaces removed, precision and
+    recall averaged over the orders, combined with recall weighted ``beta``
+    times as much as precision.
+    """
+    from collections import Counter
+
+    scores = []
+    for p, e in zip(predicted, expected):
+        p, e = "".join(p.split()), "".join(e.split())
+        if not p and not e:
+            scores.append(1.0)
+            continue
+        precisions, recalls = [], []
+        for k in range(1, n + 1):
+            hyp = Counter(p[i : i + k] for i in range(len(p) - k + 1))
+            ref = Counter(e[i : i + k] for i in range(len(e) - k + 1))
+            if not hyp or not ref:
+                continue
+            common = sum((hyp & ref).values())
+            precisions.append(common / sum(hyp.values()))
+            recalls.append(common / sum(ref.values()))
+        if not precisions:
+            scores.append(0.0)
+            continue
+        prec, rec = float(np.mean(precisions)), float(np.mean(recalls))
+        b2 = beta * beta
+        scores.append(0.0 if prec + rec == 0 else (1 + b2) * prec * rec / (b2 * prec + rec))
+    return float(np.mean(scores))
+
+
+class FineTuneGenerator(LiveStateMixin, BaseEstimator):
+    """Teach a causal LM to produce target texts (supervised fine-tuning), with any method.
+
+    ``fit(X, y)`` trains the model to answer each input text of ``X`` with its
+    target text in ``y``: the input is put in the prompt (through the model's
+    chat template when it has one) and the loss covers the target tokens and
+    the end-of-sequence token only, never the prompt's. ``predict(X)``
+    generates the answers, batched with left padding, greedily by default.
+
+    The methods are those of :class:`FineTuneClassifier` that apply to a
+    causal LM: ``"lora"``, ``"full"``, ``"prompt"`` and ``"adapter"`` (names or
+    objects such as ``LoRA(r=4)``, tunable as ``method__r``). ``"head"``
+    (a classifier on frozen features) and ``"prefix"`` are refused with a
+    ``ValueError``.
+
+    Parameters
+    ----------
+    model_name : str, default="HuggingFaceTB/SmolLM2-135M-Instruct"
+        A causal LM (Hub id or local folder); the default is the packaged
+        SmolLM2-135M-Instruct.
+    revision : str, default=None
+        Branch, tag or commit of a Hub model.
+    method : str or FineTuningMethod, default="lora"
+        ``"lora"``, ``"full"``, ``"prompt"``, ``"adapter"`` or a method object.
+    template : str, default="{text}"
+        How an input becomes the prompt (the user's message with a chat
+        model); must contain ``{text}``. Without a chat template the prompt is
+        the rendered template followed by a line break.
+    use_chat_template : bool, default=True
+        Wrap the prompt in the model's chat template, when it has one.
+    max_length : int, default=256
+        Tokens of prompt plus target in training, of prompt plus answer in
+        prediction. An input too long for it is cut (its end dropped) with a
+        :class:`~skllm.exceptions.TruncationWarning`; a target too long is cut
+        likewise (and then trained without its end-of-sequence token).
+    max_new_tokens : int, default=32
+        Longest generated answer, in tokens.
+    stop_at_newline : bool, default=False
+        Cut each answer at its first line break (generation stops at the
+        end-of-sequence token in any case).
+    do_sample : bool, default=False
+        Sample the answers (with ``temperature`` and ``top_p``) instead of
+        greedy decoding; reproducible with an int ``random_state``.
+    temperature : float, default=1.0
+        Sampling temperature.
+    top_p : float, default=1.0
+        Nucleus sampling: sample from the smallest set of tokens whose
+        probabilities sum to ``top_p``.
+    metric : {"exact_match", "chrf"}, default="exact_match"
+        What ``score`` returns (and so what ``GridSearchCV`` maximises):
+        the share of answers equal to their reference (both stripped), or the
+        mean character n-gram F-score (chrF, for translation and rewriting).
+    epochs : int, default=3
+        Passes over the training pairs.
+    batch_size : int, default=8
+        Pairs per optimisation step (and prompts per generation batch).
+    learning_rate : float, default=None
+        AdamW learning rate; ``None`` uses the method's default (lora 1e-3,
+        full 5e-5, prompt 3e-2, adapter 1e-3).
+    weight_decay : float, default=0.0
+        AdamW weight decay, on weight matrices only.
+    warmup_ratio : float, default=0.06
+        Fraction of the steps with a linearly rising learning rate; it then
+        decays linearly to zero.
+    max_grad_norm : float, default=1.0
+        Gradient clipping threshold; ``None`` disables clipping.
+    random_state : int, RandomState or None, default=None
+        Seeds initialisation, dropout, shuffling and sampling; the global
+        random states are not touched. The same int gives the same model on
+        the CPU.
+    device : str, default="auto"
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    dtype : {"float32", "bfloat16", "float16"}, default="float32"
+        Compute precision under autocast (weights stay float32).
+    cache_dir : str, "auto" or None, default="auto"
+        Where the de-quantised packaged LM is kept.
+    verbose : int, default=0
+        ``1`` prints a progress bar per epoch and the loss.
+
+    Attributes
+    ----------
+    method_ : FineTuningMethod
+        The method used (a fresh copy of ``method``).
+    trainable_state_ : dict of str to ndarray
+        The trained parameters (float32 arrays): with LoRA the adapter only,
+        all that a pickle holds besides hyperparameters.
+    n_trainable_params_ : int
+        Number of parameters training changed.
+    loss_curve_ : list of float
+        Mean loss per target token, for each epoch.
+    n_iter_ : int
+        Epochs run.
+    uses_chat_template_ : bool
+        Whether prompts went through the chat template.
+    network_ : torch.nn.Module
+        The adapted LM; rebuilt from the backbone and ``trainable_state_``
+        after unpickling.
+    tokenizer_ : transformers tokenizer
+        The model's tokenizer.
+    model_identity_, max_length_, device_, dtype_ : str, int, str, str
+        The weights' identity and the values really used.
+
+    Examples
+    --------
+    >>> from skllm import FineTuneGenerator, LoRA
+    >>> X = ["Hund", "Katze", "Haus", "Baum"] * 2
+    >>> y = ["dog", "cat", "house", "tree"] * 2
+    >>> gen = FineTuneGenerator(method=LoRA(r=4), epochs=2, max_new_tokens=4, random_state=0)
+    >>> gen = gen.fit(X, y)
+    >>> answers = gen.predict(["Katze"])
+    >>> answers.shape, type(answers[0])
+    ((1,), <class 'str'>)
+    """
+
+    _live_attributes = ("network_", "tokenizer_")
+
+    def __init__(
+        self,
+        model_name=_models.DEFAULT_CAUSAL_LM,
+        *,
+        revision=None,
+        method="lora",
+        template="{text}",
+        use_chat_template=True,
+        max_length=256,
+        max_new_tokens=32,
+        stop_at_newline=False,
+        do_sample=False,
+        temperature=1.0,
+        top_p=1.0,
+        metric="exact_match",
+        epochs=3,
+        batch_size=8,
+        learning_rate=None,
+        weight_decay=0.0,
+        warmup_ratio=0.06,
+        max_grad_norm=1.0,
+        random_state=None,
+        device="auto",
+        dtype="float32",
+        cache_dir="auto",
+        verbose=0,
+    ):
+        self.model_name = model_name
+        self.revision = revision
+        self.method = method
+        self.template = template
+        self.use_chat_template = use_chat_template
+        self.max_length = max_length
+        self.max_new_tokens = max_new_tokens
+        self.stop_at_newline = stop_at_newline
+        self.do_sample = do_sample
+        self.temperature = temperature
+        self.top_p = top_p
+        self.metric = metric
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.warmup_ratio = warmup_ratio
+        self.max_grad_norm = max_grad_norm
+        self.random_state = random_state
+        self.device = device
+        self.dtype = dtype
+        self.cache_dir = cache_dir
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.non_deterministic = False
+        return tags
+
+    # -- validation -------------------------------------------------------------------
+    def _validate_params(self):
+        check_template(self.template, "template", {"text"}, {"text"})
+        check_bool(self.use_chat_template, "use_chat_template")
+        check_int(self.max_length, "max_length", 8)
+        check_int(self.max_new_tokens, "max_new_tokens")
+        check_bool(self.stop_at_newline, "stop_at_newline")
+        check_bool(self.do_sample, "do_sample")
+        check_number(self.temperature, "temperature", 0, low_inclusive=False)
+        check_number(self.top_p, "top_p", 0, 1, low_inclusive=False, high_inclusive=True)
+        check_choice(self.metric, "metric", METRICS)
+        check_int(self.epochs, "epochs", 0)
+        check_int(self.batch_size, "batch_size")
+        check_int(self.verbose, "verbose", 0)
+        check_number(self.learning_rate, "learning_rate", 0, allow_none=True, low_inclusive=False)
+        check_number(self.weight_decay, "weight_decay", 0)
+        check_number(self.warmup_ratio, "warmup_ratio", 0, 1)
+        check_number(self.max_grad_norm, "max_grad_norm", 0, allow_none=True, low_inclusive=False)
+        method = clone(resolve_method(self.method))
+        check_generative_method(method)
+        method.validate()
+        return method
+
+    # -- model ------------------------------------------------------------------------
+    def _source(self):
+        return _models.resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
+
+    def _setup(self, method, seed):
+        """Load the LM, set the fitted attributes that describe it and build a fresh network."""
+        import torch
+
+        from ._causal import CausalNetwork
+
+        device = resolve_device(self.device)
+        dtype = resolve_dtype(self.dtype, device)
+        source = self._source()
+        lm, tokenizer = _models.load_backbone(source, device, kind="causal-lm")
+        self.method_ = method
+        self.device_, self.dtype_ = str(device), dtype
+        self.tokenizer_ = tokenizer
+        self.model_identity_ = _models.model_identity(source)
+        self.max_length_ = int(min(self.max_length, _models.positions(lm, tokenizer) - method.extra_positions()))
+        self.uses_chat_template_ = bool(self.use_chat_template and getattr(tokenizer, "chat_template", None))
+        if self.max_length_ - self.max_new_tokens < 8:
+            raise ValueError(
+                f"max_new_tokens={self.max_new_tokens} leaves no room for a prompt in max_length={self.max_length_}."
+            )
+        vars(self).pop("network_", None)
+        devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            network = CausalNetwork.build(method, lm).to(device)
+        network.eval()
+        self.network_ = network
+        self._record_state()
+        return network
+
+    def _record_state(self):
+        self.trainable_state_ = {
+            n: p.detach().float().cpu().numpy().copy() for n, p in self.network_.named_parameters() if p.requires_grad
+        }
+        self.n_trainable_params_ = int(sum(v.size for v in self.trainable_state_.values()))
+
+    def _restore_live(self):
+        import torch
+
+        from ._causal import CausalNetwork
+
+        device = device_for_loading(self.device_)
+        self.device_ = str(device)
+        source = self._source()
+        lm, tokenizer = _models.load_backbone(source, device, kind="causal-lm")
+        identity = _models.model_identity(source)
+        if identity != self.model_identity_:
+            warnings.warn(
+                f"The files of model {self.model_name!r} changed since this model was fitted "
+                f"({self.model_identity_} -> {identity}); its frozen weights now come from the new files.",
+                UserWarning,
+                stacklevel=3,
+            )
+        network = CausalNetwork.build(self.method_, lm)
+        trained = {n for n, p in network.named_parameters() if p.requires_grad}
+        if trained != set(self.trainable_state_):
+            raise RuntimeError(
+                f"The saved weights do not fit model {self.model_name!r} with method {self.method_.name!r}. "
+                f"Was the model or the package changed since fitting?"
+            )
+        state = {k: torch.from_numpy(np.array(v)) for k, v in self.trainable_state_.items()}
+        network.load_state_dict(state, strict=False)  # the frozen rest comes from the backbone
+        network.to(device).eval()
+        self.network_, self.tokenizer_ = network, tokenizer
+
+    # -- prompts and targets ------------------------------------------------------------------
+    def _render(self, text):
+        content = self.template.format(text=text)
+        if self.uses_chat_template_:
+            return self.tokenizer_.apply_chat_template(
+                [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+            )
+        return content + "\n"
+
+    def _encode_prompt(self, text):
+        return self.tokenizer_(self._render(text), add_special_tokens=not self.uses_chat_template_)["input_ids"]
+
+    def _prompt_ids(self, texts, budgets):
+        """Token ids of each text's prompt, the text cut (with one warning) where it exceeds its budget."""
+        prompts, cut = [], []
+        base = None
+        for i, (text, budget) in enumerate(zip(texts, budgets)):
+            ids = self._encode_prompt(text)
+            if len(ids) > budget:
+                if base is None:
+                    base = len(self._encode_prompt(""))
+                if budget - base <= 0:
+                    raise ValueError(
+                        f"Row {i}: max_length={self.max_length_} leaves no room for the input text: the template "
+                        f"alone takes {base} tokens and the answer (or target) {self.max_length_ - budget}. Raise "
+                        f"max_length or shorten the template."
+                    )
+                text_ids = self.tokenizer_(text, add_special_tokens=False)["input_ids"]
+                keep = min(len(text_ids), budget - base)
+                while True:
+                    ids = self._encode_prompt(self.tokenizer_.decode(text_ids[:keep]))
+                    if len(ids) <= budget or keep == 0:
+                        break
+                    keep = max(0, keep - max(1, len(ids) - budget))
+                cut.append(i)
+            prompts.append(ids)
+        if cut:
+            warnings.warn(
+                f"{len(cut)} of {len(texts)} input texts (rows {cut[:10]}) did not fit in max_length="
+                f"{self.max_length_} tokens with their answer and were truncated (their end dropped).",
+                TruncationWarning,
+                stacklevel=4,
+            )
+        return prompts
+
+    def _target_ids(self, targets):
+        eos = self.tokenizer_.eos_token_id
+        ids = self.tokenizer_(targets, add_special_tokens=False)["input_ids"]
+        return [row + ([eos] if eos is not None else []) for row in ids]
+
+    def _examples(self, texts, targets):
+        """``(ids, labels)`` lists of the training pairs; prompts masked in the labels."""
+        target_ids = self._target_ids(targets)
+        base = len(self._encode_prompt(""))
+        room = self.max_length_ - base - 1  # at least one token of input text
+        long_targets = [i for i, t in enumerate(target_ids) if len(t) > room]
+        if long_targets:
+            if room < 1:
+                raise ValueError(f"max_length={self.max_length_} leaves no room for a target after the template.")
+            warnings.warn(
+                f"{len(long_targets)} of {len(targets)} targets (rows {long_targets[:10]}) are longer than the "
+                f"{room} tokens max_length={self.max_length_} leaves them and were cut: the model learns their "
+                f"start only, without the end of the answer.",
+                TruncationWarning,
+                stacklevel=3,
+            )
+            for i in long_targets:
+                target_ids[i] = target_ids[i][:room]
+        prompts = self._prompt_ids(texts, [self.max_length_ - len(t) for t in target_ids])
+        pairs = [build_example(p, t) for p, t in zip(prompts, target_ids)]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    # -- fit ----------------------------------------------------------------------------
+    def fit(self, X, y):
+        """Train the model to answer each text of ``X`` with the text of ``y`` in the same row.
+
+        Returns
+        -------
+        self : FineTuneGenerator
+        """
+        method = self._validate_params()
+        texts = check_texts(X, estimator=self)
+        targets = check_texts(y, name="y", estimator=self)
+        if len(targets) != len(texts):
+            raise ValueError(f"X has {len(texts)} texts but y has {len(targets)}; they must match row for row.")
+        empty = [i for i, t in enumerate(targets) if not t.strip()]
+        if empty:
+            raise ValueError(
+                f"y has {len(empty)} empty target(s) at positions {empty[:10]}: the model would learn to answer "
+                f"nothing. Drop those rows or give them a target text."
+            )
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        network = self._setup(method, seed)
+        ids, labels = self._examples(texts, targets)
+        import torch
+
+        device = torch.device(self.device_)
+        devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            self._train(network, ids, labels, rng, device)
+        network.eval()
+        self._record_state()
+        return self
+
+    def _train(self, network, ids, labels, rng, device):
+        import torch
+        from tqdm.auto import tqdm
+        from transformers import get_linear_schedule_with_warmup
+
+        params = [p for p in network.parameters() if p.requires_grad]
+        lr = self.learning_rate if self.learning_rate is not None else self.method_.default_learning_rate
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": [p for p in params if p.ndim >= 2], "weight_decay": self.weight_decay},
+                {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+            ],
+            lr=lr,
+        )
+        lengths = np.fromiter((len(r) for r in ids), dtype=np.int64, count=len(ids))
+        total = -(-len(ids) // self.batch_size) * self.epochs
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), max(total, 1))
+        scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and self.dtype_ == "float16")
+        pad = pad_token_id(self.tokenizer_)
+        index = np.arange(len(ids))
+        self.loss_curve_, self.n_iter_ = [], 0
+        for epoch in range(self.epochs):
+            network.train()
+            batches = _length_grouped_batches(lengths, self.batch_size, rng)
+            running, seen = 0.0, 0
+            with tqdm(
+                total=len(batches), desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch", disable=not self.verbose
+            ) as bar:
+                for batch in batches:
+                    rows = index[batch]
+                    input_ids, mask, batch_labels = pad_examples(ids, labels, rows, pad, device)
+                    with autocast(device, self.dtype_):
+                        loss = sequence_loss(network, input_ids, mask, batch_labels)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    if self.max_grad_norm is not None:
+                        scaler.unscale_(optimizer)
+                        torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+                    scale = scaler.get_scale() if scaler.is_enabled() else None
+                    scaler.step(optimizer)
+                    scaler.update()
+                    if scale is None or scaler.get_scale() >= scale:
+                        scheduler.step()
+                    running += float(loss.detach()) * len(rows)
+                    seen += len(rows)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{running / seen:.4f}")
+            self.loss_curve_.append(running / seen)
+            self.n_iter_ = epoch + 1
+            message = f"epoch {epoch + 1}/{self.epochs}: loss {running / seen:.4f}"
+            if self.verbose:
+                print(message, flush=True)
+            logger.info(message)
+
+    # -- generation -------------------------------------------------------------------------
+    def _generate_ids(self, prompts, *, network=None, do_sample=None, seed=None, max_new_tokens=None):
+        """The generated token ids of each prompt (a list of id lists), ended before end-of-sequence."""
+        import torch
+
+        network = self.network_ if network is None else network
+        do_sample = self.do_sample if do_sample is None else do_sample
+        max_new_tokens = self.max_new_tokens if max_new_tokens is None else max_new_tokens
+        tokenizer, device = self.tokenizer_, torch.device(self.device_)
+        pad, eos = pad_token_id(tokenizer), tokenizer.eos_token_id
+        options = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, "pad_token_id": pad}
+        if eos is not None:
+            options["eos_token_id"] = eos
+        if do_sample:
+            options.update(temperature=float(self.temperature), top_p=float(self.top_p), top_k=0)
+        else:
+            # The model's generation config may hold sampling settings; greedy ignores them.
+            options.update(temperature=None, top_p=None, top_k=None)
+        out = [None] * len(prompts)
+        order = np.argsort([-len(p) for p in prompts], kind="stable")
+        was_training = network.training
+        network.eval()
+        devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.inference_mode(), autocast(device, self.dtype_):
+            if seed is not None:
+                torch.manual_seed(seed)
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                # Left padding: every prompt ends where its answer starts.
+                ids, mask = pad_batch(prompts, batch, pad, device, side="left")
+                generated = network.generate(ids, mask, **options).cpu().numpy()
+                for row, i in enumerate(batch):
+                    tokens = generated[row].tolist()
+                    if eos is not None and eos in tokens:
+                        tokens = tokens[: tokens.index(eos)]
+                    out[i] = tokens
+        network.train(was_training)
+        return out
+
+    def _decode(self, tokens):
+        text = self.tokenizer_.decode(tokens, skip_special_tokens=True)
+        if self.stop_at_newline:
+            text = text.strip("\n").split("\n")[0]
+        return text.strip()
+
+    def _seed(self):
+        if not self.do_sample:
+            return None
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    def predict(self, X):
+        """The generated answer to each text, as a 1-D array of str."""
+        check_is_fitted(self, "trainable_state_")
+        texts = check_texts(X, estimator=self)
+        self._ensure_live()
+        prompts = self._prompt_ids(texts, [self.max_length_ - self.max_new_tokens] * len(texts))
+        generated = self._generate_ids(prompts, seed=self._seed())
+        return np.asarray([self._decode(t) for t in generated], dtype=object)
+
+    def score(self, X, y):
+        """``metric`` of the answers to ``X`` against the references ``y``: exact match (default) or chrF.
+
+        Both are in [0, 1], higher is better; this is what ``GridSearchCV``
+        uses unless given ``scoring=``.
+        """
+        expected = check_texts(y, name="y", estimator=self)
+        predicted = self.predict(X)
+        if len(expected) != len(predicted):
+            raise ValueError(f"X has {len(predicted)} texts but y has {len(expected)}; they must match row for row.")
+        if self.metric == "chrf":
+            return chrf(predicted, expected)
+        return float(np.mean([p.strip() == e.strip() for p, e in zip(predicted, expected)]))
