@@ -1,0 +1,287 @@
+"""RewardModel: a scalar reward learned from human preferences (Bradley-Terry), and the pairs it reads."""
+
+import numbers
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from ._finetune import _FineTuneBase
+from ._validation import check_texts
+
+PAIR_COLUMNS = ("prompt", "chosen", "rejected")
+RANK_COLUMNS = ("prompt", "response", "rank")
+
+
+def _frame(data, name):
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return data
+    if isinstance(data, (str, bytes)) or data is None:
+        raise TypeError(f"{name} must be a DataFrame, got {type(data).__name__}.")
+    try:
+        return pd.DataFrame(data)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a DataFrame (or records convertible to one): {exc}") from exc
+
+
+def _column(frame, column, name):
+    return check_texts(frame[column].reset_index(drop=True), name=f"{name}[{column!r}]")
+
+
+def expand_rankings(frame, name="pairs"):
+    """``(prompts, chosen, rejected)`` from ranked responses: every better-ranked one against every worse one.
+
+    ``frame`` has columns ``prompt``, ``response`` and ``rank`` (lower is
+    better: 1 is the best). Responses of equal rank express no preference and
+    are not paired with each other; a prompt whose responses all share one
+    rank gives no pair.
+    """
+    prompts = _column(frame, "prompt", name)
+    responses = _column(frame, "response", name)
+    ranks = frame["rank"].to_numpy()
+    bad = [
+        i for i, r in enumerate(ranks) if isinstance(r, bool) or not isinstance(r, numbers.Real) or not np.isfinite(r)
+    ]
+    if bad:
+        raise ValueError(f"{name}['rank'] must hold finite numbers; rows {bad[:10]} do not ({ranks[bad[0]]!r}).")
+    groups = {}
+    for i, p in enumerate(prompts):
+        groups.setdefault(p, []).append(i)
+    out = ([], [], [])
+    for prompt, rows in groups.items():
+        rows = sorted(rows, key=lambda i: ranks[i])
+        for a, i in enumerate(rows):
+            for j in rows[a + 1 :]:
+                if ranks[i] < ranks[j]:
+                    out[0].append(prompt)
+                    out[1].append(responses[i])
+                    out[2].append(responses[j])
+    if not out[0]:
+        raise ValueError(f"{name} gives no preference pair: every prompt's responses share one rank.")
+    return out
+
+
+def preference_pairs(data, name="pairs"):
+    """``(prompts, chosen, rejected)`` lists from a pairs DataFrame or ranked lists, validated.
+
+    ``data`` has columns ``prompt``, ``chosen``, ``rejected`` (``prompt``
+    optional), or ``prompt``, ``response``, ``rank`` (see
+    :func:`expand_rankings`).
+    """
+    frame = _frame(data, name)
+    columns = set(frame.columns)
+    if {"chosen", "rejected"} <= columns:
+        chosen = _column(frame, "chosen", name)
+        rejected = _column(frame, "rejected", name)
+        prompts = _column(frame, "prompt", name) if "prompt" in columns else [""] * len(chosen)
+    elif set(RANK_COLUMNS) <= columns:
+        prompts, chosen, rejected = expand_rankings(frame, name)
+    else:
+        raise ValueError(
+            f"{name} must have the columns {list(PAIR_COLUMNS)} (prompt optional) or, for ranked lists, "
+            f"{list(RANK_COLUMNS)}; got {sorted(map(str, columns))[:10]}."
+        )
+    same = [i for i, (c, r) in enumerate(zip(chosen, rejected)) if c == r]
+    if same:
+        raise ValueError(
+            f"{name} has {len(same)} pair(s) whose chosen and rejected responses are the same text, at rows "
+            f"{same[:10]}: they express no preference. Drop them."
+        )
+    return prompts, chosen, rejected
+
+
+def prompt_response_items(X, name="X"):
+    """``(prompts, responses)`` from texts, ``(prompt, response)`` pairs or a DataFrame with those columns."""
+    import pandas as pd
+
+    if isinstance(X, pd.DataFrame) and "response" in X.columns:
+        responses = _column(X, "response", name)
+        prompts = _column(X, "prompt", name) if "prompt" in X.columns else [""] * len(responses)
+        return prompts, responses
+    if isinstance(X, (list, tuple)) and X and all(isinstance(x, tuple) for x in X):
+        wrong = [i for i, x in enumerate(X) if len(x) != 2]
+        if wrong:
+            raise ValueError(f"{name} must hold (prompt, response) pairs; rows {wrong[:10]} do not have 2 items.")
+        prompts = check_texts([x[0] for x in X], name=f"{name} prompts")
+        responses = check_texts([x[1] for x in X], name=f"{name} responses")
+        return prompts, responses
+    responses = check_texts(X, name=name)
+    return [""] * len(responses), responses
+
+
+class _PairTexts:
+    """The two responses of each preference pair, with their prompt."""
+
+    def __init__(self, prompts, chosen, rejected):
+        self.prompts, self.chosen, self.rejected = prompts, chosen, rejected
+
+    def __len__(self):
+        return len(self.chosen)
+
+
+class _PairInputs:
+    """Network inputs of ``n`` pairs: rows ``0..n-1`` of ``inner`` are the chosen, ``n..2n-1`` the rejected.
+
+    A batch of pair rows gives the chosen responses then the rejected ones, so
+    the network's ``2 * len(rows)`` outputs split in two halves.
+    """
+
+    def __init__(self, inner, n):
+        self.inner, self.n = inner, n
+
+    def __len__(self):
+        return self.n
+
+    def _both(self, rows):
+        rows = np.asarray(rows)
+        return np.concatenate([rows, rows + self.n])
+
+    def lengths(self):
+        lengths = self.inner.lengths()
+        return np.maximum(lengths[: self.n], lengths[self.n :])
+
+    def subset(self, rows):
+        return _PairInputs(self.inner.subset(self._both(rows)), len(rows))
+
+    def tensors(self, rows, device):
+        return self.inner.tensors(self._both(rows), device)
+
+
+def bradley_terry_loss(chosen, rejected):
+    """Mean ``-log sigmoid(r_chosen - r_rejected)``: the negative log-likelihood of the preferences."""
+    import torch
+
+    return -torch.nn.functional.logsigmoid(chosen - rejected).mean()
+
+
+class RewardModel(_FineTuneBase):
+    """A scalar reward for a response to a prompt, learned from human preferences.
+
+    Trained with the Bradley-Terry pairwise loss, ``-log sigmoid(r(chosen) -
+    r(rejected))``: the model learns a score whose differences give the
+    probability that one response is preferred to the other. The backbone is
+    adapted with any fine-tuning method, as in :class:`FineTuneClassifier`,
+    with a linear layer giving one number; prompt and response are read
+    together (as a sentence pair, joined by the tokenizer's separator token,
+    or on two lines for models without one).
+
+    ``fit`` takes the preferences in either form a user has them:
+
+    * a DataFrame with columns ``prompt``, ``chosen``, ``rejected`` (one row per
+      pair; ``prompt`` may be left out);
+    * ranked lists: columns ``prompt``, ``response``, ``rank`` (several rows per
+      prompt, lower rank better), expanded into every pair of a better and a
+      worse response of the same prompt. Responses of equal rank are not
+      paired (a tie states no preference).
+
+    A pair whose chosen and rejected texts are equal raises a ``ValueError``.
+
+    Parameters
+    ----------
+    model_name : str, default="sentence-transformers/all-MiniLM-L6-v2"
+        Encoder or decoder backbone.
+    method : str or FineTuningMethod, default="lora"
+        Any method of :class:`FineTuneClassifier`.
+    max_length : int, default=128
+        Tokens of prompt plus response; longer ones lose their end, with a
+        :class:`~skllm.exceptions.TruncationWarning`.
+    batch_size : int, default=16
+        Pairs per optimisation step.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the pairs, score their pairwise
+        accuracy after each epoch and keep the best epoch.
+    revision, pooling, epochs, learning_rate, weight_decay, warmup_ratio, max_grad_norm, validation_fraction, n_iter_no_change, warm_start, random_state, device, dtype, cache_dir, verbose :
+        As for :class:`FineTuneClassifier`.
+
+    Attributes
+    ----------
+    n_pairs_ : int
+        Preference pairs trained on (after expanding ranked lists).
+    loss_curve_ : list of float
+        Mean Bradley-Terry loss of each epoch.
+    method_, trainable_state_, n_trainable_params_, validation_scores_, n_iter_, network_, tokenizer_, model_identity_, pooling_, max_length_, device_, dtype_, n_features_ :
+        As for :class:`FineTuneClassifier` (validation scores are pairwise
+        accuracies).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from skllm import RewardModel
+    >>> pairs = pd.DataFrame({
+    ...     "prompt": ["a review"] * 4,
+    ...     "chosen": ["a wonderful film", "moving and funny", "superb acting", "a delight"],
+    ...     "rejected": ["a dull mess", "boring and long", "awful acting", "a chore"],
+    ... })
+    >>> rm = RewardModel(epochs=3, random_state=0).fit(pairs)
+    >>> rm.predict([("a review", "a wonderful film")]).shape
+    (1,)
+    """
+
+    _n_outputs = 1
+
+    def fit(self, X, y=None):
+        """Learn the reward from preference pairs ``X`` (pairs DataFrame or ranked lists); ``y`` is ignored.
+
+        Returns
+        -------
+        self : RewardModel
+        """
+        method = self._validate_params()
+        prompts, chosen, rejected = preference_pairs(X, "X")
+        self.n_pairs_ = len(chosen)
+        return self._fit(method, _PairTexts(prompts, chosen, rejected), np.zeros(len(chosen), dtype=np.float32))
+
+    def _join(self, prompt, response):
+        if not prompt:
+            return response
+        sep = getattr(self.tokenizer_, "sep_token", None)
+        return f"{prompt} {sep} {response}" if sep else f"{prompt}\n{response}"
+
+    def _inputs(self, texts, *, warn=True):
+        if isinstance(texts, _PairTexts):
+            joined = [self._join(p, c) for p, c in zip(texts.prompts, texts.chosen)]
+            joined += [self._join(p, r) for p, r in zip(texts.prompts, texts.rejected)]
+            return _PairInputs(self.method_.inputs(self, joined, warn=warn), len(texts))
+        return self.method_.inputs(self, texts, warn=warn)
+
+    def _outputs(self, inputs):
+        if isinstance(inputs, _PairInputs):
+            rewards = super()._outputs(inputs.inner)
+            return rewards[: inputs.n] - rewards[inputs.n :]
+        return super()._outputs(inputs)
+
+    @staticmethod
+    def _loss(output, target, weights):
+        n = len(target)
+        return bradley_terry_loss(output[:n, 0], output[n:, 0])
+
+    @staticmethod
+    def _validation_score(outputs, targets):
+        return float((outputs[:, 0] > 0).mean())
+
+    def predict(self, X):
+        """Reward of each response: ``X`` holds texts, ``(prompt, response)`` tuples, or a DataFrame.
+
+        A DataFrame needs a ``response`` column (and optionally ``prompt``).
+        Returns an array of shape (n_samples,); only differences between
+        rewards are meaningful.
+        """
+        check_is_fitted(self, "trainable_state_")
+        prompts, responses = prompt_response_items(X)
+        self._ensure_live()
+        texts = [self._join(p, r) for p, r in zip(prompts, responses)]
+        return self._outputs(self._inputs(texts))[:, 0].astype(np.float64)
+
+    def score(self, X, y=None):
+        """Pairwise accuracy on preference pairs ``X``: share of pairs whose chosen response gets the higher reward.
+
+        ``X`` is a pairs DataFrame or ranked lists, as for ``fit``; a tie
+        counts as half a pair.
+        """
+        check_is_fitted(self, "trainable_state_")
+        prompts, chosen, rejected = preference_pairs(X, "X")
+        self._ensure_live()
+        diff = self._outputs(self._inputs(_PairTexts(prompts, chosen, rejected)))[:, 0]
+        return float(np.mean((diff > 0) + 0.5 * (diff == 0)))
+
