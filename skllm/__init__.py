@@ -23,8 +23,11 @@ from ._methods import (
     PromptTuning,
 )
 from ._models import DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, clear_model_registry
+from ._preference import PreferenceTuner
 from ._retrieval_qa import RetrievalQA
+from ._reward import RewardModel
 from ._selection import BalancedSelection, ExampleSelection, FirstSelection, NearestSelection, RandomSelection
+from ._sft import FineTuneGenerator
 from ._version import __version__
 from ._zero_shot import ZeroShotClassifier
 
@@ -40,6 +43,7 @@ for _cls in (
     FewShotClassifier,
     FewShotGenerator,
     FineTuneClassifier,
+    FineTuneGenerator,
     FineTuneRegressor,
     FineTuningMethod,
     FirstSelection,
@@ -49,10 +53,12 @@ for _cls in (
     LabelEncodedClassifier,
     LoRA,
     NearestSelection,
+    PreferenceTuner,
     PrefixTuning,
     PromptTuning,
     RandomSelection,
     RetrievalQA,
+    RewardModel,
     TransformerEmbedder,
     ZeroShotClassifier,
 ):
@@ -69,6 +75,7 @@ __all__ = [
     "FewShotClassifier",
     "FewShotGenerator",
     "FineTuneClassifier",
+    "FineTuneGenerator",
     "FineTuneRegressor",
     "FineTuningMethod",
     "FirstSelection",
@@ -78,10 +85,12 @@ __all__ = [
     "LabelEncodedClassifier",
     "LoRA",
     "NearestSelection",
+    "PreferenceTuner",
     "PrefixTuning",
     "PromptTuning",
     "RandomSelection",
     "RetrievalQA",
+    "RewardModel",
     "TransformerEmbedder",
     "ZeroShotClassifier",
     "__version__",

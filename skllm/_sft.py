@@ -484,8 +484,13 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
             logger.info(message)
 
     # -- generation -------------------------------------------------------------------------
-    def _generate_ids(self, prompts, *, network=None, do_sample=None, seed=None, max_new_tokens=None):
-        """The generated token ids of each prompt (a list of id lists), ended before end-of-sequence."""
+    def _generate_ids(
+        self, prompts, *, network=None, do_sample=None, seed=None, max_new_tokens=None, temperature=None, keep_eos=False
+    ):
+        """The generated token ids of each prompt (a list of id lists), cut at end-of-sequence.
+
+        ``keep_eos`` keeps the end-of-sequence token where the answer ended with one.
+        """
         import torch
 
         network = self.network_ if network is None else network
@@ -497,7 +502,8 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
         if eos is not None:
             options["eos_token_id"] = eos
         if do_sample:
-            options.update(temperature=float(self.temperature), top_p=float(self.top_p), top_k=0)
+            temperature = self.temperature if temperature is None else temperature
+            options.update(temperature=float(temperature), top_p=float(self.top_p), top_k=0)
         else:
             # The model's generation config may hold sampling settings; greedy ignores them.
             options.update(temperature=None, top_p=None, top_k=None)
@@ -517,7 +523,7 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
                 for row, i in enumerate(batch):
                     tokens = generated[row].tolist()
                     if eos is not None and eos in tokens:
-                        tokens = tokens[: tokens.index(eos)]
+                        tokens = tokens[: tokens.index(eos) + keep_eos]
                     out[i] = tokens
         network.train(was_training)
         return out
