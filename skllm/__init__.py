@@ -7,6 +7,7 @@ skllm stays light.
 from . import datasets, exceptions
 from ._cache import default_cache_dir
 from ._compare import compare_methods
+from ._dask import dask_embed
 from ._document_index import DocumentIndex, Hit
 from ._embed import TransformerEmbedder
 from ._few_shot import FewShotClassifier
@@ -96,6 +97,7 @@ __all__ = [
     "__version__",
     "clear_model_registry",
     "compare_methods",
+    "dask_embed",
     "datasets",
     "default_cache_dir",
     "exceptions",

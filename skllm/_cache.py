@@ -60,6 +60,74 @@ def resolve_cache_dir(cache_dir):
     raise ValueError(f"cache_dir must be 'auto', None or a folder path, got {cache_dir!r}.")
 
 
+# File systems shared between machines, where SQLite's locks (and the shared
+# memory of its write-ahead log) do not hold: several machines writing one
+# database there corrupt it. The cache refuses them (see docs/cluster.md).
+NETWORK_FILESYSTEMS = (
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "ncpfs",
+    "afs",
+    "9p",
+    "lustre",
+    "gpfs",
+    "ceph",
+    "glusterfs",
+    "beegfs",
+    "fuse.sshfs",
+    "fuse.s3fs",
+    "fuse.gcsfuse",
+    "fuse.glusterfs",
+    "fuse.cephfs",
+    "fuse.juicefs",
+)
+_MOUNTS = "/proc/self/mounts"
+
+
+def _unescape_mount(field):
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+def filesystem_type(path):
+    """``(type, mount point)`` of the file system holding ``path`` (or its nearest existing parent).
+
+    ``(None, None)`` where the mount table cannot be read (systems other than Linux).
+    """
+    try:
+        with open(_MOUNTS, encoding="utf-8", errors="replace") as fh:
+            mounts = [line.split() for line in fh]
+    except OSError:
+        return None, None
+    path = Path(path).expanduser().absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    real = os.path.realpath(path)
+    best = (None, None)
+    for fields in mounts:
+        if len(fields) < 3:
+            continue
+        point = _unescape_mount(fields[1])
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and (best[1] is None or len(point) > len(best[1])):
+            best = (fields[2], point)
+    return best
+
+
+def check_local_filesystem(root):
+    """Raise a ``ValueError`` if ``root`` is on a file system shared between machines."""
+    fstype, point = filesystem_type(root)
+    if fstype is not None and fstype.lower() in NETWORK_FILESYSTEMS:
+        raise ValueError(
+            f"The embedding cache folder {root} is on a network file system ({fstype}, mounted at {point}). "
+            f"SQLite's locking is not safe there: machines writing one cache at once would corrupt it. Give each "
+            f"machine a cache on its own disk (cache_dir, or the SKLLM_CACHE_DIR environment variable, e.g. "
+            f"/tmp/skllm-cache), or cache_dir=None to not cache. See 'Running on a cluster' in the docs."
+        )
+
+
 def text_key(text):
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
@@ -89,6 +157,7 @@ class EmbeddingCache:
         self.dim = int(dim)
         self.path = self.root / "embeddings" / f"{namespace(config)}.sqlite3"
         self._warned = False
+        check_local_filesystem(self.root)
 
     def __getstate__(self):
         return {"root": self.root, "config": self.config, "dim": self.dim, "path": self.path, "_warned": False}

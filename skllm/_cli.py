@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from ._compare import ALL_METHODS, check_folds, check_settings, parse_duration
+from .exceptions import MissingDependencyError
 
 OPTION_NAMES = {
     "cv": "--cv",
@@ -97,6 +98,7 @@ def compare(args):
         verbose=1,
         refit=True,
         report=print,
+        client=args.scheduler,
     )
     plan = table.attrs["plan"]
     table.to_csv(out / "results.csv", index=False)
@@ -189,6 +191,13 @@ def main(argv=None):
     cmp.add_argument("--max-length", type=int, default=64, help="tokens per text, 2 or more (default 64)")
     cmp.add_argument("--cache-dir", default="auto")
     cmp.add_argument("--random-state", type=int, default=0, help="seed, 0 or more (default 0)")
+    cmp.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run the method x fold tasks on the Dask cluster of this scheduler (e.g. tcp://host:8786); "
+        "needs pip install 'skllm-toolkit[dask]'",
+    )
     args = parser.parse_args(argv)
     args.parser = cmp
     try:
@@ -206,7 +215,7 @@ def main(argv=None):
         cmp.error(str(exc))
     try:
         return compare(args)
-    except InputError as exc:
+    except (InputError, ConnectionError, MissingDependencyError) as exc:
         print(f"skllm compare: error: {exc}", file=sys.stderr)
         return 2
 

@@ -467,6 +467,7 @@ def compare_methods(
     cache_dir="auto",
     random_state=0,
     out_dir=None,
+    client=None,
     verbose=1,
 ):
     """Cross-validate several methods on the same folds and return one row per method.
@@ -505,6 +506,16 @@ def compare_methods(
         fingerprint of everything that produced it: the texts and labels, the
         folds, the settings and the method's hyperparameters. A later run reuses
         a row only when its fingerprint matches, and recomputes the others.
+    client : distributed.Client or str, default=None
+        Run the (method, fold) tasks on this Dask cluster (a client, or the
+        scheduler's address such as ``"tcp://host:8786"``) instead of one after
+        the other here: same folds, same estimators, same scores. Each method's
+        row is saved to ``out_dir`` as soon as its last fold finishes, and the
+        best method's refit runs on the cluster too. With a ``time_budget``, the
+        plan is timed here and made as for one process, and the tasks not
+        finished at the budget's end are cancelled (their methods skipped).
+        Needs ``pip install 'skllm-toolkit[dask]'``; see "Running on a cluster"
+        in the documentation.
     verbose : int, default=1
         Progress over methods and folds, and the time plan.
 
@@ -547,6 +558,7 @@ def compare_methods(
         random_state=random_state,
         out_dir=out_dir,
         verbose=verbose,
+        client=client,
     )
     return table
 
@@ -569,12 +581,65 @@ def run_comparison(
     verbose,
     refit=False,
     report=None,
+    client=None,
 ):
     """``compare_methods``, and with ``refit`` also the best method refitted on all the texts used.
 
     Returns ``(table, best)``; ``best`` is ``None`` without ``refit`` or when every method failed.
     ``report`` receives the lines meant for people (default: printed when ``verbose``).
+    ``client``: a ``distributed.Client`` or a scheduler address (the tasks run on that cluster).
     """
+    owned = False
+    if client is not None:
+        from ._dask import connect
+
+        # First: an address that does not answer fails in seconds, before any model is timed.
+        client, owned = connect(client)
+    try:
+        return _run_comparison(
+            X,
+            y,
+            methods,
+            cv=cv,
+            encoder=encoder,
+            llm=llm,
+            epochs=epochs,
+            max_length=max_length,
+            max_samples=max_samples,
+            time_budget=time_budget,
+            cache_dir=cache_dir,
+            random_state=random_state,
+            out_dir=out_dir,
+            verbose=verbose,
+            refit=refit,
+            report=report,
+            client=client,
+        )
+    finally:
+        if owned:
+            client.close()
+
+
+def _run_comparison(
+    X,
+    y,
+    methods,
+    *,
+    cv,
+    encoder,
+    llm,
+    epochs,
+    max_length,
+    max_samples,
+    time_budget,
+    cache_dir,
+    random_state,
+    out_dir,
+    verbose,
+    refit,
+    report,
+    client,
+):
     import pandas as pd
     from sklearn.base import clone
     from sklearn.metrics import accuracy_score, f1_score
@@ -732,9 +797,32 @@ def run_comparison(
         total = sum(estimated.values())
         return sum(spent.values()) / total if total else 1.0
 
+    def save_row(name, row):
+        if rows_dir is not None and row["status"] == "computed":
+            stored = {k: v for k, v in row.items() if k != "status"}
+            (rows_dir / f"{name}.json").write_text(json.dumps({"fingerprint": fingerprints[name][1], "row": stored}))
+
     todo = [name for name in methods if name not in rows]
+    if client is not None:
+        from ._dask import run_folds
+
+        rows.update(
+            run_folds(
+                client,
+                todo,
+                {name: fingerprints[name][0] for name in todo},
+                folds,
+                texts_used,
+                y_used,
+                deadline=deadline,
+                verbose=verbose,
+                on_row=save_row,
+                report=report,
+            )
+        )
+        todo = []
     for name in tqdm(todo, desc="methods", disable=not verbose):
-        template, fingerprint = fingerprints[name]
+        template = fingerprints[name][0]
         row = {"method": name, "status": "computed", "error": ""}
         expected = plan["per_method"].get(name, 0.0) * drift(name)
         if deadline is not None and time.perf_counter() + expected > deadline:
@@ -779,9 +867,7 @@ def run_comparison(
         family = _family(name)
         spent[family] = spent.get(family, 0.0) + time.perf_counter() - method_start
         estimated[family] = estimated.get(family, 0.0) + plan["per_method"].get(name, 0.0)
-        if rows_dir is not None and row["status"] == "computed":
-            stored = {k: v for k, v in row.items() if k != "status"}
-            (rows_dir / f"{name}.json").write_text(json.dumps({"fingerprint": fingerprint, "row": stored}))
+        save_row(name, row)
         rows[name] = row
 
     table = pd.DataFrame([rows[name] for name in methods]).reindex(columns=COLUMNS)
@@ -793,6 +879,11 @@ def run_comparison(
     ok = table[table["status"].isin(["computed", "reused"])]
     if refit and len(ok):
         name = ok.loc[ok["accuracy_mean"].idxmax(), "method"]
-        best = clone(fingerprints[name][0]).fit(list(texts_used), y_used)
+        if client is not None:
+            from ._dask import refit as refit_on_cluster
+
+            best = refit_on_cluster(client, fingerprints[name][0], texts_used, y_used)
+        else:
+            best = clone(fingerprints[name][0]).fit(list(texts_used), y_used)
     logger.info("comparison took %.1f s", time.perf_counter() - started)
     return table, best

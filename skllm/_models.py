@@ -45,6 +45,9 @@ _HASH_LIMIT_BYTES = 2 * 1024**3
 
 _registry = {}
 _registry_lock = threading.Lock()
+# How many times this process read each backbone from disk: a Dask worker (or any
+# process) must load a backbone once per configuration, whatever the number of tasks.
+_load_counts = {}
 _identity_memo = {}
 _warned_quantized = set()
 
@@ -109,7 +112,7 @@ def resolve_model(name, revision=None, *, param="model_name", cache_dir="auto"):
             )
         return ModelSource(name, revision, os.path.abspath(name), "local")
     if name.startswith((".", "/", "~")) or os.path.isfile(name):
-        raise ValueError(f"{param}={name!r} looks like a path, but no such folder exists.")
+        raise ValueError(f"{param}={name!r} looks like a path, but no such folder exists{_where()}.")
     cached = _hub_cached_folder(name, revision)
     if cached is not None:
         return ModelSource(name, revision, cached, "hub-cache")
@@ -214,7 +217,18 @@ def _missing_model_error(source, exc):
         )
     else:
         hint = " Pass a local folder, or a Hub id that is reachable or already cached."
-    return OSError(f"Could not load model {source.name!r} (revision {source.revision!r}).{hint} Cause: {exc}")
+    return OSError(f"Could not load model {source.name!r} (revision {source.revision!r}){_where()}.{hint} Cause: {exc}")
+
+
+def _where():
+    """`` on Dask worker ADDRESS (host HOST)`` inside a Dask worker, else empty.
+
+    A model missing on one machine of a cluster must say which machine.
+    """
+    from ._dask import worker_address
+
+    address = worker_address()
+    return f" on Dask worker {address}" if address else ""
 
 
 def _folder_fingerprint(folder):
@@ -284,6 +298,7 @@ def load_backbone(source, device, kind="base"):
         if key not in _registry:
             logger.info("loading %s on %s", source, device)
             _registry[key] = _load(source, device, kind)
+            _load_counts[key] = _load_counts.get(key, 0) + 1
         return _registry[key]
 
 

@@ -1,0 +1,362 @@
+"""Running on a Dask cluster: embedding a Dask column, comparison tasks, worker-side helpers.
+
+Estimators travel to the workers as pickles without weights (see ``_live.py``);
+each worker process loads a backbone once per configuration through the
+per-process registry of ``_models.load_backbone``, however many tasks it runs.
+"""
+
+import contextlib
+import logging
+import os
+import sys
+import time
+import uuid
+
+import numpy as np
+
+from .exceptions import MissingDependencyError
+
+logger = logging.getLogger(__name__)
+
+INSTALL = "pip install 'skllm-toolkit[dask]'"
+# How long a client waits for a scheduler before saying that none answered.
+CONNECT_TIMEOUT = 10.0
+
+
+def require(feature, package="distributed"):
+    """Import ``package`` (``distributed`` or ``dask.dataframe``), or say which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(package)
+    except ImportError as exc:
+        raise MissingDependencyError(package.split(".")[0], feature, INSTALL) from exc
+
+
+def worker_address():
+    """The address of the Dask worker running this code, or ``None`` outside a worker.
+
+    ``distributed`` is not imported for this: a process that never imported it
+    runs no Dask worker.
+    """
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return None
+    try:
+        worker = distributed.get_worker()
+    except (ValueError, AttributeError):
+        return None
+    return worker.address
+
+
+def task_threads():
+    """Torch threads for one task on a Dask worker: one per Dask thread unless the worker's environment says more.
+
+    A worker with ``nthreads=N`` runs up to N tasks at once; with one torch thread
+    each, it uses at most N cores, and workers sharing a machine do not
+    oversubscribe it. Dask's nanny sets ``OMP_NUM_THREADS=1`` in each worker (its
+    ``distributed.nanny.pre-spawn-environ`` setting, which is where a larger value
+    is given for workers that run one large task at a time).
+    """
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "1")))
+    except ValueError:
+        return 1
+
+
+@contextlib.contextmanager
+def worker_threads():
+    """Inside a Dask worker, run the block with ``task_threads()`` torch threads (restored after)."""
+    if worker_address() is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(task_threads())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def backbone_loads():
+    """``{model location: times read from disk}`` in this process (run on each worker with ``client.run``)."""
+    from . import _models
+
+    counts = {}
+    for (location, _revision, _device, _kind), n in _models._load_counts.items():
+        counts[location] = counts.get(location, 0) + n
+    return counts
+
+
+@contextlib.contextmanager
+def naming_the_worker():
+    """Re-raise an error on a worker with the worker's address in its message, keeping its type."""
+    try:
+        yield
+    except Exception as exc:
+        address = worker_address()
+        if address is None or address in str(exc):
+            raise
+        try:
+            named = type(exc)(f"{exc} [on Dask worker {address}]")
+        except Exception:  # an exception type with another signature: keep it as it is
+            raise exc from None
+        raise named.with_traceback(exc.__traceback__) from exc
+
+
+# -- connecting ---------------------------------------------------------------------------------
+def connect(client, *, param="client", timeout=None):
+    """``(client, owned)``: a ``distributed.Client`` as given, or a new one connected to an address.
+
+    ``owned`` is True when the client was made here (and is closed by the caller).
+    A scheduler that does not answer raises a ``ConnectionError`` within ``timeout`` seconds.
+    """
+    distributed = require("Running on a Dask cluster")
+    if isinstance(client, distributed.Client):
+        return client, False
+    if not isinstance(client, str) or not client.strip():
+        raise ValueError(
+            f"{param} must be a distributed.Client or a scheduler address such as 'tcp://host:8786', got {client!r}."
+        )
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
+    started = time.perf_counter()
+    try:
+        return distributed.Client(client, timeout=timeout, set_as_default=False), True
+    except (OSError, TimeoutError) as exc:
+        raise ConnectionError(
+            f"No Dask scheduler answered at {client!r} within {time.perf_counter() - started:.0f} s ({exc}). "
+            f"Check the address and that the scheduler runs (dask scheduler) and is reachable from here."
+        ) from None
+
+
+# -- embedding a Dask column --------------------------------------------------------------------
+def _embedding_columns(embedder):
+    from sklearn.base import clone
+
+    if hasattr(embedder, "embedding_dim_"):
+        dim = embedder.embedding_dim_
+    else:
+        from transformers import AutoConfig
+
+        from . import _models
+
+        source = _models.resolve_model(embedder.model_name, embedder.revision, cache_dir=embedder.cache_dir)
+        dim = int(AutoConfig.from_pretrained(source.location).hidden_size)
+    prefix = type(clone(embedder)).__name__.lower()
+    return [f"{prefix}{i}" for i in range(dim)]
+
+
+def _embed_partition(texts, embedder, columns):
+    import pandas as pd
+    from sklearn.base import clone
+
+    with naming_the_worker(), worker_threads():
+        if not hasattr(embedder, "model_identity_"):
+            # fit() only finds the model: the registry of this process holds its weights after the first partition.
+            embedder = clone(embedder).fit()
+        vectors = embedder.transform(texts) if len(texts) else np.empty((0, len(columns)), dtype=np.float32)
+    return pd.DataFrame(vectors, index=texts.index, columns=columns)
+
+
+def dask_embed(texts, embedder=None):
+    """Embed a Dask Series (or one-column DataFrame) of texts, partition by partition, on the cluster.
+
+    Each partition is embedded by one task on a worker; the result is a lazy Dask
+    DataFrame with the same partitions, row order and index, and one float32
+    column per embedding dimension (named like the embedder's
+    ``get_feature_names_out``). Nothing is gathered in the calling process:
+    write it with ``to_parquet`` or reduce it on the cluster. Each worker loads
+    the model once (the embedder travels without weights) and stores every
+    embedding in its machine's persistent cache, so a second pass, or a
+    ``TransformerEmbedder`` with the same settings in a pipeline later, reads
+    them back instead of computing them.
+
+    Parameters
+    ----------
+    texts : dask.dataframe.Series or dask.dataframe.DataFrame with one column
+        The texts (strings, no missing values).
+    embedder : TransformerEmbedder, default=None
+        Its settings say how to embed (model, pooling, cache folder...); fitted
+        or not. ``None`` is ``TransformerEmbedder()``. Without a fitted
+        embedder, the model's configuration (not its weights) is read here to
+        know the embedding size.
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+        One row per text, same index and partitions as ``texts``.
+
+    Examples
+    --------
+    >>> import dask.dataframe as dd
+    >>> import pandas as pd
+    >>> from skllm import TransformerEmbedder, dask_embed
+    >>> texts = dd.from_pandas(pd.Series(["a great film", "dull", "loved it"], index=[10, 20, 30]), npartitions=2)
+    >>> embeddings = dask_embed(texts, TransformerEmbedder())
+    >>> frame = embeddings.compute(scheduler="synchronous")  # a Client's cluster when one is connected
+    >>> frame.shape, frame.index.tolist()
+    ((3, 384), [10, 20, 30])
+    """
+    dd = require("dask_embed", "dask.dataframe")
+    from ._embed import TransformerEmbedder
+
+    embedder = TransformerEmbedder() if embedder is None else embedder
+    if not isinstance(embedder, TransformerEmbedder):
+        raise TypeError(f"embedder must be a TransformerEmbedder or None, got {type(embedder).__name__}.")
+    if isinstance(texts, dd.DataFrame):
+        if len(texts.columns) != 1:
+            raise ValueError(
+                f"texts must be a Dask Series or a Dask DataFrame with one column; this one has "
+                f"{len(texts.columns)}: {list(texts.columns)}. Pass the column, e.g. frame['text']."
+            )
+        texts = texts[texts.columns[0]]
+    if not isinstance(texts, dd.Series):
+        raise TypeError(
+            f"texts must be a Dask Series or one-column Dask DataFrame, got {type(texts).__name__}; "
+            f"TransformerEmbedder.transform takes in-memory texts."
+        )
+    embedder._validate_params()
+    import pandas as pd
+
+    columns = _embedding_columns(embedder)
+    meta = pd.DataFrame(
+        {c: np.empty(0, dtype=np.float32) for c in columns}, index=texts._meta.index[:0], columns=columns
+    )
+    return texts.map_partitions(_embed_partition, embedder, columns, meta=meta)
+
+
+# -- the comparison's tasks ---------------------------------------------------------------------
+def _fold_task(template, texts, y, train, test, measure_model):
+    """Fit a clone of ``template`` on ``train`` and score it on ``test`` (one task of a comparison)."""
+    import pickle
+
+    from sklearn.base import clone
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from ._compare import _trainable
+
+    with naming_the_worker(), worker_threads():
+        est = clone(template)
+        start = time.perf_counter()
+        est.fit(list(texts[train]), y[train])
+        fit_s = time.perf_counter() - start
+        start = time.perf_counter()
+        pred = est.predict(list(texts[test]))
+        pred_s = (time.perf_counter() - start) / len(test) * 1000
+        result = {
+            "accuracy": float(accuracy_score(y[test], pred)),
+            "f1_macro": float(f1_score(y[test], pred, average="macro")),
+            "fit_seconds": fit_s,
+            "predict_seconds_per_1000": pred_s,
+        }
+        if measure_model:
+            result.update(trainable_params=_trainable(est), model_bytes=len(pickle.dumps(est)))
+    return result
+
+
+def _refit_task(template, texts, y):
+    from sklearn.base import clone
+
+    with naming_the_worker(), worker_threads():
+        return clone(template).fit(list(texts), y)
+
+
+def run_folds(client, todo, templates, folds, texts, y, *, deadline=None, verbose=1, on_row=None, report=print):
+    """Run every (method, fold) of ``todo`` as one task on the cluster; return ``{method: row}``.
+
+    The rows are what the local loop makes: the same folds and estimators, so the
+    same scores. A method's row is complete (and handed to ``on_row``, which
+    saves it for resuming) as soon as its last fold finishes; progress advances
+    as each task completes, in whatever order. At ``deadline`` the unfinished
+    tasks are cancelled and their methods reported as skipped.
+    """
+    distributed = require("Running a comparison on a Dask cluster")
+    from tqdm.auto import tqdm
+
+    texts_f, y_f = client.scatter([texts, y], broadcast=False)
+    futures = {}
+    last = len(folds) - 1
+    for name in todo:
+        for i, (train, test) in enumerate(folds):
+            future = client.submit(
+                _fold_task,
+                templates[name],
+                texts_f,
+                y_f,
+                train,
+                test,
+                i == last,
+                key=f"skllm-compare-{name}-fold{i}-{uuid.uuid4().hex[:8]}",
+            )
+            futures[future] = (name, i)
+    results = {name: [None] * len(folds) for name in todo}
+    errors, rows = {}, {}
+    remaining = {name: len(folds) for name in todo}
+    completed = distributed.as_completed(list(futures), with_results=False)
+    progress = tqdm(total=len(futures), desc="method x fold tasks", disable=not verbose)
+    try:
+        for future in _until(completed, deadline):
+            name, i = futures[future]
+            progress.update(1)
+            if name in errors:
+                continue
+            try:
+                results[name][i] = future.result()
+            except Exception as exc:  # one method failing must not stop the others
+                errors[name] = f"{type(exc).__name__}: {exc}"[:300]
+                for other, (n, _) in futures.items():
+                    if n == name:
+                        other.cancel()
+                rows[name] = {"method": name, "status": "failed", "error": errors[name]}
+                progress.update(remaining[name] - 1)
+                continue
+            remaining[name] -= 1
+            if remaining[name] == 0:
+                rows[name] = _row(name, results[name])
+                if on_row is not None:
+                    on_row(name, rows[name])
+    finally:
+        progress.close()
+    unfinished = [name for name in todo if name not in rows]
+    if unfinished:
+        report(f"{', '.join(unfinished)}: skipped, not finished within the time budget (tasks cancelled)")
+        client.cancel([f for f, (n, _) in futures.items() if n in unfinished])
+        for name in unfinished:
+            rows[name] = {"method": name, "status": "skipped", "error": ""}
+    return rows
+
+
+def _until(completed, deadline):
+    """The futures of ``completed`` as they finish, until ``deadline`` (``time.perf_counter``) passes."""
+    if deadline is None:
+        yield from completed
+        return
+    while not completed.is_empty():
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            return
+        batch = completed.next_batch(block=False)
+        if batch:
+            yield from batch
+        else:
+            time.sleep(min(0.2, left))
+
+
+def _row(name, folds):
+    row = {"method": name, "status": "computed", "error": ""}
+    for metric in ("accuracy", "f1_macro"):
+        values = [f[metric] for f in folds]
+        row[f"{metric}_mean"] = float(np.mean(values))
+        row[f"{metric}_std"] = float(np.std(values))
+    row["fit_seconds"] = float(np.mean([f["fit_seconds"] for f in folds]))
+    row["predict_seconds_per_1000"] = float(np.mean([f["predict_seconds_per_1000"] for f in folds]))
+    row["trainable_params"] = folds[-1]["trainable_params"]
+    row["model_bytes"] = folds[-1]["model_bytes"]
+    return row
+
+
+def refit(client, template, texts, y):
+    """``clone(template).fit(texts, y)`` on a worker; the fitted estimator comes back without its weights' backbone."""
+    return client.submit(_refit_task, template, list(texts), y, pure=False).result()
