@@ -53,7 +53,8 @@ NOTEBOOKS := $(patsubst %.py,%.ipynb,$(wildcard docs/notebooks/*.py))
 
 docs/notebooks/%.ipynb: docs/notebooks/%.py $(VENV)/.docs-installed
 	@start=$$(date +%s); \
-	HF_HUB_OFFLINE=1 $(VENV)/bin/jupytext --quiet --to ipynb --execute --output $@.part.ipynb $< && \
+	HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error HF_HUB_DISABLE_PROGRESS_BARS=1 \
+	PYTHONWARNINGS="ignore:IProgress not found" $(VENV)/bin/jupytext --quiet --to ipynb --execute --output $@.part.ipynb $< && \
 	mv $@.part.ipynb $@ && \
 	echo "$< executed in $$(( $$(date +%s) - start )) s"
 
