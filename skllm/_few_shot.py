@@ -152,7 +152,7 @@ class FewShotClassifier(PromptClassifier):
         # A demonstration would see its own answer in its prompt.
         shown = set(getattr(self.example_selection_, "indices_", ()))
         rest = [i for i in range(len(texts)) if i not in shown]
-        self._fit_calibration([texts[i] for i in rest], [y[i] for i in rest], self.random_state)
+        self._fit_calibration([texts[i] for i in rest], [y[i] for i in rest], self.random_state, pool_indices=rest)
         return self
 
     def _render_examples(self, indices):
@@ -161,9 +161,9 @@ class FewShotClassifier(PromptClassifier):
             self.example_template.format(text=self.examples_[i][0], label=words[self.examples_[i][1]]) for i in indices
         )
 
-    def _prompts(self, texts):
+    def _prompts(self, texts, exclude=None):
         return self._fit_prompts(
             texts,
-            self.example_selection_.select(texts),
+            self.example_selection_.select(texts, exclude=exclude),
             lambda idx, k, q: self._content(q, self._render_examples(idx[len(idx) - k :])),
         )

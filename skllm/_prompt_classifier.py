@@ -70,6 +70,14 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             self.classes_ = np.empty(len(classes), dtype=object)
             self.classes_[:] = classes
         self.label_words_ = [str(words.get(c, c)) for c in classes]
+        codes = [c for c in classes if c not in words and isinstance(c, numbers.Number)]
+        if codes:
+            warnings.warn(
+                f"The classes {codes!r} are numbers, shown to the model as {[str(c) for c in codes]!r}, which say "
+                f"nothing about the task; give label_words, e.g. {{{codes[0]!r}: 'negative'}}.",
+                UserWarning,
+                stacklevel=3,
+            )
         if len(set(self.label_words_)) != len(self.label_words_):
             raise ValueError(f"Two classes have the same wording: {self.label_words_!r}; set label_words.")
         # The continuation that is scored: the wording, after a space when the
@@ -83,7 +91,7 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
     def _content(self, text, examples):
         return self.template_.format(text=text, labels=", ".join(self.label_words_), examples=examples)
 
-    def _fit_calibration(self, texts=None, y=None, random_state=0):
+    def _fit_calibration(self, texts=None, y=None, random_state=0, pool_indices=None):
         """Estimate the model's prior over the class wordings in this prompt (a few passes, once per fit).
 
         ``"batch"`` (Zhou et al., 2024): the class probabilities of up to
@@ -93,6 +101,8 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         log-likelihood of each wording after the prompt with an empty text
         (domain-conditional PMI). ``decision_function`` subtracts the log of
         the prior. Every estimate uses the same prompt as a real text.
+        ``pool_indices`` maps ``texts`` to the pool of demonstrations, so that
+        a calibration text is never its own demonstration.
         """
         self.calibrated_on_ = None
         if self.calibration is None:
@@ -108,12 +118,14 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             rng = check_random_state(0 if random_state is None else random_state)
             chosen = balanced_order(np.arange(len(texts)), [repr(v) for v in y], CALIBRATION_TEXTS, rng)
             sample = [texts[i] for i in sorted(chosen)]
+            exclude = None if pool_indices is None else [pool_indices[i] for i in sorted(chosen)]
         else:
             method = "contextual" if method == "batch" else method
             sample = list(CONTENT_FREE_TEXTS) if method == "contextual" else [""]
+            exclude = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TruncationWarning)
-            scores = self._score_prompts(self._prompts(sample))
+            scores = self._score_prompts(self._prompts(sample, exclude=exclude))
         self.calibrated_on_ = method
         self.label_prior_ = scores[0] if method == "domain" else np.log(softmax(scores).mean(axis=0))
 
@@ -166,8 +178,8 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
                 scores[batch] = logp.cpu().numpy()
         return scores
 
-    def _prompts(self, texts):
-        """Token ids of the prompt of every text (demonstrations chosen per text)."""
+    def _prompts(self, texts, exclude=None):
+        """Token ids of the prompt of every text (demonstrations chosen per text; ``exclude``: see ``select``)."""
         raise NotImplementedError
 
     def decision_function(self, X):

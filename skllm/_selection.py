@@ -52,8 +52,13 @@ class ExampleSelection(BaseEstimator):
         """Choose from the pool ``X`` with labels (or outputs) ``y``."""
         raise NotImplementedError
 
-    def select(self, X):
-        """Pool indices of the demonstrations of each text of ``X``, the most relevant last."""
+    def select(self, X, exclude=None):
+        """Pool indices of the demonstrations of each text of ``X``, the most relevant last.
+
+        ``exclude`` gives, per text, a pool index that must not be among its
+        demonstrations (or None): a pool text that is classified itself, to
+        estimate the calibration prior, must not see its own answer.
+        """
         raise NotImplementedError
 
     def _check_pool(self, X, y, n_examples):
@@ -72,7 +77,8 @@ class _SameForEveryText(ExampleSelection):
         self.indices_ = self._choose(len(X), y, k, check_random_state(random_state))
         return self
 
-    def select(self, X):
+    def select(self, X, exclude=None):
+        # Fixed demonstrations: the estimator keeps them out of what it classifies to calibrate.
         check_is_fitted(self, "indices_")
         return [list(self.indices_) for _ in range(len(X))]
 
@@ -236,10 +242,13 @@ class NearestSelection(ExampleSelection):
         lexical = np.where(scores > 0, lexical, -1)  # sharing no word: not in the lexical ranking
         return [ids for ids, _ in reciprocal_rank_fusion(list(zip(dense, lexical)), len(self.pool_))]
 
-    def select(self, X):
+    def select(self, X, exclude=None):
         check_is_fitted(self, "labels_")
         chosen = []
-        for ranked in self._rankings(X):
+        exclude = [None] * len(X) if exclude is None else exclude
+        for ranked, skip in zip(self._rankings(X), exclude):
+            if skip is not None:
+                ranked = np.asarray(ranked)[np.asarray(ranked) != skip]
             if self.balance:
                 picks = balanced_order(ranked, self.labels_, self.n_examples_)
             else:

@@ -109,5 +109,5 @@ class ZeroShotClassifier(PromptClassifier):
             self._fit_calibration()
         return self
 
-    def _prompts(self, texts):
+    def _prompts(self, texts, exclude=None):
         return self._fit_prompts(texts, [[]] * len(texts), lambda idx, k, q: self._content(q, ""))

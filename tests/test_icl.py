@@ -1,6 +1,7 @@
 import json
 import pickle
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -230,6 +231,24 @@ def test_few_shot_nearest_picks_the_most_similar_examples(tiny_llama, tiny_bert,
     assert set(clf.predict(X[:4])) <= {"neg", "pos"}
 
 
+def test_nearest_calibration_texts_are_not_their_own_demonstrations(tiny_llama, tiny_bert, pool, cache_dir):
+    X, y = pool
+    clf = FewShotClassifier(
+        tiny_llama, n_examples=2, example_selection="nearest", embedder_model=tiny_bert, cache_dir=cache_dir
+    ).fit(X, y)
+    ranked = clf.example_selection_.select([X[5]])[0]  # its own text last, as the most similar
+    assert ranked[-1] == 5 and 5 not in clf.example_selection_.select([X[5]], exclude=[5])[0]
+    picks = clf.example_selection_.select(X, exclude=list(range(len(X))))
+    assert all(i not in p and len(p) == 2 for i, p in enumerate(picks))
+    # The prior is the mean prediction on pool texts whose prompts do not show themselves.
+    seen = []
+    original = clf.example_selection_.select
+    clf.example_selection_.select = lambda texts, exclude=None: seen.append((texts, exclude)) or original(texts, exclude)
+    clf._fit_calibration(X, y, 0, pool_indices=list(range(len(X))))
+    texts, exclude = seen[-1]
+    assert exclude is not None and [X[i] for i in exclude] == texts
+
+
 def test_long_prompts_drop_demonstrations_not_the_text(tiny_llama, pool):
     X, y = pool
     text = "hello see you later"
@@ -262,6 +281,13 @@ def test_numpy_labels_and_mixed_classes(tiny_llama, pool):
     assert set(clf.predict(X[:3])) <= {"neg", "pos"}
     with pytest.raises(ValueError, match="cannot be ordered"):
         ZeroShotClassifier(tiny_llama, classes=["spam", 0]).fit()
+    # Codes tell the model nothing: a warning names them, label_words silences it.
+    with pytest.warns(UserWarning, match=r"classes \[0, 1\] are numbers.*label_words"):
+        ZeroShotClassifier(tiny_llama, classes=[0, 1]).fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        clf = ZeroShotClassifier(tiny_llama, classes=[0, 1], label_words={0: "bad", 1: "good"}).fit()
+    assert clf.label_words_ == ["bad", "good"]
 
 
 def test_pickle_holds_no_weights(tiny_llama, pool):
