@@ -19,11 +19,14 @@ from skllm import (
     FewShotClassifier,
     FewShotGenerator,
     FineTuneClassifier,
+    FineTuneGenerator,
     FineTuneRegressor,
     LabelEncodedClassifier,
     LoRA,
     NearestSelection,
+    PreferenceTuner,
     RetrievalQA,
+    RewardModel,
     TransformerEmbedder,
     ZeroShotClassifier,
 )
@@ -62,6 +65,16 @@ def _qa(paths, tmp_path):
     return RetrievalQA(index, generator=FewShotGenerator(paths["tiny_llama"], max_new_tokens=3), k=1)
 
 
+def _shorter(prompts, completions):
+    """A reward for the tuner's contract: short answers are better."""
+    return [-float(len(c)) for c in completions]
+
+
+def _tuner(paths, tmp_path):
+    generator = FineTuneGenerator(paths["tiny_llama"], max_new_tokens=3)
+    return PreferenceTuner(_shorter, generator, batch_size=4, n_generations=2, random_state=0)
+
+
 # name -> (factory, data, grid over the estimator's own parameters)
 CASES = {
     "TransformerEmbedder": (_embedder, "texts", {"pooling": ["mean", "max"]}),
@@ -89,6 +102,15 @@ CASES = {
         {"n_examples": [1, 2]},
     ),
     "RetrievalQA": (_qa, "text-target", {"k": [1, 2]}),
+    "FineTuneGenerator(lora)": (
+        lambda paths, tmp: FineTuneGenerator(
+            paths["tiny_llama"], method=LoRA(r=2), epochs=1, max_new_tokens=3, random_state=0
+        ),
+        "text-target",
+        {"method__r": [2, 4]},
+    ),
+    "RewardModel(lora)": (_finetune(RewardModel, LoRA(r=2)), "pairs", {"method__r": [2, 4]}),
+    "PreferenceTuner(rloo)": (_tuner, "prompts", {"kl_coef": [0.0, 0.1]}),
     "LabelEncodedClassifier(LogisticRegression)": (
         lambda paths, tmp: LabelEncodedClassifier(LogisticRegression()),
         "numeric",
@@ -106,6 +128,10 @@ def case(request, tiny_bert, tiny_llama, texts, tmp_path):
         X, y = texts
     elif data == "text-target":
         X, y = texts[0], [t.upper() for t in texts[0]]
+    elif data == "pairs":  # preferences: the data is one DataFrame, no y
+        X, y = _pairs(texts[0]), None
+    elif data == "prompts":
+        X, y = texts[0][:12], None
     elif data == "numeric-target":
         X, y = texts[0], np.array([float(len(t)) for t in texts[0]])
     else:
@@ -113,7 +139,22 @@ def case(request, tiny_bert, tiny_llama, texts, tmp_path):
     return estimator, X, y, grid
 
 
+def _pairs(texts):
+    import pandas as pd
+
+    pos, neg = texts[:6], texts[6:12]
+    return pd.DataFrame({"prompt": ["review"] * 18, "chosen": pos * 3, "rejected": neg * 3})
+
+
+def _predict_input(X):
+    """What predict takes for the fit data: (prompt, response) tuples for preference pairs."""
+    if hasattr(X, "columns") and "chosen" in X.columns:
+        return list(zip(X["prompt"], X["chosen"]))
+    return X
+
+
 def _output(estimator, X):
+    X = _predict_input(X)
     for method in ("predict_proba", "transform", "predict"):
         if hasattr(estimator, method):
             return np.asarray(getattr(estimator, method)(X))
@@ -165,13 +206,13 @@ class TestContract:
 
     def test_works_in_pipeline_and_gridsearch(self, case):
         estimator, X, y, grid = case
-        data_is_text = isinstance(X, list)
+        data_is_text = isinstance(X, list) or hasattr(X, "columns")
         pipe = _in_pipeline(estimator, data_is_text)
         step = pipe.steps[0][0] if hasattr(estimator, "transform") else pipe.steps[-1][0]
         search = GridSearchCV(pipe, {f"{step}__{k}": v for k, v in grid.items()}, cv=3)
         search.fit(X, y)
         assert len(search.cv_results_["params"]) == len(next(iter(grid.values())))
-        predictions = search.predict(X)
+        predictions = search.predict(_predict_input(X))
         assert len(predictions) == len(X)
         if is_classifier(search.best_estimator_):
             assert set(predictions) <= set(y)
@@ -207,6 +248,9 @@ TEXT_ESTIMATORS = [
     FewShotGenerator(),
     DocumentIndex(),
     RetrievalQA(),
+    FineTuneGenerator(),
+    RewardModel(),
+    PreferenceTuner(),
 ]
 
 

@@ -1,0 +1,251 @@
+"""FineTuneGenerator, RewardModel and PreferenceTuner on tiny models built from a config."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from skllm import FineTuneGenerator, LoRA, PreferenceTuner, PromptTuning, RewardModel
+from skllm._causal import IGNORE, build_example, sequence_loss
+from skllm._preference import dpo_loss, rloo_advantages
+from skllm._reward import bradley_terry_loss, preference_pairs
+from skllm.exceptions import TruncationWarning
+
+X = ["great film", "awful film", "loved it", "hated it"] * 3
+Y = ["good", "bad", "good", "bad"] * 3
+PAIRS = pd.DataFrame(
+    {
+        "prompt": ["the film was"] * 8,
+        "chosen": ["great fun", "loved it", "the best movie", "good acting"] * 2,
+        "rejected": ["awful and dull", "hated it", "the worst movie", "bad acting"] * 2,
+    }
+)
+
+
+def count_good(prompts, completions):
+    return [float(c.count("good")) - 0.1 * len(c) for c in completions]
+
+
+@pytest.fixture(scope="module")
+def untrained(tiny_llama):
+    return FineTuneGenerator(tiny_llama, epochs=0, max_new_tokens=4, random_state=0).fit(X, Y)
+
+
+# -- FineTuneGenerator ---------------------------------------------------------------
+
+
+def test_labels_mask_exactly_the_prompt_tokens(untrained):
+    ids, labels = untrained._examples(X[:2], Y[:2])
+    eos = untrained.tokenizer_.eos_token_id
+    for text, target, row, lab in zip(X, Y, ids, labels):
+        prompt = untrained._encode_prompt(text)
+        target_ids = untrained.tokenizer_(target, add_special_tokens=False)["input_ids"] + [eos]
+        assert row == prompt + target_ids
+        assert lab == [IGNORE] * len(prompt) + target_ids
+    assert build_example([5, 6], [7]) == ([5, 6, 7], [IGNORE, IGNORE, 7])
+
+
+def test_loss_is_the_cross_entropy_of_the_target_tokens_only(untrained):
+    network = untrained.network_
+    ids, labels = build_example([3, 4, 5, 6], [7, 8])
+    input_ids, mask = torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long)
+    with torch.no_grad():
+        loss = sequence_loss(network, input_ids, mask, torch.tensor([labels]))
+        logp = torch.log_softmax(network(input_ids, mask)[0], dim=-1)
+    naive = -(logp[3, 7] + logp[4, 8]) / 2  # position t predicts token t + 1
+    assert float(loss) == pytest.approx(float(naive), rel=1e-5)
+
+
+def test_fit_lowers_the_loss_and_lora_pickle_holds_the_adapter_only(tiny_llama):
+    gen = FineTuneGenerator(tiny_llama, method=LoRA(r=4), epochs=4, learning_rate=1e-2, random_state=0).fit(X, Y)
+    assert gen.loss_curve_[-1] < gen.loss_curve_[0]
+    assert gen.trainable_state_ and all("lora_" in name for name in gen.trainable_state_)
+    restored = pickle.loads(pickle.dumps(gen))
+    assert "network_" not in vars(restored)
+    assert restored.predict(X[:4]).tolist() == gen.predict(X[:4]).tolist()
+
+
+@pytest.mark.parametrize("method", ["full", PromptTuning(n_virtual_tokens=3), "adapter"])
+def test_other_methods_train_and_generate(tiny_llama, method):
+    gen = FineTuneGenerator(tiny_llama, method=method, epochs=1, max_new_tokens=3, random_state=0).fit(X, Y)
+    answers = gen.predict(X[:3])
+    assert answers.shape == (3,) and all(isinstance(a, str) for a in answers)
+    assert pickle.loads(pickle.dumps(gen)).predict(X[:3]).tolist() == answers.tolist()
+
+
+@pytest.mark.parametrize("method", ["prefix", "head"])
+def test_methods_that_do_not_apply_to_generation_are_refused(tiny_llama, method):
+    with pytest.raises(ValueError, match=f"method={method!r} does not apply to generation"):
+        FineTuneGenerator(tiny_llama, method=method).fit(X, Y)
+
+
+def test_sampling_is_reproducible_with_random_state(tiny_llama):
+    gen = FineTuneGenerator(tiny_llama, epochs=0, do_sample=True, max_new_tokens=5, random_state=3).fit(X, Y)
+    first = gen.predict(X).tolist()
+    assert gen.predict(X).tolist() == first
+    greedy = gen.set_params(do_sample=False).predict(X).tolist()
+    assert greedy != first  # the random tiny model's samples differ from its argmax
+
+
+def test_score_is_exact_match_or_chrf(untrained):
+    answers = untrained.predict(X)
+    assert untrained.score(X, answers.tolist()) == 1.0
+    untrained.set_params(metric="chrf")
+    try:
+        assert untrained.score(X, answers.tolist()) == pytest.approx(1.0)
+        assert untrained.score(X, ["zzzz"] * len(X)) < 0.5
+    finally:
+        untrained.set_params(metric="exact_match")
+
+
+def test_bad_generation_input_names_the_problem(tiny_llama):
+    gen = FineTuneGenerator(tiny_llama, epochs=0)
+    with pytest.raises(ValueError, match=r"empty target\(s\) at positions \[1\]"):
+        gen.fit(["a", "b"], ["x", "  "])
+    with pytest.raises(ValueError, match="X has 2 texts but y has 1"):
+        gen.fit(["a", "b"], ["x"])
+    with pytest.raises(ValueError, match="max_new_tokens=60 leaves no room"):
+        FineTuneGenerator(tiny_llama, max_length=64, max_new_tokens=60).fit(["a"], ["b"])
+    with pytest.raises(ValueError, match="template"):
+        FineTuneGenerator(tiny_llama, template="no field").fit(["a"], ["b"])
+    long_text = " ".join(["great film"] * 200)
+    with pytest.warns(TruncationWarning, match=r"rows \[1\]"):
+        fitted = FineTuneGenerator(tiny_llama, epochs=1, max_length=32, max_new_tokens=4).fit(
+            ["great", long_text], ["good", "good"]
+        )
+    ids, _ = fitted._examples(["great", long_text], ["good", "good"])
+    assert max(map(len, ids)) <= 32
+
+
+# -- RewardModel -----------------------------------------------------------------------
+
+
+def test_bradley_terry_loss_equals_the_naive_formula():
+    chosen, rejected = torch.tensor([1.0, -0.5, 2.0]), torch.tensor([0.0, 0.5, 2.0])
+    naive = np.mean([-np.log(1 / (1 + np.exp(-(c - r)))) for c, r in zip(chosen.tolist(), rejected.tolist())])
+    assert float(bradley_terry_loss(chosen, rejected)) == pytest.approx(naive, rel=1e-6)
+
+
+def test_ranked_lists_expand_to_every_strictly_ordered_pair():
+    ranked = pd.DataFrame(
+        {
+            "prompt": ["p", "p", "p", "q", "q", "r", "r"],
+            "response": ["a", "b", "c", "d", "e", "f", "g"],
+            "rank": [2, 1, 3, 1, 1, 1, 2],
+        }
+    )
+    prompts, chosen, rejected = preference_pairs(ranked)
+    assert list(zip(prompts, chosen, rejected)) == [
+        ("p", "b", "a"),
+        ("p", "b", "c"),
+        ("p", "a", "c"),
+        ("r", "f", "g"),  # q's two responses are tied: no pair
+    ]
+
+
+def test_bad_preferences_are_refused_with_their_rows():
+    bad = PAIRS.copy()
+    bad.loc[3, "rejected"] = bad.loc[3, "chosen"]
+    with pytest.raises(ValueError, match=r"same text, at rows \[3\]"):
+        preference_pairs(bad)
+    with pytest.raises(ValueError, match="no preference pair"):
+        preference_pairs(pd.DataFrame({"prompt": ["p", "p"], "response": ["a", "b"], "rank": [1, 1]}))
+    with pytest.raises(ValueError, match="columns"):
+        preference_pairs(pd.DataFrame({"text": ["a"]}))
+    missing = PAIRS.copy()
+    missing.loc[2, "chosen"] = None
+    with pytest.raises(ValueError, match="chosen"):
+        preference_pairs(missing)
+
+
+def test_reward_model_learns_the_preferences(tiny_bert):
+    rm = RewardModel(tiny_bert, method="full", epochs=8, learning_rate=1e-3, batch_size=4, random_state=0)
+    rm.fit(PAIRS)
+    assert rm.n_pairs_ == 8
+    assert rm.loss_curve_[-1] < rm.loss_curve_[0]
+    assert rm.score(PAIRS) == 1.0
+    as_tuples = rm.predict(list(zip(PAIRS["prompt"], PAIRS["chosen"])))
+    as_frame = rm.predict(PAIRS.rename(columns={"chosen": "response"})[["prompt", "response"]])
+    np.testing.assert_allclose(as_tuples, as_frame, atol=1e-6)
+    assert rm.predict(["great fun"]).shape == (1,)
+
+
+# -- PreferenceTuner ---------------------------------------------------------------------
+
+
+def test_rloo_advantages_and_dpo_loss_follow_their_definitions():
+    rewards = np.array([1.0, 2.0, 6.0, 0.0, 0.0, 3.0])
+    expected = [1 - 4, 2 - 3.5, 6 - 1.5, 0 - 1.5, 0 - 1.5, 3 - 0]
+    np.testing.assert_allclose(rloo_advantages(rewards, 3), expected)
+    pc, pr, rc, rr = (torch.tensor([v]) for v in (-1.0, -2.0, -1.5, -1.0))
+    naive = -np.log(1 / (1 + np.exp(-0.1 * ((-1.0 + 1.5) - (-2.0 + 1.0)))))
+    assert float(dpo_loss(pc, pr, rc, rr, 0.1)) == pytest.approx(naive, rel=1e-6)
+
+
+def test_rloo_starts_at_zero_kl_and_leaves_the_reference_untouched(tiny_llama):
+    sft = FineTuneGenerator(tiny_llama, epochs=1, max_new_tokens=5, random_state=0).fit(X, Y)
+    before = {k: v.copy() for k, v in sft.trainable_state_.items()}
+    tuner = PreferenceTuner(count_good, sft, batch_size=2, n_generations=3, learning_rate=5e-2, random_state=0)
+    tuner.fit(X[:6])
+    history = tuner.history_
+    assert list(history.columns) == ["step", "reward", "kl", "loss", "length"]
+    assert len(history) == tuner.n_steps_ == 3
+    assert history["kl"].iloc[0] == 0.0
+    assert (history["kl"].iloc[1:] != 0).any()  # the policy moved away from the reference
+    for name, value in sft.trainable_state_.items():
+        np.testing.assert_array_equal(value, before[name])  # the given generator is not trained
+    changed = [k for k, v in tuner.generator_.trainable_state_.items() if not np.array_equal(v, before[k])]
+    assert changed
+    restored = pickle.loads(pickle.dumps(tuner))
+    assert restored.predict(X[:3]).tolist() == tuner.predict(X[:3]).tolist()
+
+
+def test_dpo_raises_the_chosen_over_the_rejected(tiny_llama):
+    gen = FineTuneGenerator(tiny_llama, max_new_tokens=4)
+    tuner = PreferenceTuner(generator=gen, algorithm="dpo", kl_coef=0.1, epochs=3, learning_rate=1e-2, random_state=0)
+    tuner.fit(PAIRS)
+    history = tuner.history_
+    assert abs(history["kl"].iloc[0]) < 1e-5 and history["loss"].iloc[0] == pytest.approx(np.log(2), abs=1e-4)
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0]
+    assert history["accuracy"].iloc[-1] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("reward", "message"),
+    [
+        (lambda p, c: [float("nan")] * len(c), "NaN or infinite"),
+        (lambda p, c: [1.0], "one number per completion"),
+    ],
+)
+def test_a_bad_reward_is_reported(tiny_llama, reward, message):
+    tuner = PreferenceTuner(reward, FineTuneGenerator(tiny_llama, max_new_tokens=3), batch_size=2, n_generations=2)
+    with pytest.raises(ValueError, match=message):
+        tuner.fit(X[:2])
+
+
+def test_bad_tuner_parameters_are_named(tiny_llama):
+    sft = FineTuneGenerator(tiny_llama, epochs=0, max_new_tokens=3).fit(X, Y)
+    with pytest.raises(ValueError, match="needs a reward"):
+        PreferenceTuner(generator=sft).fit(X)
+    with pytest.raises(ValueError, match="method must be None with a fitted generator"):
+        PreferenceTuner(count_good, sft, method="full").fit(X)
+    with pytest.raises(ValueError, match="n_generations must be an integer >= 2"):
+        PreferenceTuner(count_good, sft, n_generations=1).fit(X)
+    with pytest.raises(ValueError, match="algorithm="):
+        PreferenceTuner(count_good, sft, algorithm="ppo").fit(X)
+
+
+def test_frozen_fitted_generator_survives_clone(tiny_llama):
+    from sklearn.base import clone
+    from sklearn.frozen import FrozenEstimator
+
+    sft = FineTuneGenerator(tiny_llama, epochs=1, max_new_tokens=3, random_state=0).fit(X, Y)
+    tuner = clone(PreferenceTuner(count_good, FrozenEstimator(sft), batch_size=2, n_generations=2, random_state=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tuner.fit(X[:2])
+    assert tuner.generator_.method_.name == sft.method_.name
+    assert set(tuner.generator_.trainable_state_) == set(sft.trainable_state_)
