@@ -200,7 +200,9 @@ class PreferenceTuner(BaseEstimator):
         check_number(self.max_grad_norm, "max_grad_norm", 0, allow_none=True, low_inclusive=False)
         check_int(self.verbose, "verbose", 0)
         if self.algorithm == "rloo" and self.reward is None:
-            raise ValueError("algorithm='rloo' needs a reward: a fitted RewardModel or a function reward(prompts, completions).")
+            raise ValueError(
+                "algorithm='rloo' needs a reward: a fitted RewardModel or a function reward(prompts, completions)."
+            )
         if self.reward is not None and not (callable(self.reward) or hasattr(self.reward, "predict")):
             raise ValueError(f"reward must be a fitted RewardModel or a callable, got {type(self.reward).__name__}.")
 
@@ -384,7 +386,10 @@ class PreferenceTuner(BaseEstimator):
 
         with torch.no_grad():
             ref = torch.cat(
-                [logps(reference, np.arange(i, min(i + 2 * self.batch_size, 2 * n))) for i in range(0, 2 * n, 2 * self.batch_size)]
+                [
+                    logps(reference, np.arange(i, min(i + 2 * self.batch_size, 2 * n)))
+                    for i in range(0, 2 * n, 2 * self.batch_size)
+                ]
             )
         batches = [
             order[i : i + self.batch_size]

@@ -191,7 +191,9 @@ class RewardModel(_FineTuneBase):
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the pairs, score their pairwise
         accuracy after each epoch and keep the best epoch.
-    revision, pooling, epochs, learning_rate, weight_decay, warmup_ratio, max_grad_norm, validation_fraction, n_iter_no_change, warm_start, random_state, device, dtype, cache_dir, verbose :
+    revision, pooling, epochs, learning_rate, weight_decay, warmup_ratio, max_grad_norm :
+        As for :class:`FineTuneClassifier`.
+    validation_fraction, n_iter_no_change, warm_start, random_state, device, dtype, cache_dir, verbose :
         As for :class:`FineTuneClassifier`.
 
     Attributes
@@ -200,9 +202,11 @@ class RewardModel(_FineTuneBase):
         Preference pairs trained on (after expanding ranked lists).
     loss_curve_ : list of float
         Mean Bradley-Terry loss of each epoch.
-    method_, trainable_state_, n_trainable_params_, validation_scores_, n_iter_, network_, tokenizer_, model_identity_, pooling_, max_length_, device_, dtype_, n_features_ :
+    method_, trainable_state_, n_trainable_params_, validation_scores_, n_iter_ :
         As for :class:`FineTuneClassifier` (validation scores are pairwise
         accuracies).
+    network_, tokenizer_, model_identity_, pooling_, max_length_, device_, dtype_, n_features_ :
+        As for :class:`FineTuneClassifier`.
 
     Examples
     --------
@@ -284,4 +288,3 @@ class RewardModel(_FineTuneBase):
         self._ensure_live()
         diff = self._outputs(self._inputs(_PairTexts(prompts, chosen, rejected)))[:, 0]
         return float(np.mean((diff > 0) + 0.5 * (diff == 0)))
-

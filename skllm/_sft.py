@@ -12,8 +12,8 @@ from . import _models
 from ._causal import build_example, check_generative_method, pad_examples, sequence_loss
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
 from ._finetune import _length_grouped_batches
-from ._lm import check_template
 from ._live import LiveStateMixin
+from ._lm import check_template
 from ._methods import resolve_method
 from ._tokens import pad_batch, pad_token_id
 from ._validation import check_bool, check_choice, check_int, check_number, check_texts

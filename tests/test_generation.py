@@ -249,3 +249,18 @@ def test_frozen_fitted_generator_survives_clone(tiny_llama):
         tuner.fit(X[:2])
     assert tuner.generator_.method_.name == sft.method_.name
     assert set(tuner.generator_.trainable_state_) == set(sft.trainable_state_)
+
+
+@pytest.mark.e2e
+def test_lora_sft_of_the_packaged_lm_learns_label_words_in_an_adapter_under_5_mb(session_cache, monkeypatch):
+    pytest.importorskip("gguf")
+    monkeypatch.setenv("SKLLM_CACHE_DIR", session_cache)
+    template = "Is this review positive or negative?\n\n{text}"
+    X = ["a wonderful, moving film", "dull and far too long", "funny and smart", "a tedious mess"] * 2
+    y = ["positive", "negative", "positive", "negative"] * 2
+    common = dict(template=template, max_new_tokens=3, max_length=64, random_state=0, device="cpu")
+    before = FineTuneGenerator(method=LoRA(r=8), epochs=0, **common).fit(X, y)
+    gen = FineTuneGenerator(method=LoRA(r=8), epochs=3, batch_size=4, **common).fit(X, y)
+    assert gen.loss_curve_[-1] < gen.loss_curve_[0] / 2
+    assert gen.score(X[:4], y[:4]) == 1.0 > before.score(X[:4], y[:4])
+    assert len(pickle.dumps(gen)) < 5e6
