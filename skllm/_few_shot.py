@@ -6,6 +6,8 @@ from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier, plain_l
 from ._selection import BalancedSelection, NearestSelection, RandomSelection, resolve_selection
 from ._validation import check_bool, check_int, check_texts
 
+# The default of skllm 0.1 and 0.2 (estimators pickled then keep it): demonstrations
+# rendered inline into {examples}. The default now renders them like the text itself.
 DEFAULT_EXAMPLE_TEMPLATE = "Text: {text}\nCategory: {label}\n\n"
 
 
@@ -36,8 +38,17 @@ class FewShotClassifier(PromptClassifier):
         as ``example_selection__<name>``).
     balance_nearest : bool, default=False
         With ``"nearest"``, take the nearest examples of each class in turn.
-    example_template : str, default="Text: {text}\\nCategory: {label}\\n\\n"
-        How one demonstration is rendered (fields ``{text}`` and ``{label}``).
+    example_template : str or None, default=None
+        How one demonstration is rendered. ``None``: exactly like the text to
+        classify, followed by its answer, so the model sees the same question
+        answered ``n_examples`` times before its own: with a chat model each
+        demonstration is an earlier turn of the conversation (the user's
+        message is ``template`` with the demonstration's text, the assistant's
+        reply its wording), without one it is ``template`` with its text, a
+        space and its wording. A string with ``{text}`` and ``{label}`` (e.g.
+        ``"Text: {text}\\nCategory: {label}\\n\\n"``, the default of skllm
+        0.2) is rendered into ``{examples}`` of the one prompt, for chat
+        models too.
     embedder_model : str, default="sentence-transformers/all-MiniLM-L6-v2"
         Encoder for ``"nearest"``.
     random_state : int, RandomState or None, default=None
@@ -78,7 +89,7 @@ class FewShotClassifier(PromptClassifier):
         n_examples=4,
         example_selection="balanced",
         balance_nearest=False,
-        example_template=DEFAULT_EXAMPLE_TEMPLATE,
+        example_template=None,
         label_words=None,
         length_normalize=True,
         calibration="batch",
@@ -139,7 +150,8 @@ class FewShotClassifier(PromptClassifier):
         check_int(self.n_examples, "n_examples", 0)
         check_bool(self.balance_nearest, "balance_nearest")
         selection = resolve_selection(self.example_selection, nearest=self._nearest)
-        check_template(self.example_template, "example_template", {"text", "label"}, {"text", "label"})
+        if self.example_template is not None:
+            check_template(self.example_template, "example_template", {"text", "label"}, {"text", "label"})
         texts = check_texts(X, estimator=self)
         y = plain_labels(y, "y")
         if len(y) != len(texts):
@@ -155,15 +167,19 @@ class FewShotClassifier(PromptClassifier):
         self._fit_calibration([texts[i] for i in rest], [y[i] for i in rest], self.random_state, pool_indices=rest)
         return self
 
-    def _render_examples(self, indices):
+    def _render(self, indices, k, text):
+        """Prompt content (a string, or chat messages) with the last ``k`` demonstrations of ``indices``."""
         words = dict(zip(self.classes_.tolist(), self.label_words_))
-        return "".join(
-            self.example_template.format(text=self.examples_[i][0], label=words[self.examples_[i][1]]) for i in indices
-        )
+        shown = [(self.examples_[i][0], words[self.examples_[i][1]]) for i in indices[len(indices) - k :]]
+        if self.example_template is not None:
+            return self._content(text, "".join(self.example_template.format(text=t, label=w) for t, w in shown))
+        if self.uses_chat_template_:
+            # Each demonstration is the same question as the text's, asked and answered earlier.
+            messages = []
+            for t, w in shown:
+                messages += [{"role": "user", "content": self._content(t, "")}, {"role": "assistant", "content": w}]
+            return [*messages, {"role": "user", "content": self._content(text, "")}]
+        return self._content(text, "".join(f"{self._content(t, '')} {w}\n\n" for t, w in shown))
 
     def _prompts(self, texts, exclude=None):
-        return self._fit_prompts(
-            texts,
-            self.example_selection_.select(texts, exclude=exclude),
-            lambda idx, k, q: self._content(q, self._render_examples(idx[len(idx) - k :])),
-        )
+        return self._fit_prompts(texts, self.example_selection_.select(texts, exclude=exclude), self._render)

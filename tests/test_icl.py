@@ -208,7 +208,28 @@ def test_few_shot_balanced_and_random_selection_are_reproducible(tiny_llama, poo
     random = FewShotClassifier(tiny_llama, n_examples=4, example_selection="random", random_state=1).fit(X, y)
     assert len(set(random.example_selection_.indices_)) == 4
     prompt = balanced.tokenizer_.decode(balanced._prompts(["hello"])[0])
-    assert all(X[i] in prompt for i in chosen) and "Category: pos" in prompt
+    assert all(X[i] in prompt for i in chosen) and "Answer with one word. pos" in prompt
+
+
+def test_demonstrations_are_rendered_like_the_text_or_with_example_template(tiny_llama, tiny_chat_llama, pool):
+    X, y = pool
+    question = "Which category fits the text: neg, pos? Answer with one word."
+    plain = FewShotClassifier(tiny_llama, n_examples=2, random_state=0).fit(X, y)
+    (a, b) = plain.example_selection_.indices_
+    expected = f"Text: {X[a]}\n\n{question} {y[a]}\n\nText: {X[b]}\n\n{question} {y[b]}\n\nText: hi\n\n{question}"
+    assert plain.tokenizer_.decode(plain._prompts(["hi"])[0]).strip().endswith(expected)
+    # A chat model sees each demonstration as an earlier turn, answered by the assistant.
+    chat = FewShotClassifier(tiny_chat_llama, n_examples=2, random_state=0).fit(X, y)
+    turns = "".join(
+        f"<s>user\nText: {X[i]}\n\n{question}</s>\n<s>assistant\n{y[i]}</s>\n" for i in chat.example_selection_.indices_
+    )
+    prompt = chat.tokenizer_.decode(chat._prompts(["hi"])[0])
+    assert prompt.endswith(turns + f"<s>user\nText: hi\n\n{question}</s>\n<s>assistant\n")
+    # An explicit example template is rendered into {examples} of the one message, chat or not.
+    inline = clone(chat).set_params(example_template="Q: {text} A: {label}\n").fit(X, y)
+    prompt = inline.tokenizer_.decode(inline._prompts(["hi"])[0])
+    assert prompt.count("<s>user") == 1 and f"Q: {X[a]} A: {y[a]}\n" in prompt
+    assert inline.predict(["hi"])[0] in {"neg", "pos"}
 
 
 def test_few_shot_nearest_picks_the_most_similar_examples(tiny_llama, tiny_bert, pool, cache_dir):
