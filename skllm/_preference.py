@@ -1,16 +1,14 @@
 """PreferenceTuner: tune a generator towards a reward (RLOO) or towards preferences directly (DPO).
 
 Both algorithms are written here, on the network, prompts and generation of
-FineTuneGenerator, rather than through TRL's RLOOTrainer and DPOTrainer. Those
-trainers take a model id or a transformers/peft model and drive it through
-accelerate, an output folder, ``datasets`` objects and their own logging and
-checkpointing; the methods of this library (prompt tuning on a causal LM,
-bottleneck adapters, a LoRA network whose pickle holds the adapter only) are
-not models they know how to build, save or reload, and a fitted
-FineTuneGenerator (for example a LoRA SFT model) is not a reference model they
-accept as such. The two losses are short (a few lines each, below), and
-writing them on the same network keeps one generation path, one pickling
-scheme and reproducible runs from ``random_state`` inside a forked RNG.
+FineTuneGenerator, rather than through TRL's RLOOTrainer and DPOTrainer. Tried
+with TRL 1.16: RLOOTrainer trains the LoRA network, but fails on the
+prompt-tuning one (the virtual tokens lengthen the sequence it aligns
+completions with), and with a peft model takes the base model with adapters off as the reference, so a LoRA SFT
+model could not be its own reference. It also wants a ``datasets.Dataset``, an
+output folder and a seed of its own. The two losses are a few lines each
+(below); written on the same network they give one generation path, one
+pickling scheme and runs reproducible from ``random_state`` in a forked RNG.
 """
 
 import copy
