@@ -7,8 +7,9 @@ prompt-tuning one (the virtual tokens lengthen the sequence it aligns
 completions with), and with a peft model takes the base model with adapters
 off as the reference, so a LoRA SFT model could not be its own reference. It
 also wants a ``datasets.Dataset``, an output folder and a seed of its own. The
-two losses are a few lines each (below); written on the same network they give one generation path, one
-pickling scheme and runs reproducible from ``random_state`` in a forked RNG.
+two losses are a few lines each (below); written on the same network they
+give one generation path, one pickling scheme and runs reproducible from
+``random_state`` in a forked RNG.
 """
 
 import copy
