@@ -310,7 +310,6 @@ def run_folds(client, todo, templates, folds, texts, y, *, deadline=None, verbos
                     if n == name:
                         other.cancel()
                 rows[name] = {"method": name, "status": "failed", "error": errors[name]}
-                progress.update(remaining[name] - 1)
                 continue
             remaining[name] -= 1
             if remaining[name] == 0:

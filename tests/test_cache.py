@@ -132,3 +132,20 @@ def test_unwritable_cache_warns_and_still_embeds(tiny_bert, tmp_path):
     with pytest.warns(CacheWarning, match="cannot be"):
         Z = emb.transform(["great film"])
     assert Z.shape == (1, 32)
+
+
+def test_cache_on_a_network_file_system_is_refused(tiny_bert, tmp_path, monkeypatch):
+    share = tmp_path / "shared space"
+    share.mkdir()
+    mounts = tmp_path / "mounts"
+    escaped = str(share).replace(" ", "\\040")
+    mounts.write_text(f"/dev/sda1 / ext4 rw 0 0\nfiler:/export {escaped} nfs4 rw,relatime 0 0\n")
+    monkeypatch.setattr(_cache, "_MOUNTS", str(mounts))
+    assert _cache.filesystem_type(share / "skllm" / "not-yet") == ("nfs4", str(share))
+    emb = TransformerEmbedder(tiny_bert, cache_dir=str(share / "skllm")).fit()
+    with pytest.raises(ValueError, match=r"skllm is on a network file system \(nfs4, mounted at .*shared space\)"):
+        emb.transform(["great film"])
+    assert not (share / "skllm").exists()  # refused before anything is written
+    # A local disk, and no cache at all, are fine.
+    assert TransformerEmbedder(tiny_bert, cache_dir=str(tmp_path / "local")).fit().transform(["a"]).shape == (1, 32)
+    assert TransformerEmbedder(tiny_bert, cache_dir=None).fit().transform(["a"]).shape == (1, 32)
