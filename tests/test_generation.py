@@ -60,7 +60,10 @@ def test_loss_is_the_cross_entropy_of_the_target_tokens_only(untrained):
 
 
 def test_fit_lowers_the_loss_and_lora_pickle_holds_the_adapter_only(tiny_llama):
-    gen = FineTuneGenerator(tiny_llama, method=LoRA(r=4), epochs=4, learning_rate=1e-2, random_state=0).fit(X, Y)
+    gen = FineTuneGenerator(
+        tiny_llama, method=LoRA(r=4), epochs=4, learning_rate=1e-2, max_new_tokens=4, random_state=0
+    )
+    gen.fit(X, Y)
     assert gen.loss_curve_[-1] < gen.loss_curve_[0]
     assert gen.trainable_state_ and all("lora_" in name for name in gen.trainable_state_)
     restored = pickle.loads(pickle.dumps(gen))
