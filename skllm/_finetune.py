@@ -2,6 +2,7 @@
 
 import logging
 import numbers
+import threading
 import warnings
 from collections.abc import Hashable
 
@@ -22,6 +23,7 @@ from ._validation import check_bool, check_choice, check_int, check_number, chec
 from .exceptions import SkllmWarning
 
 logger = logging.getLogger(__name__)
+_TRAINING_LOCK = threading.RLock()
 
 # Batches are formed from texts of similar length within groups of this many
 # batches, then the batches are shuffled: little padding, still random order.
@@ -323,7 +325,10 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
                 )
 
         devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        # torch's random generator belongs to the process: fits running at once in threads
+        # of one process (a Dask worker with several threads, joblib's threading backend)
+        # would draw from each other's seeds and differ from run to run. They train one at a time.
+        with _TRAINING_LOCK, torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             if keep:
                 network = self.network_

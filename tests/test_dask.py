@@ -98,6 +98,16 @@ def test_fine_tuning_grid_over_methods_same_as_local(client, tiny_bert, texts, t
     assert dask_search.best_estimator_.predict(X[:3]).shape == (3,)
 
 
+def test_fine_tuning_in_threads_of_one_process_same_as_one_at_a_time(tiny_bert, texts, tmp_path):
+    # A worker with several threads runs fits at once in one process, where torch's RNG is shared.
+    X, y = texts
+    clf = FineTuneClassifier(tiny_bert, method="lora", epochs=1, batch_size=4, random_state=0, cache_dir=str(tmp_path))
+    grid = {"learning_rate": [1e-3, 1e-2]}
+    with joblib.parallel_backend("threading", n_jobs=2):
+        threaded = GridSearchCV(clf, grid, cv=2, n_jobs=2, refit=False).fit(X, y)
+    _assert_same_search(threaded, GridSearchCV(clone(clf), grid, cv=2, refit=False).fit(X, y))
+
+
 def test_in_context_classifier_grid_same_as_local(client, tiny_llama, texts):
     X, y = texts
     clf = ZeroShotClassifier(tiny_llama, batch_size=16)
