@@ -28,7 +28,10 @@ def main():
     parser.add_argument("--time-budget", default="10m", help="90s, 10m, 1h, seconds or none")
     args = parser.parse_args()
     loader = getattr(datasets, f"load_{args.dataset}")
-    frame = loader(drop_duplicates=True).frame if args.dataset == "sms_spam" else loader().frame
+    data = loader(drop_duplicates=True) if args.dataset == "sms_spam" else loader()
+    frame = data.frame
+    # The prompting methods are asked for what the labels mean ("positive"), not their codes ("fresh").
+    label_words = ",".join(f"{label}={word}" for label, word in data.label_words.items())
     path = Path(tempfile.mkdtemp()) / f"{args.dataset}.csv"
     frame.to_csv(path, index=False)
     print(f"{args.dataset}: {len(frame)} texts -> {path}")
@@ -48,6 +51,8 @@ def main():
             args.time_budget,
             "--out",
             args.out,
+            "--label-words",
+            label_words,
         ]
     )
 

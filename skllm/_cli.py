@@ -66,6 +66,21 @@ def load_xy(frame, text, label, path):
     return texts.tolist(), labels.tolist()
 
 
+def parse_label_words(text, y):
+    """``"ham=normal,spam=spam"`` as a dict keyed by the labels of ``y`` (matched by their text)."""
+    by_text = {str(label): label for label in y}
+    words = {}
+    for item in text.split(","):
+        key, sep, wording = item.partition("=")
+        key, wording = key.strip(), wording.strip()
+        if not sep or not key or not wording:
+            raise ValueError(f"--label-words: {item!r} is not LABEL=WORDING (e.g. 'ham=normal,spam=spam').")
+        if key not in by_text:
+            raise ValueError(f"--label-words: {key!r} is not a label of the data; labels are {sorted(by_text)}.")
+        words[by_text[key]] = wording
+    return words
+
+
 def compare(args):
     import joblib
 
@@ -77,6 +92,12 @@ def compare(args):
         check_folds(y, args.cv, max_samples=args.budget, random_state=args.random_state, names=OPTION_NAMES)
     except ValueError as exc:
         args.parser.error(str(exc))
+    label_words = None
+    if args.label_words is not None:
+        try:
+            label_words = parse_label_words(args.label_words, y)
+        except ValueError as exc:
+            args.parser.error(str(exc))
     if args.budget is not None and len(X) > args.budget:
         print(f"sub-sampling {args.budget} of {len(X)} rows (stratified), as --budget asks")
     out = Path(args.out)
@@ -88,6 +109,7 @@ def compare(args):
         cv=args.cv,
         encoder=args.encoder,
         llm=args.llm,
+        label_words=label_words,
         epochs=args.epochs,
         max_length=args.max_length,
         max_samples=args.budget,
@@ -191,6 +213,13 @@ def main(argv=None):
     cmp.add_argument("--max-length", type=int, default=64, help="tokens per text, 2 or more (default 64)")
     cmp.add_argument("--cache-dir", default="auto")
     cmp.add_argument("--random-state", type=int, default=0, help="seed, 0 or more (default 0)")
+    cmp.add_argument(
+        "--label-words",
+        default=None,
+        metavar="LABEL=WORDING,...",
+        help="what the prompting methods ask the LM to answer for each label, e.g. 'ham=normal,spam=spam' "
+        "(default: the labels themselves)",
+    )
     cmp.add_argument(
         "--scheduler",
         default=None,

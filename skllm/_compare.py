@@ -69,7 +69,7 @@ def format_seconds(seconds):
     return f"{seconds / 3600:.1f} h"
 
 
-def make_estimator(name, *, encoder, llm, epochs, max_length, cache_dir, random_state):
+def make_estimator(name, *, encoder, llm, epochs, max_length, cache_dir, random_state, label_words=None):
     """The estimator that ``name`` stands for in a comparison."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -98,7 +98,7 @@ def make_estimator(name, *, encoder, llm, epochs, max_length, cache_dir, random_
             random_state=random_state,
         )
     if name == "zero-shot":
-        return skllm.ZeroShotClassifier(llm)
+        return skllm.ZeroShotClassifier(llm, label_words=label_words)
     if name == "few-shot":
         selection = getattr(skllm, "NearestSelection", None)
         if selection is not None:
@@ -108,6 +108,7 @@ def make_estimator(name, *, encoder, llm, epochs, max_length, cache_dir, random_
             llm,
             n_examples=FEW_SHOT_EXAMPLES,
             example_selection=selection or "nearest",
+            label_words=label_words,
             embedder_model=encoder,
             cache_dir=cache_dir,
             random_state=random_state,
@@ -460,6 +461,7 @@ def compare_methods(
     cv=5,
     encoder=_models.DEFAULT_ENCODER,
     llm=_models.DEFAULT_CAUSAL_LM,
+    label_words=None,
     epochs=3,
     max_length=64,
     max_samples=None,
@@ -487,6 +489,10 @@ def compare_methods(
     encoder, llm : str
         The encoder (embeddings, fine-tuning, few-shot example selection) and
         the causal LM (prompting).
+    label_words : dict, default=None
+        What the prompting methods ask the LM to answer for each label, e.g.
+        ``{"ham": "normal", "spam": "spam"}`` (the packaged datasets' ``label_words``);
+        a label without a wording is shown as itself.
     epochs, max_length : int
         Fine-tuning epochs (the ``"head"`` method trains 10) and tokens per text.
     max_samples : int, default=None
@@ -550,6 +556,7 @@ def compare_methods(
         cv=cv,
         encoder=encoder,
         llm=llm,
+        label_words=label_words,
         epochs=epochs,
         max_length=max_length,
         max_samples=max_samples,
@@ -571,6 +578,7 @@ def run_comparison(
     cv,
     encoder,
     llm,
+    label_words=None,
     epochs,
     max_length,
     max_samples,
@@ -603,6 +611,7 @@ def run_comparison(
             cv=cv,
             encoder=encoder,
             llm=llm,
+            label_words=label_words,
             epochs=epochs,
             max_length=max_length,
             max_samples=max_samples,
@@ -628,6 +637,7 @@ def _run_comparison(
     cv,
     encoder,
     llm,
+    label_words=None,
     epochs,
     max_length,
     max_samples,
@@ -670,7 +680,15 @@ def _run_comparison(
     check_folds(y, cv, max_samples=max_samples, random_state=random_state)
     n_asked = len(y) if max_samples is None else min(max_samples, len(y))
     classes, counts = np.unique(y, return_counts=True)
+    if label_words is not None:
+        if not isinstance(label_words, dict):
+            raise ValueError(f"label_words must be a dict mapping labels to their wording, got {label_words!r}.")
+        unknown = sorted(repr(k) for k in label_words if k not in set(y.tolist()))
+        if unknown:
+            raise ValueError(f"label_words names labels that are not in y: {', '.join(unknown)}.")
     settings = {"encoder": encoder, "llm": llm, "max_length": max_length, "cache_dir": cache_dir}
+    if label_words is not None:
+        settings["label_words"] = dict(label_words)
     identities = {
         "encoder": _model_identity(encoder) if any(m != "zero-shot" for m in methods) else None,
         "llm": _model_identity(llm) if any(m in PROMPT_METHODS for m in methods) else None,

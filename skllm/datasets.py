@@ -19,7 +19,7 @@ __all__ = ["load_rotten_tomatoes", "load_sms_spam"]
 # The labels are codes ("fresh", "ham") that tell a language model little; these
 # wordings are what it is asked to answer (measured in docs/benchmarks.md).
 RT_LABEL_WORDS = {"fresh": "positive", "rotten": "negative"}
-SMS_LABEL_WORDS = {"ham": "not spam", "spam": "spam"}
+SMS_LABEL_WORDS = {"ham": "normal", "spam": "spam"}
 
 
 def _package_file(package, relative, dataset):

@@ -137,6 +137,8 @@ def test_rerun_on_other_data_or_settings_recomputes_the_rows(
         (["--random-state", "-1"], "--random-state must be an integer >= 0, got -1."),
         (["--time-budget", "soon"], "--time-budget must be a duration such as 90s, 10m, 1h"),
         (["--time-budget", "0"], "--time-budget must be a number > 0, got 0.0."),
+        (["--label-words", "pos=good,bad"], "--label-words: 'bad' is not LABEL=WORDING"),
+        (["--label-words", "happy=good"], "--label-words: 'happy' is not a label of the data; labels are ['neg', 'pos']"),
     ],
 )
 def test_numeric_options_are_checked_up_front(data_file, tmp_path, args, message, capsys):
@@ -147,3 +149,17 @@ def test_numeric_options_are_checked_up_front(data_file, tmp_path, args, message
     err = capsys.readouterr().err
     assert "usage: skllm compare" in err and f"skllm compare: error: {message}" in err
     assert "Traceback" not in err and not (tmp_path / "o").exists()
+
+
+def test_label_words_reach_the_prompting_methods_and_are_checked(texts, tiny_llama):
+    from skllm._cli import parse_label_words
+    from skllm._compare import make_estimator
+
+    assert parse_label_words("pos=good, neg = bad", ["neg", "pos"]) == {"pos": "good", "neg": "bad"}
+    assert parse_label_words("1=good", [0, 1]) == {1: "good"}  # matched by their text
+    words = {"pos": "good", "neg": "bad"}
+    settings = dict(encoder="x", llm=tiny_llama, epochs=1, max_length=8, cache_dir=None, random_state=0)
+    for name in ("zero-shot", "few-shot"):
+        assert make_estimator(name, label_words=words, **settings).label_words == words
+    with pytest.raises(ValueError, match="label_words names labels that are not in y: 'happy'"):
+        compare_methods(*texts, methods=["zero-shot"], llm=tiny_llama, cv=2, label_words={"happy": "x"}, verbose=0)
