@@ -131,7 +131,14 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
 
     # -- scoring ---------------------------------------------------------------------------
     def _score_prompts(self, prompts):
-        """Log-likelihood of each class's wording after each prompt: (n_prompts, n_classes)."""
+        """Log-likelihood of each class's wording after each prompt: (n_prompts, n_classes).
+
+        The tokens that every prompt starts with (the chat preamble, fixed
+        demonstrations) are computed once and their key/value cache shared by
+        all prompts; the rest of each prompt is left-padded after them.
+        """
+        import copy
+
         import torch
 
         model, device = self.model_, torch.device(self.device_)
@@ -145,15 +152,28 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         label_ids, label_mask = label_ids.to(device), label_mask.to(device)
         pad = pad_token_id(self.tokenizer_)
         scores = np.empty((len(prompts), n_labels), dtype=np.float64)
-        order = np.argsort([-len(p) for p in prompts], kind="stable")
+        n_shared = _shared_prefix(prompts)
+        kwarg = cache_kwarg(model)
         with torch.inference_mode(), autocast(device, self.dtype_):
+            shared_cache = None
+            if n_shared:
+                shared = torch.tensor([prompts[0][:n_shared]], device=device)
+                shared_cache = model(input_ids=shared, use_cache=True).past_key_values
+                prompts = [p[n_shared:] for p in prompts]
+            order = np.argsort([-len(p) for p in prompts], kind="stable")
             for start in range(0, len(order), self.batch_size):
                 batch = order[start : start + self.batch_size]
                 # Left padding: every prompt ends at the same position, where the
                 # label continuations start.
                 ids, mask = pad_batch(prompts, batch, pad, device, side="left")
-                positions = (mask.cumsum(1) - 1).clamp(min=0)
-                out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=width > 1)
+                positions = (mask.cumsum(1) - 1).clamp(min=0) + n_shared
+                extra = {}
+                if shared_cache is not None:
+                    cache = copy.deepcopy(shared_cache)
+                    cache.batch_repeat_interleave(len(batch))
+                    mask = torch.cat([torch.ones((len(batch), n_shared), dtype=mask.dtype, device=device), mask], 1)
+                    extra[kwarg] = cache
+                out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=width > 1, **extra)
                 first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V)
                 logp = first[:, label_ids[:, 0]].unsqueeze(-1)  # (B, L, 1)
                 if width > 1:
@@ -165,9 +185,7 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
                     full_mask = torch.cat([mask.repeat_interleave(n_labels, 0), cont_mask], dim=1)
                     start_pos = positions[:, -1:].repeat_interleave(n_labels, 0) + 1
                     cont_pos = start_pos + torch.arange(width - 1, device=device)
-                    logits = model(
-                        input_ids=cont, attention_mask=full_mask, position_ids=cont_pos, **{cache_kwarg(model): cache}
-                    ).logits
+                    logits = model(input_ids=cont, attention_mask=full_mask, position_ids=cont_pos, **{kwarg: cache}).logits
                     rest = torch.log_softmax(logits.float(), dim=-1)
                     targets = label_ids[:, 1:].repeat(len(batch), 1)
                     rest = rest.gather(-1, targets.unsqueeze(-1)).squeeze(-1).view(len(batch), n_labels, width - 1)
@@ -253,6 +271,29 @@ CLASSIFIER_DOC_PARAMS = """
         demonstrations, where embeddings are cached. ``"auto"`` and ``None``
         use :func:`~skllm.default_cache_dir` for the model (``None`` turns off
         the embedding cache only)."""
+
+
+# Below this many tokens in common, sharing the prompts' start saves less than it costs.
+MIN_SHARED_PREFIX = 16
+
+
+def _shared_prefix(prompts):
+    """How many leading tokens every prompt has in common (0 if too few to be worth sharing).
+
+    At least one token of each prompt is left out: its last position gives the first label's score.
+    """
+    if len(prompts) < 2:
+        return 0
+    n = min(len(p) for p in prompts) - 1
+    first = prompts[0]
+    for p in prompts[1:]:
+        k = 0
+        while k < n and p[k] == first[k]:
+            k += 1
+        n = k
+        if n < MIN_SHARED_PREFIX:
+            return 0
+    return n
 
 
 def plain_labels(y, name="y"):
