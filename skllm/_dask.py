@@ -133,8 +133,6 @@ def connect(client, *, param="client", timeout=None):
 
 # -- embedding a Dask column --------------------------------------------------------------------
 def _embedding_columns(embedder):
-    from sklearn.base import clone
-
     if hasattr(embedder, "embedding_dim_"):
         dim = embedder.embedding_dim_
     else:
@@ -144,7 +142,8 @@ def _embedding_columns(embedder):
 
         source = _models.resolve_model(embedder.model_name, embedder.revision, cache_dir=embedder.cache_dir)
         dim = int(AutoConfig.from_pretrained(source.location).hidden_size)
-    prefix = type(clone(embedder)).__name__.lower()
+    # The names of get_feature_names_out (ClassNamePrefixFeaturesOutMixin).
+    prefix = type(embedder).__name__.lower()
     return [f"{prefix}{i}" for i in range(dim)]
 
 
