@@ -42,6 +42,11 @@ def cache_kwarg(model):
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+def output_cache(output):
+    """The key/value cache a forward pass returned (``cache`` since transformers 5.2x, ``past_key_values`` before)."""
+    return output["cache"] if "cache" in output else output["past_key_values"]
+
+
 class LMEstimator(LiveStateMixin, BaseEstimator):
     """Loading, prompting and pickling shared by the in-context estimators."""
 

@@ -15,7 +15,7 @@ from sklearn.utils.extmath import softmax
 from sklearn.utils.validation import check_is_fitted
 
 from ._device import autocast
-from ._lm import LMEstimator, cache_kwarg, check_template
+from ._lm import LMEstimator, cache_kwarg, check_template, output_cache
 from ._tokens import pad_batch, pad_token_id
 from ._validation import check_bool, check_choice, check_labels, check_texts
 from .exceptions import TruncationWarning
@@ -158,7 +158,7 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             shared_cache = None
             if n_shared:
                 shared = torch.tensor([prompts[0][:n_shared]], device=device)
-                shared_cache = model(input_ids=shared, use_cache=True).past_key_values
+                shared_cache = output_cache(model(input_ids=shared, use_cache=True))
                 prompts = [p[n_shared:] for p in prompts]
             order = np.argsort([-len(p) for p in prompts], kind="stable")
             for start in range(0, len(order), self.batch_size):
@@ -178,7 +178,7 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
                 logp = first[:, label_ids[:, 0]].unsqueeze(-1)  # (B, L, 1)
                 if width > 1:
                     # One pass over all continuations, reusing the prompt's cache.
-                    cache = out.past_key_values
+                    cache = output_cache(out)
                     cache.batch_repeat_interleave(n_labels)
                     cont = label_ids[:, :-1].repeat(len(batch), 1)  # (B*L, width-1)
                     cont_mask = label_mask[:, :-1].repeat(len(batch), 1)
