@@ -177,6 +177,15 @@ def test_compare_on_dask_same_table_and_resumes(client, tiny_bert, texts, tmp_pa
     assert resumed[columns].equals(local[columns])
 
 
+def test_compare_on_dask_a_failing_method_fails_its_row_only(client, tiny_bert, texts, tmp_path):
+    missing = str(tmp_path / "no-such-llm")
+    table = compare_methods(
+        *texts, methods=["zero-shot", "logreg"], cv=2, encoder=tiny_bert, llm=missing, client=client, verbose=0
+    )
+    assert table["status"].tolist() == ["failed", "computed"]
+    assert "no-such-llm" in table.loc[0, "error"] and "on Dask worker tcp://" in table.loc[0, "error"]
+
+
 def test_cli_compare_with_a_scheduler(client, tiny_bert, texts, tmp_path, capsys):
     import pandas as pd
 
