@@ -55,9 +55,7 @@ warnings.filterwarnings("ignore", category=TruncationWarning)
 
 X_all, y_all = load_rotten_tomatoes(return_X_y=True)
 # 300 snippets, stratified; the index is the row number in the full dataset.
-sample = pd.concat(
-    [group.sample(150, random_state=0) for _, group in y_all.groupby(y_all)]
-).index.sort_values()
+sample = pd.concat([group.sample(150, random_state=0) for _, group in y_all.groupby(y_all)]).index.sort_values()
 texts, labels = X_all[sample], y_all[sample]
 print(len(texts), "snippets;", labels.value_counts().to_dict())
 
@@ -158,7 +156,7 @@ for where in ("cluster", "local"):
     searches[where] = search
 
 split_scores = [f"split{i}_test_score" for i in range(3)]
-for key in split_scores + ["mean_test_score"]:
+for key in [*split_scores, "mean_test_score"]:
     np.testing.assert_allclose(searches["cluster"].cv_results_[key], searches["local"].cv_results_[key], rtol=1e-6)
 assert searches["cluster"].best_params_ == searches["local"].best_params_
 print("same scores split by split; best_params_:", searches["cluster"].best_params_)
@@ -207,7 +205,8 @@ with tempfile.TemporaryDirectory() as folder, get_task_stream(client) as stream:
         verbose=0,
     )
 print(f"compared in {time.perf_counter() - start:.1f} s")
-table[["method", "status", "accuracy_mean", "accuracy_std", "f1_macro_mean", "fit_seconds", "trainable_params"]].round(3)
+shown = ["method", "status", "accuracy_mean", "accuracy_std", "f1_macro_mean", "fit_seconds", "trainable_params"]
+table[shown].round(3)
 
 # %% [markdown]
 # ### Where the time went
@@ -217,6 +216,7 @@ table[["method", "status", "accuracy_mean", "accuracy_std", "f1_macro_mean", "fi
 # store them, the later ones read most of them back (the folds share their texts), so
 # they take a fraction of the time. On the embeddings, `logreg` fits a
 # logistic regression and `head` trains a classification layer.
+
 
 # %%
 def compute_span(record):
@@ -249,7 +249,8 @@ for _, task in tasks.iterrows():
 ax.set_yticks(list(lanes.values()), [f"worker {i + 1}" for i in lanes.values()])
 ax.set_xlabel("seconds since the first task started")
 ax.set_title("compare_methods on 2 workers: one task per (method, fold)")
-ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c, label=m) for m, c in colours.items()], loc="upper left", bbox_to_anchor=(1.0, 1.0))
+patches = [plt.Rectangle((0, 0), 1, 1, color=c, label=m) for m, c in colours.items()]
+ax.legend(handles=patches, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 fig.tight_layout()
 plt.show()
 tasks.pivot_table(index="method", columns="fold", values="seconds").round(2).add_prefix("fold ")
