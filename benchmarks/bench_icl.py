@@ -20,13 +20,12 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
+from bench_icl_choose_defaults import cpu_model
 from sklearn.metrics import f1_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
 
 from skllm import FewShotClassifier, ZeroShotClassifier
 from skllm.datasets import load_rotten_tomatoes, load_sms_spam
-
-from bench_icl_choose_defaults import cpu_model
 
 WORDS = load_rotten_tomatoes().label_words
 TEMPLATES = [
@@ -98,12 +97,16 @@ def defaults_rows(X_pool, y_pool, X_test, y_test, words, selections=("balanced",
 
 def sms(n, selections):
     data = load_sms_spam(drop_duplicates=True)
-    X_rest, X_test, y_rest, y_test = train_test_split(data.data, data.target, test_size=n, stratify=data.target,
-                                                      random_state=0)
-    print(f"SMS spam: test sample {n} stratified (ham {np.mean(y_test == 'ham'):.3f}); pool 2000; "
-          f"wordings {data.label_words}")
-    defaults_rows(X_rest.tolist()[:2000], y_rest.tolist()[:2000], X_test.tolist(), y_test.to_numpy(),
-                  data.label_words, selections)
+    X_rest, X_test, y_rest, y_test = train_test_split(
+        data.data, data.target, test_size=n, stratify=data.target, random_state=0
+    )
+    print(
+        f"SMS spam: test sample {n} stratified (ham {np.mean(y_test == 'ham'):.3f}); pool 2000; "
+        f"wordings {data.label_words}"
+    )
+    defaults_rows(
+        X_rest.tolist()[:2000], y_rest.tolist()[:2000], X_test.tolist(), y_test.to_numpy(), data.label_words, selections
+    )
 
 
 def main():

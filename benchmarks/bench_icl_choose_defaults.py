@@ -33,7 +33,10 @@ TEMPLATES = {
     "T0": LEGACY_TEMPLATE,
     "T1": "{examples}Text: {text}\n\nWhich category fits the text: {labels}? Answer with one word.",
     "T4": "{examples}Text: {text}\n\nClassify the text as one of: {labels}.\nAnswer:",
-    "T5": "Categories: {labels}.\n\n{examples}Text: {text}\n\nWhich category fits the text best? Answer with the category only.",
+    "T5": (
+        "Categories: {labels}.\n\n{examples}Text: {text}\n\n"
+        "Which category fits the text best? Answer with the category only."
+    ),
     "T6": "{examples}{text}\n\nIs the text above {labels}? Answer with one word.",
     "T7": "{examples}Text: {text}\nCategory ({labels}):",
 }
@@ -129,8 +132,10 @@ def main():
     parser.add_argument("--datasets", nargs="*", default=["rt", "sms"])
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    print(f"CPU: {cpu_model()}; torch {torch.__version__}, capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"threads {torch.get_num_threads()}")
+    print(
+        f"CPU: {cpu_model()}; torch {torch.__version__}, capability {torch.backends.cpu.get_cpu_capability()}, "
+        f"threads {torch.get_num_threads()}"
+    )
     cache = pickle.load(open(args.cache, "rb")) if os.path.exists(args.cache) else {}
     data = datasets()
     chats = (True, False) if args.no_chat else (True,)
@@ -148,14 +153,26 @@ def main():
                     if key not in cache:
                         start = time.perf_counter()
                         scores, lengths, cls = raw_scores(TEMPLATES[t], words, classes, texts, chat)
-                        cache[key] = {"scores": scores, "lengths": lengths, "classes": cls,
-                                      "n_test": len(X_tune), "n_cal": 32, "seconds": time.perf_counter() - start}
+                        cache[key] = {
+                            "scores": scores,
+                            "lengths": lengths,
+                            "classes": cls,
+                            "n_test": len(X_tune),
+                            "n_cal": 32,
+                            "seconds": time.perf_counter() - start,
+                        }
                         pickle.dump(cache, open(args.cache, "wb"))
                     rows = evaluate(cache[key], y_tune)
-                    cells = " ".join(f"{rows[(n, c)][1]:.3f}" for n in (False, True)
-                                     for c in ("none", "contextual", "domain", "batch"))
-                    print(f"{ds:4s} {t} {w:8s} chat={int(chat)} bal.acc [raw: none ctx dom batch | norm: same] {cells}"
-                          f"  ({cache[key]['seconds']:.0f} s)", flush=True)
+                    cells = " ".join(
+                        f"{rows[(n, c)][1]:.3f}"
+                        for n in (False, True)
+                        for c in ("none", "contextual", "domain", "batch")
+                    )
+                    print(
+                        f"{ds:4s} {t} {w:8s} chat={int(chat)} bal.acc [raw: none ctx dom batch | norm: same] {cells}"
+                        f"  ({cache[key]['seconds']:.0f} s)",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

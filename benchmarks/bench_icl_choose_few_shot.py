@@ -14,13 +14,11 @@ import pickle
 import time
 import warnings
 
-import numpy as np
 import torch
+from bench_icl_choose_defaults import cpu_model, datasets
 from sklearn.metrics import balanced_accuracy_score
 
 from skllm import FewShotClassifier, NearestSelection, ZeroShotClassifier
-
-from bench_icl_choose_defaults import cpu_model, datasets
 
 WORDS = {"rt": {"fresh": "positive", "rotten": "negative"}, "sms": {"ham": "normal"}}
 CONFIGS = {
@@ -46,8 +44,10 @@ def main():
     warnings.simplefilter("ignore")
     extra = {k: eval(v) for k, v in (item.split("=", 1) for item in args.set)}
     tag = repr(sorted(extra.items()))
-    print(f"CPU: {cpu_model()}; torch {torch.__version__}, capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"threads {torch.get_num_threads()}; extra {extra}")
+    print(
+        f"CPU: {cpu_model()}; torch {torch.__version__}, capability {torch.backends.cpu.get_cpu_capability()}, "
+        f"threads {torch.get_num_threads()}; extra {extra}"
+    )
     cache = pickle.load(open(args.cache, "rb")) if os.path.exists(args.cache) else {}
     data = datasets()
     for ds in args.datasets:
@@ -63,15 +63,21 @@ def main():
                     clf = FewShotClassifier(label_words=WORDS[ds], random_state=0, **params, **extra)
                 clf.fit(X_pool, y_pool)
                 scores = clf.decision_function(X_tune)
-                cache[key] = {"scores": scores, "prior": clf.label_prior_, "classes": clf.classes_,
-                              "seconds": time.perf_counter() - start}
+                cache[key] = {
+                    "scores": scores,
+                    "prior": clf.label_prior_,
+                    "classes": clf.classes_,
+                    "seconds": time.perf_counter() - start,
+                }
                 pickle.dump(cache, open(args.cache, "wb"))
             entry = cache[key]
             pred = entry["classes"][entry["scores"].argmax(1)]
             raw = entry["classes"][(entry["scores"] + entry["prior"]).argmax(1)]
-            print(f"{ds:4s} {name:20s} bal.acc calibrated {balanced_accuracy_score(y_tune, pred):.3f} "
-                  f"uncalibrated {balanced_accuracy_score(y_tune, raw):.3f}  ({entry['seconds']:.0f} s) {tag}",
-                  flush=True)
+            print(
+                f"{ds:4s} {name:20s} bal.acc calibrated {balanced_accuracy_score(y_tune, pred):.3f} "
+                f"uncalibrated {balanced_accuracy_score(y_tune, raw):.3f}  ({entry['seconds']:.0f} s) {tag}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -185,7 +185,9 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
                     full_mask = torch.cat([mask.repeat_interleave(n_labels, 0), cont_mask], dim=1)
                     start_pos = positions[:, -1:].repeat_interleave(n_labels, 0) + 1
                     cont_pos = start_pos + torch.arange(width - 1, device=device)
-                    logits = model(input_ids=cont, attention_mask=full_mask, position_ids=cont_pos, **{kwarg: cache}).logits
+                    logits = model(
+                        input_ids=cont, attention_mask=full_mask, position_ids=cont_pos, **{kwarg: cache}
+                    ).logits
                     rest = torch.log_softmax(logits.float(), dim=-1)
                     targets = label_ids[:, 1:].repeat(len(batch), 1)
                     rest = rest.gather(-1, targets.unsqueeze(-1)).squeeze(-1).view(len(batch), n_labels, width - 1)

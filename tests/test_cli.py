@@ -138,7 +138,10 @@ def test_rerun_on_other_data_or_settings_recomputes_the_rows(
         (["--time-budget", "soon"], "--time-budget must be a duration such as 90s, 10m, 1h"),
         (["--time-budget", "0"], "--time-budget must be a number > 0, got 0.0."),
         (["--label-words", "pos=good,bad"], "--label-words: 'bad' is not LABEL=WORDING"),
-        (["--label-words", "happy=good"], "--label-words: 'happy' is not a label of the data; labels are ['neg', 'pos']"),
+        (
+            ["--label-words", "happy=good"],
+            "--label-words: 'happy' is not a label of the data; labels are ['neg', 'pos']",
+        ),
     ],
 )
 def test_numeric_options_are_checked_up_front(data_file, tmp_path, args, message, capsys):

@@ -280,7 +280,9 @@ def test_nearest_calibration_texts_are_not_their_own_demonstrations(tiny_llama, 
     # The prior is the mean prediction on pool texts whose prompts do not show themselves.
     seen = []
     original = clf.example_selection_.select
-    clf.example_selection_.select = lambda texts, exclude=None: seen.append((texts, exclude)) or original(texts, exclude)
+    clf.example_selection_.select = lambda texts, exclude=None: (
+        seen.append((texts, exclude)) or original(texts, exclude)
+    )
     clf._fit_calibration(X, y, 0, pool_indices=list(range(len(X))))
     texts, exclude = seen[-1]
     assert exclude is not None and [X[i] for i in exclude] == texts

@@ -119,3 +119,52 @@ def test_code_is_highlighted():
     for name in ["getting_started.html", "notebooks/01_frozen_embeddings.html"]:
         html = _page(name)
         assert re.search(r'<span class="(kn|k)">', html), f"{name}: code is not highlighted"
+
+
+def _chromium():
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(not _chromium(), reason="needs Debian's chromium package for the screenshots")
+@pytest.mark.parametrize(
+    "name, min_colours",
+    [("index.html", 50), ("reference.html", 50), ("notebooks/02_fine_tuning.html", 400)],
+)
+def test_pages_look_right_in_a_browser(name, min_colours, tmp_path):
+    """A screenshot as a reader sees it: not blank, styled (Material's colours), and for a
+    notebook, plots drawn (a plot brings hundreds of colours: anti-aliased lines and markers)."""
+    import subprocess
+
+    from PIL import Image
+
+    shot = tmp_path / (name.replace("/", "_") + ".png")
+    target = (SITE / name).resolve().as_uri()
+    if name.startswith("notebooks/"):
+        target += "#cost-against-accuracy"  # the plot, not the top of the page
+    subprocess.run(
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--screenshot={shot}",
+            "--window-size=1280,1600",
+            "--virtual-time-budget=5000",
+            target,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    image = Image.open(shot).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 20)
+    assert len(colours) >= min_colours, f"{name}: only {len(colours)} colours in the screenshot"
+    white = max(count for count, _ in colours) / (image.width * image.height)
+    assert white < 0.97, f"{name}: the screenshot is {white:.0%} one colour"
+    out = os.environ.get("SKLLM_SCREENSHOTS")
+    if out:  # keep them for a look
+        Path(out).mkdir(parents=True, exist_ok=True)
+        image.save(Path(out) / shot.name)
