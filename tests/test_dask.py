@@ -215,7 +215,8 @@ def test_scheduler_that_does_not_answer_fails_within_seconds(tiny_bert, texts, m
     start = time.perf_counter()
     with pytest.raises(ConnectionError, match=rf"No Dask scheduler answered at 'tcp://127.0.0.1:{port}' within"):
         compare_methods(*texts, methods=["logreg"], cv=2, encoder=tiny_bert, client=f"tcp://127.0.0.1:{port}")
-    assert time.perf_counter() - start < 8
+    # Well under distributed's own 30 s connect timeout, with room for a loaded machine.
+    assert time.perf_counter() - start < 20
     with pytest.raises(ValueError, match=r"client must be a distributed.Client or a scheduler address"):
         compare_methods(*texts, methods=["logreg"], cv=2, encoder=tiny_bert, client=8786)
     args = ["compare", "x.csv", "--text", "t", "--label", "l", "--scheduler", f"tcp://127.0.0.1:{port}"]
