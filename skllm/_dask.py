@@ -274,7 +274,10 @@ def run_folds(client, todo, templates, folds, texts, y, *, deadline=None, verbos
     distributed = require("Running a comparison on a Dask cluster")
     from tqdm.auto import tqdm
 
-    texts_f, y_f = client.scatter([texts, y], broadcast=False)
+    # hash=False: keys of this call only. Hashed keys are shared with any client that
+    # scattered the same data, whose release would then drop it from under these tasks
+    # ("lost dependencies").
+    texts_f, y_f = client.scatter([texts, y], broadcast=False, hash=False)
     futures = {}
     last = len(folds) - 1
     for name in todo:
