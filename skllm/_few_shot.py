@@ -6,8 +6,8 @@ from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier, plain_l
 from ._selection import BalancedSelection, NearestSelection, RandomSelection, resolve_selection
 from ._validation import check_bool, check_int, check_texts
 
-# The default of skllm 0.1 and 0.2 (estimators pickled then keep it): demonstrations
-# rendered inline into {examples}. The default now renders them like the text itself.
+# The earlier default (estimators pickled with it keep it): demonstrations rendered
+# inline into {examples}. The default now renders them like the text itself.
 DEFAULT_EXAMPLE_TEMPLATE = "Text: {text}\nCategory: {label}\n\n"
 
 
@@ -46,8 +46,8 @@ class FewShotClassifier(PromptClassifier):
         message is ``template`` with the demonstration's text, the assistant's
         reply its wording), without one it is ``template`` with its text, a
         space and its wording. A string with ``{text}`` and ``{label}`` (e.g.
-        ``"Text: {text}\\nCategory: {label}\\n\\n"``, the default of skllm
-        0.2) is rendered into ``{examples}`` of the one prompt, for chat
+        ``"Text: {text}\\nCategory: {label}\\n\\n"``, the earlier default)
+        is rendered into ``{examples}`` of the one prompt, for chat
         models too.
     embedder_model : str, default="sentence-transformers/all-MiniLM-L6-v2"
         Encoder for ``"nearest"``.
