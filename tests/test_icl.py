@@ -68,19 +68,21 @@ def test_cached_label_scoring_equals_one_pass_per_label(lm, length_normalize):
     np.testing.assert_allclose(clf.decision_function(texts), naive_scores(clf, texts), atol=1e-4)
 
 
-@pytest.mark.parametrize("length_normalize", [False, True])
-def test_the_shared_start_of_the_prompts_is_computed_once_with_the_same_scores(lm, pool, length_normalize):
+@pytest.mark.parametrize("words", [{"pos": "great", "neg": "awful film"}, {"pos": "great", "neg": "bad"}])
+def test_the_shared_start_of_the_prompts_is_computed_once_with_the_same_scores(lm, pool, words):
     from skllm._prompt_classifier import _shared_prefix
 
     X, y = pool
-    words = {"pos": "great", "neg": "awful film"}
-    clf = FewShotClassifier(lm, n_examples=4, label_words=words, length_normalize=length_normalize)
+    clf = FewShotClassifier(lm, n_examples=4, label_words=words)
     clf.set_params(batch_size=2, calibration=None, random_state=0).fit(X, y)
     texts = ["the film was great", "hello", "a long and boring story that was not fun at all"]
     prompts = clf._prompts(texts)
     n = _shared_prefix(prompts)
     assert n >= 16 and all(p[:n] == prompts[0][:n] for p in prompts)  # the fixed demonstrations
     assert _shared_prefix(prompts[:1]) == 0 and _shared_prefix([[1, 2], [3, 4]]) == 0
+    # Multi-token wordings continue from the shared cache; single-token ones need no second pass.
+    if not clf.uses_chat_template_:  # " great" and " bad" are single tokens of this vocabulary
+        assert (max(len(ids) for ids in clf.label_ids_) > 1) == (words["neg"] == "awful film")
     np.testing.assert_allclose(clf.decision_function(texts), naive_scores(clf, texts), atol=1e-4)
 
 
