@@ -141,8 +141,6 @@ def test_pages_look_right_in_a_browser(name, min_colours, tmp_path):
 
     shot = tmp_path / (name.replace("/", "_") + ".png")
     target = (SITE / name).resolve().as_uri()
-    if name.startswith("notebooks/"):
-        target += "#cost-against-accuracy"  # the plot, not the top of the page
     subprocess.run(
         [
             _chromium(),
