@@ -87,9 +87,7 @@ def _encode_labels(y, n_texts, who):
         kinds.setdefault(_label_kind(v), v)
     if len(kinds) > 1:
         examples = ", ".join(f"{kind} {v!r}" for kind, v in sorted(kinds.items()))
-        raise ValueError(
-            f"y mixes label types ({examples}); use one type for every label, e.g. all str or all int."
-        )
+        raise ValueError(f"y mixes label types ({examples}); use one type for every label, e.g. all str or all int.")
     kind = next(iter(kinds))
     if kind in ("number", "bool"):
         plain = np.asarray(labels.tolist())
@@ -228,9 +226,26 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         network = self.method_.build_network(backbone, self._n_outputs, self.pooling_)
         return network.to(torch.device(self.device_))
 
+    def _rebuild_network(self, backbone):
+        """The network in its stored form (``method.compact``) with ``trainable_state_`` put back."""
+        import torch
+
+        network = self.method_.compact(self._build_network(backbone))
+        trained = {n for n, p in network.named_parameters() if p.requires_grad}
+        missing = sorted(trained - set(self.trainable_state_))
+        unexpected = sorted(set(self.trainable_state_) - trained)
+        if missing or unexpected:
+            raise RuntimeError(
+                f"The saved weights do not fit model {self.model_name!r} with method {self.method_.name!r}: "
+                f"{len(missing)} trained tensor(s) missing {missing[:5]}, {len(unexpected)} unexpected "
+                f"{unexpected[:5]}. Was the model or the package changed since fitting?"
+            )
+        state = {k: torch.from_numpy(np.array(v)) for k, v in self.trainable_state_.items()}
+        network.load_state_dict(state, strict=False)  # the frozen rest comes from the backbone
+        return network.to(torch.device(self.device_))
+
     def _restore_live(self):
         """Rebuild the trained network from hyperparameters and ``trainable_state_``."""
-        import torch
 
         device = device_for_loading(self.device_)
         self.device_ = str(device)
@@ -243,18 +258,8 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=3,
             )
-        network = self._build_network(backbone)
-        trained = {n for n, p in network.named_parameters() if p.requires_grad}
-        missing = sorted(trained - set(self.trainable_state_))
-        unexpected = sorted(set(self.trainable_state_) - trained)
-        if missing or unexpected:
-            raise RuntimeError(
-                f"The saved weights do not fit model {self.model_name!r} with method {self.method_.name!r}: "
-                f"{len(missing)} trained tensor(s) missing {missing[:5]}, {len(unexpected)} unexpected "
-                f"{unexpected[:5]}. Was the model or the package changed since fitting?"
-            )
-        state = {k: torch.from_numpy(np.array(v)) for k, v in self.trainable_state_.items()}
-        network.load_state_dict(state, strict=False)  # the frozen rest comes from the backbone
+        network = self._rebuild_network(backbone)
+        network = self.method_.for_inference(network)
         network.to(device).eval()
         self.network_, self.tokenizer_ = network, tokenizer
 
@@ -331,17 +336,23 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         with _TRAINING_LOCK, torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             if keep:
-                network = self.network_
+                # From the stored form: the live network may be changed for inference (merged LoRA).
+                vars(self).pop("network_", None)
+                network = self._rebuild_network(backbone)
             else:
                 vars(self).pop("network_", None)
                 network = self._build_network(backbone)
             self.network_ = network
             self._train(network, inputs, targets, train_idx, valid_idx, class_weights, rng, device)
         network.eval()
+        # What is kept: the method's compact form of the trained parameters (prefixes without
+        # their reparametrisation MLP...); prediction may then use another form (merged LoRA).
+        network = method.compact(network)
         self.trainable_state_ = {
             n: p.detach().float().cpu().numpy().copy() for n, p in network.named_parameters() if p.requires_grad
         }
         self.n_trainable_params_ = int(sum(v.size for v in self.trainable_state_.values()))
+        self.network_ = method.for_inference(network).eval()
         return self
 
     def _same_model(self, method):

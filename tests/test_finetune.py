@@ -156,9 +156,13 @@ def test_early_stopping_records_scores_and_keeps_the_best(tiny_bert, texts, cach
 
 def test_warm_start_continues_training(tiny_bert, texts, cache_dir):
     clf = fit(tiny_bert, "lora", *texts, cache_dir, warm_start=True)
+    first = {k: v.copy() for k, v in clf.trainable_state_.items()}
+    # A second fit with a vanishing learning rate starts from, and so keeps, the fitted weights.
+    clf.set_params(learning_rate=1e-12).fit(*texts)
+    assert all(np.allclose(clf.trainable_state_[k], v, atol=1e-6) for k, v in first.items())
+    clf.set_params(learning_rate=None).fit(*texts)
+    assert any(not np.allclose(clf.trainable_state_[k], v, atol=1e-6) for k, v in first.items())
     network = clf.network_
-    clf.fit(*texts)
-    assert clf.network_ is network
     clf.set_params(pooling="cls").fit(*texts)  # other pooling: a fresh network
     assert clf.network_ is not network and clf.network_.pooling == "cls"
     network = clf.network_

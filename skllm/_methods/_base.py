@@ -31,6 +31,13 @@ class FineTuningMethod(BaseEstimator):
        ``(len(rows), n_outputs)``, with exactly the parameters it trains set to
        ``requires_grad=True``. It is called again, with the same arguments,
        to rebuild an unpickled model before its trained parameters are put back.
+    6. ``compact(network)``: after training, the form whose trainable parameters
+       are stored in ``trainable_state_`` (e.g. prefixes without the MLP that
+       produced them). Also applied to a rebuilt network before its stored
+       parameters are loaded. Default: the network unchanged.
+    7. ``for_inference(network)``: the form used to predict (e.g. LoRA merged
+       into the weights), made after the parameters are stored; never trained
+       further. Default: the network unchanged.
 
     The default ``build_network`` gives ``build(backbone)`` a private copy of
     the backbone (when ``modifies_backbone``) with every parameter frozen; the
@@ -98,3 +105,11 @@ class FineTuningMethod(BaseEstimator):
     def build(self, backbone):
         """Return the encoder built on ``backbone`` (frozen; a copy the method may modify)."""
         raise NotImplementedError(f"{type(self).__name__} must implement build(backbone) or build_network(...).")
+
+    def compact(self, network):
+        """The trained network in the form whose trainable parameters are stored (default: as is)."""
+        return network
+
+    def for_inference(self, network):
+        """The network in the form used for prediction (default: as is)."""
+        return network
