@@ -62,6 +62,20 @@ class FineTuningMethod(BaseEstimator):
     modifies_backbone = True
     #: names of the estimator's fitted attributes that ``prepare`` returns
     fitted_attributes = ()
+    #: ``(name, value)`` pairs for parameters added after models were first saved: the value
+    #: that gives what a method unpickled without them did (others take their default)
+    _value_before_added = ()
+
+    def __setstate__(self, state):
+        # get_params, repr and clone need every parameter, and a method pickled
+        # before one was added lacks it.
+        import inspect
+
+        state, before = dict(state), dict(self._value_before_added)
+        for name, parameter in inspect.signature(type(self).__init__).parameters.items():
+            if name != "self" and name not in state and parameter.default is not parameter.empty:
+                state[name] = before.get(name, parameter.default)
+        super().__setstate__(state)
 
     def validate(self):
         """Raise ``ValueError`` naming a bad hyperparameter."""
