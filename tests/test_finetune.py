@@ -39,6 +39,8 @@ def backbone(request):
 
 @pytest.mark.parametrize("method", ["full", "lora", "prefix", "prompt", "adapter"])
 def test_exactly_the_intended_parameters_change(backbone, method, texts, cache_dir, monkeypatch):
+    # The network as trained and stored, not merged for prediction (LoRA).
+    monkeypatch.setattr(LoRA, "for_inference", lambda self, network: network)
     built = {}
     real_build = _finetune._FineTuneBase._build_network
 

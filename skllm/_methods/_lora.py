@@ -3,7 +3,7 @@
 import warnings
 
 from ..exceptions import MissingDependencyError
-from ._base import FineTuningMethod, check_int, check_number
+from ._base import FineTuningMethod, check_bool, check_int, check_number
 
 
 class LoRA(FineTuningMethod):
@@ -21,12 +21,21 @@ class LoRA(FineTuningMethod):
         Names of the linear layers to adapt. ``None`` lets peft choose per
         architecture (``query``/``value`` for BERT, ``q_proj``/``v_proj`` for
         Llama).
+    merge_for_inference : bool, default=True
+        After training, add the low-rank updates into the adapted weights
+        (peft's ``merge_and_unload``), so that prediction runs the plain model
+        without the low-rank branch. The saved model still holds the adapter
+        only: ``trainable_state_`` is taken before merging, and ``warm_start``
+        continues from it. On by default because it changes nothing but the
+        speed: on MiniLM the merged model's probabilities were within 2e-7 of
+        the branch's, and it predicted 3% faster (one thread; see
+        docs/benchmarks.md). Merging took 0.1 s there, once per fit or load.
 
     Examples
     --------
     >>> from skllm import FineTuneClassifier, LoRA
     >>> LoRA(r=4).get_params()
-    {'alpha': 16, 'dropout': 0.1, 'r': 4, 'target_modules': None}
+    {'alpha': 16, 'dropout': 0.1, 'merge_for_inference': True, 'r': 4, 'target_modules': None}
     >>> X = ["a great film", "loved it", "awful", "so dull"] * 2
     >>> y = ["pos", "pos", "neg", "neg"] * 2
     >>> clf = FineTuneClassifier(method=LoRA(r=4), epochs=1, max_length=16, random_state=0).fit(X, y)
@@ -37,11 +46,12 @@ class LoRA(FineTuningMethod):
     name = "lora"
     default_learning_rate = 1e-3
 
-    def __init__(self, r=8, alpha=16, dropout=0.1, target_modules=None):
+    def __init__(self, r=8, alpha=16, dropout=0.1, target_modules=None, merge_for_inference=True):
         self.r = r
         self.alpha = alpha
         self.dropout = dropout
         self.target_modules = target_modules
+        self.merge_for_inference = merge_for_inference
 
     def validate(self):
         check_int(self.r, "r")
@@ -49,6 +59,7 @@ class LoRA(FineTuningMethod):
         check_number(self.dropout, "dropout", 0.0, 1.0)
         if self.target_modules is not None and not isinstance(self.target_modules, (tuple, list, str)):
             raise ValueError(f"target_modules must be None, a str or a tuple of str, got {self.target_modules!r}.")
+        check_bool(self.merge_for_inference, "merge_for_inference")
 
     def build(self, backbone):
         try:
@@ -73,3 +84,10 @@ class LoRA(FineTuningMethod):
                 f"Pass target_modules, e.g. LoRA(target_modules=('q_proj', 'v_proj'))."
             ) from exc
         return PlainEncoder(model)
+
+    def for_inference(self, network):
+        """With ``merge_for_inference``: the low-rank updates merged into the weights, peft removed."""
+        if self.merge_for_inference:
+            # The network's own copy of the backbone is merged; the shared one is untouched.
+            network.encoder.model = network.encoder.model.merge_and_unload()
+        return network

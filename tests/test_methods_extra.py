@@ -1,0 +1,65 @@
+"""LoRA merged for prediction, prefixes kept without their MLP, Houlsby adapters, partial fine-tuning."""
+
+import pickle
+
+import numpy as np
+from sklearn.model_selection import GridSearchCV
+
+from skllm import (
+    FineTuneClassifier,
+    LoRA,
+)
+
+
+def fit(model_dir, method, X, y, cache_dir, **kw):
+    params = {"epochs": 2, "batch_size": 8, "random_state": 0, "cache_dir": cache_dir, **kw}
+    return FineTuneClassifier(model_dir, method=method, **params).fit(X, y)
+
+
+# -- LoRA merged into the weights for prediction ------------------------------------------
+
+
+def test_merged_lora_predicts_the_same_without_the_low_rank_branch(tiny_bert, texts, cache_dir):
+    X, y = texts
+    merged = fit(tiny_bert, LoRA(r=2), X, y, cache_dir, learning_rate=1e-2)
+    branch = fit(tiny_bert, LoRA(r=2, merge_for_inference=False), X, y, cache_dir, learning_rate=1e-2)
+    np.testing.assert_allclose(merged.predict_proba(X), branch.predict_proba(X), atol=1e-5)
+    assert not any("lora_" in n for n, _ in merged.network_.named_parameters())
+    assert any("lora_" in n for n, _ in branch.network_.named_parameters())
+    # What is stored is the adapter (and the output layer), taken before merging.
+    assert merged.trainable_state_.keys() == branch.trainable_state_.keys()
+    assert all("lora_" in n or n.startswith("head.") for n in merged.trainable_state_)
+    for name, value in merged.trainable_state_.items():
+        np.testing.assert_array_equal(value, branch.trainable_state_[name])
+    restored = pickle.loads(pickle.dumps(merged))
+    np.testing.assert_allclose(restored.predict_proba(X), merged.predict_proba(X), atol=1e-6)
+    assert not any("lora_" in n for n, _ in restored.network_.named_parameters())
+
+
+def test_merged_lora_warm_starts_from_the_adapter_and_tunes_in_a_grid_search(tiny_bert, texts, cache_dir):
+    X, y = texts
+    clf = fit(tiny_bert, LoRA(r=2), X, y, cache_dir, warm_start=True)
+    first = {k: v.copy() for k, v in clf.trainable_state_.items()}
+    clf.set_params(learning_rate=1e-12).fit(X, y)  # continues from the stored adapter: nothing moves
+    for name, value in first.items():
+        np.testing.assert_allclose(clf.trainable_state_[name], value, atol=1e-6)
+    search = GridSearchCV(
+        FineTuneClassifier(tiny_bert, method=LoRA(r=2), epochs=1, batch_size=8, random_state=0, cache_dir=cache_dir),
+        {"method__merge_for_inference": [True, False]},
+        cv=2,
+    ).fit(X, y)
+    np.testing.assert_allclose(*search.cv_results_["mean_test_score"], atol=1e-9)
+
+
+def _pickled_before(method, added):
+    """``method`` as unpickled from a version that did not have the parameter ``added``."""
+    state = method.__getstate__()
+    del state[added]
+    old = type(method).__new__(type(method))
+    old.__setstate__(state)
+    return old
+
+
+def test_methods_pickled_before_their_new_parameters_behave_as_they_did():
+    old = _pickled_before(LoRA(r=4), "merge_for_inference")
+    assert old.get_params()["merge_for_inference"] is True and repr(old) == "LoRA(r=4)"
