@@ -3,12 +3,19 @@
 import pickle
 
 import numpy as np
+import pytest
 from sklearn.model_selection import GridSearchCV
 
 from skllm import (
     FineTuneClassifier,
     LoRA,
+    PrefixTuning,
 )
+
+
+@pytest.fixture(params=["tiny_bert", "tiny_llama"])
+def backbone(request):
+    return request.getfixturevalue(request.param)
 
 
 def fit(model_dir, method, X, y, cache_dir, **kw):
@@ -51,6 +58,36 @@ def test_merged_lora_warm_starts_from_the_adapter_and_tunes_in_a_grid_search(tin
     np.testing.assert_allclose(*search.cv_results_["mean_test_score"], atol=1e-9)
 
 
+# -- Prefix tuning: the MLP only for training -----------------------------------------------
+
+
+def test_prefixes_are_stored_without_their_mlp_and_predict_the_same(backbone, texts, cache_dir):
+    X, y = texts
+    method = {"n_prefix_tokens": 4, "projection_size": 8}
+    compact = fit(backbone, PrefixTuning(**method), X, y, cache_dir)
+    with_mlp = fit(backbone, PrefixTuning(**method, keep_projection=True), X, y, cache_dir)
+    np.testing.assert_allclose(compact.predict_proba(X), with_mlp.predict_proba(X), atol=1e-5)
+    # 2 layers x (keys, values) x 32 wide x 4 prefix tokens, and the output layer (32 x 2 + 2).
+    prefixes = compact.trainable_state_["encoder.extra.embedding"]
+    assert prefixes.shape == (4, 2 * 2 * 32)
+    assert set(compact.trainable_state_) == {"encoder.extra.embedding", "head.layers.1.weight", "head.layers.1.bias"}
+    assert compact.n_trainable_params_ == 4 * 2 * 2 * 32 + 66
+    assert any(".mlp." in n for n in with_mlp.trainable_state_)
+    blob = pickle.dumps(compact)
+    assert len(blob) < len(pickle.dumps(with_mlp))
+    np.testing.assert_allclose(pickle.loads(blob).predict_proba(X), compact.predict_proba(X), atol=1e-6)
+
+
+def test_a_warm_start_trains_the_stored_prefixes_on(tiny_bert, texts, cache_dir):
+    X, y = texts
+    clf = fit(tiny_bert, PrefixTuning(n_prefix_tokens=4, projection_size=8), X, y, cache_dir, warm_start=True)
+    first = {k: v.copy() for k, v in clf.trainable_state_.items()}
+    clf.set_params(learning_rate=1e-12).fit(X, y)
+    assert clf.trainable_state_.keys() == first.keys()
+    for name, value in first.items():
+        np.testing.assert_allclose(clf.trainable_state_[name], value, atol=1e-6)
+
+
 def _pickled_before(method, added):
     """``method`` as unpickled from a version that did not have the parameter ``added``."""
     state = method.__getstate__()
@@ -61,5 +98,6 @@ def _pickled_before(method, added):
 
 
 def test_methods_pickled_before_their_new_parameters_behave_as_they_did():
+    assert _pickled_before(PrefixTuning(), "keep_projection").keep_projection is True  # the MLP was stored
     old = _pickled_before(LoRA(r=4), "merge_for_inference")
     assert old.get_params()["merge_for_inference"] is True and repr(old) == "LoRA(r=4)"

@@ -99,6 +99,15 @@ class PrefixEncoderModule(nn.Module):
             self.mlp = None
         self._current = None
 
+    def drop_projection(self):
+        """Replace the MLP by the prefixes it gives: the layout of ``reparametrize=False``."""
+        if self.mlp is not None:
+            with torch.no_grad():
+                flat = self.mlp(self.embedding)
+            self.embedding = nn.Parameter(flat)
+            self.mlp = None
+            self._current = None
+
     def compute(self):
         flat = self.mlp(self.embedding) if self.mlp is not None else self.embedding
         # (P, layers, 2, kv_heads, head_dim) -> (layers, 2, kv_heads, P, head_dim)

@@ -85,42 +85,58 @@ class PrefixTuning(FineTuningMethod):
     The backbone is frozen; each layer attends to ``n_prefix_tokens`` extra
     keys and values learned for the task. With ``reparametrize=True`` (as in Li
     & Liang, 2021) the prefixes are produced by a small MLP from a shared
-    embedding during training, which stabilises optimisation.
+    embedding during training, which stabilises optimisation. The MLP serves
+    training only: afterwards it is replaced by the prefixes it produces, which
+    alone are stored (``trainable_state_``, the pickle) and used to predict.
+    On MiniLM with 16 prefix tokens that is 6 layers x 2 (keys, values) x 384
+    x 16 = 73,728 values instead of the MLP's 1.29 million.
 
     Parameters
     ----------
     n_prefix_tokens : int, default=16
         Number of prefix positions per layer.
     reparametrize : bool, default=True
-        Produce the prefixes with an MLP (embedding -> tanh -> all layers).
+        Produce the prefixes with an MLP (embedding -> tanh -> all layers)
+        during training.
     projection_size : int, default=256
         Hidden size of that MLP.
+    keep_projection : bool, default=False
+        Keep the MLP after training: it is then stored and pickled, and
+        ``warm_start`` trains on through it. By default a warm start trains the
+        stored prefixes directly.
 
     Examples
     --------
     >>> from skllm import FineTuneClassifier, PrefixTuning
     >>> PrefixTuning(n_prefix_tokens=4, projection_size=32).get_params()
-    {'n_prefix_tokens': 4, 'projection_size': 32, 'reparametrize': True}
+    {'keep_projection': False, 'n_prefix_tokens': 4, 'projection_size': 32, 'reparametrize': True}
     >>> X = ["a great film", "loved it", "awful", "so dull"] * 2
     >>> y = ["pos", "pos", "neg", "neg"] * 2
     >>> method = PrefixTuning(n_prefix_tokens=4, projection_size=32)
     >>> clf = FineTuneClassifier(method=method, epochs=1, max_length=16, random_state=0).fit(X, y)
     >>> clf.predict(["so dull"]).shape
     (1,)
+    >>> clf.n_trainable_params_  # 4 tokens x 6 layers x 2 (keys, values) x 384, and the output layer
+    19202
     """
 
     name = "prefix"
     default_learning_rate = 5e-3
 
-    def __init__(self, n_prefix_tokens=16, reparametrize=True, projection_size=256):
+    # Models saved before the MLP was dropped after training stored it.
+    _value_before_added = (("keep_projection", True),)
+
+    def __init__(self, n_prefix_tokens=16, reparametrize=True, projection_size=256, keep_projection=False):
         self.n_prefix_tokens = n_prefix_tokens
         self.reparametrize = reparametrize
         self.projection_size = projection_size
+        self.keep_projection = keep_projection
 
     def validate(self):
         check_int(self.n_prefix_tokens, "n_prefix_tokens")
         check_int(self.projection_size, "projection_size")
         check_bool(self.reparametrize, "reparametrize")
+        check_bool(self.keep_projection, "keep_projection")
 
     def build(self, backbone):
         from ._encoders import PlainEncoder, PrefixEncoderModule
@@ -150,3 +166,9 @@ class PrefixTuning(FineTuningMethod):
         for module in attention:
             module._skllm_prefix = prefixes.layer
         return PlainEncoder(backbone, extra=prefixes)
+
+    def compact(self, network):
+        """The prefixes the MLP produces, as a plain trainable parameter in place of the MLP."""
+        if self.reparametrize and not self.keep_projection:
+            network.encoder.extra.drop_projection()
+        return network
