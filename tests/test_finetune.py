@@ -22,7 +22,7 @@ TRAINED = {
     "lora": lambda name: "lora_" in name,
     "prefix": lambda name: name.startswith("encoder.extra."),
     "prompt": lambda name: "prompt_encoder" in name,
-    "adapter": lambda name: ".down." in name or ".up." in name,
+    "adapter": lambda name: ".down." in name or ".up." in name or "norm" in name.lower(),
     "full": lambda name: name.startswith("encoder."),
 }
 

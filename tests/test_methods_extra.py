@@ -4,13 +4,17 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from sklearn.model_selection import GridSearchCV
 
 from skllm import (
+    BottleneckAdapter,
     FineTuneClassifier,
     LoRA,
     PrefixTuning,
+    _models,
 )
+from skllm._tokens import pad_batch, tokenize
 
 
 @pytest.fixture(params=["tiny_bert", "tiny_llama"])
@@ -21,6 +25,15 @@ def backbone(request):
 def fit(model_dir, method, X, y, cache_dir, **kw):
     params = {"epochs": 2, "batch_size": 8, "random_state": 0, "cache_dir": cache_dir, **kw}
     return FineTuneClassifier(model_dir, method=method, **params).fit(X, y)
+
+
+def loaded(model_dir):
+    return _models.load_backbone(_models.resolve_model(model_dir), torch.device("cpu"))
+
+
+def batch(tokenizer, texts):
+    ids, _ = tokenize(tokenizer, texts, 16)
+    return pad_batch(ids, list(range(len(texts))), tokenizer.pad_token_id or 0, torch.device("cpu"))
 
 
 # -- LoRA merged into the weights for prediction ------------------------------------------
@@ -99,5 +112,47 @@ def _pickled_before(method, added):
 
 def test_methods_pickled_before_their_new_parameters_behave_as_they_did():
     assert _pickled_before(PrefixTuning(), "keep_projection").keep_projection is True  # the MLP was stored
+    assert _pickled_before(BottleneckAdapter(), "variant").variant == "projection"
     old = _pickled_before(LoRA(r=4), "merge_for_inference")
     assert old.get_params()["merge_for_inference"] is True and repr(old) == "LoRA(r=4)"
+
+
+# -- Bottleneck adapters: Houlsby et al. and the adapters on the projections -----------------
+
+
+@pytest.mark.parametrize(
+    "variant, follows, norms_train",
+    [
+        ("houlsby", ("output.dropout", "o_proj", "down_proj"), True),
+        ("projection", ("output.dense", "o_proj", "down_proj"), False),
+    ],
+)
+def test_adapter_variants_place_the_adapters_and_train_the_norms(backbone, variant, follows, norms_train):
+    shared, tokenizer = loaded(backbone)
+    network = BottleneckAdapter(variant=variant).build_network(shared, 2, "mean").eval()
+    trained = [n for n, p in network.named_parameters() if p.requires_grad and not n.startswith("head.")]
+    adapters = [n for n in trained if n.endswith(".down.weight")]
+    assert len(adapters) == 2 * 2  # attention and feed-forward of 2 layers
+    assert all(any(f"{place}.down.weight" in n for place in follows) for n in adapters), adapters
+    norms = [n for n in trained if "norm" in n.lower()]
+    assert bool(norms) is norms_train
+    assert set(trained) == {n for n in trained if ".down." in n or ".up." in n} | set(norms)
+    input_ids, mask = batch(tokenizer, ["great film and a fun story", "awful"])
+    with torch.no_grad():  # ``up`` starts at zero: the adapted model starts as the backbone
+        torch.testing.assert_close(
+            network.encoder(input_ids, mask)[mask.bool()],
+            shared(input_ids=input_ids, attention_mask=mask).last_hidden_state[mask.bool()],
+        )
+
+
+@pytest.mark.parametrize(
+    "method, message",
+    [
+        (LoRA(merge_for_inference=None), r"merge_for_inference must be True or False, got None"),
+        (PrefixTuning(keep_projection=1), r"keep_projection must be True or False, got 1"),
+        (BottleneckAdapter(variant="pfeiffer"), r"variant='pfeiffer' is not supported; use one of \['houlsby'"),
+    ],
+)
+def test_bad_method_parameters_get_clear_errors(tiny_bert, texts, cache_dir, method, message):
+    with pytest.raises(ValueError, match=message):
+        FineTuneClassifier(tiny_bert, method=method, epochs=1, cache_dir=cache_dir).fit(*texts)

@@ -2,20 +2,28 @@
 
 AdapterHub's ``adapters`` package pins transformers ~=4.57 and so cannot be
 installed beside transformers 5, and peft has no bottleneck adapter. The method
-is small: after the output projection of the attention sublayer and of the
-feed-forward sublayer, before the residual sum, ``h + up(act(down(h)))`` with
-``up`` initialised to zero so that training starts from the unchanged model.
-It is implemented here by wrapping those projections.
+is small: after the attention sublayer and the feed-forward sublayer, before the
+residual sum, ``h + up(act(down(h)))`` with ``up`` initialised to zero so that
+training starts from the unchanged model. It is implemented here by wrapping
+the layer the adapter follows.
 """
 
 import re
 
 from ._base import FineTuningMethod, check_choice, check_int
 
-# Output projections of the attention and feed-forward sublayers, by architecture.
+VARIANTS = ("houlsby", "projection")
+# The layer each adapter follows, by variant and architecture. Houlsby et al. put it
+# after the sublayer's output projection and its dropout; Llama has no dropout there.
 _TARGETS = {
-    "bert-like": (r"attention\.output\.dense$", r"layer\.\d+\.output\.dense$"),
-    "llama-like": (r"self_attn\.o_proj$", r"mlp\.down_proj$"),
+    "houlsby": {
+        "bert-like": (r"attention\.output\.dropout$", r"layer\.\d+\.output\.dropout$"),
+        "llama-like": (r"self_attn\.o_proj$", r"mlp\.down_proj$"),
+    },
+    "projection": {
+        "bert-like": (r"attention\.output\.dense$", r"layer\.\d+\.output\.dense$"),
+        "llama-like": (r"self_attn\.o_proj$", r"mlp\.down_proj$"),
+    },
 }
 
 
@@ -26,6 +34,17 @@ class BottleneckAdapter(FineTuningMethod):
     ``hidden_size // reduction_factor``, applies a non-linearity, projects back
     up and adds the result.
 
+    ``variant="houlsby"`` is the method of Houlsby et al. (2019): the adapter
+    follows the sublayer's output projection and its dropout, before the
+    residual sum and the layer normalisation, and the layer normalisations are
+    trained too. ``variant="projection"`` wraps the output projection itself,
+    before its dropout, and trains the adapters only (models saved before
+    ``variant`` existed use it). ``"houlsby"`` is the default because it
+    scored higher on both datasets measured (MiniLM, 500 training and 500 test
+    texts, 3 seeds; docs/benchmarks.md): Rotten Tomatoes accuracy 0.780
+    against 0.771, SMS spam macro-F1 0.940 against 0.841, for 4% more trained
+    parameters (the layer norms).
+
     Parameters
     ----------
     reduction_factor : int, default=16
@@ -33,31 +52,37 @@ class BottleneckAdapter(FineTuningMethod):
     activation : {"relu", "gelu"}, default="relu"
         Non-linearity inside the bottleneck.
     target_modules : tuple of str, default=None
-        Regular expressions for the linear layers to follow with an adapter.
-        ``None`` picks the attention and feed-forward output projections of
+        Regular expressions for the layers (linear or dropout) to follow with
+        an adapter. ``None`` picks, per ``variant``, the places above in
         BERT-like and Llama-like models.
+    variant : {"houlsby", "projection"}, default="houlsby"
+        Where the adapters go and whether the layer normalisations train.
 
     Examples
     --------
     >>> from skllm import BottleneckAdapter, FineTuneClassifier
     >>> from sklearn.model_selection import GridSearchCV
     >>> BottleneckAdapter(reduction_factor=8).get_params()
-    {'activation': 'relu', 'reduction_factor': 8, 'target_modules': None}
-    >>> grid = {"method__reduction_factor": [8, 16]}
+    {'activation': 'relu', 'reduction_factor': 8, 'target_modules': None, 'variant': 'houlsby'}
+    >>> grid = {"method__variant": ["houlsby", "projection"], "method__reduction_factor": [8, 16]}
     >>> search = GridSearchCV(FineTuneClassifier(method=BottleneckAdapter()), grid)
     """
 
     name = "adapter"
     default_learning_rate = 1e-3
+    # Models saved before the variants existed used the adapters on the projections.
+    _value_before_added = (("variant", "projection"),)
 
-    def __init__(self, reduction_factor=16, activation="relu", target_modules=None):
+    def __init__(self, reduction_factor=16, activation="relu", target_modules=None, variant="houlsby"):
         self.reduction_factor = reduction_factor
         self.activation = activation
         self.target_modules = target_modules
+        self.variant = variant
 
     def validate(self):
         check_int(self.reduction_factor, "reduction_factor")
         check_choice(self.activation, "activation", ("relu", "gelu"))
+        check_choice(self.variant, "variant", VARIANTS)
         if self.target_modules is not None and not isinstance(self.target_modules, (tuple, list, str)):
             raise ValueError(f"target_modules must be None, a str or a tuple of str, got {self.target_modules!r}.")
 
@@ -65,7 +90,7 @@ class BottleneckAdapter(FineTuningMethod):
         if self.target_modules is not None:
             patterns = [self.target_modules] if isinstance(self.target_modules, str) else self.target_modules
             return [n for n in names if any(re.search(p, n) for p in patterns)]
-        for patterns in _TARGETS.values():
+        for patterns in _TARGETS[self.variant].values():
             found = [n for n in names if any(re.search(p, n) for p in patterns)]
             if found:
                 return found
@@ -74,18 +99,25 @@ class BottleneckAdapter(FineTuningMethod):
     def build(self, backbone):
         from torch import nn
 
-        from ._encoders import AdaptedLinear, PlainEncoder
+        from ._encoders import Adapted, PlainEncoder, is_norm
 
-        linear = {n: m for n, m in backbone.named_modules() if isinstance(m, nn.Linear)}
-        targets = self._targets(list(linear))
+        layers = {n: m for n, m in backbone.named_modules() if isinstance(m, (nn.Linear, nn.Dropout))}
+        targets = self._targets(list(layers))
         if not targets:
             raise ValueError(
                 f"BottleneckAdapter found no layer to adapt in {type(backbone).__name__}; pass "
-                f"target_modules, regular expressions matching names of its linear layers."
+                f"target_modules, regular expressions matching names of its linear or dropout layers."
             )
         for name in targets:
             parent_name, _, child = name.rpartition(".")
             parent = backbone.get_submodule(parent_name)
-            size = max(1, linear[name].out_features // self.reduction_factor)
-            setattr(parent, child, AdaptedLinear(linear[name], size, self.activation))
+            layer = layers[name]
+            features = layer.out_features if isinstance(layer, nn.Linear) else backbone.config.hidden_size
+            bottleneck = max(1, features // self.reduction_factor)
+            setattr(parent, child, Adapted(layer, features, bottleneck, self.activation))
+        if self.variant == "houlsby":
+            for module in backbone.modules():
+                if is_norm(module):
+                    for p in module.parameters(recurse=False):
+                        p.requires_grad_(True)
         return PlainEncoder(backbone)

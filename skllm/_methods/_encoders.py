@@ -65,15 +65,15 @@ class Network(nn.Module):
         return self.head(pool(hidden.float(), attention_mask, self.pooling))
 
 
-class AdaptedLinear(nn.Module):
-    """A frozen linear layer followed by a residual bottleneck adapter."""
+class Adapted(nn.Module):
+    """A frozen layer (linear, or the dropout after one) followed by a residual bottleneck adapter."""
 
-    def __init__(self, base, bottleneck, activation="relu"):
+    def __init__(self, base, features, bottleneck, activation="relu"):
         super().__init__()
         self.base = base
-        self.down = nn.Linear(base.out_features, bottleneck)
+        self.down = nn.Linear(features, bottleneck)
         self.act = nn.ReLU() if activation == "relu" else nn.GELU()
-        self.up = nn.Linear(bottleneck, base.out_features)
+        self.up = nn.Linear(bottleneck, features)
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
@@ -115,3 +115,9 @@ class PrefixEncoderModule(nn.Module):
 
     def layer(self, index):
         return self._current[index, 0], self._current[index, 1]
+
+
+def is_norm(module):
+    """Whether ``module`` is a layer normalisation (LayerNorm, RMSNorm and their variants)."""
+    return isinstance(module, nn.LayerNorm) or type(module).__name__.endswith(("LayerNorm", "RMSNorm"))
+
