@@ -7,6 +7,8 @@ import warnings
 from collections.abc import Hashable
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
@@ -59,17 +61,8 @@ def _encode_labels(y, n_texts, who):
     labels = np.asarray(values, dtype=object)
     if labels.ndim == 0:
         raise ValueError(f"y must be a sequence of labels, one per text, got {y!r:.60}.")
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]
-    if labels.ndim != 1:
-        try:
-            kind = type_of_target(values)
-        except ValueError:
-            kind = "several values per row"
-        raise ValueError(
-            f"{who} takes one label per text, but y has shape {labels.shape} ({kind}). For several "
-            f"outputs per text, wrap it in sklearn.multioutput.MultiOutputClassifier."
-        )
+    if labels.ndim != 1:  # 2-D: _multilabel_indicator says what is allowed
+        raise ValueError(f"{who} takes one label per text (1-D y), but y has shape {labels.shape}.")
     if len(labels) != n_texts:
         raise ValueError(f"X has {n_texts} texts but y has {len(labels)} labels; they must match row for row.")
     missing = [i for i, v in enumerate(labels) if v is None or (isinstance(v, numbers.Real) and v != v)]
@@ -80,7 +73,8 @@ def _encode_labels(y, n_texts, who):
         i = unhashable[0]
         raise ValueError(
             f"y must hold one hashable label per text; {len(unhashable)} are not, e.g. at position {i}: "
-            f"{type(labels[i]).__name__} {labels[i]!r:.40}."
+            f"{type(labels[i]).__name__} {labels[i]!r:.40}. For several labels per text, pass a 0/1 indicator "
+            f"matrix: sklearn.preprocessing.MultiLabelBinarizer().fit_transform(y)."
         )
     kinds = {}
     for v in labels:
@@ -109,6 +103,77 @@ def _encode_labels(y, n_texts, who):
     if kind in ("str", "number", "bool"):
         classes = np.asarray(classes.tolist())  # a plain dtype (str, int, float, bool)
     return classes, encoded.ravel()
+
+
+def _is_zero_or_one(value):
+    return isinstance(value, (bool, np.bool_, numbers.Real)) and (value == 0 or value == 1)
+
+
+def _multilabel_indicator(y, n_texts, who, *, multioutput_hint=True):
+    """``(indicator, sparse)`` for a 2-D ``y``: float32 0/1 matrix (n_texts, n_labels), and whether ``y`` was sparse.
+
+    ``None`` for anything that is not 2-D (one label per text: ``_encode_labels`` checks it).
+    A 2-D ``y`` that is not a 0/1 indicator with two or more columns is a ValueError saying
+    what is allowed (and, with ``multioutput_hint``, how to predict several other outputs).
+    """
+    allowed = (
+        f"{who} takes one label per text (a 1-D y) or, for several labels per text, a 0/1 indicator matrix "
+        f"of shape (n_texts, n_labels) with 2 or more columns, dense or sparse"
+    )
+    sparse = sp.issparse(y)
+    if sparse:
+        shape = y.shape
+    else:
+        if y is None or isinstance(y, (str, bytes)) or not hasattr(y, "__iter__"):
+            return None
+        values = y if hasattr(y, "__array__") else list(y)
+        try:
+            shape = np.shape(values)
+        except ValueError:  # rows of unequal length: not a matrix
+            return None
+        if len(shape) < 2:
+            return None
+    if len(shape) != 2:
+        raise ValueError(f"{allowed}; y has shape {shape}.")
+    if shape[1] < 2:
+        single = ", a single column. For one label per text, pass it as 1-D (e.g. y.ravel() or frame['label'])"
+        raise ValueError(f"{allowed}; y has shape {shape}{single if shape[1] == 1 else ''}.")
+    if shape[0] != n_texts:
+        raise ValueError(f"X has {n_texts} texts but y has {shape[0]} rows; they must match row for row.")
+    if sparse:
+        coo = y.tocoo()
+        rows, columns, cells = coo.row, coo.col, coo.data
+    else:
+        cells = np.asarray(values)
+        if cells.dtype.kind not in "biuf":  # keep each value's own type (str, None...) for the message
+            cells = np.asarray(values, dtype=object)
+        rows, columns = np.indices(shape).reshape(2, -1)
+        cells = cells.ravel()
+    if cells.dtype.kind in "biuf":
+        bad = np.flatnonzero((cells != 0) & (cells != 1))
+    else:
+        bad = np.flatnonzero([not _is_zero_or_one(v) for v in cells])
+    if bad.size:
+        i, j, v = rows[bad[0]], columns[bad[0]], cells[bad[0]]
+        v = v.item() if isinstance(v, np.generic) else v
+        try:
+            kind = type_of_target(y)
+        except ValueError:
+            kind = None
+        # scikit-learn calls any two integers an indicator ("multilabel-indicator" for 0 and 2).
+        kind = f" ({kind})" if kind not in (None, "multilabel-indicator") else ""
+        hint = (
+            "; for several outputs of other values per text, wrap the classifier in "
+            "sklearn.multioutput.MultiOutputClassifier"
+            if multioutput_hint
+            else ""
+        )
+        raise ValueError(
+            f"{allowed}; y has shape {shape}{kind} with {v!r} at row {i}, column {j}. To turn lists of labels "
+            f"into an indicator matrix, use sklearn.preprocessing.MultiLabelBinarizer{hint}."
+        )
+    indicator = y.toarray() if sparse else np.asarray(values)
+    return indicator.astype(np.float32), sparse
 
 
 def _numeric_targets(y, n_texts, who):
@@ -487,18 +552,28 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
     max_grad_norm : float, default=1.0
         Gradient clipping threshold; ``None`` disables clipping.
     class_weight : dict, "balanced" or None, default=None
-        Weights of the classes in the loss.
+        Weights of the classes in the loss. With a multi-label ``y``, only
+        ``"balanced"``: each label is weighted as its own binary problem (its
+        positive and negative texts as ``compute_class_weight`` would), as
+        ``OneVsRestClassifier(LogisticRegression(class_weight="balanced"))`` does.
+    threshold : float, default=0.5
+        Multi-label ``y`` only: a label is predicted when its probability is
+        above ``threshold`` (in (0, 1)). Read by ``predict`` (and the early
+        stopping score), so it can be changed after fitting.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data (stratified), score it
-        after each epoch, stop after ``n_iter_no_change`` epochs without
-        improvement and keep the best epoch's weights.
+        Hold out ``validation_fraction`` of the data (stratified; at random for
+        a multi-label ``y``), score it after each epoch (accuracy; micro-averaged
+        F1 at ``threshold`` for a multi-label ``y``), stop after
+        ``n_iter_no_change`` epochs without improvement and keep the best
+        epoch's weights.
     validation_fraction : float, default=0.1
         Share of the data held out for early stopping.
     n_iter_no_change : int, default=2
         Patience of early stopping, in epochs.
     warm_start : bool, default=False
         Continue training the fitted weights on the next ``fit`` (same
-        method, model and classes) instead of starting anew.
+        method, model and classes, or number of labels) instead of starting
+        anew.
     random_state : int, RandomState or None, default=None
         Seeds initialisation, dropout, shuffling and the validation split;
         the global random states are not touched. The same int gives the same
@@ -518,7 +593,15 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        Class labels, in the order of ``predict_proba``'s columns.
+        Class labels, in the order of ``predict_proba``'s columns; for a
+        multi-label ``y``, the column indices ``0 .. n_labels - 1`` of the
+        indicator matrix (as scikit-learn's multi-label estimators have them).
+    multilabel_ : bool
+        Whether ``y`` was a multi-label indicator matrix: sigmoid outputs, one
+        per label, trained with binary cross-entropy.
+    sparse_output_ : bool
+        Whether ``predict`` returns a SciPy sparse matrix (multi-label ``y``
+        given as one).
     method_ : FineTuningMethod
         The method used (a fresh copy of ``method``).
     n_trainable_params_ : int
@@ -529,9 +612,10 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
     loss_curve_ : list of float
         Mean training loss of each epoch.
     validation_scores_ : list of float or None
-        Validation accuracy after each epoch (with early stopping).
+        Validation accuracy (multi-label: micro-averaged F1) after each epoch
+        (with early stopping).
     best_validation_score_ : float
-        Best validation accuracy (with early stopping).
+        The best of ``validation_scores_`` (with early stopping).
     n_iter_ : int
         Epochs run.
     network_ : torch.nn.Module
@@ -557,6 +641,18 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
     >>> clf = FineTuneClassifier(method=LoRA(r=4), epochs=2, random_state=0).fit(X, y)
     >>> clf.predict(["what a great film"]).tolist()
     ['pos']
+
+    Several labels per text: a 0/1 indicator matrix, e.g. from ``MultiLabelBinarizer``.
+
+    >>> from sklearn.preprocessing import MultiLabelBinarizer
+    >>> tags = [{"film", "pos"}, {"pos"}, {"neg"}, {"neg", "slow"}] * 4
+    >>> binarizer = MultiLabelBinarizer()
+    >>> Y = binarizer.fit_transform(tags)
+    >>> binarizer.classes_.tolist()
+    ['film', 'neg', 'pos', 'slow']
+    >>> multi = FineTuneClassifier(method="head", epochs=20, random_state=0).fit(X, Y)
+    >>> multi.predict(["loved it", "so dull"]).shape, multi.predict_proba(["loved it"]).shape
+    ((2, 4), (1, 4))
     """
 
     def __init__(
@@ -574,6 +670,7 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         warmup_ratio=0.06,
         max_grad_norm=1.0,
         class_weight=None,
+        threshold=0.5,
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=2,
@@ -607,70 +704,146 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
             verbose=verbose,
         )
         self.class_weight = class_weight
+        self.threshold = threshold
+
+    def __setstate__(self, state):
+        # Models pickled before multi-label support had no threshold.
+        state.setdefault("threshold", 0.5)
+        super().__setstate__(state)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
 
     @property
     def _n_outputs(self):
         return len(self.classes_)
 
     def fit(self, X, y):
-        """Fit the model to texts ``X`` and labels ``y`` (hashable values of one type, e.g. str or int).
+        """Fit the model to texts ``X`` and labels ``y``.
+
+        ``y`` holds one label per text (hashable values of one type, e.g. str or
+        int) or, for several labels per text, is a 0/1 indicator matrix of shape
+        (n_texts, n_labels), dense or SciPy sparse (e.g. from
+        ``sklearn.preprocessing.MultiLabelBinarizer``).
 
         Returns
         -------
         self : FineTuneClassifier
         """
         method = self._validate_params()
+        self._check_threshold()
+        if not (self.class_weight is None or isinstance(self.class_weight, dict) or self.class_weight == "balanced"):
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {self.class_weight!r}.")
         texts = check_texts(X, estimator=self)
+        indicator = _multilabel_indicator(y, len(texts), type(self).__name__)
+        if indicator is not None:
+            targets, sparse = indicator
+            weights = self._label_weights(targets)
+            self._new_targets = {"classes_": np.arange(targets.shape[1]), "multilabel_": True, "sparse_output_": sparse}
+            try:
+                return self._fit(method, texts, targets, class_weights=weights)
+            finally:
+                vars(self).pop("_new_targets", None)
         classes, encoded = _encode_labels(y, len(texts), type(self).__name__)
-        self._new_classes = classes
         weights = None
         if self.class_weight is not None:
-            if self.class_weight != "balanced" and not isinstance(self.class_weight, dict):
-                raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {self.class_weight!r}.")
             if isinstance(self.class_weight, dict):
                 unknown = set(self.class_weight) - set(classes.tolist())
                 if unknown:
                     raise ValueError(f"class_weight names labels that are not in y: {sorted(map(repr, unknown))}.")
             weights = compute_class_weight(self.class_weight, classes=classes, y=np.asarray(classes)[encoded])
+        self._new_targets = {"classes_": classes, "multilabel_": False, "sparse_output_": False}
         try:
             return self._fit(method, texts, encoded.astype(np.int64), stratify=encoded, class_weights=weights)
         finally:
-            vars(self).pop("_new_classes", None)
+            vars(self).pop("_new_targets", None)
+
+    def _check_threshold(self):
+        check_number(self.threshold, "threshold", 0, 1, low_inclusive=False)
+
+    def _label_weights(self, targets):
+        """Loss weights of a multi-label ``y``: rows (negative, positive) by label, or None."""
+        if self.class_weight is None:
+            return None
+        if isinstance(self.class_weight, dict):
+            raise ValueError(
+                "class_weight as a dict maps class labels to weights, but a multi-label y has no class labels; "
+                "use class_weight='balanced' (each label weighted as its own binary problem) or None."
+            )
+        positives = targets.sum(axis=0)
+        counts = np.stack([len(targets) - positives, positives])
+        # compute_class_weight("balanced") per label; a label without positives (or negatives) keeps 1.
+        with np.errstate(divide="ignore"):
+            weights = len(targets) / (2 * counts)
+        return np.where(counts.min(axis=0) > 0, weights, 1.0).astype(np.float32)
 
     def _commit_targets(self):
-        self.classes_ = self._new_classes
+        for name, value in self._new_targets.items():
+            setattr(self, name, value)
 
     def _same_model(self, method):
         previous = getattr(self, "classes_", None)
+        new = self._new_targets["classes_"]
         return (
             repr(method) == repr(self.method_)
             and previous is not None
-            and len(previous) == len(self._new_classes)
-            and np.array_equal(self._new_classes, previous)
+            and getattr(self, "multilabel_", False) == self._new_targets["multilabel_"]
+            and len(previous) == len(new)
+            and np.array_equal(new, previous)
         )
 
-    @staticmethod
-    def _loss(output, target, weights):
+    def _loss(self, output, target, weights):
         import torch
 
+        if getattr(self, "multilabel_", False):
+            weight = None if weights is None else torch.where(target > 0.5, weights[1], weights[0])
+            return torch.nn.functional.binary_cross_entropy_with_logits(output, target, weight=weight)
         return torch.nn.functional.cross_entropy(output, target, weight=weights)
 
-    @staticmethod
-    def _validation_score(outputs, targets):
+    def _validation_score(self, outputs, targets):
+        if getattr(self, "multilabel_", False):
+            from sklearn.metrics import f1_score
+
+            return float(f1_score(targets.astype(np.int64), self._labels(outputs), average="micro", zero_division=0))
         return float((outputs.argmax(axis=1) == targets).mean())
 
+    def _labels(self, logits):
+        """The 0/1 indicator of the labels whose probability is above ``threshold``."""
+        self._check_threshold()
+        return (expit(logits) > self.threshold).astype(np.int64)
+
     def decision_function(self, X):
-        """Logits: shape (n_samples,) for two classes (positive class minus negative), else (n, n_classes)."""
+        """Logits: shape (n_samples,) for two classes (positive class minus negative), else (n, n_classes).
+
+        For a multi-label ``y``: one logit per label, shape (n_samples, n_labels).
+        """
         logits = self._raw_outputs(X)
+        if getattr(self, "multilabel_", False):
+            return logits
         return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
 
     def predict_proba(self, X):
-        """Class probabilities, columns in the order of ``classes_``."""
-        return softmax(self._raw_outputs(X))
+        """Class probabilities, columns in the order of ``classes_``.
+
+        For a multi-label ``y``: the probability of each label, shape (n_samples, n_labels);
+        a row need not sum to one.
+        """
+        logits = self._raw_outputs(X)
+        return expit(logits) if getattr(self, "multilabel_", False) else softmax(logits)
 
     def predict(self, X):
-        """The most probable class of each text; always one of ``classes_``."""
+        """The most probable class of each text; always one of ``classes_``.
+
+        For a multi-label ``y``: the 0/1 indicator matrix (n_samples, n_labels) of the labels
+        whose probability is above ``threshold``, as int64; a SciPy CSR matrix when ``y``
+        was sparse.
+        """
         outputs = self._raw_outputs(X)
+        if getattr(self, "multilabel_", False):
+            labels = self._labels(outputs)
+            return sp.csr_matrix(labels) if self.sparse_output_ else labels
         return self.classes_[outputs.argmax(axis=1)]
 
 

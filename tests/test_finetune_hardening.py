@@ -32,7 +32,7 @@ def head(model_dir, cache_dir, **kw):
     "X, y, message",
     [
         (["a", "b", "c", "d"], [0.5, 1.25, 2.0, 3.75], r"continuous values \(e.g. 0.5\).*FineTuneRegressor"),
-        (["a", "b", "c"], [[0, 1], [1, 0], [1, 1]], r"one label per text, but y has shape \(3, 2\) \(multilabel"),
+        (["a", "b", "c"], [[0], [1], [1]], r"one label per text \(a 1-D y\) .* y has shape \(3, 1\), a single column"),
         (["a", "b", "c"], [["x", "y"], ["y", "x"], ["x", "x"]], r"shape \(3, 2\) \(multiclass-multioutput\)"),
         (["a", "b", "c"], ["x", 1, "y"], r"mixes label types \(number 1, str 'x'\)"),
         (["a", "b", "c"], ["x", np.nan, "y"], r"missing label\(s\) \(None or NaN\) at positions \[1\]"),

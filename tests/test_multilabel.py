@@ -1,0 +1,178 @@
+"""Several labels per text: FineTuneClassifier with an indicator matrix."""
+
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.special import expit
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.preprocessing import MultiLabelBinarizer
+
+from skllm import FineTuneClassifier
+
+
+def tags_of(text):
+    """Labels of the shared test texts: the sentiment, and what the text talks about."""
+    positive = any(w in text for w in ("great", "loved", "best", "fun", "good"))
+    tags = {"pos" if positive else "neg"}
+    if "film" in text or "movie" in text:
+        tags.add("film")
+    if "story" in text or "acting" in text:
+        tags.add("craft")
+    return tags
+
+
+@pytest.fixture(scope="module")
+def multi(texts):
+    binarizer = MultiLabelBinarizer()
+    Y = binarizer.fit_transform([tags_of(t) for t in texts[0]])
+    return texts[0], Y, list(binarizer.classes_)
+
+
+def head(model_dir, cache_dir, **kw):
+    params = {"method": "head", "epochs": 10, "batch_size": 8, "random_state": 0, "cache_dir": cache_dir, **kw}
+    return FineTuneClassifier(model_dir, **params)
+
+
+def test_indicator_y_gives_sigmoid_outputs_and_indicator_predictions(tiny_bert, cache_dir, multi):
+    X, Y, names = multi
+    assert names == ["craft", "film", "neg", "pos"]
+    clf = head(tiny_bert, cache_dir, epochs=30, learning_rate=1e-2).fit(X, Y)
+    assert clf.multilabel_ and not clf.sparse_output_
+    assert clf.classes_.tolist() == [0, 1, 2, 3]
+    pred = clf.predict(X)
+    assert isinstance(pred, np.ndarray) and pred.dtype == np.int64 and pred.shape == Y.shape
+    assert set(np.unique(pred)) <= {0, 1}
+    logits = clf.decision_function(X)
+    proba = clf.predict_proba(X)
+    assert logits.shape == proba.shape == Y.shape
+    np.testing.assert_allclose(proba, expit(logits), rtol=1e-6)
+    np.testing.assert_array_equal(pred, (proba > 0.5).astype(int))
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+    assert clf.score(X, Y) > 0.5  # subset accuracy: every label of a text right
+
+
+def test_single_label_models_are_unchanged(tiny_bert, cache_dir, texts):
+    clf = head(tiny_bert, cache_dir, epochs=2).fit(*texts)
+    assert not clf.multilabel_ and clf.classes_.tolist() == ["neg", "pos"]
+    assert clf.decision_function(texts[0]).shape == (len(texts[0]),)
+
+
+def test_a_sparse_indicator_gives_sparse_predictions(tiny_bert, cache_dir, multi):
+    X, Y, _ = multi
+    clf = head(tiny_bert, cache_dir, epochs=2).fit(X, sp.csc_matrix(Y))
+    assert clf.sparse_output_
+    pred = clf.predict(X)
+    assert sp.issparse(pred) and pred.format == "csr" and pred.dtype == np.int64
+    np.testing.assert_array_equal(pred.toarray(), (clf.predict_proba(X) > 0.5).astype(int))
+
+
+def test_threshold_is_checked_and_read_at_prediction(tiny_bert, cache_dir, multi):
+    X, Y, _ = multi
+    for bad in (0, 1, 1.5, -0.1, "high", None, float("nan")):
+        with pytest.raises(ValueError, match=r"threshold must be a number > 0 and < 1, got"):
+            head(tiny_bert, cache_dir, threshold=bad).fit(X, Y)
+    clf = head(tiny_bert, cache_dir, epochs=5).fit(X, Y)
+    proba = clf.predict_proba(X)
+    for threshold in (0.2, 0.8):
+        clf.set_params(threshold=threshold)
+        np.testing.assert_array_equal(clf.predict(X), (proba > threshold).astype(int))
+    assert clf.set_params(threshold=0.2).predict(X).sum() >= clf.set_params(threshold=0.8).predict(X).sum()
+    with pytest.raises(ValueError, match="threshold must be a number"):
+        clf.set_params(threshold=2).predict(X)
+
+
+def test_early_stopping_scores_micro_f1(tiny_bert, cache_dir, multi):
+    X, Y, _ = multi
+    clf = head(tiny_bert, cache_dir, epochs=6, early_stopping=True, validation_fraction=0.25, n_iter_no_change=6)
+    clf.fit(X, Y)
+    assert len(clf.validation_scores_) == clf.n_iter_ == 6
+    assert all(0 <= s <= 1 for s in clf.validation_scores_)
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+
+
+def test_balanced_class_weight_weighs_each_label_as_a_binary_problem(tiny_bert, cache_dir, multi):
+    X, Y, _ = multi
+    clf = head(tiny_bert, cache_dir, epochs=2, class_weight="balanced")
+    weights = clf._label_weights(Y.astype(np.float32))
+    positives = Y.sum(axis=0)
+    np.testing.assert_allclose(weights[1], len(Y) / (2 * positives), rtol=1e-6)
+    np.testing.assert_allclose(weights[0], len(Y) / (2 * (len(Y) - positives)), rtol=1e-6)
+    assert clf.fit(X, Y).predict(X).shape == Y.shape
+    with pytest.raises(ValueError, match=r"class_weight as a dict .* use class_weight='balanced'"):
+        head(tiny_bert, cache_dir, class_weight={0: 2.0}).fit(X, Y)
+
+
+def test_a_label_on_for_every_text_is_learnt(tiny_bert, cache_dir, multi):
+    X, Y, _ = multi
+    always = np.hstack([Y, np.ones((len(Y), 1), dtype=Y.dtype)])
+    clf = head(tiny_bert, cache_dir, epochs=5, class_weight="balanced").fit(X, always)
+    assert clf.predict(X)[:, -1].all()
+
+
+@pytest.mark.parametrize(
+    "y, message",
+    [
+        (np.zeros((6, 1), dtype=int), r"y has shape \(6, 1\), a single column. For one label per text, pass it as 1-D"),
+        ([["x", "y"]] * 6, r"0/1 indicator matrix .* \(multiclass-multioutput\) with 'x' at row 0, column 0"),
+        ([[0, 1], [1, 2]] * 3, r"\(multiclass-multioutput\) with 2 at row 1, column 1"),
+        ([[0, 2], [2, 0]] * 3, r"y has shape \(6, 2\) with 2 at row 0, column 1. To turn lists"),
+        ([[0, 1], [1, np.nan]] * 3, r"with nan at row 1, column 1"),
+        (sp.csr_matrix(np.array([[0, 3], [1, 0]] * 3)), r"with 3 at row 0, column 1"),
+        (np.zeros((6, 2, 2)), r"y has shape \(6, 2, 2\)"),
+        (np.zeros((5, 2), dtype=int), "X has 6 texts but y has 5 rows"),
+        ([[1, 2], [3], [4], [5], [6], [7]], "For several labels per text, pass a 0/1 indicator matrix"),
+    ],
+)
+def test_a_two_dimensional_y_that_is_no_indicator_is_refused_clearly(tiny_bert, cache_dir, y, message):
+    X = ["great film", "awful film", "loved it", "hated it", "fun story", "dull story"]
+    with pytest.raises(ValueError, match=message):
+        head(tiny_bert, cache_dir).fit(X, y)
+
+
+def test_warm_start_starts_afresh_when_the_labels_change(tiny_bert, cache_dir, multi):
+    X, Y, _ = multi
+    clf = head(tiny_bert, cache_dir, epochs=2, warm_start=True).fit(X, Y)
+    first = {k: v.copy() for k, v in clf.trainable_state_.items()}
+    clf.set_params(learning_rate=1e-12).fit(X, Y)  # same labels: continues (and barely moves)
+    assert all(np.allclose(clf.trainable_state_[k], v, atol=1e-6) for k, v in first.items())
+    clf.set_params(learning_rate=None).fit(X, Y[:, :3])  # one label fewer: a fresh network, three outputs
+    assert clf.predict_proba(X).shape == (len(X), 3)
+    single = np.array([f"c{i % 3}" for i in range(len(X))])
+    # As many classes, one label each: fresh too (softmax, not sigmoid), as a cold fit starts.
+    clf.set_params(learning_rate=1e-12).fit(X, single)
+    cold = clone(clf).set_params(warm_start=False).fit(X, single)
+    assert not clf.multilabel_ and clf.predict(X).dtype.kind == "U"
+    for name, value in cold.trainable_state_.items():
+        np.testing.assert_allclose(clf.trainable_state_[name], value, atol=1e-6)
+
+
+def test_grid_search_with_multilabel_scores(tiny_bert, cache_dir, multi):
+    X, Y, _ = multi
+    scoring = ["f1_samples", "f1_micro"]
+    search = GridSearchCV(head(tiny_bert, cache_dir, epochs=2), {"threshold": [0.3, 0.5]}, scoring=scoring, cv=2)
+    search.set_params(refit="f1_samples").fit(X, Y)
+    for name in scoring:
+        assert np.isfinite(search.cv_results_[f"mean_test_{name}"]).all(), name
+    assert search.best_params_["threshold"] in (0.3, 0.5)
+    assert search.predict(X).shape == Y.shape
+
+
+def test_pickle_and_joblib_round_trips_predict_the_same(tiny_bert, cache_dir, multi, tmp_path):
+    X, Y, _ = multi
+    clf = FineTuneClassifier(tiny_bert, method="lora", epochs=2, batch_size=8, random_state=0, cache_dir=cache_dir)
+    clf.fit(X, sp.csr_matrix(Y))
+    joblib.dump(clf, tmp_path / "model.joblib")
+    restored = joblib.load(tmp_path / "model.joblib")
+    assert restored.multilabel_ and sp.issparse(restored.predict(X))
+    np.testing.assert_allclose(restored.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+    np.testing.assert_array_equal(restored.predict(X).toarray(), clf.predict(X).toarray())
+    again = pickle.loads(pickle.dumps(clone(clf).set_params(threshold=0.3)))
+    assert again.threshold == 0.3
+
+
+def test_tags_say_multi_label():
+    assert FineTuneClassifier().__sklearn_tags__().classifier_tags.multi_label
