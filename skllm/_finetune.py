@@ -219,6 +219,7 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         weight_decay=0.01,
         warmup_ratio=0.06,
         max_grad_norm=1.0,
+        head_init="linear_probe",
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=2,
@@ -240,6 +241,7 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.warmup_ratio = warmup_ratio
         self.max_grad_norm = max_grad_norm
+        self.head_init = head_init
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -249,6 +251,11 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         self.dtype = dtype
         self.cache_dir = cache_dir
         self.verbose = verbose
+
+    def __setstate__(self, state):
+        # Models pickled before linear probing existed refit as they were fitted.
+        state.setdefault("head_init", "random")
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -260,6 +267,7 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
     # -- validation ---------------------------------------------------------------
     def _validate_params(self):
         check_choice(self.pooling, "pooling", ("auto", "mean", "cls", "last"))
+        check_choice(self.head_init, "head_init", ("linear_probe", "random"))
         check_int(self.max_length, "max_length", 2)
         check_int(self.epochs, "epochs", 1)
         check_int(self.batch_size, "batch_size", 1)
@@ -407,6 +415,8 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
             else:
                 vars(self).pop("network_", None)
                 network = self._build_network(backbone)
+                if self.head_init == "linear_probe":
+                    self._probe_output_layer(network, inputs, targets, train_idx, class_weights, device)
             self.network_ = network
             self._train(network, inputs, targets, train_idx, valid_idx, class_weights, rng, device)
         network.eval()
@@ -419,6 +429,18 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         self.n_trainable_params_ = int(sum(v.size for v in self.trainable_state_.values()))
         self.network_ = method.for_inference(network).eval()
         return self
+
+    def _probe_output_layer(self, network, inputs, targets, rows, class_weights, device):
+        """Start the output layer from a regularised linear model on the network's initial features."""
+        from . import _probe
+
+        layer = _probe.output_layer(network, self._n_outputs)
+        if layer is None:  # outputs made otherwise: the method's own initialisation stays
+            return
+        features = _probe.layer_inputs(network, layer, inputs, rows, device, self.dtype_, self.batch_size * 2)
+        fitted = self._probe(features, targets[rows], class_weights)
+        if fitted is not None:
+            _probe.set_layer(layer, *fitted)
 
     def _same_model(self, method):
         """Whether warm_start may continue from the fitted weights."""
@@ -551,6 +573,15 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         it then decays linearly to zero.
     max_grad_norm : float, default=1.0
         Gradient clipping threshold; ``None`` disables clipping.
+    head_init : {"linear_probe", "random"}, default="linear_probe"
+        How the output layer starts. ``"linear_probe"`` fits a logistic
+        regression (a ridge regression for :class:`FineTuneRegressor`;
+        regularisation chosen by 3-fold cross-validation) on the
+        features the output layer receives from the untrained network, and
+        starts from its weights: training begins where a linear model on
+        frozen features ends (linear probing then fine-tuning, Kumar et al.,
+        2022). It costs one forward pass over the training texts.
+        ``"random"``: PyTorch's default initialisation.
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the loss. With a multi-label ``y``, only
         ``"balanced"``: each label is weighted as its own binary problem (its
@@ -669,6 +700,7 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         weight_decay=0.01,
         warmup_ratio=0.06,
         max_grad_norm=1.0,
+        head_init="linear_probe",
         class_weight=None,
         threshold=0.5,
         early_stopping=False,
@@ -693,6 +725,7 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
             weight_decay=weight_decay,
             warmup_ratio=warmup_ratio,
             max_grad_norm=max_grad_norm,
+            head_init=head_init,
             early_stopping=early_stopping,
             validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change,
@@ -793,6 +826,17 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
             and len(previous) == len(new)
             and np.array_equal(new, previous)
         )
+
+    def _probe(self, features, targets, class_weights):
+        from ._probe import probe_classifier, probe_labels
+
+        if getattr(self, "multilabel_", False):
+            return probe_labels(features, targets, class_weights)
+        n_classes = len(self.classes_)
+        if len(np.unique(targets)) < n_classes:  # a class absent from the training rows
+            return None
+        weights = None if class_weights is None else dict(enumerate(np.asarray(class_weights, dtype=float)))
+        return probe_classifier(features, targets, n_classes, weights)
 
     def _loss(self, output, target, weights):
         import torch
@@ -896,6 +940,12 @@ class FineTuneRegressor(RegressorMixin, _FineTuneBase):
             self.target_scale_ = 1.0
             targets = np.zeros(len(y), dtype=np.float32)
         return self._fit(method, texts, targets)
+
+    @staticmethod
+    def _probe(features, targets, class_weights):
+        from ._probe import probe_regressor
+
+        return probe_regressor(features, targets)
 
     @staticmethod
     def _loss(output, target, weights):

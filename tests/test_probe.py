@@ -1,0 +1,71 @@
+"""Linear probing: the output layer starts as a cross-validated linear model on the initial features."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+
+from skllm import FineTuneClassifier, FineTuneRegressor, HeadTuning
+from skllm._probe import PROBE_ALPHAS, PROBE_CS
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+# A vanishing learning rate: after fit, the output layer is what the probe set.
+FROZEN = {"epochs": 1, "learning_rate": 1e-12, "random_state": 0, "max_length": 16}
+
+
+def test_the_head_starts_as_the_logistic_regression_on_its_features(tiny_bert, texts, cache_dir):
+    X, y = texts
+    y = [label if i % 3 else "mid" for i, label in enumerate(y)]  # three classes
+    clf = FineTuneClassifier(tiny_bert, method=HeadTuning(hidden_layer_sizes=()), cache_dir=cache_dir, **FROZEN)
+    clf.fit(X, y)
+    features = clf.embedder_.transform(X).astype(np.float64)
+    lr = LogisticRegressionCV(Cs=list(PROBE_CS), cv=3, scoring="neg_log_loss", max_iter=2000).fit(features, y)
+    assert clf.classes_.tolist() == lr.classes_.tolist()
+    np.testing.assert_allclose(clf.predict_proba(X), lr.predict_proba(features), atol=1e-4)
+    assert (clf.predict(X) == lr.predict(features)).all()
+
+
+def test_two_classes_give_the_logistic_regressions_probabilities(tiny_bert, texts, cache_dir):
+    X, y = texts
+    clf = FineTuneClassifier(tiny_bert, method=HeadTuning(hidden_layer_sizes=()), cache_dir=cache_dir, **FROZEN)
+    clf.fit(X, y)
+    features = clf.embedder_.transform(X).astype(np.float64)
+    lr = LogisticRegressionCV(Cs=list(PROBE_CS), cv=3, scoring="neg_log_loss", max_iter=2000).fit(features, y)
+    np.testing.assert_allclose(clf.predict_proba(X), lr.predict_proba(features), atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["lora", "full", "adapter"])
+def test_methods_starting_from_the_backbone_start_from_its_probe(tiny_bert, texts, cache_dir, method):
+    # LoRA and adapters start as the unchanged backbone (zero-initialised updates), so their
+    # first predictions are those of the probe on the backbone's pooled features.
+    X, y = texts
+    clf = FineTuneClassifier(tiny_bert, method=method, cache_dir=cache_dir, **FROZEN).fit(X, y)
+    head = FineTuneClassifier(tiny_bert, method=HeadTuning(hidden_layer_sizes=()), cache_dir=cache_dir, **FROZEN)
+    head.fit(X, y)
+    np.testing.assert_allclose(clf.predict_proba(X), head.predict_proba(X), atol=1e-4)
+    random = FineTuneClassifier(tiny_bert, method=method, cache_dir=cache_dir, head_init="random", **FROZEN)
+    assert not np.allclose(random.fit(X, y).predict_proba(X), clf.predict_proba(X), atol=1e-3)
+
+
+def test_the_regressor_starts_as_the_ridge_regression(tiny_bert, texts, cache_dir):
+    X, _ = texts
+    y = np.arange(len(X), dtype=float) % 5
+    reg = FineTuneRegressor(tiny_bert, method=HeadTuning(hidden_layer_sizes=()), cache_dir=cache_dir, **FROZEN)
+    reg.fit(X, y)
+    features = reg.embedder_.transform(X).astype(np.float64)
+    standardised = (y - y.mean()) / y.std()
+    ridge = RidgeCV(alphas=list(PROBE_ALPHAS)).fit(features, standardised)
+    np.testing.assert_allclose(reg.predict(X), ridge.predict(features) * y.std() + y.mean(), atol=1e-3)
+
+
+def test_a_class_with_too_few_texts_still_gets_a_probe(tiny_bert, texts, cache_dir):
+    X, y = texts
+    y = list(y)
+    y[0] = "rare"  # one text: no 3-fold cross-validation, a plain C=1 fit
+    clf = FineTuneClassifier(tiny_bert, method="head", cache_dir=cache_dir, **FROZEN).fit(X, y)
+    assert clf.predict_proba(X).shape == (len(X), 3)
+
+
+def test_head_init_is_validated(tiny_bert, texts, cache_dir):
+    with pytest.raises(ValueError, match="head_init"):
+        FineTuneClassifier(tiny_bert, head_init="zeros", cache_dir=cache_dir).fit(*texts)
