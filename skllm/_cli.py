@@ -1,8 +1,11 @@
 """The ``skllm`` command line: ``skllm compare DATA --text COLUMN --label COLUMN``."""
 
 import argparse
+import json
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from ._compare import ALL_METHODS, check_folds, check_settings, parse_duration
 from .exceptions import MissingDependencyError
@@ -45,7 +48,8 @@ def read_table(path):
         raise InputError(f"{path} cannot be read as {suffix or 'CSV'}: {exc}") from exc
 
 
-def load_xy(frame, text, label, path):
+def load_xy(frame, text, label, path, multilabel=None):
+    """Texts and labels from ``frame``; with ``multilabel`` (a separator), ``(texts, indicator, label names)``."""
     for column, flag in ((text, "--text"), (label, "--label")):
         if column not in frame.columns:
             raise InputError(f"{path} has no column {column!r} ({flag}); its columns are {list(frame.columns)}.")
@@ -58,12 +62,40 @@ def load_xy(frame, text, label, path):
             f"Column {text!r} must hold text; rows {bad[:10]} hold {texts.iloc[bad[0]]!r} and the like "
             f"({len(bad)} in all). Fill or drop them first."
         )
+    if multilabel is not None:
+        return (texts.tolist(), *split_labels(labels, multilabel, label))
     missing = [i for i, v in enumerate(labels) if v is None or v != v]
     if missing:
         raise InputError(f"Column {label!r} has {len(missing)} missing label(s), rows {missing[:10]}.")
     if labels.nunique() < 2:
         raise InputError(f"Column {label!r} holds a single class ({labels.iloc[0]!r}); a comparison needs two or more.")
     return texts.tolist(), labels.tolist()
+
+
+def split_labels(column, separator, name="label"):
+    """``(indicator matrix, label names)`` of a column of ``separator``-joined labels.
+
+    An empty cell is a text without any label; spaces around each label are dropped.
+    """
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    if not separator:
+        raise InputError("--multilabel needs a separator, e.g. --multilabel '|'.")
+    sets = []
+    for v in column:
+        if v is None or v != v:  # an empty cell
+            sets.append(set())
+        else:
+            sets.append({part.strip() for part in str(v).split(separator)} - {""})
+    binarizer = MultiLabelBinarizer()
+    indicator = binarizer.fit_transform(sets)
+    names = [str(c) for c in binarizer.classes_]
+    if len(names) < 2:
+        found = f"only {names[0]!r}" if names else "none"
+        raise InputError(
+            f"Column {name!r} split on {separator!r} holds {found}; a multi-label comparison needs two labels or more."
+        )
+    return indicator, names
 
 
 def parse_label_words(text, y):
@@ -87,7 +119,17 @@ def compare(args):
     from ._compare import run_comparison
 
     frame = read_table(args.data)
-    X, y = load_xy(frame, args.text, args.label, args.data)
+    names = None
+    if args.multilabel is not None:
+        if args.label_words is not None:
+            args.parser.error("--label-words is for the prompting methods, which do not take --multilabel data.")
+        X, y, names = load_xy(frame, args.text, args.label, args.data, multilabel=args.multilabel)
+        print(
+            f"multi-label: {len(names)} labels ({', '.join(names[:10])}{', ...' if len(names) > 10 else ''}), "
+            f"{y.sum() / len(y):.2f} per text on average"
+        )
+    else:
+        X, y = load_xy(frame, args.text, args.label, args.data)
     try:
         check_folds(y, args.cv, max_samples=args.budget, random_state=args.random_state, names=OPTION_NAMES)
     except ValueError as exc:
@@ -99,9 +141,13 @@ def compare(args):
         except ValueError as exc:
             args.parser.error(str(exc))
     if args.budget is not None and len(X) > args.budget:
-        print(f"sub-sampling {args.budget} of {len(X)} rows (stratified), as --budget asks")
+        how = "at random" if names is not None else "stratified"
+        print(f"sub-sampling {args.budget} of {len(X)} rows ({how}), as --budget asks")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if names is not None:
+        # The columns of the indicator matrix that best_model.joblib predicts.
+        (out / "labels.json").write_text(json.dumps(names, indent=1) + "\n")
     table, best = run_comparison(
         X,
         y,
@@ -124,24 +170,7 @@ def compare(args):
     )
     plan = table.attrs["plan"]
     table.to_csv(out / "results.csv", index=False)
-    shown = table.copy()
-    for metric in ("accuracy", "f1_macro"):
-        shown[metric] = [
-            f"{m:.3f} ± {s:.3f}" if m == m else "-" for m, s in zip(table[f"{metric}_mean"], table[f"{metric}_std"])
-        ]
-    shown = shown[
-        [
-            "method",
-            "accuracy",
-            "f1_macro",
-            "fit_seconds",
-            "predict_seconds_per_1000",
-            "trainable_params",
-            "model_bytes",
-            "status",
-            "error",
-        ]
-    ]
+    shown = shown_table(table)
     (out / "results.md").write_text(shown.to_markdown(index=False, floatfmt=".3g") + "\n")
     print(f"\n{plan['n']} texts, {plan['cv']}-fold cross-validation, same folds for every method:\n")
     print(shown.to_string(index=False))
@@ -149,11 +178,55 @@ def compare(args):
 
     if best is not None:
         ok = table[table["status"].isin(["computed", "reused"])]
-        name = ok.loc[ok["accuracy_mean"].idxmax(), "method"]
+        score = table.attrs["score"]
+        name = ok.loc[ok[score].idxmax(), "method"]
         joblib.dump(best, out / "best_model.joblib")
-        print(f"\nbest: {name}; refitted on all {plan['n']} texts and saved to {out / 'best_model.joblib'}")
+        print(
+            f"\nbest: {name} (by {score.removesuffix('_mean')}); refitted on all {plan['n']} texts and saved to "
+            f"{out / 'best_model.joblib'}"
+        )
     print(f"tables: {out / 'results.csv'}, {out / 'results.md'}")
     return 0 if best is not None else 1
+
+
+def format_bytes(n):
+    """``1234567`` as ``"1.2 MB"`` (decimal units); ``"-"`` for a missing value."""
+    if n is None or n != n:
+        return "-"
+    if n < 1000:
+        return f"{n:.0f} B"
+    power = min(3, int(np.log10(n) // 3))
+    return f"{n / 1000**power:.1f} {('kB', 'MB', 'GB')[power - 1]}"
+
+
+def shown_table(table):
+    """The results as people read them: mean ± std per metric, sizes in kB/MB/GB."""
+    multilabel = table.attrs.get("multilabel", False)
+    shown = table.copy()
+    metrics = [("accuracy", "subset_accuracy" if multilabel else "accuracy"), ("f1_macro", "f1_macro")]
+    if multilabel:
+        metrics.append(("f1_micro", "f1_micro"))
+    for metric, heading in metrics:
+        shown[heading] = [
+            f"{m:.3f} ± {s:.3f}" if m == m else "-" for m, s in zip(table[f"{metric}_mean"], table[f"{metric}_std"])
+        ]
+    sizes = {"fit_memory_bytes": "fit_memory", "trained_state_bytes": "trained_state", "model_bytes": "model_size"}
+    if table["fit_gpu_memory_bytes"].notna().any():
+        sizes = {"fit_memory_bytes": "fit_memory", "fit_gpu_memory_bytes": "fit_gpu_memory", **sizes}
+    for column, heading in sizes.items():
+        shown[heading] = [format_bytes(v) for v in table[column]]
+    return shown[
+        [
+            "method",
+            *(heading for _, heading in metrics),
+            "fit_seconds",
+            "predict_seconds_per_1000",
+            *sizes.values(),
+            "trainable_params",
+            "status",
+            "error",
+        ]
+    ]
 
 
 def _plot(table, path):
@@ -168,15 +241,15 @@ def _plot(table, path):
     ok = table[table["status"].isin(["computed", "reused"])]
     if not len(ok):
         return
+    score = table.attrs.get("score", "accuracy_mean")
+    metric = score.removesuffix("_mean")
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.errorbar(ok["fit_seconds"], ok["accuracy_mean"], yerr=ok["accuracy_std"], fmt="o")
+    ax.errorbar(ok["fit_seconds"], ok[score], yerr=ok[f"{metric}_std"], fmt="o")
     for _, row in ok.iterrows():
-        ax.annotate(
-            row["method"], (row["fit_seconds"], row["accuracy_mean"]), textcoords="offset points", xytext=(5, 3)
-        )
+        ax.annotate(row["method"], (row["fit_seconds"], row[score]), textcoords="offset points", xytext=(5, 3))
     ax.set_xscale("log")
     ax.set_xlabel("training cost: fit seconds per fold (log scale)")
-    ax.set_ylabel("accuracy (mean ± std over folds)")
+    ax.set_ylabel(f"{metric.replace('_', ' ')} (mean ± std over folds)")
     ax.set_title("Quality against training cost")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -195,6 +268,13 @@ def main(argv=None):
     cmp.add_argument("data", help="CSV, TSV, Parquet or JSON lines file")
     cmp.add_argument("--text", required=True, help="column holding the texts")
     cmp.add_argument("--label", required=True, help="column holding the labels")
+    cmp.add_argument(
+        "--multilabel",
+        default=None,
+        metavar="SEP",
+        help="the label column holds several labels per text joined by SEP (e.g. 'sports|politics'; an empty cell "
+        "is no label): a multi-label comparison, scored by micro- and macro-F1 and subset accuracy",
+    )
     cmp.add_argument("--methods", nargs="+", choices=ALL_METHODS, default=None, help="default: all")
     cmp.add_argument("--cv", type=int, default=5, help="stratified folds, 2 or more (default 5)")
     cmp.add_argument(

@@ -32,13 +32,22 @@ COLUMNS = [
     "accuracy_std",
     "f1_macro_mean",
     "f1_macro_std",
+    "f1_micro_mean",
+    "f1_micro_std",
     "fit_seconds",
     "predict_seconds_per_1000",
+    "fit_memory_bytes",
+    "fit_gpu_memory_bytes",
     "trainable_params",
+    "trained_state_bytes",
     "model_bytes",
     "status",
     "error",
 ]
+# Why a method is skipped on a multi-label y (the ``error`` of its row).
+MULTILABEL_UNSUPPORTED = {
+    name: "prompting picks one label per text; it cannot predict several (multi-label y)" for name in PROMPT_METHODS
+}
 # Training time per text relative to full fine-tuning, measured with the default
 # encoder on CPU; a method missing here is planned as costly as full fine-tuning.
 _RELATIVE_TRAINING_COST = {"full": 1.0, "lora": 1.0, "prefix": 0.5, "prompt": 0.6, "adapter": 0.5}
@@ -69,25 +78,39 @@ def format_seconds(seconds):
     return f"{seconds / 3600:.1f} h"
 
 
-def make_estimator(name, *, encoder, llm, epochs, max_length, cache_dir, random_state, label_words=None):
-    """The estimator that ``name`` stands for in a comparison."""
+def make_estimator(
+    name, *, encoder, llm, epochs, max_length, cache_dir, random_state, label_words=None, multilabel=False
+):
+    """The estimator that ``name`` stands for in a comparison.
+
+    With ``multilabel``, the heads on frozen embeddings are one binary classifier per label
+    (``OneVsRestClassifier``) and the fine-tuned classifiers learn from the indicator matrix;
+    the prompting methods have no multi-label form (``MULTILABEL_UNSUPPORTED``).
+    """
     from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.svm import LinearSVC
 
     import skllm
 
+    if multilabel and name in MULTILABEL_UNSUPPORTED:
+        raise ValueError(f"{name}: {MULTILABEL_UNSUPPORTED[name]}.")
+
+    def per_label(head):
+        return OneVsRestClassifier(head) if multilabel else head
+
     embedder = skllm.TransformerEmbedder(encoder, max_length=max_length, cache_dir=cache_dir)
     if name == "logreg":
-        return make_pipeline(embedder, LogisticRegression(max_iter=2000))
+        return make_pipeline(embedder, per_label(LogisticRegression(max_iter=2000)))
     if name == "linear-svm":
-        return make_pipeline(embedder, LinearSVC())
+        return make_pipeline(embedder, per_label(LinearSVC()))
     if name == "xgboost":
         from xgboost import XGBClassifier
 
-        return make_pipeline(
-            embedder, skllm.LabelEncodedClassifier(XGBClassifier(n_estimators=200, max_depth=4, random_state=0))
-        )
+        booster = XGBClassifier(n_estimators=200, max_depth=4, random_state=0)
+        # Per label, the targets are already 0/1: no label encoding needed.
+        return make_pipeline(embedder, per_label(booster) if multilabel else skllm.LabelEncodedClassifier(booster))
     if name in FINETUNE_METHODS:
         return skllm.FineTuneClassifier(
             encoder,
@@ -116,17 +139,100 @@ def make_estimator(name, *, encoder, llm, epochs, max_length, cache_dir, random_
     raise ValueError(f"Unknown method {name!r}; use some of {ALL_METHODS}.")
 
 
+def _fitted_heads(final):
+    """The fitted models inside a final pipeline step: itself, its wrapped model, or one per label."""
+    if getattr(final, "estimators_", None) is not None:  # OneVsRestClassifier
+        return list(final.estimators_)
+    return [getattr(final, "estimator_", final)]
+
+
 def _trainable(estimator):
     final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
     if hasattr(final, "n_trainable_params_"):
         return int(final.n_trainable_params_)
-    inner = getattr(final, "estimator_", final)
-    if hasattr(inner, "coef_"):
-        return int(inner.coef_.size + np.size(getattr(inner, "intercept_", 0)))
-    if hasattr(inner, "get_booster"):
-        # Split and leaf nodes of all trees: a tree model's counterpart of parameters.
-        return sum(tree.count("\n") for tree in inner.get_booster().get_dump())
-    return 0
+    total = 0
+    for inner in _fitted_heads(final):
+        if hasattr(inner, "coef_"):
+            total += int(inner.coef_.size + np.size(getattr(inner, "intercept_", 0)))
+        elif hasattr(inner, "get_booster"):
+            # Split and leaf nodes of all trees: a tree model's counterpart of parameters.
+            total += sum(tree.count("\n") for tree in inner.get_booster().get_dump())
+    return total
+
+
+def _trained_bytes(estimator):
+    """Bytes of what training set (the parameters ``_trainable`` counts), as the model stores them."""
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    if hasattr(final, "trainable_state_"):
+        return int(sum(np.asarray(v).nbytes for v in final.trainable_state_.values()))
+    total = 0
+    for inner in _fitted_heads(final):
+        if hasattr(inner, "coef_"):
+            total += int(np.asarray(inner.coef_).nbytes + np.asarray(getattr(inner, "intercept_", 0)).nbytes)
+        elif hasattr(inner, "get_booster"):
+            total += len(inner.get_booster().save_raw())
+    return total
+
+
+def evaluate_fold(template, texts, y, train, test, *, multilabel=False, measure_model=True):
+    """Fit a clone of ``template`` on rows ``train``, score it on rows ``test``: one fold of a comparison.
+
+    Returns a dict of the fold's scores (``accuracy`` is subset accuracy for a multi-label
+    ``y``; ``f1_micro`` is only computed then), its fit and prediction times, the peak
+    memory the fit added (``_memory.PeakMemory``), and with ``measure_model`` the size of
+    the fitted model.
+    """
+    from sklearn.base import clone
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from ._memory import PeakMemory
+
+    est = clone(template)
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        est.fit(list(texts[train]), y[train])
+        fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    pred = est.predict(list(texts[test]))
+    pred_s = (time.perf_counter() - start) / len(test) * 1000
+    if hasattr(pred, "toarray"):  # a sparse indicator matrix
+        pred = pred.toarray()
+    truth = y[test]
+    result = {
+        "accuracy": float(accuracy_score(truth, pred)),
+        "f1_macro": float(f1_score(truth, pred, average="macro", zero_division=0)),
+        "fit_seconds": fit_s,
+        "predict_seconds_per_1000": pred_s,
+        "fit_memory_bytes": memory.rss_bytes,
+        "fit_gpu_memory_bytes": memory.cuda_bytes,
+    }
+    if multilabel:
+        result["f1_micro"] = float(f1_score(truth, pred, average="micro", zero_division=0))
+    if measure_model:
+        result.update(
+            trainable_params=_trainable(est),
+            trained_state_bytes=_trained_bytes(est),
+            model_bytes=len(pickle.dumps(est)),
+        )
+    return result
+
+
+def fold_row(name, folds):
+    """The table row of a method from its folds' results (``evaluate_fold``; the last measured the model)."""
+    row = {"method": name, "status": "computed", "error": ""}
+    for metric in ("accuracy", "f1_macro", "f1_micro"):
+        values = [f.get(metric) for f in folds]
+        if all(v is not None for v in values):
+            row[f"{metric}_mean"], row[f"{metric}_std"] = float(np.mean(values)), float(np.std(values))
+    row["fit_seconds"] = float(np.mean([f["fit_seconds"] for f in folds]))
+    row["predict_seconds_per_1000"] = float(np.mean([f["predict_seconds_per_1000"] for f in folds]))
+    for key in ("fit_memory_bytes", "fit_gpu_memory_bytes"):
+        # The largest over the folds: what training one model needs.
+        values = [f[key] for f in folds if f.get(key) is not None]
+        row[key] = int(max(values)) if values else None
+    for key in ("trainable_params", "trained_state_bytes", "model_bytes"):
+        row[key] = folds[-1][key]
+    return row
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -148,10 +254,44 @@ def check_settings(*, cv, epochs, max_length, max_samples, time_budget, random_s
     check_int(random_state, names.get("random_state", "random_state"), 0)
 
 
+def check_targets(y, n_texts):
+    """``(y, multilabel)``: ``y`` as an array of one label per text, or as a dense 0/1 indicator matrix.
+
+    A multi-label ``y`` is a 0/1 indicator matrix with one column per label (e.g. from
+    ``sklearn.preprocessing.MultiLabelBinarizer``), dense or sparse; any other 2-D ``y``
+    is a ``ValueError`` saying what is allowed.
+    """
+    from ._finetune import _multilabel_indicator
+
+    indicator = _multilabel_indicator(y, n_texts, "compare_methods", multioutput_hint=False)
+    if indicator is not None:
+        return indicator[0].astype(np.int64), True
+    y = np.asarray(y if hasattr(y, "__array__") else list(y))
+    if y.ndim != 1:
+        raise ValueError(f"y must hold one label per text or be a 0/1 indicator matrix, got shape {y.shape}.")
+    if len(y) != n_texts:
+        raise ValueError(f"X has {n_texts} texts but y has {len(y)} labels.")
+    return y, False
+
+
 def check_folds(y, cv, *, max_samples=None, random_state=0, names=None):
-    """Raise a ``ValueError`` unless every class can be split into ``cv`` folds (after sampling)."""
+    """Raise a ``ValueError`` unless every class can be split into ``cv`` folds (after sampling).
+
+    For a multi-label ``y`` (an indicator matrix) the folds are not stratified: there must
+    be ``cv`` texts.
+    """
     names = names or {}
-    labels, counts = np.unique(np.asarray(y), return_counts=True)
+    y = np.asarray(y)
+    if y.ndim == 2:
+        n = len(y) if max_samples is None else min(max_samples, len(y))
+        if n < cv:
+            sampled = f" ({names.get('max_samples', 'max_samples')}={max_samples})" if n < len(y) else ""
+            raise ValueError(
+                f"{names.get('cv', 'cv')}={cv} needs at least {cv} texts, but there are {n}{sampled}; use "
+                f"{names.get('cv', 'cv')} <= {max(n, 2)}."
+            )
+        return
+    labels, counts = np.unique(y, return_counts=True)
     if len(labels) < 2:
         raise ValueError(f"y holds a single class ({_plain(labels[0])!r}); a comparison needs two or more.")
     if max_samples is not None and max_samples < len(y):
@@ -173,12 +313,13 @@ def check_folds(y, cv, *, max_samples=None, random_state=0, names=None):
 
 
 def _subsample(y, n, random_state):
-    """A stratified sample of ``n`` rows (indices sorted, so the order of the data is kept)."""
+    """A sample of ``n`` rows, stratified unless ``y`` is multi-label (indices sorted: the data's order is kept)."""
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(y))
     if n < len(y):
-        index = np.sort(train_test_split(index, train_size=n, stratify=y, random_state=random_state)[0])
+        stratify = y if y.ndim == 1 else None
+        index = np.sort(train_test_split(index, train_size=n, stratify=stratify, random_state=random_state)[0])
     return index, y[index]
 
 
@@ -256,6 +397,23 @@ def measure_costs(texts, y, methods, *, encoder, llm, max_length, random_state):
     except Exception:
         logger.warning("could not time the language model %r", llm, exc_info=True)
     return costs
+
+
+def load_backbones(methods, *, encoder, llm, cache_dir):
+    """Load the backbones that ``methods`` share, so that no one method's measured memory counts them."""
+    from ._device import resolve_device
+
+    device = resolve_device("auto")
+    wanted = []
+    if any(m not in PROMPT_METHODS for m in methods):
+        wanted.append((encoder, "base"))
+    if any(m in PROMPT_METHODS for m in methods):
+        wanted.append((llm, "causal-lm"))
+    for name, kind in wanted:
+        try:
+            _models.load_backbone(_models.resolve_model(name, cache_dir=cache_dir), device, kind=kind)
+        except Exception:  # a model that cannot load fails in its methods' rows
+            logger.warning("could not load %r before the comparison", name, exc_info=True)
 
 
 def _measure_encoder(costs, sample, methods, encoder, max_length):
@@ -434,7 +592,9 @@ def format_plan(plan):
         + (f" (shrunk to fit: {', '.join(shrunk)})" if shrunk else "")
     )
     for name in plan["methods"]:
-        if name in plan["skipped"]:
+        if name in plan.get("unsupported", {}):
+            what = f"skipped: {plan['unsupported'][name]}"
+        elif name in plan["skipped"]:
             what = "skipped: does not fit in the time budget"
         elif name in plan.get("reused", ()):
             what = "reused from an earlier run"
@@ -477,7 +637,13 @@ def compare_methods(
     Parameters
     ----------
     X : sequence of str
-    y : sequence of labels
+    y : sequence of labels, or indicator matrix of shape (n_texts, n_labels)
+        One label per text, or several: a 0/1 indicator matrix (dense or sparse,
+        e.g. from ``sklearn.preprocessing.MultiLabelBinarizer``). Multi-label
+        folds are plain (not stratified), the heads on frozen embeddings are one
+        classifier per label (``OneVsRestClassifier``), the fine-tuned
+        classifiers learn all labels at once, and the prompting methods are
+        skipped (they pick one label per text; their row says so).
     methods : sequence of str, default=None
         Names from ``ALL_METHODS``: ``"logreg"``, ``"linear-svm"``, ``"xgboost"``
         (frozen embeddings and a classifier), every fine-tuning method of
@@ -485,7 +651,7 @@ def compare_methods(
         and ``"zero-shot"``, ``"few-shot"`` (prompting). ``None`` runs them all.
     cv : int, default=5
         Stratified folds, shared by every method; at least 2, and no more than
-        the texts of the smallest class.
+        the texts of the smallest class (multi-label: no more than the texts).
     encoder, llm : str
         The encoder (embeddings, fine-tuning, few-shot example selection) and
         the causal LM (prompting).
@@ -528,13 +694,23 @@ def compare_methods(
     Returns
     -------
     pandas.DataFrame
-        Columns ``method``, ``accuracy_mean``, ``accuracy_std``, ``f1_macro_mean``,
-        ``f1_macro_std``, ``fit_seconds`` (mean per fold), ``predict_seconds_per_1000``,
-        ``trainable_params``, ``model_bytes`` (pickle size), ``status``
-        (``"computed"``, ``"reused"``, ``"skipped"`` or ``"failed"``) and ``error``
-        (empty unless the method failed; the others go on). ``attrs["reused_rows"]``
-        counts the rows read back from ``out_dir``; ``attrs["plan"]`` holds the
-        texts, folds and epochs really used, the skipped methods and the estimates.
+        Columns ``method``, ``accuracy_mean``, ``accuracy_std`` (subset accuracy
+        for a multi-label ``y``: every label of a text right), ``f1_macro_mean``,
+        ``f1_macro_std``, ``f1_micro_mean``, ``f1_micro_std`` (multi-label only),
+        ``fit_seconds`` (mean per fold), ``predict_seconds_per_1000``,
+        ``fit_memory_bytes`` (the peak resident memory a fit added on the CPU,
+        largest over the folds), ``fit_gpu_memory_bytes`` (the same for the
+        memory torch allocated on CUDA GPUs; empty when none was used),
+        ``trainable_params``, ``trained_state_bytes`` (bytes of those trained
+        parameters as the model stores them), ``model_bytes`` (pickle size),
+        ``status`` (``"computed"``, ``"reused"``, ``"skipped"`` or ``"failed"``)
+        and ``error`` (why a method failed, the others going on, or why it was
+        skipped as unable to do the task; empty otherwise).
+        ``attrs["reused_rows"]`` counts the rows read back from ``out_dir``;
+        ``attrs["plan"]`` holds the texts, folds and epochs really used, the
+        skipped methods and the estimates; ``attrs["score"]`` names the column
+        that ranks the methods (``accuracy_mean``, or ``f1_micro_mean`` for a
+        multi-label ``y``).
 
     Examples
     --------
@@ -548,6 +724,8 @@ def compare_methods(
     0  logreg  computed
     >>> table.attrs["reused_rows"], bool(table.loc[0, "accuracy_mean"] >= 0.5)
     (0, True)
+    >>> int(table.loc[0, "trained_state_bytes"])  # 384 weights and a bias, float32
+    1540
     """
     table, _ = run_comparison(
         X,
@@ -652,8 +830,7 @@ def _run_comparison(
 ):
     import pandas as pd
     from sklearn.base import clone
-    from sklearn.metrics import accuracy_score, f1_score
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import KFold, StratifiedKFold
     from tqdm.auto import tqdm
 
     from ._validation import check_texts
@@ -662,9 +839,7 @@ def _run_comparison(
     if report is None:
         report = print if verbose else logger.info
     texts = np.asarray(check_texts(X), dtype=object)
-    y = np.asarray(list(y))
-    if len(y) != len(texts):
-        raise ValueError(f"X has {len(texts)} texts but y has {len(y)} labels.")
+    y, multilabel = check_targets(y, len(texts))
     methods = list(ALL_METHODS if methods is None else methods)
     for name in methods:
         check_choice(name, "methods", ALL_METHODS)
@@ -679,7 +854,16 @@ def _run_comparison(
     check_int(verbose, "verbose", 0)
     check_folds(y, cv, max_samples=max_samples, random_state=random_state)
     n_asked = len(y) if max_samples is None else min(max_samples, len(y))
-    classes, counts = np.unique(y, return_counts=True)
+    if multilabel:
+        # Per label, its texts (at least one, for the planning's arithmetic).
+        n_classes, counts = y.shape[1], np.maximum(y.sum(axis=0), 1)
+    else:
+        classes, counts = np.unique(y, return_counts=True)
+        n_classes = len(classes)
+    unsupported = {m: MULTILABEL_UNSUPPORTED[m] for m in methods if multilabel and m in MULTILABEL_UNSUPPORTED}
+    planned = [m for m in methods if m not in unsupported]
+    if label_words is not None and multilabel:
+        raise ValueError("label_words is for the prompting methods, which do not take a multi-label y; leave it out.")
     if label_words is not None:
         if not isinstance(label_words, dict):
             raise ValueError(f"label_words must be a dict mapping labels to their wording, got {label_words!r}.")
@@ -690,8 +874,8 @@ def _run_comparison(
     if label_words is not None:
         settings["label_words"] = dict(label_words)
     identities = {
-        "encoder": _model_identity(encoder) if any(m != "zero-shot" for m in methods) else None,
-        "llm": _model_identity(llm) if any(m in PROMPT_METHODS for m in methods) else None,
+        "encoder": _model_identity(encoder) if any(m != "zero-shot" for m in planned) else None,
+        "llm": _model_identity(llm) if any(m in PROMPT_METHODS for m in planned) else None,
     }
     rows_dir = Path(out_dir) / "rows" if out_dir is not None else None
     if rows_dir is not None:
@@ -727,19 +911,19 @@ def _run_comparison(
         measure_seconds = 0.0
         if time_budget is not None:
             costs = measure_costs(
-                list(texts), y, methods, encoder=encoder, llm=llm, max_length=max_length, random_state=random_state
+                list(texts), y, planned, encoder=encoder, llm=llm, max_length=max_length, random_state=random_state
             )
             measure_seconds = time.perf_counter() - started
             # Enough texts that every class keeps a text per fold.
             min_n = min(n_asked, max(100, math.ceil(3 * len(y) / counts.min())))
             plan = plan_comparison(
-                methods,
+                planned,
                 costs,
                 n=n_asked,
                 min_n=min_n,
                 cv=cv,
                 epochs=epochs,
-                n_classes=len(classes),
+                n_classes=n_classes,
                 seconds=_SAFETY * max(time_budget - measure_seconds, 0.0),
                 refit=refit,
             )
@@ -750,6 +934,7 @@ def _run_comparison(
             asked={"n": n_asked, "cv": cv, "epochs": epochs},
             methods=methods,
             refit=refit,
+            unsupported=unsupported,
         )
         if plan_file is not None:
             plan_file.write_text(json.dumps({"request": request, "plan": plan}, indent=1))
@@ -759,7 +944,9 @@ def _run_comparison(
     n_cv = plan["cv"]
     if plan["n"] < len(y):
         check_folds(y_used, n_cv, random_state=random_state)
-    folds = list(StratifiedKFold(n_cv, shuffle=True, random_state=random_state).split(texts_used, y_used))
+    # Multi-label folds are plain: stratifying on label sets leaves most sets with one text.
+    splitter = KFold if multilabel else StratifiedKFold
+    folds = list(splitter(n_cv, shuffle=True, random_state=random_state).split(texts_used, y_used))
     settings["epochs"] = plan["epochs"]
     # What every row depends on; each method adds its hyperparameters (encoder, llm,
     # epochs and max_length among them) and the identity of the weights it uses.
@@ -774,11 +961,14 @@ def _run_comparison(
 
     rows, fingerprints = {}, {}
     for name in methods:
+        if name in unsupported:
+            rows[name] = {"method": name, "status": "skipped", "error": unsupported[name]}
+            continue
         if name in plan["skipped"]:
             rows[name] = {"method": name, "status": "skipped", "error": ""}
             continue
         try:
-            template = make_estimator(name, random_state=random_state, **settings)
+            template = make_estimator(name, random_state=random_state, multilabel=multilabel, **settings)
         except Exception as exc:  # e.g. a missing optional dependency: that row fails, the others go on
             rows[name] = {"method": name, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]}
             continue
@@ -821,6 +1011,8 @@ def _run_comparison(
             (rows_dir / f"{name}.json").write_text(json.dumps({"fingerprint": fingerprints[name][1], "row": stored}))
 
     todo = [name for name in methods if name not in rows]
+    if todo and client is None:
+        load_backbones(todo, encoder=encoder, llm=llm, cache_dir=cache_dir)
     if client is not None:
         from ._dask import run_folds
 
@@ -836,6 +1028,7 @@ def _run_comparison(
                 verbose=verbose,
                 on_row=save_row,
                 report=report,
+                multilabel=multilabel,
             )
         )
         todo = []
@@ -849,7 +1042,7 @@ def _run_comparison(
             continue
         method_start = time.perf_counter()
         try:
-            acc, f1, fit_s, pred_s = [], [], [], []
+            results = []
             for i, (train, test) in enumerate(tqdm(folds, desc=name, leave=False, disable=not verbose)):
                 if deadline is not None and i:
                     per_fold = (time.perf_counter() - method_start) / i
@@ -857,28 +1050,21 @@ def _run_comparison(
                         row["status"] = "skipped"
                         report(f"{name}: stopped after {i} of {len(folds)} folds, it would end after the time budget")
                         break
-                est = clone(template)
-                start = time.perf_counter()
-                est.fit(list(texts_used[train]), y_used[train])
-                fit_s.append(time.perf_counter() - start)
-                start = time.perf_counter()
-                pred = est.predict(list(texts_used[test]))
-                pred_s.append((time.perf_counter() - start) / len(test) * 1000)
-                acc.append(accuracy_score(y_used[test], pred))
-                f1.append(f1_score(y_used[test], pred, average="macro"))
+                results.append(
+                    evaluate_fold(
+                        template,
+                        texts_used,
+                        y_used,
+                        train,
+                        test,
+                        multilabel=multilabel,
+                        measure_model=i == len(folds) - 1,
+                    )
+                )
             if row["status"] == "skipped":
                 rows[name] = row
                 continue
-            row.update(
-                accuracy_mean=float(np.mean(acc)),
-                accuracy_std=float(np.std(acc)),
-                f1_macro_mean=float(np.mean(f1)),
-                f1_macro_std=float(np.std(f1)),
-                fit_seconds=float(np.mean(fit_s)),
-                predict_seconds_per_1000=float(np.mean(pred_s)),
-                trainable_params=_trainable(est),
-                model_bytes=len(pickle.dumps(est)),
-            )
+            row.update(fold_row(name, results))
         except Exception as exc:  # one method failing must not stop the others
             logger.exception("method %s failed", name)
             row.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:300])
@@ -892,11 +1078,14 @@ def _run_comparison(
     table["error"] = table["error"].fillna("")
     table.attrs["reused_rows"] = reused
     table.attrs["plan"] = {k: v for k, v in plan.items() if k != "methods"}
+    table.attrs["multilabel"] = multilabel
+    # What "best" means: subset accuracy is too strict a ranking for several labels per text.
+    table.attrs["score"] = "f1_micro_mean" if multilabel else "accuracy_mean"
 
     best = None
     ok = table[table["status"].isin(["computed", "reused"])]
     if refit and len(ok):
-        name = ok.loc[ok["accuracy_mean"].idxmax(), "method"]
+        name = ok.loc[ok[table.attrs["score"]].idxmax(), "method"]
         if client is not None:
             from ._dask import refit as refit_on_cluster
 

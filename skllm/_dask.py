@@ -227,32 +227,12 @@ def dask_embed(texts, embedder=None):
 
 
 # -- the comparison's tasks ---------------------------------------------------------------------
-def _fold_task(template, texts, y, train, test, measure_model):
+def _fold_task(template, texts, y, train, test, measure_model, multilabel=False):
     """Fit a clone of ``template`` on ``train`` and score it on ``test`` (one task of a comparison)."""
-    import pickle
-
-    from sklearn.base import clone
-    from sklearn.metrics import accuracy_score, f1_score
-
-    from ._compare import _trainable
+    from ._compare import evaluate_fold
 
     with naming_the_worker(), worker_threads():
-        est = clone(template)
-        start = time.perf_counter()
-        est.fit(list(texts[train]), y[train])
-        fit_s = time.perf_counter() - start
-        start = time.perf_counter()
-        pred = est.predict(list(texts[test]))
-        pred_s = (time.perf_counter() - start) / len(test) * 1000
-        result = {
-            "accuracy": float(accuracy_score(y[test], pred)),
-            "f1_macro": float(f1_score(y[test], pred, average="macro")),
-            "fit_seconds": fit_s,
-            "predict_seconds_per_1000": pred_s,
-        }
-        if measure_model:
-            result.update(trainable_params=_trainable(est), model_bytes=len(pickle.dumps(est)))
-    return result
+        return evaluate_fold(template, texts, y, train, test, multilabel=multilabel, measure_model=measure_model)
 
 
 def _refit_task(template, texts, y):
@@ -262,7 +242,9 @@ def _refit_task(template, texts, y):
         return clone(template).fit(list(texts), y)
 
 
-def run_folds(client, todo, templates, folds, texts, y, *, deadline=None, verbose=1, on_row=None, report=print):
+def run_folds(
+    client, todo, templates, folds, texts, y, *, deadline=None, verbose=1, on_row=None, report=print, multilabel=False
+):
     """Run every (method, fold) of ``todo`` as one task on the cluster; return ``{method: row}``.
 
     The rows are what the local loop makes: the same folds and estimators, so the
@@ -273,6 +255,8 @@ def run_folds(client, todo, templates, folds, texts, y, *, deadline=None, verbos
     """
     distributed = require("Running a comparison on a Dask cluster")
     from tqdm.auto import tqdm
+
+    from ._compare import fold_row
 
     # hash=False: keys of this call only. Hashed keys are shared with any client that
     # scattered the same data, whose release would then drop it from under these tasks
@@ -290,6 +274,7 @@ def run_folds(client, todo, templates, folds, texts, y, *, deadline=None, verbos
                 train,
                 test,
                 i == last,
+                multilabel,
                 key=f"skllm-compare-{name}-fold{i}-{uuid.uuid4().hex[:8]}",
             )
             futures[future] = (name, i)
@@ -315,7 +300,7 @@ def run_folds(client, todo, templates, folds, texts, y, *, deadline=None, verbos
                 continue
             remaining[name] -= 1
             if remaining[name] == 0:
-                rows[name] = _row(name, results[name])
+                rows[name] = fold_row(name, results[name])
                 if on_row is not None:
                     on_row(name, rows[name])
     finally:
@@ -343,19 +328,6 @@ def _until(completed, deadline):
             yield from batch
         else:
             time.sleep(min(0.2, left))
-
-
-def _row(name, folds):
-    row = {"method": name, "status": "computed", "error": ""}
-    for metric in ("accuracy", "f1_macro"):
-        values = [f[metric] for f in folds]
-        row[f"{metric}_mean"] = float(np.mean(values))
-        row[f"{metric}_std"] = float(np.std(values))
-    row["fit_seconds"] = float(np.mean([f["fit_seconds"] for f in folds]))
-    row["predict_seconds_per_1000"] = float(np.mean([f["predict_seconds_per_1000"] for f in folds]))
-    row["trainable_params"] = folds[-1]["trainable_params"]
-    row["model_bytes"] = folds[-1]["model_bytes"]
-    return row
 
 
 def refit(client, template, texts, y):

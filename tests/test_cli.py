@@ -52,6 +52,9 @@ def test_cli_end_to_end_and_resume(data_file, tmp_path, tiny_bert, tiny_llama, c
     assert table["method"].tolist() == ["logreg", "lora", "zero-shot"]
     assert table["error"].isna().all() and table["accuracy_mean"].between(0, 1).all()
     assert (table["trainable_params"] > 0).tolist() == [True, True, False]
+    assert (table["fit_memory_bytes"] >= 0).all() and (table["model_bytes"] > 0).all()
+    assert table["trained_state_bytes"].tolist()[2] == 0  # prompting trains nothing
+    assert "fit_memory" in printed and "trained_state" in printed
     for name in ("results.md", "results.png", "best_model.joblib"):
         assert (out / name).stat().st_size > 0
     # Interrupted and run again: finished methods are read back, not redone.

@@ -204,3 +204,36 @@ def test_a_method_that_overruns_its_estimate_is_stopped_between_folds(texts, tin
     )
     assert table["status"].tolist() == ["skipped", "computed"], messages
     assert "linear-svm: stopped after 1 of 2 folds, it would end after the time budget" in messages
+
+
+def test_memory_and_trained_state_columns(texts, tiny_bert, cache_dir):
+    table = compare_methods(
+        *texts, methods=["logreg", "head", "full"], cv=2, encoder=tiny_bert, epochs=1, cache_dir=cache_dir, verbose=0
+    )
+    assert (table["status"] == "computed").all(), table["error"].tolist()
+    rows = table.set_index("method")
+    # Peak resident memory a fit added: a number of bytes, and training every layer takes some.
+    assert (rows["fit_memory_bytes"] >= 0).all() and rows.loc["full", "fit_memory_bytes"] > 0
+    assert rows["fit_gpu_memory_bytes"].isna().all()  # no CUDA here
+    # The trained parameters as stored: float32 here (the embeddings are float32, and so are the tensors).
+    for name in ("logreg", "head", "full"):
+        assert rows.loc[name, "trained_state_bytes"] == 4 * rows.loc[name, "trainable_params"]
+    assert 0 < rows.loc["head", "trained_state_bytes"] < rows.loc["full", "trained_state_bytes"]
+    assert (rows["trained_state_bytes"] < rows["model_bytes"]).all()
+    assert rows["f1_micro_mean"].isna().all()  # one label per text: micro-F1 would repeat accuracy
+
+
+def test_peak_memory_sees_what_torch_allocates():
+    import torch
+
+    from skllm._memory import PeakMemory
+
+    with PeakMemory() as memory:
+        kept = torch.ones(32, 1024, 1024)  # 128 MiB, outside Python's allocator
+    assert memory.rss_bytes >= 0.9 * kept.nbytes
+    with PeakMemory() as memory:
+        torch.ones(32, 1024, 1024).sum()  # freed before the block ends: the peak still counts
+    assert memory.rss_bytes >= 0.9 * kept.nbytes
+    with PeakMemory() as memory:
+        pass
+    assert memory.rss_bytes < 0.1 * kept.nbytes and memory.cuda_bytes is None

@@ -1,9 +1,11 @@
-"""Several labels per text: FineTuneClassifier with an indicator matrix."""
+"""Several labels per text: FineTuneClassifier with an indicator matrix, and the comparison with one."""
 
+import json
 import pickle
 
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 from scipy.special import expit
@@ -11,7 +13,8 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.preprocessing import MultiLabelBinarizer
 
-from skllm import FineTuneClassifier
+from skllm import FineTuneClassifier, compare_methods
+from skllm._cli import main
 
 
 def tags_of(text):
@@ -176,3 +179,72 @@ def test_pickle_and_joblib_round_trips_predict_the_same(tiny_bert, cache_dir, mu
 
 def test_tags_say_multi_label():
     assert FineTuneClassifier().__sklearn_tags__().classifier_tags.multi_label
+
+
+# -- the comparison ------------------------------------------------------------------------
+
+
+def test_compare_methods_with_an_indicator_matrix(tiny_bert, cache_dir, multi):
+    X, Y, _ = multi
+    table = compare_methods(
+        X,
+        sp.csr_matrix(Y),
+        methods=["logreg", "head", "zero-shot"],
+        cv=2,
+        encoder=tiny_bert,
+        llm="/no/such/model",  # never loaded: prompting is skipped
+        epochs=1,
+        cache_dir=cache_dir,
+        verbose=0,
+    )
+    assert table["status"].tolist() == ["computed", "computed", "skipped"], table["error"].tolist()
+    assert "one label per text" in table.loc[2, "error"]
+    ok = table.iloc[:2]
+    for column in ("accuracy_mean", "f1_macro_mean", "f1_micro_mean"):
+        assert ok[column].between(0, 1).all(), column
+    assert table.attrs["multilabel"] and table.attrs["score"] == "f1_micro_mean"
+    # One logistic regression per label on the frozen embeddings (hidden size 32).
+    assert table.loc[0, "trainable_params"] == Y.shape[1] * 33
+
+
+def test_compare_methods_refuses_other_two_dimensional_targets(multi):
+    X, Y, _ = multi
+    with pytest.raises(ValueError, match=r"compare_methods takes .* y has shape \(48, 4\) with 2 at row 0"):
+        compare_methods(X, Y * 2, methods=["logreg"], cv=2, verbose=0)
+    with pytest.raises(ValueError, match=r"y has shape \(48, 1\), a single column"):
+        compare_methods(X, Y[:, :1], methods=["logreg"], cv=2, verbose=0)
+    with pytest.raises(ValueError, match="label_words is for the prompting methods"):
+        compare_methods(X, Y, methods=["logreg"], cv=2, label_words={0: "x"}, verbose=0)
+
+
+def test_cli_multilabel_column(tiny_bert, tiny_llama, cache_dir, multi, tmp_path, capsys):
+    X, Y, names = multi
+    labels = ["|".join(n for n, on in zip(names, row) if on) for row in Y]
+    labels[0] = ""  # no label at all
+    path = tmp_path / "multi.csv"
+    pd.DataFrame({"review": X, "tags": labels}).to_csv(path, index=False)
+    out = tmp_path / "out"
+    argv = ["compare", str(path), "--text", "review", "--label", "tags", "--multilabel", "|", "--cv", "2"]
+    argv += ["--out", str(out), "--encoder", tiny_bert, "--llm", tiny_llama, "--cache-dir", cache_dir]
+    argv += ["--epochs", "1", "--time-budget", "none", "--methods", "logreg", "few-shot"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "multi-label: 4 labels (craft, film, neg, pos)" in printed
+    assert "subset_accuracy" in printed and "f1_micro" in printed and "(by f1_micro); refitted" in printed
+    table = pd.read_csv(out / "results.csv")
+    assert table["status"].tolist() == ["computed", "skipped"]
+    assert 0 <= table.loc[0, "f1_micro_mean"] <= 1
+    assert json.loads((out / "labels.json").read_text()) == names
+    best = joblib.load(out / "best_model.joblib")
+    assert best.predict(X[:3]).shape == (3, 4)
+
+
+def test_cli_multilabel_checks(tmp_path, capsys):
+    path = tmp_path / "one.csv"
+    pd.DataFrame({"review": ["a", "b", "c"], "tags": ["x", "x|x", ""]}).to_csv(path, index=False)
+    argv = ["compare", str(path), "--text", "review", "--label", "tags", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--multilabel", "|"]) == 2
+    assert "holds only 'x'; a multi-label comparison needs two labels or more" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv, "--multilabel", "|", "--label-words", "x=ex"])
+    assert "--label-words is for the prompting methods" in capsys.readouterr().err
