@@ -20,6 +20,7 @@ from ._methods import (
     FullFineTuning,
     HeadTuning,
     LoRA,
+    PartialFineTuning,
     PrefixTuning,
     PromptTuning,
 )
@@ -54,6 +55,7 @@ for _cls in (
     LabelEncodedClassifier,
     LoRA,
     NearestSelection,
+    PartialFineTuning,
     PreferenceTuner,
     PrefixTuning,
     PromptTuning,
@@ -86,6 +88,7 @@ __all__ = [
     "LabelEncodedClassifier",
     "LoRA",
     "NearestSelection",
+    "PartialFineTuning",
     "PreferenceTuner",
     "PrefixTuning",
     "PromptTuning",

@@ -10,10 +10,13 @@ from sklearn.model_selection import GridSearchCV
 from skllm import (
     BottleneckAdapter,
     FineTuneClassifier,
+    FineTuneGenerator,
     LoRA,
+    PartialFineTuning,
     PrefixTuning,
     _models,
 )
+from skllm._methods._encoders import FrozenLayers, PartialEncoder, transformer_blocks
 from skllm._tokens import pad_batch, tokenize
 
 
@@ -145,9 +148,70 @@ def test_adapter_variants_place_the_adapters_and_train_the_norms(backbone, varia
         )
 
 
+# -- Partial fine-tuning --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_last_blocks_fed_the_frozen_states_give_the_backbones_output(backbone, k):
+    shared, tokenizer = loaded(backbone)
+    blocks = transformer_blocks(shared)
+    index = shared.config.num_hidden_layers - k
+    input_ids, mask = batch(tokenizer, ["great film and a fun story", "awful", "loved it"])
+    encoder = PartialEncoder(shared, blocks, index).eval()
+    with torch.no_grad():
+        plain = shared(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        split = encoder(FrozenLayers(shared, blocks, index)(input_ids, mask), mask)
+    keep = mask.bool()
+    torch.testing.assert_close(split[keep], plain[keep], atol=1e-5, rtol=1e-5)
+    # The copy holds the trained blocks (and the small embedding layers), not the frozen ones.
+    assert len(encoder.model.get_submodule(blocks)) == k
+    trained = sum(p.numel() for p in encoder.parameters() if p.requires_grad)
+    per_block = sum(p.numel() for p in shared.get_submodule(blocks)[0].parameters())
+    final_norm = sum(p.numel() for p in getattr(shared, "norm", torch.nn.Identity()).parameters())
+    assert trained == k * per_block + final_norm
+
+
+def test_partial_runs_the_frozen_blocks_once_per_fit_and_caching_changes_nothing(tiny_bert, texts, cache_dir):
+    X, y = texts
+    shared, _ = loaded(tiny_bert)
+    seen = []
+    # Copies of the backbone's structure carry its hooks: this counts the texts through block 0.
+    handle = shared.encoder.layer[0].register_forward_pre_hook(lambda module, args: seen.append(len(args[0])))
+    try:
+        cached = fit(tiny_bert, PartialFineTuning(n_last_layers=1), X, y, cache_dir, epochs=3)
+        once = sum(seen)
+        seen.clear()
+        uncached = fit(tiny_bert, PartialFineTuning(n_last_layers=1, cache_frozen=False), X, y, cache_dir, epochs=3)
+        every_epoch = sum(seen)
+    finally:
+        handle.remove()
+    assert once == len(X) and every_epoch >= 3 * len(X)
+    for name, value in cached.trainable_state_.items():
+        np.testing.assert_allclose(uncached.trainable_state_[name], value, atol=1e-5)
+    np.testing.assert_allclose(cached.predict_proba(X), uncached.predict_proba(X), atol=1e-5)
+    assert set(cached.trainable_state_) == {n for n, p in cached.network_.named_parameters() if p.requires_grad}
+    restored = pickle.loads(pickle.dumps(cached))
+    np.testing.assert_allclose(restored.predict_proba(X), cached.predict_proba(X), atol=1e-6)
+
+
+def test_partial_tunes_its_number_of_layers_in_a_grid_search(backbone, texts, cache_dir):
+    X, y = texts
+    clf = FineTuneClassifier(
+        backbone, method=PartialFineTuning(), epochs=1, batch_size=8, random_state=0, cache_dir=cache_dir
+    )
+    search = GridSearchCV(clf, {"method__n_last_layers": [1, 2]}, cv=2).fit(X, y)
+    assert [p["method__n_last_layers"] for p in search.cv_results_["params"]] == [1, 2]
+    best = search.best_estimator_
+    assert best.method_.n_last_layers == search.best_params_["method__n_last_layers"]
+    assert set(best.predict(X)) <= {"pos", "neg"}
+
+
 @pytest.mark.parametrize(
     "method, message",
     [
+        (PartialFineTuning(n_last_layers=0), r"n_last_layers must be an integer >= 1, got 0"),
+        (PartialFineTuning(n_last_layers=3), r"n_last_layers must be between 1 and 2, the number of .* got 3"),
+        (PartialFineTuning(cache_frozen="yes"), r"cache_frozen must be True or False, got 'yes'"),
         (LoRA(merge_for_inference=None), r"merge_for_inference must be True or False, got None"),
         (PrefixTuning(keep_projection=1), r"keep_projection must be True or False, got 1"),
         (BottleneckAdapter(variant="pfeiffer"), r"variant='pfeiffer' is not supported; use one of \['houlsby'"),
@@ -156,3 +220,11 @@ def test_adapter_variants_place_the_adapters_and_train_the_norms(backbone, varia
 def test_bad_method_parameters_get_clear_errors(tiny_bert, texts, cache_dir, method, message):
     with pytest.raises(ValueError, match=message):
         FineTuneClassifier(tiny_bert, method=method, epochs=1, cache_dir=cache_dir).fit(*texts)
+
+
+def test_partial_is_compared_and_refused_for_generation(tiny_llama):
+    from skllm._compare import ALL_METHODS, FINETUNE_METHODS
+
+    assert "partial" in FINETUNE_METHODS and "partial" in ALL_METHODS
+    with pytest.raises(ValueError, match="method='partial' does not apply to generation"):
+        FineTuneGenerator(tiny_llama, method="partial").fit(["a"], ["b"])

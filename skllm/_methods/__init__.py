@@ -10,6 +10,7 @@ from ._base import FineTuningMethod
 from ._full import FullFineTuning
 from ._head import HeadTuning
 from ._lora import LoRA
+from ._partial import PartialFineTuning
 from ._prefix import PrefixTuning
 from ._prompt import PromptTuning
 
@@ -22,6 +23,7 @@ METHODS = {
         PrefixTuning,
         PromptTuning,
         BottleneckAdapter,
+        PartialFineTuning,
     )
 }
 
@@ -44,6 +46,7 @@ __all__ = [
     "FullFineTuning",
     "HeadTuning",
     "LoRA",
+    "PartialFineTuning",
     "PrefixTuning",
     "PromptTuning",
     "resolve_method",

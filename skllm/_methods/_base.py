@@ -49,7 +49,7 @@ class FineTuningMethod(BaseEstimator):
     >>> from skllm import FineTuningMethod, LoRA
     >>> from skllm._methods import METHODS
     >>> sorted(METHODS)
-    ['adapter', 'full', 'head', 'lora', 'prefix', 'prompt']
+    ['adapter', 'full', 'head', 'lora', 'partial', 'prefix', 'prompt']
     >>> isinstance(LoRA(), FineTuningMethod), LoRA.name, LoRA.default_learning_rate
     (True, 'lora', 0.001)
     """

@@ -121,3 +121,98 @@ def is_norm(module):
     """Whether ``module`` is a layer normalisation (LayerNorm, RMSNorm and their variants)."""
     return isinstance(module, nn.LayerNorm) or type(module).__name__.endswith(("LayerNorm", "RMSNorm"))
 
+
+def transformer_blocks(model):
+    """Dotted name of ``model``'s list of transformer blocks (``encoder.layer``, ``layers``), or None."""
+    n = getattr(model.config, "num_hidden_layers", None)
+    for name, module in model.named_modules():
+        if n and isinstance(module, nn.ModuleList) and len(module) == n:
+            return name
+    return None
+
+
+class _Entering(Exception):
+    """Carries the hidden states entering a block out of the forward pass that stops there."""
+
+    def __init__(self, hidden):
+        super().__init__()
+        self.hidden = hidden
+
+
+def _stop(module, args, kwargs):
+    raise _Entering(args[0] if args else kwargs["hidden_states"])
+
+
+class FrozenLayers:
+    """The hidden states entering block ``index`` of ``backbone`` (frozen, shared).
+
+    A private copy of the module structure over the backbone's own tensors:
+    nothing is duplicated and the shared model is not touched. The forward pass
+    stops where block ``index`` starts. Not a torch module, so that a network
+    holding it neither owns, moves nor trains these weights.
+    """
+
+    def __init__(self, backbone, blocks, index):
+        import copy
+        import itertools
+
+        shared = {id(t): t for t in itertools.chain(backbone.parameters(), backbone.buffers())}
+        self.model = copy.deepcopy(backbone, shared)
+        self.model.get_submodule(blocks)[index].register_forward_pre_hook(_stop, with_kwargs=True)
+
+    def __call__(self, input_ids, attention_mask):
+        try:
+            self.model(input_ids=input_ids, attention_mask=attention_mask)
+        except _Entering as entering:
+            return entering.hidden
+        raise RuntimeError(f"{type(self.model).__name__}'s forward pass never reached the first trained block.")
+
+
+class PartialEncoder(nn.Module):
+    """The blocks from ``index`` on of ``backbone`` (a copy), fed the hidden states that enter them.
+
+    Those states are the encoder's input (computed once and cached) or, given
+    ``frozen`` (a :class:`FrozenLayers`), computed from token ids in each pass.
+    The copy leaves out the blocks before ``index`` and the input embeddings:
+    the model's own forward pass still runs (so masks and positions are its
+    own), but the first kept block is handed the given states.
+    """
+
+    def __init__(self, backbone, blocks, index, frozen=None):
+        import copy
+
+        super().__init__()
+        listed = backbone.get_submodule(blocks)
+        left_out = {id(block): None for block in listed[:index]}
+        embeddings = backbone.get_input_embeddings()
+        if embeddings is not None:
+            left_out[id(embeddings)] = None
+        model = copy.deepcopy(backbone, left_out)
+        parent, _, child = blocks.rpartition(".")
+        kept = nn.ModuleList([block for block in model.get_submodule(blocks) if block is not None])
+        setattr(model.get_submodule(parent), child, kept)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        # The kept blocks, and the final normalisation after them (Llama's norm).
+        for module in [kept, *(m for _, m in model.named_children() if is_norm(m))]:
+            for p in module.parameters():
+                p.requires_grad_(True)
+        kept[0].register_forward_pre_hook(self._enter, with_kwargs=True)
+        self.model = model
+        self.frozen = frozen
+        self._entering = None
+
+    def _enter(self, module, args, kwargs):
+        if args:
+            return (self._entering, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": self._entering}
+
+    def forward(self, hidden, attention_mask):
+        if self.frozen is not None:  # token ids: run the frozen blocks first
+            with torch.no_grad():
+                hidden = self.frozen(hidden, attention_mask)
+        self._entering = hidden
+        try:
+            return self.model(inputs_embeds=hidden, attention_mask=attention_mask).last_hidden_state
+        finally:
+            self._entering = None

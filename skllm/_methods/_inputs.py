@@ -46,3 +46,34 @@ class FeatureInputs:
         import torch
 
         return (torch.from_numpy(np.ascontiguousarray(self.features[rows])).to(device),)
+
+
+class HiddenInputs:
+    """Hidden states of each text's tokens (float32 arrays of shape (n_tokens, width)).
+
+    Batches are right-padded ``(hidden_states, attention_mask)``.
+    """
+
+    def __init__(self, states):
+        self.states = states
+
+    def __len__(self):
+        return len(self.states)
+
+    def lengths(self):
+        return np.fromiter((len(s) for s in self.states), dtype=np.int64, count=len(self.states))
+
+    def subset(self, rows):
+        return HiddenInputs([self.states[i] for i in rows])
+
+    def tensors(self, rows, device):
+        import torch
+
+        width = max(len(self.states[i]) for i in rows)
+        hidden = np.zeros((len(rows), width, self.states[rows[0]].shape[1]), dtype=np.float32)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for row, i in enumerate(rows):
+            n = len(self.states[i])
+            hidden[row, :n] = self.states[i]
+            mask[row, :n] = 1
+        return torch.from_numpy(hidden).to(device), torch.from_numpy(mask).to(device)
