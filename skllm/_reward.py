@@ -191,6 +191,11 @@ class RewardModel(_FineTuneBase):
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the pairs, score their pairwise
         accuracy after each epoch and keep the best epoch.
+    head_init : {"linear_probe", "random"}, default="linear_probe"
+        ``"linear_probe"`` starts the reward layer from a Bradley-Terry
+        logistic regression on the differences of the untrained network's
+        features (chosen minus rejected, no intercept); ``"random"``: PyTorch's
+        default initialisation.
     revision, pooling, epochs, learning_rate, weight_decay, warmup_ratio, max_grad_norm :
         As for :class:`FineTuneClassifier`.
     validation_fraction, n_iter_no_change, warm_start, random_state, device, dtype, cache_dir, verbose :
@@ -254,6 +259,29 @@ class RewardModel(_FineTuneBase):
             rewards = super()._outputs(inputs.inner)
             return rewards[: inputs.n] - rewards[inputs.n :]
         return super()._outputs(inputs)
+
+    def _probe_output_layer(self, network, inputs, targets, rows, class_weights, device):
+        """The Bradley-Terry linear probe: a logistic regression on feature differences (chosen - rejected)."""
+        import warnings
+
+        from sklearn.linear_model import LogisticRegressionCV
+
+        from . import _probe
+
+        layer = _probe.output_layer(network, 1)
+        if layer is None or len(rows) < 3:
+            return
+        pairs = np.concatenate([rows, rows + inputs.n])
+        features = _probe.layer_inputs(network, layer, inputs.inner, pairs, device, self.dtype_, self.batch_size * 2)
+        diff = features[: len(rows)] - features[len(rows) :]
+        # Each pair once in each order: P(chosen over rejected) = sigmoid(w . (x_c - x_r)), no intercept.
+        model = LogisticRegressionCV(
+            Cs=list(_probe.PROBE_CS), cv=3, scoring="neg_log_loss", fit_intercept=False, max_iter=2000
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # scikit-learn 1.8's announced default changes
+            model.fit(np.vstack([diff, -diff]), np.r_[np.ones(len(rows)), np.zeros(len(rows))])
+        _probe.set_layer(layer, model.coef_, np.zeros(1))
 
     @staticmethod
     def _loss(output, target, weights):

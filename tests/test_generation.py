@@ -165,7 +165,9 @@ def test_bad_preferences_are_refused_with_their_rows():
 
 
 def test_reward_model_learns_the_preferences(tiny_bert):
-    rm = RewardModel(tiny_bert, method="full", epochs=8, learning_rate=1e-3, batch_size=4, random_state=0)
+    rm = RewardModel(
+        tiny_bert, method="full", epochs=8, learning_rate=1e-3, batch_size=4, random_state=0, head_init="random"
+    )
     rm.fit(PAIRS)
     assert rm.n_pairs_ == 8
     assert rm.loss_curve_[-1] < rm.loss_curve_[0]
