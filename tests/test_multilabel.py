@@ -36,8 +36,9 @@ def multi(texts):
 
 
 def head(model_dir, cache_dir, **kw):
-    params = {"method": "head", "epochs": 10, "batch_size": 8, "random_state": 0, "cache_dir": cache_dir, **kw}
-    return FineTuneClassifier(model_dir, **params)
+    # A random start (no linear probe) keeps these tests fast; the probe has its own test.
+    params = {"method": "head", "epochs": 10, "batch_size": 8, "random_state": 0, "cache_dir": cache_dir}
+    return FineTuneClassifier(model_dir, **{**params, "head_init": "random", **kw})
 
 
 def test_indicator_y_gives_sigmoid_outputs_and_indicator_predictions(tiny_bert, cache_dir, multi):
@@ -56,6 +57,25 @@ def test_indicator_y_gives_sigmoid_outputs_and_indicator_predictions(tiny_bert, 
     np.testing.assert_array_equal(pred, (proba > 0.5).astype(int))
     assert clf.loss_curve_[-1] < clf.loss_curve_[0]
     assert clf.score(X, Y) > 0.5  # subset accuracy: every label of a text right
+
+
+def test_the_linear_probe_starts_the_output_layer_label_by_label(tiny_bert, cache_dir, multi, monkeypatch):
+    from skllm import _probe
+
+    X, Y, _ = multi
+    seen = {}
+    start = np.array([-2.0, -1.0, 1.0, 2.0])
+
+    def probe_labels(features, targets, class_weights):
+        seen.update(targets=targets, class_weights=class_weights)
+        return np.zeros((targets.shape[1], features.shape[1])), start
+
+    monkeypatch.setattr(_probe, "probe_labels", probe_labels)
+    # A vanishing learning rate: the model stays where the probe started it.
+    clf = head(tiny_bert, cache_dir, head_init="linear_probe", class_weight="balanced", epochs=1, learning_rate=1e-12)
+    clf.fit(X, Y)
+    assert seen["targets"].shape == Y.shape and seen["class_weights"].shape == (2, Y.shape[1])
+    np.testing.assert_allclose(clf.predict_proba(X), np.broadcast_to(expit(start), Y.shape), atol=1e-4)
 
 
 def test_single_label_models_are_unchanged(tiny_bert, cache_dir, texts):
