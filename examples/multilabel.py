@@ -18,9 +18,10 @@ texts. What the task does not have is a natural distribution: real multi-label d
 has skewed, correlated labels, and its pieces are not glued from two corpora.
 
 Compared on the same split. The default sample is small, 200 training and 300 test
-texts (seed 0), to keep the run short: it took 9 minutes on 2 CPU cores shared with other
-work, 7.5 of them fine-tuning (3 epochs of LoRA on MiniLM). Texts are
-cut at 96 tokens (about 1 in 100 is longer).
+texts (seed 0), to keep the run short: it took 5 to 9 minutes on 2 CPU cores shared with
+other work, nearly all of it fine-tuning (3 epochs of LoRA on MiniLM); the frozen model
+reads its embeddings from the cache on a second run. Texts are cut at 96 tokens (about 1
+in 100 is longer).
 
 - ``TransformerEmbedder()`` (all-MiniLM-L6-v2, mean pooling, frozen) +
   ``OneVsRestClassifier(LogisticRegression())``: one linear model per label;
