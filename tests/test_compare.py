@@ -111,7 +111,8 @@ def test_durations_that_are_not():
 
 
 COSTS = {"embed": 0.05, "train": 0.2, "prompt": 0.2, "few-shot": 1.0}
-ALL = list(_compare.ALL_METHODS)
+# The plan figures below were worked out for these methods (the comparison before "partial").
+ALL = [m for m in _compare.ALL_METHODS if m != "partial"]
 
 
 def plan(seconds, **kw):
