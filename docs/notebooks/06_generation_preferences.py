@@ -1,0 +1,197 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Generation and preferences: fine-tuning to answer, a reward model, DPO
+#
+# Three estimators take the causal LM beyond classification. `FineTuneGenerator` teaches
+# it to produce target texts (supervised fine-tuning); `RewardModel` learns a score for a
+# response from pairs in which one response was preferred to the other; `PreferenceTuner`
+# tunes a generator towards such preferences, here with DPO straight from the pairs (its
+# other algorithm, RLOO, samples answers and maximises a reward model or any reward
+# function).
+#
+# **Sample:** Rotten Tomatoes snippets, stratified from `load_rotten_tomatoes()`. 12 to
+# fine-tune on (2 epochs of 4 per step: 6 steps) and 16 held out; 144 preference pairs
+# (a fresh snippet preferred to a rotten one), 96 to train the reward model and 48 held
+# out; 6 of the training pairs for DPO (2 passes of 2 pairs per step: 6 steps). LoRA on
+# the packaged SmolLM2-135M-Instruct; the reward model is a small head on the packaged
+# all-MiniLM-L6-v2. About two minutes on 2 CPU cores, plus half a minute the very first
+# time, when the packaged LM is de-quantised into the skllm cache. Every training run
+# here is a few steps long: the notebook shows what each estimator does and what it
+# returns; the benchmarks page has larger runs (e.g. 0.81 exact match after fine-tuning on
+# 48 snippets).
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from skllm import FineTuneGenerator, PreferenceTuner, RewardModel
+from skllm.datasets import load_rotten_tomatoes
+
+X_all, y_all = load_rotten_tomatoes(return_X_y=True)
+words = y_all.map({"fresh": "positive", "rotten": "negative"})
+X_train, X_rest, y_train, y_rest = train_test_split(X_all, words, train_size=12, stratify=words, random_state=0)
+X_test, X_rest, y_test, y_rest = train_test_split(X_rest, y_rest, train_size=16, stratify=y_rest, random_state=0)
+
+# %% [markdown]
+# ## Supervised fine-tuning: answer with the label word
+#
+# The model is asked for the sentiment of a snippet and trained to answer `positive` or
+# `negative`, one word. The loss covers the answer's tokens only, never the prompt's.
+# `epochs=0` gives the model as packaged, for comparison.
+
+# %%
+template = "Is this movie review positive or negative? Answer with one word.\n\nReview: {text}"
+common = dict(template=template, max_new_tokens=3, max_length=128, batch_size=4, random_state=0)
+before = FineTuneGenerator(epochs=0, **common).fit(X_train, y_train)
+
+start = time.perf_counter()
+sft = FineTuneGenerator(epochs=2, **common).fit(X_train, y_train)  # LoRA, the default method
+print(
+    f"fine-tuned in {time.perf_counter() - start:.0f} s: {sft.n_trainable_params_:,} trainable parameters, "
+    f"loss per answer token by epoch {[round(v, 3) for v in sft.loss_curve_]}"
+)
+
+answers = pd.DataFrame(
+    {
+        "snippet": X_test.str[:60].values,
+        "expected": y_test.values,
+        "before": before.predict(X_test),
+        "after": sft.predict(X_test),
+    }
+)
+# What `score` returns (the share of exact matches), from the answers above.
+print({name: round(float((answers[name] == answers["expected"]).mean()), 3) for name in ["before", "after"]})
+answers.head(6)
+
+# %% [markdown]
+# Before, the model starts a sentence ("This review is"), which an exact match never
+# credits. After 6 steps it answers with one of the two words, though not always the right
+# one: the format is learned first, the word takes more steps and snippets (0.81 exact
+# match after 12 steps on 48 snippets, on the benchmarks page). On 16 held-out snippets,
+# each one is 6 points of accuracy.
+#
+# ## A reward model from preference pairs
+#
+# Each pair is a prompt, a chosen response and a rejected one. Here a fresh snippet is
+# preferred to a rotten one as a review: the preference of a sentiment-control
+# experiment. `RewardModel` is trained with the Bradley-Terry loss, `-log sigmoid(r(chosen)
+# - r(rejected))`; `score` is the pairwise accuracy, the share of pairs whose chosen
+# response gets the higher reward. Any fine-tuning method works; `"head"` keeps the
+# encoder frozen and computes its features once, so ten epochs cost little more than one.
+
+# %%
+rest = pd.DataFrame({"text": X_rest.values, "answer": y_rest.values})
+fresh = rest.loc[rest["answer"] == "positive", "text"].tolist()
+rotten = rest.loc[rest["answer"] == "negative", "text"].tolist()
+prompt = "Write a one-sentence movie review."
+pairs = pd.DataFrame({"prompt": prompt, "chosen": fresh[:144], "rejected": rotten[:144]})
+train_pairs, test_pairs = pairs[:96], pairs[96:]
+
+start = time.perf_counter()
+reward = RewardModel(method="head", epochs=10, random_state=0).fit(train_pairs)
+print(
+    f"reward model fitted in {time.perf_counter() - start:.0f} s on {reward.n_pairs_} pairs; pairwise accuracy "
+    f"{reward.score(test_pairs):.3f} on {len(test_pairs)} held-out pairs, {reward.score(train_pairs):.3f} on the "
+    f"training pairs"
+)
+examples = ["A moving, beautifully acted film.", "Fine, if forgettable.", "A tedious, clumsy mess."]
+pd.Series(reward.predict([(prompt, e) for e in examples]), index=examples, name="reward").round(3).to_frame()
+
+# %% [markdown]
+# Only differences between rewards mean something: a difference of `d` is the log-odds
+# that the first response is preferred. The training pairs are ranked right more often
+# than the held-out ones: 96 pairs are few for what the head can fit.
+
+# %%
+fig, ax = plt.subplots(figsize=(5, 3))
+ax.plot(range(1, len(reward.loss_curve_) + 1), reward.loss_curve_, marker="o")
+ax.set_xlabel("epoch")
+ax.set_ylabel("Bradley-Terry loss")
+ax.set_title(f"Reward model, {reward.n_pairs_} training pairs")
+plt.show()
+
+# %% [markdown]
+# ## DPO: learning the preferences without a reward model
+#
+# `PreferenceTuner(algorithm="dpo")` takes the same pairs and raises the likelihood of the
+# chosen response relative to the rejected one, measured against the frozen model it
+# starts from (the reference); `kl_coef` is DPO's `beta`. `history_` has one row per
+# step: `reward` is the mean implicit reward margin of the step's pairs, `kl` the mean
+# log-ratio of the tuned model to the reference on their responses, `accuracy` the share
+# of pairs the implicit reward ranks right. Each step is measured before its update, so
+# step 0 is the reference itself (margin 0). The second pass sees the same 6 pairs again.
+
+# %%
+tuner = PreferenceTuner(
+    reward,  # DPO does not train on it; `score` rates answers with it
+    FineTuneGenerator(max_new_tokens=24, random_state=0),
+    algorithm="dpo",
+    kl_coef=0.1,
+    epochs=2,
+    batch_size=2,
+    random_state=0,
+)
+start = time.perf_counter()
+tuner.fit(train_pairs[:6])
+print(f"{tuner.n_steps_} DPO steps in {time.perf_counter() - start:.0f} s")
+tuner.history_.round(3)
+
+# %%
+steps_per_pass = tuner.n_steps_ // tuner.epochs
+fig, axes = plt.subplots(1, 3, figsize=(10, 3))
+for ax, column, title in zip(
+    axes,
+    ["reward", "kl", "accuracy"],
+    ["implicit reward margin", "log-ratio to the reference", "pairs ranked right"],
+):
+    ax.plot(tuner.history_["step"], tuner.history_[column], marker="o")
+    ax.axvline(steps_per_pass - 0.5, color="grey", lw=0.8, ls="--")  # the second pass starts
+    ax.set_title(title)
+    ax.set_xlabel("step")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The tuned generator answers the prompt, and the reward model rates the answer:
+
+# %%
+answer = tuner.predict([prompt])[0]
+print(answer)
+print(f"reward {reward.predict([(prompt, answer)])[0]:.3f}")  # tuner.score(prompts): the mean over prompts
+
+# %% [markdown]
+# Six steps on six pairs move the model very little. The margins of the second pass
+# are on pairs it has already trained on, so they show the loss at work, not a better
+# reviewer. The log-ratio may well turn negative: DPO only asks the chosen response to
+# gain on the rejected one, and here both tend to lose likelihood, the rejected more.
+#
+# ## What to try next
+#
+# - More data and steps: `benchmarks/bench_generation.py` fine-tunes on 48 or more
+#   snippets, `benchmarks/bench_preferences.py` runs reward model and RLOO at a larger size.
+# - RLOO: `PreferenceTuner(reward, FineTuneGenerator()).fit(prompts)` samples answers to
+#   the prompts and maximises the reward model, or any function
+#   `reward(prompts, completions)`, with a penalty `kl_coef` for drifting from the starting
+#   model; `history_` then has the mean reward and the KL per step.
+# - Start preference tuning from the fine-tuned generator (`sft`): it is then its own
+#   reference.
+# - `RewardModel()` with its default method, LoRA, adapts the encoder too (slower, and
+#   often better with more pairs); ranked lists (`prompt`, `response`, `rank`) work as
+#   well as pairs.
+# - `FineTuneGenerator(metric="chrf")` scores free text (translation, rewriting) by
+#   character n-grams instead of exact match; `GridSearchCV` tunes `method__r` or the
+#   learning rate.
