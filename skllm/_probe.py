@@ -17,6 +17,24 @@ PROBE_CS = (0.1, 1.0, 10.0, 100.0)
 PROBE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 
 
+def fit_probe(model, features, targets):
+    """Fit a probe's scikit-learn model in this thread, whatever joblib backend is active.
+
+    LogisticRegressionCV runs its folds through joblib. Inside a task of joblib's Dask
+    backend (a grid search with ``parallel_backend("dask")``), joblib hands nested calls
+    to the same cluster, and a worker whose only thread waits for them never gets them
+    run: the fit hangs. A probe is a few hundred milliseconds of work, so it never
+    needs a pool.
+    """
+    import joblib
+
+    with warnings.catch_warnings(), joblib.parallel_config(backend="sequential"):
+        # scikit-learn 1.8 announces changes of LogisticRegressionCV's defaults and
+        # attributes; neither matters to the coefficients used here.
+        warnings.simplefilter("ignore", FutureWarning)
+        return model.fit(features, targets)
+
+
 def output_layer(network, n_outputs):
     """The network's last ``nn.Linear`` if it produces the outputs, else None."""
     from torch import nn
@@ -67,11 +85,7 @@ def probe_classifier(features, y, n_classes, class_weight):
         )
     else:
         model = LogisticRegression(C=1.0, max_iter=2000, class_weight=class_weight)
-    with warnings.catch_warnings():
-        # scikit-learn 1.8 announces changes of LogisticRegressionCV's defaults and
-        # attributes; neither matters to the coefficients used here.
-        warnings.simplefilter("ignore", FutureWarning)
-        model.fit(features, y)
+    fit_probe(model, features, y)
     coef, intercept = model.coef_, model.intercept_
     if n_classes == 2:
         # One decision w.x + b as two logits: softmax of (-d/2, d/2) is sigmoid(d).
@@ -102,9 +116,7 @@ def probe_labels(features, targets, class_weights):
             )
         else:
             model = LogisticRegression(C=1.0, max_iter=2000, class_weight=weight)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # as in probe_classifier
-            model.fit(features, labels[:, j])
+        fit_probe(model, features, labels[:, j])
         coef.append(model.coef_[0])
         intercept.append(model.intercept_[0])
     return np.vstack(coef), np.asarray(intercept)
@@ -114,7 +126,7 @@ def probe_regressor(features, targets):
     """Weights (1, d) and bias of a ridge regression on the (standardised) targets."""
     from sklearn.linear_model import RidgeCV
 
-    model = RidgeCV(alphas=list(PROBE_ALPHAS)).fit(features, targets)
+    model = fit_probe(RidgeCV(alphas=list(PROBE_ALPHAS)), features, targets)
     return model.coef_.reshape(1, -1), np.atleast_1d(model.intercept_)
 
 

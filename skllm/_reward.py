@@ -262,8 +262,6 @@ class RewardModel(_FineTuneBase):
 
     def _probe_output_layer(self, network, inputs, targets, rows, class_weights, device):
         """The Bradley-Terry linear probe: a logistic regression on feature differences (chosen - rejected)."""
-        import warnings
-
         from sklearn.linear_model import LogisticRegressionCV
 
         from . import _probe
@@ -278,9 +276,7 @@ class RewardModel(_FineTuneBase):
         model = LogisticRegressionCV(
             Cs=list(_probe.PROBE_CS), cv=3, scoring="neg_log_loss", fit_intercept=False, max_iter=2000
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # scikit-learn 1.8's announced default changes
-            model.fit(np.vstack([diff, -diff]), np.r_[np.ones(len(rows)), np.zeros(len(rows))])
+        _probe.fit_probe(model, np.vstack([diff, -diff]), np.r_[np.ones(len(rows)), np.zeros(len(rows))])
         _probe.set_layer(layer, model.coef_, np.zeros(1))
 
     @staticmethod
