@@ -229,6 +229,56 @@ def shown_table(table):
     ]
 
 
+def _figure(table, plt):
+    """Quality against training time and, where measured, against peak training memory.
+
+    One point per method that finished; ``None`` when none did. The memory panel uses the
+    GPU peak where a fit ran on a GPU (``fit_gpu_memory_bytes``), else the resident
+    memory the fit added on the CPU (``fit_memory_bytes``); each point is labelled with
+    the trained state a saved model holds.
+    """
+    ok = table[table["status"].isin(["computed", "reused"])]
+    if not len(ok):
+        return None
+    score = table.attrs.get("score", "accuracy_mean")
+    metric = score.removesuffix("_mean")
+    memory = None
+    for column, where in (("fit_gpu_memory_bytes", "GPU"), ("fit_memory_bytes", "CPU")):
+        if column in ok and (ok[column].fillna(0) > 0).any():
+            memory = (column, where)
+            break
+    fig, axes = plt.subplots(1, 2 if memory else 1, figsize=(12 if memory else 7, 4.5), squeeze=False)
+    time_ax = axes[0, 0]
+    time_ax.errorbar(ok["fit_seconds"], ok[score], yerr=ok[f"{metric}_std"], fmt="o")
+    for _, row in ok.iterrows():
+        time_ax.annotate(row["method"], (row["fit_seconds"], row[score]), textcoords="offset points", xytext=(5, 3))
+    time_ax.set_xscale("log")
+    time_ax.set_xlabel("training cost: fit seconds per fold (log scale)")
+    time_ax.set_ylabel(f"{metric.replace('_', ' ')} (mean ± std over folds)")
+    time_ax.set_title("Quality against training time")
+    if memory:
+        column, where = memory
+        # A fit that added no measurable memory (a head on cached embeddings) sits at 1 MiB.
+        mb = (ok[column].fillna(0) / 2**20).clip(lower=1.0)
+        memory_ax = axes[0, 1]
+        memory_ax.errorbar(mb, ok[score], yerr=ok[f"{metric}_std"], fmt="o", color="tab:orange")
+        for (_, row), x in zip(ok.iterrows(), mb):
+            state = row.get("trained_state_bytes")
+            label = row["method"]
+            if state is not None and state == state:  # not NaN
+                label += f" ({_megabytes(state)} saved)"
+            memory_ax.annotate(label, (x, row[score]), textcoords="offset points", xytext=(5, 3), fontsize=8)
+        memory_ax.set_xscale("log")
+        memory_ax.set_xlabel(f"peak training memory on the {where}, MiB (log scale)")
+        memory_ax.set_title("Quality against training memory")
+    fig.tight_layout()
+    return fig
+
+
+def _megabytes(n):
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
+
+
 def _plot(table, path):
     try:
         import matplotlib
@@ -238,20 +288,9 @@ def _plot(table, path):
     except ImportError:
         print("matplotlib is not installed: no plot (pip install 'skllm-toolkit[compare]')")
         return
-    ok = table[table["status"].isin(["computed", "reused"])]
-    if not len(ok):
+    fig = _figure(table, plt)
+    if fig is None:
         return
-    score = table.attrs.get("score", "accuracy_mean")
-    metric = score.removesuffix("_mean")
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.errorbar(ok["fit_seconds"], ok[score], yerr=ok[f"{metric}_std"], fmt="o")
-    for _, row in ok.iterrows():
-        ax.annotate(row["method"], (row["fit_seconds"], row[score]), textcoords="offset points", xytext=(5, 3))
-    ax.set_xscale("log")
-    ax.set_xlabel("training cost: fit seconds per fold (log scale)")
-    ax.set_ylabel(f"{metric.replace('_', ' ')} (mean ± std over folds)")
-    ax.set_title("Quality against training cost")
-    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     print(f"plot: {path}")

@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -169,3 +170,38 @@ def test_label_words_reach_the_prompting_methods_and_are_checked(texts, tiny_lla
         assert make_estimator(name, label_words=words, **settings).label_words == words
     with pytest.raises(ValueError, match="label_words names labels that are not in y: 'happy'"):
         compare_methods(*texts, methods=["zero-shot"], llm=tiny_llama, cv=2, label_words={"happy": "x"}, verbose=0)
+
+
+def test_plot_shows_quality_against_time_and_against_memory():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skllm._cli import _figure
+
+    table = pd.DataFrame(
+        {
+            "method": ["logreg", "lora", "zero-shot", "full"],
+            "accuracy_mean": [0.7, 0.8, 0.6, np.nan],
+            "accuracy_std": [0.01, 0.02, 0.0, np.nan],
+            "fit_seconds": [1.0, 50.0, 0.1, np.nan],
+            "fit_memory_bytes": [0, 300 * 2**20, 2**20, np.nan],
+            "fit_gpu_memory_bytes": [0, 0, 0, np.nan],
+            "trained_state_bytes": [3 * 2**10, 2 * 2**20, 0, np.nan],
+            "status": ["computed", "computed", "reused", "failed"],
+        }
+    )
+    fig = _figure(table, plt)
+    time_ax, memory_ax = fig.axes
+    assert "fit seconds" in time_ax.get_xlabel()
+    assert memory_ax.get_xlabel() == "peak training memory on the CPU, MiB (log scale)"
+    labels = [text.get_text() for text in memory_ax.texts]
+    assert labels == ["logreg (3 KiB saved)", "lora (2.0 MiB saved)", "zero-shot (0 KiB saved)"]  # the failed row left out
+    # The added memory, with nothing measurable at 1 MiB so that the log scale can show it.
+    np.testing.assert_allclose(np.asarray(memory_ax.lines[0].get_xdata(), dtype=float), [1.0, 300.0, 1.0])
+    plt.close(fig)
+    # Without memory columns (a table written before they existed): the time panel only.
+    fig = _figure(table.drop(columns=["fit_memory_bytes", "fit_gpu_memory_bytes"]), plt)
+    assert len(fig.axes) == 1
+    plt.close(fig)
