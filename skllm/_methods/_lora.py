@@ -27,9 +27,9 @@ class LoRA(FineTuningMethod):
         without the low-rank branch. The saved model still holds the adapter
         only: ``trainable_state_`` is taken before merging, and ``warm_start``
         continues from it. On by default because it changes nothing but the
-        speed: on MiniLM the merged model's probabilities were within 2e-7 of
+        speed: on MiniLM the merged model's probabilities were within 5e-7 of
         the branch's, and it predicted 3% faster (one thread; see
-        docs/benchmarks.md). Merging took 0.1 s there, once per fit or load.
+        docs/benchmarks.md). Merging took about 30 ms, once per fit or load.
 
     Examples
     --------
