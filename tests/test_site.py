@@ -120,6 +120,7 @@ def test_notebooks_render_with_outputs_and_plots():
         "03_in_context_learning",
         "04_indexing_retrieval",
         "06_generation_preferences",
+        "07_multilabel",
     ]
     for name in plotted:
         html = _page(f"notebooks/{name}.html")
