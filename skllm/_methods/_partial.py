@@ -43,8 +43,8 @@ class PartialFineTuning(FineTuningMethod):
     """
 
     name = "partial"
-    # Chosen on a validation split of Rotten Tomatoes (docs/benchmarks.md), n_last_layers=2.
-    default_learning_rate = 5e-4
+    # Chosen on a validation split of Rotten Tomatoes, n_last_layers=2 (docs/benchmarks.md).
+    default_learning_rate = 1e-4
     modifies_backbone = False  # it copies the blocks it trains itself
 
     def __init__(self, n_last_layers=2, cache_frozen=True):
