@@ -1,6 +1,6 @@
 # Two entry points, each creating the environment when it is missing:
 #   make demo   compares every method on Rotten Tomatoes (about 10 minutes on 2 cores)
-#   make test   runs the test suite
+#   make test   runs the test suite (offline: the tests use the packaged models only)
 #   make docs   executes the notebooks and builds the site into site/ (strict)
 PYTHON ?= python3
 VENV ?= .venv
@@ -28,7 +28,7 @@ demo: setup
 	$(PY) examples/compare_methods.py
 
 test: setup
-	$(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 bench: setup
 	$(PY) benchmarks/bench_embedding_throughput.py
