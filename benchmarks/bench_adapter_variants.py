@@ -12,27 +12,12 @@ standard deviation over the seeds), fit seconds, trained parameters.
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import tempfile
 import time
 import warnings
 
-
-def cpu():
-    import torch
-
-    model = platform.processor() or ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    capability = torch.backends.cpu.get_cpu_capability()
-    return f"{model} | torch cpu capability {capability} | threads {torch.get_num_threads()} | {os.cpu_count()} cores"
+from bench_finetune_defaults import cpu  # CPU model, torch capability, threads
 
 
 def split(name, n_train, n_test):

@@ -18,14 +18,14 @@ defaults, "trainer-lora-grouped" the same with batches of similar length
 
 import argparse
 import json
-import os
 import pickle
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+
+from bench_finetune_defaults import cpu  # CPU model, torch capability, threads
 
 CONTENDERS = [
     "frozen-lr",
@@ -42,21 +42,6 @@ CONTENDERS = [
     "forward-pass",
 ]
 EPOCHS, BATCH, MAX_LENGTH, N = 3, 16, 64, 1000
-
-
-def cpu():
-    import torch
-
-    model = platform.processor() or ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    capability = torch.backends.cpu.get_cpu_capability()
-    return f"{model} | torch cpu capability {capability} | threads {torch.get_num_threads()} | {os.cpu_count()} cores"
 
 
 def data():

@@ -18,29 +18,14 @@ learning rate behind ``default_learning_rate``.
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import tempfile
 import time
 import warnings
 
+from bench_finetune_defaults import cpu  # CPU model, torch capability, threads
+
 CONTENDERS = ["head", "full", "partial-1", "partial-2", "partial-1-nocache", "partial-2-nocache"]
-
-
-def cpu():
-    import torch
-
-    model = platform.processor() or ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    capability = torch.backends.cpu.get_cpu_capability()
-    return f"{model} | torch cpu capability {capability} | threads {torch.get_num_threads()} | {os.cpu_count()} cores"
 
 
 def split(n_train, n_test):
