@@ -91,14 +91,34 @@ def _module():
         def _base(self):
             return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
 
-        def forward(self, input_ids, attention_mask):
+        def _keeps_logits(self):
+            """Whether the model computes the output layer for chosen positions only (``logits_to_keep``)."""
+            import inspect
+
+            return "logits_to_keep" in inspect.signature(self._base().forward).parameters
+
+        def forward(self, input_ids, attention_mask, keep=None):
+            """Logits of every input position, or of the positions ``keep`` (a 1-D index tensor) only.
+
+            With ``keep``, the output layer (576 x 49,152 on SmolLM2, a fifth of
+            the forward pass) and the loss run on the kept positions alone,
+            through the model's own ``logits_to_keep``, so that any logit scaling
+            the model applies still applies.
+            """
+            kwargs = {}
+            if keep is not None and self._keeps_logits():
+                kwargs["logits_to_keep"] = keep + self.n_virtual
             if self.n_virtual:
                 embeds, mask = self._embeds(input_ids, attention_mask)
                 positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-                out = self._base()(inputs_embeds=embeds, attention_mask=mask, position_ids=positions)
-                return out.logits[:, self.n_virtual :]
-            positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
-            return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions).logits
+                out = self._base()(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, **kwargs)
+                logits = out.logits if kwargs else out.logits[:, self.n_virtual :]
+            else:
+                positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+                logits = self.model(
+                    input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, **kwargs
+                ).logits
+            return logits if keep is None or kwargs else logits[:, keep]
 
         def generate(self, input_ids, attention_mask, **kwargs):
             """Only the new tokens, for left-padded ``input_ids``."""
@@ -112,12 +132,29 @@ def _module():
     return _CausalNetwork
 
 
+def scored_logits(network, input_ids, attention_mask, labels):
+    """Logits of the positions that predict a scored token, ``(batch, k, vocab)``, and their targets ``(batch, k)``.
+
+    Only the columns where at least one row has a scored next token are kept:
+    the prompt's positions never go through the output layer. Targets are
+    ``-100`` where a row's kept position is not scored.
+    """
+    targets = labels[:, 1:]
+    keep = (targets != IGNORE).any(dim=0).nonzero().squeeze(-1)
+    if keep.numel() == 0:  # nothing scored: every position, as the loss of an empty batch expects
+        return network(input_ids, attention_mask)[:, :-1].float(), targets
+    return network(input_ids, attention_mask, keep=keep).float(), targets[:, keep]
+
+
 def token_logprobs(network, input_ids, attention_mask, labels):
-    """Log-probability of each scored token (0 elsewhere), shape ``(batch, width - 1)``, and the mask."""
+    """Log-probability of each scored token (0 elsewhere) and the mask of scored tokens, ``(batch, k)``.
+
+    ``k`` counts the columns that hold a scored token in some row (see
+    :func:`scored_logits`); sums over a row are its sequence's log-likelihood.
+    """
     import torch
 
-    logits = network(input_ids, attention_mask)[:, :-1].float()
-    targets = labels[:, 1:]
+    logits, targets = scored_logits(network, input_ids, attention_mask, labels)
     scored = targets != IGNORE
     logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return logp * scored, scored
@@ -127,7 +164,7 @@ def sequence_loss(network, input_ids, attention_mask, labels):
     """Mean cross-entropy over the scored (target) tokens of the batch."""
     import torch
 
-    logits = network(input_ids, attention_mask)[:, :-1].float()
+    logits, targets = scored_logits(network, input_ids, attention_mask, labels)
     return torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE
     )

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from skllm import FineTuneGenerator, LoRA, PreferenceTuner, PromptTuning, RewardModel
-from skllm._causal import IGNORE, build_example, sequence_loss
+from skllm._causal import IGNORE, build_example, pad_examples, sequence_loss, token_logprobs
 from skllm._preference import dpo_loss, rloo_advantages
 from skllm._reward import bradley_terry_loss, preference_pairs
 from skllm.exceptions import TruncationWarning
@@ -57,6 +57,27 @@ def test_loss_is_the_cross_entropy_of_the_target_tokens_only(untrained):
         logp = torch.log_softmax(network(input_ids, mask)[0], dim=-1)
     naive = -(logp[3, 7] + logp[4, 8]) / 2  # position t predicts token t + 1
     assert float(loss) == pytest.approx(float(naive), rel=1e-5)
+
+
+@pytest.mark.parametrize("method", ["lora", "full", PromptTuning(n_virtual_tokens=3), "adapter"])
+def test_output_layer_on_the_scored_positions_only_gives_the_full_computation(tiny_llama, method):
+    gen = FineTuneGenerator(tiny_llama, method=method, epochs=0, random_state=0).fit(X[:2], Y[:2])
+    network = gen.network_
+    examples = [build_example([3, 4, 5, 6, 9], [7, 8]), build_example([3, 4, 5], [7, 8]), build_example([5, 6, 7], [6])]
+    ids, labels = [e[0] for e in examples], [e[1] for e in examples]
+    input_ids, mask, batch_labels = pad_examples(ids, labels, np.arange(3), 0, torch.device("cpu"))
+    with torch.no_grad():
+        logp = torch.log_softmax(network(input_ids, mask)[:, :-1].float(), dim=-1)
+        targets = batch_labels[:, 1:]
+        scored = targets != IGNORE
+        naive = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) * scored
+        token_logp, token_mask = token_logprobs(network, input_ids, mask, batch_labels)
+        loss = sequence_loss(network, input_ids, mask, batch_labels)
+    # Only the columns with a scored token are computed; the sums per row are the same.
+    assert token_logp.shape[1] == int(scored.any(dim=0).sum()) < scored.shape[1]
+    assert torch.allclose(token_logp.sum(dim=1), naive.sum(dim=1), atol=1e-5)
+    assert torch.equal(token_mask.sum(dim=1), scored.sum(dim=1))
+    assert float(loss) == pytest.approx(float(-naive.sum() / scored.sum()), rel=1e-5)
 
 
 def test_fit_lowers_the_loss_and_lora_pickle_holds_the_adapter_only(tiny_llama):
