@@ -13,10 +13,20 @@
    and the share of answers repeating a word three times in a row; the KL of the
    tuned model to the untuned one, estimated on answers it samples for those prompts.
 
-    python benchmarks/bench_preferences.py [--train-prompts 20] [--epochs 1] [--plot docs/img/rloo_history.png]
+Two tasks. ``write`` asks for a review ("Write a one-sentence review of the movie
+<title>.", in the chat template). ``continue`` is the classic sentiment-control setup:
+the model continues, as plain text without the chat template, the opening words of a
+real snippet, half of them from rotten reviews ("Review of the movie <title>:
+<opening>"), up to the end of the line; the reward model and the judge score the whole
+review (opening and continuation) as an answer to the ``write`` prompt, through a
+reward callable.
+
+    python benchmarks/bench_preferences.py [--task continue] [--reward-pairs 1000] [--train-prompts 120]
+        [--plot docs/img/rloo_history.png]
 """
 
 import argparse
+import os
 import pickle
 import re
 import time
@@ -27,6 +37,16 @@ import pandas as pd
 from bench_generation import cpu_model
 
 PROMPT = "Write a one-sentence review of the movie {title}."
+CONTINUE = "Review of the movie {title}: {opening}"
+OPENING_WORDS = 5
+
+
+def openings(frame, titles, n, seed):
+    """(title, opening) of ``n`` snippets of ``titles``, half fresh and half rotten, with at least 10 words."""
+    part = frame[frame["title"].isin(titles) & (frame["text"].str.split().str.len() >= 10)]
+    half = [part[part["category"] == kind].sample(n // 2, random_state=seed) for kind in ("fresh", "rotten")]
+    rows = pd.concat(half).sample(frac=1, random_state=seed)
+    return [(t, " ".join(x.split()[:OPENING_WORDS])) for t, x in zip(rows["title"], rows["text"])]
 
 
 def movies():
@@ -47,6 +67,24 @@ def pairs_of(frame):
         rotten = group.loc[group["category"] == "rotten", "text"].tolist()
         rows += [(PROMPT.format(title=title), f, r) for f, r in zip(fresh, rotten)]
     return pd.DataFrame(rows, columns=["prompt", "chosen", "rejected"])
+
+
+class WholeReview:
+    """Reward callable: the reward model's score of the whole review an answer completes.
+
+    ``review_of`` maps each prompt to (the ``write`` prompt of its movie, the opening
+    the answer continues). A class, not a closure, so that the tuner pickles.
+    """
+
+    def __init__(self, reward, review_of):
+        self.reward, self.review_of = reward, review_of
+
+    def reviews(self, prompts, completions):
+        pairs = [self.review_of[p] for p in prompts]
+        return [(w, f"{o} {c.strip()}".strip()) for (w, o), c in zip(pairs, completions)]
+
+    def __call__(self, prompts, completions):
+        return self.reward.predict(self.reviews(prompts, completions))
 
 
 def distinct_2(texts):
@@ -87,9 +125,12 @@ def main():
     import torch
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--reward-pairs", type=int, default=240)
-    parser.add_argument("--train-prompts", type=int, default=20)
-    parser.add_argument("--test-prompts", type=int, default=16)
+    parser.add_argument("--task", choices=["write", "continue"], default="continue")
+    parser.add_argument("--reward-pairs", type=int, default=1000)
+    parser.add_argument("--reward-epochs", type=int, default=3)
+    parser.add_argument("--reward-cache", default=None, help="pickle of the fitted reward model, reused if present")
+    parser.add_argument("--train-prompts", type=int, default=120)
+    parser.add_argument("--test-prompts", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--kl-coef", type=float, default=0.05)
@@ -117,7 +158,15 @@ def main():
     test_pairs = pairs_of(frame[frame["title"].isin(b)]).sample(frac=1, random_state=0).head(300)
 
     start = time.perf_counter()
-    reward = RewardModel(max_length=64, epochs=2, batch_size=16, random_state=0, device="cpu").fit(train_pairs)
+    if args.reward_cache and os.path.exists(args.reward_cache):
+        with open(args.reward_cache, "rb") as f:
+            reward = pickle.load(f)
+    else:
+        reward = RewardModel(max_length=64, epochs=args.reward_epochs, batch_size=16, random_state=0, device="cpu")
+        reward.fit(train_pairs)
+        if args.reward_cache:
+            with open(args.reward_cache, "wb") as f:
+                pickle.dump(reward, f)
     print(
         f"reward model: {len(train_pairs)} pairs, fit {time.perf_counter() - start:.0f} s; pairwise accuracy "
         f"held-out {reward.score(test_pairs):.3f} ({len(test_pairs)} pairs of other movies), "
@@ -134,28 +183,49 @@ def main():
     )
 
     rng = np.random.default_rng(1)
-    train_prompts = [PROMPT.format(title=t) for t in rng.permutation(sorted(c))[: args.train_prompts]]
-    test_prompts = [PROMPT.format(title=t) for t in rng.permutation(sorted(b))[: args.test_prompts]]
+    if args.task == "write":
+        train_prompts = [PROMPT.format(title=t) for t in rng.permutation(sorted(c))[: args.train_prompts]]
+        test_prompts = [PROMPT.format(title=t) for t in rng.permutation(sorted(b))[: args.test_prompts]]
+        review_of = {p: (p, "") for p in train_prompts + test_prompts}
+    else:
+        train_items = openings(frame, c, args.train_prompts, seed=1)
+        test_items = openings(frame, b, args.test_prompts, seed=2)
+        train_prompts = [CONTINUE.format(title=t, opening=o) for t, o in train_items]
+        test_prompts = [CONTINUE.format(title=t, opening=o) for t, o in test_items]
+        review_of = {
+            CONTINUE.format(title=t, opening=o): (PROMPT.format(title=t), o) for t, o in train_items + test_items
+        }
 
-    generator = FineTuneGenerator(method=LoRA(r=8), max_new_tokens=args.max_new_tokens, epochs=0, device="cpu")
+    reward_of = WholeReview(reward, review_of)
+    whole = reward_of.reviews
+
+    generator = FineTuneGenerator(
+        method=LoRA(r=8),
+        max_new_tokens=args.max_new_tokens,
+        use_chat_template=args.task == "write",
+        stop_at_newline=args.task == "continue",
+        epochs=0,
+        device="cpu",
+    )
     untuned = generator.fit(["x"], ["y"])  # no training: the pretrained model with a zero LoRA update
 
     def report(name, model):
         answers = model.predict(test_prompts).tolist()
-        positive = float(judge.predict(answers).mean())
-        mean_reward = float(reward.predict(list(zip(test_prompts, answers))).mean())
+        reviews = [r for _, r in whole(test_prompts, answers)]
+        positive = float(judge.predict(reviews).mean())
+        mean_reward = float(reward_of(test_prompts, answers).mean())
         print(
             f"{name}: judged positive {positive:.3f}, mean reward {mean_reward:.3f}, distinct-2 "
             f"{distinct_2(answers):.3f}, repetitive {repetitive(answers):.3f}, mean words "
             f"{np.mean([len(t.split()) for t in answers]):.1f}"
         )
-        for p, t in list(zip(test_prompts, answers))[:4]:
-            print(f"    {p[len('Write a one-sentence review of the movie ') : -1]}: {t}")
+        for p, t in list(zip(test_prompts, answers))[:6]:
+            print(f"    {p}\n        -> {t}")
         return answers
 
     report("before", untuned)
     tuner = PreferenceTuner(
-        reward,
+        reward if args.task == "write" else reward_of,
         untuned,
         algorithm="rloo",
         kl_coef=args.kl_coef,
