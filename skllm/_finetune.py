@@ -213,7 +213,7 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         method="lora",
         pooling="auto",
         max_length=128,
-        epochs=3,
+        epochs=None,
         batch_size=16,
         learning_rate=None,
         weight_decay=0.01,
@@ -269,7 +269,7 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         check_choice(self.pooling, "pooling", ("auto", "mean", "cls", "last"))
         check_choice(self.head_init, "head_init", ("linear_probe", "random"))
         check_int(self.max_length, "max_length", 2)
-        check_int(self.epochs, "epochs", 1)
+        check_int(self.epochs, "epochs", 1, allow_none=True)
         check_int(self.batch_size, "batch_size", 1)
         check_int(self.n_iter_no_change, "n_iter_no_change", 1)
         check_int(self.verbose, "verbose", 0)
@@ -463,7 +463,8 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         )
         lengths = inputs.lengths()
         steps_per_epoch = -(-len(train_idx) // self.batch_size)
-        total = steps_per_epoch * self.epochs
+        epochs = self.epochs if self.epochs is not None else self.method_.default_epochs
+        total = steps_per_epoch * epochs
         scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
         # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
         scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and self.dtype_ == "float16")
@@ -474,12 +475,12 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         self.validation_scores_ = [] if valid_idx is not None else None
         best_score, best_state, stale = -np.inf, None, 0
         self.n_iter_ = 0
-        for epoch in range(self.epochs):
+        for epoch in range(epochs):
             network.train()
             batches = _length_grouped_batches(lengths[train_idx], self.batch_size, rng)
             running, seen = 0.0, 0
             with tqdm(
-                total=len(batches), desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch", disable=not self.verbose
+                total=len(batches), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not self.verbose
             ) as bar:
                 for batch in batches:
                     rows = train_idx[batch]
@@ -502,7 +503,7 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
                     bar.set_postfix(loss=f"{running / seen:.4f}")
             self.loss_curve_.append(running / seen)
             self.n_iter_ = epoch + 1
-            message = f"epoch {epoch + 1}/{self.epochs}: loss {running / seen:.4f}"
+            message = f"epoch {epoch + 1}/{epochs}: loss {running / seen:.4f}"
             if valid_idx is not None:
                 score = self._validation_score(self._outputs(inputs.subset(valid_idx)), targets[valid_idx])
                 self.validation_scores_.append(score)
@@ -559,8 +560,10 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
     max_length : int, default=128
         Tokens per text; longer texts are truncated with a warning. Capped at
         the model's positions (less the prompt tokens of ``"prompt"``).
-    epochs : int, default=3
-        Passes over the training data (the maximum with early stopping).
+    epochs : int, default=None
+        Passes over the training data (the maximum with early stopping);
+        ``None`` uses the method's default: 10 for head (its epochs run on
+        cached features), 3 for the others.
     batch_size : int, default=16
         Texts per optimisation step.
     learning_rate : float, default=None
@@ -694,7 +697,7 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         method="lora",
         pooling="auto",
         max_length=128,
-        epochs=3,
+        epochs=None,
         batch_size=16,
         learning_rate=None,
         weight_decay=0.01,

@@ -36,9 +36,16 @@ def fit_probe(model, features, targets):
 
 
 def output_layer(network, n_outputs):
-    """The network's last ``nn.Linear`` if it produces the outputs, else None."""
+    """The layer the probe starts: a module's ``probe_layer``, else the network's last ``nn.Linear``.
+
+    None when that layer does not produce the outputs.
+    """
     from torch import nn
 
+    for module in network.modules():
+        layer = getattr(module, "probe_layer", None)
+        if isinstance(layer, nn.Linear):
+            return layer if layer.out_features == n_outputs else None
     linear = [m for m in network.modules() if isinstance(m, nn.Linear)]
     if linear and linear[-1].out_features == n_outputs:
         return linear[-1]

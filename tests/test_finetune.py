@@ -85,7 +85,8 @@ def test_head_method_trains_only_new_layers_on_cached_features(tiny_bert, texts,
     finally:
         handle.remove()
     assert sum(seen) == len(set(texts[0]))  # ten epochs, two fits, one forward pass per text
-    assert all(n.startswith("layers.") for n in clf.trainable_state_)
+    assert all(n.startswith(("layers.", "skip.")) for n in clf.trainable_state_)  # the head alone
+    assert any(n.startswith("skip.") for n in clf.trainable_state_)
     assert refit.n_iter_ == 10
 
 
@@ -199,7 +200,7 @@ def test_labels_of_any_type_and_class_weight(tiny_bert, texts, cache_dir):
         (["a", "b", "c"], ["x", "y"], {}, ValueError, "X has 3 texts but y has 2 labels"),
         (["a", "b", "c"], ["x", None, "y"], {}, ValueError, r"missing label\(s\) \(None or NaN\) at positions \[1\]"),
         (["a", "b"], ["x", "y"], {"method": "qlora"}, ValueError, r"method='qlora' is not supported; use one of"),
-        (["a", "b"], ["x", "y"], {"epochs": 0}, ValueError, "epochs must be an integer >= 1, got 0"),
+        (["a", "b"], ["x", "y"], {"epochs": 0}, ValueError, "epochs must be an integer >= 1 or None, got 0"),
         (["a", "b"], ["x", "y"], {"method": LoRA(r=0)}, ValueError, "r must be an integer >= 1, got 0"),
         (["a", "b"], ["x", "y"], {"class_weight": {"z": 1.0}}, ValueError, "class_weight names labels"),
         (["a", "b"], ["x", "y"], {"learning_rate": -1}, ValueError, "learning_rate must be a number > 0"),

@@ -11,6 +11,7 @@ from skllm import (
     BottleneckAdapter,
     FineTuneClassifier,
     FineTuneGenerator,
+    HeadTuning,
     LoRA,
     PartialFineTuning,
     PrefixTuning,
@@ -118,6 +119,18 @@ def test_methods_pickled_before_their_new_parameters_behave_as_they_did():
     assert _pickled_before(BottleneckAdapter(), "variant").variant == "projection"
     old = _pickled_before(LoRA(r=4), "merge_for_inference")
     assert old.get_params()["merge_for_inference"] is True and repr(old) == "LoRA(r=4)"
+    old = _pickled_before(_pickled_before(HeadTuning(), "residual"), "normalize")
+    assert (old.residual, old.normalize) == (False, False)  # the plain MLP on raw features
+
+
+def test_epochs_none_is_the_methods_default(tiny_bert, texts, cache_dir):
+    X, y = texts
+    head = FineTuneClassifier(tiny_bert, method="head", max_length=16, cache_dir=cache_dir, random_state=0).fit(X, y)
+    assert head.epochs is None and len(head.loss_curve_) == HeadTuning.default_epochs == 10
+    lora = FineTuneClassifier(tiny_bert, method="lora", max_length=16, cache_dir=cache_dir, random_state=0).fit(X, y)
+    assert len(lora.loss_curve_) == LoRA.default_epochs == 3
+    with pytest.raises(ValueError, match=r"epochs must be an integer >= 1 or None, got 0"):
+        FineTuneClassifier(tiny_bert, epochs=0, cache_dir=cache_dir).fit(X, y)
 
 
 # -- Bottleneck adapters: Houlsby et al. and the adapters on the projections -----------------
@@ -214,6 +227,8 @@ def test_partial_tunes_its_number_of_layers_in_a_grid_search(backbone, texts, ca
         (PartialFineTuning(cache_frozen="yes"), r"cache_frozen must be True or False, got 'yes'"),
         (LoRA(merge_for_inference=None), r"merge_for_inference must be True or False, got None"),
         (PrefixTuning(keep_projection=1), r"keep_projection must be True or False, got 1"),
+        (HeadTuning(residual="yes"), r"residual must be True or False, got 'yes'"),
+        (HeadTuning(normalize=None), r"normalize must be True or False, got None"),
         (BottleneckAdapter(variant="pfeiffer"), r"variant='pfeiffer' is not supported; use one of \['houlsby'"),
     ],
 )

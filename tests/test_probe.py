@@ -13,12 +13,19 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 FROZEN = {"epochs": 1, "learning_rate": 1e-12, "random_state": 0, "max_length": 16}
 
 
+def unit_rows(features):
+    """What the head sees by default (and TransformerEmbedder(normalize=True) gives), computed as the head does."""
+    import torch
+
+    return torch.nn.functional.normalize(torch.as_tensor(features, dtype=torch.float32), p=2, dim=1).double().numpy()
+
+
 def test_the_head_starts_as_the_logistic_regression_on_its_features(tiny_bert, texts, cache_dir):
     X, y = texts
     y = [label if i % 3 else "mid" for i, label in enumerate(y)]  # three classes
     clf = FineTuneClassifier(tiny_bert, method=HeadTuning(hidden_layer_sizes=()), cache_dir=cache_dir, **FROZEN)
     clf.fit(X, y)
-    features = clf.embedder_.transform(X).astype(np.float64)
+    features = unit_rows(clf.embedder_.transform(X))
     lr = LogisticRegressionCV(Cs=list(PROBE_CS), cv=3, scoring="neg_log_loss", max_iter=2000).fit(features, y)
     assert clf.classes_.tolist() == lr.classes_.tolist()
     np.testing.assert_allclose(clf.predict_proba(X), lr.predict_proba(features), atol=1e-4)
@@ -29,9 +36,31 @@ def test_two_classes_give_the_logistic_regressions_probabilities(tiny_bert, text
     X, y = texts
     clf = FineTuneClassifier(tiny_bert, method=HeadTuning(hidden_layer_sizes=()), cache_dir=cache_dir, **FROZEN)
     clf.fit(X, y)
-    features = clf.embedder_.transform(X).astype(np.float64)
+    features = unit_rows(clf.embedder_.transform(X))
     lr = LogisticRegressionCV(Cs=list(PROBE_CS), cv=3, scoring="neg_log_loss", max_iter=2000).fit(features, y)
     np.testing.assert_allclose(clf.predict_proba(X), lr.predict_proba(features), atol=1e-4)
+
+
+@pytest.mark.parametrize("three_classes", [False, True])
+def test_the_default_head_starts_as_the_logistic_regression_on_unit_features(
+    tiny_bert, texts, cache_dir, three_classes
+):
+    # The default head is an MLP beside a linear layer; the MLP's last layer starts at
+    # zero and the probe goes into the linear layer, so the first predictions are the
+    # logistic regression's on the normalised features, as in a frozen-embedding pipeline.
+    X, y = texts
+    if three_classes:
+        y = [label if i % 3 else "mid" for i, label in enumerate(y)]
+    clf = FineTuneClassifier(tiny_bert, method="head", cache_dir=cache_dir, **FROZEN).fit(X, y)
+    assert clf.network_.skip is not None and clf.network_.layers[-1].weight.abs().max() < 1e-9
+    features = unit_rows(clf.embedder_.transform(X))
+    lr = LogisticRegressionCV(Cs=list(PROBE_CS), cv=3, scoring="neg_log_loss", max_iter=2000).fit(features, y)
+    np.testing.assert_allclose(clf.predict_proba(X), lr.predict_proba(features), atol=1e-4)
+    # Without the linear layer the probe is fitted on the hidden layer's output instead.
+    plain = HeadTuning(residual=False, normalize=False)
+    mlp = FineTuneClassifier(tiny_bert, method=plain, cache_dir=cache_dir, **FROZEN).fit(X, y)
+    assert mlp.network_.skip is None
+    assert not np.allclose(mlp.predict_proba(X), clf.predict_proba(X), atol=1e-3)
 
 
 @pytest.mark.parametrize("method", ["lora", "full", "adapter"])
@@ -40,7 +69,8 @@ def test_methods_starting_from_the_backbone_start_from_its_probe(tiny_bert, text
     # first predictions are those of the probe on the backbone's pooled features.
     X, y = texts
     clf = FineTuneClassifier(tiny_bert, method=method, cache_dir=cache_dir, **FROZEN).fit(X, y)
-    head = FineTuneClassifier(tiny_bert, method=HeadTuning(hidden_layer_sizes=()), cache_dir=cache_dir, **FROZEN)
+    linear = HeadTuning(hidden_layer_sizes=(), normalize=False)  # the probe sees the raw pooled features
+    head = FineTuneClassifier(tiny_bert, method=linear, cache_dir=cache_dir, **FROZEN)
     head.fit(X, y)
     np.testing.assert_allclose(clf.predict_proba(X), head.predict_proba(X), atol=1e-4)
     random = FineTuneClassifier(tiny_bert, method=method, cache_dir=cache_dir, head_init="random", **FROZEN)
@@ -52,7 +82,7 @@ def test_the_regressor_starts_as_the_ridge_regression(tiny_bert, texts, cache_di
     y = np.arange(len(X), dtype=float) % 5
     reg = FineTuneRegressor(tiny_bert, method=HeadTuning(hidden_layer_sizes=()), cache_dir=cache_dir, **FROZEN)
     reg.fit(X, y)
-    features = reg.embedder_.transform(X).astype(np.float64)
+    features = unit_rows(reg.embedder_.transform(X))
     standardised = (y - y.mean()) / y.std()
     ridge = RidgeCV(alphas=list(PROBE_ALPHAS)).fit(features, standardised)
     np.testing.assert_allclose(reg.predict(X), ridge.predict(features) * y.std() + y.mean(), atol=1e-3)

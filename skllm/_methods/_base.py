@@ -58,6 +58,8 @@ class FineTuningMethod(BaseEstimator):
     name = ""
     #: AdamW learning rate used when ``learning_rate=None``
     default_learning_rate = 1e-4
+    #: passes over the training data when ``epochs=None``
+    default_epochs = 3
     #: True when ``build`` changes the backbone in place (it then gets a copy)
     modifies_backbone = True
     #: names of the estimator's fitted attributes that ``prepare`` returns

@@ -51,6 +51,37 @@ class MLP(nn.Module):
         return self.layers(x)
 
 
+class Head(MLP):
+    """The head method's output layers: an MLP, optionally beside a linear layer, on optionally normalised features.
+
+    With ``residual`` (and hidden layers), a linear layer maps the features straight
+    to the outputs and the MLP's last layer starts at zero, so the head starts as
+    that linear model; the linear probe is fitted into it (``probe_layer``).
+    Without ``residual`` and ``normalize`` the parameters are named as in a plain
+    :class:`MLP`, so heads pickled before these options load unchanged.
+    """
+
+    def __init__(self, n_in, n_out, hidden_layer_sizes=(), dropout=0.1, *, residual=False, normalize=False):
+        super().__init__(n_in, n_out, hidden_layer_sizes, dropout)
+        self.normalize = normalize
+        self.skip = None
+        if residual and hidden_layer_sizes:
+            nn.init.zeros_(self.layers[-1].weight)
+            nn.init.zeros_(self.layers[-1].bias)
+            self.skip = nn.Linear(n_in, n_out)
+
+    @property
+    def probe_layer(self):
+        """The linear layer that ``head_init="linear_probe"`` starts from a regularised linear model."""
+        return self.layers[-1] if self.skip is None else self.skip
+
+    def forward(self, x):
+        if self.normalize:
+            x = nn.functional.normalize(x, p=2, dim=1)
+        out = self.layers(x)
+        return out if self.skip is None else out + self.skip(x)
+
+
 class Network(nn.Module):
     """Encoder, pooling and output layers: what a fine-tuned estimator trains."""
 

@@ -1,6 +1,6 @@
 """Fine-tuning I: frozen backbone, new output layers."""
 
-from ._base import FineTuningMethod, check_int, check_number
+from ._base import FineTuningMethod, check_bool, check_int, check_number
 
 
 class HeadTuning(FineTuningMethod):
@@ -17,13 +17,26 @@ class HeadTuning(FineTuningMethod):
         Sizes of the hidden layers (ReLU) before the output layer; ``()`` gives
         a linear head.
     dropout : float, default=0.1
-        Dropout before each layer, in [0, 1).
+        Dropout before each layer of the hidden branch, in [0, 1).
+    residual : bool, default=True
+        Add a linear layer from the features straight to the outputs, beside the
+        hidden layers, whose last layer then starts at zero: the head starts as a
+        linear model (with ``head_init="linear_probe"``, the logistic regression
+        a frozen-embedding pipeline would fit) and training adds what the hidden
+        layers find. No effect on a linear head.
+    normalize : bool, default=True
+        Scale the pooled features to unit L2 norm first, as
+        ``TransformerEmbedder(normalize=True)`` does for a frozen-embedding
+        pipeline.
+
+    Models pickled before ``residual`` and ``normalize`` existed keep the head
+    they were trained with (both off).
 
     Examples
     --------
     >>> from skllm import FineTuneClassifier, HeadTuning
     >>> HeadTuning(hidden_layer_sizes=(64,)).get_params()
-    {'dropout': 0.1, 'hidden_layer_sizes': (64,)}
+    {'dropout': 0.1, 'hidden_layer_sizes': (64,), 'normalize': True, 'residual': True}
     >>> X = ["a great film", "loved it", "awful", "so dull"] * 2
     >>> y = ["pos", "pos", "neg", "neg"] * 2
     >>> clf = FineTuneClassifier(method=HeadTuning(), epochs=1, max_length=16, random_state=0).fit(X, y)
@@ -33,12 +46,18 @@ class HeadTuning(FineTuningMethod):
 
     name = "head"
     default_learning_rate = 1e-3
+    # An epoch runs on cached features and costs milliseconds; more of them measured
+    # better (docs/benchmarks.md, "The head against the logistic regression").
+    default_epochs = 10
     modifies_backbone = False
     fitted_attributes = ("embedder_",)
+    _value_before_added = (("residual", False), ("normalize", False))
 
-    def __init__(self, hidden_layer_sizes=(256,), dropout=0.1):
+    def __init__(self, hidden_layer_sizes=(256,), dropout=0.1, residual=True, normalize=True):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.dropout = dropout
+        self.residual = residual
+        self.normalize = normalize
 
     def validate(self):
         if not isinstance(self.hidden_layer_sizes, (tuple, list)):
@@ -46,6 +65,8 @@ class HeadTuning(FineTuningMethod):
         for size in self.hidden_layer_sizes:
             check_int(size, "hidden_layer_sizes entries")
         check_number(self.dropout, "dropout", 0.0, 1.0)
+        check_bool(self.residual, "residual")
+        check_bool(self.normalize, "normalize")
 
     def prepare(self, estimator):
         """The embedder (``embedder_``) whose cached, pooled features the head trains on."""
@@ -75,6 +96,13 @@ class HeadTuning(FineTuningMethod):
 
     def build_network(self, backbone, n_outputs, pooling):
         """The output layers alone: the backbone's features come from the cache."""
-        from ._encoders import MLP
+        from ._encoders import Head
 
-        return MLP(backbone.config.hidden_size, n_outputs, tuple(self.hidden_layer_sizes), self.dropout)
+        return Head(
+            backbone.config.hidden_size,
+            n_outputs,
+            tuple(self.hidden_layer_sizes),
+            self.dropout,
+            residual=self.residual,
+            normalize=self.normalize,
+        )
