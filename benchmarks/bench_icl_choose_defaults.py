@@ -42,7 +42,13 @@ TEMPLATES = {
 }
 WORDINGS = {
     "rt": {"posneg": {"fresh": "positive", "rotten": "negative"}},
-    "sms": {"notspam": {"ham": "not spam"}, "raw": None, "normal": {"ham": "normal"}, "personal": {"ham": "personal"}},
+    "sms": {
+        "notspam": {"ham": "not spam"},
+        "raw": None,
+        "normal": {"ham": "normal"},
+        "personal": {"ham": "personal"},
+        "real": {"ham": "real"},
+    },
 }
 
 

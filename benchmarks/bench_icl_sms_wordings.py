@@ -1,0 +1,89 @@
+"""Zero-shot SMS spam: templates and wordings of the two classes, on a stratified tuning sample.
+
+The tuning sample is 400 messages drawn stratified (ham 0.87) from the messages that are
+neither in the test sample of ``bench_icl.py --sms`` nor in its pool of 2,000; the
+classifier is fitted (batch calibration) on that pool. For each (template, wording of
+ham / spam): the ROC AUC of the calibrated score difference (how well the scores rank
+spam above ham, whatever the threshold), accuracy and macro-F1 of ``predict`` (every
+other parameter at its default), and the macro-F1 at the best threshold on these same
+scores (an optimistic ceiling for any recalibration of them).
+
+    python benchmarks/bench_icl_sms_wordings.py [--configs T1:normal:spam T1:real:spam ...]
+
+Templates are those of ``bench_icl_choose_defaults.py`` (T1 is the default).
+"""
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+from bench_icl_choose_defaults import TEMPLATES, cpu_model
+from sklearn.metrics import f1_score, roc_auc_score
+from sklearn.model_selection import train_test_split
+
+from skllm import ZeroShotClassifier
+from skllm.datasets import load_sms_spam
+
+CONFIGS = [
+    "T0:normal:spam",
+    "T1:normal:spam",
+    "T4:normal:spam",
+    "T5:normal:spam",
+    "T7:normal:spam",
+    "T1:safe:spam",
+    "T1:legitimate:spam",
+    "T1:message:spam",
+    "T1:real:spam",
+    "T1:genuine:spam",
+    "T1:fine:spam",
+    "T1:normal:advertisement",
+    "T1:normal:scam",
+    "T1:real:advertisement",
+    "T1:real:scam",
+    "T4:real:spam",
+    "T6:real:spam",
+]
+
+
+def main():
+    import torch
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--configs", nargs="+", default=CONFIGS, help="TEMPLATE:HAM_WORDING:SPAM_WORDING")
+    parser.add_argument("--n", type=int, default=400)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, capability {torch.backends.cpu.get_cpu_capability()}")
+    data = load_sms_spam(drop_duplicates=True)
+    X_rest, _, y_rest, _ = train_test_split(data.data, data.target, test_size=200, stratify=data.target, random_state=0)
+    X_rest, y_rest = X_rest.tolist(), y_rest.tolist()
+    X_pool, y_pool = X_rest[:2000], y_rest[:2000]
+    X_tune, _, y_tune, _ = train_test_split(
+        X_rest[2000:], y_rest[2000:], train_size=args.n, stratify=y_rest[2000:], random_state=1
+    )
+    y_tune = np.asarray(y_tune)
+    print(f"tuning sample: {len(X_tune)} messages, ham {np.mean(y_tune == 'ham'):.3f}")
+    print("| template | ham / spam wording | ROC AUC | accuracy | macro-F1 | macro-F1, best threshold | s |")
+    print("|---|---|---|---|---|---|---|")
+    for config in args.configs:
+        template, ham, spam = config.split(":")
+        start = time.perf_counter()
+        clf = ZeroShotClassifier(template=TEMPLATES[template], label_words={"ham": ham, "spam": spam})
+        scores = clf.fit(X_pool, y_pool).decision_function(X_tune)
+        diff = scores[:, list(clf.classes_).index("spam")] - scores[:, list(clf.classes_).index("ham")]
+        pred = clf.classes_[scores.argmax(1)]
+        best = max(
+            f1_score(y_tune, np.where(diff > t, "spam", "ham"), average="macro")
+            for t in np.quantile(diff, np.linspace(0.01, 0.99, 99))
+        )
+        print(
+            f"| {template} | {ham} / {spam} | {roc_auc_score(y_tune == 'spam', diff):.3f} | "
+            f"{np.mean(pred == y_tune):.3f} | {f1_score(y_tune, pred, average='macro'):.3f} | {best:.3f} | "
+            f"{time.perf_counter() - start:.0f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
