@@ -355,7 +355,30 @@ def _estimator_settings(estimator):
         if key.endswith(("cache_dir", "verbose")) or hasattr(value, "get_params") or key == "steps":
             continue
         settings[key] = value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+        if key.endswith("method") and isinstance(value, str):
+            # A method named by a string stands for that method's defaults, which can
+            # change between versions of the code: they are part of the fingerprint.
+            settings[key + "_defaults"] = _method_defaults(value)
     return settings
+
+
+def _method_defaults(name):
+    from ._methods import resolve_method
+
+    try:
+        method = resolve_method(name)
+    except Exception:  # not a fine-tuning method: its own row reports the error
+        return None
+    params = {
+        key: value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+        for key, value in method.get_params().items()
+    }
+    return {
+        "class": type(method).__qualname__,
+        "params": params,
+        "learning_rate": method.default_learning_rate,
+        "epochs": method.default_epochs,
+    }
 
 
 # -- the time plan ------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from skllm import TransformerEmbedder, _compare, compare_methods
+from skllm import HeadTuning, TransformerEmbedder, _compare, compare_methods
 from skllm._methods import METHODS
 
 from helpers import count_rows
@@ -16,7 +16,7 @@ def test_fine_tuning_methods_come_from_the_registry():
     assert set(METHODS) <= set(_compare.ALL_METHODS)
 
 
-def test_rows_are_reused_only_when_their_fingerprint_matches(texts, tiny_bert, cache_dir, tmp_path):
+def test_rows_are_reused_only_when_their_fingerprint_matches(texts, tiny_bert, cache_dir, tmp_path, monkeypatch):
     X, y = texts
     common = dict(encoder=tiny_bert, cache_dir=cache_dir, out_dir=tmp_path, verbose=0, epochs=1)
     first = compare_methods(X, y, methods=["logreg", "head"], cv=2, **common)
@@ -42,6 +42,10 @@ def test_rows_are_reused_only_when_their_fingerprint_matches(texts, tiny_bert, c
     compare_methods(X, y, methods=["logreg", "head"], cv=2, **common)
     table = compare_methods(X, y, methods=["logreg", "head"], cv=2, llm="other/llm", **{**common, "epochs": 2})
     assert table.attrs["reused_rows"] == 2
+    # A method named by a string stands for its defaults: when they change, its row is redone.
+    monkeypatch.setattr(HeadTuning, "default_learning_rate", HeadTuning.default_learning_rate / 2)
+    table = compare_methods(X, y, methods=["logreg", "head"], cv=2, **common)
+    assert table.set_index("method")["status"].to_dict() == {"logreg": "reused", "head": "computed"}
 
 
 def test_rows_saved_without_a_fingerprint_are_recomputed(texts, tiny_bert, cache_dir, tmp_path):
