@@ -16,11 +16,15 @@ parameter at its default:
   plain-e10    the same, 10 epochs
   linear       HeadTuning(hidden_layer_sizes=()): the linear layer alone
 
+and, with ``--variants``, other settings of the default head: lr3e-3 (learning rate 3e-3),
+e20 (20 epochs), no-dropout, h512 (512 hidden units).
+
 Reported: test accuracy and fit seconds, one JSON line per split, then a summary of the
 differences to each logistic regression. Head fits reuse cached embeddings, hence their
 seconds.
 
     python benchmarks/bench_head_vs_lr.py --seeds 0 1 2
+    python benchmarks/bench_head_vs_lr.py --seeds 0 1 2 --variants default lr3e-3 e20 no-dropout h512
 """
 
 import argparse
@@ -45,17 +49,23 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--cache-dir", default=None, help="embedding cache (default: a new temporary folder)")
+    parser.add_argument("--variants", nargs="+", default=["default", "default-e3", "plain-e3", "plain-e10", "linear"])
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     print(cpu(), flush=True)
     cache = args.cache_dir or tempfile.mkdtemp()
-    variants = {
+    every = {
         "default": dict(method=HeadTuning()),
         "default-e3": dict(method=HeadTuning(), epochs=3),
         "plain-e3": dict(method=HeadTuning(residual=False, normalize=False), epochs=3),
         "plain-e10": dict(method=HeadTuning(residual=False, normalize=False), epochs=10),
         "linear": dict(method=HeadTuning(hidden_layer_sizes=())),
+        "lr3e-3": dict(method=HeadTuning(), learning_rate=3e-3),
+        "e20": dict(method=HeadTuning(), epochs=20),
+        "no-dropout": dict(method=HeadTuning(dropout=0.0)),
+        "h512": dict(method=HeadTuning(hidden_layer_sizes=(512,))),
     }
+    variants = {name: every[name] for name in args.variants}
     baselines = {
         "LR1": lambda: LogisticRegression(C=1.0, max_iter=2000),
         "LR10": lambda: LogisticRegression(C=10.0, max_iter=2000),
@@ -90,6 +100,11 @@ def main():
             ahead, behind = int((diff > 5e-4).sum()), int((diff < -5e-4).sum())
             cells.append(f"{diff.mean():+.4f} / {diff.min():+.3f} / {ahead}-{len(diff) - ahead - behind}-{behind}")
         print(f"| {variant} | " + " | ".join(cells) + " |", flush=True)
+    datasets = [name for name, _ in SPLITS]
+    print("\nmean per dataset against LRCV\n| head | " + " | ".join(datasets) + " |")
+    for variant in variants:
+        means = [np.mean([r[variant] - r["LRCV"] for r in rows if r["dataset"] == d]) for d in datasets]
+        print(f"| {variant} | " + " | ".join(f"{m:+.4f}" for m in means) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,13 @@ other parameter at its default), and the macro-F1 at the best threshold on these
 scores (an optimistic ceiling for any recalibration of them).
 
     python benchmarks/bench_icl_sms_wordings.py [--configs T1:normal:spam T1:real:spam ...]
+    python benchmarks/bench_icl_sms_wordings.py --configs T1:normal:spam --sample test
+    python benchmarks/bench_icl_sms_wordings.py --configs T1:normal:spam T1:real:spam --few-shot
+
+``--sample test`` scores the test sample of ``bench_icl.py --sms`` (200 messages) instead;
+``--few-shot`` uses FewShotClassifier with its defaults (4 balanced demonstrations from the
+pool). Each row also gives the macro-F1 after adding the log class frequencies of the
+pool's labels (a Bayes prior), scaled by 0, 0.25, 0.5 and 1.
 
 Templates are those of ``bench_icl_choose_defaults.py`` (T1 is the default).
 """
@@ -22,7 +29,7 @@ from bench_icl_choose_defaults import TEMPLATES, cpu_model
 from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from skllm import ZeroShotClassifier
+from skllm import FewShotClassifier, ZeroShotClassifier
 from skllm.datasets import load_sms_spam
 
 CONFIGS = [
@@ -52,26 +59,41 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--configs", nargs="+", default=CONFIGS, help="TEMPLATE:HAM_WORDING:SPAM_WORDING")
     parser.add_argument("--n", type=int, default=400)
+    parser.add_argument("--sample", choices=["tune", "test"], default="tune")
+    parser.add_argument("--few-shot", action="store_true")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     print(f"CPU: {cpu_model()}; torch {torch.__version__}, capability {torch.backends.cpu.get_cpu_capability()}")
     data = load_sms_spam(drop_duplicates=True)
-    X_rest, _, y_rest, _ = train_test_split(data.data, data.target, test_size=200, stratify=data.target, random_state=0)
+    X_rest, X_test, y_rest, y_test = train_test_split(
+        data.data, data.target, test_size=200, stratify=data.target, random_state=0
+    )
     X_rest, y_rest = X_rest.tolist(), y_rest.tolist()
     X_pool, y_pool = X_rest[:2000], y_rest[:2000]
     X_tune, _, y_tune, _ = train_test_split(
         X_rest[2000:], y_rest[2000:], train_size=args.n, stratify=y_rest[2000:], random_state=1
     )
+    if args.sample == "test":
+        X_tune, y_tune = X_test.tolist(), y_test
     y_tune = np.asarray(y_tune)
-    print(f"tuning sample: {len(X_tune)} messages, ham {np.mean(y_tune == 'ham'):.3f}")
-    print("| template | ham / spam wording | ROC AUC | accuracy | macro-F1 | macro-F1, best threshold | s |")
-    print("|---|---|---|---|---|---|---|")
+    prior = np.log([np.mean(np.asarray(y_pool) == c) for c in ("ham", "spam")])
+    kind = "few-shot" if args.few_shot else "zero-shot"
+    print(f"{kind}, {args.sample} sample: {len(X_tune)} messages, ham {np.mean(y_tune == 'ham'):.3f}")
+    print(
+        "| template | ham / spam wording | ROC AUC | accuracy | macro-F1 | macro-F1, best threshold | "
+        "macro-F1 with the class prior x 0 / 0.25 / 0.5 / 1 | s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for config in args.configs:
         template, ham, spam = config.split(":")
         start = time.perf_counter()
-        clf = ZeroShotClassifier(template=TEMPLATES[template], label_words={"ham": ham, "spam": spam})
+        params = dict(template=TEMPLATES[template], label_words={"ham": ham, "spam": spam})
+        clf = (
+            FewShotClassifier(n_examples=4, random_state=0, **params) if args.few_shot else ZeroShotClassifier(**params)
+        )
         scores = clf.fit(X_pool, y_pool).decision_function(X_tune)
-        diff = scores[:, list(clf.classes_).index("spam")] - scores[:, list(clf.classes_).index("ham")]
+        assert list(clf.classes_) == ["ham", "spam"]
+        diff = scores[:, 1] - scores[:, 0]
         pred = clf.classes_[scores.argmax(1)]
         best = max(
             f1_score(y_tune, np.where(diff > t, "spam", "ham"), average="macro")
@@ -80,7 +102,11 @@ def main():
         print(
             f"| {template} | {ham} / {spam} | {roc_auc_score(y_tune == 'spam', diff):.3f} | "
             f"{np.mean(pred == y_tune):.3f} | {f1_score(y_tune, pred, average='macro'):.3f} | {best:.3f} | "
-            f"{time.perf_counter() - start:.0f} |",
+            + " / ".join(
+                f"{f1_score(y_tune, clf.classes_[(scores + w * prior).argmax(1)], average='macro'):.3f}"
+                for w in (0, 0.25, 0.5, 1)
+            )
+            + f" | {time.perf_counter() - start:.0f} |",
             flush=True,
         )
 

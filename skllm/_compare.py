@@ -24,7 +24,6 @@ FINETUNE_METHODS = tuple(METHODS)
 PROMPT_METHODS = ("zero-shot", "few-shot")
 ALL_METHODS = EMBEDDING_METHODS + FINETUNE_METHODS + PROMPT_METHODS
 
-HEAD_EPOCHS = 10
 FEW_SHOT_EXAMPLES = 4
 COLUMNS = [
     "method",
@@ -117,7 +116,7 @@ def make_estimator(
         return skllm.FineTuneClassifier(
             encoder,
             method=name,
-            epochs=HEAD_EPOCHS if name == "head" else epochs,
+            epochs=None if name == "head" else epochs,  # the head's own default: its epochs cost milliseconds
             max_length=max_length,
             cache_dir=cache_dir,
             random_state=random_state,
@@ -348,13 +347,18 @@ def _model_identity(name):
         return name
 
 
+def _setting(value):
+    """A hyperparameter as JSON can hold it: plain values as they are, others as their repr."""
+    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+
+
 def _estimator_settings(estimator):
     """Every leaf hyperparameter of ``estimator`` that can change its scores."""
     settings = {}
     for key, value in estimator.get_params(deep=True).items():
         if key.endswith(("cache_dir", "verbose")) or hasattr(value, "get_params") or key == "steps":
             continue
-        settings[key] = value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+        settings[key] = _setting(value)
         if key.endswith("method") and isinstance(value, str):
             # A method named by a string stands for that method's defaults, which can
             # change between versions of the code: they are part of the fingerprint.
@@ -369,13 +373,9 @@ def _method_defaults(name):
         method = resolve_method(name)
     except Exception:  # not a fine-tuning method: its own row reports the error
         return None
-    params = {
-        key: value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
-        for key, value in method.get_params().items()
-    }
     return {
         "class": type(method).__qualname__,
-        "params": params,
+        "params": {key: _setting(value) for key, value in method.get_params().items()},
         "learning_rate": method.default_learning_rate,
         "epochs": method.default_epochs,
     }
