@@ -262,7 +262,9 @@ class PreferenceTuner(BaseEstimator):
 
         params = [p for p in policy.network_.parameters() if p.requires_grad]
         lr = self.learning_rate if self.learning_rate is not None else policy.method_.default_learning_rate / 10
-        return params, torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+        device = torch.device(policy.device_)
+        scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and policy.dtype_ == "float16")
+        return params, torch.optim.AdamW(params, lr=lr, weight_decay=0.0), scaler
 
     # -- fit ----------------------------------------------------------------------------
     def fit(self, X, y=None):
@@ -301,14 +303,17 @@ class PreferenceTuner(BaseEstimator):
         self.n_steps_ = len(records)
         return self
 
-    def _step(self, loss, params, optimizer):
+    def _step(self, loss, params, optimizer, scaler):
+        """One optimisation step; with float16 on CUDA the loss is scaled (a step with inf gradients is skipped)."""
         import torch
 
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
         if self.max_grad_norm is not None:
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
 
     def _fit_rloo(self, policy, reference, prompts, rng):
         import torch
@@ -319,7 +324,7 @@ class PreferenceTuner(BaseEstimator):
         # the first step, and the sampled answers are scored by the model that
         # produced them.
         network.eval()
-        params, optimizer = self._optimizer(policy)
+        params, optimizer, scaler = self._optimizer(policy)
         device, pad, k = torch.device(policy.device_), pad_token_id(policy.tokenizer_), self.n_generations
         max_new = self.max_new_tokens or policy.max_new_tokens
         budget = policy.max_length_ - max_new
@@ -355,7 +360,7 @@ class PreferenceTuner(BaseEstimator):
                 kl = (logp.detach() - ref_logp).sum(dim=1).double().cpu().numpy()
                 advantages = rloo_advantages(rewards - self.kl_coef * kl, k)
                 loss = -(torch.as_tensor(advantages, dtype=torch.float32, device=device) * sequence_logp).mean()
-                self._step(loss, params, optimizer)
+                self._step(loss, params, optimizer, scaler)
                 record = {
                     "step": step,
                     "reward": float(rewards.mean()),
@@ -374,7 +379,7 @@ class PreferenceTuner(BaseEstimator):
 
         network = policy.network_
         network.eval()
-        params, optimizer = self._optimizer(policy)
+        params, optimizer, scaler = self._optimizer(policy)
         device, pad, n = torch.device(policy.device_), pad_token_id(policy.tokenizer_), len(chosen)
         ids, labels = policy._examples(prompts + prompts, chosen + rejected)
 
@@ -403,7 +408,7 @@ class PreferenceTuner(BaseEstimator):
                 pc, pr = out[: len(batch)], out[len(batch) :]
                 rc, rr = ref[torch.as_tensor(batch)], ref[torch.as_tensor(batch + n)]
                 loss = dpo_loss(pc, pr, rc, rr, self.kl_coef)
-                self._step(loss, params, optimizer)
+                self._step(loss, params, optimizer, scaler)
                 pc, pr = pc.detach(), pr.detach()
                 margin = self.kl_coef * ((pc - rc) - (pr - rr))
                 record = {
