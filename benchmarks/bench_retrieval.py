@@ -92,8 +92,10 @@ def main():
     TransformerEmbedder(cache_dir=None).fit()  # import torch and transformers before timing anything
     targets, queries = sentence_queries(docs, args.queries, np.random.default_rng(0))
     print(f"{len(docs)} synopses, {sum(len(d.split()) for d in docs):,} words; {len(queries)} sentence queries")
-    print("| chunk size:overlap | chunks | build s | embedding s | load+chunking s | BM25 s | vectors s |"
-          " dense R@1 / R@5 | BM25 R@1 / R@5 | TF-IDF R@1 / R@5 | hybrid R@1 / R@5 |")
+    print(
+        "| chunk size:overlap | chunks | build s | embedding s | load+chunking s | BM25 s | vectors s |"
+        " dense R@1 / R@5 | BM25 R@1 / R@5 | TF-IDF R@1 / R@5 | hybrid R@1 / R@5 |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for setting in args.chunks:
         size, overlap = map(int, setting.split(":"))
@@ -114,9 +116,13 @@ def main():
             results[retrieval] = (recall(hits, targets, 1), recall(hits, targets, 5))
         tfidf = tfidf_recall(index, queries, targets)
         cells = [f"{a:.3f} / {b:.3f}" for a, b in (results["dense"], results["lexical"], tfidf, results["hybrid"])]
-        print(f"| {size}:{overlap} | {index.n_chunks_:,} | {built - start:.1f} | {embedding:.1f} "
-              f"| {fitted - start - embedding:.1f} | {lexical - fitted:.2f} | {built - lexical:.2f} | "
-              + " | ".join(cells) + " |", flush=True)
+        print(
+            f"| {size}:{overlap} | {index.n_chunks_:,} | {built - start:.1f} | {embedding:.1f} "
+            f"| {fitted - start - embedding:.1f} | {lexical - fitted:.2f} | {built - lexical:.2f} | "
+            + " | ".join(cells)
+            + " |",
+            flush=True,
+        )
     if args.compare:
         size, overlap = map(int, args.compare.split(":"))
         builds, alone = [], []
@@ -130,9 +136,11 @@ def main():
             start = time.perf_counter()
             TransformerEmbedder(cache_dir=None).fit().transform(chunks)
             alone.append(time.perf_counter() - start)
-        print(f"\n{size}:{overlap}, {len(docs)} synopses, {len(chunks):,} chunks: index build {min(builds):.1f} s "
-              f"(runs: {', '.join(f'{b:.1f}' for b in builds)}), the same chunks embedded alone {min(alone):.1f} s "
-              f"(runs: {', '.join(f'{a:.1f}' for a in alone)}): {min(builds) / min(alone):.3f}x")
+        print(
+            f"\n{size}:{overlap}, {len(docs)} synopses, {len(chunks):,} chunks: index build {min(builds):.1f} s "
+            f"(runs: {', '.join(f'{b:.1f}' for b in builds)}), the same chunks embedded alone {min(alone):.1f} s "
+            f"(runs: {', '.join(f'{a:.1f}' for a in alone)}): {min(builds) / min(alone):.3f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -151,7 +151,7 @@ def test_rerun_on_other_data_or_settings_recomputes_the_rows(
 def test_numeric_options_are_checked_up_front(data_file, tmp_path, args, message, capsys):
     argv = ["compare", str(data_file), "--text", "review", "--label", "sentiment", "--out", str(tmp_path / "o")]
     with pytest.raises(SystemExit) as exit_:
-        main(argv + ["--cv", "2"] + args)
+        main([*argv, "--cv", "2", *args])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "usage: skllm compare" in err and f"skllm compare: error: {message}" in err
@@ -197,7 +197,8 @@ def test_plot_shows_quality_against_time_and_against_memory():
     assert "fit seconds" in time_ax.get_xlabel()
     assert memory_ax.get_xlabel() == "peak training memory on the CPU, MiB (log scale)"
     labels = [text.get_text() for text in memory_ax.texts]
-    assert labels == ["logreg (3 KiB saved)", "lora (2.0 MiB saved)", "zero-shot (0 KiB saved)"]  # the failed row left out
+    # The failed row is left out.
+    assert labels == ["logreg (3 KiB saved)", "lora (2.0 MiB saved)", "zero-shot (0 KiB saved)"]
     # The added memory, with nothing measurable at 1 MiB so that the log scale can show it.
     np.testing.assert_allclose(np.asarray(memory_ax.lines[0].get_xdata(), dtype=float), [1.0, 300.0, 1.0])
     plt.close(fig)
