@@ -1,6 +1,8 @@
 """Partial fine-tuning (the last k blocks) against the head and full fine-tuning, and what caching saves.
 
-Rotten Tomatoes, one stratified split (500 training, 500 test texts by default), MiniLM,
+Rotten Tomatoes (``--dataset sms`` or ``debates``: the datasets of
+``bench_finetune_defaults.py``), one stratified split (500 training, 500 test texts by
+default), MiniLM,
 every parameter at its default but the method, ``random_state`` and the head's 10 epochs
 (as in ``compare_methods``). The contenders run one after the other for each seed.
 Reported: test accuracy (mean and standard deviation over the seeds), fit seconds, and for
@@ -14,6 +16,8 @@ learning rate behind ``default_learning_rate``.
 
     python benchmarks/bench_partial.py --seeds 0 1 2
     python benchmarks/bench_partial.py --tune --lrs 5e-5 1e-4 2e-4 5e-4
+    python benchmarks/bench_partial.py --tune --dataset sms --lrs 1e-4 5e-4 1e-3 --seeds 0 1
+    python benchmarks/bench_partial.py --tune --dataset debates --train 300 --test 300 --lrs 1e-4 5e-4 1e-3 --seeds 0 1
 """
 
 import argparse
@@ -23,17 +27,15 @@ import tempfile
 import time
 import warnings
 
-from bench_finetune_defaults import cpu  # CPU model, torch capability, threads
+from bench_finetune_defaults import cpu, load  # CPU model, torch capability, threads; the datasets
 
 CONTENDERS = ["head", "full", "partial-1", "partial-2", "partial-1-nocache", "partial-2-nocache"]
 
 
-def split(n_train, n_test):
+def split(n_train, n_test, dataset="rt"):
     from sklearn.model_selection import train_test_split
 
-    from skllm.datasets import load_rotten_tomatoes
-
-    X, y = load_rotten_tomatoes(return_X_y=True)
+    X, y = load(dataset)
     X_rest, X_test, y_rest, y_test = train_test_split(X, y, test_size=n_test, stratify=y, random_state=0)
     X_train, X_other, y_train, y_other = train_test_split(
         X_rest, y_rest, train_size=n_train, stratify=y_rest, random_state=0
@@ -101,6 +103,7 @@ def main():
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--train", type=int, default=500)
     parser.add_argument("--test", type=int, default=500)
+    parser.add_argument("--dataset", choices=["rt", "sms", "debates"], default="rt")
     parser.add_argument("--tune", action="store_true")
     parser.add_argument("--lrs", nargs="+", type=float, default=[5e-5, 1e-4, 2e-4, 5e-4])
     parser.add_argument("--out", default=None, help="append one JSON line per fit to this file")
@@ -115,7 +118,7 @@ def main():
 
     warnings.simplefilter("ignore")
     print(cpu(), flush=True)
-    X, y, X_valid, y_valid, X_test, y_test = split(args.train, args.test)
+    X, y, X_valid, y_valid, X_test, y_test = split(args.train, args.test, args.dataset)
     TransformerEmbedder(cache_dir=None, device="cpu").fit()  # the backbone is loaded before any clock starts
     timer = Timer()
     runs = [("partial-2", lr) for lr in args.lrs] if args.tune else [(name, None) for name in args.only]
@@ -146,7 +149,7 @@ def main():
                     f.write(json.dumps(row) + "\n")
             results.setdefault(row["contender"], []).append(row)
     scored = "validation" if args.tune else "test"
-    print(f"\nRotten Tomatoes, {len(X)} training / {len(X_eval)} {scored} texts, seeds {args.seeds}")
+    print(f"\n{args.dataset}, {len(X)} training / {len(X_eval)} {scored} texts, seeds {args.seeds}")
     print(f"| method | epochs | {scored} accuracy | fit s | frozen blocks s | s per epoch | trained parameters |")
     print("|---|---|---|---|---|---|---|")
     for name, rows in results.items():
