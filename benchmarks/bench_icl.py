@@ -8,7 +8,7 @@
 - Label scoring against the naive loop of one full forward pass per (text, label),
   with 5 labels on 100 texts, in the same run.
 
-    python benchmarks/bench_icl.py [--n 500] [--defaults-only] [--sms]
+    python benchmarks/bench_icl.py [--n 500] [--defaults-only] [--sms [--ham-word real]] [--n-examples 4 8]
 
 --n takes the first n texts of the balanced 500 (the pool and tuning texts stay the same).
 """
@@ -62,7 +62,7 @@ def naive_scores(clf, texts):
     return np.array(rows)
 
 
-def defaults_rows(X_pool, y_pool, X_test, y_test, words, selections=("balanced", "nearest")):
+def defaults_rows(X_pool, y_pool, X_test, y_test, words, selections=("balanced", "nearest"), counts=(8,)):
     """Zero-shot (with and without calibration) and few-shot with the defaults; only the wordings are given."""
     rows = []
     zero = ZeroShotClassifier(label_words=words).fit(X_pool, y_pool)
@@ -77,15 +77,15 @@ def defaults_rows(X_pool, y_pool, X_test, y_test, words, selections=("balanced",
         pred = zero.classes_[s.argmax(1)]
         rows.append((name, float((pred == y_test).mean()), f1_score(y_test, pred, average="macro"), rate))
         print(f"| {name} | {rows[-1][1]:.3f} | {rows[-1][2]:.3f} | {rate:.2f} |", flush=True)
-    for selection in selections:
-        few = FewShotClassifier(n_examples=4, example_selection=selection, label_words=words, random_state=0)
+    for selection, k in [(selection, k) for selection in selections for k in counts]:
+        few = FewShotClassifier(n_examples=k, example_selection=selection, label_words=words, random_state=0)
         few.fit(X_pool, y_pool)
         start = time.perf_counter()
         scores = few.decision_function(X_test)
         rate = len(X_test) / (time.perf_counter() - start)
         for name, s in [
-            (f"few-shot, 4 {selection} demonstrations", scores),
-            (f"few-shot, 4 {selection} demonstrations, without calibration", scores + few.label_prior_),
+            (f"few-shot, {k} {selection} demonstrations", scores),
+            (f"few-shot, {k} {selection} demonstrations, without calibration", scores + few.label_prior_),
         ]:
             pred = few.classes_[s.argmax(1)]
             rows.append((name, float((pred == y_test).mean()), f1_score(y_test, pred, average="macro"), rate))
@@ -95,17 +95,21 @@ def defaults_rows(X_pool, y_pool, X_test, y_test, words, selections=("balanced",
         print(f"| {name} | {acc:.3f} | {f1:.3f} | {rate:.2f} |", flush=True)
 
 
-def sms(n, selections):
+def sms(n, selections, counts, ham_word=None):
     data = load_sms_spam(drop_duplicates=True)
+    words = dict(data.label_words, **({"ham": ham_word} if ham_word else {}))
     X_rest, X_test, y_rest, y_test = train_test_split(
         data.data, data.target, test_size=n, stratify=data.target, random_state=0
     )
-    print(
-        f"SMS spam: test sample {n} stratified (ham {np.mean(y_test == 'ham'):.3f}); pool 2000; "
-        f"wordings {data.label_words}"
-    )
+    print(f"SMS spam: test sample {n} stratified (ham {np.mean(y_test == 'ham'):.3f}); pool 2000; wordings {words}")
     defaults_rows(
-        X_rest.tolist()[:2000], y_rest.tolist()[:2000], X_test.tolist(), y_test.to_numpy(), data.label_words, selections
+        X_rest.tolist()[:2000],
+        y_rest.tolist()[:2000],
+        X_test.tolist(),
+        y_test.to_numpy(),
+        words,
+        selections,
+        counts,
     )
 
 
@@ -117,11 +121,13 @@ def main():
         "--sms", action="store_true", help="SMS spam instead (stratified sample, class names as wordings)"
     )
     parser.add_argument("--selections", nargs="*", default=["balanced", "nearest"], help="few-shot rows")
+    parser.add_argument("--n-examples", nargs="+", type=int, default=[8], help="demonstrations per few-shot row")
+    parser.add_argument("--ham-word", default=None, help="with --sms: the wording of ham (default: the dataset's)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     print(f"CPU: {cpu_model()}; torch {torch.__version__}, capability {torch.backends.cpu.get_cpu_capability()}")
     if args.sms:
-        return sms(args.n, args.selections)
+        return sms(args.n, args.selections, args.n_examples, args.ham_word)
     X, y = load_rotten_tomatoes(return_X_y=True)
     X_test, y_test = balanced(X, y, 500, seed=0)
     X_test, y_test = X_test[: args.n], y_test[: args.n]
@@ -130,7 +136,7 @@ def main():
     X_tune, y_tune = balanced(X[rest].iloc[2000:], y[rest].iloc[2000:], 90, seed=1)
     print(f"torch threads {torch.get_num_threads()}; test sample {len(X_test)} balanced; pool {len(X_pool)}")
 
-    defaults_rows(X_pool, y_pool, X_test, y_test, WORDS, args.selections)
+    defaults_rows(X_pool, y_pool, X_test, y_test, WORDS, args.selections, args.n_examples)
     if args.defaults_only:
         return
     rows = []

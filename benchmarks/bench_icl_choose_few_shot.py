@@ -25,6 +25,7 @@ CONFIGS = {
     "zero-shot": None,
     "balanced-4": {"n_examples": 4, "example_selection": "balanced"},
     "balanced-8": {"n_examples": 8, "example_selection": "balanced"},
+    "balanced-16": {"n_examples": 16, "example_selection": "balanced"},
     "nearest-4": {"n_examples": 4, "example_selection": "nearest"},
     "nearest-balanced-4": {"n_examples": 4, "example_selection": NearestSelection(balance=True)},
     "nearest-balanced-2": {"n_examples": 2, "example_selection": NearestSelection(balance=True)},

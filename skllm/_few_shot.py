@@ -26,8 +26,10 @@ class FewShotClassifier(PromptClassifier):
         A causal LM (Hub id or local folder); see :class:`ZeroShotClassifier`.
     revision : str, default=None
         Branch, tag or commit of a Hub model.
-    n_examples : int, default=4
-        Demonstrations per prompt.
+    n_examples : int, default=8
+        Demonstrations per prompt (all of the pool when it has fewer). 8
+        balanced demonstrations scored above 4 and 16 on the tuning samples of
+        two datasets (see the in-context learning docs).
     example_selection : str or selection object, default="balanced"
         How the demonstrations are chosen: ``"balanced"``
         (:class:`~skllm.BalancedSelection`, the same for every text, drawn in
@@ -86,7 +88,7 @@ class FewShotClassifier(PromptClassifier):
         *,
         revision=None,
         template=None,
-        n_examples=4,
+        n_examples=8,
         example_selection="balanced",
         balance_nearest=False,
         example_template=None,

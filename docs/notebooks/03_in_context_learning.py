@@ -95,7 +95,7 @@ pd.DataFrame(
 # %% [markdown]
 # ## Few-shot
 #
-# Four demonstrations from the pool (the default `n_examples=4`) are shown before each
+# Eight demonstrations from the pool (the default `n_examples=8`) are shown before each
 # text, as earlier turns of the chat. With `"balanced"` (the default) they are the same for
 # every text, taken from each class in turn; every prompt then starts the same way, and
 # the LM reads that shared start once for all texts.
