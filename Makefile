@@ -60,9 +60,10 @@ docs/notebooks/%.ipynb: docs/notebooks/%.py $(VENV)/.docs-installed
 
 notebooks: $(NOTEBOOKS)
 
+# Not --quiet: it hides the API reference's docstring warnings from --strict.
 docs: notebooks
 	@start=$$(date +%s); \
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet && \
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict && \
 	echo "site built in $$(( $$(date +%s) - start )) s (notebooks not included)"
 	SKLLM_CHECK_SITE=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_site.py
 

@@ -29,6 +29,8 @@ class HeadTuning(FineTuningMethod):
         ``TransformerEmbedder(normalize=True)`` does for a frozen-embedding
         pipeline.
 
+    Notes
+    -----
     Models pickled before ``residual`` and ``normalize`` existed keep the head
     they were trained with (both off).
 
