@@ -6,18 +6,20 @@ RL and DPO steps), so that both train, score and generate with one definition.
 
 import numpy as np
 
-#: methods that apply to a causal LM here; "head" trains a classifier on
-#: pooled features and "prefix" hooks into attention in a way generation with a
-#: key/value cache was not checked against.
-GENERATIVE_METHODS = ("lora", "full", "prompt", "adapter")
-
 IGNORE = -100  # label of a position that is not scored (torch cross_entropy's ignore_index)
 
 
+def generative_methods():
+    """Names of the registered methods that apply to a causal LM (``supports_generation``)."""
+    from ._methods import METHODS
+
+    return [name for name, cls in METHODS.items() if cls.supports_generation]
+
+
 def check_generative_method(method):
-    if method.name not in GENERATIVE_METHODS:
+    if not method.supports_generation:
         raise ValueError(
-            f"method={method.name!r} does not apply to generation; use one of {list(GENERATIVE_METHODS)} "
+            f"method={method.name!r} does not apply to generation; use one of {generative_methods()} "
             f"or their objects (LoRA(...), FullFineTuning(), PromptTuning(...), BottleneckAdapter(...))."
         )
 

@@ -73,6 +73,8 @@ class BottleneckAdapter(FineTuningMethod):
 
     name = "adapter"
     default_learning_rate = 1e-3
+    relative_cost = 0.5
+    supports_generation = True
     # Models saved before the variants existed used the adapters on the projections.
     _value_before_added = (("variant", "projection"),)
 

@@ -62,6 +62,15 @@ class FineTuningMethod(BaseEstimator):
     default_epochs = 3
     #: True when ``build`` changes the backbone in place (it then gets a copy)
     modifies_backbone = True
+    #: training time per text relative to full fine-tuning (1.0), measured with the default
+    #: encoder on the CPU; the comparison's planner reads it
+    relative_cost = 1.0
+    #: True when training runs on features computed once by the frozen backbone and cached
+    #: (the embedding cache of :class:`~skllm.TransformerEmbedder`), not on token ids
+    caches_features = False
+    #: True when the method applies to a causal LM that generates text
+    #: (:class:`~skllm.FineTuneGenerator`, :class:`~skllm.PreferenceTuner`)
+    supports_generation = False
     #: names of the estimator's fitted attributes that ``prepare`` returns
     fitted_attributes = ()
     #: ``(name, value)`` pairs for parameters added after models were first saved: the value

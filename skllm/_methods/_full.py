@@ -20,6 +20,8 @@ class FullFineTuning(FineTuningMethod):
 
     name = "full"
     default_learning_rate = 5e-5
+    relative_cost = 1.0
+    supports_generation = True
 
     def build(self, backbone):
         from ._encoders import PlainEncoder

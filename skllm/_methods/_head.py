@@ -52,6 +52,9 @@ class HeadTuning(FineTuningMethod):
     # better (docs/benchmarks.md, "The head against the logistic regression").
     default_epochs = 10
     modifies_backbone = False
+    # Its epochs run on cached features: a fit costs the embeddings (shared) and milliseconds.
+    relative_cost = 0.0
+    caches_features = True
     fitted_attributes = ("embedder_",)
     _value_before_added = (("residual", False), ("normalize", False))
 

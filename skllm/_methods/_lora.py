@@ -45,6 +45,8 @@ class LoRA(FineTuningMethod):
 
     name = "lora"
     default_learning_rate = 1e-3
+    relative_cost = 1.0
+    supports_generation = True
 
     def __init__(self, r=8, alpha=16, dropout=0.1, target_modules=None, merge_for_inference=True):
         self.r = r

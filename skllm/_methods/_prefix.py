@@ -122,6 +122,7 @@ class PrefixTuning(FineTuningMethod):
 
     name = "prefix"
     default_learning_rate = 5e-3
+    relative_cost = 0.5
 
     # Models saved before the MLP was dropped after training stored it.
     _value_before_added = (("keep_projection", True),)

@@ -29,6 +29,8 @@ class PromptTuning(FineTuningMethod):
 
     name = "prompt"
     default_learning_rate = 3e-2
+    relative_cost = 0.6
+    supports_generation = True
 
     def __init__(self, n_virtual_tokens=20):
         self.n_virtual_tokens = n_virtual_tokens
