@@ -1,12 +1,17 @@
-"""The code in the README and the docs runs, and the docstring examples pass."""
+"""The code in the README and the docs runs, the docstring examples pass, and the docs'
+lists of methods, estimators and parameters agree with the code."""
 
 import doctest
 import re
 from pathlib import Path
 
 import pytest
+from sklearn.base import BaseEstimator
 
 import skllm
+from skllm._methods import METHODS, FineTuningMethod, LoRA
+
+from helpers import PAGES_LISTING_EVERY_ESTIMATOR, PAGES_LISTING_EVERY_METHOD, doc_list_problems
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -98,3 +103,43 @@ def test_public_surface_is_explicit_and_light():
     code = "import sys, skllm; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_docs_list_every_method_estimator_and_parameter():
+    problems = doc_list_problems()
+    assert not problems, "\n".join(problems)
+
+
+class _ToyMethod(FineTuningMethod):
+    """A method the docs have never heard of."""
+
+    name = "toymethod"
+    default_learning_rate = 2e-4
+
+
+def test_a_new_method_is_reported_on_every_page_that_lists_methods():
+    problems = doc_list_problems(methods={**METHODS, _ToyMethod.name: _ToyMethod})
+    about_toy = [problem for problem in problems if "toymethod" in problem]
+    for page in PAGES_LISTING_EVERY_METHOD:
+        assert any(problem.startswith(page) for problem in about_toy), (page, about_toy)
+    # It cannot generate, so the lists of the methods that can are still right.
+    assert not [problem for problem in about_toy if problem.startswith("docs/preferences.md")]
+
+
+def test_a_changed_default_learning_rate_is_reported():
+    class SlowLoRA(LoRA):
+        default_learning_rate = 2e-4
+
+    problems = doc_list_problems(methods={**METHODS, "lora": SlowLoRA})
+    assert any("gives lora the learning rate 1e-3" in problem and "is 0.0002" in problem for problem in problems)
+
+
+def test_a_new_estimator_is_reported_on_the_pages_that_name_every_estimator():
+    class ToyClassifier(BaseEstimator):
+        pass
+
+    public = {name: getattr(skllm, name) for name in skllm.__all__}
+    problems = doc_list_problems(public={**public, "ToyClassifier": ToyClassifier, "TOY_CONSTANT": 1})
+    for page in PAGES_LISTING_EVERY_ESTIMATOR:
+        assert f"{page} does not name skllm.ToyClassifier" in problems
+    assert [p for p in problems if "TOY_CONSTANT" in p] == ["docs/api.md does not name skllm.TOY_CONSTANT"]
