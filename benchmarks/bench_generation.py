@@ -37,7 +37,9 @@ def data(n_train, n_test):
 
 def exact(answers, expected):
     """What FineTuneGenerator.score returns with metric="exact_match"."""
-    return float(np.mean([a.strip() == e.strip() for a, e in zip(answers, expected)]))
+    from skllm._scoring import exact_match
+
+    return exact_match(answers, expected)
 
 
 def lenient(answers, expected):

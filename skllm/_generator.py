@@ -4,19 +4,15 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from . import _models
-from ._device import autocast
 from ._lm import LMEstimator, check_template, template_fields
+from ._prompting import decode_answer, generate
+from ._scoring import check_lengths, exact_match
 from ._selection import FirstSelection, RandomSelection, resolve_selection
-from ._tokens import pad_batch, pad_token_id
+from ._tokens import pad_token_id
 from ._validation import check_bool, check_int, check_texts
 
 DEFAULT_GENERATION_TEMPLATE = "{examples}Input: {text}\nOutput:"
 DEFAULT_GENERATION_EXAMPLE_TEMPLATE = "Input: {text}\nOutput: {label}\n\n"
-
-
-def exact_match(predicted, expected):
-    """Share of answers equal to their reference, both stripped of surrounding whitespace."""
-    return float(np.mean([p.strip() == e.strip() for p, e in zip(predicted, expected)]))
 
 
 class FewShotGenerator(LMEstimator):
@@ -189,27 +185,28 @@ class FewShotGenerator(LMEstimator):
         texts = check_texts(X, estimator=self)
         self._ensure_live()
         prompts = self._fit_prompts(texts, self.example_selection_.select(texts), self._render)
-        tokenizer, device = self.tokenizer_, torch.device(self.device_)
-        pad = pad_token_id(tokenizer)
-        answers = [""] * len(texts)
-        order = np.argsort([-len(p) for p in prompts], kind="stable")
-        with torch.inference_mode(), autocast(device, self.dtype_):
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
-                # Left padding: every prompt ends where its answer starts.
-                ids, mask = pad_batch(prompts, batch, pad, device, side="left")
-                generated = self.model_.generate(
-                    input_ids=ids,
-                    attention_mask=mask,
-                    max_new_tokens=self.max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=pad,
-                )
-                for row, i in enumerate(batch):
-                    text = tokenizer.decode(generated[row, ids.shape[1] :], skip_special_tokens=True)
-                    if self.stop_at_newline:
-                        text = text.strip("\n").split("\n")[0]
-                    answers[i] = text.strip()
+        pad = pad_token_id(self.tokenizer_)
+
+        def new_tokens(ids, mask):
+            # Greedy; the end of an answer is the model's own (its generation config's end-of-sequence tokens).
+            out = self.model_.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+            )
+            return out[:, ids.shape[1] :]
+
+        generated = generate(
+            new_tokens,
+            prompts,
+            pad_id=pad,
+            device=torch.device(self.device_),
+            dtype=self.dtype_,
+            batch_size=self.batch_size,
+        )
+        answers = [decode_answer(self.tokenizer_, tokens, self.stop_at_newline) for tokens in generated]
         return np.asarray(answers, dtype=object)
 
     def score(self, X, y):
@@ -217,5 +214,7 @@ class FewShotGenerator(LMEstimator):
 
         Makes ``GridSearchCV`` work out of the box; pass ``scoring=`` for other metrics.
         """
+        texts = check_texts(X, estimator=self)
         expected = check_texts(y, name="y", estimator=self)
-        return exact_match(self.predict(X), expected)
+        check_lengths(texts, expected)
+        return exact_match(self.predict(texts), expected)

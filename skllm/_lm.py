@@ -9,6 +9,7 @@ from sklearn.base import BaseEstimator
 from . import _models
 from ._device import device_for_loading, resolve_device, resolve_dtype
 from ._live import LiveStateMixin
+from ._prompting import encode, fit_text, wrap
 from ._validation import check_bool, check_int
 from .exceptions import TruncationWarning
 
@@ -94,13 +95,10 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
 
         ``content`` is the user message, or a list of chat messages.
         """
-        if self.uses_chat_template_:
-            messages = content if isinstance(content, list) else [{"role": "user", "content": content}]
-            return self.tokenizer_.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return content
+        return wrap(self.tokenizer_, content, self.uses_chat_template_)
 
     def _encode(self, text):
-        return self.tokenizer_(text, add_special_tokens=not self.uses_chat_template_)["input_ids"]
+        return encode(self.tokenizer_, text, self.uses_chat_template_)
 
     def _fit_prompt(self, render, n_examples, query):
         """Token ids of the prompt, dropping demonstrations (then cutting the query) to fit.
@@ -108,26 +106,19 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
         ``render(k, query)`` returns the prompt content with the last ``k``
         demonstrations. Returns ``(ids, dropped_examples, query_cut)``.
         """
-        for k in range(n_examples, -1, -1):
+        for k in range(n_examples, 0, -1):
             ids = self._encode(self._wrap(render(k, query)))
             if len(ids) <= self.prompt_budget_:
                 return ids, n_examples - k, False
-        # Even without demonstrations the text does not fit: keep its start.
-        base = len(self._encode(self._wrap(render(0, ""))))
-        room = self.prompt_budget_ - base
-        if room <= 0:
-            raise ValueError(
-                f"max_length={self.max_length_} leaves no room for the text: the template alone takes {base} "
-                f"tokens (and the answer {self.max_length_ - self.prompt_budget_}). Raise max_length or shorten "
-                f"the template."
-            )
-        query_ids = self.tokenizer_(query, add_special_tokens=False)["input_ids"]
-        keep = min(len(query_ids), room)
-        while True:
-            ids = self._encode(self._wrap(render(0, self.tokenizer_.decode(query_ids[:keep]))))
-            if len(ids) <= self.prompt_budget_ or keep == 0:
-                return ids, n_examples, True
-            keep = max(0, keep - max(1, len(ids) - self.prompt_budget_))
+        # Without demonstrations; if the text still does not fit, its start is kept.
+        ids, cut = fit_text(
+            self.tokenizer_,
+            lambda q: self._encode(self._wrap(render(0, q))),
+            query,
+            self.prompt_budget_,
+            max_length=self.max_length_,
+        )
+        return ids, n_examples, cut
 
     def _fit_prompts(self, texts, selections, render):
         """Token ids of the prompt of every text, with one warning per call for those that were cut.

@@ -1,24 +1,15 @@
 """RetrievalQA: answer questions from the chunks of a DocumentIndex with a local causal LM."""
 
-import re
-import string
-
-import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
 from ._lm import check_template
+from ._scoring import check_lengths, exact_match, normalize_answer
 from ._validation import check_int, check_texts
 
 DEFAULT_QA_TEMPLATE = (
     "Answer the question using only the context.\n\nContext:\n{context}\n\nQuestion: {question}\nAnswer:"
 )
-
-
-def normalize_answer(text):
-    """Lower case, without punctuation, articles (a, an, the) or repeated spaces: the usual QA exact match."""
-    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
-    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
 
 
 class RetrievalQA(BaseEstimator):
@@ -118,8 +109,8 @@ class RetrievalQA(BaseEstimator):
         check_template(self._template(), "template", {"context", "question"}, {"context", "question"})
         if X is not None:
             questions = check_texts(X, estimator=self)
-            if y is not None and len(check_texts(y, name="y", estimator=self)) != len(questions):
-                raise ValueError(f"X has {len(questions)} questions but y has {len(y)} answers.")
+            if y is not None:
+                check_lengths(questions, check_texts(y, name="y", estimator=self))
         generator = self.generator if self.generator is not None else FewShotGenerator(max_new_tokens=64)
         # The generator sees the whole prompt as its {text}; it needs no demonstrations.
         self.generator_ = clone(generator).set_params(template="{examples}{text}", n_examples=0)
@@ -154,6 +145,7 @@ class RetrievalQA(BaseEstimator):
         Lower case, no punctuation, no articles, single spaces (the usual QA
         exact match). Pass ``scoring=`` to ``GridSearchCV`` for other metrics.
         """
+        questions = check_texts(X, estimator=self)
         expected = check_texts(y, name="y", estimator=self)
-        predicted = self.predict(X)
-        return float(np.mean([normalize_answer(p) == normalize_answer(e) for p, e in zip(predicted, expected)]))
+        check_lengths(questions, expected)
+        return exact_match(self.predict(questions), expected, normalize=normalize_answer)

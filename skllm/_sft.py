@@ -15,46 +15,15 @@ from ._finetune import _length_grouped_batches
 from ._live import LiveStateMixin
 from ._lm import check_template
 from ._methods import resolve_method
-from ._tokens import pad_batch, pad_token_id
+from ._prompting import decode_answer, encode, fit_text, generate, wrap
+from ._scoring import SCORERS, check_lengths, chrf  # noqa: F401 (chrf: skllm._sft.chrf stays importable)
+from ._tokens import pad_token_id
 from ._validation import check_bool, check_choice, check_int, check_number, check_texts
 from .exceptions import TruncationWarning
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("exact_match", "chrf")
-
-
-def chrf(predicted, expected, *, n=6, beta=2.0):
-    """Mean sentence-level chrF (character n-gram F-score, Popović 2015), in [0, 1].
-
-    Character n-grams of orders 1 to ``n``, spaces removed, precision and
-    recall averaged over the orders, combined with recall weighted ``beta``
-    times as much as precision.
-    """
-    from collections import Counter
-
-    scores = []
-    for p, e in zip(predicted, expected):
-        p, e = "".join(p.split()), "".join(e.split())
-        if not p and not e:
-            scores.append(1.0)
-            continue
-        precisions, recalls = [], []
-        for k in range(1, n + 1):
-            hyp = Counter(p[i : i + k] for i in range(len(p) - k + 1))
-            ref = Counter(e[i : i + k] for i in range(len(e) - k + 1))
-            if not hyp or not ref:
-                continue
-            common = sum((hyp & ref).values())
-            precisions.append(common / sum(hyp.values()))
-            recalls.append(common / sum(ref.values()))
-        if not precisions:
-            scores.append(0.0)
-            continue
-        prec, rec = float(np.mean(precisions)), float(np.mean(recalls))
-        b2 = beta * beta
-        scores.append(0.0 if prec + rec == 0 else (1 + b2) * prec * rec / (b2 * prec + rec))
-    return float(np.mean(scores))
+METRICS = tuple(SCORERS)
 
 
 class FineTuneGenerator(LiveStateMixin, BaseEstimator):
@@ -325,38 +294,26 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
 
     # -- prompts and targets ------------------------------------------------------------------
     def _render(self, text):
-        content = self.template.format(text=text)
-        if self.uses_chat_template_:
-            return self.tokenizer_.apply_chat_template(
-                [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
-            )
-        return content + "\n"
+        # Without a chat template, a line break ends the prompt: the answer is the next line.
+        return wrap(self.tokenizer_, self.template.format(text=text), self.uses_chat_template_, plain_end="\n")
 
     def _encode_prompt(self, text):
-        return self.tokenizer_(self._render(text), add_special_tokens=not self.uses_chat_template_)["input_ids"]
+        return encode(self.tokenizer_, self._render(text), self.uses_chat_template_)
 
     def _prompt_ids(self, texts, budgets):
         """Token ids of each text's prompt, the text cut (with one warning) where it exceeds its budget."""
         prompts, cut = [], []
-        base = None
         for i, (text, budget) in enumerate(zip(texts, budgets)):
-            ids = self._encode_prompt(text)
-            if len(ids) > budget:
-                if base is None:
-                    base = len(self._encode_prompt(""))
-                if budget - base <= 0:
-                    raise ValueError(
-                        f"Row {i}: max_length={self.max_length_} leaves no room for the input text: the template "
-                        f"alone takes {base} tokens and the answer (or target) {self.max_length_ - budget}. Raise "
-                        f"max_length or shorten the template."
-                    )
-                text_ids = self.tokenizer_(text, add_special_tokens=False)["input_ids"]
-                keep = min(len(text_ids), budget - base)
-                while True:
-                    ids = self._encode_prompt(self.tokenizer_.decode(text_ids[:keep]))
-                    if len(ids) <= budget or keep == 0:
-                        break
-                    keep = max(0, keep - max(1, len(ids) - budget))
+            ids, was_cut = fit_text(
+                self.tokenizer_,
+                self._encode_prompt,
+                text,
+                budget,
+                max_length=self.max_length_,
+                row=i,
+                reserved="the answer (or target)",
+            )
+            if was_cut:
                 cut.append(i)
             prompts.append(ids)
         if cut:
@@ -507,32 +464,24 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
         else:
             # The model's generation config may hold sampling settings; greedy ignores them.
             options.update(temperature=None, top_p=None, top_k=None)
-        out = [None] * len(prompts)
-        order = np.argsort([-len(p) for p in prompts], kind="stable")
         was_training = network.training
         network.eval()
-        devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.inference_mode(), autocast(device, self.dtype_):
-            if seed is not None:
-                torch.manual_seed(seed)
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
-                # Left padding: every prompt ends where its answer starts.
-                ids, mask = pad_batch(prompts, batch, pad, device, side="left")
-                generated = network.generate(ids, mask, **options).cpu().numpy()
-                for row, i in enumerate(batch):
-                    tokens = generated[row].tolist()
-                    if eos is not None and eos in tokens:
-                        tokens = tokens[: tokens.index(eos) + keep_eos]
-                    out[i] = tokens
+        out = generate(
+            lambda ids, mask: network.generate(ids, mask, **options),
+            prompts,
+            pad_id=pad,
+            device=device,
+            dtype=self.dtype_,
+            batch_size=self.batch_size,
+            eos_id=eos,
+            keep_eos=keep_eos,
+            seed=seed,
+        )
         network.train(was_training)
         return out
 
     def _decode(self, tokens):
-        text = self.tokenizer_.decode(tokens, skip_special_tokens=True)
-        if self.stop_at_newline:
-            text = text.strip("\n").split("\n")[0]
-        return text.strip()
+        return decode_answer(self.tokenizer_, tokens, self.stop_at_newline)
 
     def _seed(self):
         if not self.do_sample:
@@ -554,10 +503,7 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
         Both are in [0, 1], higher is better; this is what ``GridSearchCV``
         uses unless given ``scoring=``.
         """
+        texts = check_texts(X, estimator=self)
         expected = check_texts(y, name="y", estimator=self)
-        predicted = self.predict(X)
-        if len(expected) != len(predicted):
-            raise ValueError(f"X has {len(predicted)} texts but y has {len(expected)}; they must match row for row.")
-        if self.metric == "chrf":
-            return chrf(predicted, expected)
-        return float(np.mean([p.strip() == e.strip() for p, e in zip(predicted, expected)]))
+        check_lengths(texts, expected)
+        return SCORERS[self.metric](self.predict(texts), expected)

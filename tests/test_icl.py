@@ -356,6 +356,14 @@ def test_generator_is_deterministic_and_bounded(lm):
         FewShotGenerator(lm).fit(X, y[:2])
 
 
+def test_generator_score_refuses_fewer_answers_than_texts(tiny_llama):
+    X, y = ["great film", "awful film", "loved it"], ["film great", "film awful", "it loved"]
+    gen = FewShotGenerator(tiny_llama, n_examples=2, max_new_tokens=2).fit(X, y)
+    # Zipping 3 answers with 1 reference used to score the first text only.
+    with pytest.raises(ValueError, match="X has 3 texts but y has 1"):
+        gen.score(X, y[:1])
+
+
 def test_generator_honours_example_template_with_a_chat_model(tiny_chat_llama):
     X, y = ["great film", "awful film"], ["good", "bad"]
     plain = FewShotGenerator(tiny_chat_llama, n_examples=2).fit(X, y)

@@ -293,6 +293,13 @@ def test_retrieval_qa_score_is_normalised_exact_match(qa, monkeypatch):
     assert qa.score(["q1", "q2"], ["in 1889", "London"]) == 0.5
 
 
+def test_retrieval_qa_score_refuses_fewer_answers_than_questions(qa):
+    qa.fit()
+    # Zipping 3 answers with 1 reference used to score the first question only.
+    with pytest.raises(ValueError, match="X has 3 texts but y has 1"):
+        qa.score(["great film", "awful film", "loved it"], ["yes"])
+
+
 @pytest.mark.parametrize(
     "params, message",
     [

@@ -1,0 +1,98 @@
+"""The prompting core of every estimator that prompts a causal LM.
+
+One definition of each step, so that the in-context estimators
+(``ZeroShotClassifier``, ``FewShotClassifier``, ``FewShotGenerator`` and, through
+it, ``RetrievalQA``) and the fine-tuned ``FineTuneGenerator`` build, cut and
+answer prompts the same way: the chat wrapping of a prompt, its cut to a token
+budget, and batched generation with left padding.
+"""
+
+import numpy as np
+
+from ._device import autocast
+from ._tokens import pad_batch
+
+
+def wrap(tokenizer, content, chat, *, plain_end=""):
+    """The full prompt text of ``content``: through the chat template when ``chat``.
+
+    ``content`` is the user message, or a list of chat messages (with
+    ``chat`` only). Without the chat template the prompt is ``content``
+    followed by ``plain_end``.
+    """
+    if chat:
+        messages = content if isinstance(content, list) else [{"role": "user", "content": content}]
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return content + plain_end
+
+
+def encode(tokenizer, prompt, chat):
+    """Token ids of a full prompt text (the chat template writes its own special tokens)."""
+    return tokenizer(prompt, add_special_tokens=not chat)["input_ids"]
+
+
+def fit_text(tokenizer, prompt_ids, text, budget, *, max_length, row=None, reserved="the answer"):
+    """Token ids of the prompt of ``text``, the end of the text dropped until they fit in ``budget``.
+
+    ``prompt_ids(text)`` returns the token ids of the whole prompt around
+    ``text``. Returns ``(ids, cut)``; raises a ``ValueError`` when the prompt
+    without any text already exceeds the budget (``max_length`` and
+    ``reserved``, what the rest of it is kept for, and ``row`` only name the
+    problem).
+    """
+    ids = prompt_ids(text)
+    if len(ids) <= budget:
+        return ids, False
+    base = len(prompt_ids(""))
+    if budget - base <= 0:
+        where = "" if row is None else f"Row {row}: "
+        raise ValueError(
+            f"{where}max_length={max_length} leaves no room for the text: the template alone takes {base} tokens "
+            f"and {reserved} {max_length - budget}. Raise max_length or shorten the template."
+        )
+    text_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    keep = min(len(text_ids), budget - base)
+    while True:
+        ids = prompt_ids(tokenizer.decode(text_ids[:keep]))
+        if len(ids) <= budget or keep == 0:
+            return ids, True
+        # Tokens can merge across the cut: drop as many more as the prompt is over.
+        keep = max(0, keep - max(1, len(ids) - budget))
+
+
+def generate(new_tokens, prompts, *, pad_id, device, dtype, batch_size, eos_id=None, keep_eos=False, seed=None):
+    """The generated token ids of each prompt (a list of id lists), in batches of prompts of similar length.
+
+    ``new_tokens(input_ids, attention_mask)`` runs the model on a left-padded
+    batch and returns the new tokens only. With ``eos_id``, each answer is cut
+    at its first end-of-sequence token (kept with ``keep_eos``); without it,
+    all ``max_new_tokens`` come back (the padding after the end included).
+    ``seed`` seeds sampling; the global random state is left untouched.
+    """
+    import torch
+
+    out = [None] * len(prompts)
+    order = np.argsort([-len(p) for p in prompts], kind="stable")
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.inference_mode(), autocast(device, dtype):
+        if seed is not None:
+            torch.manual_seed(seed)
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            # Left padding: every prompt ends where its answer starts.
+            ids, mask = pad_batch(prompts, batch, pad_id, device, side="left")
+            generated = new_tokens(ids, mask).cpu().numpy()
+            for row, i in enumerate(batch):
+                tokens = generated[row].tolist()
+                if eos_id is not None and eos_id in tokens:
+                    tokens = tokens[: tokens.index(eos_id) + keep_eos]
+                out[i] = tokens
+    return out
+
+
+def decode_answer(tokenizer, tokens, stop_at_newline):
+    """The text of generated ``tokens``, special tokens skipped, stripped; cut at the first line break if asked."""
+    text = tokenizer.decode(tokens, skip_special_tokens=True)
+    if stop_at_newline:
+        text = text.strip("\n").split("\n")[0]
+    return text.strip()
