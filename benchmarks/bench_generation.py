@@ -3,7 +3,7 @@
 The packaged SmolLM2-135M-Instruct is asked "Is this movie review positive or
 negative? Answer with one word." about each snippet; the reference answer is
 ``positive`` (fresh) or ``negative`` (rotten). Before: the same prompt, no
-training (epochs=0). After: LoRA (r=8) supervised fine-tuning on a balanced
+training (FewShotGenerator without demonstrations). After: LoRA (r=8) supervised fine-tuning on a balanced
 training sample. Both are scored on the same balanced held-out sample, by the
 estimator's own ``score`` (exact match) and by a lenient accuracy (the answer,
 lower-cased, starts with the right word). Also reported: training time and
@@ -70,12 +70,13 @@ def main():
         f"{args.threads} threads"
     )
 
-    from skllm import FineTuneGenerator, LoRA
+    from skllm import FewShotGenerator, FineTuneGenerator, LoRA
 
     X, y, X_test, y_test = data(args.train, args.test)
     common = dict(template=TEMPLATE, max_new_tokens=4, max_length=128, batch_size=8, random_state=0, device="cpu")
 
-    before = FineTuneGenerator(method=LoRA(r=8), epochs=0, **common).fit(X[:8], y[:8])
+    # The packaged model asked the same question (the same chat prompt), untrained.
+    before = FewShotGenerator(n_examples=0, stop_at_newline=False, **common).fit(X[:8], y[:8])
     start = time.perf_counter()
     answers = before.predict(X_test)
     predict_s = time.perf_counter() - start

@@ -204,10 +204,12 @@ def main():
         max_new_tokens=args.max_new_tokens,
         use_chat_template=args.task == "write",
         stop_at_newline=args.task == "continue",
-        epochs=0,
         device="cpu",
     )
-    untuned = generator.fit(["x"], ["y"])  # no training: the pretrained model with a zero LoRA update
+    # No training: the pretrained model with a zero LoRA update (fit always trains, so the
+    # fitted state is built directly), the policy's start and the KL's reference.
+    untuned = generator
+    untuned._setup(untuned._validate_params(), 0)
 
     def report(name, model):
         answers = model.predict(test_prompts).tolist()

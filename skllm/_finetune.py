@@ -2,7 +2,6 @@
 
 import logging
 import numbers
-import threading
 import warnings
 from collections.abc import Hashable
 
@@ -21,26 +20,20 @@ from . import _cache, _models
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
 from ._live import LiveStateMixin
 from ._methods import resolve_method
+from ._training import (
+    Optimisation,
+    check_training_params,
+    draw_seed,
+    keep_state_on_error,
+    length_grouped_batches,
+    release_memory,
+    train_epochs,
+    training_context,
+)
 from ._validation import check_bool, check_choice, check_int, check_number, check_texts
 from .exceptions import SkllmWarning
 
 logger = logging.getLogger(__name__)
-_TRAINING_LOCK = threading.RLock()
-
-# Batches are formed from texts of similar length within groups of this many
-# batches, then the batches are shuffled: little padding, still random order.
-_GROUP = 50
-
-
-def _length_grouped_batches(lengths, batch_size, rng):
-    order = rng.permutation(len(lengths))
-    batches = []
-    step = batch_size * _GROUP
-    for start in range(0, len(order), step):
-        group = order[start : start + step]
-        group = group[np.argsort(-lengths[group], kind="stable")]
-        batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def _label_kind(value):
@@ -269,14 +262,8 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         check_choice(self.pooling, "pooling", ("auto", "mean", "cls", "last"))
         check_choice(self.head_init, "head_init", ("linear_probe", "random"))
         check_int(self.max_length, "max_length", 2)
-        check_int(self.epochs, "epochs", 1, allow_none=True)
-        check_int(self.batch_size, "batch_size", 1)
+        check_training_params(self)
         check_int(self.n_iter_no_change, "n_iter_no_change", 1)
-        check_int(self.verbose, "verbose", 0)
-        check_number(self.learning_rate, "learning_rate", 0, allow_none=True, low_inclusive=False)
-        check_number(self.weight_decay, "weight_decay", 0)
-        check_number(self.warmup_ratio, "warmup_ratio", 0, 1)
-        check_number(self.max_grad_norm, "max_grad_norm", 0, allow_none=True, low_inclusive=False)
         check_number(self.validation_fraction, "validation_fraction", 0, 1, low_inclusive=False)
         check_bool(self.early_stopping, "early_stopping")
         check_bool(self.warm_start, "warm_start")
@@ -360,11 +347,16 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
 
     # -- training -------------------------------------------------------------------------
     def _fit(self, method, texts, targets, *, stratify=None, class_weights=None):
-        """Shared fit on validated texts: ``targets`` are class indices (int64) or scaled floats."""
-        import torch
+        """Shared fit on validated texts: ``targets`` are class indices (int64) or scaled floats.
 
+        A fit that fails (a non-finite loss, an interrupt) leaves the estimator as it was.
+        """
+        with keep_state_on_error(self):
+            return self._fit_network(method, texts, targets, stratify, class_weights)
+
+    def _fit_network(self, method, texts, targets, stratify, class_weights):
         rng = check_random_state(self.random_state)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
+        seed = draw_seed(rng)
 
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
@@ -390,24 +382,9 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
             setattr(self, name, value)
         inputs = self._inputs(texts)
         self.n_features_ = int(backbone.config.hidden_size)
+        train_idx, valid_idx = self._split(len(texts), seed, stratify)
 
-        train_idx, valid_idx = np.arange(len(texts)), None
-        if self.early_stopping:
-            try:
-                train_idx, valid_idx = train_test_split(
-                    train_idx, test_size=self.validation_fraction, random_state=seed, stratify=stratify
-                )
-            except ValueError:  # a class too small to stratify
-                train_idx, valid_idx = train_test_split(
-                    train_idx, test_size=self.validation_fraction, random_state=seed
-                )
-
-        devices = [device.index or 0] if device.type == "cuda" else []
-        # torch's random generator belongs to the process: fits running at once in threads
-        # of one process (a Dask worker with several threads, joblib's threading backend)
-        # would draw from each other's seeds and differ from run to run. They train one at a time.
-        with _TRAINING_LOCK, torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+        with training_context(seed, device):
             if keep:
                 # From the stored form: the live network may be changed for inference (merged LoRA).
                 vars(self).pop("network_", None)
@@ -428,7 +405,18 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         }
         self.n_trainable_params_ = int(sum(v.size for v in self.trainable_state_.values()))
         self.network_ = method.for_inference(network).eval()
+        release_memory(device)
         return self
+
+    def _split(self, n, seed, stratify):
+        """Training and validation rows (``None`` without early stopping)."""
+        train_idx = np.arange(n)
+        if not self.early_stopping:
+            return train_idx, None
+        try:
+            return train_test_split(train_idx, test_size=self.validation_fraction, random_state=seed, stratify=stratify)
+        except ValueError:  # a class too small to stratify
+            return train_test_split(train_idx, test_size=self.validation_fraction, random_state=seed)
 
     def _probe_output_layer(self, network, inputs, targets, rows, class_weights, device):
         """Start the output layer from a regularised linear model on the network's initial features."""
@@ -451,80 +439,46 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
 
     def _train(self, network, inputs, targets, train_idx, valid_idx, loss_weights, rng, device):
         import torch
-        from tqdm.auto import tqdm
-        from transformers import get_linear_schedule_with_warmup
 
-        params = [p for p in network.parameters() if p.requires_grad]
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        lr = self.learning_rate if self.learning_rate is not None else self.method_.default_learning_rate
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
-        )
-        lengths = inputs.lengths()
-        steps_per_epoch = -(-len(train_idx) // self.batch_size)
+        train_lengths = inputs.lengths()[train_idx]
         epochs = self.epochs if self.epochs is not None else self.method_.default_epochs
-        total = steps_per_epoch * epochs
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
-        # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
-        scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and self.dtype_ == "float16")
+        optimisation = Optimisation(
+            network,
+            learning_rate=self.learning_rate if self.learning_rate is not None else self.method_.default_learning_rate,
+            weight_decay=self.weight_decay,
+            warmup_ratio=self.warmup_ratio,
+            max_grad_norm=self.max_grad_norm,
+            total_steps=-(-len(train_idx) // self.batch_size) * epochs,
+            device=device,
+            dtype=self.dtype_,
+            who=type(self).__name__,
+            hint="targets of extreme magnitude, or texts that make the backbone overflow.",
+        )
         targets_t = torch.as_tensor(targets).to(device)
         weights_t = None if loss_weights is None else torch.as_tensor(loss_weights, dtype=torch.float32).to(device)
 
-        self.loss_curve_ = []
-        self.validation_scores_ = [] if valid_idx is not None else None
-        best_score, best_state, stale = -np.inf, None, 0
-        self.n_iter_ = 0
-        for epoch in range(epochs):
-            network.train()
-            batches = _length_grouped_batches(lengths[train_idx], self.batch_size, rng)
-            running, seen = 0.0, 0
-            with tqdm(
-                total=len(batches), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not self.verbose
-            ) as bar:
-                for batch in batches:
-                    rows = train_idx[batch]
-                    with autocast(device, self.dtype_):
-                        output = network(*inputs.tensors(rows, device)).float()
-                    loss = self._loss(output, targets_t[torch.from_numpy(rows).to(device)], weights_t)
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    if self.max_grad_norm is not None:
-                        scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
-                    scale = scaler.get_scale() if scaler.is_enabled() else None
-                    scaler.step(optimizer)
-                    scaler.update()
-                    if scale is None or scaler.get_scale() >= scale:
-                        scheduler.step()  # not after a step the scaler skipped (inf/NaN gradients)
-                    running += float(loss.detach()) * len(rows)
-                    seen += len(rows)
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{running / seen:.4f}")
-            self.loss_curve_.append(running / seen)
-            self.n_iter_ = epoch + 1
-            message = f"epoch {epoch + 1}/{epochs}: loss {running / seen:.4f}"
-            if valid_idx is not None:
-                score = self._validation_score(self._outputs(inputs.subset(valid_idx)), targets[valid_idx])
-                self.validation_scores_.append(score)
-                message += f", validation score {score:.4f}"
-                if score > best_score:
-                    best_score, stale = score, 0
-                    # Only what training changes: the frozen backbone needs no copy.
-                    best_state = {n: p.detach().clone() for n, p in network.named_parameters() if p.requires_grad}
-                else:
-                    stale += 1
-            if self.verbose:
-                print(message, flush=True)
-            logger.info(message)
-            if valid_idx is not None and stale >= self.n_iter_no_change:
-                break
-        if best_state is not None:
-            with torch.no_grad():
-                for name, param in network.named_parameters():
-                    if name in best_state:
-                        param.copy_(best_state[name])
-            self.best_validation_score_ = best_score
+        def step_loss(rows):
+            with autocast(device, self.dtype_):
+                output = network(*inputs.tensors(rows, device)).float()
+            return self._loss(output, targets_t[torch.from_numpy(rows).to(device)], weights_t), len(rows)
+
+        def validate():
+            return self._validation_score(self._outputs(inputs.subset(valid_idx)), targets[valid_idx])
+
+        result = train_epochs(
+            optimisation,
+            network,
+            epochs=epochs,
+            batches=lambda epoch: [train_idx[b] for b in length_grouped_batches(train_lengths, self.batch_size, rng)],
+            step_loss=step_loss,
+            validate=validate if valid_idx is not None else None,
+            n_iter_no_change=self.n_iter_no_change,
+            verbose=self.verbose,
+        )
+        self.loss_curve_, self.n_iter_ = result.loss_curve, result.n_iter
+        self.validation_scores_ = result.validation_scores
+        if result.best_validation_score is not None:
+            self.best_validation_score_ = result.best_validation_score
 
     # -- prediction -----------------------------------------------------------------------
     def _raw_outputs(self, X):
@@ -539,8 +493,9 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
 
     One estimator for every way of adapting the model itself: fine-tuning I
     (``"head"``: frozen backbone, new output layers, features cached), fine-tuning
-    II (``"full"``: all layers), and the parameter-efficient methods ``"lora"``,
-    ``"prefix"``, ``"prompt"`` and ``"adapter"``. Methods are small objects with
+    II (``"full"``: all layers), the parameter-efficient methods ``"lora"``,
+    ``"prefix"``, ``"prompt"`` and ``"adapter"``, and ``"partial"`` (the last
+    transformer blocks). Methods are small objects with
     their own hyperparameters (:class:`~skllm.LoRA`, ...), tunable in
     ``GridSearchCV`` as ``method__<name>``.
 
@@ -553,7 +508,7 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         Branch, tag or commit of a Hub model.
     method : str or FineTuningMethod, default="lora"
         ``"head"``, ``"full"``, ``"lora"``, ``"prefix"``, ``"prompt"``,
-        ``"adapter"``, or a method object such as ``LoRA(r=4)``.
+        ``"adapter"``, ``"partial"``, or a method object such as ``LoRA(r=4)``.
     pooling : {"auto", "mean", "cls", "last"}, default="auto"
         How token states become one vector; ``"auto"`` is ``"last"`` for
         decoders and ``"mean"`` for encoders.
@@ -568,7 +523,8 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         Texts per optimisation step.
     learning_rate : float, default=None
         AdamW learning rate; ``None`` uses the method's default (head 1e-3,
-        full 5e-5, lora 1e-3, prefix 5e-3, prompt 3e-2, adapter 1e-3).
+        full 5e-5, lora 1e-3, prefix 5e-3, prompt 3e-2, adapter 1e-3, partial
+        1e-4).
     weight_decay : float, default=0.01
         AdamW weight decay, applied to weight matrices only.
     warmup_ratio : float, default=0.06

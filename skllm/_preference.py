@@ -25,6 +25,7 @@ from ._device import autocast
 from ._reward import preference_pairs
 from ._sft import FineTuneGenerator
 from ._tokens import pad_token_id
+from ._training import Optimisation, check_training_params, draw_seed, release_memory, train_epochs, training_context
 from ._validation import check_choice, check_int, check_number, check_texts
 
 ALGORITHMS = ("rloo", "dpo")
@@ -108,6 +109,11 @@ class PreferenceTuner(BaseEstimator):
         Longest answer sampled in training; ``None``: the generator's.
     learning_rate : float, default=None
         AdamW learning rate; ``None``: the method's default divided by 10.
+    weight_decay : float, default=0.01
+        AdamW weight decay, on weight matrices only.
+    warmup_ratio : float, default=0.06
+        Fraction of the steps with a linearly rising learning rate; it then
+        decays linearly to zero (as in the other estimators).
     max_grad_norm : float, default=1.0
         Gradient clipping threshold; ``None`` disables clipping.
     random_state : int, RandomState or None, default=None
@@ -160,6 +166,8 @@ class PreferenceTuner(BaseEstimator):
         temperature=1.0,
         max_new_tokens=None,
         learning_rate=None,
+        weight_decay=0.01,
+        warmup_ratio=0.06,
         max_grad_norm=1.0,
         random_state=None,
         verbose=0,
@@ -175,9 +183,17 @@ class PreferenceTuner(BaseEstimator):
         self.temperature = temperature
         self.max_new_tokens = max_new_tokens
         self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.warmup_ratio = warmup_ratio
         self.max_grad_norm = max_grad_norm
         self.random_state = random_state
         self.verbose = verbose
+
+    def __setstate__(self, state):
+        # Tuners pickled before these parameters existed trained with neither.
+        state.setdefault("weight_decay", 0.0)
+        state.setdefault("warmup_ratio", 0.0)
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -191,13 +207,10 @@ class PreferenceTuner(BaseEstimator):
         check_choice(self.algorithm, "algorithm", ALGORITHMS)
         check_number(self.kl_coef, "kl_coef", 0)
         check_int(self.epochs, "epochs")
-        check_int(self.batch_size, "batch_size")
+        check_training_params(self)
         check_int(self.n_generations, "n_generations", 2)
         check_number(self.temperature, "temperature", 0, low_inclusive=False)
         check_int(self.max_new_tokens, "max_new_tokens", allow_none=True)
-        check_number(self.learning_rate, "learning_rate", 0, allow_none=True, low_inclusive=False)
-        check_number(self.max_grad_norm, "max_grad_norm", 0, allow_none=True, low_inclusive=False)
-        check_int(self.verbose, "verbose", 0)
         if self.algorithm == "rloo" and self.reward is None:
             raise ValueError(
                 "algorithm='rloo' needs a reward: a fitted RewardModel or a function reward(prompts, completions)."
@@ -257,14 +270,29 @@ class PreferenceTuner(BaseEstimator):
             )
         return values
 
-    def _optimizer(self, policy):
+    def _optimisation(self, policy, total_steps, hint=""):
         import torch
 
-        params = [p for p in policy.network_.parameters() if p.requires_grad]
         lr = self.learning_rate if self.learning_rate is not None else policy.method_.default_learning_rate / 10
-        device = torch.device(policy.device_)
-        scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and policy.dtype_ == "float16")
-        return params, torch.optim.AdamW(params, lr=lr, weight_decay=0.0), scaler
+        return Optimisation(
+            policy.network_,
+            learning_rate=lr,
+            weight_decay=self.weight_decay,
+            warmup_ratio=self.warmup_ratio,
+            max_grad_norm=self.max_grad_norm,
+            total_steps=total_steps,
+            device=torch.device(policy.device_),
+            dtype=policy.dtype_,
+            who=f"{type(self).__name__}({self.algorithm!r})",
+            hint=hint,
+        )
+
+    def _batches(self, n, rng):
+        """The rows of each step, per epoch: every epoch's order is drawn before the first step."""
+        return [
+            [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+            for order in [rng.permutation(n) for _ in range(self.epochs)]
+        ]
 
     # -- fit ----------------------------------------------------------------------------
     def fit(self, X, y=None):
@@ -283,103 +311,97 @@ class PreferenceTuner(BaseEstimator):
         else:
             data = check_texts(X, estimator=self)
         rng = check_random_state(self.random_state)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
+        seed = draw_seed(rng)
         policy = self._policy(seed)
         device = torch.device(policy.device_)
-        devices = [device.index or 0] if device.type == "cuda" else []
         reference = copy.deepcopy(policy.network_).eval()
         for p in reference.parameters():
             p.requires_grad_(False)
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+        # The tuner's own attributes are set only once training has succeeded: a failed
+        # fit leaves them (and the given generator, of which the policy is a copy) as they were.
+        with training_context(seed, device):
             if self.algorithm == "dpo":
                 records = self._fit_dpo(policy, reference, *data, rng)
             else:
                 records = self._fit_rloo(policy, reference, data, rng)
         policy.network_.eval()
         policy._record_state()
+        del reference
+        release_memory(device)
         self.generator_ = policy
         self.history_ = pd.DataFrame.from_records(records)
         self.n_steps_ = len(records)
         return self
 
-    def _step(self, loss, params, optimizer, scaler):
-        """One optimisation step; with float16 on CUDA the loss is scaled (a step with inf gradients is skipped)."""
-        import torch
-
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if self.max_grad_norm is not None:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-
     def _fit_rloo(self, policy, reference, prompts, rng):
         import torch
-        from tqdm.auto import tqdm
 
         network = policy.network_
-        # Dropout off: the log-ratio to the reference is then exactly 0 before
-        # the first step, and the sampled answers are scored by the model that
-        # produced them.
-        network.eval()
-        params, optimizer, scaler = self._optimizer(policy)
         device, pad, k = torch.device(policy.device_), pad_token_id(policy.tokenizer_), self.n_generations
         max_new = self.max_new_tokens or policy.max_new_tokens
         budget = policy.max_length_ - max_new
         prompt_ids = policy._prompt_ids(prompts, [budget] * len(prompts))
-        batches = [
-            order[i : i + self.batch_size]
-            for _ in range(self.epochs)
-            for order in [rng.permutation(len(prompts))]
-            for i in range(0, len(prompts), self.batch_size)
-        ]
+        plan = self._batches(len(prompts), rng)
+        optimisation = self._optimisation(policy, sum(map(len, plan)))
         records = []
-        with tqdm(total=len(batches), desc="rloo", unit="step", disable=not self.verbose) as bar:
-            for step, batch in enumerate(batches):
-                rows = np.repeat(batch, k)
-                answers = policy._generate_ids(
-                    [prompt_ids[i] for i in rows],
-                    do_sample=True,
-                    seed=int(rng.randint(np.iinfo(np.int32).max)),
-                    max_new_tokens=max_new,
-                    temperature=self.temperature,
-                    keep_eos=True,
-                )
-                texts = [policy._decode(a) for a in answers]
-                rewards = self._rewards([prompts[i] for i in rows], texts)
-                pairs = [build_example(prompt_ids[i], a) for i, a in zip(rows, answers)]
-                ids, labels = [p[0] for p in pairs], [p[1] for p in pairs]
-                input_ids, mask, batch_labels = pad_examples(ids, labels, np.arange(len(ids)), pad, device)
-                with autocast(device, policy.dtype_):
-                    logp, scored = token_logprobs(network, input_ids, mask, batch_labels)
-                    with torch.no_grad():
-                        ref_logp, _ = token_logprobs(reference, input_ids, mask, batch_labels)
-                sequence_logp = logp.sum(dim=1)
-                kl = (logp.detach() - ref_logp).sum(dim=1).double().cpu().numpy()
-                advantages = rloo_advantages(rewards - self.kl_coef * kl, k)
-                loss = -(torch.as_tensor(advantages, dtype=torch.float32, device=device) * sequence_logp).mean()
-                self._step(loss, params, optimizer, scaler)
-                record = {
-                    "step": step,
+
+        def step_loss(batch):
+            rows = np.repeat(batch, k)
+            answers = policy._generate_ids(
+                [prompt_ids[i] for i in rows],
+                do_sample=True,
+                seed=draw_seed(rng),
+                max_new_tokens=max_new,
+                temperature=self.temperature,
+                keep_eos=True,
+            )
+            texts = [policy._decode(a) for a in answers]
+            rewards = self._rewards([prompts[i] for i in rows], texts)
+            optimisation.hint = (
+                f"rewards of extreme magnitude (this step's range from {rewards.min():.3g} to {rewards.max():.3g}); "
+                f"scale the reward to a few units."
+            )
+            pairs = [build_example(prompt_ids[i], a) for i, a in zip(rows, answers)]
+            ids, labels = [p[0] for p in pairs], [p[1] for p in pairs]
+            input_ids, mask, batch_labels = pad_examples(ids, labels, np.arange(len(ids)), pad, device)
+            with autocast(device, policy.dtype_):
+                logp, scored = token_logprobs(network, input_ids, mask, batch_labels)
+                with torch.no_grad():
+                    ref_logp, _ = token_logprobs(reference, input_ids, mask, batch_labels)
+            sequence_logp = logp.sum(dim=1)
+            kl = (logp.detach() - ref_logp).sum(dim=1).double().cpu().numpy()
+            advantages = rloo_advantages(rewards - self.kl_coef * kl, k)
+            loss = -(torch.as_tensor(advantages, dtype=torch.float32, device=device) * sequence_logp).mean()
+            records.append(
+                {
+                    "step": len(records),
                     "reward": float(rewards.mean()),
                     "kl": float(kl.mean()),
                     "loss": float(loss.detach()),
                     "length": float(scored.sum(dim=1).float().mean()),
                 }
-                records.append(record)
-                bar.update(1)
-                bar.set_postfix(reward=f"{record['reward']:.3f}", kl=f"{record['kl']:.3f}")
+            )
+            return loss, 1
+
+        # Dropout off: the log-ratio to the reference is then exactly 0 before the
+        # first step, and the sampled answers are scored by the model that produced them.
+        train_epochs(
+            optimisation,
+            network,
+            epochs=self.epochs,
+            batches=lambda epoch: plan[epoch],
+            step_loss=step_loss,
+            dropout=False,
+            verbose=self.verbose,
+            desc="rloo epoch",
+        )
         return records
 
     def _fit_dpo(self, policy, reference, prompts, chosen, rejected, rng):
         import torch
-        from tqdm.auto import tqdm
 
         network = policy.network_
         network.eval()
-        params, optimizer, scaler = self._optimizer(policy)
         device, pad, n = torch.device(policy.device_), pad_token_id(policy.tokenizer_), len(chosen)
         ids, labels = policy._examples(prompts + prompts, chosen + rejected)
 
@@ -395,32 +417,38 @@ class PreferenceTuner(BaseEstimator):
                     for i in range(0, 2 * n, 2 * self.batch_size)
                 ]
             )
-        batches = [
-            order[i : i + self.batch_size]
-            for _ in range(self.epochs)
-            for order in [rng.permutation(n)]
-            for i in range(0, n, self.batch_size)
-        ]
+        plan = self._batches(n, rng)
+        optimisation = self._optimisation(policy, sum(map(len, plan)))
         records = []
-        with tqdm(total=len(batches), desc="dpo", unit="step", disable=not self.verbose) as bar:
-            for step, batch in enumerate(batches):
-                out = logps(network, np.concatenate([batch, batch + n]))
-                pc, pr = out[: len(batch)], out[len(batch) :]
-                rc, rr = ref[torch.as_tensor(batch)], ref[torch.as_tensor(batch + n)]
-                loss = dpo_loss(pc, pr, rc, rr, self.kl_coef)
-                self._step(loss, params, optimizer, scaler)
-                pc, pr = pc.detach(), pr.detach()
-                margin = self.kl_coef * ((pc - rc) - (pr - rr))
-                record = {
-                    "step": step,
+
+        def step_loss(batch):
+            out = logps(network, np.concatenate([batch, batch + n]))
+            pc, pr = out[: len(batch)], out[len(batch) :]
+            rc, rr = ref[torch.as_tensor(batch)], ref[torch.as_tensor(batch + n)]
+            loss = dpo_loss(pc, pr, rc, rr, self.kl_coef)
+            pc, pr = pc.detach(), pr.detach()
+            margin = self.kl_coef * ((pc - rc) - (pr - rr))
+            records.append(
+                {
+                    "step": len(records),
                     "reward": float(margin.mean()),
                     "kl": float(torch.cat([pc - rc, pr - rr]).mean()),
                     "loss": float(loss.detach()),
                     "accuracy": float((margin > 0).float().mean()),
                 }
-                records.append(record)
-                bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.3f}", kl=f"{record['kl']:.3f}")
+            )
+            return loss, 1
+
+        train_epochs(
+            optimisation,
+            network,
+            epochs=self.epochs,
+            batches=lambda epoch: plan[epoch],
+            step_loss=step_loss,
+            dropout=False,
+            verbose=self.verbose,
+            desc="dpo epoch",
+        )
         return records
 
     # -- prediction -------------------------------------------------------------------------

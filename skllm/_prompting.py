@@ -7,10 +7,13 @@ answer prompts the same way: the chat wrapping of a prompt, its cut to a token
 budget, and batched generation with left padding.
 """
 
+import contextlib
+
 import numpy as np
 
 from ._device import autocast
 from ._tokens import pad_batch
+from ._training import training_context
 
 
 def wrap(tokenizer, content, chat, *, plain_end=""):
@@ -73,10 +76,11 @@ def generate(new_tokens, prompts, *, pad_id, device, dtype, batch_size, eos_id=N
 
     out = [None] * len(prompts)
     order = np.argsort([-len(p) for p in prompts], kind="stable")
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.inference_mode(), autocast(device, dtype):
-        if seed is not None:
-            torch.manual_seed(seed)
+    # Seeded sampling holds the training lock with a forked generator, as a fit does: forking
+    # (and so restoring) torch's process-wide generator in a thread would undo the draws of a
+    # fit running in another. Greedy decoding draws nothing and needs neither.
+    seeded = training_context(seed, device) if seed is not None else contextlib.nullcontext()
+    with seeded, torch.inference_mode(), autocast(device, dtype):
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             # Left padding: every prompt ends where its answer starts.

@@ -238,8 +238,9 @@ class RewardModel(_FineTuneBase):
         """
         method = self._validate_params()
         prompts, chosen, rejected = preference_pairs(X, "X")
+        self._fit(method, _PairTexts(prompts, chosen, rejected), np.zeros(len(chosen), dtype=np.float32))
         self.n_pairs_ = len(chosen)
-        return self._fit(method, _PairTexts(prompts, chosen, rejected), np.zeros(len(chosen), dtype=np.float32))
+        return self
 
     def _join(self, prompt, response):
         if not prompt:

@@ -11,13 +11,22 @@ from sklearn.utils.validation import check_is_fitted
 from . import _models
 from ._causal import build_example, check_generative_method, pad_examples, sequence_loss
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
-from ._finetune import _length_grouped_batches
 from ._live import LiveStateMixin
 from ._lm import check_template
 from ._methods import resolve_method
 from ._prompting import decode_answer, encode, fit_text, generate, wrap
 from ._scoring import SCORERS, check_lengths, chrf  # noqa: F401 (chrf: skllm._sft.chrf stays importable)
 from ._tokens import pad_token_id
+from ._training import (
+    Optimisation,
+    check_training_params,
+    draw_seed,
+    keep_state_on_error,
+    length_grouped_batches,
+    release_memory,
+    train_epochs,
+    training_context,
+)
 from ._validation import check_bool, check_choice, check_int, check_number, check_texts
 from .exceptions import TruncationWarning
 
@@ -78,20 +87,34 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
         What ``score`` returns (and so what ``GridSearchCV`` maximises):
         the share of answers equal to their reference (both stripped), or the
         mean character n-gram F-score (chrF, for translation and rewriting).
-    epochs : int, default=3
-        Passes over the training pairs.
+    epochs : int, default=None
+        Passes over the training pairs (the maximum with early stopping);
+        ``None`` uses the method's default (3).
     batch_size : int, default=8
         Pairs per optimisation step (and prompts per generation batch).
     learning_rate : float, default=None
         AdamW learning rate; ``None`` uses the method's default (lora 1e-3,
         full 5e-5, prompt 3e-2, adapter 1e-3).
-    weight_decay : float, default=0.0
-        AdamW weight decay, on weight matrices only.
+    weight_decay : float, default=0.01
+        AdamW weight decay, on weight matrices only (as for
+        :class:`FineTuneClassifier`; models saved before it was the default
+        keep the 0.0 they were fitted with).
     warmup_ratio : float, default=0.06
         Fraction of the steps with a linearly rising learning rate; it then
         decays linearly to zero.
     max_grad_norm : float, default=1.0
         Gradient clipping threshold; ``None`` disables clipping.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the pairs, compute their mean loss
+        per target token after each epoch, stop after ``n_iter_no_change``
+        epochs without a lower one and keep the best epoch's weights.
+    validation_fraction : float, default=0.1
+        Share of the pairs held out for early stopping.
+    n_iter_no_change : int, default=2
+        Patience of early stopping, in epochs.
+    warm_start : bool, default=False
+        Continue training the fitted weights on the next ``fit`` (same
+        method and model) instead of starting anew.
     random_state : int, RandomState or None, default=None
         Seeds initialisation, dropout, shuffling and sampling; the global
         random states are not touched. The same int gives the same model on
@@ -116,6 +139,11 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
         Number of parameters training changed.
     loss_curve_ : list of float
         Mean loss per target token, for each epoch.
+    validation_scores_ : list of float or None
+        With early stopping: minus the mean loss per target token of the
+        held-out pairs, after each epoch (higher is better).
+    best_validation_score_ : float
+        The best of ``validation_scores_`` (with early stopping).
     n_iter_ : int
         Epochs run.
     uses_chat_template_ : bool
@@ -157,12 +185,16 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
         temperature=1.0,
         top_p=1.0,
         metric="exact_match",
-        epochs=3,
+        epochs=None,
         batch_size=8,
         learning_rate=None,
-        weight_decay=0.0,
+        weight_decay=0.01,
         warmup_ratio=0.06,
         max_grad_norm=1.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=2,
+        warm_start=False,
         random_state=None,
         device="auto",
         dtype="float32",
@@ -187,11 +219,26 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.warmup_ratio = warmup_ratio
         self.max_grad_norm = max_grad_norm
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.warm_start = warm_start
         self.random_state = random_state
         self.device = device
         self.dtype = dtype
         self.cache_dir = cache_dir
         self.verbose = verbose
+
+    def __setstate__(self, state):
+        # Models pickled before these parameters existed: what their fit did.
+        for name, value in (
+            ("early_stopping", False),
+            ("validation_fraction", 0.1),
+            ("n_iter_no_change", 2),
+            ("warm_start", False),
+        ):
+            state.setdefault(name, value)
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -211,13 +258,16 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
         check_number(self.temperature, "temperature", 0, low_inclusive=False)
         check_number(self.top_p, "top_p", 0, 1, low_inclusive=False, high_inclusive=True)
         check_choice(self.metric, "metric", METRICS)
-        check_int(self.epochs, "epochs", 0)
-        check_int(self.batch_size, "batch_size")
-        check_int(self.verbose, "verbose", 0)
-        check_number(self.learning_rate, "learning_rate", 0, allow_none=True, low_inclusive=False)
-        check_number(self.weight_decay, "weight_decay", 0)
-        check_number(self.warmup_ratio, "warmup_ratio", 0, 1)
-        check_number(self.max_grad_norm, "max_grad_norm", 0, allow_none=True, low_inclusive=False)
+        if self.epochs == 0 and not isinstance(self.epochs, bool):
+            raise ValueError(
+                "epochs must be an integer >= 1 or None, got 0: fit always trains. To answer with the pretrained "
+                "model unchanged, use FewShotGenerator(model_name, template=..., n_examples=0)."
+            )
+        check_training_params(self)
+        check_bool(self.early_stopping, "early_stopping")
+        check_number(self.validation_fraction, "validation_fraction", 0, 1, low_inclusive=False)
+        check_int(self.n_iter_no_change, "n_iter_no_change", 1)
+        check_bool(self.warm_start, "warm_start")
         method = clone(resolve_method(self.method))
         check_generative_method(method)
         method.validate()
@@ -229,7 +279,6 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
 
     def _setup(self, method, seed):
         """Load the LM, set the fitted attributes that describe it and build a fresh network."""
-        import torch
 
         from ._causal import CausalNetwork
 
@@ -237,6 +286,12 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
         dtype = resolve_dtype(self.dtype, device)
         source = self._source()
         lm, tokenizer = _models.load_backbone(source, device, kind="causal-lm")
+        keep = (
+            self.warm_start
+            and hasattr(self, "trainable_state_")
+            and getattr(self, "model_identity_", None) == _models.model_identity(source)
+            and repr(method) == repr(getattr(self, "method_", None))
+        )
         self.method_ = method
         self.device_, self.dtype_ = str(device), dtype
         self.tokenizer_ = tokenizer
@@ -248,10 +303,11 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
                 f"max_new_tokens={self.max_new_tokens} leaves no room for a prompt in max_length={self.max_length_}."
             )
         vars(self).pop("network_", None)
-        devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            network = CausalNetwork.build(method, lm).to(device)
+        if keep:
+            network = self._network_from_state(lm, device)
+        else:
+            with training_context(seed, device):
+                network = CausalNetwork.build(method, lm).to(device)
         network.eval()
         self.network_ = network
         self._record_state()
@@ -264,9 +320,6 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
         self.n_trainable_params_ = int(sum(v.size for v in self.trainable_state_.values()))
 
     def _restore_live(self):
-        import torch
-
-        from ._causal import CausalNetwork
 
         device = device_for_loading(self.device_)
         self.device_ = str(device)
@@ -280,6 +333,16 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=3,
             )
+        network = self._network_from_state(lm, device)
+        network.eval()
+        self.network_, self.tokenizer_ = network, tokenizer
+
+    def _network_from_state(self, lm, device):
+        """The adapted LM rebuilt on ``lm`` with ``trainable_state_`` put back."""
+        import torch
+
+        from ._causal import CausalNetwork
+
         network = CausalNetwork.build(self.method_, lm)
         trained = {n for n, p in network.named_parameters() if p.requires_grad}
         if trained != set(self.trainable_state_):
@@ -289,8 +352,7 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
             )
         state = {k: torch.from_numpy(np.array(v)) for k, v in self.trainable_state_.items()}
         network.load_state_dict(state, strict=False)  # the frozen rest comes from the backbone
-        network.to(device).eval()
-        self.network_, self.tokenizer_ = network, tokenizer
+        return network.to(device)
 
     # -- prompts and targets ------------------------------------------------------------------
     def _render(self, text):
@@ -371,74 +433,83 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
                 f"y has {len(empty)} empty target(s) at positions {empty[:10]}: the model would learn to answer "
                 f"nothing. Drop those rows or give them a target text."
             )
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
-        network = self._setup(method, seed)
-        ids, labels = self._examples(texts, targets)
         import torch
 
-        device = torch.device(self.device_)
-        devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            self._train(network, ids, labels, rng, device)
-        network.eval()
-        self._record_state()
+        with keep_state_on_error(self):
+            rng = check_random_state(self.random_state)
+            seed = draw_seed(rng)
+            network = self._setup(method, seed)
+            ids, labels = self._examples(texts, targets)
+            device = torch.device(self.device_)
+            with training_context(seed, device):
+                self._train(network, ids, labels, rng, seed, device)
+            network.eval()
+            self._record_state()
+            release_memory(device)
         return self
 
-    def _train(self, network, ids, labels, rng, device):
-        import torch
-        from tqdm.auto import tqdm
-        from transformers import get_linear_schedule_with_warmup
+    def _train(self, network, ids, labels, rng, seed, device):
+        from sklearn.model_selection import train_test_split
 
-        params = [p for p in network.parameters() if p.requires_grad]
-        lr = self.learning_rate if self.learning_rate is not None else self.method_.default_learning_rate
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": [p for p in params if p.ndim >= 2], "weight_decay": self.weight_decay},
-                {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-            ],
-            lr=lr,
+        rows = np.arange(len(ids))
+        train_rows, valid_rows = rows, None
+        if self.early_stopping:
+            train_rows, valid_rows = train_test_split(rows, test_size=self.validation_fraction, random_state=seed)
+        epochs = self.epochs if self.epochs is not None else self.method_.default_epochs
+        optimisation = Optimisation(
+            network,
+            learning_rate=self.learning_rate if self.learning_rate is not None else self.method_.default_learning_rate,
+            weight_decay=self.weight_decay,
+            warmup_ratio=self.warmup_ratio,
+            max_grad_norm=self.max_grad_norm,
+            total_steps=-(-len(train_rows) // self.batch_size) * epochs,
+            device=device,
+            dtype=self.dtype_,
+            who=type(self).__name__,
         )
-        lengths = np.fromiter((len(r) for r in ids), dtype=np.int64, count=len(ids))
-        total = -(-len(ids) // self.batch_size) * self.epochs
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), max(total, 1))
-        scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and self.dtype_ == "float16")
+        lengths = np.fromiter((len(ids[i]) for i in train_rows), dtype=np.int64, count=len(train_rows))
         pad = pad_token_id(self.tokenizer_)
-        index = np.arange(len(ids))
-        self.loss_curve_, self.n_iter_ = [], 0
-        for epoch in range(self.epochs):
-            network.train()
-            batches = _length_grouped_batches(lengths, self.batch_size, rng)
-            running, seen = 0.0, 0
-            with tqdm(
-                total=len(batches), desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch", disable=not self.verbose
-            ) as bar:
-                for batch in batches:
-                    rows = index[batch]
-                    input_ids, mask, batch_labels = pad_examples(ids, labels, rows, pad, device)
-                    with autocast(device, self.dtype_):
-                        loss = sequence_loss(network, input_ids, mask, batch_labels)
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    if self.max_grad_norm is not None:
-                        scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
-                    scale = scaler.get_scale() if scaler.is_enabled() else None
-                    scaler.step(optimizer)
-                    scaler.update()
-                    if scale is None or scaler.get_scale() >= scale:
-                        scheduler.step()
-                    running += float(loss.detach()) * len(rows)
-                    seen += len(rows)
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{running / seen:.4f}")
-            self.loss_curve_.append(running / seen)
-            self.n_iter_ = epoch + 1
-            message = f"epoch {epoch + 1}/{self.epochs}: loss {running / seen:.4f}"
-            if self.verbose:
-                print(message, flush=True)
-            logger.info(message)
+
+        def step_loss(batch):
+            input_ids, mask, batch_labels = pad_examples(ids, labels, batch, pad, device)
+            with autocast(device, self.dtype_):
+                return sequence_loss(network, input_ids, mask, batch_labels), len(batch)
+
+        def validate():
+            return -self._mean_loss(network, ids, labels, valid_rows, device)
+
+        result = train_epochs(
+            optimisation,
+            network,
+            epochs=epochs,
+            batches=lambda epoch: [train_rows[b] for b in length_grouped_batches(lengths, self.batch_size, rng)],
+            step_loss=step_loss,
+            validate=validate if valid_rows is not None else None,
+            n_iter_no_change=self.n_iter_no_change,
+            verbose=self.verbose,
+        )
+        self.loss_curve_, self.n_iter_ = result.loss_curve, result.n_iter
+        self.validation_scores_ = result.validation_scores
+        if result.best_validation_score is not None:
+            self.best_validation_score_ = result.best_validation_score
+
+    def _mean_loss(self, network, ids, labels, rows, device):
+        """Mean loss per target token of the pairs ``rows``, without training."""
+        import torch
+
+        from ._causal import token_logprobs
+
+        pad = pad_token_id(self.tokenizer_)
+        total, count = 0.0, 0
+        network.eval()
+        with torch.inference_mode(), autocast(device, self.dtype_):
+            for start in range(0, len(rows), self.batch_size):
+                batch = rows[start : start + self.batch_size]
+                input_ids, mask, batch_labels = pad_examples(ids, labels, batch, pad, device)
+                logp, scored = token_logprobs(network, input_ids, mask, batch_labels)
+                total -= float(logp.sum())
+                count += int(scored.sum())
+        return total / max(count, 1)
 
     # -- generation -------------------------------------------------------------------------
     def _generate_ids(

@@ -3,6 +3,7 @@
 __all__ = [
     "CacheWarning",
     "MissingDependencyError",
+    "NonFiniteLossError",
     "PrecisionWarning",
     "QuantizedModelWarning",
     "SkllmWarning",
@@ -41,3 +42,11 @@ class MissingDependencyError(ImportError):
         self.package = package
         self.install = install
         super().__init__(f"{feature} needs the package {package!r}, which is not installed. Install it with: {install}")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training met a NaN or infinite loss (or gradient) and stopped.
+
+    The message names the step and the likely causes; the estimator keeps the
+    state it had before the failed ``fit``.
+    """

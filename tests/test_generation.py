@@ -14,6 +14,8 @@ from skllm._preference import dpo_loss, rloo_advantages
 from skllm._reward import bradley_terry_loss, preference_pairs
 from skllm.exceptions import TruncationWarning
 
+from helpers import untrained_generator
+
 X = ["great film", "awful film", "loved it", "hated it"] * 3
 Y = ["good", "bad", "good", "bad"] * 3
 PAIRS = pd.DataFrame(
@@ -31,7 +33,7 @@ def count_good(prompts, completions):
 
 @pytest.fixture(scope="module")
 def untrained(tiny_llama):
-    return FineTuneGenerator(tiny_llama, epochs=0, max_new_tokens=4, random_state=0).fit(X, Y)
+    return untrained_generator(tiny_llama, max_new_tokens=4, random_state=0)
 
 
 # -- FineTuneGenerator ---------------------------------------------------------------
@@ -61,7 +63,7 @@ def test_loss_is_the_cross_entropy_of_the_target_tokens_only(untrained):
 
 @pytest.mark.parametrize("method", ["lora", "full", PromptTuning(n_virtual_tokens=3), "adapter"])
 def test_output_layer_on_the_scored_positions_only_gives_the_full_computation(tiny_llama, method):
-    gen = FineTuneGenerator(tiny_llama, method=method, epochs=0, random_state=0).fit(X[:2], Y[:2])
+    gen = untrained_generator(tiny_llama, method=method, random_state=0)
     network = gen.network_
     examples = [build_example([3, 4, 5, 6, 9], [7, 8]), build_example([3, 4, 5], [7, 8]), build_example([5, 6, 7], [6])]
     ids, labels = [e[0] for e in examples], [e[1] for e in examples]
@@ -107,7 +109,7 @@ def test_methods_that_do_not_apply_to_generation_are_refused(tiny_llama, method)
 
 
 def test_sampling_is_reproducible_with_random_state(tiny_llama):
-    gen = FineTuneGenerator(tiny_llama, epochs=0, do_sample=True, max_new_tokens=5, random_state=3).fit(X, Y)
+    gen = untrained_generator(tiny_llama, do_sample=True, max_new_tokens=5, random_state=3)
     first = gen.predict(X).tolist()
     assert gen.predict(X).tolist() == first
     greedy = gen.set_params(do_sample=False).predict(X).tolist()
@@ -126,7 +128,7 @@ def test_score_is_exact_match_or_chrf(untrained):
 
 
 def test_bad_generation_input_names_the_problem(tiny_llama):
-    gen = FineTuneGenerator(tiny_llama, epochs=0)
+    gen = FineTuneGenerator(tiny_llama, epochs=1)
     with pytest.raises(ValueError, match=r"empty target\(s\) at positions \[1\]"):
         gen.fit(["a", "b"], ["x", "  "])
     with pytest.raises(ValueError, match="X has 2 texts but y has 1"):
@@ -253,7 +255,7 @@ def test_a_bad_reward_is_reported(tiny_llama, reward, message):
 
 
 def test_bad_tuner_parameters_are_named(tiny_llama):
-    sft = FineTuneGenerator(tiny_llama, epochs=0, max_new_tokens=3).fit(X, Y)
+    sft = untrained_generator(tiny_llama, max_new_tokens=3)
     with pytest.raises(ValueError, match="needs a reward"):
         PreferenceTuner(generator=sft).fit(X)
     with pytest.raises(ValueError, match="method must be None with a fitted generator"):
@@ -285,7 +287,7 @@ def test_lora_sft_of_the_packaged_lm_learns_the_answer_format_in_an_adapter_unde
     X = ["a wonderful, moving film", "dull and far too long", "funny and smart", "a tedious mess"] * 2
     y = ["positive", "negative", "positive", "negative"] * 2
     common = dict(template=template, max_new_tokens=3, max_length=64, random_state=0, device="cpu")
-    before = FineTuneGenerator(method=LoRA(r=8), epochs=0, **common).fit(X, y)
+    before = untrained_generator(method=LoRA(r=8), **common)
     gen = FineTuneGenerator(method=LoRA(r=8), epochs=3, batch_size=4, **common).fit(X, y)
     assert gen.loss_curve_[-1] < gen.loss_curve_[0] / 2  # measured: 2.92, 1.28, 0.66
     # Untuned, the chat model answers in a sentence ("The review is ..."); tuned, with a label word.

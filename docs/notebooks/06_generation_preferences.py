@@ -38,7 +38,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from skllm import FineTuneGenerator, PreferenceTuner, RewardModel
+from skllm import FewShotGenerator, FineTuneGenerator, PreferenceTuner, RewardModel
 from skllm.datasets import load_rotten_tomatoes
 
 X_all, y_all = load_rotten_tomatoes(return_X_y=True)
@@ -51,12 +51,13 @@ X_test, X_rest, y_test, y_rest = train_test_split(X_rest, y_rest, train_size=16,
 #
 # The model is asked for the sentiment of a snippet and trained to answer `positive` or
 # `negative`, one word. The loss covers the answer's tokens only, never the prompt's.
-# `epochs=0` gives the model as packaged, for comparison.
+# For comparison, `FewShotGenerator` with no demonstrations asks the model as packaged the
+# same question (the same chat prompt), with no training.
 
 # %%
 template = "Is this movie review positive or negative? Answer with one word.\n\nReview: {text}"
 common = dict(template=template, max_new_tokens=3, max_length=128, batch_size=4, random_state=0)
-before = FineTuneGenerator(epochs=0, **common).fit(X_train, y_train)
+before = FewShotGenerator(n_examples=0, stop_at_newline=False, **common).fit(X_train, y_train)
 
 start = time.perf_counter()
 sft = FineTuneGenerator(epochs=2, **common).fit(X_train, y_train)  # LoRA, the default method

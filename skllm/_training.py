@@ -1,0 +1,295 @@
+"""The training engine: the one loop that every estimator of skllm trains a network with.
+
+:class:`~skllm.FineTuneClassifier`, :class:`~skllm.FineTuneRegressor`,
+:class:`~skllm.RewardModel`, :class:`~skllm.FineTuneGenerator` and
+:class:`~skllm.PreferenceTuner` (DPO and RLOO) differ only in their batches and
+their loss. Everything else lives here, once:
+
+* :func:`training_context`: the per-process lock and the forked, seeded random
+  generator, so that fits in threads of one process stay reproducible;
+* :class:`Optimisation`: AdamW with weight-decay groups, the linear warm-up and
+  decay schedule, float16 loss scaling, gradient clipping and the guard that
+  stops training on a non-finite loss or gradient;
+* :func:`train_epochs`: epochs of batches with a progress bar, the loss curve,
+  early stopping on a validation score (keeping the best epoch's weights);
+* :func:`keep_state_on_error`: a failed fit leaves the estimator as it was.
+
+A new estimator supplies ``batches(epoch)`` and ``step_loss(batch)`` and gets
+the rest. (Hugging Face's ``Trainer`` would give much of this too, but it wants a
+``datasets``-style dataset, an output folder, its own seeding and its own
+device placement, and RLOO's step is not a supervised batch: a loop of our own,
+this small, keeps one reproducible scheme for every estimator.)
+"""
+
+import contextlib
+import gc
+import logging
+import math
+import threading
+
+import numpy as np
+
+from ._validation import check_int, check_number
+from .exceptions import NonFiniteLossError
+
+logger = logging.getLogger(__name__)
+
+# torch's random generator belongs to the process: fits running at once in threads of
+# one process (a Dask worker with several threads, joblib's threading backend) would
+# draw from each other's seeds and differ from run to run. They train one at a time.
+_TRAINING_LOCK = threading.RLock()
+
+# Batches are formed from texts of similar length within groups of this many
+# batches, then the batches are shuffled: little padding, still random order.
+_GROUP = 50
+
+
+def check_training_params(estimator):
+    """Validate the training parameters every training estimator shares (those it has).
+
+    ``epochs``: ``None`` (the method's default) or at least 1, for every estimator.
+    """
+    check_int(estimator.epochs, "epochs", 1, allow_none=True)
+    check_int(estimator.batch_size, "batch_size", 1)
+    check_number(estimator.learning_rate, "learning_rate", 0, allow_none=True, low_inclusive=False)
+    check_number(getattr(estimator, "weight_decay", 0.0), "weight_decay", 0)
+    check_number(getattr(estimator, "warmup_ratio", 0.0), "warmup_ratio", 0, 1)
+    check_number(estimator.max_grad_norm, "max_grad_norm", 0, allow_none=True, low_inclusive=False)
+    check_int(estimator.verbose, "verbose", 0)
+
+
+def length_grouped_batches(lengths, batch_size, rng):
+    """Row indices per batch: similar lengths together (little padding), batches in random order."""
+    order = rng.permutation(len(lengths))
+    batches = []
+    step = batch_size * _GROUP
+    for start in range(0, len(order), step):
+        group = order[start : start + step]
+        group = group[np.argsort(-lengths[group], kind="stable")]
+        batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def draw_seed(rng):
+    """A 31-bit seed for torch, drawn from a NumPy ``RandomState``."""
+    return int(rng.randint(np.iinfo(np.int32).max))
+
+
+@contextlib.contextmanager
+def training_context(seed, device):
+    """Hold the training lock and run with torch's generator forked and seeded with ``seed``.
+
+    The global random state is untouched: it is restored when the block ends.
+    """
+    import torch
+
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with _TRAINING_LOCK, torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextlib.contextmanager
+def keep_state_on_error(estimator):
+    """On an exception, put back the estimator's attributes as they were before the block.
+
+    A fit builds new objects (network, state dicts) rather than changing the old
+    ones in place, so a shallow copy of the attributes is the previous state.
+    """
+    saved = dict(vars(estimator))
+    try:
+        yield
+    except BaseException:
+        vars(estimator).clear()
+        vars(estimator).update(saved)
+        raise
+
+
+def release_memory(device):
+    """Free what a finished fit left behind (the optimiser's moments, gradients) on ``device``."""
+    gc.collect()
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+class Optimisation:
+    """AdamW, its schedule, loss scaling and clipping for the trainable parameters of ``network``.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        Trained parameters are those with ``requires_grad``; weight matrices
+        (2-D and up) get ``weight_decay``, biases and norms none.
+    learning_rate, weight_decay, warmup_ratio, max_grad_norm : float
+        As the estimators document them; ``max_grad_norm=None``: no clipping.
+    total_steps : int
+        Steps of the linear schedule (warm-up over ``warmup_ratio`` of them,
+        then linear decay to zero).
+    device : torch.device
+    dtype : str
+        float16 on CUDA scales the loss (``torch.amp.GradScaler``); bfloat16
+        has float32's range and needs none.
+    who : str
+        The estimator's name, for error messages.
+    hint : str
+        The likely causes of a non-finite loss, for the error message.
+    """
+
+    def __init__(
+        self,
+        network,
+        *,
+        learning_rate,
+        weight_decay,
+        warmup_ratio,
+        max_grad_norm,
+        total_steps,
+        device,
+        dtype,
+        who,
+        hint="",
+    ):
+        import torch
+        from transformers import get_linear_schedule_with_warmup
+
+        self.params = [p for p in network.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in self.params if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in self.params if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        self.optimizer = torch.optim.AdamW(groups, lr=learning_rate)
+        total_steps = max(int(total_steps), 1)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(warmup_ratio * total_steps), total_steps)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and dtype == "float16")
+        self.max_grad_norm = max_grad_norm
+        self.learning_rate = learning_rate
+        self.who, self.hint = who, hint
+        self.n_steps = 0
+
+    def _stop(self, what, value, where):
+        hint = f" Likely causes: {self.hint}" if self.hint else ""
+        raise NonFiniteLossError(
+            f"{self.who} stopped training at step {self.n_steps + 1}{where}: the {what} is {value}. The estimator "
+            f"keeps the state it had before this fit.{hint} A learning rate too high for the method "
+            f"(learning_rate={self.learning_rate:g} here) or float16 overflow (dtype='bfloat16' or 'float32' avoid "
+            f"it) also cause this."
+        )
+
+    def step(self, loss, where=""):
+        """One optimisation step on ``loss``; returns its value.
+
+        A non-finite loss, or a non-finite gradient outside float16 loss
+        scaling (which skips such a step by design), raises
+        :class:`~skllm.exceptions.NonFiniteLossError` before any parameter
+        changes. ``where`` completes the message (e.g. ``" (epoch 2)"``).
+        """
+        import torch
+
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            self._stop("loss", value, where)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        limit = self.max_grad_norm if self.max_grad_norm is not None else math.inf
+        norm = float(torch.nn.utils.clip_grad_norm_(self.params, limit))
+        if not self.scaler.is_enabled() and not math.isfinite(norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            self._stop("gradient norm", norm, where)
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if scale is None or self.scaler.get_scale() >= scale:
+            self.scheduler.step()  # not after a step the scaler skipped (inf/NaN gradients)
+        self.n_steps += 1
+        return value
+
+
+class TrainingResult:
+    """What :func:`train_epochs` measured: the estimators copy it into their fitted attributes."""
+
+    def __init__(self):
+        self.loss_curve = []
+        self.validation_scores = None
+        self.best_validation_score = None
+        self.n_iter = 0
+
+
+def train_epochs(
+    optimisation,
+    network,
+    *,
+    epochs,
+    batches,
+    step_loss,
+    validate=None,
+    n_iter_no_change=2,
+    dropout=True,
+    verbose=0,
+    desc="epoch",
+):
+    """Train ``network`` for ``epochs`` passes; the one loop of every estimator.
+
+    Parameters
+    ----------
+    batches : callable
+        ``batches(epoch)`` gives the list of batches of that epoch (any objects
+        ``step_loss`` takes); called at the start of the epoch.
+    step_loss : callable
+        ``step_loss(batch)`` gives ``(loss, weight)``: the loss tensor to
+        minimise and the weight of its value in the epoch's mean (e.g. texts).
+    validate : callable or None
+        ``validate()`` gives a score (higher is better) after each epoch:
+        training stops after ``n_iter_no_change`` epochs without a better one,
+        and the best epoch's trainable weights are put back.
+    dropout : bool
+        Train in ``train()`` mode (dropout on); ``False`` keeps ``eval()`` mode,
+        as the policy-gradient steps need (the sampled answers are scored by
+        the model that produced them).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    result = TrainingResult()
+    result.validation_scores = [] if validate is not None else None
+    best_score, best_state, stale = -np.inf, None, 0
+    for epoch in range(epochs):
+        network.train(dropout)
+        epoch_batches = batches(epoch)
+        running, seen = 0.0, 0.0
+        label = f"{desc} {epoch + 1}/{epochs}"
+        with tqdm(total=len(epoch_batches), desc=label, unit="batch", disable=not verbose) as bar:
+            for i, batch in enumerate(epoch_batches):
+                loss, weight = step_loss(batch)
+                where = f" (epoch {epoch + 1}, batch {i + 1} of {len(epoch_batches)})"
+                running += optimisation.step(loss, where) * weight
+                seen += weight
+                bar.update(1)
+                bar.set_postfix(loss=f"{running / seen:.4f}")
+        result.loss_curve.append(running / seen if seen else float("nan"))
+        result.n_iter = epoch + 1
+        message = f"{label}: loss {result.loss_curve[-1]:.4f}"
+        if validate is not None:
+            score = float(validate())
+            result.validation_scores.append(score)
+            message += f", validation score {score:.4f}"
+            if score > best_score:
+                best_score, stale = score, 0
+                # Only what training changes: the frozen backbone needs no copy.
+                best_state = {n: p.detach().clone() for n, p in network.named_parameters() if p.requires_grad}
+            else:
+                stale += 1
+        if verbose:
+            print(message, flush=True)
+        logger.info(message)
+        if validate is not None and stale >= n_iter_no_change:
+            break
+    if best_state is not None:
+        with torch.no_grad():
+            for name, param in network.named_parameters():
+                if name in best_state:
+                    param.copy_(best_state[name])
+        result.best_validation_score = best_score
+    return result

@@ -1,0 +1,201 @@
+"""The training engine: one loop for every estimator, its guard against a non-finite loss, its lock."""
+
+import ast
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+
+import skllm
+from skllm import FineTuneClassifier, FineTuneGenerator, FineTuneRegressor, PreferenceTuner, RewardModel
+from skllm.exceptions import NonFiniteLossError
+
+X = ["great film", "awful film", "loved it", "hated it"] * 3
+Y = ["good", "bad", "good", "bad"] * 3
+PAIRS = pd.DataFrame(
+    {
+        "prompt": ["the film was"] * 4,
+        "chosen": ["great fun", "loved it", "the best movie", "good acting"],
+        "rejected": ["awful and dull", "hated it", "the worst movie", "bad acting"],
+    }
+)
+
+
+def test_one_file_runs_the_backward_pass():
+    package = Path(skllm.__file__).parent
+    loops = sorted(p.name for p in package.rglob("*.py") if ".backward(" in p.read_text())
+    assert loops == ["_training.py"]
+
+
+def _nan_at_second_call(loss):
+    calls = {"n": 0}
+
+    def wrapped(*args, **kwargs):
+        calls["n"] += 1
+        value = loss(*args, **kwargs)
+        return value * float("nan") if calls["n"] >= 2 else value
+
+    return wrapped
+
+
+@pytest.mark.parametrize("estimator", [FineTuneClassifier, FineTuneRegressor])
+def test_a_non_finite_loss_stops_training_and_keeps_the_previous_model(estimator, tiny_bert, texts, cache_dir):
+    X_, y = texts
+    if estimator is FineTuneRegressor:
+        y = [float(label == "pos") for label in y]
+    model = estimator(tiny_bert, method="lora", epochs=1, batch_size=8, random_state=0, cache_dir=cache_dir)
+    model.fit(X_, y)
+    before = model.predict(X_[:6])
+    state = {k: v.copy() for k, v in model.trainable_state_.items()}
+    model._loss = _nan_at_second_call(model._loss)
+    with pytest.raises(NonFiniteLossError, match=r"step 2 \(epoch 1, batch 2 of \d+\): the loss is nan"):
+        model.fit(X_, y)
+    vars(model).pop("_loss")
+    np.testing.assert_array_equal(model.predict(X_[:6]), before)
+    assert all(np.array_equal(v, state[k]) for k, v in model.trainable_state_.items())
+
+
+def test_a_non_finite_gradient_stops_training(tiny_bert, texts, cache_dir):
+    import torch
+
+    X_, y = texts
+    model = FineTuneClassifier(tiny_bert, method="lora", epochs=1, batch_size=8, random_state=0, cache_dir=cache_dir)
+
+    def loss(output, target, weights):  # finite value, infinite gradient
+        return torch.nn.functional.cross_entropy(output, target) + 0 * torch.sqrt(output - output).sum()
+
+    model._loss = loss
+    with pytest.raises(NonFiniteLossError, match=r"step 1 .*the gradient norm is nan"):
+        model.fit(X_, y)
+    assert not hasattr(model, "trainable_state_")
+
+
+def test_reward_model_stops_on_a_non_finite_loss(tiny_bert):
+    model = RewardModel(tiny_bert, method="lora", epochs=2, batch_size=2, random_state=0)
+    model._loss = _nan_at_second_call(model._loss)
+    with pytest.raises(NonFiniteLossError, match="RewardModel stopped training at step 2"):
+        model.fit(PAIRS)
+    assert not hasattr(model, "trainable_state_") and not hasattr(model, "n_pairs_")
+
+
+def test_generator_stops_on_a_non_finite_loss_and_keeps_its_previous_state(tiny_llama, monkeypatch):
+    import skllm._sft
+
+    gen = FineTuneGenerator(tiny_llama, epochs=1, batch_size=4, max_new_tokens=3, random_state=0).fit(X, Y)
+    before, state = gen.predict(X[:4]), {k: v.copy() for k, v in gen.trainable_state_.items()}
+    monkeypatch.setattr(skllm._sft, "sequence_loss", _nan_at_second_call(skllm._sft.sequence_loss))
+    with pytest.raises(NonFiniteLossError, match="FineTuneGenerator stopped training at step 2"):
+        gen.fit(X, Y)
+    assert gen.predict(X[:4]).tolist() == before.tolist()
+    assert all(np.array_equal(v, state[k]) for k, v in gen.trainable_state_.items())
+
+
+def test_rloo_on_a_huge_finite_reward_stops_with_an_error_naming_the_rewards(tiny_llama):
+    # 1e300 is finite, but its advantages overflow float32: the tuned policy would become NaN.
+    sft = FineTuneGenerator(tiny_llama, epochs=1, max_new_tokens=3, random_state=0).fit(X, Y)
+    state = {k: v.copy() for k, v in sft.trainable_state_.items()}
+    huge = PreferenceTuner(lambda p, c: [1e300 * (i % 2) for i in range(len(c))], sft, batch_size=2, n_generations=2)
+    with pytest.raises(NonFiniteLossError, match=r"step 1 .*loss is (nan|inf).*rewards of extreme magnitude"):
+        huge.fit(X[:4])
+    assert not hasattr(huge, "generator_")
+    assert all(np.array_equal(v, state[k]) for k, v in sft.trainable_state_.items())
+
+
+def test_dpo_stops_on_a_non_finite_loss(tiny_llama, monkeypatch):
+    import skllm._preference
+
+    monkeypatch.setattr(skllm._preference, "dpo_loss", _nan_at_second_call(skllm._preference.dpo_loss))
+    tuner = PreferenceTuner(
+        generator=FineTuneGenerator(tiny_llama, max_new_tokens=3), algorithm="dpo", batch_size=2, random_state=0
+    )
+    with pytest.raises(NonFiniteLossError, match=r"PreferenceTuner\('dpo'\) stopped training at step 2"):
+        tuner.fit(PAIRS)
+    assert not hasattr(tuner, "history_")
+
+
+def _same_searches(a, b):
+    for key in ("mean_test_score", "split0_test_score", "split1_test_score"):
+        np.testing.assert_array_equal(a.cv_results_[key], b.cv_results_[key])
+
+
+def test_generator_fits_in_threads_of_one_process_same_as_one_at_a_time(tiny_llama):
+    gen = FineTuneGenerator(tiny_llama, epochs=1, batch_size=4, max_new_tokens=3, metric="chrf", random_state=0)
+    grid = {"learning_rate": [1e-3, 5e-2]}
+    with joblib.parallel_backend("threading", n_jobs=2):
+        threaded = GridSearchCV(gen, grid, cv=2, n_jobs=2, refit=False).fit(X, Y)
+    _same_searches(threaded, GridSearchCV(clone(gen), grid, cv=2, refit=False).fit(X, Y))
+
+
+def test_preference_tuner_fits_in_threads_of_one_process_same_as_one_at_a_time(tiny_llama):
+    def brevity(prompts, completions):
+        return [-len(c) / 10 for c in completions]
+
+    tuner = PreferenceTuner(
+        brevity, FineTuneGenerator(tiny_llama, max_new_tokens=4), batch_size=2, n_generations=2, random_state=0
+    )
+    grid = {"learning_rate": [1e-3, 5e-2]}
+    with joblib.parallel_backend("threading", n_jobs=2):
+        threaded = GridSearchCV(tuner, grid, cv=2, n_jobs=2, refit=False).fit(X[:8])
+    _same_searches(threaded, GridSearchCV(clone(tuner), grid, cv=2, refit=False).fit(X[:8]))
+
+
+def test_generator_epochs_follow_the_method_default_and_zero_is_refused(tiny_llama):
+    gen = FineTuneGenerator(tiny_llama, method="prompt", batch_size=6, max_new_tokens=3, random_state=0).fit(X, Y)
+    assert gen.n_iter_ == len(gen.loss_curve_) == skllm.PromptTuning.default_epochs
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1 or None, got 0"):
+        FineTuneGenerator(tiny_llama, epochs=0).fit(X, Y)
+
+
+def test_generator_early_stopping_keeps_the_best_epoch_and_warm_start_continues(tiny_llama):
+    common = dict(batch_size=4, max_new_tokens=3, random_state=0, learning_rate=5e-2)
+    gen = FineTuneGenerator(tiny_llama, epochs=6, early_stopping=True, validation_fraction=0.25, **common)
+    gen.fit(X, Y)
+    scores = gen.validation_scores_
+    assert len(scores) == gen.n_iter_ and gen.best_validation_score_ == max(scores)
+    assert gen.n_iter_ == 6 or scores[-1] < max(scores)
+
+    warm = FineTuneGenerator(tiny_llama, epochs=1, warm_start=True, **common).fit(X, Y)
+    first = {k: v.copy() for k, v in warm.trainable_state_.items()}
+    warm.fit(X, Y)
+    cold = FineTuneGenerator(tiny_llama, epochs=1, **common).fit(X, Y)
+    assert any(not np.array_equal(first[k], v) for k, v in warm.trainable_state_.items())
+    assert all(np.array_equal(first[k], v) for k, v in cold.trainable_state_.items())  # same seed, fresh start
+
+
+def test_old_generator_and_tuner_pickles_get_the_new_parameters():
+    gen = FineTuneGenerator()
+    state = {k: v for k, v in vars(gen).items() if k not in ("early_stopping", "warm_start")}
+    restored = FineTuneGenerator.__new__(FineTuneGenerator)
+    restored.__setstate__(dict(state))
+    assert restored.get_params()["early_stopping"] is False and restored.get_params()["warm_start"] is False
+    state = {k: v for k, v in vars(PreferenceTuner()).items() if k not in ("weight_decay", "warmup_ratio")}
+    old = PreferenceTuner.__new__(PreferenceTuner)
+    old.__setstate__(dict(state))
+    assert (old.weight_decay, old.warmup_ratio) == (0.0, 0.0)  # what such a tuner trained with
+
+
+def test_no_method_name_is_compared_as_a_string_outside_the_methods_package():
+    names = set(skllm._methods.METHODS)
+    # Alone, "full" and "prompt" are ordinary words (a DataFrame's "prompt" column); in a
+    # collection of two or more method names they count.
+    alone = names - {"full", "prompt"}
+    package = Path(skllm.__file__).parent
+    found = []
+    for path in package.rglob("*.py"):
+        if "_methods" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                literals = [c for c in [node.left, *node.comparators] if isinstance(c, ast.Constant)]
+                found += [f"{path.name}:{node.lineno}" for c in literals if c.value in alone]
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+                if sum(isinstance(e, ast.Constant) and e.value in names for e in node.elts) >= 2:
+                    found.append(f"{path.name}:{node.lineno}")
+            if isinstance(node, ast.Dict):
+                if sum(isinstance(k, ast.Constant) and k.value in names for k in node.keys) >= 2:
+                    found.append(f"{path.name}:{node.lineno}")
+    assert found == []
