@@ -1,7 +1,9 @@
 """FewShotClassifier: classify texts by prompting a local causal LM with labelled demonstrations."""
 
-from . import _models
+import warnings
+
 from ._lm import check_template
+from ._models import DEFAULT_CAUSAL_LM, DEFAULT_ENCODER
 from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier, plain_labels, unique_labels
 from ._selection import BalancedSelection, NearestSelection, RandomSelection, resolve_selection
 from ._validation import check_bool, check_int, check_texts
@@ -51,8 +53,15 @@ class FewShotClassifier(PromptClassifier):
         ``"Text: {text}\\nCategory: {label}\\n\\n"``, the earlier default)
         is rendered into ``{examples}`` of the one prompt, for chat
         models too.
-    embedder_model : str, default="sentence-transformers/all-MiniLM-L6-v2"
-        Encoder for ``"nearest"``.
+    embedder : str, TransformerEmbedder or None, default=None
+        Encoder for ``"nearest"``: a model name, or a
+        :class:`~skllm.TransformerEmbedder` (which carries its own
+        ``revision``, pooling and length); ``None``: the default encoder
+        (all-MiniLM-L6-v2). The name matches ``DocumentIndex(embedder=...)``
+        and ``NearestSelection(embedder=...)``.
+    embedder_model : str, default="deprecated"
+        Former name of ``embedder``; still honoured, with a ``FutureWarning``,
+        and removed in the next release.
     random_state : int, RandomState or None, default=None
         Makes the sampling of demonstrations reproducible."""
         + CLASSIFIER_DOC_PARAMS
@@ -84,7 +93,7 @@ class FewShotClassifier(PromptClassifier):
 
     def __init__(
         self,
-        model_name=_models.DEFAULT_CAUSAL_LM,
+        model_name=DEFAULT_CAUSAL_LM,
         *,
         revision=None,
         template=None,
@@ -95,7 +104,8 @@ class FewShotClassifier(PromptClassifier):
         label_words=None,
         length_normalize=True,
         calibration="batch",
-        embedder_model=_models.DEFAULT_ENCODER,
+        embedder=None,
+        embedder_model="deprecated",
         random_state=None,
         max_length=1024,
         batch_size=8,
@@ -114,6 +124,7 @@ class FewShotClassifier(PromptClassifier):
         self.label_words = label_words
         self.length_normalize = length_normalize
         self.calibration = calibration
+        self.embedder = embedder
         self.embedder_model = embedder_model
         self.random_state = random_state
         self.max_length = max_length
@@ -124,6 +135,8 @@ class FewShotClassifier(PromptClassifier):
         self.cache_dir = cache_dir
 
     def __setstate__(self, state):
+        # Saved before ``embedder`` replaced ``embedder_model``: the name is kept as given.
+        state.setdefault("embedder", None)
         # skllm 0.1 kept the choice in fixed_examples_ (or embedder_ and
         # pool_embeddings_ for "nearest"): rebuild the fitted strategy.
         if "examples_" in state and "example_selection_" not in state:
@@ -143,7 +156,22 @@ class FewShotClassifier(PromptClassifier):
     def _nearest(self):
         from ._embed import TransformerEmbedder
 
-        embedder = TransformerEmbedder(self.embedder_model, cache_dir=self.cache_dir, device=self.device)
+        embedder = self.embedder
+        if self.embedder_model != "deprecated":
+            warnings.warn(
+                "embedder_model was renamed embedder (as in DocumentIndex and NearestSelection); "
+                "embedder_model will be removed in the next release.",
+                FutureWarning,
+                stacklevel=4,
+            )
+            if embedder is None:
+                embedder = self.embedder_model
+        if embedder is None or isinstance(embedder, str):
+            embedder = TransformerEmbedder(embedder or DEFAULT_ENCODER, cache_dir=self.cache_dir, device=self.device)
+        elif not isinstance(embedder, TransformerEmbedder):
+            raise ValueError(
+                f"embedder must be a model name, a TransformerEmbedder or None, got {type(embedder).__name__}."
+            )
         return NearestSelection(embedder, balance=self.balance_nearest)
 
     def fit(self, X, y):

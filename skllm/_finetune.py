@@ -248,7 +248,22 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
     def __setstate__(self, state):
         # Models pickled before linear probing existed refit as they were fitted.
         state.setdefault("head_init", "random")
+        # The pooled width was n_features_ before it took TransformerEmbedder's name.
+        if "n_features_" in state:
+            state["embedding_dim_"] = state.pop("n_features_")
         super().__setstate__(state)
+
+    @property
+    def n_features_(self):
+        """Former name of ``embedding_dim_``; removed in the next release."""
+        dim = self.embedding_dim_  # AttributeError (so hasattr is False) before fit
+        warnings.warn(
+            "n_features_ was renamed embedding_dim_ (as in TransformerEmbedder); it will be removed in the next "
+            "release.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return dim
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -381,7 +396,7 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         for name, value in method.prepare(self).items():
             setattr(self, name, value)
         inputs = self._inputs(texts)
-        self.n_features_ = int(backbone.config.hidden_size)
+        self.embedding_dim_ = int(backbone.config.hidden_size)
         train_idx, valid_idx = self._split(len(texts), seed, stratify)
 
         with training_context(seed, device):
@@ -620,8 +635,10 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         Identifies the backbone weights.
     pooling_, max_length_, device_, dtype_ : str, int, str, str
         The values really used.
-    n_features_ : int
-        Width of the pooled representation.
+    embedding_dim_ : int
+        Width of the pooled representation (the name
+        :class:`TransformerEmbedder` uses; ``n_features_`` is its former name,
+        deprecated).
 
     Examples
     --------

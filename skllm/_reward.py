@@ -210,7 +210,7 @@ class RewardModel(_FineTuneBase):
     method_, trainable_state_, n_trainable_params_, validation_scores_, n_iter_ :
         As for :class:`FineTuneClassifier` (validation scores are pairwise
         accuracies).
-    network_, tokenizer_, model_identity_, pooling_, max_length_, device_, dtype_, n_features_ :
+    network_, tokenizer_, model_identity_, pooling_, max_length_, device_, dtype_, embedding_dim_ :
         As for :class:`FineTuneClassifier`.
 
     Examples

@@ -253,7 +253,7 @@ def test_demonstrations_are_rendered_like_the_text_or_with_example_template(tiny
 def test_few_shot_nearest_picks_the_most_similar_examples(tiny_llama, tiny_bert, pool, cache_dir):
     X, y = pool
     clf = FewShotClassifier(
-        tiny_llama, n_examples=2, example_selection="nearest", embedder_model=tiny_bert, cache_dir=cache_dir
+        tiny_llama, n_examples=2, example_selection="nearest", embedder=tiny_bert, cache_dir=cache_dir
     ).fit(X, y)
     query = X[5]  # a pool text: it is its own nearest neighbour, rendered last
     chosen = clf.example_selection_.select([query])[0]
@@ -263,7 +263,7 @@ def test_few_shot_nearest_picks_the_most_similar_examples(tiny_llama, tiny_bert,
         n_examples=2,
         example_selection="nearest",
         balance_nearest=True,
-        embedder_model=tiny_bert,
+        embedder=tiny_bert,
         cache_dir=cache_dir,
     ).fit(X, y)
     assert sorted(y[i] for i in both.example_selection_.select([query])[0]) == ["neg", "pos"]
@@ -273,7 +273,7 @@ def test_few_shot_nearest_picks_the_most_similar_examples(tiny_llama, tiny_bert,
 def test_nearest_calibration_texts_are_not_their_own_demonstrations(tiny_llama, tiny_bert, pool, cache_dir):
     X, y = pool
     clf = FewShotClassifier(
-        tiny_llama, n_examples=2, example_selection="nearest", embedder_model=tiny_bert, cache_dir=cache_dir
+        tiny_llama, n_examples=2, example_selection="nearest", embedder=tiny_bert, cache_dir=cache_dir
     ).fit(X, y)
     ranked = clf.example_selection_.select([X[5]])[0]  # its own text last, as the most similar
     assert ranked[-1] == 5 and 5 not in clf.example_selection_.select([X[5]], exclude=[5])[0]

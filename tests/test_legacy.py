@@ -62,3 +62,45 @@ def test_resaved_models_record_only_public_class_paths(name, monkeypatch):
     modules = _globals(pickle.dumps(model))
     assert "skllm" in modules
     assert not [m for m in modules if m.startswith("skllm.")], modules
+
+
+PREVIOUS = LEGACY / "previous"
+PREVIOUS_EXPECTED = json.loads((PREVIOUS / "expected.json").read_text())
+
+
+@pytest.mark.parametrize("name", [name for name in PREVIOUS_EXPECTED if name != "queries"])
+def test_model_pickled_before_the_training_engine_loads_and_predicts_the_same(name, monkeypatch):
+    # Written by tests/legacy/make_previous_models.py: parameters added since (early
+    # stopping of the generator, the tuner's schedule, embedder) and renamed attributes
+    # (n_features_) must not stop them loading, predicting, cloning or refitting.
+    import warnings
+
+    from sklearn.base import clone
+
+    monkeypatch.chdir(ROOT)
+    model = joblib.load(PREVIOUS / f"{name}.joblib")
+    queries = PREVIOUS_EXPECTED["queries"]
+    if hasattr(model, "predict_proba"):
+        out = model.predict_proba(queries)
+    elif isinstance(model, skllm.RewardModel):
+        out = model.predict([("the film was", q) for q in queries])
+    else:
+        out = model.predict(queries)
+    expected = PREVIOUS_EXPECTED[name]
+    if isinstance(expected[0], str):
+        assert out.tolist() == expected
+    else:
+        np.testing.assert_allclose(out, np.asarray(expected), rtol=1e-4, atol=1e-5)
+    params = clone(model).get_params()
+    if isinstance(model, skllm.FineTuneGenerator):
+        assert params["early_stopping"] is False and params["weight_decay"] == 0.0  # as it was fitted
+    if isinstance(model, skllm.PreferenceTuner):
+        assert (params["weight_decay"], params["warmup_ratio"]) == (0.0, 0.0)
+    if isinstance(model, skllm.FineTuneClassifier):
+        with pytest.warns(FutureWarning, match="renamed embedding_dim_"):
+            assert model.n_features_ == model.embedding_dim_
+    if isinstance(model, skllm.FewShotClassifier):
+        assert params["embedder"] is None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            model.predict(queries[:1])  # predicting with a saved model warns of nothing
