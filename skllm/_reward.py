@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ._finetune import _FineTuneBase
+from ._finetune_base import _FineTuneBase
 from ._validation import check_texts
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")

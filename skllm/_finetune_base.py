@@ -1,0 +1,341 @@
+"""The machinery every estimator that fine-tunes an encoder shares: the network, the fit, prediction.
+
+:class:`FineTuneClassifier`, :class:`FineTuneRegressor` and :class:`RewardModel`
+subclass it with their targets, loss and validation score; the training loop
+itself is the engine's (``_training.py``).
+"""
+
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from . import _cache, _models
+from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
+from ._live import LiveStateMixin
+from ._methods import resolve_method
+from ._training import (
+    Optimisation,
+    check_training_params,
+    draw_seed,
+    keep_state_on_error,
+    length_grouped_batches,
+    release_memory,
+    train_epochs,
+    training_context,
+)
+from ._validation import check_bool, check_choice, check_int, check_number, check_texts
+
+
+class _FineTuneBase(LiveStateMixin, BaseEstimator):
+    """Training machinery shared by the classifier and the regressor."""
+
+    _live_attributes = ("network_", "tokenizer_")
+    _n_outputs = None  # set per task in fit
+
+    def __init__(
+        self,
+        model_name=_models.DEFAULT_ENCODER,
+        *,
+        revision=None,
+        method="lora",
+        pooling="auto",
+        max_length=128,
+        epochs=None,
+        batch_size=16,
+        learning_rate=None,
+        weight_decay=0.01,
+        warmup_ratio=0.06,
+        max_grad_norm=1.0,
+        head_init="linear_probe",
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=2,
+        warm_start=False,
+        random_state=None,
+        device="auto",
+        dtype="float32",
+        cache_dir="auto",
+        verbose=0,
+    ):
+        self.model_name = model_name
+        self.revision = revision
+        self.method = method
+        self.pooling = pooling
+        self.max_length = max_length
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.warmup_ratio = warmup_ratio
+        self.max_grad_norm = max_grad_norm
+        self.head_init = head_init
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.device = device
+        self.dtype = dtype
+        self.cache_dir = cache_dir
+        self.verbose = verbose
+
+    def __setstate__(self, state):
+        # Models pickled before linear probing existed refit as they were fitted.
+        state.setdefault("head_init", "random")
+        # The pooled width was n_features_ before it took TransformerEmbedder's name.
+        if "n_features_" in state:
+            state["embedding_dim_"] = state.pop("n_features_")
+        super().__setstate__(state)
+
+    @property
+    def n_features_(self):
+        """Former name of ``embedding_dim_``; removed in the next release."""
+        dim = self.embedding_dim_  # AttributeError (so hasattr is False) before fit
+        warnings.warn(
+            "n_features_ was renamed embedding_dim_ (as in TransformerEmbedder); it will be removed in the next "
+            "release.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return dim
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.non_deterministic = False
+        return tags
+
+    # -- validation ---------------------------------------------------------------
+    def _validate_params(self):
+        check_choice(self.pooling, "pooling", ("auto", "mean", "cls", "last"))
+        check_choice(self.head_init, "head_init", ("linear_probe", "random"))
+        check_int(self.max_length, "max_length", 2)
+        check_training_params(self)
+        check_int(self.n_iter_no_change, "n_iter_no_change", 1)
+        check_number(self.validation_fraction, "validation_fraction", 0, 1, low_inclusive=False)
+        check_bool(self.early_stopping, "early_stopping")
+        check_bool(self.warm_start, "warm_start")
+        # Every method checks it, even those that never cache: a bad value must
+        # not pass with one method and fail with another.
+        _cache.resolve_cache_dir(self.cache_dir)
+        method = resolve_method(self.method)
+        method.validate()
+        return clone(method)
+
+    # -- building the network -------------------------------------------------------
+    def _backbone(self, device):
+        source = _models.resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
+        model, tokenizer = _models.load_backbone(source, device)
+        return source, model, tokenizer
+
+    def _build_network(self, backbone):
+        import torch
+
+        network = self.method_.build_network(backbone, self._n_outputs, self.pooling_)
+        return network.to(torch.device(self.device_))
+
+    def _rebuild_network(self, backbone):
+        """The network in its stored form (``method.compact``) with ``trainable_state_`` put back."""
+        import torch
+
+        network = self.method_.compact(self._build_network(backbone))
+        trained = {n for n, p in network.named_parameters() if p.requires_grad}
+        missing = sorted(trained - set(self.trainable_state_))
+        unexpected = sorted(set(self.trainable_state_) - trained)
+        if missing or unexpected:
+            raise RuntimeError(
+                f"The saved weights do not fit model {self.model_name!r} with method {self.method_.name!r}: "
+                f"{len(missing)} trained tensor(s) missing {missing[:5]}, {len(unexpected)} unexpected "
+                f"{unexpected[:5]}. Was the model or the package changed since fitting?"
+            )
+        state = {k: torch.from_numpy(np.array(v)) for k, v in self.trainable_state_.items()}
+        network.load_state_dict(state, strict=False)  # the frozen rest comes from the backbone
+        return network.to(torch.device(self.device_))
+
+    def _restore_live(self):
+        """Rebuild the trained network from hyperparameters and ``trainable_state_``."""
+
+        device = device_for_loading(self.device_)
+        self.device_ = str(device)
+        source, backbone, tokenizer = self._backbone(device)
+        identity = _models.model_identity(source)
+        if identity != self.model_identity_:
+            warnings.warn(
+                f"The files of model {self.model_name!r} changed since this model was fitted "
+                f"({self.model_identity_} -> {identity}); its frozen weights now come from the new files.",
+                UserWarning,
+                stacklevel=3,
+            )
+        network = self._rebuild_network(backbone)
+        network = self.method_.for_inference(network)
+        network.to(device).eval()
+        self.network_, self.tokenizer_ = network, tokenizer
+
+    # -- inputs -----------------------------------------------------------------------
+    def _inputs(self, texts, *, warn=True):
+        """What the method's network takes for ``texts`` (token ids, cached features...)."""
+        return self.method_.inputs(self, texts, warn=warn)
+
+    def _outputs(self, inputs):
+        """Raw network outputs for all rows of ``inputs``, in input order."""
+        import torch
+
+        device = torch.device(self.device_)
+        network = self.network_
+        network.eval()
+        n = len(inputs)
+        order = np.argsort(-inputs.lengths(), kind="stable")
+        out = np.empty((n, self._n_outputs), dtype=np.float32)
+        step = self.batch_size * 2
+        with torch.inference_mode(), autocast(device, self.dtype_):
+            for start in range(0, n, step):
+                batch = order[start : start + step]
+                out[batch] = network(*inputs.tensors(batch, device)).float().cpu().numpy()
+        return out
+
+    # -- training -------------------------------------------------------------------------
+    def _fit(self, method, texts, targets, *, stratify=None, class_weights=None):
+        """Shared fit on validated texts: ``targets`` are class indices (int64) or scaled floats.
+
+        A fit that fails (a non-finite loss, an interrupt) leaves the estimator as it was.
+        """
+        with keep_state_on_error(self):
+            return self._fit_network(method, texts, targets, stratify, class_weights)
+
+    def _fit_network(self, method, texts, targets, stratify, class_weights):
+        rng = check_random_state(self.random_state)
+        seed = draw_seed(rng)
+
+        device = resolve_device(self.device)
+        dtype = resolve_dtype(self.dtype, device)
+        source, backbone, tokenizer = self._backbone(device)
+        pooling = self.pooling if self.pooling != "auto" else ("last" if _models.is_decoder(backbone) else "mean")
+        max_length = int(min(self.max_length, _models.positions(backbone, tokenizer) - method.extra_positions()))
+        keep = (
+            self.warm_start
+            and hasattr(self, "trainable_state_")
+            and getattr(self, "model_identity_", None) == _models.model_identity(source)
+            and (getattr(self, "pooling_", None), getattr(self, "max_length_", None)) == (pooling, max_length)
+            and self._same_model(method)
+        )
+        self._commit_targets()
+        for name in getattr(getattr(self, "method_", None), "fitted_attributes", ()):
+            vars(self).pop(name, None)  # set by the previous fit's method
+        self.method_ = method
+        self.device_, self.dtype_ = str(device), dtype
+        self.tokenizer_ = tokenizer
+        self.model_identity_ = _models.model_identity(source)
+        self.pooling_, self.max_length_ = pooling, max_length
+        for name, value in method.prepare(self).items():
+            setattr(self, name, value)
+        inputs = self._inputs(texts)
+        self.embedding_dim_ = int(backbone.config.hidden_size)
+        train_idx, valid_idx = self._split(len(texts), seed, stratify)
+
+        with training_context(seed, device):
+            if keep:
+                # From the stored form: the live network may be changed for inference (merged LoRA).
+                vars(self).pop("network_", None)
+                network = self._rebuild_network(backbone)
+            else:
+                vars(self).pop("network_", None)
+                network = self._build_network(backbone)
+                if self.head_init == "linear_probe":
+                    self._probe_output_layer(network, inputs, targets, train_idx, class_weights, device)
+            self.network_ = network
+            self._train(network, inputs, targets, train_idx, valid_idx, class_weights, rng, device)
+        network.eval()
+        # What is kept: the method's compact form of the trained parameters (prefixes without
+        # their reparametrisation MLP...); prediction may then use another form (merged LoRA).
+        network = method.compact(network)
+        self.trainable_state_ = {
+            n: p.detach().float().cpu().numpy().copy() for n, p in network.named_parameters() if p.requires_grad
+        }
+        self.n_trainable_params_ = int(sum(v.size for v in self.trainable_state_.values()))
+        self.network_ = method.for_inference(network).eval()
+        release_memory(device)
+        return self
+
+    def _split(self, n, seed, stratify):
+        """Training and validation rows (``None`` without early stopping)."""
+        train_idx = np.arange(n)
+        if not self.early_stopping:
+            return train_idx, None
+        try:
+            return train_test_split(train_idx, test_size=self.validation_fraction, random_state=seed, stratify=stratify)
+        except ValueError:  # a class too small to stratify
+            return train_test_split(train_idx, test_size=self.validation_fraction, random_state=seed)
+
+    def _probe_output_layer(self, network, inputs, targets, rows, class_weights, device):
+        """Start the output layer from a regularised linear model on the network's initial features."""
+        from . import _probe
+
+        layer = _probe.output_layer(network, self._n_outputs)
+        if layer is None:  # outputs made otherwise: the method's own initialisation stays
+            return
+        features = _probe.layer_inputs(network, layer, inputs, rows, device, self.dtype_, self.batch_size * 2)
+        fitted = self._probe(features, targets[rows], class_weights)
+        if fitted is not None:
+            _probe.set_layer(layer, *fitted)
+
+    def _same_model(self, method):
+        """Whether warm_start may continue from the fitted weights."""
+        return repr(method) == repr(self.method_)
+
+    def _commit_targets(self):
+        """Record what the targets define (the classes) once the warm-start decision is made."""
+
+    def _train(self, network, inputs, targets, train_idx, valid_idx, loss_weights, rng, device):
+        import torch
+
+        train_lengths = inputs.lengths()[train_idx]
+        epochs = self.epochs if self.epochs is not None else self.method_.default_epochs
+        optimisation = Optimisation(
+            network,
+            learning_rate=self.learning_rate if self.learning_rate is not None else self.method_.default_learning_rate,
+            weight_decay=self.weight_decay,
+            warmup_ratio=self.warmup_ratio,
+            max_grad_norm=self.max_grad_norm,
+            total_steps=-(-len(train_idx) // self.batch_size) * epochs,
+            device=device,
+            dtype=self.dtype_,
+            who=type(self).__name__,
+            hint="targets of extreme magnitude, or texts that make the backbone overflow.",
+        )
+        targets_t = torch.as_tensor(targets).to(device)
+        weights_t = None if loss_weights is None else torch.as_tensor(loss_weights, dtype=torch.float32).to(device)
+
+        def step_loss(rows):
+            with autocast(device, self.dtype_):
+                output = network(*inputs.tensors(rows, device)).float()
+            return self._loss(output, targets_t[torch.from_numpy(rows).to(device)], weights_t), len(rows)
+
+        def validate():
+            return self._validation_score(self._outputs(inputs.subset(valid_idx)), targets[valid_idx])
+
+        result = train_epochs(
+            optimisation,
+            network,
+            epochs=epochs,
+            batches=lambda epoch: [train_idx[b] for b in length_grouped_batches(train_lengths, self.batch_size, rng)],
+            step_loss=step_loss,
+            validate=validate if valid_idx is not None else None,
+            n_iter_no_change=self.n_iter_no_change,
+            verbose=self.verbose,
+        )
+        self.loss_curve_, self.n_iter_ = result.loss_curve, result.n_iter
+        self.validation_scores_ = result.validation_scores
+        if result.best_validation_score is not None:
+            self.best_validation_score_ = result.best_validation_score
+
+    # -- prediction -----------------------------------------------------------------------
+    def _raw_outputs(self, X):
+        check_is_fitted(self, "trainable_state_")
+        texts = check_texts(X, estimator=self)
+        self._ensure_live()
+        return self._outputs(self._inputs(texts))

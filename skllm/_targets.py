@@ -1,0 +1,164 @@
+"""Validation of the targets ``y`` of the fine-tuned estimators: class labels, indicator matrices, numbers."""
+
+import numbers
+from collections.abc import Hashable
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+
+
+def _label_kind(value):
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, numbers.Number):
+        return "number"
+    return type(value).__name__
+
+
+def _encode_labels(y, n_texts, who):
+    """``(classes, index of each label in classes)``, or a ValueError saying what is wrong with ``y``."""
+    if y is None or isinstance(y, (str, bytes)) or not hasattr(y, "__iter__"):
+        raise ValueError(f"y must be a sequence of labels, one per text, got {y!r:.60}.")
+    values = y if hasattr(y, "__array__") else list(y)
+    labels = np.asarray(values, dtype=object)
+    if labels.ndim == 0:
+        raise ValueError(f"y must be a sequence of labels, one per text, got {y!r:.60}.")
+    if labels.ndim != 1:  # 2-D: _multilabel_indicator says what is allowed
+        raise ValueError(f"{who} takes one label per text (1-D y), but y has shape {labels.shape}.")
+    if len(labels) != n_texts:
+        raise ValueError(f"X has {n_texts} texts but y has {len(labels)} labels; they must match row for row.")
+    missing = [i for i, v in enumerate(labels) if v is None or (isinstance(v, numbers.Real) and v != v)]
+    if missing:
+        raise ValueError(f"y has {len(missing)} missing label(s) (None or NaN) at positions {missing[:10]}.")
+    unhashable = [i for i, v in enumerate(labels) if not isinstance(v, Hashable)]
+    if unhashable:
+        i = unhashable[0]
+        raise ValueError(
+            f"y must hold one hashable label per text; {len(unhashable)} are not, e.g. at position {i}: "
+            f"{type(labels[i]).__name__} {labels[i]!r:.40}. For several labels per text, pass a 0/1 indicator "
+            f"matrix: sklearn.preprocessing.MultiLabelBinarizer().fit_transform(y)."
+        )
+    kinds = {}
+    for v in labels:
+        kinds.setdefault(_label_kind(v), v)
+    if len(kinds) > 1:
+        examples = ", ".join(f"{kind} {v!r}" for kind, v in sorted(kinds.items()))
+        raise ValueError(f"y mixes label types ({examples}); use one type for every label, e.g. all str or all int.")
+    kind = next(iter(kinds))
+    if kind in ("number", "bool"):
+        plain = np.asarray(labels.tolist())
+        if type_of_target(plain) == "continuous":
+            fractional = plain[plain != np.round(plain)][0].item()
+            raise ValueError(
+                f"y holds continuous values (e.g. {fractional!r}) but {who} needs discrete classes. For a "
+                f"numeric target use FineTuneRegressor; to classify, bin y first (e.g. numpy.digitize)."
+            )
+        check_classification_targets(plain)
+    elif kind == "str":
+        check_classification_targets(labels)
+    try:
+        classes, encoded = np.unique(labels, return_inverse=True)
+    except TypeError as exc:
+        raise ValueError(f"The labels in y cannot be ordered: {exc}") from exc
+    if len(classes) < 2:
+        raise ValueError(f"y has a single class ({classes[0]!r}); a classifier needs at least 2.")
+    if kind in ("str", "number", "bool"):
+        classes = np.asarray(classes.tolist())  # a plain dtype (str, int, float, bool)
+    return classes, encoded.ravel()
+
+
+def _is_zero_or_one(value):
+    return isinstance(value, (bool, np.bool_, numbers.Real)) and (value == 0 or value == 1)
+
+
+def _multilabel_indicator(y, n_texts, who, *, multioutput_hint=True):
+    """``(indicator, sparse)`` for a 2-D ``y``: float32 0/1 matrix (n_texts, n_labels), and whether ``y`` was sparse.
+
+    ``None`` for anything that is not 2-D (one label per text: ``_encode_labels`` checks it).
+    A 2-D ``y`` that is not a 0/1 indicator with two or more columns is a ValueError saying
+    what is allowed (and, with ``multioutput_hint``, how to predict several other outputs).
+    """
+    allowed = (
+        f"{who} takes one label per text (a 1-D y) or, for several labels per text, a 0/1 indicator matrix "
+        f"of shape (n_texts, n_labels) with 2 or more columns, dense or sparse"
+    )
+    sparse = sp.issparse(y)
+    if sparse:
+        shape = y.shape
+    else:
+        if y is None or isinstance(y, (str, bytes)) or not hasattr(y, "__iter__"):
+            return None
+        values = y if hasattr(y, "__array__") else list(y)
+        try:
+            shape = np.shape(values)
+        except ValueError:  # rows of unequal length: not a matrix
+            return None
+        if len(shape) < 2:
+            return None
+    if len(shape) != 2:
+        raise ValueError(f"{allowed}; y has shape {shape}.")
+    if shape[1] < 2:
+        single = ", a single column. For one label per text, pass it as 1-D (e.g. y.ravel() or frame['label'])"
+        raise ValueError(f"{allowed}; y has shape {shape}{single if shape[1] == 1 else ''}.")
+    if shape[0] != n_texts:
+        raise ValueError(f"X has {n_texts} texts but y has {shape[0]} rows; they must match row for row.")
+    if sparse:
+        coo = y.tocoo()
+        rows, columns, cells = coo.row, coo.col, coo.data
+    else:
+        cells = np.asarray(values)
+        if cells.dtype.kind not in "biuf":  # keep each value's own type (str, None...) for the message
+            cells = np.asarray(values, dtype=object)
+        rows, columns = np.indices(shape).reshape(2, -1)
+        cells = cells.ravel()
+    if cells.dtype.kind in "biuf":
+        bad = np.flatnonzero((cells != 0) & (cells != 1))
+    else:
+        bad = np.flatnonzero([not _is_zero_or_one(v) for v in cells])
+    if bad.size:
+        i, j, v = rows[bad[0]], columns[bad[0]], cells[bad[0]]
+        v = v.item() if isinstance(v, np.generic) else v
+        try:
+            kind = type_of_target(y)
+        except ValueError:
+            kind = None
+        # scikit-learn calls any two integers an indicator ("multilabel-indicator" for 0 and 2).
+        kind = f" ({kind})" if kind not in (None, "multilabel-indicator") else ""
+        hint = (
+            "; for several outputs of other values per text, wrap the classifier in "
+            "sklearn.multioutput.MultiOutputClassifier"
+            if multioutput_hint
+            else ""
+        )
+        raise ValueError(
+            f"{allowed}; y has shape {shape}{kind} with {v!r} at row {i}, column {j}. To turn lists of labels "
+            f"into an indicator matrix, use sklearn.preprocessing.MultiLabelBinarizer{hint}."
+        )
+    indicator = y.toarray() if sparse else np.asarray(values)
+    return indicator.astype(np.float32), sparse
+
+
+def _numeric_targets(y, n_texts, who):
+    """``y`` as a 1-D float64 array of finite values, or a ValueError saying what is wrong."""
+    if y is None or isinstance(y, (str, bytes)):
+        raise ValueError(f"y must be a sequence of numbers, one per text, got {y!r:.60}.")
+    try:
+        y = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"y must be numeric for a regressor: {exc}") from exc
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(
+            f"{who} predicts one number per text, but y has shape {y.shape}. For several targets per "
+            f"text, wrap it in sklearn.multioutput.MultiOutputRegressor."
+        )
+    if len(y) != n_texts:
+        raise ValueError(f"X has {n_texts} texts but y has {len(y)} values; they must match row for row.")
+    bad = np.flatnonzero(~np.isfinite(y))
+    if bad.size:
+        raise ValueError(f"y has {bad.size} missing or infinite value(s) at positions {bad[:10].tolist()}.")
+    return y
