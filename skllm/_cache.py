@@ -1,4 +1,4 @@
-"""A persistent, content-addressed store of embeddings.
+"""Persistent, content-addressed stores: embeddings, and the answers of chat endpoints.
 
 One SQLite database per embedding configuration (model identity, pooling,
 normalisation, max_length, precision) under ``<cache_dir>/embeddings/``; rows
@@ -6,6 +6,10 @@ are keyed by the SHA-256 of the text. SQLite gives atomic transactions and
 cross-process locking, so GridSearchCV workers writing at once lose nothing and
 corrupt nothing. Each row carries a checksum: a damaged row is reported as a
 miss (and recomputed), never returned.
+
+The answers of a chat endpoint (``OpenAIChat``) are kept the same way in
+``<cache_dir>/responses/responses.sqlite3``, keyed by the SHA-256 of the whole
+request but the key: endpoint, model, messages and sampling parameters.
 """
 
 import hashlib
@@ -121,7 +125,7 @@ def check_local_filesystem(root):
     fstype, point = filesystem_type(root)
     if fstype is not None and fstype.lower() in NETWORK_FILESYSTEMS:
         raise ValueError(
-            f"The embedding cache folder {root} is on a network file system ({fstype}, mounted at {point}). "
+            f"The skllm cache folder {root} is on a network file system ({fstype}, mounted at {point}). "
             f"SQLite's locking is not safe there: machines writing one cache at once would corrupt it. Give each "
             f"machine a cache on its own disk (cache_dir, or the SKLLM_CACHE_DIR environment variable, e.g. "
             f"/tmp/skllm-cache), or cache_dir=None to not cache. See 'Running on a cluster' in the docs."
@@ -145,24 +149,28 @@ def _checksum(key, vector, n_tokens):
     return digest.digest()
 
 
-class EmbeddingCache:
-    """Embeddings of one configuration, stored in ``root/embeddings/<namespace>.sqlite3``.
+class SQLiteStore:
+    """A database file under ``root`` with the connection handling every skllm cache shares.
 
-    Instances are cheap and picklable; each process opens its own connection.
+    Each process opens its own connection (kept per process and path, with a
+    lock for the threads that share it); a damaged file is moved aside once
+    and rebuilt; a problem is one ``CacheWarning`` per instance and a log line.
+    Subclasses create their tables in ``_schema`` and name themselves in
+    ``what``.
     """
 
-    def __init__(self, root, config, dim):
+    what = "cache"
+
+    def __init__(self, root, path):
         self.root = Path(root)
-        self.config = config
-        self.dim = int(dim)
-        self.path = self.root / "embeddings" / f"{namespace(config)}.sqlite3"
+        self.path = Path(path)
         self._warned = False
         check_local_filesystem(self.root)
 
-    def __getstate__(self):
-        return {"root": self.root, "config": self.config, "dim": self.dim, "path": self.path, "_warned": False}
-
     # -- connection management -------------------------------------------------
+    def _schema(self, conn):
+        raise NotImplementedError
+
     def _open(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
@@ -172,16 +180,7 @@ class EmbeddingCache:
         except sqlite3.OperationalError:  # e.g. file systems without shared memory
             pass
         conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS embeddings ("
-            " key BLOB PRIMARY KEY, vector BLOB NOT NULL,"
-            " n_tokens INTEGER NOT NULL, checksum BLOB NOT NULL) WITHOUT ROWID"
-        )
-        conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
-        conn.execute(
-            "INSERT OR IGNORE INTO meta VALUES ('config', ?)",
-            (json.dumps({"format": FORMAT_VERSION, "dim": self.dim, **self.config}, sort_keys=True),),
-        )
+        self._schema(conn)
         return conn
 
     def _connection(self):
@@ -220,7 +219,7 @@ class EmbeddingCache:
                     os.replace(src, Path(str(target) + suffix))
                 except OSError:
                     pass
-        self._warn(f"The embedding cache {self.path} was damaged ({exc}); it was moved aside and is rebuilt.")
+        self._warn(f"The {self.what} {self.path} was damaged ({exc}); it was moved aside and is rebuilt.")
 
     def _run(self, operation):
         """Run ``operation(conn)``; recover once from a damaged database file."""
@@ -235,6 +234,53 @@ class EmbeddingCache:
                     self._quarantine(exc)
                     continue
                 raise
+
+    def _write(self, sql, rows):
+        """Run ``sql`` over ``rows`` in one transaction (a failure warns: the results are then not cached)."""
+
+        def write(conn):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(sql, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        try:
+            self._run(write)
+        except (sqlite3.Error, OSError) as exc:
+            self._warn(f"The {self.what} {self.path} cannot be written ({exc}); results are not cached.")
+
+
+class EmbeddingCache(SQLiteStore):
+    """Embeddings of one configuration, stored in ``root/embeddings/<namespace>.sqlite3``.
+
+    Instances are cheap and picklable; each process opens its own connection.
+    """
+
+    what = "embedding cache"
+
+    def __init__(self, root, config, dim):
+        self.config = config
+        self.dim = int(dim)
+        super().__init__(root, Path(root) / "embeddings" / f"{namespace(config)}.sqlite3")
+
+    def __getstate__(self):
+        return {"root": self.root, "config": self.config, "dim": self.dim, "path": self.path, "_warned": False}
+
+    def _schema(self, conn):
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS embeddings ("
+            " key BLOB PRIMARY KEY, vector BLOB NOT NULL,"
+            " n_tokens INTEGER NOT NULL, checksum BLOB NOT NULL) WITHOUT ROWID"
+        )
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
+        conn.execute(
+            "INSERT OR IGNORE INTO meta VALUES ('config', ?)",
+            (json.dumps({"format": FORMAT_VERSION, "dim": self.dim, **self.config}, sort_keys=True),),
+        )
 
     # -- public operations -----------------------------------------------------
     def get(self, keys):
@@ -269,21 +315,71 @@ class EmbeddingCache:
         for key, vector, count in zip(keys, vectors, n_tokens):
             blob = vector.tobytes()
             rows.append((key, blob, int(count), _checksum(key, blob, int(count))))
-
-        def write(conn):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
-        try:
-            self._run(write)
-        except (sqlite3.Error, OSError) as exc:
-            self._warn(f"The embedding cache {self.path} cannot be written ({exc}); results are not cached.")
+        self._write("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
 
     def __len__(self):
         return self._run(lambda conn: conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
+
+
+def request_key(request):
+    """Key of a chat request (a JSON-able dict: endpoint, model, messages, sampling parameters; never a secret)."""
+    blob = json.dumps({"format": FORMAT_VERSION, **request}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).digest()
+
+
+def _answer_checksum(key, blob):
+    return hashlib.blake2b(key + blob, digest_size=16).digest()
+
+
+class ResponseCache(SQLiteStore):
+    """Answers of deterministic chat requests, in ``root/responses/responses.sqlite3``, keyed by ``request_key``.
+
+    An answer is a JSON-able dict, written as soon as it arrives, so that an
+    interrupted run continues where it stopped.
+    """
+
+    what = "response cache"
+
+    def __init__(self, root):
+        super().__init__(root, Path(root) / "responses" / "responses.sqlite3")
+
+    def __getstate__(self):
+        return {"root": self.root, "path": self.path, "_warned": False}
+
+    def _schema(self, conn):
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS responses (key BLOB PRIMARY KEY, answer BLOB NOT NULL,"
+            " checksum BLOB NOT NULL) WITHOUT ROWID"
+        )
+
+    def get(self, keys):
+        """Return ``{key: answer}`` for the stored, intact keys."""
+
+        def read(conn):
+            found = {}
+            for start in range(0, len(keys), _SQL_CHUNK):
+                chunk = keys[start : start + _SQL_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT key, answer, checksum FROM responses WHERE key IN ({marks})", chunk
+                ).fetchall()
+                for key, blob, checksum in rows:
+                    key, blob = bytes(key), bytes(blob)
+                    if checksum != _answer_checksum(key, blob):
+                        self._warn(f"A damaged entry in the response cache {self.path} was ignored and asked again.")
+                        continue
+                    found[key] = json.loads(blob)
+            return found
+
+        try:
+            return self._run(read)
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            self._warn(f"The response cache {self.path} cannot be read ({exc}); asking the endpoint.")
+            return {}
+
+    def put(self, key, answer):
+        blob = json.dumps(answer, sort_keys=True).encode()
+        self._write("INSERT OR REPLACE INTO responses VALUES (?, ?, ?)", [(key, blob, _answer_checksum(key, blob))])
+
+    def __len__(self):
+        return self._run(lambda conn: conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
