@@ -1,8 +1,9 @@
-"""Running on a Dask cluster: embedding a Dask column, comparison tasks, worker-side helpers.
+"""Running on a Dask cluster: connecting, embedding a Dask column, worker-side helpers.
 
 Estimators travel to the workers as pickles without weights (see ``_live.py``);
 each worker process loads a backbone once per configuration through the
 per-process registry of ``_models.load_backbone``, however many tasks it runs.
+The comparison's tasks are in ``_compare/cluster.py``, built on these helpers.
 """
 
 import contextlib
@@ -10,10 +11,10 @@ import logging
 import os
 import sys
 import time
-import uuid
 
 import numpy as np
 
+from ._models import _load_counts, name_this_process_with, resolve_model
 from .exceptions import MissingDependencyError
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,15 @@ def worker_address():
     return worker.address
 
 
+def _worker_name():
+    address = worker_address()
+    return f"Dask worker {address}" if address else None
+
+
+# A model missing on one machine of a cluster must say which machine.
+name_this_process_with(_worker_name)
+
+
 def task_threads():
     """Torch threads for one task on a Dask worker: one per Dask thread unless the worker's environment says more.
 
@@ -82,10 +92,8 @@ def worker_threads():
 
 def backbone_loads():
     """``{model location: times read from disk}`` in this process (run on each worker with ``client.run``)."""
-    from . import _models
-
     counts = {}
-    for (location, _revision, _device, _kind), n in _models._load_counts.items():
+    for (location, _revision, _device, _kind), n in _load_counts.items():
         counts[location] = counts.get(location, 0) + n
     return counts
 
@@ -138,9 +146,7 @@ def _embedding_columns(embedder):
     else:
         from transformers import AutoConfig
 
-        from . import _models
-
-        source = _models.resolve_model(embedder.model_name, embedder.revision, cache_dir=embedder.cache_dir)
+        source = resolve_model(embedder.model_name, embedder.revision, cache_dir=embedder.cache_dir)
         dim = int(AutoConfig.from_pretrained(source.location).hidden_size)
     # The names of get_feature_names_out (ClassNamePrefixFeaturesOutMixin).
     prefix = type(embedder).__name__.lower()
@@ -224,112 +230,3 @@ def dask_embed(texts, embedder=None):
         {c: np.empty(0, dtype=np.float32) for c in columns}, index=texts._meta.index[:0], columns=columns
     )
     return texts.map_partitions(_embed_partition, embedder, columns, meta=meta)
-
-
-# -- the comparison's tasks ---------------------------------------------------------------------
-def _fold_task(template, texts, y, train, test, measure_model, multilabel=False):
-    """Fit a clone of ``template`` on ``train`` and score it on ``test`` (one task of a comparison)."""
-    from ._compare import evaluate_fold
-
-    with naming_the_worker(), worker_threads():
-        return evaluate_fold(template, texts, y, train, test, multilabel=multilabel, measure_model=measure_model)
-
-
-def _refit_task(template, texts, y):
-    from sklearn.base import clone
-
-    with naming_the_worker(), worker_threads():
-        return clone(template).fit(list(texts), y)
-
-
-def run_folds(
-    client, todo, templates, folds, texts, y, *, deadline=None, verbose=1, on_row=None, report=print, multilabel=False
-):
-    """Run every (method, fold) of ``todo`` as one task on the cluster; return ``{method: row}``.
-
-    The rows are what the local loop makes: the same folds and estimators, so the
-    same scores. A method's row is complete (and handed to ``on_row``, which
-    saves it for resuming) as soon as its last fold finishes; progress advances
-    as each task completes, in whatever order. At ``deadline`` the unfinished
-    tasks are cancelled and their methods reported as skipped.
-    """
-    distributed = require("Running a comparison on a Dask cluster")
-    from tqdm.auto import tqdm
-
-    from ._compare import fold_row
-
-    # hash=False: keys of this call only. Hashed keys are shared with any client that
-    # scattered the same data, whose release would then drop it from under these tasks
-    # ("lost dependencies").
-    texts_f, y_f = client.scatter([texts, y], broadcast=False, hash=False)
-    futures = {}
-    last = len(folds) - 1
-    for name in todo:
-        for i, (train, test) in enumerate(folds):
-            future = client.submit(
-                _fold_task,
-                templates[name],
-                texts_f,
-                y_f,
-                train,
-                test,
-                i == last,
-                multilabel,
-                key=f"skllm-compare-{name}-fold{i}-{uuid.uuid4().hex[:8]}",
-            )
-            futures[future] = (name, i)
-    results = {name: [None] * len(folds) for name in todo}
-    errors, rows = {}, {}
-    remaining = {name: len(folds) for name in todo}
-    completed = distributed.as_completed(list(futures), with_results=False)
-    progress = tqdm(total=len(futures), desc="method x fold tasks", disable=not verbose)
-    try:
-        for future in _until(completed, deadline):
-            name, i = futures[future]
-            progress.update(1)
-            if name in errors:
-                continue
-            try:
-                results[name][i] = future.result()
-            except Exception as exc:  # one method failing must not stop the others
-                errors[name] = f"{type(exc).__name__}: {exc}"[:300]
-                for other, (n, _) in futures.items():
-                    if n == name:
-                        other.cancel()
-                rows[name] = {"method": name, "status": "failed", "error": errors[name]}
-                continue
-            remaining[name] -= 1
-            if remaining[name] == 0:
-                rows[name] = fold_row(name, results[name])
-                if on_row is not None:
-                    on_row(name, rows[name])
-    finally:
-        progress.close()
-    unfinished = [name for name in todo if name not in rows]
-    if unfinished:
-        report(f"{', '.join(unfinished)}: skipped, not finished within the time budget (tasks cancelled)")
-        client.cancel([f for f, (n, _) in futures.items() if n in unfinished])
-        for name in unfinished:
-            rows[name] = {"method": name, "status": "skipped", "error": ""}
-    return rows
-
-
-def _until(completed, deadline):
-    """The futures of ``completed`` as they finish, until ``deadline`` (``time.perf_counter``) passes."""
-    if deadline is None:
-        yield from completed
-        return
-    while not completed.is_empty():
-        left = deadline - time.perf_counter()
-        if left <= 0:
-            return
-        batch = completed.next_batch(block=False)
-        if batch:
-            yield from batch
-        else:
-            time.sleep(min(0.2, left))
-
-
-def refit(client, template, texts, y):
-    """``clone(template).fit(texts, y)`` on a worker; the fitted estimator comes back without its weights' backbone."""
-    return client.submit(_refit_task, template, list(texts), y, pure=False).result()

@@ -7,9 +7,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from . import _cache, _models
+from ._cache import EmbeddingCache, resolve_cache_dir, text_key
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
 from ._live import LiveStateMixin
+from ._models import DEFAULT_ENCODER, load_backbone, model_identity, resolve_model
 from ._tokens import POOLINGS, pad_batch, pad_token_id, pool, tokenize, truncation_warning
 from ._validation import check_bool, check_choice, check_int, check_texts
 
@@ -132,7 +133,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
 
     def __init__(
         self,
-        model_name=_models.DEFAULT_ENCODER,
+        model_name=DEFAULT_ENCODER,
         *,
         revision=None,
         pooling="mean",
@@ -170,7 +171,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         check_int(self.max_length, "max_length", 2)
         check_int(self.batch_size, "batch_size")
         check_int(self.verbose, "verbose", 0)
-        _cache.resolve_cache_dir(self.cache_dir)
+        resolve_cache_dir(self.cache_dir)
 
     def fit(self, X=None, y=None):
         """Validate the parameters (and ``X`` if given) and load the model.
@@ -190,8 +191,8 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
             check_texts(X, estimator=self)
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
-        source = _models.resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
-        model, tokenizer = _models.load_backbone(source, device)
+        source = resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
+        model, tokenizer = load_backbone(source, device)
         limit = getattr(model.config, "max_position_embeddings", None) or self.max_length
         # BERT-style models count the padding offset of RoBERTa-like position
         # ids in max_position_embeddings; the tokenizer knows the usable length.
@@ -201,7 +202,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         self.model_ = model
         self.tokenizer_ = tokenizer
         self._source = source
-        self.model_identity_ = _models.model_identity(source)
+        self.model_identity_ = model_identity(source)
         self.embedding_dim_ = int(model.config.hidden_size)
         self.device_ = str(device)
         self.dtype_ = dtype
@@ -217,8 +218,8 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
     # -- pickling: hyperparameters and identities only, never weights ------------
     def _refresh_source(self):
         """After unpickling: find the model again and check that its files are the fitted ones."""
-        source = _models.resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
-        identity = _models.model_identity(source)
+        source = resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
+        identity = model_identity(source)
         if identity != self.model_identity_:
             warnings.warn(
                 f"The files of model {self.model_name!r} changed since this embedder was fitted "
@@ -233,12 +234,12 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
     def _restore_live(self):
         source = getattr(self, "_source", None) or self._refresh_source()
         device = device_for_loading(self.device_)
-        self.model_, self.tokenizer_ = _models.load_backbone(source, device)
+        self.model_, self.tokenizer_ = load_backbone(source, device)
         self.device_ = str(device)
 
     # -- embedding ---------------------------------------------------------------
     def _cache(self):
-        root = _cache.resolve_cache_dir(self.cache_dir)
+        root = resolve_cache_dir(self.cache_dir)
         if root is None:
             return None
         # The cache holds vectors before normalisation, so normalised and raw
@@ -256,7 +257,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
             import torch
 
             config["device_type"] = torch.device(self.device_).type
-        return _cache.EmbeddingCache(root, config, self.embedding_dim_)
+        return EmbeddingCache(root, config, self.embedding_dim_)
 
     def _embed_new(self, texts, cache, keys):
         """Embed texts missing from the cache, storing each chunk as it completes."""
@@ -318,7 +319,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         cache = self._cache()
         missing = list(range(len(unique)))
         if cache is not None:
-            keys = [_cache.text_key(t) for t in unique]
+            keys = [text_key(t) for t in unique]
             found = cache.get(keys)
             missing = []
             for i, key in enumerate(keys):

@@ -49,6 +49,8 @@ _registry_lock = threading.Lock()
 # process) must load a backbone once per configuration, whatever the number of tasks.
 _load_counts = {}
 _identity_memo = {}
+# See name_this_process_with.
+_process_namers = []
 _warned_quantized = set()
 
 
@@ -220,15 +222,24 @@ def _missing_model_error(source, exc):
     return OSError(f"Could not load model {source.name!r} (revision {source.revision!r}){_where()}.{hint} Cause: {exc}")
 
 
-def _where():
-    """`` on Dask worker ADDRESS (host HOST)`` inside a Dask worker, else empty.
+def name_this_process_with(namer):
+    """Have errors about models name this process with ``namer()`` (``None`` when it has no name).
 
-    A model missing on one machine of a cluster must say which machine.
+    A layer that runs work in other processes registers how to name them
+    (``_dask``: ``"Dask worker ADDRESS"``), so that a model missing on one
+    machine of a cluster says which machine; this module knows nothing of them.
     """
-    from ._dask import worker_address
+    if namer not in _process_namers:
+        _process_namers.append(namer)
 
-    address = worker_address()
-    return f" on Dask worker {address}" if address else ""
+
+def _where():
+    """`` on NAME`` for a process that a registered namer names (e.g. a Dask worker), else empty."""
+    for namer in _process_namers:
+        name = namer()
+        if name:
+            return f" on {name}"
+    return ""
 
 
 def _folder_fingerprint(folder):

@@ -1,6 +1,6 @@
 """ZeroShotClassifier: classify texts by prompting a local causal LM, without examples."""
 
-from . import _models
+from ._models import DEFAULT_CAUSAL_LM
 from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier, plain_labels, unique_labels
 from ._validation import check_texts
 
@@ -61,7 +61,7 @@ class ZeroShotClassifier(PromptClassifier):
 
     def __init__(
         self,
-        model_name=_models.DEFAULT_CAUSAL_LM,
+        model_name=DEFAULT_CAUSAL_LM,
         *,
         revision=None,
         classes=None,
@@ -102,7 +102,7 @@ class ZeroShotClassifier(PromptClassifier):
         else:
             classes = unique_labels(self.classes, "classes")
         self._load()
-        self._set_classes(classes)
+        self._set_classes(classes, None if y is None else plain_labels(y, "y"))
         if X is not None and y is not None:
             self._fit_calibration(check_texts(X, estimator=self), plain_labels(y, "y"))
         else:

@@ -6,7 +6,7 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from skllm import HeadTuning, TransformerEmbedder, _compare, compare_methods
-from skllm._methods import METHODS
+from skllm._methods import METHODS, FullFineTuning
 
 from helpers import count_rows
 
@@ -130,10 +130,10 @@ def test_a_plan_that_fits_keeps_everything_as_asked():
 
 
 def test_the_plan_shrinks_folds_then_epochs_then_texts_then_skips():
-    plans = {seconds: plan(seconds) for seconds in (4000, 2000, 900, 300, 60)}
+    plans = {seconds: plan(seconds) for seconds in (4000, 2500, 900, 600, 60)}
     shape = {seconds: (p["n"], p["cv"], p["epochs"]) for seconds, p in plans.items()}
-    assert shape[4000] == (400, 3, 3) and shape[2000] == (400, 3, 2) and shape[900] == (200, 2, 2)
-    assert shape[300][1:] == (2, 1) and 100 <= shape[300][0] < 200
+    assert shape[4000] == (400, 3, 3) and shape[2500] == (400, 3, 2) and shape[900] == (200, 2, 2)
+    assert shape[600][1:] == (2, 1) and 100 <= shape[600][0] < 200
     assert all(not p["skipped"] for seconds, p in plans.items() if seconds > 60)
     # Then the costliest go first: few-shot and full fine-tuning before logistic regression.
     assert plans[60]["skipped"][:2] == ["few-shot", "full"] and "logreg" not in plans[60]["skipped"]
@@ -184,11 +184,11 @@ class Slow(ClassifierMixin, BaseEstimator):
 
 
 def test_a_method_that_overruns_its_estimate_is_stopped_between_folds(texts, tiny_bert, cache_dir, monkeypatch):
+    from skllm._compare import run
+
     real = _compare.make_estimator
-    monkeypatch.setattr(
-        _compare, "make_estimator", lambda name, **kw: Slow() if name == "linear-svm" else real(name, **kw)
-    )
-    monkeypatch.setattr(_compare, "measure_costs", lambda *a, **kw: dict.fromkeys(["embed", "train", "prompt"], 0.0))
+    monkeypatch.setattr(run, "make_estimator", lambda name, **kw: Slow() if name == "linear-svm" else real(name, **kw))
+    monkeypatch.setattr(run, "measure_costs", lambda *a, **kw: dict.fromkeys(["embed", "train", "prompt"], 0.0))
     TransformerEmbedder(tiny_bert).fit()  # loaded, as the timing before a plan does
     messages = []
     table, _ = _compare.run_comparison(
@@ -242,3 +242,34 @@ def test_peak_memory_sees_what_torch_allocates():
     with PeakMemory() as memory:
         pass
     assert memory.rss_bytes < 0.1 * kept.nbytes and memory.cuda_bytes is None
+
+
+class RenamedFullFineTuning(FullFineTuning):
+    """A method registered as a new one would be: full fine-tuning under another name, at half its cost."""
+
+    name = "renamed-full"
+    relative_cost = 0.5
+
+
+def test_a_newly_registered_method_is_compared_with_no_other_change(texts, tiny_bert, cache_dir, monkeypatch):
+    monkeypatch.setitem(METHODS, RenamedFullFineTuning.name, RenamedFullFineTuning)
+    table = compare_methods(
+        *texts,
+        methods=["logreg", "renamed-full"],
+        cv=2,
+        encoder=tiny_bert,
+        epochs=1,
+        time_budget=600,
+        cache_dir=cache_dir,
+        verbose=0,
+    )
+    rows = table.set_index("method")
+    assert rows.loc["renamed-full", "status"] == "computed", rows.loc["renamed-full", "error"]
+    assert 0 <= rows.loc["renamed-full", "accuracy_mean"] <= 1 and rows.loc["renamed-full", "trainable_params"] > 0
+    # Planned from its class's facts: a fine-tuning method at half the cost of full fine-tuning.
+    plan_ = table.attrs["plan"]
+    assert plan_["costs"]["train"] > 0 and plan_["per_method"]["renamed-full"] > 0
+    shape = dict(n=plan_["n"], cv=plan_["cv"], epochs=plan_["epochs"], n_classes=2)
+    ours, full = (_compare.estimate_seconds(m, plan_["costs"], **shape)[0] for m in ("renamed-full", "full"))
+    assert ours < full
+    assert "renamed-full" in table.attrs["timing"]["methods"]

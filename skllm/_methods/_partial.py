@@ -83,14 +83,14 @@ class PartialFineTuning(FineTuningMethod):
             return tokens
         import torch
 
-        from .. import _models
         from .._device import autocast
+        from .._models import load_backbone, resolve_model
         from ._encoders import FrozenLayers
         from ._inputs import HiddenInputs
 
         device = torch.device(estimator.device_)
-        source = _models.resolve_model(estimator.model_name, estimator.revision, cache_dir=estimator.cache_dir)
-        backbone = _models.load_backbone(source, device)[0]  # shared, loaded once per process
+        source = resolve_model(estimator.model_name, estimator.revision, cache_dir=estimator.cache_dir)
+        backbone = load_backbone(source, device)[0]  # shared, loaded once per process
         frozen = FrozenLayers(backbone, *self._split(backbone))
         lengths = tokens.lengths()
         order = np.argsort(-lengths, kind="stable")  # little padding

@@ -1,0 +1,187 @@
+"""The folds of a comparison: checking and sampling the targets, cutting the folds, scoring one fold."""
+
+import pickle
+import time
+
+import numpy as np
+
+
+def check_targets(y, n_texts):
+    """``(y, multilabel)``: ``y`` as an array of one label per text, or as a dense 0/1 indicator matrix.
+
+    A multi-label ``y`` is a 0/1 indicator matrix with one column per label (e.g. from
+    ``sklearn.preprocessing.MultiLabelBinarizer``), dense or sparse; any other 2-D ``y``
+    is a ``ValueError`` saying what is allowed.
+    """
+    from .._finetune import _multilabel_indicator
+
+    indicator = _multilabel_indicator(y, n_texts, "compare_methods", multioutput_hint=False)
+    if indicator is not None:
+        return indicator[0].astype(np.int64), True
+    y = np.asarray(y if hasattr(y, "__array__") else list(y))
+    if y.ndim != 1:
+        raise ValueError(f"y must hold one label per text or be a 0/1 indicator matrix, got shape {y.shape}.")
+    if len(y) != n_texts:
+        raise ValueError(f"X has {n_texts} texts but y has {len(y)} labels.")
+    return y, False
+
+
+def check_folds(y, cv, *, max_samples=None, random_state=0, names=None):
+    """Raise a ``ValueError`` unless every class can be split into ``cv`` folds (after sampling).
+
+    For a multi-label ``y`` (an indicator matrix) the folds are not stratified: there must
+    be ``cv`` texts.
+    """
+    names = names or {}
+    y = np.asarray(y)
+    if y.ndim == 2:
+        n = len(y) if max_samples is None else min(max_samples, len(y))
+        if n < cv:
+            sampled = f" ({names.get('max_samples', 'max_samples')}={max_samples})" if n < len(y) else ""
+            raise ValueError(
+                f"{names.get('cv', 'cv')}={cv} needs at least {cv} texts, but there are {n}{sampled}; use "
+                f"{names.get('cv', 'cv')} <= {max(n, 2)}."
+            )
+        return
+    labels, counts = np.unique(y, return_counts=True)
+    if len(labels) < 2:
+        raise ValueError(f"y holds a single class ({plain(labels[0])!r}); a comparison needs two or more.")
+    if max_samples is not None and max_samples < len(y):
+        if max_samples < cv * len(labels):
+            raise ValueError(
+                f"{names.get('max_samples', 'max_samples')}={max_samples} is too small for "
+                f"{names.get('cv', 'cv')}={cv} with {len(labels)} classes: every class needs {cv} texts, "
+                f"so use at least {cv * len(labels)}."
+            )
+        counts = np.bincount(np.searchsorted(labels, subsample(np.asarray(y), max_samples, random_state)[1]))
+    smallest = int(np.argmin(counts))
+    if counts[smallest] < cv:
+        sampled = f" of the {max_samples} sampled" if max_samples is not None and max_samples < len(y) else ""
+        raise ValueError(
+            f"{names.get('cv', 'cv')}={cv} needs at least {cv} texts of every class, but class "
+            f"{plain(labels[smallest])!r} has {counts[smallest]}{sampled}; use {names.get('cv', 'cv')} <= "
+            f"{max(int(counts[smallest]), 2)}."
+        )
+
+
+def subsample(y, n, random_state):
+    """A sample of ``n`` rows, stratified unless ``y`` is multi-label (indices sorted: the data's order is kept)."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(y))
+    if n < len(y):
+        stratify = y if y.ndim == 1 else None
+        index = np.sort(train_test_split(index, train_size=n, stratify=stratify, random_state=random_state)[0])
+    return index, y[index]
+
+
+def cut_folds(y, cv, *, multilabel, random_state):
+    """``cv`` shuffled folds of ``y``: ``[(train rows, test rows), ...]``, stratified unless multi-label."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    # Multi-label folds are plain: stratifying on label sets leaves most sets with one text.
+    splitter = KFold if multilabel else StratifiedKFold
+    return list(splitter(cv, shuffle=True, random_state=random_state).split(np.zeros(len(y)), y))
+
+
+def plain(value):
+    """A numpy scalar as the Python value it holds (labels in messages and fingerprints)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _fitted_heads(final):
+    """The fitted models inside a final pipeline step: itself, its wrapped model, or one per label."""
+    if getattr(final, "estimators_", None) is not None:  # OneVsRestClassifier
+        return list(final.estimators_)
+    return [getattr(final, "estimator_", final)]
+
+
+def _trainable(estimator):
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    if hasattr(final, "n_trainable_params_"):
+        return int(final.n_trainable_params_)
+    total = 0
+    for inner in _fitted_heads(final):
+        if hasattr(inner, "coef_"):
+            total += int(inner.coef_.size + np.size(getattr(inner, "intercept_", 0)))
+        elif hasattr(inner, "get_booster"):
+            # Split and leaf nodes of all trees: a tree model's counterpart of parameters.
+            total += sum(tree.count("\n") for tree in inner.get_booster().get_dump())
+    return total
+
+
+def _trained_bytes(estimator):
+    """Bytes of what training set (the parameters ``_trainable`` counts), as the model stores them."""
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    if hasattr(final, "trainable_state_"):
+        return int(sum(np.asarray(v).nbytes for v in final.trainable_state_.values()))
+    total = 0
+    for inner in _fitted_heads(final):
+        if hasattr(inner, "coef_"):
+            total += int(np.asarray(inner.coef_).nbytes + np.asarray(getattr(inner, "intercept_", 0)).nbytes)
+        elif hasattr(inner, "get_booster"):
+            total += len(inner.get_booster().save_raw())
+    return total
+
+
+def evaluate_fold(template, texts, y, train, test, *, multilabel=False, measure_model=True):
+    """Fit a clone of ``template`` on rows ``train``, score it on rows ``test``: one fold of a comparison.
+
+    Returns a dict of the fold's scores (``accuracy`` is subset accuracy for a multi-label
+    ``y``; ``f1_micro`` is only computed then), its fit and prediction times, the peak
+    memory the fit added (``_memory.PeakMemory``), and with ``measure_model`` the size of
+    the fitted model.
+    """
+    from sklearn.base import clone
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from .._memory import PeakMemory
+
+    est = clone(template)
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        est.fit(list(texts[train]), y[train])
+        fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    pred = est.predict(list(texts[test]))
+    pred_s = (time.perf_counter() - start) / len(test) * 1000
+    if hasattr(pred, "toarray"):  # a sparse indicator matrix
+        pred = pred.toarray()
+    truth = y[test]
+    result = {
+        "accuracy": float(accuracy_score(truth, pred)),
+        "f1_macro": float(f1_score(truth, pred, average="macro", zero_division=0)),
+        "fit_seconds": fit_s,
+        "predict_seconds_per_1000": pred_s,
+        "fit_memory_bytes": memory.rss_bytes,
+        "fit_gpu_memory_bytes": memory.cuda_bytes,
+    }
+    if multilabel:
+        result["f1_micro"] = float(f1_score(truth, pred, average="micro", zero_division=0))
+    if measure_model:
+        result.update(
+            trainable_params=_trainable(est),
+            trained_state_bytes=_trained_bytes(est),
+            model_bytes=len(pickle.dumps(est)),
+        )
+    return result
+
+
+def fold_row(name, folds):
+    """The table row of a method from its folds' results (``evaluate_fold``; the last measured the model)."""
+    row = {"method": name, "status": "computed", "error": ""}
+    for metric in ("accuracy", "f1_macro", "f1_micro"):
+        values = [f.get(metric) for f in folds]
+        if all(v is not None for v in values):
+            row[f"{metric}_mean"], row[f"{metric}_std"] = float(np.mean(values)), float(np.std(values))
+    row["fit_seconds"] = float(np.mean([f["fit_seconds"] for f in folds]))
+    row["predict_seconds_per_1000"] = float(np.mean([f["predict_seconds_per_1000"] for f in folds]))
+    for key in ("fit_memory_bytes", "fit_gpu_memory_bytes"):
+        # The largest over the folds: what training one model needs.
+        values = [f[key] for f in folds if f.get(key) is not None]
+        row[key] = int(max(values)) if values else None
+    for key in ("trainable_params", "trained_state_bytes", "model_bytes"):
+        row[key] = folds[-1][key]
+    return row

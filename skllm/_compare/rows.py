@@ -1,0 +1,127 @@
+"""The rows of a comparison: their columns, their fingerprints, and the saved rows a later run reuses."""
+
+import hashlib
+import json
+
+from .._models import model_identity as _weights_identity
+from .._models import resolve_model
+from .folds import plain
+
+COLUMNS = [
+    "method",
+    "accuracy_mean",
+    "accuracy_std",
+    "f1_macro_mean",
+    "f1_macro_std",
+    "f1_micro_mean",
+    "f1_micro_std",
+    "fit_seconds",
+    "predict_seconds_per_1000",
+    "fit_memory_bytes",
+    "fit_gpu_memory_bytes",
+    "trainable_params",
+    "trained_state_bytes",
+    "model_bytes",
+    "status",
+    "error",
+]
+
+
+def skipped_row(name, why=""):
+    return {"method": name, "status": "skipped", "error": why}
+
+
+def failed_row(name, exc):
+    return {"method": name, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+def result_table(rows, methods, **attrs):
+    """The rows of ``methods``, in that order, as the DataFrame ``compare_methods`` returns."""
+    import pandas as pd
+
+    table = pd.DataFrame([rows[name] for name in methods]).reindex(columns=COLUMNS)
+    table["error"] = table["error"].fillna("")
+    table.attrs.update(attrs)
+    return table
+
+
+# -- fingerprints of rows and plans -------------------------------------------------------------
+def digest(value):
+    blob = json.dumps(value, sort_keys=True, default=repr).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(blob).hexdigest()
+
+
+def data_digest(texts, y):
+    return digest([list(texts), [repr(plain(v)) for v in y]])
+
+
+def model_identity(name):
+    try:
+        return _weights_identity(resolve_model(name))
+    except Exception:  # a missing model fails in its method's row, not here
+        return name
+
+
+def _setting(value):
+    """A hyperparameter as JSON can hold it: plain values as they are, others as their repr."""
+    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+
+
+def estimator_settings(estimator):
+    """Every leaf hyperparameter of ``estimator`` that can change its scores."""
+    settings = {}
+    for key, value in estimator.get_params(deep=True).items():
+        if key.endswith(("cache_dir", "verbose")) or hasattr(value, "get_params") or key == "steps":
+            continue
+        settings[key] = _setting(value)
+        if key.endswith("method") and isinstance(value, str):
+            # A method named by a string stands for that method's defaults, which can
+            # change between versions of the code: they are part of the fingerprint.
+            settings[key + "_defaults"] = _method_defaults(value)
+    return settings
+
+
+def _method_defaults(name):
+    from .._methods import resolve_method
+
+    try:
+        method = resolve_method(name)
+    except Exception:  # not a fine-tuning method: its own row reports the error
+        return None
+    return {
+        "class": type(method).__qualname__,
+        "params": {key: _setting(value) for key, value in method.get_params().items()},
+        "learning_rate": method.default_learning_rate,
+        "epochs": method.default_epochs,
+    }
+
+
+class SavedRows:
+    """The rows saved in ``<out_dir>/rows/<method>.json``, each with the fingerprint of what produced it.
+
+    Without ``out_dir`` nothing is read or written.
+    """
+
+    def __init__(self, out_dir):
+        self.folder = None if out_dir is None else out_dir / "rows"
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def reuse(self, name, fingerprint):
+        """The saved row of ``name`` (status ``"reused"``) if its fingerprint matches, else ``None``."""
+        saved = None if self.folder is None else self.folder / f"{name}.json"
+        if saved is None or not saved.is_file():
+            return None
+        try:
+            stored = json.loads(saved.read_text())
+        except ValueError:
+            return None
+        if stored.get("fingerprint") != fingerprint:
+            return None
+        return {**stored["row"], "status": "reused"}
+
+    def save(self, name, fingerprint, row):
+        """Store a computed row, so that a later run with the same fingerprint reuses it."""
+        if self.folder is not None and row["status"] == "computed":
+            stored = {k: v for k, v in row.items() if k != "status"}
+            (self.folder / f"{name}.json").write_text(json.dumps({"fingerprint": fingerprint, "row": stored}))
