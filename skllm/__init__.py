@@ -5,6 +5,7 @@ skllm stays light.
 """
 
 from . import datasets, exceptions
+from ._api import OpenAIChat
 from ._cache import default_cache_dir
 from ._compare import compare_methods
 from ._dask import dask_embed
@@ -55,6 +56,7 @@ for _cls in (
     LabelEncodedClassifier,
     LoRA,
     NearestSelection,
+    OpenAIChat,
     PartialFineTuning,
     PreferenceTuner,
     PrefixTuning,
@@ -88,6 +90,7 @@ __all__ = [
     "LabelEncodedClassifier",
     "LoRA",
     "NearestSelection",
+    "OpenAIChat",
     "PartialFineTuning",
     "PreferenceTuner",
     "PrefixTuning",

@@ -188,7 +188,7 @@ class FewShotClassifier(PromptClassifier):
             raise ValueError(f"X has {len(texts)} texts but y has {len(y)} labels; they must match row for row.")
         classes = unique_labels(y)
         self._load()
-        self._set_classes(classes)
+        self._set_classes(classes, y)
         self.examples_ = list(zip(texts, y))
         self.example_selection_ = selection.fit(texts, y, n_examples=self.n_examples, random_state=self.random_state)
         # A demonstration would see its own answer in its prompt.

@@ -5,7 +5,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _models
 from ._lm import LMEstimator, check_template, template_fields
-from ._prompting import decode_answer, generate
+from ._prompting import clean_answer, decode_answer, generate
 from ._scoring import check_lengths, exact_match
 from ._selection import FirstSelection, RandomSelection, resolve_selection
 from ._tokens import pad_token_id
@@ -185,6 +185,9 @@ class FewShotGenerator(LMEstimator):
         texts = check_texts(X, estimator=self)
         self._ensure_live()
         prompts = self._fit_prompts(texts, self.example_selection_.select(texts), self._render)
+        if self._prompts_api:
+            answers = self._ask(prompts, max_tokens=self.max_new_tokens, logprobs=False)
+            return np.asarray([clean_answer(a["text"], self.stop_at_newline) for a in answers], dtype=object)
         pad = pad_token_id(self.tokenizer_)
 
         def new_tokens(ids, mask):

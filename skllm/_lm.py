@@ -7,6 +7,7 @@ import warnings
 from sklearn.base import BaseEstimator
 
 from . import _models
+from ._api import OpenAIChat, add_usage, as_messages
 from ._device import device_for_loading, resolve_device, resolve_dtype
 from ._live import LiveStateMixin
 from ._prompting import encode, fit_text, wrap
@@ -69,7 +70,21 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
     def _source(self):
         return _models.resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
 
+    @property
+    def _prompts_api(self):
+        """Whether the model is a chat endpoint (an :class:`OpenAIChat`) rather than a local causal LM."""
+        return isinstance(self.model_name, OpenAIChat)
+
     def _load(self):
+        if self._prompts_api:
+            # The endpoint tokenizes and templates for itself: prompts are chat messages, never cut here.
+            self.model_, self.tokenizer_ = self.model_name.connect(self.cache_dir), None
+            self.model_identity_ = self.model_name.identity()
+            self.device_, self.dtype_ = "api", None
+            self.max_length_ = int(self.max_length)
+            self.uses_chat_template_ = True
+            self.usage_ = {}
+            return
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
         source = self._source()
@@ -81,6 +96,9 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
         self.uses_chat_template_ = bool(self.use_chat_template and getattr(tokenizer, "chat_template", None))
 
     def _restore_live(self):
+        if self._prompts_api:
+            self.model_, self.tokenizer_ = self.model_name.connect(self.cache_dir), None
+            return
         device = device_for_loading(self.device_)
         self.model_, self.tokenizer_ = _models.load_backbone(self._source(), device, kind="causal-lm")
         self.device_ = str(device)
@@ -104,8 +122,12 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
         """Token ids of the prompt, dropping demonstrations (then cutting the query) to fit.
 
         ``render(k, query)`` returns the prompt content with the last ``k``
-        demonstrations. Returns ``(ids, dropped_examples, query_cut)``.
+        demonstrations. Returns ``(ids, dropped_examples, query_cut)``; for a
+        chat endpoint, whose length limit only it knows, the chat messages
+        with every demonstration in place of the ids.
         """
+        if self.tokenizer_ is None:
+            return as_messages(render(n_examples, query)), 0, False
         for k in range(n_examples, 0, -1):
             ids = self._encode(self._wrap(render(k, query)))
             if len(ids) <= self.prompt_budget_:
@@ -119,6 +141,13 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
             max_length=self.max_length_,
         )
         return ids, n_examples, cut
+
+    def _ask(self, prompts, *, max_tokens, logprobs=None):
+        """The endpoint's answers to ``prompts`` (chat messages); the usage is added to ``usage_``."""
+        chat = self.model_name
+        answers, usage = self.model_.ask(prompts, max_tokens=chat.max_tokens or max_tokens, logprobs=logprobs)
+        add_usage(self.usage_, usage)
+        return answers
 
     def _fit_prompts(self, texts, selections, render):
         """Token ids of the prompt of every text, with one warning per call for those that were cut.

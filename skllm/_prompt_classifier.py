@@ -14,11 +14,12 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.extmath import softmax
 from sklearn.utils.validation import check_is_fitted
 
+from ._api import CLASSIFIER_MAX_TOKENS, UNPARSED_CHOICES, class_logprobs, parse_label
 from ._device import autocast
 from ._lm import LMEstimator, cache_kwarg, check_template, output_cache
 from ._tokens import pad_batch, pad_token_id
 from ._validation import check_bool, check_choice, check_labels, check_texts
-from .exceptions import TruncationWarning
+from .exceptions import TruncationWarning, UnparsedAnswerError, UnparsedAnswerWarning
 
 DEFAULT_TEMPLATE = "{examples}Text: {text}\n\nWhich category fits the text: {labels}? Answer with one word."
 # The default of skllm 0.1, kept for the estimators it pickled.
@@ -55,7 +56,7 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         self.template_ = template
         return template
 
-    def _set_classes(self, classes):
+    def _set_classes(self, classes, y=None):
         classes = list(classes)
         if len(classes) < 2:
             raise ValueError(f"A classifier needs at least 2 classes, got {classes!r}.")
@@ -80,6 +81,10 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             )
         if len(set(self.label_words_)) != len(self.label_words_):
             raise ValueError(f"Two classes have the same wording: {self.label_words_!r}; set label_words.")
+        if self._prompts_api:
+            self._set_fallback(classes, y)
+            self.prompt_budget_ = self.max_length_
+            return
         # The continuation that is scored: the wording, after a space when the
         # prompt ends in plain text ("Category:"), as the model would write it.
         sep = "" if self.uses_chat_template_ else " "
@@ -87,6 +92,23 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         if any(len(ids) == 0 for ids in self.label_ids_):
             raise ValueError(f"A label wording encodes to no token: {self.label_words_!r}.")
         self.prompt_budget_ = self.max_length_ - max(len(ids) for ids in self.label_ids_)
+
+    def _set_fallback(self, classes, y):
+        """The class of answers that name none (``fallback_``: an index into ``classes_``, or None to raise)."""
+        unparsed = self.model_name.unparsed
+        if isinstance(unparsed, str) and unparsed in UNPARSED_CHOICES:
+            if unparsed == "error":
+                self.fallback_ = None
+            else:
+                counts = [0] * len(classes) if y is None else [list(y).count(c) for c in classes]
+                self.fallback_ = int(np.argmax(counts))
+            return
+        if unparsed not in classes:
+            raise ValueError(
+                f"OpenAIChat(unparsed={unparsed!r}) must be one of {list(UNPARSED_CHOICES)} or one of the classes "
+                f"{classes!r}."
+            )
+        self.fallback_ = classes.index(unparsed)
 
     def _content(self, text, examples):
         return self.template_.format(text=text, labels=", ".join(self.label_words_), examples=examples)
@@ -125,11 +147,82 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             exclude = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TruncationWarning)
-            scores = self._score_prompts(self._prompts(sample, exclude=exclude))
+            prompts = self._prompts(sample, exclude=exclude)
+            if self._prompts_api:
+                scores = self._api_prior_scores(prompts)
+                if scores is None:
+                    self.label_prior_ = None
+                    return
+            else:
+                scores = self._score_prompts(prompts)
         self.calibrated_on_ = method
         self.label_prior_ = scores[0] if method == "domain" else np.log(softmax(scores).mean(axis=0))
 
     # -- scoring ---------------------------------------------------------------------------
+    def _api_scores(self, prompts):
+        """The endpoint's answers as class scores: ``(scores, from_logprobs, unparsed rows, answer texts)``.
+
+        A row is the classes' log-probabilities when the answer came with
+        them (:func:`~skllm._api.class_logprobs`), else 0 for the class its
+        text names (:func:`~skllm._api.parse_label`) and -inf for the others;
+        an unparsed row is all -inf.
+        """
+        answers = self._ask(prompts, max_tokens=CLASSIFIER_MAX_TOKENS)
+        scores = np.full((len(prompts), len(self.label_words_)), -np.inf)
+        from_logprobs = np.zeros(len(prompts), dtype=bool)
+        unparsed = []
+        for i, answer in enumerate(answers):
+            row = class_logprobs(answer["top_logprobs"], self.label_words_) if answer["top_logprobs"] else None
+            if row is not None:
+                scores[i], from_logprobs[i] = row, True
+                continue
+            k = parse_label(answer["text"], self.label_words_)
+            if k is None:
+                unparsed.append(i)
+            else:
+                scores[i, k] = 0.0
+        return scores, from_logprobs, unparsed, [a["text"] for a in answers]
+
+    def _api_prior_scores(self, prompts):
+        """Class log-probabilities of the calibration prompts, or None when the endpoint returns none.
+
+        One prompt is sent first: an endpoint that answers it in text only
+        (``transformers serve``, or ``logprobs=False``) is not asked the rest.
+        """
+        if not self.model_name.logprobs or not prompts:
+            return None
+        scores, from_logprobs, _, _ = self._api_scores(prompts[:1])
+        if not from_logprobs[0]:
+            return None
+        if len(prompts) > 1:
+            rest, rest_from_logprobs, _, _ = self._api_scores(prompts[1:])
+            scores = np.vstack([scores, rest[rest_from_logprobs]])
+        return scores
+
+    def _answer_scores(self, prompts):
+        """Class scores of the endpoint's answers, the unparsed ones given the fallback class (or an error)."""
+        scores, _, unparsed, texts = self._api_scores(prompts)
+        self.n_unparsed_, self.unparsed_rows_ = len(unparsed), unparsed
+        if not unparsed:
+            return scores
+        shown = ", ".join(f"{i}: {texts[i][:40]!r}" for i in unparsed[:10]) + (", ..." if len(unparsed) > 10 else "")
+        if self.fallback_ is None:
+            raise UnparsedAnswerError(
+                f"{len(unparsed)} of {len(prompts)} answers name none of the classes {self.label_words_!r} "
+                f"(rows {shown}). Choose what they predict with OpenAIChat(unparsed=...).",
+                rows=unparsed,
+                answers=[texts[i] for i in unparsed],
+            )
+        fallback = self.classes_[self.fallback_]
+        warnings.warn(
+            f"{len(unparsed)} of {len(prompts)} answers name none of the classes {self.label_words_!r} and predict "
+            f"{fallback!r} (OpenAIChat(unparsed={self.model_name.unparsed!r})); rows {shown}.",
+            UnparsedAnswerWarning,
+            stacklevel=4,
+        )
+        scores[unparsed, self.fallback_] = 0.0
+        return scores
+
     def _score_prompts(self, prompts):
         """Log-likelihood of each class's wording after each prompt: (n_prompts, n_classes).
 
@@ -137,6 +230,8 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         demonstrations) are computed once and their key/value cache shared by
         all prompts; the rest of each prompt is left-padded after them.
         """
+        if self._prompts_api:
+            return self._answer_scores(prompts)
         import copy
 
         import torch
@@ -206,6 +301,10 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         """Log-likelihood of each class's wording (length-normalised if asked), (n_samples, n_classes).
 
         With ``calibration``, minus the log of the model's prior over the wordings (``label_prior_``).
+        With an :class:`~skllm.OpenAIChat`, the log-probability of the
+        answer's first token for each class when the endpoint returns them;
+        for an answer read as text, 0 for the class it names (or the fallback
+        class of ``unparsed``) and -inf for the others.
         """
         check_is_fitted(self, "classes_")
         texts = check_texts(X, estimator=self)
@@ -219,6 +318,9 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         """The class scores normalised over the classes (a softmax of ``decision_function``).
 
         Calibrated like ``decision_function``; rows sum to 1 and ``predict`` is their argmax.
+        With an :class:`~skllm.OpenAIChat` that returns no log-probabilities
+        (``transformers serve``, ``logprobs=False``), one-hot: 1 for the class
+        the answer names.
         """
         return softmax(self.decision_function(X))
 

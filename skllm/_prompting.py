@@ -96,7 +96,11 @@ def generate(new_tokens, prompts, *, pad_id, device, dtype, batch_size, eos_id=N
 
 def decode_answer(tokenizer, tokens, stop_at_newline):
     """The text of generated ``tokens``, special tokens skipped, stripped; cut at the first line break if asked."""
-    text = tokenizer.decode(tokens, skip_special_tokens=True)
+    return clean_answer(tokenizer.decode(tokens, skip_special_tokens=True), stop_at_newline)
+
+
+def clean_answer(text, stop_at_newline):
+    """A generated ``text`` stripped, and cut at its first line break if asked (local and API answers alike)."""
     if stop_at_newline:
         text = text.strip("\n").split("\n")[0]
     return text.strip()

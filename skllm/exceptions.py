@@ -1,6 +1,8 @@
 """Warnings and errors raised by skllm."""
 
 __all__ = [
+    "APIKeyMissingError",
+    "APIRequestError",
     "CacheWarning",
     "MissingDependencyError",
     "NonFiniteLossError",
@@ -8,6 +10,8 @@ __all__ = [
     "QuantizedModelWarning",
     "SkllmWarning",
     "TruncationWarning",
+    "UnparsedAnswerError",
+    "UnparsedAnswerWarning",
 ]
 
 
@@ -50,3 +54,36 @@ class NonFiniteLossError(FloatingPointError):
     The message names the step and the likely causes; the estimator keeps the
     state it had before the failed ``fit``.
     """
+
+
+class UnparsedAnswerWarning(SkllmWarning):
+    """Some answers of a chat endpoint named no class; they got the fallback of ``OpenAIChat(unparsed=...)``."""
+
+
+class UnparsedAnswerError(ValueError):
+    """Answers of a chat endpoint named no class and ``OpenAIChat(unparsed="error")`` was asked.
+
+    ``rows`` holds their positions in ``X``, ``answers`` what the endpoint said.
+    """
+
+    def __init__(self, message, rows=(), answers=()):
+        super().__init__(message)
+        self.rows = list(rows)
+        self.answers = list(answers)
+
+
+class APIRequestError(RuntimeError):
+    """A chat endpoint kept failing after the retries (or refused a request outright).
+
+    ``n_done`` of ``n_total`` prompts were answered; with a cache they are
+    kept, so that running the same call again continues where it stopped.
+    """
+
+    def __init__(self, message, n_done=0, n_total=0):
+        super().__init__(message)
+        self.n_done = n_done
+        self.n_total = n_total
+
+
+class APIKeyMissingError(RuntimeError):
+    """No API key for an endpoint that needs one (keys are never pickled: set it in the environment)."""

@@ -97,3 +97,13 @@ def texts():
     X = [f"{t} {i}" for i in range(4) for t in pos + neg]
     y = ["pos" if t in pos else "neg" for i in range(4) for t in pos + neg]
     return X, y
+
+
+@pytest.fixture
+def fake_chat():
+    """An in-process OpenAI-compatible chat server (tests/chat_servers.py), stopped afterwards."""
+    from chat_servers import FakeChat
+
+    server = FakeChat()
+    yield server
+    server.close()

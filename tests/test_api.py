@@ -1,0 +1,334 @@
+"""OpenAIChat: answers to classes, the response cache, retries, concurrency and secrets, against an in-process fake.
+
+The fake (tests/chat_servers.py) speaks the chat-completions API over HTTP, so
+the official client, the cache and the retry loop run as against a real
+endpoint; tests/test_api_server.py repeats the essentials on `transformers serve`.
+"""
+
+import logging
+import pickle
+import random
+
+import numpy as np
+import pytest
+from chat_servers import FakeChat, sentiment
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, cross_val_score
+
+from skllm import FewShotClassifier, FewShotGenerator, OpenAIChat, ZeroShotClassifier
+from skllm._api import Secret, backoff_delay, class_logprobs, parse_label, retry_after_seconds
+from skllm._cache import request_key
+from skllm.exceptions import APIKeyMissingError, APIRequestError, UnparsedAnswerError, UnparsedAnswerWarning
+
+pytest.importorskip("openai")
+
+KEY = "sk-test-DO-NOT-LEAK-1234567890"
+X = ["great film", "awful film", "loved it", "hated it", "fun story", "dull story"]
+Y = ["pos", "neg", "pos", "neg", "pos", "neg"]
+
+
+def _chat(server, **params):
+    params = {"backoff": 0.01, "timeout": 5.0, "base_url": server.url, **params}
+    return OpenAIChat("fake-model", **params)
+
+
+@pytest.fixture(autouse=True)
+def _no_env_key(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+# -- answers to classes -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ("positive", 0),
+        ("Positive.", 0),
+        ("  NEGATIVE!\n", 1),
+        ("neg", 1),  # a cut answer: the start of one wording
+        ("positive review", 0),  # starts with a wording
+        ("The review is positive,", 0),  # contains one wording
+        ("This is a positive", 0),
+        ("positive or negative", None),  # both
+        ("I cannot tell", None),
+        ("", None),
+    ],
+)
+def test_answers_map_to_one_class_or_none(answer, expected):
+    assert parse_label(answer, ["positive", "negative"]) == expected
+
+
+def test_a_wording_inside_a_longer_one_counts_as_the_longer():
+    words = ["positive", "very positive", "negative"]
+    assert parse_label("I'd say very positive.", words) == 1
+    assert parse_label("It is positive.", words) == 0
+    # "p" starts two wordings: ambiguous.
+    assert parse_label("p", ["positive", "pleasant"]) is None
+
+
+def test_class_logprobs_sum_the_tokens_that_start_each_wording():
+    top = [("pos", np.log(0.5)), (" positive", np.log(0.2)), ("neg", np.log(0.1)), ("The", np.log(0.05))]
+    scores = class_logprobs(top, ["positive", "negative", "neutral"])
+    np.testing.assert_allclose(np.exp(scores[:2]), [0.7, 0.1])
+    # A class with no listed token: half the least likely listed one.
+    np.testing.assert_allclose(np.exp(scores[2]), 0.025)
+    # "ne" starts two wordings and counts for none; no class token at all gives None.
+    assert class_logprobs([("ne", -0.1), ("The", -1.0)], ["negative", "neutral"]) is None
+
+
+# -- retry schedule -------------------------------------------------------------------------
+
+
+def test_backoff_doubles_with_jitter_and_honours_retry_after():
+    rng = random.Random(0)
+    delays = [backoff_delay(a, 1.0, rng) for a in range(8)]
+    for attempt, delay in enumerate(delays):
+        base = min(60.0, 2.0**attempt)
+        assert base / 2 <= delay <= base
+    assert delays[-1] <= 60.0
+    # Jitter: two clients failing together do not retry together.
+    assert backoff_delay(3, 1.0, random.Random(1)) != backoff_delay(3, 1.0, random.Random(2))
+    assert backoff_delay(0, 1.0, rng, retry_after=7.0) == 7.0
+    assert backoff_delay(0, 1.0, rng, retry_after=600.0) == 60.0
+
+
+def test_retry_after_in_seconds_milliseconds_or_as_a_date():
+    assert retry_after_seconds({"retry-after": "3"}) == 3.0
+    assert retry_after_seconds({"retry-after-ms": "250"}) == 0.25
+    assert retry_after_seconds({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # in the past
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+    assert retry_after_seconds({}) is None
+
+
+# -- cache keys -----------------------------------------------------------------------------
+
+
+def test_request_key_covers_endpoint_model_messages_and_sampling_but_no_key(fake_chat):
+    est = ZeroShotClassifier(_chat(fake_chat), classes=["neg", "pos"], calibration=None, cache_dir=None).fit()
+    request = est.model_._request([{"role": "user", "content": "hi"}], 10, True)
+    key = request_key(request)
+    assert KEY not in repr(request)
+    for change in (
+        {"endpoint": "http://elsewhere/v1"},
+        {"model": "other"},
+        {"messages": [{"role": "user", "content": "hi!"}]},
+        {"params": {**request["params"], "max_tokens": 11}},
+        {"params": {**request["params"], "temperature": 0.5}},
+    ):
+        assert request_key({**request, **change}) != key
+    assert request_key(dict(request)) == key
+
+
+# -- classification through the endpoint ------------------------------------------------
+
+
+def test_zero_shot_reads_text_answers_and_caches_them(fake_chat, tmp_path):
+    clf = ZeroShotClassifier(_chat(fake_chat), cache_dir=str(tmp_path)).fit(X, Y)
+    # Text answers: no calibration, after one request that found no log-probabilities.
+    assert clf.label_prior_ is None and clf.calibrated_on_ is None
+    assert fake_chat.answered == 1
+    assert clf.predict(X).tolist() == Y
+    # Answers read as text: one-hot probabilities (classes_ is ["neg", "pos"]).
+    np.testing.assert_array_equal(clf.predict_proba(X), [[0.0, 1.0] if v == "pos" else [1.0, 0.0] for v in Y])
+    assert clf.n_unparsed_ == 0
+    sent = fake_chat.answered
+    assert sent == len(set(X))  # the probe was one of X
+    # The second time (and a clone, and a new estimator on the same cache) sends nothing.
+    clf.predict(X)
+    clone(clf).fit(X, Y).predict(X)
+    assert fake_chat.answered == sent
+    assert clf.usage_["requests"] == sent and clf.usage_["cached"] > 0 and clf.usage_["prompt_tokens"] > 0
+
+
+def test_logprobs_give_calibrated_probabilities(tmp_path):
+    def logprobs(messages):
+        return (
+            [("pos", np.log(0.6)), ("neg", np.log(0.3))]
+            if sentiment(messages) == "pos"
+            else [
+                ("neg", np.log(0.55)),
+                ("pos", np.log(0.4)),
+            ]
+        )
+
+    server = FakeChat(logprobs=logprobs)
+    try:
+        clf = ZeroShotClassifier(_chat(server), cache_dir=str(tmp_path)).fit(X, Y)
+        assert clf.calibrated_on_ == "batch" and clf.label_prior_ is not None
+        proba = clf.predict_proba(X)
+        assert proba.shape == (6, 2) and np.allclose(proba.sum(1), 1) and (proba > 0.05).all()
+        assert clf.predict(X).tolist() == Y
+        raw = clone(clf).set_params(calibration=None).fit(X, Y)
+        np.testing.assert_allclose(raw.predict_proba(["great film"])[0], [0.3 / 0.9, 0.6 / 0.9])
+    finally:
+        server.close()
+
+
+def _mixed(messages):
+    last = messages[-1]["content"]
+    return "I really cannot say" if "dull" in last or "awful" in last else sentiment(messages)
+
+
+@pytest.mark.parametrize("unparsed, expected", [("most_frequent", "neg"), ("pos", "pos")])
+def test_unparsed_answers_warn_with_their_rows_and_take_the_fallback(unparsed, expected, tmp_path):
+    server = FakeChat(answer=_mixed)
+    try:
+        y = ["pos", "neg", "pos", "neg", "neg", "neg"]
+        clf = ZeroShotClassifier(_chat(server, unparsed=unparsed), cache_dir=str(tmp_path)).fit(X, y)
+        with pytest.warns(UnparsedAnswerWarning, match=r"2 of 6 answers .* rows 1: 'I really cannot say', 5"):
+            pred = clf.predict(X)
+        assert clf.n_unparsed_ == 2 and clf.unparsed_rows_ == [1, 5]
+        assert pred[1] == pred[5] == expected
+    finally:
+        server.close()
+
+
+def test_unparsed_answers_can_be_an_error(tmp_path):
+    server = FakeChat(answer=_mixed)
+    try:
+        clf = ZeroShotClassifier(_chat(server, unparsed="error"), cache_dir=str(tmp_path), calibration=None)
+        clf.fit(X, Y)
+        with pytest.raises(UnparsedAnswerError, match="2 of 6 answers") as info:
+            clf.predict(X)
+        assert info.value.rows == [1, 5]
+        with pytest.raises(ValueError, match="unparsed='maybe'"):
+            clone(clf).set_params(model_name__unparsed="maybe").fit(X, Y)
+    finally:
+        server.close()
+
+
+def test_few_shot_and_generation_send_demonstrations_as_turns(fake_chat, tmp_path):
+    clf = FewShotClassifier(_chat(fake_chat), n_examples=2, random_state=0, cache_dir=str(tmp_path)).fit(X, Y)
+    assert clf.predict(["a delightful film"]).tolist() == ["pos"]
+    messages = fake_chat.messages()[-1]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
+
+    fake_chat.answer = lambda messages: messages[-1]["content"].split("Input: ")[-1].split("\n")[0].upper() + "\nmore"
+    gen = FewShotGenerator(_chat(fake_chat), n_examples=1, max_new_tokens=5, cache_dir=str(tmp_path))
+    assert gen.fit(["hund"], ["dog"]).predict(["katze"]).tolist() == ["KATZE"]
+    assert json_params(fake_chat.bodies[-1])["max_tokens"] == 5
+
+
+def json_params(body):
+    import json
+
+    return json.loads(body)
+
+
+def test_grid_search_and_cross_validation_send_each_distinct_prompt_once(fake_chat, tmp_path):
+    clf = ZeroShotClassifier(_chat(fake_chat), cache_dir=str(tmp_path))
+    Xs, ys = X * 2, Y * 2  # 6 distinct texts, each twice
+    cross_val_score(clf, Xs, ys, cv=3)
+    search = GridSearchCV(clf, {"template": [None, "{text} -> {labels}?"]}, cv=3).fit(Xs, ys)
+    assert search.best_score_ == 1.0
+    distinct = {json_params(b)["messages"][-1]["content"] for b in fake_chat.bodies}
+    assert fake_chat.answered == len(fake_chat.bodies) == len(distinct) <= 2 * 6
+
+
+def test_max_concurrency_bounds_requests_in_flight(tmp_path):
+    import time
+
+    def slow(messages):
+        time.sleep(0.05)
+        return sentiment(messages)
+
+    server = FakeChat(answer=slow)
+    try:
+        texts = [f"great film {i}" for i in range(12)]
+        clf = ZeroShotClassifier(_chat(server, max_concurrency=3), classes=["neg", "pos"], calibration=None)
+        clf.set_params(cache_dir=None).fit().predict(texts)
+        assert server.max_in_flight == 3
+    finally:
+        server.close()
+
+
+# -- faults ---------------------------------------------------------------------------------
+
+
+def test_rate_limits_and_server_errors_are_retried(fake_chat, tmp_path):
+    fake_chat.faults = ["429", "500", "500"]
+    fake_chat.retry_after = 0.2
+    clf = ZeroShotClassifier(_chat(fake_chat, max_concurrency=1), classes=["neg", "pos"], calibration=None)
+    clf.set_params(cache_dir=str(tmp_path)).fit()
+    assert clf.predict(["great film", "awful film"]).tolist() == ["pos", "neg"]
+    assert clf.usage_["retries"] == 3 and clf.usage_["requests"] == 2
+
+
+def test_after_the_retries_the_error_says_how_many_rows_were_done_and_a_rerun_continues(fake_chat, tmp_path):
+    chat = _chat(fake_chat, max_concurrency=1, max_retries=2)
+    clf = ZeroShotClassifier(chat, classes=["neg", "pos"], calibration=None, cache_dir=str(tmp_path)).fit()
+    fake_chat.faults = [None, None, "500", "500", "500"]
+    with pytest.raises(APIRequestError, match=r"failed after 2 retries: InternalServerError 500.*2 of 6 prompts") as e:
+        clf.predict(X)
+    assert e.value.n_done == 2 and "cached in" in str(e.value)
+    before = fake_chat.answered
+    assert clf.predict(X).tolist() == Y
+    assert fake_chat.answered - before == 4  # only the rows not done
+
+
+def test_a_hanging_endpoint_times_out_and_a_bad_request_is_not_retried(fake_chat, tmp_path):
+    fake_chat.faults = ["hang", "hang"]
+    fake_chat.hang_seconds = 2.0
+    chat = _chat(fake_chat, timeout=0.3, max_retries=1, max_concurrency=1)
+    clf = ZeroShotClassifier(chat, classes=["neg", "pos"], calibration=None, cache_dir=None).fit()
+    with pytest.raises(APIRequestError, match="APITimeoutError"):
+        clf.predict(["great film"])
+    # A refused request (here an unknown path: 404) stops at once.
+    clf = ZeroShotClassifier(_chat(fake_chat, base_url=fake_chat.url + "/nowhere"), classes=["neg", "pos"])
+    n = len(fake_chat.bodies)
+    with pytest.raises(APIRequestError, match=r"\(not retried\): NotFoundError 404"):
+        clf.set_params(calibration=None, cache_dir=None).fit().predict(["great film"])
+    assert len(fake_chat.bodies) == n + 1
+
+
+# -- secrets -------------------------------------------------------------------------------
+
+
+def test_the_key_never_shows_in_repr_params_html_logs_errors_cache_or_pickle(fake_chat, tmp_path, caplog):
+    chat = _chat(fake_chat, api_key=KEY, max_retries=1)
+    clf = ZeroShotClassifier(chat, cache_dir=str(tmp_path))
+    for shown in (repr(chat), repr(clf), str(clf.get_params()), clf._repr_html_(), repr(clone(clf))):
+        assert KEY not in shown
+    assert isinstance(clf.get_params()["model_name__api_key"], Secret)
+    caplog.set_level(logging.DEBUG)
+    clf.fit(X, Y).predict(X)
+    assert fake_chat.headers[-1]["authorization"] == f"Bearer {KEY}"  # it is sent, and only there
+    assert clone(clf).fit(X, Y).model_name.get_params()["api_key"].get_secret_value() == KEY
+    fake_chat.faults = ["500", "500"]
+    with pytest.raises(APIRequestError) as error:
+        clf.predict(["something new"])
+    assert KEY not in str(error.value) and KEY not in caplog.text
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes()
+    blob = pickle.dumps(clf)
+    assert KEY.encode() not in blob
+    restored = pickle.loads(blob)
+    with pytest.raises(APIKeyMissingError, match="OPENAI_API_KEY"):
+        restored.predict(X)
+
+
+def test_an_unpickled_estimator_reads_the_key_from_the_environment(fake_chat, tmp_path, monkeypatch):
+    clf = ZeroShotClassifier(_chat(fake_chat, api_key=KEY), cache_dir=str(tmp_path)).fit(X, Y)
+    expected = clf.predict(X)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    restored = pickle.loads(pickle.dumps(clf))
+    fake_chat.faults, n = [], len(fake_chat.bodies)
+    np.testing.assert_array_equal(restored.predict([*X, "fun and great"]), [*expected, "pos"])
+    assert fake_chat.headers[n]["authorization"] == "Bearer sk-from-env"
+
+
+def test_openai_itself_needs_a_key(monkeypatch):
+    clf = ZeroShotClassifier(OpenAIChat("gpt-4o-mini"), classes=["a", "b"], cache_dir=None)
+    with pytest.raises(APIKeyMissingError, match="needs an API key"):
+        clf.fit()
+
+
+def test_parameters_are_checked_by_name(fake_chat):
+    for bad, match in [({"max_concurrency": 0}, "max_concurrency"), ({"timeout": 0}, "timeout")]:
+        with pytest.raises(ValueError, match=match):
+            ZeroShotClassifier(_chat(fake_chat, **bad), classes=["a", "b"]).fit()
+    with pytest.raises(ValueError, match="model name"):
+        ZeroShotClassifier(OpenAIChat(base_url=fake_chat.url), classes=["a", "b"]).fit()
