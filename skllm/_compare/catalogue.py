@@ -78,7 +78,7 @@ def make_estimator(
     if name == "zero-shot":
         from .._zero_shot import ZeroShotClassifier
 
-        return ZeroShotClassifier(llm, label_words=label_words)
+        return ZeroShotClassifier(llm, label_words=label_words, cache_dir=cache_dir)
     if name == "few-shot":
         from .._few_shot import FewShotClassifier
         from .._selection import NearestSelection

@@ -19,7 +19,7 @@ _FIT_SIZES = (16, 32)
 _TIMED_PROMPTS = 8
 # Pool of the timed few-shot classifier: enough texts for its demonstrations (each text,
 # in the calibration of fit, is shown the others).
-_FEW_SHOT_POOL = 5
+_FEW_SHOT_POOL = 8
 
 
 def measure_costs(texts, y, methods, *, encoder, llm, max_length, random_state, cache_dir=None, label_words=None):
