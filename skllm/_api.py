@@ -529,7 +529,7 @@ class Endpoint:
 
 def _short(exc):
     status = getattr(exc, "status_code", None)
-    text = " ".join(str(exc).split())
+    text = " ".join(str(exc).split()).rstrip(".")
     if len(text) > 300:
         text = text[:300] + "..."
     return f"{type(exc).__name__}" + (f" {status}" if status else "") + (f": {text}" if text else "")
