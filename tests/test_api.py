@@ -14,6 +14,7 @@ import pytest
 from chat_servers import FakeChat, sentiment
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.utils import estimator_checks as ec
 
 from skllm import FewShotClassifier, FewShotGenerator, OpenAIChat, ZeroShotClassifier
 from skllm._api import Secret, backoff_delay, class_logprobs, parse_label, retry_after_seconds
@@ -332,3 +333,19 @@ def test_parameters_are_checked_by_name(fake_chat):
             ZeroShotClassifier(_chat(fake_chat, **bad), classes=["a", "b"]).fit()
     with pytest.raises(ValueError, match="model name"):
         ZeroShotClassifier(OpenAIChat(base_url=fake_chat.url), classes=["a", "b"]).fit()
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        ec.check_estimator_cloneable,
+        ec.check_estimator_repr,
+        ec.check_no_attributes_set_in_init,
+        ec.check_parameters_default_constructible,
+        ec.check_get_params_invariance,
+        ec.check_set_params,
+    ],
+    ids=lambda c: c.__name__,
+)
+def test_openai_chat_is_a_plain_valued_sklearn_object(check):
+    check("OpenAIChat", OpenAIChat("gpt-4o-mini", api_key=KEY))

@@ -24,6 +24,7 @@ from skllm import (
     LabelEncodedClassifier,
     LoRA,
     NearestSelection,
+    OpenAIChat,
     PreferenceTuner,
     RetrievalQA,
     RewardModel,
@@ -65,6 +66,11 @@ def _qa(paths, tmp_path):
     return RetrievalQA(index, generator=FewShotGenerator(paths["tiny_llama"], max_new_tokens=3), k=1)
 
 
+def _api_zero_shot(paths, tmp_path):
+    # A chat endpoint in-process (tests/chat_servers.py): the whole HTTP path, no model, milliseconds.
+    return ZeroShotClassifier(OpenAIChat("fake", base_url=paths["chat"]), cache_dir=str(tmp_path / "c"))
+
+
 def _shorter(prompts, completions):
     """A reward for the tuner's contract: short answers are better."""
     return [-float(len(c)) for c in completions]
@@ -90,6 +96,7 @@ CASES = {
         "texts",
         {"template": [None, "{text} is {labels}? ->"]},
     ),
+    "ZeroShotClassifier(api)": (_api_zero_shot, "texts", {"model_name__max_tokens": [4, 8]}),
     "FewShotClassifier": (
         lambda paths, tmp: FewShotClassifier(paths["tiny_llama"], n_examples=2, random_state=0),
         "texts",
@@ -123,7 +130,10 @@ CASES = {
 @pytest.fixture
 def case(request, tiny_bert, tiny_llama, texts, tmp_path):
     factory, data, grid = CASES[request.param]
-    estimator = factory({"tiny_bert": tiny_bert, "tiny_llama": tiny_llama}, tmp_path)
+    paths = {"tiny_bert": tiny_bert, "tiny_llama": tiny_llama}
+    if "(api)" in request.param:
+        paths["chat"] = request.getfixturevalue("fake_chat").url
+    estimator = factory(paths, tmp_path)
     if data == "texts":
         X, y = texts
     elif data == "text-target":
