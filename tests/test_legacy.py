@@ -104,3 +104,13 @@ def test_model_pickled_before_the_training_engine_loads_and_predicts_the_same(na
         with warnings.catch_warnings():
             warnings.simplefilter("error", FutureWarning)
             model.predict(queries[:1])  # predicting with a saved model warns of nothing
+
+
+def test_prefix_model_pickled_before_peft_fed_the_prefixes_predicts_the_same(monkeypatch):
+    # Written by tests/legacy/make_prefix_hook_model.py with skllm's own attention hook.
+    monkeypatch.chdir(ROOT)
+    expected = json.loads((LEGACY / "finetune_prefix_bert_hook.json").read_text())
+    model = joblib.load(LEGACY / "finetune_prefix_bert_hook.joblib")
+    assert set(model.trainable_state_) == {"encoder.extra.embedding", "head.layers.1.weight", "head.layers.1.bias"}
+    out = model.predict_proba(expected["queries"])
+    np.testing.assert_allclose(out, np.asarray(expected["predict_proba"]), rtol=1e-4, atol=1e-5)

@@ -7,20 +7,13 @@ from .._tokens import pool
 
 
 class PlainEncoder(nn.Module):
-    """Last hidden states of a (possibly peft-wrapped) backbone.
+    """Last hidden states of a (possibly peft-wrapped) backbone."""
 
-    ``extra``, if given, is a module holding more trained parameters whose
-    ``compute()`` runs before each forward pass (the prefixes).
-    """
-
-    def __init__(self, model, extra=None):
+    def __init__(self, model):
         super().__init__()
         self.model = model
-        self.extra = extra
 
     def forward(self, input_ids, attention_mask):
-        if self.extra is not None:
-            self.extra.compute()
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
@@ -113,22 +106,33 @@ class Adapted(nn.Module):
         return h + self.up(self.act(self.down(h)))
 
 
-class PrefixEncoderModule(nn.Module):
-    """The prefix keys and values of every layer, optionally produced by an MLP."""
+class PrefixValues(nn.Module):
+    """The prefix keys and values of every layer, optionally produced by an MLP.
 
-    def __init__(self, n_layers, kv_heads, head_dim, n_prefix, hidden_size, reparametrize, projection_size):
+    Row ``i`` of ``weight`` is prefix position ``i`` of every layer's keys and values,
+    laid out ``(layers, 2, kv_heads, head_dim)``, as peft's prefix tuning reads it. The
+    module takes the place of peft's prefix embedding (an ``nn.Embedding``, which peft
+    reads through ``weight`` and calls with positions): peft feeds these values to the
+    model, and their parameters keep skllm's names, ``embedding`` and ``mlp``.
+    """
+
+    def __init__(self, n_prefix, width, hidden_size, reparametrize, projection_size):
         super().__init__()
-        self.shape = (n_prefix, n_layers, 2, kv_heads, head_dim)
-        total = n_layers * 2 * kv_heads * head_dim
         if reparametrize:
             self.embedding = nn.Parameter(torch.randn(n_prefix, hidden_size) * 0.02)
             self.mlp = nn.Sequential(
-                nn.Linear(hidden_size, projection_size), nn.Tanh(), nn.Linear(projection_size, total)
+                nn.Linear(hidden_size, projection_size), nn.Tanh(), nn.Linear(projection_size, width)
             )
         else:
-            self.embedding = nn.Parameter(torch.randn(n_prefix, total) * 0.02)
+            self.embedding = nn.Parameter(torch.randn(n_prefix, width) * 0.02)
             self.mlp = None
-        self._current = None
+
+    @property
+    def weight(self):
+        return self.mlp(self.embedding) if self.mlp is not None else self.embedding
+
+    def forward(self, positions):
+        return self.weight[positions]
 
     def drop_projection(self):
         """Replace the MLP by the prefixes it gives: the layout of ``reparametrize=False``."""
@@ -137,15 +141,36 @@ class PrefixEncoderModule(nn.Module):
                 flat = self.mlp(self.embedding)
             self.embedding = nn.Parameter(flat)
             self.mlp = None
-            self._current = None
 
-    def compute(self):
-        flat = self.mlp(self.embedding) if self.mlp is not None else self.embedding
-        # (P, layers, 2, kv_heads, head_dim) -> (layers, 2, kv_heads, P, head_dim)
-        self._current = flat.view(self.shape).permute(1, 2, 3, 0, 4)
 
-    def layer(self, index):
-        return self._current[index, 0], self._current[index, 1]
+class PrefixTunedEncoder(nn.Module):
+    """Last hidden states of a backbone that peft's prefix tuning feeds ``prefixes``.
+
+    peft passes the prefixes to the model as cached keys and values, so the model
+    places the text after them, at positions ``n_prefix`` on, and peft shifts the
+    position ids it is given by ``n_prefix`` too. The ids given here undo that shift:
+    the text keeps the positions it has without a prefix (0 on), as in every model
+    skllm's prefix tuning trained before it used peft, and no position is spent on
+    the prefix (``max_length`` keeps all of the model's positions).
+
+    The children are the backbone and the prefixes, ``model`` and ``extra``; peft's
+    wrapper holds both, and is kept out of the module tree so that each parameter has
+    one name, the one stored with models saved before.
+    """
+
+    def __init__(self, prefix_tuned, prefixes, n_prefix):
+        super().__init__()
+        self.model = prefix_tuned.get_base_model()
+        self.extra = prefixes
+        self.n_prefix = n_prefix
+        self.__dict__["prefix_tuned"] = prefix_tuned  # a plain attribute, not a child module
+
+    def forward(self, input_ids, attention_mask):
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device) - self.n_prefix
+        out = self.prefix_tuned(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=positions.expand_as(input_ids)
+        )
+        return out.last_hidden_state
 
 
 def is_norm(module):

@@ -1,86 +1,59 @@
-"""Prefix tuning: trainable key/value prefixes in every attention layer.
+"""Prefix tuning through peft's ``PrefixTuningConfig``.
 
-peft's prefix tuning passes the prefixes as ``past_key_values``, which BERT-family
-models no longer accept in transformers 5 ("Model does not support past key values
-which are required for prefix tuning"). This implementation works one level lower,
-through transformers' attention-function registry: an attention function that
-prepends the layer's prefix keys and values (after rotary position encoding, as
-cached keys would be) and widens the attention mask, then calls the standard SDPA
-attention. It therefore works for every model that dispatches attention through
-that registry — BERT, Llama and most current architectures — with one mechanism.
+peft passes the prefixes to the model as cached keys and values. skllm adds two things
+(``PrefixValues`` and ``PrefixTunedEncoder`` in ``_encoders.py``): its own prefix values,
+which peft reads in place of its prefix embedding, so that the reparametrisation MLP can
+be dropped after training and stored parameters keep their names; and position ids that
+keep the text at the positions it has without a prefix.
+
+Checked (tests/test_prefix.py, tests/test_legacy.py and the prefix tests of test_finetune,
+test_methods_extra and test_common) with transformers 5.0.0 and 5.25.0, each with peft
+0.19.0 and 0.21.2, on BERT (tiny, MiniLM) and Llama (tiny; also with grouped-query
+attention, outside the tests): a padded text gives the outputs it gives alone, the prefix
+changes them, training changes the prefix only, and the same prefixes give the outputs
+skllm's own attention hook gave before peft was used (largest difference 0), so models
+saved then predict the same.
+
+Not for generation (``supports_generation = False``): greedy generation with a causal LM
+through peft's prefix tuning was wrong with every release checked. With transformers
+5.0.0 (peft 0.18.0, 0.19.0 and 0.21.2) ``generate`` fails: "The expanded size of the
+tensor (27) must match the existing size (49)", the attention mask against the cache.
+With transformers 5.25.0 (peft 0.19.0 and 0.21.2) it runs but ignores the prefix:
+transformers passes its own ``cache`` and drops peft's deprecated ``past_key_values``
+("Both `past_key_values` and `cache` are set ... ignoring deprecated `past_key_values`"),
+so it generates what the untuned model generates, which differs from greedy decoding by
+forward passes and from generation without the key/value cache.
 """
 
+import warnings
+
+from ..exceptions import MissingDependencyError
 from ._base import FineTuningMethod, check_bool, check_int
 
-ATTENTION_NAME = "skllm_prefix"
-#: transformers releases whose attention registry this module was checked against
-SUPPORTED_TRANSFORMERS = ">=5.0,<6"
-_registered = False
-_sdpa_attention_forward = None
+#: peft releases that place the text at its own positions (peft 0.18 ignores position ids
+#: with prefix tuning, so the text would follow the prefix: see PrefixTunedEncoder)
+PEFT_REQUIREMENT = ">=0.19"
 
 
-def _internals():
-    """The transformers internals prefix tuning hooks into, or a clear ImportError."""
+def _peft():
+    """peft's prefix tuning, or an ImportError naming the release it needs."""
     try:
-        from transformers import AttentionInterface, AttentionMaskInterface
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-        from transformers.masking_utils import sdpa_mask
+        import peft
+        from peft import PrefixTuningConfig, TaskType, get_peft_model
     except ImportError as exc:
-        import transformers
-
+        raise MissingDependencyError("peft", "Prefix tuning", f"pip install 'peft{PEFT_REQUIREMENT}'") from exc
+    major, minor = (int(part) for part in peft.__version__.split(".")[:2])
+    if (major, minor) < (0, 19):
         raise ImportError(
-            f"Prefix tuning hooks into transformers' attention registry (AttentionInterface, "
-            f"AttentionMaskInterface, integrations.sdpa_attention.sdpa_attention_forward, "
-            f"masking_utils.sdpa_mask), which transformers {transformers.__version__} does not provide "
-            f"as expected ({exc}). Supported: transformers{SUPPORTED_TRANSFORMERS}; install one, "
-            f"e.g. pip install 'transformers{SUPPORTED_TRANSFORMERS}', or use another method."
-        ) from exc
-    return AttentionInterface, AttentionMaskInterface, sdpa_attention_forward, sdpa_mask
-
-
-def _prefix_attention(module, query, key, value, attention_mask, **kwargs):
-    import torch
-
-    sdpa_attention_forward = _sdpa_attention_forward or _internals()[2]
-    prefix = getattr(module, "_skllm_prefix", None)
-    if prefix is None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    prefix_key, prefix_value = prefix(module.layer_idx)  # (kv_heads, P, head_dim)
-    batch, q_len, k_len = query.shape[0], query.shape[2], key.shape[2]
-    n_prefix = prefix_key.shape[1]
-    key = torch.cat([prefix_key.to(key.dtype).unsqueeze(0).expand(batch, -1, -1, -1), key], dim=2)
-    value = torch.cat([prefix_value.to(value.dtype).unsqueeze(0).expand(batch, -1, -1, -1), value], dim=2)
-    causal = kwargs.pop("is_causal", None)
-    causal = getattr(module, "is_causal", False) if causal is None else causal
-    if attention_mask is None:
-        # SDPA would otherwise be asked for is_causal, whose top-left alignment
-        # is wrong once keys outnumber queries: spell the mask out.
-        attention_mask = torch.ones(q_len, k_len, dtype=torch.bool, device=query.device)
-        if causal and q_len > 1:
-            attention_mask = attention_mask.tril(k_len - q_len)
-        attention_mask = attention_mask[None, None].expand(batch, 1, q_len, k_len)
-    attention_mask = attention_mask[..., -k_len:]
-    shape = (*attention_mask.shape[:-1], n_prefix)
-    if attention_mask.dtype == torch.bool:
-        visible = torch.ones(shape, dtype=torch.bool, device=query.device)
-    else:
-        visible = torch.zeros(shape, dtype=attention_mask.dtype, device=query.device)
-    attention_mask = torch.cat([visible, attention_mask], dim=-1)
-    return sdpa_attention_forward(module, query, key, value, attention_mask, is_causal=False, **kwargs)
-
-
-def _register():
-    global _registered, _sdpa_attention_forward
-    if not _registered:
-        AttentionInterface, AttentionMaskInterface, _sdpa_attention_forward, sdpa_mask = _internals()
-        # A new name next to "sdpa"; no existing implementation is changed.
-        AttentionInterface.register(ATTENTION_NAME, _prefix_attention)
-        AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
-        _registered = True
+            f"Prefix tuning needs peft{PEFT_REQUIREMENT}, which keeps the text at its own positions behind "
+            f"the prefix; peft {peft.__version__} is installed. Install a newer one: "
+            f"pip install 'peft{PEFT_REQUIREMENT}'"
+        )
+    return PrefixTuningConfig, TaskType, get_peft_model
 
 
 class PrefixTuning(FineTuningMethod):
-    """Trainable key/value prefixes in every attention layer ("prefix").
+    """Trainable key/value prefixes in every attention layer ("prefix"), via peft.
 
     The backbone is frozen; each layer attends to ``n_prefix_tokens`` extra
     keys and values learned for the task. With ``reparametrize=True`` (as in Li
@@ -90,6 +63,11 @@ class PrefixTuning(FineTuningMethod):
     alone are stored (``trainable_state_``, the pickle) and used to predict.
     On MiniLM with 16 prefix tokens that is 6 layers x 2 (keys, values) x 384
     x 16 = 73,728 values instead of the MLP's 1.29 million.
+
+    peft's ``PrefixTuningConfig`` feeds the prefixes to the model. The text keeps
+    the positions it has without a prefix, so the prefix takes none of the
+    model's positions. Not for generation with a causal LM: peft's prefix tuning
+    does not generate correctly with the supported transformers releases.
 
     Parameters
     ----------
@@ -140,33 +118,31 @@ class PrefixTuning(FineTuningMethod):
         check_bool(self.keep_projection, "keep_projection")
 
     def build(self, backbone):
-        from ._encoders import PlainEncoder, PrefixEncoderModule
+        import torch
 
-        attention = [m for m in backbone.modules() if hasattr(m, "layer_idx") and hasattr(m, "is_causal")]
-        config = backbone.config
-        if not attention or not hasattr(backbone, "set_attn_implementation"):
-            raise ValueError(
-                f"Prefix tuning needs a model that dispatches attention through transformers' attention "
-                f"registry; {type(backbone).__name__} does not."
-            )
-        heads = config.num_attention_heads
-        kv_heads = getattr(config, "num_key_value_heads", None) or heads
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-        n_layers = max(m.layer_idx for m in attention) + 1
-        _register()
-        backbone.set_attn_implementation(ATTENTION_NAME)
-        prefixes = PrefixEncoderModule(
-            n_layers,
-            kv_heads,
-            head_dim,
+        from ._encoders import PrefixTunedEncoder, PrefixValues
+
+        PrefixTuningConfig, TaskType, get_peft_model = _peft()
+        config = PrefixTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=self.n_prefix_tokens)
+        try:
+            # peft's own prefix embedding, replaced below, draws nothing from the seeded
+            # random stream: the prefixes start as they did before peft was used.
+            with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+                # peft calls a transformers API that transformers 5 deprecated.
+                warnings.simplefilter("ignore", FutureWarning)
+                model = get_peft_model(backbone, config)
+        except ValueError as exc:
+            raise ValueError(f"Prefix tuning cannot be applied to {type(backbone).__name__}: {exc}") from exc
+        config = model.peft_config[model.active_adapter]  # peft fills in layers and widths from the model
+        prefixes = PrefixValues(
             self.n_prefix_tokens,
-            config.hidden_size,
+            config.num_layers * 2 * config.token_dim,  # token_dim: key/value heads x head size
+            backbone.config.hidden_size,
             self.reparametrize,
             self.projection_size,
         )
-        for module in attention:
-            module._skllm_prefix = prefixes.layer
-        return PlainEncoder(backbone, extra=prefixes)
+        model.prompt_encoder[model.active_adapter].embedding = prefixes
+        return PrefixTunedEncoder(model, prefixes, self.n_prefix_tokens)
 
     def compact(self, network):
         """The prefixes the MLP produces, as a plain trainable parameter in place of the MLP."""
