@@ -145,8 +145,9 @@ def plan_comparison(methods, costs, *, n, min_n, cv, epochs, n_classes, seconds,
     plan["seconds"] = cost()
     running = [m for m in methods if m not in plan["skipped"]]
     shape = dict(n=plan["n"], cv=plan["cv"], epochs=plan["epochs"], n_classes=n_classes)
-    refits = [estimate_seconds(m, costs, **shape)[1] for m in running]
-    plan["refit_seconds"] = max(refits) if refit and refits else 0.0
+    # The best method is known only at the end: the plan keeps the costliest refit's time.
+    plan["refit_per_method"] = {m: estimate_seconds(m, costs, **shape)[1] for m in running} if refit else {}
+    plan["refit_seconds"] = max(plan["refit_per_method"].values(), default=0.0)
     # Estimates of the skipped methods too, at the settings of the others; the shared
     # embeddings are counted with the first method that embeds, which computes them.
     plan["per_method"] = _plan_cost(methods, costs, **shape, refit=False)[1]
@@ -198,7 +199,11 @@ def format_plan(plan):
 
 
 def format_timing(timing):
-    """Planned against actual seconds, overall and per kind of method, as a few lines for people."""
+    """Planned against actual seconds, overall and per kind of method, as a few lines for people.
+
+    ``timing`` is ``table.attrs["timing"]`` of ``compare_methods``: ``planned`` is the plan's
+    estimate of the work done (the timing, the methods run, the refit of the best one).
+    """
     took = timing["seconds"]
     if timing.get("planned") is None:
         return f"time: took {format_seconds(took)} (no time budget: nothing was planned)"
@@ -220,8 +225,10 @@ def format_timing(timing):
         )
     if timing.get("refit") is not None:
         estimate, spent = timing["refit"]
+        kept = timing.get("refit_reserved", 0.0)
         lines.append(
             f"  {'refit':<12} planned {format_seconds(estimate):>8}, took {format_seconds(spent):>8}  "
-            f"(the best method, {timing['refit_method']}, on all the texts)"
+            f"(the best method, {timing['refit_method']}, on all the texts"
+            + (f"; the plan kept {format_seconds(kept)} for the costliest refit)" if kept > estimate else ")")
         )
     return "\n".join(lines)

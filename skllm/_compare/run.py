@@ -89,7 +89,9 @@ def compare_methods(
         the texts of the smallest class (multi-label: no more than the texts).
     encoder, llm : str
         The encoder (embeddings, fine-tuning, few-shot example selection) and
-        the causal LM (prompting).
+        the causal LM (prompting); ``llm`` may also be an :class:`~skllm.OpenAIChat`
+        (a model behind an OpenAI-compatible endpoint), whose rows then report
+        the tokens it used (``api_tokens``, summed over the folds).
     label_words : dict, default=None
         What the prompting methods ask the LM to answer for each label, e.g.
         ``{"ham": "normal", "spam": "spam"}`` (the packaged datasets' ``label_words``);
@@ -99,21 +101,18 @@ def compare_methods(
     max_samples : int, default=None
         Use a stratified sample of at most this many texts.
     time_budget : float, default=None
-        Seconds the comparison may take. Before starting, the cost of each method
-        is measured on a few texts and the folds, epochs and number of texts are
-        shrunk (and, as a last resort, the costliest methods skipped) so that the
-        estimate fits; ``None`` runs everything as asked. The estimate and the time
-        taken are compared at the end (``attrs["timing"]``).
+        Seconds the comparison may take: the methods are timed on a few texts, and
+        the folds, epochs and texts shrunk (at last the costliest methods skipped)
+        until the estimate fits. ``None`` runs everything as asked.
     cache_dir : str, "auto" or None
         Embedding cache. The embedding methods, ``"head"`` and the few-shot
         example selection share its entries: each text is embedded once.
     random_state : int, default=0
         Seeds the sample, the folds and the methods.
     out_dir : str or Path, default=None
-        Where each finished method's row is stored (``rows/<method>.json``) with a
-        fingerprint of everything that produced it: the texts and labels, the
-        folds, the settings and the method's hyperparameters. A later run reuses
-        a row only when its fingerprint matches, and recomputes the others.
+        Where each finished row is stored (``rows/<method>.json``) with a fingerprint
+        of what produced it (texts, labels, folds, settings, hyperparameters): a
+        later run reuses a row only when its fingerprint matches.
     client : distributed.Client or str, default=None
         Run the (method, fold) tasks on this Dask cluster (a client, or a
         scheduler's address such as ``"tcp://host:8786"``): same folds, same
@@ -303,6 +302,7 @@ class _Comparison:
             )
         todo = [name for name in self.methods if name not in rows]
         self.spent = {}  # seconds each method computed here took
+        self.ran = list(todo) if client is not None else []  # the methods started
         if client is None:
             rows.update(self._run_here(todo, saved))
         else:
@@ -481,6 +481,7 @@ class _Comparison:
                 rows[name] = skipped_row(name)
                 continue
             method_start = time.perf_counter()
+            self.ran.append(name)
             rows[name] = self._run_method(name, deadline)
             if rows[name]["status"] == "skipped":  # stopped between two folds
                 continue
@@ -537,23 +538,28 @@ class _Comparison:
             from sklearn.base import clone
 
             best = clone(self.templates[name]).fit(list(self.texts_used), self.y_used)
-        return best, (name, self.plan.get("refit_seconds", 0.0), time.perf_counter() - start)
+        estimate = self.plan.get("refit_per_method", {}).get(name, self.plan.get("refit_seconds", 0.0))
+        return best, (name, estimate, time.perf_counter() - start)
 
     def _timing(self, measure_seconds, refit_timing):
         """Planned against actual seconds: overall, per method run here, and the refit."""
         seconds = time.perf_counter() - self.started
         logger.info("comparison took %.1f s", seconds)
-        planned = None
-        if self.plan.get("seconds") is not None:
-            planned = measure_seconds + self.plan["seconds"]
+        per_method = self.plan["per_method"]
         timing = {
             "seconds": seconds,
-            "planned": planned,
+            "planned": None,
             "measure_seconds": measure_seconds,
-            "methods": {name: (self.plan["per_method"].get(name, 0.0), s) for name, s in self.spent.items()},
+            "methods": {name: (per_method.get(name, 0.0), s) for name, s in self.spent.items()},
             "refit": None,
+            "refit_reserved": self.plan.get("refit_seconds", 0.0),
         }
         if refit_timing is not None:
             name, estimate, spent = refit_timing
             timing.update(refit=(estimate, spent), refit_method=name)
+        if self.plan.get("seconds") is not None:
+            # The plan's estimate of the work done: not of the methods reused or skipped, and
+            # the refit of the best method rather than the costliest one, kept in reserve.
+            refit_estimate = timing["refit"][0] if timing["refit"] is not None else 0.0
+            timing["planned"] = measure_seconds + sum(per_method.get(m, 0.0) for m in self.ran) + refit_estimate
         return timing
