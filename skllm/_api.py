@@ -560,6 +560,18 @@ def add_usage(total, usage):
     return total
 
 
+def parse_llm(spec):
+    """``--llm`` of ``skllm compare``: ``openai:MODEL[@BASE_URL]`` is an :class:`OpenAIChat`, anything else a name.
+
+    >>> parse_llm("openai:llama3.2@http://127.0.0.1:11434/v1")
+    OpenAIChat(base_url='http://127.0.0.1:11434/v1', model='llama3.2')
+    """
+    match = re.fullmatch(r"openai:(?P<model>.+?)(?:@(?P<url>https?://\S+))?", spec)
+    if match is None:
+        return spec
+    return OpenAIChat(match["model"], base_url=match["url"])
+
+
 def as_messages(content):
     """Chat messages of a prompt's content (a user message, or the messages themselves)."""
     if isinstance(content, list):

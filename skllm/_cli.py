@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._api import parse_llm
 from ._compare import ALL_METHODS, check_folds, check_settings, parse_duration
 from .exceptions import MissingDependencyError
 
@@ -154,7 +155,7 @@ def compare(args):
         args.methods,
         cv=args.cv,
         encoder=args.encoder,
-        llm=args.llm,
+        llm=parse_llm(args.llm),
         label_words=label_words,
         epochs=args.epochs,
         max_length=args.max_length,
@@ -327,7 +328,12 @@ def main(argv=None):
     )
     cmp.add_argument("--out", default="skllm-compare", help="output folder (default skllm-compare)")
     cmp.add_argument("--encoder", default=DEFAULT_ENCODER)
-    cmp.add_argument("--llm", default=DEFAULT_CAUSAL_LM)
+    cmp.add_argument(
+        "--llm",
+        default=DEFAULT_CAUSAL_LM,
+        help="the causal LM of the prompting rows: a model name or folder, or openai:MODEL[@BASE_URL] for a model "
+        "behind an OpenAI-compatible endpoint (key from OPENAI_API_KEY; pip install 'skllm-toolkit[api]')",
+    )
     cmp.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs, 1 or more (default 3)")
     cmp.add_argument("--max-length", type=int, default=64, help="tokens per text, 2 or more (default 64)")
     cmp.add_argument("--cache-dir", default="auto")

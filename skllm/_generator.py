@@ -3,8 +3,8 @@
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from . import _models
 from ._lm import LMEstimator, check_template, template_fields
+from ._models import DEFAULT_CAUSAL_LM
 from ._prompting import clean_answer, decode_answer, generate
 from ._scoring import check_lengths, exact_match
 from ._selection import FirstSelection, RandomSelection, resolve_selection
@@ -77,7 +77,7 @@ class FewShotGenerator(LMEstimator):
 
     def __init__(
         self,
-        model_name=_models.DEFAULT_CAUSAL_LM,
+        model_name=DEFAULT_CAUSAL_LM,
         *,
         revision=None,
         template=None,

@@ -6,10 +6,10 @@ import warnings
 
 from sklearn.base import BaseEstimator
 
-from . import _models
 from ._api import OpenAIChat, add_usage, as_messages
 from ._device import device_for_loading, resolve_device, resolve_dtype
 from ._live import LiveStateMixin
+from ._models import load_backbone, model_identity, positions, resolve_model
 from ._prompting import encode, fit_text, wrap
 from ._validation import check_bool, check_int
 from .exceptions import TruncationWarning
@@ -68,7 +68,7 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
         super().__setstate__(state)
 
     def _source(self):
-        return _models.resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
+        return resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
 
     @property
     def _prompts_api(self):
@@ -88,11 +88,11 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
         source = self._source()
-        model, tokenizer = _models.load_backbone(source, device, kind="causal-lm")
+        model, tokenizer = load_backbone(source, device, kind="causal-lm")
         self.model_, self.tokenizer_ = model, tokenizer
-        self.model_identity_ = _models.model_identity(source)
+        self.model_identity_ = model_identity(source)
         self.device_, self.dtype_ = str(device), dtype
-        self.max_length_ = min(int(self.max_length), _models.positions(model, tokenizer))
+        self.max_length_ = min(int(self.max_length), positions(model, tokenizer))
         self.uses_chat_template_ = bool(self.use_chat_template and getattr(tokenizer, "chat_template", None))
 
     def _restore_live(self):
@@ -100,7 +100,7 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
             self.model_, self.tokenizer_ = self.model_name.connect(self.cache_dir), None
             return
         device = device_for_loading(self.device_)
-        self.model_, self.tokenizer_ = _models.load_backbone(self._source(), device, kind="causal-lm")
+        self.model_, self.tokenizer_ = load_backbone(self._source(), device, kind="causal-lm")
         self.device_ = str(device)
 
     def _check_common(self):

@@ -229,10 +229,18 @@ def test_grid_search_and_cross_validation_send_each_distinct_prompt_once(fake_ch
 
 
 def test_max_concurrency_bounds_requests_in_flight(tmp_path):
+    import threading
     import time
 
+    active, peak, lock = [0], [0], threading.Lock()
+
     def slow(messages):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
         time.sleep(0.05)
+        with lock:
+            active[0] -= 1
         return sentiment(messages)
 
     server = FakeChat(answer=slow)
@@ -240,7 +248,7 @@ def test_max_concurrency_bounds_requests_in_flight(tmp_path):
         texts = [f"great film {i}" for i in range(12)]
         clf = ZeroShotClassifier(_chat(server, max_concurrency=3), classes=["neg", "pos"], calibration=None)
         clf.set_params(cache_dir=None).fit().predict(texts)
-        assert server.max_in_flight == 3
+        assert peak[0] == 3
     finally:
         server.close()
 
@@ -349,3 +357,16 @@ def test_parameters_are_checked_by_name(fake_chat):
 )
 def test_openai_chat_is_a_plain_valued_sklearn_object(check):
     check("OpenAIChat", OpenAIChat("gpt-4o-mini", api_key=KEY))
+
+
+def test_skllm_compare_has_an_api_row_with_the_tokens_it_used(fake_chat, tmp_path):
+    from skllm import compare_methods
+    from skllm._api import parse_llm
+
+    llm = parse_llm(f"openai:fake-model@{fake_chat.url}")
+    assert isinstance(llm, OpenAIChat) and llm.base_url == fake_chat.url
+    assert parse_llm("openai:gpt-4o-mini").base_url is None and parse_llm("HuggingFaceTB/x") == "HuggingFaceTB/x"
+    table = compare_methods(X * 2, Y * 2, methods=["zero-shot"], cv=2, llm=llm, cache_dir=str(tmp_path), verbose=0)
+    row = table.iloc[0]
+    assert row["status"] == "computed" and row["accuracy_mean"] == 1.0 and row["api_tokens"] > 0
+    assert fake_chat.answered == 6  # each distinct text once over both folds

@@ -158,6 +158,8 @@ def evaluate_fold(template, texts, y, train, test, *, multilabel=False, measure_
         "fit_memory_bytes": memory.rss_bytes,
         "fit_gpu_memory_bytes": memory.cuda_bytes,
     }
+    if hasattr(est, "usage_"):  # prompting an OpenAIChat: the tokens the endpoint billed
+        result["api_tokens"] = est.usage_.get("prompt_tokens", 0) + est.usage_.get("completion_tokens", 0)
     if multilabel:
         result["f1_micro"] = float(f1_score(truth, pred, average="micro", zero_division=0))
     if measure_model:
@@ -184,4 +186,6 @@ def fold_row(name, folds):
         row[key] = int(max(values)) if values else None
     for key in ("trainable_params", "trained_state_bytes", "model_bytes"):
         row[key] = folds[-1][key]
+    if any("api_tokens" in f for f in folds):
+        row["api_tokens"] = int(sum(f.get("api_tokens", 0) for f in folds))
     return row

@@ -22,6 +22,7 @@ COLUMNS = [
     "trainable_params",
     "trained_state_bytes",
     "model_bytes",
+    "api_tokens",
     "status",
     "error",
 ]
@@ -56,6 +57,8 @@ def data_digest(texts, y):
 
 
 def model_identity(name):
+    if hasattr(name, "identity"):  # an OpenAIChat: its endpoint and model, never its key
+        return name.identity()
     try:
         return _weights_identity(resolve_model(name))
     except Exception:  # a missing model fails in its method's row, not here

@@ -69,7 +69,7 @@ def load_backbones(methods, *, encoder, llm, cache_dir):
     wanted = []
     if any(uses_encoder(m) for m in methods):
         wanted.append((encoder, "base"))
-    if any(uses_llm(m) for m in methods):
+    if any(uses_llm(m) for m in methods) and isinstance(llm, str):  # not an endpoint (OpenAIChat)
         wanted.append((llm, "causal-lm"))
     for name, kind in wanted:
         try:
