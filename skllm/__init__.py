@@ -31,6 +31,7 @@ from ._retrieval_qa import RetrievalQA
 from ._reward import RewardModel
 from ._selection import BalancedSelection, ExampleSelection, FirstSelection, NearestSelection, RandomSelection
 from ._sft import FineTuneGenerator
+from ._skops import trusted_types
 from ._version import __version__
 from ._zero_shot import ZeroShotClassifier
 
@@ -107,4 +108,5 @@ __all__ = [
     "datasets",
     "default_cache_dir",
     "exceptions",
+    "trusted_types",
 ]

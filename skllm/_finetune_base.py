@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _cache, _models
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
-from ._live import LiveStateMixin
+from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
 from ._methods import resolve_method
 from ._training import (
     Optimisation,
@@ -89,6 +89,7 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         # The pooled width was n_features_ before it took TransformerEmbedder's name.
         if "n_features_" in state:
             state["embedding_dim_"] = state.pop("n_features_")
+        check_saved_state(state)
         super().__setstate__(state)
 
     @property
@@ -144,17 +145,8 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         import torch
 
         network = self.method_.compact(self._build_network(backbone))
-        trained = {n for n, p in network.named_parameters() if p.requires_grad}
-        missing = sorted(trained - set(self.trainable_state_))
-        unexpected = sorted(set(self.trainable_state_) - trained)
-        if missing or unexpected:
-            raise RuntimeError(
-                f"The saved weights do not fit model {self.model_name!r} with method {self.method_.name!r}: "
-                f"{len(missing)} trained tensor(s) missing {missing[:5]}, {len(unexpected)} unexpected "
-                f"{unexpected[:5]}. Was the model or the package changed since fitting?"
-            )
-        state = {k: torch.from_numpy(np.array(v)) for k, v in self.trainable_state_.items()}
-        network.load_state_dict(state, strict=False)  # the frozen rest comes from the backbone
+        what = f"model {self.model_name!r} with method {self.method_.name!r}"
+        network = put_back_trained_state(network, self.trainable_state_, what)
         return network.to(torch.device(self.device_))
 
     def _restore_live(self):

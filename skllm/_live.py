@@ -1,5 +1,7 @@
 """Fitted attributes holding live objects (models, tokenizers): never pickled, loaded explicitly."""
 
+import numpy as np
+
 
 class LiveStateMixin:
     """Drop ``_live_attributes`` from pickles; ``_ensure_live()`` loads them again.
@@ -28,3 +30,58 @@ class LiveStateMixin:
 
     def _restore_live(self):
         raise NotImplementedError
+
+
+def check_saved_state(state):
+    """Refuse, while loading, a ``trainable_state_`` that does not hold ``n_trainable_params_`` numbers.
+
+    The cheap check that can run before any model is loaded: a file whose
+    arrays were replaced (by hand, or by a format that keeps only some of them)
+    fails here, naming the attribute, instead of predicting with other weights.
+    The shapes are checked tensor by tensor when the network is rebuilt
+    (:func:`put_back_trained_state`).
+    """
+    trained, n_params = state.get("trainable_state_"), state.get("n_trainable_params_")
+    if trained is None or n_params is None:
+        return
+    if not isinstance(trained, dict):
+        raise ValueError(f"The saved trainable_state_ must be a dict of arrays, got {type(trained).__name__}.")
+    sizes = {name: int(np.size(value)) for name, value in trained.items()}
+    if sum(sizes.values()) != n_params:
+        raise ValueError(
+            f"The saved trainable_state_ holds {sum(sizes.values())} numbers but n_trainable_params_ is {n_params}: "
+            f"the file was altered or damaged. Tensors and sizes: {_listed(sizes)}."
+        )
+
+
+def put_back_trained_state(network, trainable_state, what):
+    """Load ``trainable_state_`` into ``network``'s trained parameters, checking names and shapes first.
+
+    ``what`` names the model in the errors (model name and method). The frozen
+    rest of the network comes from the backbone.
+    """
+    import torch
+
+    expected = {n: tuple(p.shape) for n, p in network.named_parameters() if p.requires_grad}
+    missing = sorted(set(expected) - set(trainable_state))
+    unexpected = sorted(set(trainable_state) - set(expected))
+    if missing or unexpected:
+        raise RuntimeError(
+            f"The saved weights do not fit {what}: {len(missing)} trained tensor(s) missing {missing[:5]}, "
+            f"{len(unexpected)} unexpected {unexpected[:5]}. Was the model or the package changed since fitting?"
+        )
+    for name, shape in expected.items():
+        saved = tuple(np.shape(trainable_state[name]))
+        if saved != shape:
+            raise RuntimeError(
+                f"The saved weights do not fit {what}: trainable_state_[{name!r}] has shape {saved}, the network "
+                f"expects {shape}. Was the file altered, or the model changed since fitting?"
+            )
+    state = {k: torch.from_numpy(np.array(v)) for k, v in trainable_state.items()}
+    network.load_state_dict(state, strict=False)
+    return network
+
+
+def _listed(sizes, limit=5):
+    items = [f"{name}: {size}" for name, size in list(sizes.items())[:limit]]
+    return ", ".join(items) + (f" and {len(sizes) - limit} more" if len(sizes) > limit else "")

@@ -189,10 +189,21 @@ class PreferenceTuner(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        if "history_" in state:
+            # Plain columns rather than a DataFrame, whose internals skops cannot store as data.
+            state["history_"] = {name: column.to_numpy() for name, column in state["history_"].items()}
+        return state
+
     def __setstate__(self, state):
         # Tuners pickled before these parameters existed trained with neither.
         state.setdefault("weight_decay", 0.0)
         state.setdefault("warmup_ratio", 0.0)
+        if isinstance(state.get("history_"), dict):
+            import pandas as pd
+
+            state["history_"] = pd.DataFrame(state["history_"])
         super().__setstate__(state)
 
     def __sklearn_tags__(self):

@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import _models
 from ._causal import build_example, check_generative_method, pad_examples, sequence_loss
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
-from ._live import LiveStateMixin
+from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
 from ._lm import check_template
 from ._methods import resolve_method
 from ._prompting import decode_answer, encode, fit_text, generate, wrap
@@ -238,6 +238,7 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
             ("warm_start", False),
         ):
             state.setdefault(name, value)
+        check_saved_state(state)
         super().__setstate__(state)
 
     def __sklearn_tags__(self):
@@ -339,20 +340,11 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
 
     def _network_from_state(self, lm, device):
         """The adapted LM rebuilt on ``lm`` with ``trainable_state_`` put back."""
-        import torch
-
         from ._causal import CausalNetwork
 
         network = CausalNetwork.build(self.method_, lm)
-        trained = {n for n, p in network.named_parameters() if p.requires_grad}
-        if trained != set(self.trainable_state_):
-            raise RuntimeError(
-                f"The saved weights do not fit model {self.model_name!r} with method {self.method_.name!r}. "
-                f"Was the model or the package changed since fitting?"
-            )
-        state = {k: torch.from_numpy(np.array(v)) for k, v in self.trainable_state_.items()}
-        network.load_state_dict(state, strict=False)  # the frozen rest comes from the backbone
-        return network.to(device)
+        what = f"model {self.model_name!r} with method {self.method_.name!r}"
+        return put_back_trained_state(network, self.trainable_state_, what).to(device)
 
     # -- prompts and targets ------------------------------------------------------------------
     def _render(self, text):

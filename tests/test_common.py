@@ -134,19 +134,23 @@ def case(request, tiny_bert, tiny_llama, texts, tmp_path):
     if "(api)" in request.param:
         paths["chat"] = request.getfixturevalue("fake_chat").url
     estimator = factory(paths, tmp_path)
-    if data == "texts":
-        X, y = texts
-    elif data == "text-target":
-        X, y = texts[0], [t.upper() for t in texts[0]]
-    elif data == "pairs":  # preferences: the data is one DataFrame, no y
-        X, y = _pairs(texts[0]), None
-    elif data == "prompts":
-        X, y = texts[0][:12], None
-    elif data == "numeric-target":
-        X, y = texts[0], np.array([float(len(t)) for t in texts[0]])
-    else:
-        X, y = _numeric_data()
+    X, y = case_data(data, texts)
     return estimator, X, y, grid
+
+
+def case_data(data, texts):
+    """The fit data ``X, y`` of a case's kind of data (the middle item of its ``CASES`` entry)."""
+    if data == "texts":
+        return texts
+    if data == "text-target":
+        return texts[0], [t.upper() for t in texts[0]]
+    if data == "pairs":  # preferences: the data is one DataFrame, no y
+        return _pairs(texts[0]), None
+    if data == "prompts":
+        return texts[0][:12], None
+    if data == "numeric-target":
+        return texts[0], np.array([float(len(t)) for t in texts[0]])
+    return _numeric_data()
 
 
 def _pairs(texts):
