@@ -9,8 +9,8 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.extmath import softmax
 
-from . import _models
 from ._finetune_base import _FineTuneBase
+from ._models import DEFAULT_ENCODER
 from ._targets import _encode_labels, _multilabel_indicator, _numeric_targets
 from ._validation import check_number, check_texts
 from .exceptions import SkllmWarning
@@ -177,7 +177,7 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
 
     def __init__(
         self,
-        model_name=_models.DEFAULT_ENCODER,
+        model_name=DEFAULT_ENCODER,
         *,
         revision=None,
         method="lora",

@@ -13,10 +13,11 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from . import _cache, _models
+from ._cache import resolve_cache_dir
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
 from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
 from ._methods import resolve_method
+from ._models import DEFAULT_ENCODER, is_decoder, load_backbone, model_identity, positions, resolve_model
 from ._training import (
     Optimisation,
     check_training_params,
@@ -38,7 +39,7 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
 
     def __init__(
         self,
-        model_name=_models.DEFAULT_ENCODER,
+        model_name=DEFAULT_ENCODER,
         *,
         revision=None,
         method="lora",
@@ -123,15 +124,15 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         check_bool(self.warm_start, "warm_start")
         # Every method checks it, even those that never cache: a bad value must
         # not pass with one method and fail with another.
-        _cache.resolve_cache_dir(self.cache_dir)
+        resolve_cache_dir(self.cache_dir)
         method = resolve_method(self.method)
         method.validate()
         return clone(method)
 
     # -- building the network -------------------------------------------------------
     def _backbone(self, device):
-        source = _models.resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
-        model, tokenizer = _models.load_backbone(source, device)
+        source = resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
+        model, tokenizer = load_backbone(source, device)
         return source, model, tokenizer
 
     def _build_network(self, backbone):
@@ -155,7 +156,7 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         device = device_for_loading(self.device_)
         self.device_ = str(device)
         source, backbone, tokenizer = self._backbone(device)
-        identity = _models.model_identity(source)
+        identity = model_identity(source)
         if identity != self.model_identity_:
             warnings.warn(
                 f"The files of model {self.model_name!r} changed since this model was fitted "
@@ -206,12 +207,12 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
         source, backbone, tokenizer = self._backbone(device)
-        pooling = self.pooling if self.pooling != "auto" else ("last" if _models.is_decoder(backbone) else "mean")
-        max_length = int(min(self.max_length, _models.positions(backbone, tokenizer) - method.extra_positions()))
+        pooling = self.pooling if self.pooling != "auto" else ("last" if is_decoder(backbone) else "mean")
+        max_length = int(min(self.max_length, positions(backbone, tokenizer) - method.extra_positions()))
         keep = (
             self.warm_start
             and hasattr(self, "trainable_state_")
-            and getattr(self, "model_identity_", None) == _models.model_identity(source)
+            and getattr(self, "model_identity_", None) == model_identity(source)
             and (getattr(self, "pooling_", None), getattr(self, "max_length_", None)) == (pooling, max_length)
             and self._same_model(method)
         )
@@ -221,7 +222,7 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         self.method_ = method
         self.device_, self.dtype_ = str(device), dtype
         self.tokenizer_ = tokenizer
-        self.model_identity_ = _models.model_identity(source)
+        self.model_identity_ = model_identity(source)
         self.pooling_, self.max_length_ = pooling, max_length
         for name, value in method.prepare(self).items():
             setattr(self, name, value)
@@ -265,15 +266,15 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
 
     def _probe_output_layer(self, network, inputs, targets, rows, class_weights, device):
         """Start the output layer from a regularised linear model on the network's initial features."""
-        from . import _probe
+        from ._probe import layer_inputs, output_layer, set_layer
 
-        layer = _probe.output_layer(network, self._n_outputs)
+        layer = output_layer(network, self._n_outputs)
         if layer is None:  # outputs made otherwise: the method's own initialisation stays
             return
-        features = _probe.layer_inputs(network, layer, inputs, rows, device, self.dtype_, self.batch_size * 2)
+        features = layer_inputs(network, layer, inputs, rows, device, self.dtype_, self.batch_size * 2)
         fitted = self._probe(features, targets[rows], class_weights)
         if fitted is not None:
-            _probe.set_layer(layer, *fitted)
+            set_layer(layer, *fitted)
 
     def _same_model(self, method):
         """Whether warm_start may continue from the fitted weights."""

@@ -265,20 +265,20 @@ class RewardModel(_FineTuneBase):
         """The Bradley-Terry linear probe: a logistic regression on feature differences (chosen - rejected)."""
         from sklearn.linear_model import LogisticRegressionCV
 
-        from . import _probe
+        from ._probe import PROBE_CS, fit_probe, layer_inputs, output_layer, set_layer
 
-        layer = _probe.output_layer(network, 1)
+        layer = output_layer(network, 1)
         if layer is None or len(rows) < 3:
             return
         pairs = np.concatenate([rows, rows + inputs.n])
-        features = _probe.layer_inputs(network, layer, inputs.inner, pairs, device, self.dtype_, self.batch_size * 2)
+        features = layer_inputs(network, layer, inputs.inner, pairs, device, self.dtype_, self.batch_size * 2)
         diff = features[: len(rows)] - features[len(rows) :]
         # Each pair once in each order: P(chosen over rejected) = sigmoid(w . (x_c - x_r)), no intercept.
         model = LogisticRegressionCV(
-            Cs=list(_probe.PROBE_CS), cv=3, scoring="neg_log_loss", fit_intercept=False, max_iter=2000
+            Cs=list(PROBE_CS), cv=3, scoring="neg_log_loss", fit_intercept=False, max_iter=2000
         )
-        _probe.fit_probe(model, np.vstack([diff, -diff]), np.r_[np.ones(len(rows)), np.zeros(len(rows))])
-        _probe.set_layer(layer, model.coef_, np.zeros(1))
+        fit_probe(model, np.vstack([diff, -diff]), np.r_[np.ones(len(rows)), np.zeros(len(rows))])
+        set_layer(layer, model.coef_, np.zeros(1))
 
     @staticmethod
     def _loss(output, target, weights):

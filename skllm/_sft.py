@@ -8,12 +8,12 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from . import _models
 from ._causal import build_example, check_generative_method, pad_examples, sequence_loss
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
 from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
 from ._lm import check_template
 from ._methods import resolve_method
+from ._models import DEFAULT_CAUSAL_LM, load_backbone, model_identity, positions, resolve_model
 from ._prompting import decode_answer, encode, fit_text, generate, wrap
 from ._scoring import SCORERS, check_lengths, chrf  # noqa: F401 (chrf: skllm._sft.chrf stays importable)
 from ._tokens import pad_token_id
@@ -172,7 +172,7 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
 
     def __init__(
         self,
-        model_name=_models.DEFAULT_CAUSAL_LM,
+        model_name=DEFAULT_CAUSAL_LM,
         *,
         revision=None,
         method="lora",
@@ -276,7 +276,7 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
 
     # -- model ------------------------------------------------------------------------
     def _source(self):
-        return _models.resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
+        return resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
 
     def _setup(self, method, seed):
         """Load the LM, set the fitted attributes that describe it and build a fresh network."""
@@ -286,18 +286,18 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
         source = self._source()
-        lm, tokenizer = _models.load_backbone(source, device, kind="causal-lm")
+        lm, tokenizer = load_backbone(source, device, kind="causal-lm")
         keep = (
             self.warm_start
             and hasattr(self, "trainable_state_")
-            and getattr(self, "model_identity_", None) == _models.model_identity(source)
+            and getattr(self, "model_identity_", None) == model_identity(source)
             and repr(method) == repr(getattr(self, "method_", None))
         )
         self.method_ = method
         self.device_, self.dtype_ = str(device), dtype
         self.tokenizer_ = tokenizer
-        self.model_identity_ = _models.model_identity(source)
-        self.max_length_ = int(min(self.max_length, _models.positions(lm, tokenizer) - method.extra_positions()))
+        self.model_identity_ = model_identity(source)
+        self.max_length_ = int(min(self.max_length, positions(lm, tokenizer) - method.extra_positions()))
         self.uses_chat_template_ = bool(self.use_chat_template and getattr(tokenizer, "chat_template", None))
         if self.max_length_ - self.max_new_tokens < 8:
             raise ValueError(
@@ -325,8 +325,8 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
         device = device_for_loading(self.device_)
         self.device_ = str(device)
         source = self._source()
-        lm, tokenizer = _models.load_backbone(source, device, kind="causal-lm")
-        identity = _models.model_identity(source)
+        lm, tokenizer = load_backbone(source, device, kind="causal-lm")
+        identity = model_identity(source)
         if identity != self.model_identity_:
             warnings.warn(
                 f"The files of model {self.model_name!r} changed since this model was fitted "
