@@ -155,6 +155,11 @@ class Optimisation:
         from transformers import get_linear_schedule_with_warmup
 
         self.params = [p for p in network.parameters() if p.requires_grad]
+        if not self.params:
+            raise ValueError(
+                f"{who} has nothing to train: the method leaves no parameter of this model trainable (for "
+                f"example a method that trains bias terms, on a model without any)."
+            )
         groups = [
             {"params": [p for p in self.params if p.ndim >= 2], "weight_decay": weight_decay},
             {"params": [p for p in self.params if p.ndim < 2], "weight_decay": 0.0},

@@ -243,3 +243,37 @@ def test_partial_is_compared_and_refused_for_generation(tiny_llama):
     assert "partial" in FINETUNE_METHODS and "partial" in ALL_METHODS
     with pytest.raises(ValueError, match="method='partial' does not apply to generation"):
         FineTuneGenerator(tiny_llama, method="partial").fit(["a"], ["b"])
+
+
+def test_a_new_method_is_one_file_and_one_registry_line(tiny_bert, tiny_llama, texts, cache_dir, monkeypatch):
+    """BitFit (tests/toy_method/bitfit.py) registered with one line reaches every place a method reaches."""
+    from pathlib import Path
+
+    from skllm import FineTuneGenerator, compare_methods
+    from skllm._methods import METHODS
+
+    from helpers import doc_list_problems
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "toy_method"))
+    from bitfit import BitFit
+
+    monkeypatch.setitem(METHODS, BitFit.name, BitFit)  # the registry line
+
+    X, y = texts
+    clf = FineTuneClassifier(tiny_bert, method="bitfit", batch_size=8, random_state=0, cache_dir=cache_dir).fit(X, y)
+    assert clf.n_iter_ == BitFit.default_epochs and clf.predict(X[:3]).shape == (3,)
+    assert all(
+        name.endswith("bias") or "norm" in name.lower() or name.startswith("head.") for name in clf.trainable_state_
+    )
+
+    gen = FineTuneGenerator(tiny_llama, method="bitfit", epochs=1, max_new_tokens=3, random_state=0).fit(X[:8], y[:8])
+    assert len(gen.predict(X[:2])) == 2
+
+    table = compare_methods(
+        X, y, methods=["bitfit"], cv=2, encoder=tiny_bert, epochs=1, time_budget=600, cache_dir=cache_dir
+    ).set_index("method")
+    assert table.loc["bitfit", "status"] == "computed", table.loc["bitfit", "error"]
+
+    # The docs must now list it: the check names every page that misses it.
+    problems = [p for p in doc_list_problems(methods=dict(METHODS)) if "bitfit" in p]
+    assert any(p.startswith("README.md") for p in problems)

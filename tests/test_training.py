@@ -199,3 +199,23 @@ def test_no_method_name_is_compared_as_a_string_outside_the_methods_package():
                 if sum(isinstance(k, ast.Constant) and k.value in names for k in node.keys) >= 2:
                     found.append(f"{path.name}:{node.lineno}")
     assert found == []
+
+
+def test_a_network_with_nothing_to_train_is_refused_with_a_clear_error():
+    import torch
+
+    from skllm._training import Optimisation
+
+    frozen = torch.nn.Linear(2, 2).requires_grad_(False)
+    with pytest.raises(ValueError, match="FineTuneClassifier has nothing to train"):
+        Optimisation(
+            frozen,
+            learning_rate=1e-3,
+            weight_decay=0.0,
+            warmup_ratio=0.0,
+            max_grad_norm=None,
+            total_steps=1,
+            device=torch.device("cpu"),
+            dtype="float32",
+            who="FineTuneClassifier",
+        )
