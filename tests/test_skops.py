@@ -18,6 +18,7 @@ import pytest
 from test_common import CASES, _in_pipeline, _output, case_data
 
 import skllm
+from skllm._methods import METHODS
 
 sio = pytest.importorskip("skops.io")
 
@@ -223,3 +224,43 @@ def test_skops_file_with_an_array_of_another_shape_is_refused_on_first_use(saved
     shapes = rf"\({array.shape[1]}, {array.shape[0]}\).*\({array.shape[0]}, {array.shape[1]}\)"
     with pytest.raises(RuntimeError, match=rf"trainable_state_\['{tensor}'\] has shape {shapes}"):
         _output(model, X)
+
+
+def test_tuner_history_loads_as_the_same_dataframe(saved):
+    import pandas as pd
+
+    skops_file, joblib_file, _, _ = _case(saved, "PreferenceTuner(rloo)")
+    trusted = skllm.trusted_types() + EXTRA_TRUSTED["PreferenceTuner(rloo)"]
+    history = _estimator(sio.load(skops_file, trusted=trusted)).history_
+    assert len(history) > 0
+    pd.testing.assert_frame_equal(history, _estimator(joblib.load(joblib_file)).history_)
+
+
+def test_trusted_types_name_every_public_estimator_class():
+    from sklearn.base import BaseEstimator
+
+    classes = [getattr(skllm, name) for name in skllm.__all__ if isinstance(getattr(skllm, name), type)]
+    public = {f"skllm.{c.__name__}" for c in classes if issubclass(c, BaseEstimator)}
+    abstract = {"skllm.FineTuningMethod", "skllm.ExampleSelection"}  # their subclasses are saved, not they
+    assert public - abstract <= set(skllm.trusted_types())
+
+
+def test_api_key_is_left_out_and_its_placeholder_is_trusted(tmp_path):
+    chat = skllm.OpenAIChat("m", api_key="sk-not-saved", base_url="http://127.0.0.1:9")
+    sio.dump(chat, tmp_path / "chat.skops")
+    assert b"sk-not-saved" not in (tmp_path / "chat.skops").read_bytes()
+    loaded = sio.load(tmp_path / "chat.skops", trusted=skllm.trusted_types())
+    assert loaded.get_params()["base_url"] == "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_saves_its_trained_tensors_as_arrays(method, tiny_bert, texts, tmp_path):
+    clf = skllm.FineTuneClassifier(tiny_bert, method=method, epochs=1, random_state=0, cache_dir=None)
+    clf.fit(texts[0][:16], texts[1][:16])
+    sio.dump(clf, tmp_path / "m.skops")
+    schema, entries = _schema(tmp_path / "m.skops")
+    assert {node["__loader__"] for node in _nodes(schema)} <= DATA_LOADERS
+    assert set(_trained_arrays(schema)) == set(clf.trainable_state_)
+    assert set(_trained_arrays(schema).values()) <= set(entries)
+    loaded = sio.load(tmp_path / "m.skops", trusted=skllm.trusted_types())
+    np.testing.assert_allclose(loaded.predict_proba(texts[0]), clf.predict_proba(texts[0]), atol=1e-6)
