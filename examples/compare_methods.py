@@ -2,12 +2,12 @@
 
 Writes the dataset to a CSV file and runs `skllm compare` on it: frozen embeddings with
 three classifiers, every fine-tuning method and two prompting methods, on a stratified
-sub-sample of at most 600 texts (--budget) with 3-fold cross-validation. The time budget
+sub-sample of at most 600 texts (--max-samples) with 3-fold cross-validation. The time budget
 (--time-budget, 10 minutes by default) shrinks the folds, epochs and texts, or skips the
 costliest methods, to fit; the plan is printed before it starts. `--time-budget none`
 runs everything as asked (much longer on a CPU).
 
-    python examples/compare_methods.py [--dataset rotten_tomatoes|sms_spam] [--budget 600] [--time-budget 10m]
+    python examples/compare_methods.py [--dataset rotten_tomatoes|sms_spam] [--max-samples 600] [--time-budget 10m]
 """
 
 import argparse
@@ -22,7 +22,7 @@ from skllm._cli import main as skllm_main
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", choices=["rotten_tomatoes", "sms_spam"], default="rotten_tomatoes")
-    parser.add_argument("--budget", type=int, default=600)
+    parser.add_argument("--max-samples", type=int, default=600)
     parser.add_argument("--cv", type=int, default=3)
     parser.add_argument("--out", default="results/compare")
     parser.add_argument("--time-budget", default="10m", help="90s, 10m, 1h, seconds or none")
@@ -45,8 +45,8 @@ def main():
             "label",
             "--cv",
             str(args.cv),
-            "--budget",
-            str(args.budget),
+            "--max-samples",
+            str(args.max_samples),
             "--time-budget",
             args.time_budget,
             "--out",

@@ -15,7 +15,7 @@ OPTION_NAMES = {
     "cv": "--cv",
     "epochs": "--epochs",
     "max_length": "--max-length",
-    "max_samples": "--budget",
+    "max_samples": "--max-samples",
     "time_budget": "--time-budget",
     "random_state": "--random-state",
 }
@@ -132,7 +132,7 @@ def compare(args):
     else:
         X, y = load_xy(frame, args.text, args.label, args.data)
     try:
-        check_folds(y, args.cv, max_samples=args.budget, random_state=args.random_state, names=OPTION_NAMES)
+        check_folds(y, args.cv, max_samples=args.max_samples, random_state=args.random_state, names=OPTION_NAMES)
     except ValueError as exc:
         args.parser.error(str(exc))
     label_words = None
@@ -141,9 +141,9 @@ def compare(args):
             label_words = parse_label_words(args.label_words, y)
         except ValueError as exc:
             args.parser.error(str(exc))
-    if args.budget is not None and len(X) > args.budget:
+    if args.max_samples is not None and len(X) > args.max_samples:
         how = "at random" if names is not None else "stratified"
-        print(f"sub-sampling {args.budget} of {len(X)} rows ({how}), as --budget asks")
+        print(f"sub-sampling {args.max_samples} of {len(X)} rows ({how}), as --max-samples asks")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if names is not None:
@@ -159,7 +159,7 @@ def compare(args):
         label_words=label_words,
         epochs=args.epochs,
         max_length=args.max_length,
-        max_samples=args.budget,
+        max_samples=args.max_samples,
         time_budget=args.time_budget,
         cache_dir=args.cache_dir,
         random_state=args.random_state,
@@ -318,8 +318,13 @@ def main(argv=None):
     cmp.add_argument("--methods", nargs="+", choices=ALL_METHODS, default=None, help="default: all")
     cmp.add_argument("--cv", type=int, default=5, help="stratified folds, 2 or more (default 5)")
     cmp.add_argument(
-        "--budget", type=int, default=None, help="at most this many texts, 2 or more (stratified sub-sample)"
+        "--max-samples",
+        type=int,
+        default=None,
+        help="at most this many texts, 2 or more (stratified sub-sample); compare_methods' max_samples",
     )
+    # Its former name, kept for one release (a note on standard error says so).
+    cmp.add_argument("--budget", type=int, default=None, help=argparse.SUPPRESS)
     cmp.add_argument(
         "--time-budget",
         default=DEFAULT_TIME_BUDGET,
@@ -354,13 +359,18 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     args.parser = cmp
+    if getattr(args, "budget", None) is not None:
+        if args.max_samples is not None:
+            cmp.error("--budget is the former name of --max-samples: give one of them.")
+        print("note: --budget is now --max-samples; --budget will be removed in the next release.", file=sys.stderr)
+        args.max_samples = args.budget
     try:
         args.time_budget = parse_duration(args.time_budget, "--time-budget")
         check_settings(
             cv=args.cv,
             epochs=args.epochs,
             max_length=args.max_length,
-            max_samples=args.budget,
+            max_samples=args.max_samples,
             time_budget=args.time_budget,
             random_state=args.random_state,
             names=OPTION_NAMES,

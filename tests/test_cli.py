@@ -100,7 +100,7 @@ def test_bad_input_files_get_clear_messages_and_exit_2(tmp_path, content, args, 
 
 def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "skllm", "compare", "--help"], capture_output=True, text=True)
-    assert out.returncode == 0 and "--budget" in out.stdout
+    assert out.returncode == 0 and "--max-samples" in out.stdout
 
 
 def test_rerun_on_other_data_or_settings_recomputes_the_rows(
@@ -127,14 +127,16 @@ def test_rerun_on_other_data_or_settings_recomputes_the_rows(
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--budget", "0"], "--budget must be an integer >= 2, got 0."),
-        (["--budget", "-5"], "--budget must be an integer >= 2, got -5."),
-        (["--budget", "3"], "--budget=3 is too small for --cv=2 with 2 classes"),
+        (["--max-samples", "0"], "--max-samples must be an integer >= 2, got 0."),
+        (["--max-samples", "-5"], "--max-samples must be an integer >= 2, got -5."),
+        (["--max-samples", "3"], "--max-samples=3 is too small for --cv=2 with 2 classes"),
+        (["--budget", "3"], "--max-samples=3 is too small for --cv=2 with 2 classes"),  # its former name
+        (["--budget", "30", "--max-samples", "30"], "--budget is the former name of --max-samples"),
         (["--cv", "1"], "--cv must be an integer >= 2, got 1."),
         (["--cv", "40"], "--cv=40 needs at least 40 texts of every class, but class 'neg' has 24; use --cv <= 24"),
         (
-            ["--cv", "20", "--budget", "30"],
-            "--budget=30 is too small for --cv=20 with 2 classes: every class needs 20 texts, so use at least 40.",
+            ["--cv", "20", "--max-samples", "30"],
+            "--max-samples=30 is too small for --cv=20 with 2 classes: every class needs 20 texts, so use at least 40.",
         ),
         (["--epochs", "0"], "--epochs must be an integer >= 1, got 0."),
         (["--max-length", "1"], "--max-length must be an integer >= 2, got 1."),
