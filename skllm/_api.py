@@ -17,14 +17,12 @@ import concurrent.futures
 import email.utils
 import hashlib
 import logging
-import math
 import os
 import random
 import re
 import threading
 import time
 
-import numpy as np
 from sklearn.base import BaseEstimator
 
 from ._validation import check_bool, check_int, check_number
@@ -97,7 +95,8 @@ class OpenAIChat(BaseEstimator):
     Classifiers ask for one label. Where the endpoint returns token
     log-probabilities, each class is scored by the log-probability of the first
     answer token that starts its wording, and calibrated as a local model's;
-    otherwise the answer text is mapped to a class (:func:`parse_label`) and
+    otherwise the answer text is mapped to a class (normalised, then equal to
+    a wording, an unambiguous prefix, or containing one wording) and
     ``predict_proba`` is one-hot. An answer naming no class is never replaced
     silently: see ``unparsed``.
 
@@ -267,65 +266,6 @@ class OpenAIChat(BaseEstimator):
         root = resolve_cache_dir(cache_dir)
         cache = ResponseCache(root) if root is not None else None
         return Endpoint(self, client, url, cache, secret=key)
-
-
-# -- answers to classes ---------------------------------------------------------------
-
-
-def normalize(text):
-    """Lower case, punctuation and repeated spaces gone: how answers and class wordings are compared."""
-    return " ".join(re.sub(r"[^\w]+", " ", str(text).lower()).split())
-
-
-def parse_label(answer, words):
-    """Index of the class wording ``answer`` names, or None when it names none or several.
-
-    Compared after :func:`normalize`: the wording itself; else the one wording
-    the answer starts with, or that starts with the answer (a cut answer such
-    as ``"neg"``), unless it names another class too; else the one wording it
-    contains as whole words ("The review is positive."), a wording contained
-    in a longer one that also matches counting as that one.
-    """
-    text = normalize(answer)
-    norms = [normalize(w) for w in words]
-    if not text:
-        return None
-    exact = [i for i, w in enumerate(norms) if w == text]
-    if len(exact) == 1:
-        return exact[0]
-    padded = f" {text} "
-    inside = [i for i, w in enumerate(norms) if w and f" {w} " in padded]
-    # "very positive" contains "positive": the longer wording is the answer.
-    inside = [i for i in inside if not any(j != i and f" {norms[i]} " in f" {norms[j]} " for j in inside)]
-    starts = [i for i, w in enumerate(norms) if w and (text.startswith(w + " ") or w.startswith(text))]
-    # An answer that names a second class anywhere ("positive or negative") names none.
-    if len(starts) == 1 and set(inside) <= set(starts):
-        return starts[0]
-    return inside[0] if len(inside) == 1 else None
-
-
-def class_logprobs(top, words):
-    """Log-probability of each class from the first answer token's alternatives, or None if none starts a class.
-
-    ``top`` holds ``(token, logprob)`` pairs. A token counts for a class when
-    its normalised text starts the class's normalised wording and no other
-    class's; a class's score is the log of the summed probabilities of its
-    tokens. A class without such a token gets half the probability of the
-    least likely listed token (it is less likely than every listed one).
-    """
-    norms = [normalize(w) for w in words]
-    scores = [[] for _ in words]
-    for token, logprob in top:
-        t = normalize(token)
-        if not t:
-            continue
-        matching = [i for i, w in enumerate(norms) if w.startswith(t)]
-        if len(matching) == 1:
-            scores[matching[0]].append(logprob)
-    if not any(scores):
-        return None
-    floor = min(lp for _, lp in top) + math.log(0.5)
-    return np.array([np.logaddexp.reduce(s) if s else floor for s in scores], dtype=np.float64)
 
 
 # -- the connection ----------------------------------------------------------------------

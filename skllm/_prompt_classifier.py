@@ -14,7 +14,8 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.extmath import softmax
 from sklearn.utils.validation import check_is_fitted
 
-from ._api import CLASSIFIER_MAX_TOKENS, UNPARSED_CHOICES, class_logprobs, parse_label
+from ._answers import class_logprobs, parse_label
+from ._api import CLASSIFIER_MAX_TOKENS, UNPARSED_CHOICES
 from ._device import autocast
 from ._lm import LMEstimator, cache_kwarg, check_template, output_cache
 from ._tokens import pad_batch, pad_token_id

@@ -17,7 +17,8 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.utils import estimator_checks as ec
 
 from skllm import FewShotClassifier, FewShotGenerator, OpenAIChat, ZeroShotClassifier
-from skllm._api import Secret, backoff_delay, class_logprobs, parse_label, retry_after_seconds
+from skllm._answers import class_logprobs, parse_label
+from skllm._api import Secret, backoff_delay, retry_after_seconds
 from skllm._cache import request_key
 from skllm.exceptions import APIKeyMissingError, APIRequestError, UnparsedAnswerError, UnparsedAnswerWarning
 
