@@ -8,6 +8,7 @@ endpoint; tests/test_api_server.py repeats the essentials on `transformers serve
 import logging
 import pickle
 import random
+import time
 
 import numpy as np
 import pytest
@@ -231,7 +232,6 @@ def test_grid_search_and_cross_validation_send_each_distinct_prompt_once(fake_ch
 
 def test_max_concurrency_bounds_requests_in_flight(tmp_path):
     import threading
-    import time
 
     active, peak, lock = [0], [0], threading.Lock()
 
@@ -262,7 +262,9 @@ def test_rate_limits_and_server_errors_are_retried(fake_chat, tmp_path):
     fake_chat.retry_after = 0.2
     clf = ZeroShotClassifier(_chat(fake_chat, max_concurrency=1), classes=["neg", "pos"], calibration=None)
     clf.set_params(cache_dir=str(tmp_path)).fit()
+    start = time.perf_counter()
     assert clf.predict(["great film", "awful film"]).tolist() == ["pos", "neg"]
+    assert time.perf_counter() - start >= 0.2  # Retry-After outweighs the 0.01 s backoff
     assert clf.usage_["retries"] == 3 and clf.usage_["requests"] == 2
 
 
@@ -371,3 +373,16 @@ def test_skllm_compare_has_an_api_row_with_the_tokens_it_used(fake_chat, tmp_pat
     row = table.iloc[0]
     assert row["status"] == "computed" and row["accuracy_mean"] == 1.0 and row["api_tokens"] > 0
     assert fake_chat.answered == 6  # each distinct text once over both folds
+
+
+def test_one_grid_compares_a_local_model_and_an_endpoint(fake_chat, tiny_llama, tmp_path):
+    grid = {"model_name": [tiny_llama, _chat(fake_chat)]}
+    search = GridSearchCV(ZeroShotClassifier(cache_dir=str(tmp_path)), grid, cv=2).fit(X * 2, Y * 2)
+    assert isinstance(search.best_params_["model_name"], OpenAIChat) and search.best_score_ == 1.0
+    assert search.predict(["a delightful film"]).tolist() == ["pos"]
+
+
+def test_verbose_shows_a_progress_bar_of_the_requests(fake_chat, capsys):
+    clf = ZeroShotClassifier(_chat(fake_chat, verbose=True), classes=["neg", "pos"], calibration=None, cache_dir=None)
+    clf.fit().predict(X)
+    assert "requests: 100%" in capsys.readouterr().err
