@@ -1,5 +1,7 @@
 """torch modules shared by the methods (imported only when training starts)."""
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -167,9 +169,14 @@ class PrefixTunedEncoder(nn.Module):
 
     def forward(self, input_ids, attention_mask):
         positions = torch.arange(input_ids.shape[1], device=input_ids.device) - self.n_prefix
-        out = self.prefix_tuned(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=positions.expand_as(input_ids)
-        )
+        with warnings.catch_warnings():
+            # peft hands the prefixes over as past_key_values, which transformers 5.25 deprecates
+            # (for removal in 5.40) on every forward pass: a message about peft's internals that a
+            # user can do nothing about, printed for each batch. tests/test_prefix.py catches the break.
+            warnings.filterwarnings("ignore", message=".*past_key_values.* is deprecated", category=FutureWarning)
+            out = self.prefix_tuned(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=positions.expand_as(input_ids)
+            )
         return out.last_hidden_state
 
 
