@@ -394,18 +394,7 @@ class PreferenceTuner(BaseEstimator):
             )
             return loss, 1
 
-        # Dropout off: the log-ratio to the reference is then exactly 0 before the
-        # first step, and the sampled answers are scored by the model that produced them.
-        train_epochs(
-            optimisation,
-            network,
-            epochs=self.epochs,
-            batches=lambda epoch: plan[epoch],
-            step_loss=step_loss,
-            dropout=False,
-            verbose=self.verbose,
-            desc="rloo epoch",
-        )
+        self._run_steps(optimisation, network, plan, step_loss)
         return records
 
     def _fit_dpo(self, policy, reference, prompts, chosen, rejected, rng):
@@ -450,6 +439,15 @@ class PreferenceTuner(BaseEstimator):
             )
             return loss, 1
 
+        self._run_steps(optimisation, network, plan, step_loss)
+        return records
+
+    def _run_steps(self, optimisation, network, plan, step_loss):
+        """The engine's loop over the planned steps, dropout off.
+
+        Without dropout the log-ratio to the reference is exactly 0 before the first
+        step, and RLOO's sampled answers are scored by the model that produced them.
+        """
         train_epochs(
             optimisation,
             network,
@@ -458,9 +456,8 @@ class PreferenceTuner(BaseEstimator):
             step_loss=step_loss,
             dropout=False,
             verbose=self.verbose,
-            desc="dpo epoch",
+            desc=f"{self.algorithm} epoch",
         )
-        return records
 
     # -- prediction -------------------------------------------------------------------------
     def predict(self, X):
