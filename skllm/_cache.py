@@ -149,6 +149,13 @@ def _checksum(key, vector, n_tokens):
     return digest.digest()
 
 
+def _select_keys(conn, query, keys):
+    """The rows of ``query`` (whose ``{marks}`` is the IN list) for ``keys``, asked in chunks of SQLite's size."""
+    for start in range(0, len(keys), _SQL_CHUNK):
+        chunk = keys[start : start + _SQL_CHUNK]
+        yield from conn.execute(query.format(marks=",".join("?" * len(chunk))), chunk).fetchall()
+
+
 class SQLiteStore:
     """A database file under ``root`` with the connection handling every skllm cache shares.
 
@@ -289,17 +296,13 @@ class EmbeddingCache(SQLiteStore):
 
         def read(conn):
             found = {}
-            for start in range(0, len(keys), _SQL_CHUNK):
-                chunk = keys[start : start + _SQL_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(
-                    f"SELECT key, vector, n_tokens, checksum FROM embeddings WHERE key IN ({marks})", chunk
-                ).fetchall()
-                for key, vector, n_tokens, checksum in rows:
-                    if len(vector) != expected or checksum != _checksum(key, vector, n_tokens):
-                        self._warn(f"A damaged entry in the embedding cache {self.path} was ignored and recomputed.")
-                        continue
-                    found[bytes(key)] = (np.frombuffer(vector, dtype="<f4"), n_tokens)
+            for key, vector, n_tokens, checksum in _select_keys(
+                conn, "SELECT key, vector, n_tokens, checksum FROM embeddings WHERE key IN ({marks})", keys
+            ):
+                if len(vector) != expected or checksum != _checksum(key, vector, n_tokens):
+                    self._warn(f"A damaged entry in the embedding cache {self.path} was ignored and recomputed.")
+                    continue
+                found[bytes(key)] = (np.frombuffer(vector, dtype="<f4"), n_tokens)
             return found
 
         try:
@@ -357,18 +360,14 @@ class ResponseCache(SQLiteStore):
 
         def read(conn):
             found = {}
-            for start in range(0, len(keys), _SQL_CHUNK):
-                chunk = keys[start : start + _SQL_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(
-                    f"SELECT key, answer, checksum FROM responses WHERE key IN ({marks})", chunk
-                ).fetchall()
-                for key, blob, checksum in rows:
-                    key, blob = bytes(key), bytes(blob)
-                    if checksum != _answer_checksum(key, blob):
-                        self._warn(f"A damaged entry in the response cache {self.path} was ignored and asked again.")
-                        continue
-                    found[key] = json.loads(blob)
+            for key, blob, checksum in _select_keys(
+                conn, "SELECT key, answer, checksum FROM responses WHERE key IN ({marks})", keys
+            ):
+                key, blob = bytes(key), bytes(blob)
+                if checksum != _answer_checksum(key, blob):
+                    self._warn(f"A damaged entry in the response cache {self.path} was ignored and asked again.")
+                    continue
+                found[key] = json.loads(blob)
             return found
 
         try:
