@@ -291,12 +291,59 @@ def _load(source, device, kind):
     kwargs = {"revision": source.revision} if source.origin == "hub" else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
-        model = loaders[kind].from_pretrained(source.location, dtype=torch.float32, **kwargs)
+        if kind == "causal-lm":
+            _refuse_non_causal_config(source, **kwargs)
+            model, info = loaders[kind].from_pretrained(
+                source.location, dtype=torch.float32, output_loading_info=True, **kwargs
+            )
+            _refuse_non_causal_model(source, model, info)
+        else:
+            model = loaders[kind].from_pretrained(source.location, dtype=torch.float32, **kwargs)
     except OSError as exc:
         raise _missing_model_error(source, exc) from exc
     model.eval()
     model.to(device)
     return model, tokenizer
+
+
+def _not_causal_error(source, reason):
+    return ValueError(
+        f"Model {source.name!r} is not a causal (decoder) language model: {reason}. Prompting and generating "
+        f"need a causal LM, which writes text one token after another (e.g. {DEFAULT_CAUSAL_LM!r}, GPT-2, Llama, "
+        f"Qwen); encoders such as BERT embed or classify texts: use them with TransformerEmbedder or "
+        f"FineTuneClassifier."
+    )
+
+
+def _refuse_non_causal_config(source, **kwargs):
+    """Raise before loading when the configuration names no causal LM (e.g. T5, an encoder-decoder)."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    config = AutoConfig.from_pretrained(source.location, **kwargs)
+    if getattr(config, "is_encoder_decoder", False):
+        raise _not_causal_error(source, f"it is an encoder-decoder ({config.model_type})")
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise _not_causal_error(source, f"transformers has no causal LM for its type {config.model_type!r}")
+
+
+def _refuse_non_causal_model(source, model, info):
+    """Raise for a model loaded as a causal LM that cannot write text.
+
+    transformers' causal-LM classes include encoders (``BertLMHeadModel``),
+    whose attention sees the whole text, and it fills an output layer missing
+    from the checkpoint with random weights, logging a warning only: the
+    predictions of either would mean nothing.
+    """
+    flags = [m.is_causal for m in model.modules() if isinstance(getattr(m, "is_causal", None), bool)]
+    if flags and not any(flags):
+        raise _not_causal_error(source, f"its {model.config.model_type} attention is bidirectional (an encoder)")
+    prefix = f"{model.base_model_prefix}."
+    head = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(prefix))
+    if head:
+        raise _not_causal_error(
+            source, f"its checkpoint has no output layer ({', '.join(head[:3])} would be random weights)"
+        )
 
 
 def load_backbone(source, device, kind="base"):

@@ -127,6 +127,13 @@ def test_score_is_exact_match_or_chrf(untrained):
         untrained.set_params(metric="exact_match")
 
 
+def test_an_encoder_is_refused_as_the_lm_to_fine_tune(tiny_bert):
+    with pytest.raises(ValueError, match=r"not a causal \(decoder\) language model.*bidirectional"):
+        FineTuneGenerator(tiny_bert, epochs=1).fit(["a"], ["b"])
+    with pytest.raises(ValueError, match=r"not a causal \(decoder\) language model"):
+        PreferenceTuner(generator=FineTuneGenerator(tiny_bert), algorithm="dpo").fit(PAIRS[:1])
+
+
 def test_bad_generation_input_names_the_problem(tiny_llama):
     gen = FineTuneGenerator(tiny_llama, epochs=1)
     with pytest.raises(ValueError, match=r"empty target\(s\) at positions \[1\]"):

@@ -510,3 +510,17 @@ def test_default_zero_shot_beats_the_majority_class_on_balanced_rotten_tomatoes(
     # Without the prior divided out, the model leans to one class.
     uncalibrated = clf.classes_[(scores + clf.label_prior_).argmax(1)]
     assert float((uncalibrated == y).mean()) < accuracy
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda m: ZeroShotClassifier(m, classes=["pos", "neg"]),
+        lambda m: FewShotClassifier(m, n_examples=1),
+        lambda m: FewShotGenerator(m, n_examples=1),
+    ],
+    ids=["zero-shot", "few-shot", "generator"],
+)
+def test_an_encoder_is_refused_as_the_lm_at_fit(tiny_bert, make):
+    with pytest.raises(ValueError, match=r"not a causal \(decoder\) language model.*bidirectional"):
+        make(tiny_bert).fit(["great fun", "dull"], ["pos", "neg"])

@@ -12,3 +12,49 @@ def test_revision_with_a_local_folder_is_an_error_not_ignored(tiny_bert):
     with pytest.raises(ValueError, match="local folder"):
         TransformerEmbedder(tiny_bert, revision="v2", cache_dir=None).fit()
     assert resolve_model(tiny_bert).origin == "local"
+
+
+NOT_CAUSAL = r"is not a causal \(decoder\) language model"
+
+
+def _load_causal(folder):
+    from skllm._models import load_backbone
+
+    return load_backbone(resolve_model(folder), "cpu", kind="causal-lm")
+
+
+def test_an_encoder_is_refused_as_a_causal_lm_even_with_its_masked_lm_head(tiny_bert, tmp_path):
+    # BertLMHeadModel is in transformers' causal-LM mapping: loading succeeds, with a random head.
+    with pytest.raises(ValueError, match=NOT_CAUSAL + r".*bert attention is bidirectional"):
+        _load_causal(tiny_bert)
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    # With its trained masked-LM head the checkpoint is complete, and still not a causal LM.
+    BertForMaskedLM(BertConfig.from_pretrained(tiny_bert)).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=NOT_CAUSAL + r".*bidirectional"):
+        _load_causal(str(tmp_path))
+
+
+def test_a_causal_lm_checkpoint_without_its_output_layer_is_refused(tiny_llama, tmp_path):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaModel
+
+    config = LlamaConfig.from_pretrained(tiny_llama)
+    config.tie_word_embeddings = False  # an output layer of its own, which the checkpoint lacks
+    LlamaModel(config).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_llama).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=NOT_CAUSAL + r".*no output layer \(lm_head.weight"):
+        _load_causal(str(tmp_path))
+    model, _ = _load_causal(tiny_llama)
+    assert type(model).__name__ == "LlamaForCausalLM"
+
+
+def test_an_encoder_decoder_is_refused_as_a_causal_lm(tiny_llama, tmp_path):
+    import shutil
+
+    from transformers import T5Config
+
+    shutil.copytree(tiny_llama, tmp_path, dirs_exist_ok=True)  # its tokenizer
+    T5Config(vocab_size=64, d_model=8, d_ff=8, num_layers=1, num_heads=1, d_kv=4).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=NOT_CAUSAL + r".*encoder-decoder \(t5\)"):
+        _load_causal(str(tmp_path))
