@@ -186,18 +186,25 @@ def test_compare_on_dask_a_failing_method_fails_its_row_only(client, tiny_bert, 
     assert "no-such-llm" in table.loc[0, "error"] and "on Dask worker tcp://" in table.loc[0, "error"]
 
 
-def test_cli_compare_with_a_scheduler(client, tiny_bert, texts, tmp_path, capsys):
+def test_cli_compare_with_a_scheduler_from_a_process_without_a_default_client(client, tiny_bert, texts, tmp_path):
+    import subprocess
+
     import pandas as pd
 
-    from skllm._cli import main
-
+    # The command runs in its own process, where the only client is the one it makes from the
+    # address (no default client, as for a user): the scheduler is this process's cluster.
     X, y = texts
     data = tmp_path / "data.csv"
-    pd.DataFrame({"text": X, "label": y}).to_csv(data, index=False)
+    pd.DataFrame({"text": X[:16], "label": y[:16]}).to_csv(data, index=False)
     out = tmp_path / "out"
     args = [str(data), "--text", "text", "--label", "label", "--methods", "logreg", "--cv", "2"]
     args += ["--encoder", tiny_bert, "--time-budget", "none", "--out", str(out), "--cache-dir", str(tmp_path / "c")]
-    assert main(["compare", *args, "--scheduler", client.scheduler.address]) == 0
+    args += ["--scheduler", client.scheduler.address]
+    done = subprocess.run(
+        [sys.executable, "-m", "skllm", "compare", *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "method x fold tasks" in done.stderr and "best: logreg" in done.stdout
     best = joblib.load(out / "best_model.joblib")
     assert best.predict(X[:2]).shape == (2,)
     assert (out / "rows" / "logreg.json").is_file()

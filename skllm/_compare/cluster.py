@@ -58,7 +58,9 @@ def run_folds(
     results = {name: [None] * len(folds) for name in todo}
     errors, rows = {}, {}
     remaining = {name: len(folds) for name in todo}
-    completed = distributed.as_completed(list(futures), with_results=False)
+    # This client's loop: without it, as_completed looks for a default client, and the one
+    # made from an address (the command line's --scheduler) is not one.
+    completed = distributed.as_completed(list(futures), loop=client.loop, with_results=False)
     progress = tqdm(total=len(futures), desc="method x fold tasks", disable=not verbose)
     try:
         for future in _until(completed, deadline):
