@@ -55,13 +55,33 @@ def default_cache_dir():
 
 
 def resolve_cache_dir(cache_dir):
+    """The cache folder that ``cache_dir`` names (``None``: no cache), or a ``ValueError`` naming the problem.
+
+    Symbolic links are followed (the cache lives in their target); one whose
+    target does not exist is refused, rather than silently creating a folder
+    where the link points.
+    """
     if cache_dir is None:
         return None
-    if cache_dir == "auto":
-        return default_cache_dir()
-    if isinstance(cache_dir, (str, os.PathLike)):
-        return Path(cache_dir).expanduser()
-    raise ValueError(f"cache_dir must be 'auto', None or a folder path, got {cache_dir!r}.")
+    if isinstance(cache_dir, str) and cache_dir == "auto":
+        root = default_cache_dir()
+    elif not isinstance(cache_dir, (str, os.PathLike)):
+        raise ValueError(f"cache_dir must be 'auto', None or a folder path, got {cache_dir!r}.")
+    elif not os.fspath(cache_dir).strip():
+        # Path("") is the current folder: the cache would be written wherever the process runs.
+        raise ValueError(
+            f"cache_dir={cache_dir!r} is an empty path, which would put the cache in the current folder. "
+            f"Pass a folder path, 'auto' for the default cache folder, or None to not cache."
+        )
+    else:
+        root = Path(cache_dir).expanduser()
+    for path in (root, *root.parents):
+        if path.is_symlink() and not path.exists():
+            raise ValueError(
+                f"cache_dir={cache_dir!r}: {path} is a symbolic link to {os.readlink(path)}, which does not "
+                f"exist (or is a loop). Create the target folder, or point cache_dir at an existing folder."
+            )
+    return root
 
 
 # File systems shared between machines, where SQLite's locks (and the shared
@@ -156,6 +176,22 @@ def _select_keys(conn, query, keys):
         yield from conn.execute(query.format(marks=",".join("?" * len(chunk))), chunk).fetchall()
 
 
+def _file_identity(path):
+    """``(device, inode)`` of the file at ``path`` (symbolic links followed), ``None`` if there is none."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _close(conn):
+    try:
+        conn.close()
+    except sqlite3.Error:
+        pass
+
+
 class SQLiteStore:
     """A database file under ``root`` with the connection handling every skllm cache shares.
 
@@ -191,23 +227,29 @@ class SQLiteStore:
         return conn
 
     def _connection(self):
+        """``(connection, lock)`` of this process for the file, reopened if the file was deleted meanwhile."""
         key = (os.getpid(), str(self.path))
         with _connections_lock:
             entry = _connections.get(key)
+            if entry is not None and _file_identity(self.path) != entry[2]:
+                # The file (or its folder) was deleted or replaced under the open
+                # connection: what it writes would go to an unlinked file and be lost.
+                del _connections[key]
+                _close(entry[0])
+                self._warn(f"The {self.what} {self.path} was deleted while in use; it is created again.")
+                entry = None
             if entry is None:
-                entry = (self._open(), threading.Lock())
+                conn = self._open()
+                entry = (conn, threading.Lock(), _file_identity(self.path))
                 _connections[key] = entry
-            return entry
+            return entry[:2]
 
     def _drop_connection(self):
         key = (os.getpid(), str(self.path))
         with _connections_lock:
             entry = _connections.pop(key, None)
         if entry is not None:
-            try:
-                entry[0].close()
-            except sqlite3.Error:
-                pass
+            _close(entry[0])
 
     def _warn(self, message):
         if not self._warned:
@@ -299,7 +341,9 @@ class EmbeddingCache(SQLiteStore):
             for key, vector, n_tokens, checksum in _select_keys(
                 conn, "SELECT key, vector, n_tokens, checksum FROM embeddings WHERE key IN ({marks})", keys
             ):
-                if len(vector) != expected or checksum != _checksum(key, vector, n_tokens):
+                # A row edited outside skllm may hold any SQLite type in any column.
+                intact = isinstance(vector, bytes) and len(vector) == expected and isinstance(n_tokens, int)
+                if not intact or checksum != _checksum(key, vector, n_tokens):
                     self._warn(f"A damaged entry in the embedding cache {self.path} was ignored and recomputed.")
                     continue
                 found[bytes(key)] = (np.frombuffer(vector, dtype="<f4"), n_tokens)
@@ -363,8 +407,8 @@ class ResponseCache(SQLiteStore):
             for key, blob, checksum in _select_keys(
                 conn, "SELECT key, answer, checksum FROM responses WHERE key IN ({marks})", keys
             ):
-                key, blob = bytes(key), bytes(blob)
-                if checksum != _answer_checksum(key, blob):
+                key = bytes(key)
+                if not isinstance(blob, bytes) or checksum != _answer_checksum(key, blob):
                     self._warn(f"A damaged entry in the response cache {self.path} was ignored and asked again.")
                     continue
                 found[key] = json.loads(blob)

@@ -149,3 +149,79 @@ def test_cache_on_a_network_file_system_is_refused(tiny_bert, tmp_path, monkeypa
     # A local disk, and no cache at all, are fine.
     assert TransformerEmbedder(tiny_bert, cache_dir=str(tmp_path / "local")).fit().transform(["a"]).shape == (1, 32)
     assert TransformerEmbedder(tiny_bert, cache_dir=None).fit().transform(["a"]).shape == (1, 32)
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_empty_cache_dir_is_refused_at_fit(tiny_bert, empty, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"cache_dir=.* is an empty path.*current folder.*None to not cache"):
+        TransformerEmbedder(tiny_bert, cache_dir=empty).fit()
+    with pytest.raises(ValueError, match="is an empty path"):
+        _cache.resolve_cache_dir(empty)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_response_cache_refuses_an_empty_cache_dir():
+    from skllm import OpenAIChat
+
+    with pytest.raises(ValueError, match=r"cache_dir='' is an empty path"):
+        OpenAIChat("m", api_key="k").connect(cache_dir="")
+
+
+def test_cache_deleted_while_in_use_is_created_again(tiny_bert, cache_dir):
+    import shutil
+
+    emb = TransformerEmbedder(tiny_bert, cache_dir=cache_dir).fit()
+    emb.transform(["great film"])
+    shutil.rmtree(cache_dir)  # the connection of this process stays open on the unlinked file
+    with pytest.warns(CacheWarning, match="was deleted while in use; it is created again"):
+        Z = emb.transform(["awful film", "loved it"])
+    (path,) = db_files(cache_dir)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 2
+    seen, handle = count_rows(emb.model_)
+    try:
+        np.testing.assert_allclose(emb.transform(["awful film", "loved it"]), Z)
+    finally:
+        handle.remove()
+    assert seen == []
+
+
+@pytest.mark.parametrize("value", ["'many'", "2.5", "x'00'"])
+def test_a_token_count_that_is_not_an_integer_is_a_damaged_entry(tiny_bert, cache_dir, value):
+    X = ["great film", "awful film"]
+    emb = TransformerEmbedder(tiny_bert, cache_dir=cache_dir).fit()
+    Z = emb.transform(X)
+    (path,) = db_files(cache_dir)
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"UPDATE embeddings SET n_tokens = {value} WHERE key = ?", (_cache.text_key(X[0]),))
+    fresh = clone(emb).fit()
+    seen, handle = count_rows(fresh.model_)
+    try:
+        with pytest.warns(CacheWarning, match="damaged entry"):
+            np.testing.assert_allclose(fresh.transform(X), Z, atol=1e-6)
+    finally:
+        handle.remove()
+    assert seen == [1]
+
+
+def test_a_symlinked_cache_folder_is_followed(tiny_bert, tmp_path):
+    real = tmp_path / "real"
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    real.mkdir()
+    Z = TransformerEmbedder(tiny_bert, cache_dir=str(tmp_path / "link")).fit().transform(["great film"])
+    assert len(db_files(real)) == 1  # written in the target
+    emb = TransformerEmbedder(tiny_bert, cache_dir=str(real)).fit()
+    seen, handle = count_rows(emb.model_)
+    try:
+        np.testing.assert_allclose(emb.transform(["great film"]), Z)  # the same cache by either name
+    finally:
+        handle.remove()
+    assert seen == []
+
+
+def test_a_symlink_to_nowhere_is_refused_at_fit(tiny_bert, tmp_path):
+    (tmp_path / "link").symlink_to(tmp_path / "missing", target_is_directory=True)
+    with pytest.raises(ValueError, match=r"link is a symbolic link to .*missing, which does not exist"):
+        TransformerEmbedder(tiny_bert, cache_dir=str(tmp_path / "link" / "skllm")).fit()
+    assert not (tmp_path / "missing").exists()
