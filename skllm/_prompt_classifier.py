@@ -52,6 +52,11 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         check_template(template, "template", {"text"}, allowed)
         if self.label_words is not None and not isinstance(self.label_words, dict):
             raise ValueError(f"label_words must be a dict mapping each class to its wording, got {self.label_words!r}.")
+        bad = {k: w for k, w in (self.label_words or {}).items() if not isinstance(w, str) or not w.strip()}
+        if bad:
+            raise ValueError(
+                f"label_words must map each class to a non-empty string (the wording the model answers), got {bad!r}."
+            )
         check_bool(self.length_normalize, "length_normalize")
         check_choice(self.calibration, "calibration", CALIBRATIONS)
         self.template_ = template
@@ -72,6 +77,12 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             self.classes_ = np.empty(len(classes), dtype=object)
             self.classes_[:] = classes
         self.label_words_ = [str(words.get(c, c)) for c in classes]
+        empty = [c for c, w in zip(classes, self.label_words_) if not w.strip()]
+        if empty:
+            raise ValueError(
+                f"The classes {empty!r} have an empty wording: the model cannot answer them. Give each a wording "
+                f"with label_words, e.g. {{{empty[0]!r}: 'none'}}, or remove the empty labels (often missing values)."
+            )
         codes = [c for c in classes if c not in words and isinstance(c, numbers.Number)]
         if codes:
             warnings.warn(
@@ -405,8 +416,28 @@ def plain_labels(y, name="y"):
     """``y`` as a list of Python values (NumPy scalars converted, so that labels compare and hash alike).
 
     A plain string is rejected: it would be read as one label per character.
+    A single column (a one-column DataFrame, an array of shape ``(n, 1)``) is
+    read as its values; any other shape, or rows that are sequences
+    (several labels per text), is refused.
     """
-    y = [v.item() if isinstance(v, np.generic) else v for v in check_labels(y, name)]
+    shape = getattr(y, "shape", None)
+    if shape is not None and len(shape) == 2 and shape[1] == 1:
+        y = y.iloc[:, 0] if hasattr(y, "iloc") else y[:, 0]
+    elif shape is not None and len(shape) != 1:
+        raise ValueError(
+            f"{name} must be 1-D, one label per text; got an array of shape {tuple(shape)}. The prompting "
+            f"classifiers predict one class per text (several labels per text are not supported)."
+        )
+    y = check_labels(y, name)
+    nested = [i for i, v in enumerate(y) if isinstance(v, (list, np.ndarray, set, dict))]
+    if nested:
+        i = nested[0]
+        raise ValueError(
+            f"{name} must be 1-D, one label per text; {len(nested)} row(s) are sequences, the first at position "
+            f"{i}: {y[i]!r:.60}. The prompting classifiers predict one class per text (several labels per text "
+            f"are not supported)."
+        )
+    y = [v.item() if isinstance(v, np.generic) else v for v in y]
     bad = [i for i, v in enumerate(y) if v is None or (isinstance(v, float) and v != v)]
     if bad:
         raise ValueError(f"{name} has {len(bad)} missing label(s) (None or NaN) at positions {bad[:10]}.")

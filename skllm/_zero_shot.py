@@ -25,7 +25,10 @@ class ZeroShotClassifier(PromptClassifier):
     revision : str, default=None
         Branch, tag or commit of a Hub model.
     classes : list, default=None
-        The classes, when fitting without labels (a list, not a string)."""
+        The classes (a list, not a string). Required when fitting without
+        labels; with ``y``, every label of ``y`` must be one of them (a
+        ``ValueError`` names the others), and classes absent from ``y`` are
+        kept. ``None``: the classes of ``y``."""
         + CLASSIFIER_DOC_PARAMS
         + """
 
@@ -91,20 +94,32 @@ class ZeroShotClassifier(PromptClassifier):
         self.cache_dir = cache_dir
 
     def fit(self, X=None, y=None):
-        """Record the classes (from ``y``, else ``classes``) and load the model."""
+        """Record the classes (``classes``, else those of ``y``) and load the model.
+
+        With both, every label of ``y`` must be one of ``classes``; classes
+        that ``y`` lacks are kept (they need no example).
+        """
         self._check_classifier_params()
-        if y is None and self.classes is None:
+        texts = None if X is None else check_texts(X, estimator=self)
+        labels = None if y is None else plain_labels(y, "y")
+        if labels is None and self.classes is None:
             raise ValueError("ZeroShotClassifier needs the classes: pass y to fit, or classes=[...].")
-        if y is not None:
-            classes = unique_labels(y, "y")
-            if X is not None and len(X) != len(y):
-                raise ValueError(f"X has {len(X)} texts but y has {len(y)} labels.")
-        else:
+        if texts is not None and labels is not None and len(texts) != len(labels):
+            raise ValueError(f"X has {len(texts)} texts but y has {len(labels)} labels; they must match row for row.")
+        if self.classes is not None:
             classes = unique_labels(self.classes, "classes")
+            unknown = sorted({v for v in labels if v not in classes}, key=repr) if labels is not None else []
+            if unknown:
+                raise ValueError(
+                    f"y has labels that are not in classes={classes!r}: {unknown!r}. Add them to classes, or leave "
+                    f"classes=None to take the classes from y."
+                )
+        else:
+            classes = unique_labels(labels, "y")
         self._load()
-        self._set_classes(classes, None if y is None else plain_labels(y, "y"))
-        if X is not None and y is not None:
-            self._fit_calibration(check_texts(X, estimator=self), plain_labels(y, "y"))
+        self._set_classes(classes, labels)
+        if texts is not None and labels is not None:
+            self._fit_calibration(texts, labels)
         else:
             self._fit_calibration()
         return self

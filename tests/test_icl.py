@@ -390,6 +390,53 @@ def test_a_plain_string_is_not_a_list_of_labels(tiny_llama, make):
         make(tiny_llama)
 
 
+def test_labels_of_y_must_be_among_the_given_classes(tiny_llama):
+    X = ["great fun", "dull", "ok"]
+    with pytest.raises(ValueError, match=r"y has labels that are not in classes=\['neg', 'pos'\]: \['mid'\]"):
+        ZeroShotClassifier(tiny_llama, classes=["pos", "neg"]).fit(X, ["pos", "neg", "mid"])
+    # Classes that y lacks are kept: they need no example.
+    clf = ZeroShotClassifier(tiny_llama, classes=["pos", "neg", "mid"], calibration=None).fit(X, ["pos", "neg", "pos"])
+    assert clf.classes_.tolist() == ["mid", "neg", "pos"]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda lm: ZeroShotClassifier(lm, classes=["pos", ""]).fit(), r"classes \[''\] have an empty wording"),
+        (lambda lm: FewShotClassifier(lm).fit(["a", "b"], ["pos", " "]), r"classes \[' '\] have an empty wording"),
+        (
+            lambda lm: ZeroShotClassifier(lm, classes=["pos", "neg"], label_words={"neg": ""}).fit(),
+            r"label_words must map each class to a non-empty string.*\{'neg': ''\}",
+        ),
+        (
+            lambda lm: FewShotClassifier(lm, label_words={"neg": None}).fit(["a", "b"], ["pos", "neg"]),
+            r"non-empty string.*\{'neg': None\}",
+        ),
+        (lambda lm: ZeroShotClassifier(lm, classes=["pos", "neg"]).fit(["ok", None]), r"X has 1 value.*None"),
+        (
+            lambda lm: ZeroShotClassifier(lm).fit(None, np.array([["pos", "neg"], ["neg", "pos"]])),
+            r"y must be 1-D, one label per text; got an array of shape \(2, 2\)",
+        ),
+        (
+            lambda lm: FewShotClassifier(lm).fit(["a", "b"], [["pos"], ["neg", "pos"]]),
+            r"y must be 1-D, one label per text; 2 row\(s\) are sequences, the first at position 0",
+        ),
+    ],
+    ids=["empty-class", "blank-class", "empty-word", "none-word", "unchecked-X", "2-D-y", "nested-y"],
+)
+def test_empty_wordings_unchecked_texts_and_2d_labels_are_refused(tiny_llama, make, message):
+    with pytest.raises(ValueError, match=message):
+        make(tiny_llama)
+
+
+def test_a_single_label_column_is_read_as_its_values(tiny_llama):
+    import pandas as pd
+
+    X = ["great fun", "dull"]
+    clf = FewShotClassifier(tiny_llama, n_examples=1, calibration=None).fit(X, pd.DataFrame({"y": ["pos", "neg"]}))
+    assert clf.classes_.tolist() == ["neg", "pos"] and [label for _, label in clf.examples_] == ["pos", "neg"]
+
+
 # -- demonstration selection -----------------------------------------------------------------
 def test_selection_by_name_or_object_gives_the_same_demonstrations(tiny_llama, pool):
     X, y = pool
