@@ -112,6 +112,11 @@ class RetrievalQA(BaseEstimator):
             if y is not None:
                 check_lengths(questions, check_texts(y, name="y", estimator=self))
         generator = self.generator if self.generator is not None else FewShotGenerator(max_new_tokens=64)
+        if not isinstance(generator, FewShotGenerator):
+            raise ValueError(
+                f"generator must be a FewShotGenerator (the LM that writes the answers; its template and n_examples "
+                f"are replaced) or None for FewShotGenerator(max_new_tokens=64), got {type(generator).__name__}."
+            )
         # The generator sees the whole prompt as its {text}; it needs no demonstrations.
         self.generator_ = clone(generator).set_params(template="{examples}{text}", n_examples=0)
         self.generator_.fit(["-"], ["-"])

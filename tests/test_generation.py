@@ -226,7 +226,7 @@ def test_rloo_starts_at_zero_kl_and_leaves_the_reference_untouched(tiny_llama):
     tuner = PreferenceTuner(count_good, sft, batch_size=2, n_generations=3, learning_rate=5e-2, random_state=0)
     tuner.fit(X[:6])
     history = tuner.history_
-    assert list(history.columns) == ["step", "reward", "kl", "loss", "length"]
+    assert list(history.columns) == ["step", "reward", "kl", "kl_coef", "loss", "length"]
     assert len(history) == tuner.n_steps_ == 3
     assert history["kl"].iloc[0] == 0.0
     assert (history["kl"].iloc[1:] != 0).any()  # the policy moved away from the reference
@@ -270,7 +270,7 @@ def test_bad_tuner_parameters_are_named(tiny_llama):
     with pytest.raises(ValueError, match="n_generations must be an integer >= 2"):
         PreferenceTuner(count_good, sft, n_generations=1).fit(X)
     with pytest.raises(ValueError, match="algorithm="):
-        PreferenceTuner(count_good, sft, algorithm="ppo").fit(X)
+        PreferenceTuner(count_good, sft, algorithm="trpo").fit(X)
 
 
 def test_frozen_fitted_generator_survives_clone(tiny_llama):
@@ -301,3 +301,13 @@ def test_lora_sft_of_the_packaged_lm_learns_the_answer_format_in_an_adapter_unde
     assert not set(before.predict(X[:4])) & {"positive", "negative"}
     assert set(gen.predict(X[:4])) <= {"positive", "negative"}
     assert len(pickle.dumps(gen)) < 5e6  # the LoRA adapter only: 1.86 MB
+
+
+@pytest.mark.parametrize("generator", ["classifier", "fine-tuned"])
+def test_retrieval_qa_says_which_generator_it_needs(tiny_bert, tiny_llama, cache_dir, generator):
+    from skllm import DocumentIndex, RetrievalQA, TransformerEmbedder, ZeroShotClassifier
+
+    index = DocumentIndex(TransformerEmbedder(tiny_bert, cache_dir=cache_dir), backend="numpy").fit(["great film"])
+    wrong = ZeroShotClassifier(tiny_llama) if generator == "classifier" else FineTuneGenerator(tiny_llama)
+    with pytest.raises(ValueError, match=rf"generator must be a FewShotGenerator.*got {type(wrong).__name__}\."):
+        RetrievalQA(index, generator=wrong).fit()
