@@ -1,34 +1,49 @@
-"""PreferenceTuner: tune a generator towards a reward (RLOO) or towards preferences directly (DPO).
+"""PreferenceTuner: tune a generator towards a reward (RLOO, PPO) or towards preferences directly (DPO).
 
-Both algorithms are written here, on the network, prompts and generation of
+The algorithms are written here, on the network, prompts and generation of
 FineTuneGenerator, rather than through TRL's RLOOTrainer and DPOTrainer. Tried
 with TRL 1.16: RLOOTrainer trains the LoRA network, but fails on the
 prompt-tuning one (the virtual tokens lengthen the sequence it aligns
 completions with), and with a peft model takes the base model with adapters
 off as the reference, so a LoRA SFT model could not be its own reference. It
 also wants a ``datasets.Dataset``, an output folder and a seed of its own. The
-two losses are a few lines each (below); written on the same network they
+losses are a few lines each (below); written on the same network they
 give one generation path, one pickling scheme and runs reproducible from
-``random_state`` in a forked RNG.
+``random_state`` in a forked RNG. (TRL 1.x has no PPO trainer any more.)
 """
 
 import copy
+import itertools
+import math
 import pickle
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._causal import build_example, pad_examples, token_logprobs
+from ._causal import IGNORE, build_example, pad_examples, token_logprobs
 from ._device import autocast
 from ._reward import preference_pairs
 from ._sft import FineTuneGenerator
 from ._tokens import pad_token_id
 from ._training import Optimisation, check_training_params, draw_seed, release_memory, train_epochs, training_context
 from ._validation import check_choice, check_int, check_number, check_texts
+from .exceptions import RewardHackingWarning
 
-ALGORITHMS = ("rloo", "dpo")
+ALGORITHMS = ("rloo", "ppo", "dpo")
+
+# Ziegler et al. (2019)'s adaptive KL controller: each step moves the coefficient by
+# clip(KL / target - 1, -0.2, 0.2) * (answers of the step) / KL_HORIZON of itself.
+# Their horizon (10,000 answers) suits runs of a million answers; runs of a few
+# hundred answers need one of their own size to move the coefficient at all.
+KL_ERROR_LIMIT = 0.2
+KL_HORIZON = 64
+# PPO's constants, as in the InstructGPT recipe: no discount over an answer's tokens,
+# and the value loss weighted by 0.1 against the policy's.
+PPO_GAMMA = 1.0
+PPO_VALUE_COEF = 0.1
 
 
 def rloo_advantages(rewards, k):
@@ -49,39 +64,176 @@ def dpo_loss(policy_chosen, policy_rejected, reference_chosen, reference_rejecte
     return -torch.nn.functional.logsigmoid(beta * margin).mean()
 
 
+def adaptive_kl_coef(coef, kl, target, n_answers):
+    """The next KL coefficient of Ziegler et al. (2019)'s controller, after a step of ``n_answers`` answers."""
+    error = min(max(kl / target - 1.0, -KL_ERROR_LIMIT), KL_ERROR_LIMIT)
+    return coef * (1.0 + error * n_answers / KL_HORIZON)
+
+
+class RunningMoments:
+    """Mean and standard deviation of every reward seen so far in a fit (merged batch by batch)."""
+
+    def __init__(self):
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def normalise(self, values):
+        """Add ``values`` to the moments, then give them standardised by the moments."""
+        values = np.asarray(values, dtype=np.float64)
+        mean, m2, n = values.mean(), ((values - values.mean()) ** 2).sum(), values.size
+        delta, total = mean - self.mean, self.n + n
+        self.mean += delta * n / total
+        self.m2 += m2 + delta**2 * self.n * n / total
+        self.n = total
+        std = math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+        return (values - self.mean) / (std if std > 1e-8 else 1.0)
+
+
+def gae_advantages(rewards, values, mask, lam, gamma=PPO_GAMMA):
+    """Generalised advantage estimates (Schulman et al., 2016) and returns, per answer token.
+
+    ``rewards``, ``values`` and ``mask`` are ``(answers, columns)``; each row's
+    answer tokens are the contiguous columns where ``mask`` holds. The value after
+    an answer's last token is 0.
+    """
+    import torch
+
+    mask = mask.to(rewards.dtype)
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        following = values[:, t + 1] * mask[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * following - values[:, t]
+        last = (delta + gamma * lam * last) * mask[:, t]
+        advantages[:, t] = last
+    return advantages, advantages + values * mask
+
+
+def masked_mean(values, mask):
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def whiten(values, mask):
+    """``values`` standardised over the positions of ``mask`` (0 elsewhere)."""
+    mean = masked_mean(values, mask)
+    std = masked_mean((values - mean) ** 2, mask).sqrt()
+    return (values - mean) / (std + 1e-8) * mask
+
+
+def ppo_loss(logp, old_logp, advantages, values, old_values, returns, mask, clip_range):
+    """The clipped surrogate objective and clipped value loss (Schulman et al., 2017), per answer token.
+
+    Returns ``(loss, policy loss, value loss)``; the loss weights the value loss by ``PPO_VALUE_COEF``.
+    """
+    import torch
+
+    mask = mask.to(logp.dtype)
+    ratio = torch.exp((logp - old_logp) * mask)
+    clipped = torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
+    policy = masked_mean(torch.maximum(-advantages * ratio, -advantages * clipped), mask)
+    values_clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+    value = 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (values_clipped - returns) ** 2), mask)
+    return policy + PPO_VALUE_COEF * value, policy, value
+
+
+def value_head(network):
+    """A linear value head, zero at the start, on the last hidden state of ``network``'s model."""
+    import torch
+
+    config = network._base().config
+    size = getattr(config, "hidden_size", None) or config.get_text_config().hidden_size
+    head = torch.nn.Linear(size, 1)
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    return head
+
+
+def logprobs_and_values(network, head, input_ids, mask, labels):
+    """``token_logprobs`` of the policy and the value head's estimate at the same positions.
+
+    The last hidden state is read by a hook on the transformer body, so that the
+    policy's forward pass (the method's, virtual tokens included) serves both.
+    """
+    captured = {}
+
+    def keep_hidden(module, inputs, output):
+        captured["hidden"] = output[0] if isinstance(output, tuple) else output.last_hidden_state
+
+    handle = network._base().base_model.register_forward_hook(keep_hidden)
+    try:
+        logp, scored = token_logprobs(network, input_ids, mask, labels)
+    finally:
+        handle.remove()
+    targets = labels[:, 1:]
+    keep = (targets != IGNORE).any(dim=0).nonzero().squeeze(-1)
+    hidden = captured["hidden"][:, network.n_virtual + keep]
+    values = head(hidden.to(head.weight.dtype)).squeeze(-1) * scored
+    return logp, values, scored
+
+
 class PreferenceTuner(BaseEstimator):
     """Tune a text generator to please a reward model, or directly from preference pairs.
 
     The reinforcement-learning step of RLHF. The policy is a
     :class:`FineTuneGenerator` (a fitted one, such as the result of supervised
     fine-tuning, or a fresh one on a model name); the frozen copy it starts
-    from is the reference model, and a penalty ``kl_coef`` times the
+    from is the reference model, and a penalty of a coefficient times the
     log-ratio of the two keeps the tuned model close to it.
 
-    * ``algorithm="rloo"`` (online): ``fit(prompts)``. At each step,
-      ``n_generations`` answers are sampled for each of ``batch_size``
-      prompts and scored by ``reward``; each answer's reward, less ``kl_coef``
-      times its log-ratio to the reference (the per-sequence KL estimate),
-      minus the mean of the other answers to the same prompt is its
-      advantage, and the policy gradient raises the log-probability of the
-      answers with a positive one (REINFORCE Leave-One-Out, Ahmadian et al.,
-      2024). It takes the place of the PPO of the original RLHF recipe:
-      the same objective (reward with a KL penalty to the reference), with
-      the leave-one-out baseline instead of a learned value network and
-      clipping, which halves the models held in memory.
+    * ``algorithm="rloo"`` (online, the default): ``fit(prompts)``. At each
+      step, ``n_generations`` answers are sampled for each of ``batch_size``
+      prompts and scored by ``reward``; each answer's standardised reward,
+      less the KL coefficient times its log-ratio to the reference (the
+      per-answer KL estimate), minus the mean of the other answers to the
+      same prompt is its advantage, and the policy gradient raises the
+      log-probability of the answers with a positive one (REINFORCE
+      Leave-One-Out, Ahmadian et al., 2024): no value network, one
+      optimisation step per batch of answers.
+    * ``algorithm="ppo"`` (online): the InstructGPT recipe (Ouyang et al.,
+      2022). A linear value head on the policy's last hidden state estimates
+      each token's return; the KL penalty is paid token by token and the
+      standardised reward at the answer's last token; generalised advantage
+      estimates (``gae_lambda``, no discount) drive ``ppo_epochs`` steps of
+      the clipped surrogate objective (``clip_range``) on each batch of
+      answers, with the clipped value loss (weight 0.1). The value head is
+      dropped after ``fit``.
     * ``algorithm="dpo"`` (offline): ``fit(pairs)`` with a DataFrame
       ``prompt, chosen, rejected`` (or ranked lists, as for
-      :class:`RewardModel`); no reward model is needed. ``kl_coef`` is DPO's
-      ``beta`` (Rafailov et al., 2023).
+      :class:`RewardModel`); no reward model: passing ``reward`` is an
+      error. ``kl_coef`` is DPO's ``beta`` (Rafailov et al., 2023).
+
+    KL control (RLOO and PPO). Rewards are standardised by the running mean
+    and standard deviation of every reward of the fit so far, so that the KL
+    coefficient means the same on any reward's scale: a coefficient ``c``
+    trades one standard deviation of reward for ``1 / c`` nats of KL. With
+    ``target_kl`` the coefficient starts at ``kl_coef`` and follows the
+    adaptive controller of Ziegler et al. (2019), as InstructGPT used it:
+    after each step it is multiplied by ``1 + e * n / 64``, where
+    ``e = clip(KL / target_kl - 1, -0.2, 0.2)``, ``KL`` is the step's mean
+    per-answer KL and ``n`` its number of answers. ``target_kl=None`` keeps
+    ``kl_coef`` fixed.
+
+    Guarding against a gamed reward (RLOO and PPO). A policy can raise a
+    learned reward without the behaviour it stands for (the reward model's
+    blind spots). ``eval_reward``, a second scorer trained apart from
+    ``reward`` (see the user guide), scores every step's answers too; with
+    ``validation_fraction``, that share of the prompts is held out, the
+    greedy answers to them are scored every ``eval_every`` steps and the
+    weights of the best evaluation (by ``eval_reward`` if given, else by
+    ``reward``) are kept, as early stopping keeps the best epoch's. A
+    :class:`~skllm.exceptions.RewardHackingWarning` is raised when the
+    training reward rose over the last two evaluations while the validation
+    score stayed below its best.
 
     Parameters
     ----------
     reward : RewardModel, callable or None, default=None
-        What RLOO maximises: a fitted :class:`RewardModel` (or any fitted
-        estimator whose ``predict`` takes ``(prompt, answer)`` tuples), or a
-        function ``reward(prompts, completions) -> floats``. It must return
-        one finite number per answer (else ``ValueError``). Not used by DPO,
-        except by ``score``.
+        What RLOO and PPO maximise: a fitted :class:`RewardModel` (or any
+        fitted estimator whose ``predict`` takes ``(prompt, answer)`` tuples),
+        or a function ``reward(prompts, completions) -> floats``. It must
+        return one finite number per answer (else ``ValueError``). ``clone``
+        (and so ``GridSearchCV``) unfits a fitted reward model: wrap it in
+        ``sklearn.frozen.FrozenEstimator`` to keep it. Must be ``None`` for
+        DPO.
     generator : FineTuneGenerator, str or None, default=None
         The policy's starting point. A fitted generator is tuned further with
         its own method (and is itself the reference); an unfitted one, or a
@@ -92,51 +244,85 @@ class PreferenceTuner(BaseEstimator):
     method : str, FineTuningMethod or None, default=None
         Method of an unfitted generator (``None``: the generator's own,
         LoRA by default). Must be ``None`` with a fitted generator.
-    algorithm : {"rloo", "dpo"}, default="rloo"
-        Online policy gradient against ``reward``, or direct preference
-        optimisation on pairs.
-    kl_coef : float, default=0.05
-        Weight of the penalty for drifting from the reference (DPO's beta).
+    algorithm : {"rloo", "ppo", "dpo"}, default="rloo"
+        Online policy gradient against ``reward`` (leave-one-out baseline, or
+        PPO with a value head), or direct preference optimisation on pairs.
+    kl_coef : float, default=0.1
+        Weight of the penalty for drifting from the reference, per nat of KL
+        and standard deviation of reward; with ``target_kl``, its value at the
+        first step. DPO's beta.
+    target_kl : float or None, default=3.0
+        KL per answer (nats, summed over its tokens) that the adaptive
+        controller holds (RLOO and PPO); ``None``: ``kl_coef`` stays fixed.
     epochs : int, default=1
-        Passes over the prompts (RLOO) or pairs (DPO).
+        Passes over the prompts (RLOO, PPO) or pairs (DPO).
     batch_size : int, default=4
-        Prompts (RLOO) or pairs (DPO) per optimisation step.
+        Prompts (RLOO, PPO) or pairs (DPO) per step.
     n_generations : int, default=4
-        Answers sampled per prompt (RLOO); at least 2 for the baseline.
+        Answers sampled per prompt (RLOO: at least 2, for the baseline).
     temperature : float, default=1.0
-        Sampling temperature of the RLOO answers.
+        Sampling temperature of the training answers.
     max_new_tokens : int, default=None
         Longest answer sampled in training; ``None``: the generator's.
+    ppo_epochs : int, default=4
+        PPO's optimisation steps on each batch of answers.
+    clip_range : float, default=0.2
+        PPO's clipping of the probability ratio (and of the value change).
+    gae_lambda : float, default=0.95
+        PPO's GAE parameter: 1 gives the Monte-Carlo return, 0 the one-step
+        estimate of the value head.
+    eval_reward : RewardModel, callable or None, default=None
+        A second scorer, of the same forms as ``reward``, recorded on every
+        step's answers and on the validation answers; it chooses the best
+        step. Not trained on.
+    validation_fraction : float or None, default=None
+        Share of the prompts held out to choose the best step (RLOO, PPO);
+        ``None``: no validation, the last step's weights are kept.
+    eval_every : int, default=5
+        Steps between two evaluations on the validation prompts.
     learning_rate : float, default=None
-        AdamW learning rate; ``None``: the method's default divided by 10.
+        AdamW learning rate; ``None``: the method's default (RLOO, PPO), or
+        the method's default divided by 10 (DPO).
     weight_decay : float, default=0.01
         AdamW weight decay, on weight matrices only.
     warmup_ratio : float, default=0.06
-        Fraction of the steps with a linearly rising learning rate; it then
-        decays linearly to zero (as in the other estimators).
+        Fraction of the optimisation steps with a linearly rising learning
+        rate; it then decays linearly to zero (as in the other estimators).
     max_grad_norm : float, default=1.0
         Gradient clipping threshold; ``None`` disables clipping.
     random_state : int, RandomState or None, default=None
-        Seeds the prompt order and the sampling; the same int gives the same
-        model on the CPU.
+        Seeds the prompt order, the validation split and the sampling; the
+        same int gives the same model on the CPU.
     verbose : int, default=0
-        ``1`` prints a progress bar with the reward and the KL.
+        ``1`` prints a progress bar with the loss.
 
     Attributes
     ----------
     generator_ : FineTuneGenerator
         The tuned generator; ``predict`` uses it (greedy, unless it samples).
     history_ : pandas.DataFrame
-        One row per optimisation step: ``step``, ``reward`` (mean reward of
-        the sampled answers for RLOO; mean implicit reward margin
-        ``beta * (chosen log-ratio - rejected log-ratio)`` for DPO), ``kl``
-        (mean per-answer log-ratio of policy to reference, summed over the
-        answer's tokens: for RLOO the estimate of the KL divergence on
-        sampled answers; for DPO on the pairs' responses), ``loss``, and
-        ``length`` (mean answer tokens, RLOO) or ``accuracy`` (share of pairs
-        ranked right by the implicit reward, DPO).
+        One row per step (a batch of sampled answers for RLOO and PPO, of
+        pairs for DPO): ``step``, ``reward`` (mean raw reward of the sampled
+        answers; for DPO the mean implicit reward margin
+        ``beta * (chosen log-ratio - rejected log-ratio)``), ``kl`` (mean
+        per-answer log-ratio of policy to reference, summed over the answer's
+        tokens, before the step's update: the estimate of the KL divergence
+        on sampled answers; for DPO on the pairs' responses), ``loss`` (mean
+        over the step's updates) and, for RLOO and PPO, ``kl_coef`` (the
+        coefficient the step used), ``length`` (mean answer tokens),
+        ``eval_reward`` (mean ``eval_reward`` of the answers, with one), and,
+        with validation, ``val_reward`` and ``val_eval_reward`` (means on the
+        greedy answers to the validation prompts, after the step's update;
+        every ``eval_every`` steps and at the last, NaN elsewhere); for DPO
+        ``accuracy`` (share of pairs ranked right by the implicit reward).
     n_steps_ : int
-        Optimisation steps run.
+        Steps run.
+    best_step_ : int or None
+        The step whose weights were kept, chosen on the validation prompts;
+        ``None`` without validation (the last step's are kept).
+    kl_coef_ : float
+        The KL coefficient at the end of training (RLOO, PPO; ``kl_coef``
+        for DPO).
 
     Examples
     --------
@@ -147,7 +333,7 @@ class PreferenceTuner(BaseEstimator):
     >>> tuner = PreferenceTuner(brevity, gen, batch_size=2, n_generations=2, random_state=0)
     >>> tuner = tuner.fit(["Say hello.", "Name a colour."])
     >>> list(tuner.history_.columns)
-    ['step', 'reward', 'kl', 'loss', 'length']
+    ['step', 'reward', 'kl', 'kl_coef', 'loss', 'length']
     >>> float(tuner.history_["kl"].iloc[0])
     0.0
     """
@@ -159,12 +345,19 @@ class PreferenceTuner(BaseEstimator):
         *,
         method=None,
         algorithm="rloo",
-        kl_coef=0.05,
+        kl_coef=0.1,
+        target_kl=3.0,
         epochs=1,
         batch_size=4,
         n_generations=4,
         temperature=1.0,
         max_new_tokens=None,
+        ppo_epochs=4,
+        clip_range=0.2,
+        gae_lambda=0.95,
+        eval_reward=None,
+        validation_fraction=None,
+        eval_every=5,
         learning_rate=None,
         weight_decay=0.01,
         warmup_ratio=0.06,
@@ -177,11 +370,18 @@ class PreferenceTuner(BaseEstimator):
         self.method = method
         self.algorithm = algorithm
         self.kl_coef = kl_coef
+        self.target_kl = target_kl
         self.epochs = epochs
         self.batch_size = batch_size
         self.n_generations = n_generations
         self.temperature = temperature
         self.max_new_tokens = max_new_tokens
+        self.ppo_epochs = ppo_epochs
+        self.clip_range = clip_range
+        self.gae_lambda = gae_lambda
+        self.eval_reward = eval_reward
+        self.validation_fraction = validation_fraction
+        self.eval_every = eval_every
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.warmup_ratio = warmup_ratio
@@ -200,6 +400,20 @@ class PreferenceTuner(BaseEstimator):
         # Tuners pickled before these parameters existed trained with neither.
         state.setdefault("weight_decay", 0.0)
         state.setdefault("warmup_ratio", 0.0)
+        # ... and with a fixed KL coefficient on raw rewards, without PPO or validation.
+        for name, value in (
+            ("target_kl", None),
+            ("ppo_epochs", 4),
+            ("clip_range", 0.2),
+            ("gae_lambda", 0.95),
+            ("eval_reward", None),
+            ("validation_fraction", None),
+            ("eval_every", 5),
+        ):
+            state.setdefault(name, value)
+        if "generator_" in state:
+            state.setdefault("best_step_", None)
+            state.setdefault("kl_coef_", state.get("kl_coef"))
         if isinstance(state.get("history_"), dict):
             import pandas as pd
 
@@ -217,23 +431,36 @@ class PreferenceTuner(BaseEstimator):
     def _validate_params(self):
         check_choice(self.algorithm, "algorithm", ALGORITHMS)
         check_number(self.kl_coef, "kl_coef", 0)
+        check_number(self.target_kl, "target_kl", 0, allow_none=True, low_inclusive=False)
         check_int(self.epochs, "epochs")
         check_training_params(self)
-        check_int(self.n_generations, "n_generations", 2)
+        check_int(self.n_generations, "n_generations", 2 if self.algorithm == "rloo" else 1)
         check_number(self.temperature, "temperature", 0, low_inclusive=False)
         check_int(self.max_new_tokens, "max_new_tokens", allow_none=True)
-        if self.algorithm == "rloo" and self.reward is None:
+        check_int(self.ppo_epochs, "ppo_epochs")
+        check_number(self.clip_range, "clip_range", 0, low_inclusive=False)
+        check_number(self.gae_lambda, "gae_lambda", 0, 1, high_inclusive=True)
+        check_number(self.validation_fraction, "validation_fraction", 0, 1, allow_none=True, low_inclusive=False)
+        check_int(self.eval_every, "eval_every")
+        if self.algorithm == "dpo":
+            given = [n for n in ("reward", "eval_reward", "validation_fraction") if getattr(self, n) is not None]
+            if given:
+                raise ValueError(
+                    f"algorithm='dpo' learns from the preference pairs alone and does not use {given}: set "
+                    f"{given[0]}=None. To tune against a reward model, use algorithm='rloo' or 'ppo'; to score a DPO "
+                    f"model, call the reward model on its answers."
+                )
+        elif self.reward is None:
             raise ValueError(
-                "algorithm='rloo' needs a reward: a fitted RewardModel or a function reward(prompts, completions)."
+                f"algorithm={self.algorithm!r} needs a reward: a fitted RewardModel or a function "
+                f"reward(prompts, completions)."
             )
-        if self.reward is not None and not (callable(self.reward) or hasattr(self.reward, "predict")):
-            raise ValueError(f"reward must be a fitted RewardModel or a callable, got {type(self.reward).__name__}.")
+        for name in ("reward", "eval_reward"):
+            check_scorer(getattr(self, name), name)
 
     def _policy(self, seed):
         """A fitted FineTuneGenerator of our own to train: the generator's copy, or a fresh model."""
-        generator = self.generator
-        if hasattr(generator, "estimator") and type(generator).__name__ == "FrozenEstimator":
-            generator = generator.estimator
+        generator = unfreeze(self.generator)
         if generator is None:
             generator = FineTuneGenerator()
         elif isinstance(generator, str):
@@ -259,34 +486,37 @@ class PreferenceTuner(BaseEstimator):
         policy._setup(policy._validate_params(), seed)
         return policy
 
-    def _rewards(self, prompts, completions):
-        if hasattr(self.reward, "predict"):
-            values = self.reward.predict(list(zip(prompts, completions)))
+    def _rewards(self, prompts, completions, scorer=None, name="reward"):
+        scorer = self.reward if scorer is None else scorer
+        if hasattr(scorer, "predict"):
+            values = scorer.predict(list(zip(prompts, completions)))
         else:
-            values = self.reward(list(prompts), list(completions))
+            values = scorer(list(prompts), list(completions))
         try:
             values = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"The reward must return numbers, one per completion: {exc}") from exc
+            raise ValueError(f"The {name} must return numbers, one per completion: {exc}") from exc
         if values.shape != (len(completions),):
             raise ValueError(
-                f"The reward returned {values.shape} values for {len(completions)} completions; it must return "
+                f"The {name} returned {values.shape} values for {len(completions)} completions; it must return "
                 f"one number per completion."
             )
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             raise ValueError(
-                f"The reward returned {bad.size} NaN or infinite value(s), e.g. for completion "
+                f"The {name} returned {bad.size} NaN or infinite value(s), e.g. for completion "
                 f"{completions[bad[0]]!r:.60} of prompt {prompts[bad[0]]!r:.60}; it must return finite numbers."
             )
         return values
 
-    def _optimisation(self, policy, total_steps, hint=""):
+    def _optimisation(self, policy, module, total_steps, hint=""):
         import torch
 
-        lr = self.learning_rate if self.learning_rate is not None else policy.method_.default_learning_rate / 10
+        lr = self.learning_rate
+        if lr is None:
+            lr = policy.method_.default_learning_rate / (10 if self.algorithm == "dpo" else 1)
         return Optimisation(
-            policy.network_,
+            module,
             learning_rate=lr,
             weight_decay=self.weight_decay,
             warmup_ratio=self.warmup_ratio,
@@ -307,7 +537,7 @@ class PreferenceTuner(BaseEstimator):
 
     # -- fit ----------------------------------------------------------------------------
     def fit(self, X, y=None):
-        """Tune the generator: ``X`` are prompts (RLOO) or preference pairs (DPO); ``y`` is ignored.
+        """Tune the generator: ``X`` are prompts (RLOO, PPO) or preference pairs (DPO); ``y`` is ignored.
 
         Returns
         -------
@@ -319,6 +549,12 @@ class PreferenceTuner(BaseEstimator):
         self._validate_params()
         if self.algorithm == "dpo":
             data = preference_pairs(X, "X")
+            empty = [i for i, text in enumerate(data[1]) if not text.strip()]
+            if empty:
+                raise ValueError(
+                    f"X has {len(empty)} empty chosen response(s), at pairs {empty[:10]}: DPO would raise the "
+                    f"probability of answering nothing. Drop these pairs or give the preferred answer's text."
+                )
         else:
             data = check_texts(X, estimator=self)
         rng = check_random_state(self.random_state)
@@ -333,8 +569,9 @@ class PreferenceTuner(BaseEstimator):
         with training_context(seed, device):
             if self.algorithm == "dpo":
                 records = self._fit_dpo(policy, reference, *data, rng)
+                best_step, kl_coef = None, self.kl_coef
             else:
-                records = self._fit_rloo(policy, reference, data, rng)
+                records, best_step, kl_coef = self._fit_online(policy, reference, data, rng)
         policy.network_.eval()
         policy._record_state()
         del reference
@@ -342,21 +579,44 @@ class PreferenceTuner(BaseEstimator):
         self.generator_ = policy
         self.history_ = pd.DataFrame.from_records(records)
         self.n_steps_ = len(records)
+        self.best_step_ = best_step
+        self.kl_coef_ = float(kl_coef)
         return self
 
-    def _fit_rloo(self, policy, reference, prompts, rng):
+    def _split(self, prompts, rng):
+        """Training and validation prompts (``validation_fraction`` of them, at least one, drawn at random)."""
+        if self.validation_fraction is None:
+            return prompts, []
+        n_val = max(1, round(self.validation_fraction * len(prompts)))
+        if n_val >= len(prompts):
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} of {len(prompts)} prompts leaves none to train on; "
+                f"give more prompts or a smaller validation_fraction."
+            )
+        order = rng.permutation(len(prompts))
+        return [prompts[i] for i in sorted(order[n_val:])], [prompts[i] for i in sorted(order[:n_val])]
+
+    def _fit_online(self, policy, reference, prompts, rng):
+        """RLOO or PPO: sample, score, update; with validation, keep the best evaluated step."""
         import torch
 
         network = policy.network_
         device, pad, k = torch.device(policy.device_), pad_token_id(policy.tokenizer_), self.n_generations
         max_new = self.max_new_tokens or policy.max_new_tokens
         budget = policy.max_length_ - max_new
+        prompts, validation = self._split(prompts, rng)
         prompt_ids = policy._prompt_ids(prompts, [budget] * len(prompts))
-        plan = self._batches(len(prompts), rng)
-        optimisation = self._optimisation(policy, sum(map(len, plan)))
-        records = []
+        validation_ids = policy._prompt_ids(validation, [budget] * len(validation)) if validation else []
+        ppo = self.algorithm == "ppo"
+        head = value_head(network).to(device) if ppo else None
+        module = torch.nn.ModuleDict({"policy": network, "value": head}) if ppo else network
+        steps = [batch for epoch in self._batches(len(prompts), rng) for batch in epoch]
+        updates = self.ppo_epochs if ppo else 1
+        optimisation = self._optimisation(policy, module, len(steps) * updates)
+        moments, records, state = RunningMoments(), [], {"kl_coef": float(self.kl_coef), "samples": None}
 
-        def step_loss(batch):
+        def sample(batch):
+            """Answers to the batch's prompts, their rewards, and the policy's and reference's token log-probs."""
             rows = np.repeat(batch, k)
             answers = policy._generate_ids(
                 [prompt_ids[i] for i in rows],
@@ -367,35 +627,105 @@ class PreferenceTuner(BaseEstimator):
                 keep_eos=True,
             )
             texts = [policy._decode(a) for a in answers]
-            rewards = self._rewards([prompts[i] for i in rows], texts)
+            batch_prompts = [prompts[i] for i in rows]
+            rewards = self._rewards(batch_prompts, texts)
             optimisation.hint = (
-                f"rewards of extreme magnitude (this step's range from {rewards.min():.3g} to {rewards.max():.3g}); "
-                f"scale the reward to a few units."
+                f"rewards of extreme magnitude (this step's range from {rewards.min():.3g} to {rewards.max():.3g})."
             )
             pairs = [build_example(prompt_ids[i], a) for i, a in zip(rows, answers)]
             ids, labels = [p[0] for p in pairs], [p[1] for p in pairs]
-            input_ids, mask, batch_labels = pad_examples(ids, labels, np.arange(len(ids)), pad, device)
+            inputs = pad_examples(ids, labels, np.arange(len(ids)), pad, device)
+            with torch.no_grad(), autocast(device, policy.dtype_):
+                ref_logp, _ = token_logprobs(reference, *inputs)
+            record = {"step": len(records), "reward": float(rewards.mean())}
+            if self.eval_reward is not None:
+                record["eval_reward"] = float(
+                    self._rewards(batch_prompts, texts, self.eval_reward, "eval_reward").mean()
+                )
+            return inputs, rewards, ref_logp.float(), record
+
+        def finish(record, kl, scored, loss):
+            """The step's record, and the KL controller's update for the next step."""
+            coef = state["kl_coef"]
+            extra = {"eval_reward": record.pop("eval_reward")} if "eval_reward" in record else {}
+            record.update(kl=float(kl.mean()), kl_coef=coef, loss=loss, length=float(scored.sum(dim=1).float().mean()))
+            record.update(extra)
+            if self.target_kl is not None:
+                state["kl_coef"] = adaptive_kl_coef(coef, float(kl.mean()), self.target_kl, len(kl))
+            records.append(record)
+
+        def rloo_step(batch):
+            inputs, rewards, ref_logp, record = sample(batch)
             with autocast(device, policy.dtype_):
-                logp, scored = token_logprobs(network, input_ids, mask, batch_labels)
-                with torch.no_grad():
-                    ref_logp, _ = token_logprobs(reference, input_ids, mask, batch_labels)
-            sequence_logp = logp.sum(dim=1)
-            kl = (logp.detach() - ref_logp).sum(dim=1).double().cpu().numpy()
-            advantages = rloo_advantages(rewards - self.kl_coef * kl, k)
-            loss = -(torch.as_tensor(advantages, dtype=torch.float32, device=device) * sequence_logp).mean()
-            records.append(
-                {
-                    "step": len(records),
-                    "reward": float(rewards.mean()),
-                    "kl": float(kl.mean()),
-                    "loss": float(loss.detach()),
-                    "length": float(scored.sum(dim=1).float().mean()),
-                }
-            )
+                logp, scored = token_logprobs(network, *inputs)
+            kl = (logp.detach().float() - ref_logp).sum(dim=1).double().cpu().numpy()
+            advantages = rloo_advantages(moments.normalise(rewards) - state["kl_coef"] * kl, k)
+            loss = -(torch.as_tensor(advantages, dtype=torch.float32, device=device) * logp.float().sum(dim=1)).mean()
+            finish(record, kl, scored, float(loss.detach()))
             return loss, 1
 
-        self._run_steps(optimisation, network, plan, step_loss)
-        return records
+        def ppo_step(item):
+            batch, update = item
+            if update == 0:
+                inputs, rewards, ref_logp, record = sample(batch)
+                with autocast(device, policy.dtype_):
+                    logp, values, scored = logprobs_and_values(network, head, *inputs)
+                logp, values = logp.float(), values.float()
+                old_logp, old_values = logp.detach(), values.detach()
+                per_token_kl = (old_logp - ref_logp) * scored
+                kl = per_token_kl.sum(dim=1).double().cpu().numpy()
+                token_rewards = -state["kl_coef"] * per_token_kl
+                last = scored.shape[1] - 1 - scored.flip(dims=[1]).int().argmax(dim=1)
+                score = torch.as_tensor(moments.normalise(rewards), dtype=token_rewards.dtype, device=device)
+                token_rewards[torch.arange(len(last), device=device), last] += score * scored.any(dim=1)
+                advantages, returns = gae_advantages(token_rewards, old_values, scored, self.gae_lambda)
+                advantages = whiten(advantages, scored.to(advantages.dtype))
+                state["samples"] = (inputs, old_logp, old_values, advantages, returns, scored)
+                finish(record, kl, scored, 0.0)
+            else:
+                inputs, old_logp, old_values, advantages, returns, scored = state["samples"]
+                with autocast(device, policy.dtype_):
+                    logp, values, _ = logprobs_and_values(network, head, *inputs)
+                logp, values = logp.float(), values.float()
+            loss, _, _ = ppo_loss(logp, old_logp, advantages, values, old_values, returns, scored, self.clip_range)
+            records[-1]["loss"] += float(loss.detach()) / updates
+            if update == updates - 1:
+                state["samples"] = None
+            return loss, 1
+
+        items = [(batch, u) for batch in steps for u in range(updates)] if ppo else steps
+        per_round = (self.eval_every if validation else math.ceil(len(steps) / self.epochs)) * updates
+        rounds = [items[i : i + per_round] for i in range(0, len(items), per_round)]
+        guard = _HackingGuard(records)
+
+        def validate():
+            answers = policy._generate_ids(validation_ids, do_sample=False, max_new_tokens=max_new)
+            texts = [policy._decode(a) for a in answers]
+            record = records[-1]
+            record["val_reward"] = float(self._rewards(validation, texts).mean())
+            score = record["val_reward"]
+            if self.eval_reward is not None:
+                record["val_eval_reward"] = float(
+                    self._rewards(validation, texts, self.eval_reward, "eval_reward").mean()
+                )
+                score = record["val_eval_reward"]
+            guard.check(score)
+            return score
+
+        train_epochs(
+            optimisation,
+            module,
+            epochs=len(rounds),
+            batches=lambda r: rounds[r],
+            step_loss=ppo_step if ppo else rloo_step,
+            validate=validate if validation else None,
+            n_iter_no_change=len(rounds) + 1,
+            dropout=False,
+            verbose=self.verbose,
+            desc=f"{self.algorithm} {'evaluation round' if validation else 'epoch'}",
+        )
+        best = guard.best_step() if validation else None
+        return records, best, state["kl_coef"]
 
     def _fit_dpo(self, policy, reference, prompts, chosen, rejected, rng):
         import torch
@@ -418,7 +748,7 @@ class PreferenceTuner(BaseEstimator):
                 ]
             )
         plan = self._batches(n, rng)
-        optimisation = self._optimisation(policy, sum(map(len, plan)))
+        optimisation = self._optimisation(policy, network, sum(map(len, plan)))
         records = []
 
         def step_loss(batch):
@@ -439,15 +769,6 @@ class PreferenceTuner(BaseEstimator):
             )
             return loss, 1
 
-        self._run_steps(optimisation, network, plan, step_loss)
-        return records
-
-    def _run_steps(self, optimisation, network, plan, step_loss):
-        """The engine's loop over the planned steps, dropout off.
-
-        Without dropout the log-ratio to the reference is exactly 0 before the first
-        step, and RLOO's sampled answers are scored by the model that produced them.
-        """
         train_epochs(
             optimisation,
             network,
@@ -456,8 +777,9 @@ class PreferenceTuner(BaseEstimator):
             step_loss=step_loss,
             dropout=False,
             verbose=self.verbose,
-            desc=f"{self.algorithm} epoch",
+            desc="dpo epoch",
         )
+        return records
 
     # -- prediction -------------------------------------------------------------------------
     def predict(self, X):
@@ -466,9 +788,72 @@ class PreferenceTuner(BaseEstimator):
         return self.generator_.predict(X)
 
     def score(self, X, y=None):
-        """Mean reward of the answers to the prompts ``X`` (needs ``reward``); ``y`` is ignored."""
+        """Mean reward of the answers to the prompts ``X`` (RLOO, PPO); ``y`` is ignored."""
         check_is_fitted(self, "generator_")
         if self.reward is None:
-            raise ValueError("score needs a reward: this PreferenceTuner has reward=None.")
+            raise ValueError(
+                "score needs a reward: this PreferenceTuner has reward=None (DPO); call a reward model on the answers "
+                "of predict instead."
+            )
         prompts = check_texts(X, estimator=self)
         return float(self._rewards(prompts, list(self.predict(prompts))).mean())
+
+
+class _HackingGuard:
+    """Watches the validation score against the training reward, and warns when they part."""
+
+    def __init__(self, records):
+        self.records, self.scores, self.ends, self.warned = records, [], [], False
+
+    def _training_reward(self, i):
+        start = self.ends[i - 1] if i else 0
+        return float(np.mean([r["reward"] for r in self.records[start : self.ends[i]]]))
+
+    def check(self, score):
+        self.scores.append(score)
+        self.ends.append(len(self.records))
+        best = int(np.argmax(self.scores))
+        last = len(self.scores) - 1
+        if self.warned or last - best < 2:
+            return
+        rewards = [self._training_reward(i) for i in range(best, last + 1)]
+        if all(b > a for a, b in itertools.pairwise(rewards)):
+            self.warned = True
+            warnings.warn(
+                f"The training reward rose from {rewards[0]:.3g} to {rewards[-1]:.3g} over the last {last - best} "
+                f"evaluations while the validation score stayed below its best ({self.scores[best]:.3g}, at step "
+                f"{self.ends[best] - 1}): the policy may be exploiting the reward's blind spots. The weights of step "
+                f"{self.ends[best] - 1} are kept; a larger kl_coef or a smaller target_kl hold it closer to the "
+                f"reference.",
+                RewardHackingWarning,
+                stacklevel=4,
+            )
+
+    def best_step(self):
+        return self.ends[int(np.argmax(self.scores))] - 1
+
+
+def unfreeze(estimator):
+    """The estimator inside scikit-learn's ``FrozenEstimator``, or ``estimator`` itself."""
+    if type(estimator).__name__ == "FrozenEstimator" and hasattr(estimator, "estimator"):
+        return estimator.estimator
+    return estimator
+
+
+def check_scorer(scorer, name):
+    """``scorer`` is None, a callable or a fitted estimator with ``predict``; else a ValueError naming it."""
+    if scorer is None:
+        return
+    if not (callable(scorer) or hasattr(scorer, "predict")):
+        raise ValueError(f"{name} must be a fitted RewardModel or a callable, got {type(scorer).__name__}.")
+    if hasattr(scorer, "get_params") and hasattr(scorer, "predict"):
+        from sklearn.exceptions import NotFittedError
+
+        try:
+            check_is_fitted(scorer)
+        except NotFittedError:
+            raise ValueError(
+                f"{name} is an unfitted {type(unfreeze(scorer)).__name__}: fit it first. clone (and so GridSearchCV) "
+                f"unfits the estimators among the parameters: wrap a fitted reward model in "
+                f"sklearn.frozen.FrozenEstimator to keep it fitted."
+            ) from None

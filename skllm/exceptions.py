@@ -8,6 +8,7 @@ __all__ = [
     "NonFiniteLossError",
     "PrecisionWarning",
     "QuantizedModelWarning",
+    "RewardHackingWarning",
     "SkllmWarning",
     "TruncationWarning",
     "UnparsedAnswerError",
@@ -36,6 +37,14 @@ class QuantizedModelWarning(SkllmWarning):
 
     The same ``model_name`` then means different weights on machines that have
     the Hub copy: predictions (and ``model_identity_``) differ between them.
+    """
+
+
+class RewardHackingWarning(SkllmWarning):
+    """While a PreferenceTuner trained, the training reward kept rising and the validation score did not.
+
+    The policy may be raising the reward without the behaviour it stands for
+    (a blind spot of a learned reward model). The best validated step is kept.
     """
 
 

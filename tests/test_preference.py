@@ -1,0 +1,239 @@
+"""PreferenceTuner's KL control, PPO, the guard against a gamed reward, and its input checks (tiny models)."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import GridSearchCV
+
+from skllm import PreferenceTuner, RewardModel
+from skllm._preference import RunningMoments, _HackingGuard, adaptive_kl_coef, gae_advantages, ppo_loss
+from skllm.exceptions import RewardHackingWarning
+
+from helpers import untrained_generator
+
+PROMPTS = ["great film", "awful film", "loved it", "hated it", "the story", "the actor"]
+PAIRS = pd.DataFrame(
+    {
+        "prompt": ["the film was"] * 4,
+        "chosen": ["great fun", "loved it", "the best movie", "good acting"],
+        "rejected": ["awful and dull", "hated it", "the worst movie", "bad acting"],
+    }
+)
+
+
+def count_good(prompts, completions):
+    return [float(c.count("good")) - 0.1 * len(c) for c in completions]
+
+
+def length(prompts, completions):
+    return [float(len(c)) for c in completions]
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_llama):
+    return untrained_generator(tiny_llama, max_new_tokens=4, random_state=0)
+
+
+def quiet_fit(tuner, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RewardHackingWarning)
+        return tuner.fit(X)
+
+
+# -- the pieces, against their definitions ------------------------------------------------
+
+
+def test_running_moments_standardise_by_every_reward_seen():
+    moments = RunningMoments()
+    first, second = np.array([1.0, 2.0, 3.0]), np.array([10.0, 20.0])
+    moments.normalise(first)
+    out = moments.normalise(second)
+    everything = np.concatenate([first, second])
+    np.testing.assert_allclose(out, (second - everything.mean()) / everything.std(ddof=1))
+    # The scale of the reward does not matter any more.
+    a, b = RunningMoments(), RunningMoments()
+    np.testing.assert_allclose(a.normalise(first * 1000 + 7), b.normalise(first))
+
+
+def test_the_kl_controller_moves_towards_the_target_by_at_most_a_fifth_of_n_over_the_horizon():
+    assert adaptive_kl_coef(0.1, 3.0, 3.0, 16) == pytest.approx(0.1)
+    assert adaptive_kl_coef(0.1, 30.0, 3.0, 16) == pytest.approx(0.1 * (1 + 0.2 * 16 / 64))
+    assert adaptive_kl_coef(0.1, 0.0, 3.0, 16) == pytest.approx(0.1 * (1 - 0.2 * 16 / 64))
+    assert adaptive_kl_coef(0.1, 3.3, 3.0, 16) == pytest.approx(0.1 * (1 + 0.1 * 16 / 64))
+
+
+def test_gae_with_lambda_1_is_the_return_and_with_lambda_0_the_one_step_error():
+    # One answer of 3 tokens in columns 1-3 (column 0 belongs to another answer's layout).
+    mask = torch.tensor([[False, True, True, True]])
+    rewards = torch.tensor([[0.0, 1.0, 2.0, 4.0]])
+    values = torch.tensor([[0.0, 0.5, 1.0, 1.5]])
+    advantages, returns = gae_advantages(rewards, values, mask, lam=1.0)
+    np.testing.assert_allclose(returns[0, 1:], [7.0, 6.0, 4.0])
+    np.testing.assert_allclose(advantages[0, 1:], [6.5, 5.0, 2.5])
+    advantages, _ = gae_advantages(rewards, values, mask, lam=0.0)
+    np.testing.assert_allclose(advantages[0, 1:], [1.0 + 1.0 - 0.5, 2.0 + 1.5 - 1.0, 4.0 - 1.5])
+    assert advantages[0, 0] == 0
+
+
+def test_ppo_loss_clips_the_ratio():
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    old = torch.zeros(1, 2)
+    advantages = torch.tensor([[1.0, -1.0]])
+    zeros = torch.zeros(1, 2)
+    # Ratios e^1 (positive advantage: clipped at 1.2) and e^-1 (negative advantage: clipped at 0.8).
+    logp = torch.tensor([[1.0, -1.0]])
+    _, policy, value = ppo_loss(logp, old, advantages, zeros, zeros, zeros, mask, 0.2)
+    assert float(policy) == pytest.approx((-1.2 + 0.8) / 2)
+    assert float(value) == 0
+
+
+# -- RLOO and PPO on the tiny Llama -------------------------------------------------------
+
+
+def test_ppo_trains_a_value_head_and_drops_it(policy):
+    tuner = PreferenceTuner(
+        length,
+        policy,
+        algorithm="ppo",
+        batch_size=2,
+        n_generations=2,
+        ppo_epochs=2,
+        learning_rate=5e-2,
+        random_state=0,
+    )
+    tuner.fit(PROMPTS[:4])
+    history = tuner.history_
+    assert list(history.columns) == ["step", "reward", "kl", "kl_coef", "loss", "length"]
+    assert tuner.n_steps_ == 2 and history["kl"].iloc[0] == 0.0 and history["kl"].iloc[1] != 0.0
+    assert tuner.kl_coef_ != tuner.kl_coef  # the controller moved it (KL 0 < target: down)
+    assert history["kl_coef"].iloc[1] < history["kl_coef"].iloc[0]
+    assert not any("value" in name for name in tuner.generator_.trainable_state_)
+    restored = pickle.loads(pickle.dumps(tuner))
+    assert restored.predict(PROMPTS[:2]).tolist() == tuner.predict(PROMPTS[:2]).tolist()
+    again = PreferenceTuner(**tuner.get_params(deep=False)).fit(PROMPTS[:4])
+    pd.testing.assert_frame_equal(again.history_, history)
+
+
+def test_a_fixed_kl_coef_without_target_kl(policy):
+    tuner = PreferenceTuner(length, policy, target_kl=None, kl_coef=0.3, batch_size=2, n_generations=2, random_state=0)
+    tuner.fit(PROMPTS[:4])
+    assert (tuner.history_["kl_coef"] == 0.3).all() and tuner.kl_coef_ == 0.3
+
+
+def test_the_guard_warns_when_the_training_reward_rises_and_the_validation_score_does_not():
+    records = []
+    guard = _HackingGuard(records)
+    for reward, score in [(0.0, 0.1), (1.0, 0.5), (2.0, 0.4), (3.0, 0.3)]:
+        records += [{"reward": reward}, {"reward": reward}]
+        if score == 0.3:
+            with pytest.warns(RewardHackingWarning, match=r"rose from 1 to 3 over the last 2 evaluations.*step 3"):
+                guard.check(score)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                guard.check(score)
+    assert guard.best_step() == 3
+    # A validation score that keeps up, or a training reward that falls too, is no alarm.
+    for rewards, scores in [([0, 1, 2, 3], [0.1, 0.2, 0.3, 0.4]), ([0, 3, 2, 1], [0.1, 0.5, 0.4, 0.3])]:
+        records = []
+        guard = _HackingGuard(records)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for reward, score in zip(rewards, scores):
+                records.append({"reward": float(reward)})
+                guard.check(score)
+
+
+def test_validation_records_both_scorers_and_keeps_the_best_step(policy):
+    # The judge disagrees with the reward: it prefers short answers while the reward pays for length.
+    seen = []
+
+    def judge(prompts, completions):
+        seen.append(list(prompts))
+        return [-float(len(c)) for c in completions]
+
+    tuner = PreferenceTuner(
+        length,
+        policy,
+        eval_reward=judge,
+        validation_fraction=0.25,
+        eval_every=1,
+        batch_size=1,
+        n_generations=2,
+        learning_rate=0.3,
+        target_kl=None,
+        kl_coef=0.0,
+        random_state=0,
+    )
+    quiet_fit(tuner, PROMPTS[:4] + PROMPTS[:1])
+    history = tuner.history_
+    assert {"eval_reward", "val_reward", "val_eval_reward"} <= set(history.columns)
+    assert history["val_eval_reward"].notna().all()  # eval_every=1: every step
+    np.testing.assert_allclose(history["eval_reward"], -history["reward"])
+    assert tuner.best_step_ == int(history["val_eval_reward"].idxmax())
+    validation = [p for p in seen if len(p) == 1][-1]  # training steps score 2 answers, validation 1
+    kept = tuner.predict(validation)
+    assert -len(kept[0]) == history["val_eval_reward"].iloc[tuner.best_step_]
+
+
+def test_validation_every_n_steps_and_a_too_large_fraction(policy):
+    tuner = PreferenceTuner(
+        length, policy, validation_fraction=0.2, eval_every=2, batch_size=1, n_generations=2, random_state=0
+    )
+    quiet_fit(tuner, PROMPTS[:5])  # 1 validation prompt, 4 steps: evaluated after steps 1 and 3
+    assert tuner.history_["val_reward"].notna().tolist() == [False, True, False, True]
+    assert "val_eval_reward" not in tuner.history_
+    with pytest.raises(ValueError, match=r"validation_fraction=0.9 of 2 prompts leaves none to train on"):
+        PreferenceTuner(length, policy, validation_fraction=0.9).fit(PROMPTS[:2])
+
+
+# -- inputs that used to pass silently ------------------------------------------------------
+
+
+def test_dpo_refuses_a_reward_it_would_ignore(policy):
+    with pytest.raises(ValueError, match=r"algorithm='dpo' learns from the preference pairs alone.*\['reward'\]"):
+        PreferenceTuner(length, policy, algorithm="dpo").fit(PAIRS)
+    with pytest.raises(ValueError, match=r"does not use \['eval_reward'\]"):
+        PreferenceTuner(generator=policy, algorithm="dpo", eval_reward=length).fit(PAIRS)
+
+
+def test_dpo_refuses_empty_chosen_responses_naming_the_pairs(policy):
+    pairs = PAIRS.assign(chosen=["great fun", "  ", "the best movie", ""])
+    with pytest.raises(ValueError, match=r"2 empty chosen response\(s\), at pairs \[1, 3\]"):
+        PreferenceTuner(generator=policy, algorithm="dpo").fit(pairs)
+
+
+def test_new_parameters_are_validated(policy):
+    with pytest.raises(ValueError, match="target_kl"):
+        PreferenceTuner(length, policy, target_kl=0).fit(PROMPTS)
+    with pytest.raises(ValueError, match="clip_range"):
+        PreferenceTuner(length, policy, algorithm="ppo", clip_range=-1).fit(PROMPTS)
+    with pytest.raises(ValueError, match="eval_reward must be a fitted RewardModel or a callable, got int"):
+        PreferenceTuner(length, policy, eval_reward=3).fit(PROMPTS)
+    with pytest.raises(ValueError, match="algorithm="):
+        PreferenceTuner(length, policy, algorithm="ppo2").fit(PROMPTS)
+
+
+@pytest.fixture(scope="module")
+def reward_model(tiny_bert):
+    pairs = pd.DataFrame({"prompt": ["a"] * 4, "chosen": ["good fun"] * 4, "rejected": ["bad dull"] * 4})
+    return RewardModel(tiny_bert, epochs=1, batch_size=4, random_state=0).fit(pairs)
+
+
+def test_an_unfitted_reward_model_is_named_and_a_frozen_one_survives_clone_and_grid_search(policy, reward_model):
+    with pytest.raises(ValueError, match=r"reward is an unfitted RewardModel.*FrozenEstimator"):
+        clone(PreferenceTuner(reward_model, policy)).fit(PROMPTS)
+    tuner = PreferenceTuner(
+        FrozenEstimator(reward_model), FrozenEstimator(policy), batch_size=2, n_generations=2, random_state=0
+    )
+    cloned = clone(tuner)
+    np.testing.assert_allclose(cloned.reward.predict([("a", "good fun")]), reward_model.predict([("a", "good fun")]))
+    search = GridSearchCV(tuner, {"kl_coef": [0.05, 0.5]}, cv=2, refit=False).fit(PROMPTS[:4])
+    assert set(search.cv_results_["param_kl_coef"]) == {0.05, 0.5}
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
