@@ -118,7 +118,13 @@ def compare(args):
     import joblib
 
     from ._compare import run_comparison
+    from ._compare.rows import check_out_dir
 
+    try:
+        # Before the data is read: a folder that cannot hold the results fails at once (nothing created).
+        out = check_out_dir(args.out, "--out")
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     frame = read_table(args.data)
     names = None
     if args.multilabel is not None:
@@ -144,7 +150,6 @@ def compare(args):
     if args.max_samples is not None and len(X) > args.max_samples:
         how = "at random" if names is not None else "stratified"
         print(f"sub-sampling {args.max_samples} of {len(X)} rows ({how}), as --max-samples asks")
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if names is not None:
         # The columns of the indicator matrix that best_model.joblib predicts.

@@ -1,5 +1,8 @@
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -96,6 +99,40 @@ def test_bad_input_files_get_clear_messages_and_exit_2(tmp_path, content, args, 
         argv[3] = args[1]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def _unwritable_folder(tmp_path):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):  # root writes anywhere
+        pytest.skip("this user can write in a read-only folder")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        (lambda tmp: tmp / "data.csv", "is a file, not a folder"),
+        (lambda tmp: tmp / "data.csv" / "out", "is under {tmp}/data.csv, which is a file, not a folder"),
+        (_unwritable_folder, ": cannot write in this folder (Permission denied)."),
+        (lambda tmp: _unwritable_folder(tmp) / "out", ": cannot create it in {tmp}/read-only (Permission denied)."),
+        # Where nobody can write, root included (Linux).
+        (lambda tmp: Path("/proc/self"), ": cannot write in this folder ("),
+    ],
+)
+def test_an_out_folder_that_cannot_hold_the_results_exits_2_in_one_line(data_file, tmp_path, where, message, capsys):
+    if not Path("/proc/self").is_dir() and "proc" in message:
+        pytest.skip("no /proc")
+    out = where(tmp_path)
+    argv = ["compare", str(data_file), "--text", "review", "--label", "sentiment", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"skllm compare: error: --out {str(out)!r}")
+    assert message.format(tmp=tmp_path) in err
+    with pytest.raises(ValueError, match=f"out_dir {re.escape(repr(str(out)))}"):
+        compare_methods(["a", "b", "c", "d"], ["x", "y", "x", "y"], cv=2, out_dir=out, verbose=0)
 
 
 def test_python_dash_m_entry_point():

@@ -1,5 +1,7 @@
 import json
+import re
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from skllm import HeadTuning, TransformerEmbedder, _compare, compare_methods
 from skllm._methods import METHODS, FullFineTuning
+from skllm.exceptions import SkllmWarning
 
 from helpers import count_rows
 
@@ -52,11 +55,43 @@ def test_rows_saved_without_a_fingerprint_are_recomputed(texts, tiny_bert, cache
     rows = tmp_path / "rows"
     rows.mkdir()
     (rows / "logreg.json").write_text(json.dumps({"method": "logreg", "accuracy_mean": 0.123, "error": ""}))
-    table = compare_methods(
-        *texts, methods=["logreg"], cv=2, encoder=tiny_bert, cache_dir=cache_dir, out_dir=tmp_path, verbose=0
-    )
+    with pytest.warns(SkllmWarning, match=r"logreg\.json is not reused: it does not hold a saved row"):
+        table = compare_methods(
+            *texts, methods=["logreg"], cv=2, encoder=tiny_bert, cache_dir=cache_dir, out_dir=tmp_path, verbose=0
+        )
     assert table.loc[0, "status"] == "computed" and table.loc[0, "accuracy_mean"] != 0.123
     assert "fingerprint" in json.loads((rows / "logreg.json").read_text())
+
+
+def test_a_saved_row_changed_by_hand_or_without_checksum_is_recomputed(texts, tiny_bert, cache_dir, tmp_path):
+    def compare():
+        return compare_methods(
+            *texts, methods=["logreg"], cv=2, encoder=tiny_bert, cache_dir=cache_dir, out_dir=tmp_path, verbose=0
+        )
+
+    first = compare()
+    saved = tmp_path / "rows" / "logreg.json"
+    stored = json.loads(saved.read_text())
+    assert set(stored) == {"fingerprint", "row", "checksum"}
+    edits = [
+        # A score edited by hand, the checksum left as it was.
+        ({**stored, "row": {**stored["row"], "accuracy_mean": 0.999}}, "its content does not match its checksum"),
+        # As saved before rows had a checksum: accepted by nobody, recomputed once.
+        ({k: v for k, v in stored.items() if k != "checksum"}, "it has no checksum"),
+        ("{not json", "it cannot be read as JSON"),
+    ]
+    for content, why in edits:
+        saved.write_text(content if isinstance(content, str) else json.dumps(content))
+        with pytest.warns(SkllmWarning, match=rf"saved comparison row {re.escape(str(saved))} is not reused: {why}"):
+            table = compare()
+        assert table.loc[0, "status"] == "computed"
+        assert table.loc[0, "accuracy_mean"] == first.loc[0, "accuracy_mean"]
+        again = json.loads(saved.read_text())  # saved again, with its checksum
+        assert again["fingerprint"] == stored["fingerprint"] and "checksum" in again
+        assert again["row"]["accuracy_mean"] == stored["row"]["accuracy_mean"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert compare().loc[0, "status"] == "reused"
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,13 @@
 
 import hashlib
 import json
+import os
+import warnings
+from pathlib import Path
 
 from .._models import model_identity as _weights_identity
 from .._models import resolve_model
+from ..exceptions import SkllmWarning
 from .folds import plain
 
 COLUMNS = [
@@ -99,32 +103,79 @@ def _method_defaults(name):
     }
 
 
+def check_out_dir(path, name="out_dir"):
+    """``path`` as a ``Path``, once checked to be a folder that exists and can be written in, or can be created.
+
+    Nothing is created here. A ``ValueError`` names ``name``, the path and the problem:
+    a file where the folder (or one above it) should be, or a folder that cannot be
+    written in (``path`` itself, or the nearest existing folder above it).
+    """
+    import tempfile
+
+    path = Path(path)
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+    if existing.exists() and not existing.is_dir():
+        where = "is a file" if existing == path else f"is under {existing}, which is a file"
+        raise ValueError(f"{name} {str(path)!r} {where}, not a folder; give a folder (it is created if missing).")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        why = "cannot write in this folder" if existing == path else f"cannot create it in {existing}"
+        raise ValueError(f"{name} {str(path)!r}: {why} ({exc.strerror or exc}).") from None
+    return path
+
+
 class SavedRows:
     """The rows saved in ``<out_dir>/rows/<method>.json``, each with the fingerprint of what produced it.
 
-    Without ``out_dir`` nothing is read or written.
+    Each file also holds a checksum of its content (its fingerprint and row): a file
+    changed after it was saved, or saved without one, is not reused but recomputed,
+    with a warning naming it. Without ``out_dir`` nothing is read or written.
     """
 
     def __init__(self, out_dir):
         self.folder = None if out_dir is None else out_dir / "rows"
         if self.folder is not None:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            self.folder.mkdir(parents=True, exist_ok=True)  # out_dir too
 
     def reuse(self, name, fingerprint):
-        """The saved row of ``name`` (status ``"reused"``) if its fingerprint matches, else ``None``."""
+        """The saved row of ``name`` (status ``"reused"``) if intact and its fingerprint matches, else ``None``."""
         saved = None if self.folder is None else self.folder / f"{name}.json"
         if saved is None or not saved.is_file():
             return None
         try:
             stored = json.loads(saved.read_text())
-        except ValueError:
-            return None
-        if stored.get("fingerprint") != fingerprint:
-            return None
-        return {**stored["row"], "status": "reused"}
+        except (ValueError, OSError) as exc:
+            return _not_reused(saved, f"it cannot be read as JSON ({exc})")
+        content = {k: stored.get(k) for k in ("fingerprint", "row")} if isinstance(stored, dict) else None
+        if content is None or not isinstance(content["row"], dict):
+            return _not_reused(saved, "it does not hold a saved row")
+        if "checksum" not in stored:
+            return _not_reused(saved, "it has no checksum (saved by an older skllm, or written by hand)")
+        if stored["checksum"] != digest(content):
+            return _not_reused(saved, "its content does not match its checksum (it was changed after it was saved)")
+        if content["fingerprint"] != fingerprint:
+            return None  # saved for other data or settings: recomputed and overwritten, as expected
+        return {**content["row"], "status": "reused"}
 
     def save(self, name, fingerprint, row):
-        """Store a computed row, so that a later run with the same fingerprint reuses it."""
-        if self.folder is not None and row["status"] == "computed":
-            stored = {k: v for k, v in row.items() if k != "status"}
-            (self.folder / f"{name}.json").write_text(json.dumps({"fingerprint": fingerprint, "row": stored}))
+        """Store a computed row with its checksum, so that a later run with the same fingerprint reuses it."""
+        if self.folder is None or row["status"] != "computed":
+            return
+        # Read back as JSON first: the checksum is of what a later run will read.
+        content = json.loads(
+            json.dumps({"fingerprint": fingerprint, "row": {k: v for k, v in row.items() if k != "status"}})
+        )
+        path = self.folder / f"{name}.json"
+        partial = path.with_name(path.name + ".partial")
+        # Written aside, then renamed: an interrupted write never leaves half a row under the real name.
+        partial.write_text(json.dumps({**content, "checksum": digest(content)}))
+        os.replace(partial, path)
+
+
+def _not_reused(path, why):
+    warnings.warn(
+        f"The saved comparison row {path} is not reused: {why}. It is computed again.", SkllmWarning, stacklevel=4
+    )
+    return None

@@ -4,7 +4,6 @@ import json
 import logging
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -16,6 +15,7 @@ from .folds import check_folds, check_targets, cut_folds, evaluate_fold, fold_ro
 from .plan import SAFETY, format_plan, format_seconds, format_timing, plan_comparison
 from .rows import (
     SavedRows,
+    check_out_dir,
     data_digest,
     digest,
     estimator_settings,
@@ -267,7 +267,7 @@ class _Comparison:
         _check_label_words(label_words, self.y, self.multilabel)
         self.cv, self.epochs, self.max_samples, self.time_budget = cv, epochs, max_samples, time_budget
         self.random_state, self.verbose = random_state, verbose
-        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.out_dir = None if out_dir is None else check_out_dir(out_dir, "out_dir")
         self.unsupported = {
             m: MULTILABEL_UNSUPPORTED[m] for m in self.methods if self.multilabel and m in MULTILABEL_UNSUPPORTED
         }
