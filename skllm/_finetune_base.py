@@ -208,7 +208,7 @@ class _FineTuneBase(LiveStateMixin, BaseEstimator):
         dtype = resolve_dtype(self.dtype, device)
         source, backbone, tokenizer = self._backbone(device)
         pooling = self.pooling if self.pooling != "auto" else ("last" if is_decoder(backbone) else "mean")
-        max_length = int(min(self.max_length, positions(backbone, tokenizer) - method.extra_positions()))
+        max_length = int(min(self.max_length, method.text_positions(positions(backbone, tokenizer))))
         keep = (
             self.warm_start
             and hasattr(self, "trainable_state_")

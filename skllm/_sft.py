@@ -297,7 +297,7 @@ class FineTuneGenerator(LiveStateMixin, BaseEstimator):
         self.device_, self.dtype_ = str(device), dtype
         self.tokenizer_ = tokenizer
         self.model_identity_ = model_identity(source)
-        self.max_length_ = int(min(self.max_length, positions(lm, tokenizer) - method.extra_positions()))
+        self.max_length_ = int(min(self.max_length, method.text_positions(positions(lm, tokenizer))))
         self.uses_chat_template_ = bool(self.use_chat_template and getattr(tokenizer, "chat_template", None))
         if self.max_length_ - self.max_new_tokens < 8:
             raise ValueError(

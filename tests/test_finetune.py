@@ -9,6 +9,7 @@ from sklearn.model_selection import GridSearchCV
 from skllm import (
     BottleneckAdapter,
     FineTuneClassifier,
+    FineTuneGenerator,
     FineTuneRegressor,
     LoRA,
     PrefixTuning,
@@ -219,6 +220,17 @@ def test_method_objects_validate_their_parameters(tiny_bert, texts, cache_dir):
     ]:
         with pytest.raises(ValueError, match=message):
             FineTuneClassifier(tiny_bert, method=method, cache_dir=cache_dir).fit(*texts)
+
+
+def test_virtual_tokens_must_leave_room_for_the_text(tiny_bert, tiny_llama, cache_dir):
+    # tiny_bert has 128 positions, tiny_llama 512: the tokens used to end in an OverflowError.
+    message = r"PromptTuning\(n_virtual_tokens=130\) puts 130 positions.*accepts 128 .*n_virtual_tokens <= 120"
+    with pytest.raises(ValueError, match=message):
+        FineTuneClassifier(tiny_bert, method=PromptTuning(n_virtual_tokens=130), cache_dir=cache_dir).fit(
+            ["a", "b"], [0, 1]
+        )
+    with pytest.raises(ValueError, match=r"n_virtual_tokens=510\).*leaves 2 for the text; use n_virtual_tokens <= 504"):
+        FineTuneGenerator(tiny_llama, method=PromptTuning(n_virtual_tokens=510)).fit(["a"], ["b"])
 
 
 @pytest.mark.parametrize("method", ["head", "lora"])

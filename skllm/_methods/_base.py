@@ -4,6 +4,9 @@ from sklearn.base import BaseEstimator
 
 from .._validation import check_bool, check_choice, check_int, check_number  # noqa: F401  (for the methods)
 
+#: fewest positions a method must leave for the text itself
+MIN_TEXT_POSITIONS = 8
+
 
 class FineTuningMethod(BaseEstimator):
     """A way of adapting a backbone: a small object holding its own hyperparameters.
@@ -20,7 +23,9 @@ class FineTuningMethod(BaseEstimator):
 
     1. ``validate()``: raise ``ValueError`` naming a bad hyperparameter.
     2. ``extra_positions()``: positions the method adds in front of the input;
-       ``max_length`` is capped at the model's positions less this number.
+       ``max_length`` is capped at the model's positions less this number
+       (``text_positions(n_positions)``, which refuses a method that leaves
+       the text too few).
     3. ``prepare(estimator)``: fitted attributes (a dict, whose names are in
        ``fitted_attributes``) that ``inputs`` needs, made once per ``fit``.
     4. ``inputs(estimator, texts, warn=True)``: the network's inputs for
@@ -71,6 +76,8 @@ class FineTuningMethod(BaseEstimator):
     #: True when the method applies to a causal LM that generates text
     #: (:class:`~skllm.FineTuneGenerator`, :class:`~skllm.PreferenceTuner`)
     supports_generation = False
+    #: the parameter that sets ``extra_positions()``, named by the error when it is too large
+    extra_positions_parameter = None
     #: names of the estimator's fitted attributes that ``prepare`` returns
     fitted_attributes = ()
     #: ``(name, value)`` pairs for parameters added after models were first saved: the value
@@ -94,6 +101,25 @@ class FineTuningMethod(BaseEstimator):
     def extra_positions(self):
         """Positions the method adds in front of the input (prompt tokens)."""
         return 0
+
+    def text_positions(self, n_positions):
+        """Positions left for the text in a model of ``n_positions``, after ``extra_positions()``.
+
+        Raises a ``ValueError`` naming the method's parameters when fewer than
+        ``MIN_TEXT_POSITIONS`` are left.
+        """
+        extra, n_positions = int(self.extra_positions()), int(n_positions)
+        left = n_positions - extra
+        if left < MIN_TEXT_POSITIONS:
+            param = self.extra_positions_parameter
+            what = f"{type(self).__name__}({param}={extra})" if param else repr(self)
+            fix = f"{param} <= {n_positions - MIN_TEXT_POSITIONS}" if param else "a method that adds fewer"
+            raise ValueError(
+                f"{what} puts {extra} positions before the text, but the model accepts {n_positions} positions in "
+                f"all, which leaves {max(left, 0)} for the text; use {fix} (the text needs {MIN_TEXT_POSITIONS} "
+                f"positions at least)."
+            )
+        return left
 
     def prepare(self, estimator):
         """Fitted attributes that ``inputs`` needs; token ids need none."""

@@ -17,7 +17,8 @@ class PromptTuning(FineTuningMethod):
     ----------
     n_virtual_tokens : int, default=20
         Number of virtual tokens. They take positions, so ``max_length`` is
-        capped at the model's positions minus this number.
+        capped at the model's positions minus this number; ``fit`` refuses a
+        number that leaves the text fewer than 8 positions.
 
     Examples
     --------
@@ -31,6 +32,7 @@ class PromptTuning(FineTuningMethod):
     default_learning_rate = 3e-2
     relative_cost = 0.6
     supports_generation = True
+    extra_positions_parameter = "n_virtual_tokens"
 
     def __init__(self, n_virtual_tokens=20):
         self.n_virtual_tokens = n_virtual_tokens
