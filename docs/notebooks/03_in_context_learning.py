@@ -30,6 +30,7 @@
 
 # %%
 import time
+import warnings
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -37,6 +38,9 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_sp
 
 from skllm import FewShotClassifier, NearestSelection, ZeroShotClassifier
 from skllm.datasets import load_rotten_tomatoes
+
+# Warnings print their category and message, without the path of the library file that raised them.
+warnings.formatwarning = lambda message, category, *args, **kwargs: f"{category.__name__}: {message}\n"
 
 X_all, y_all = load_rotten_tomatoes(return_X_y=True)
 X_rest, X_test, y_rest, y_test = train_test_split(
