@@ -146,7 +146,9 @@ class SavedRows:
             return None
         try:
             stored = json.loads(saved.read_text())
-        except (ValueError, OSError) as exc:
+        except OSError as exc:
+            return _not_reused(saved, f"it cannot be read ({exc.strerror or exc})")
+        except ValueError as exc:
             return _not_reused(saved, f"it cannot be read as JSON ({exc})")
         content = {k: stored.get(k) for k in ("fingerprint", "row")} if isinstance(stored, dict) else None
         if content is None or not isinstance(content["row"], dict):
