@@ -115,6 +115,13 @@ def test_settings_are_checked_before_any_work(texts, kwargs, message):
     assert message in str(error.value)
 
 
+def test_a_class_with_one_text_asks_for_more_texts_not_fewer_folds():
+    from skllm._compare.folds import check_folds
+
+    with pytest.raises(ValueError, match=r"class 'rare' has 1; add texts of that class or leave it out\.$"):
+        check_folds(["a", "b"] * 5 + ["rare"], cv=2)
+
+
 def test_each_text_is_embedded_once_for_pipelines_head_and_few_shot(texts, tiny_bert, tiny_llama, cache_dir):
     X, y = texts
     model = TransformerEmbedder(tiny_bert, cache_dir=cache_dir).fit().model_

@@ -57,10 +57,15 @@ def check_folds(y, cv, *, max_samples=None, random_state=0, names=None):
     smallest = int(np.argmin(counts))
     if counts[smallest] < cv:
         sampled = f" of the {max_samples} sampled" if max_samples is not None and max_samples < len(y) else ""
+        # Two folds is the least a comparison can run: below that, only more texts of the class help.
+        remedy = (
+            f"use {names.get('cv', 'cv')} <= {int(counts[smallest])}"
+            if counts[smallest] >= 2
+            else "add texts of that class or leave it out"
+        )
         raise ValueError(
             f"{names.get('cv', 'cv')}={cv} needs at least {cv} texts of every class, but class "
-            f"{plain(labels[smallest])!r} has {counts[smallest]}{sampled}; use {names.get('cv', 'cv')} <= "
-            f"{max(int(counts[smallest]), 2)}."
+            f"{plain(labels[smallest])!r} has {counts[smallest]}{sampled}; {remedy}."
         )
 
 
