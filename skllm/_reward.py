@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from ._finetune_base import _FineTuneBase
+from ._training import keep_state_on_error
 from ._validation import check_texts
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
@@ -71,6 +72,13 @@ def preference_pairs(data, name="pairs"):
     """
     frame = _frame(data, name)
     columns = set(frame.columns)
+    pair_columns, rank_columns = sorted({"chosen", "rejected"} & columns), sorted({"response", "rank"} & columns)
+    if pair_columns and rank_columns:
+        raise ValueError(
+            f"{name} has columns of both forms of preferences: {pair_columns} of pairs {list(PAIR_COLUMNS)} and "
+            f"{rank_columns} of ranked lists {list(RANK_COLUMNS)}, and which one holds the preferences is "
+            f"ambiguous. Keep the columns of one form, e.g. {name}.drop(columns={rank_columns})."
+        )
     if {"chosen", "rejected"} <= columns:
         chosen = _column(frame, "chosen", name)
         rejected = _column(frame, "rejected", name)
@@ -95,7 +103,14 @@ def prompt_response_items(X, name="X"):
     """``(prompts, responses)`` from texts, ``(prompt, response)`` pairs or a DataFrame with those columns."""
     import pandas as pd
 
-    if isinstance(X, pd.DataFrame) and "response" in X.columns:
+    if isinstance(X, pd.DataFrame):
+        if "response" not in X.columns:
+            pairs = " To score preference pairs, use score()." if {"chosen", "rejected"} & set(X.columns) else ""
+            raise ValueError(
+                f"{name} as a DataFrame needs a 'response' column (and optionally 'prompt'); it has the columns "
+                f"{sorted(map(str, X.columns))[:10]}, and no column is taken as the responses by guess.{pairs} "
+                f"{name} may also be a list of response texts or of (prompt, response) tuples."
+            )
         responses = _column(X, "response", name)
         prompts = _column(X, "prompt", name) if "prompt" in X.columns else [""] * len(responses)
         return prompts, responses
@@ -148,6 +163,34 @@ class _PairInputs:
         return self.inner.tensors(self._both(rows), device)
 
 
+def pairwise_accuracy(diff):
+    """Share of pairs whose chosen response gets the higher reward (``diff`` = chosen - rejected); a tie is half."""
+    diff = np.asarray(diff)
+    return float(np.mean((diff > 0) + 0.5 * (diff == 0)))
+
+
+def _refuse_y(y, who):
+    if y is not None:
+        raise ValueError(
+            f"{who} takes no y: the preferences are in X itself, in its 'chosen' and 'rejected' columns (one pair "
+            f"per row) or its 'rank' column (ranked lists, lower is better). Got y of type {type(y).__name__}; "
+            f"pass X alone."
+        )
+
+
+def _summary(rewards):
+    quantiles = np.quantile(rewards, [0.05, 0.25, 0.5, 0.75, 0.95])
+    std = float(np.std(rewards, ddof=1)) if len(rewards) > 1 else float("nan")
+    return {
+        "count": len(rewards),
+        "mean": float(np.mean(rewards)),
+        "std": std,
+        "min": float(np.min(rewards)),
+        **{f"q{int(q * 100):02d}": float(v) for q, v in zip((0.05, 0.25, 0.5, 0.75, 0.95), quantiles)},
+        "max": float(np.max(rewards)),
+    }
+
+
 def bradley_terry_loss(chosen, rejected):
     """Mean ``-log sigmoid(r_chosen - r_rejected)``: the negative log-likelihood of the preferences."""
     import torch
@@ -189,8 +232,10 @@ class RewardModel(_FineTuneBase):
     batch_size : int, default=16
         Pairs per optimisation step.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the pairs, score their pairwise
-        accuracy after each epoch and keep the best epoch.
+        Hold out ``validation_fraction`` of the prompts with all their pairs
+        (of the pairs when they share one prompt, or the prompts are too few
+        to split), score their pairwise accuracy after each epoch and keep the
+        best epoch.
     head_init : {"linear_probe", "random"}, default="linear_probe"
         ``"linear_probe"`` starts the reward layer from a Bradley-Terry
         logistic regression on the differences of the untrained network's
@@ -207,6 +252,13 @@ class RewardModel(_FineTuneBase):
         Preference pairs trained on (after expanding ranked lists).
     loss_curve_ : list of float
         Mean Bradley-Terry loss of each epoch.
+    validation_accuracy_ : float or None
+        With ``early_stopping``: the pairwise accuracy of the kept epoch on
+        the held-out pairs (``validation_scores_`` has each epoch's); None
+        without.
+    training_rewards_ : ndarray of shape (n_responses,)
+        Reward of every distinct prompt and response of the training pairs,
+        after training: the reference of :meth:`reward_distribution`.
     method_, trainable_state_, n_trainable_params_, validation_scores_, n_iter_ :
         As for :class:`FineTuneClassifier` (validation scores are pairwise
         accuracies).
@@ -230,17 +282,58 @@ class RewardModel(_FineTuneBase):
     _n_outputs = 1
 
     def fit(self, X, y=None):
-        """Learn the reward from preference pairs ``X`` (pairs DataFrame or ranked lists); ``y`` is ignored.
+        """Learn the reward from preference pairs ``X`` (pairs DataFrame or ranked lists).
+
+        Parameters
+        ----------
+        X : DataFrame
+            Columns ``prompt``, ``chosen``, ``rejected``, or ``prompt``,
+            ``response``, ``rank`` (not both).
+        y : None
+            The preferences are in ``X``; any other value raises a ``ValueError``.
 
         Returns
         -------
         self : RewardModel
         """
+        _refuse_y(y, f"{type(self).__name__}.fit")
         method = self._validate_params()
         prompts, chosen, rejected = preference_pairs(X, "X")
-        self._fit(method, _PairTexts(prompts, chosen, rejected), np.zeros(len(chosen), dtype=np.float32))
-        self.n_pairs_ = len(chosen)
+        self._pair_prompts = prompts  # read by _split: validation holds out whole prompts
+        try:
+            with keep_state_on_error(self):
+                self._fit(method, _PairTexts(prompts, chosen, rejected), np.zeros(len(chosen), dtype=np.float32))
+                self.n_pairs_ = len(chosen)
+                scores = self.validation_scores_
+                self.validation_accuracy_ = max(scores) if scores else None
+                responses = list(dict.fromkeys([*zip(prompts, chosen), *zip(prompts, rejected)]))
+                self.training_rewards_ = self._rewards(responses, warn=False)
+        finally:
+            vars(self).pop("_pair_prompts", None)
         return self
+
+    def _split(self, n, seed, stratify):
+        """Training and validation pairs; with two prompts or more, every pair of a prompt on one side.
+
+        Pairs of one prompt share their responses (ranked lists pair each with
+        several others): holding out whole prompts keeps the validation
+        accuracy an estimate on prompts the model has not seen.
+        """
+        prompts = getattr(self, "_pair_prompts", None)
+        if self.early_stopping and prompts is not None and len(set(prompts)) >= 2:
+            from sklearn.model_selection import GroupShuffleSplit
+
+            split = GroupShuffleSplit(n_splits=1, test_size=self.validation_fraction, random_state=seed)
+            try:
+                return next(split.split(np.arange(n), groups=prompts))
+            except ValueError:  # too few prompts for this fraction: split the pairs
+                pass
+        return super()._split(n, seed, stratify)
+
+    def _rewards(self, items, *, warn=True):
+        """Rewards of ``(prompt, response)`` items, float64, in their order."""
+        texts = [self._join(p, r) for p, r in items]
+        return self._outputs(self._inputs(texts, warn=warn))[:, 0].astype(np.float64)
 
     def _join(self, prompt, response):
         if not prompt:
@@ -287,29 +380,90 @@ class RewardModel(_FineTuneBase):
 
     @staticmethod
     def _validation_score(outputs, targets):
-        return float((outputs[:, 0] > 0).mean())
+        return pairwise_accuracy(outputs[:, 0])
 
     def predict(self, X):
         """Reward of each response: ``X`` holds texts, ``(prompt, response)`` tuples, or a DataFrame.
 
-        A DataFrame needs a ``response`` column (and optionally ``prompt``).
-        Returns an array of shape (n_samples,); only differences between
-        rewards are meaningful.
+        A DataFrame needs a ``response`` column (and optionally ``prompt``);
+        one without it raises a ``ValueError``. Returns an array of shape
+        (n_samples,); only differences between rewards are meaningful.
         """
         check_is_fitted(self, "trainable_state_")
         prompts, responses = prompt_response_items(X)
         self._ensure_live()
-        texts = [self._join(p, r) for p, r in zip(prompts, responses)]
-        return self._outputs(self._inputs(texts))[:, 0].astype(np.float64)
+        return self._rewards(zip(prompts, responses))
 
     def score(self, X, y=None):
         """Pairwise accuracy on preference pairs ``X``: share of pairs whose chosen response gets the higher reward.
 
         ``X`` is a pairs DataFrame or ranked lists, as for ``fit``; a tie
-        counts as half a pair.
+        counts as half a pair. ``y`` must be None (the preferences are in ``X``).
         """
         check_is_fitted(self, "trainable_state_")
+        _refuse_y(y, f"{type(self).__name__}.score")
         prompts, chosen, rejected = preference_pairs(X, "X")
         self._ensure_live()
-        diff = self._outputs(self._inputs(_PairTexts(prompts, chosen, rejected)))[:, 0]
-        return float(np.mean((diff > 0) + 0.5 * (diff == 0)))
+        return pairwise_accuracy(self._outputs(self._inputs(_PairTexts(prompts, chosen, rejected)))[:, 0])
+
+    def reward_distribution(self, X):
+        """Summarise the rewards of ``X`` next to those of the training responses, to see a shift.
+
+        A reward model is reliable on responses like those it was trained on.
+        Responses from elsewhere (a policy tuned against the reward, another
+        model) whose rewards sit far from the training ones, often above
+        them, are where its scores stop meaning what people prefer. The
+        summary puts both distributions side by side.
+
+        Parameters
+        ----------
+        X : list of str, list of (prompt, response) tuples, or DataFrame
+            Responses to score, as for :meth:`predict` (e.g. a policy's own
+            samples for its prompts).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Two rows, ``"training"`` (every distinct prompt and response of
+            the pairs ``fit`` saw, from :attr:`training_rewards_`) and
+            ``"given"`` (``X``), with the columns ``count``, ``mean``,
+            ``std``, ``min``, ``q05``, ``q25``, ``q50``, ``q75``, ``q95``,
+            ``max``, ``shift`` (the standardised mean difference: ``(mean -
+            training mean) / training std``, 0 for the training row) and
+            ``outside_training_range`` (the share of rewards below the
+            lowest or above the highest training reward).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from skllm import RewardModel
+        >>> pairs = pd.DataFrame({
+        ...     "prompt": ["a review"] * 4,
+        ...     "chosen": ["a wonderful film", "moving and funny", "superb acting", "a delight"],
+        ...     "rejected": ["a dull mess", "boring and long", "awful acting", "a chore"],
+        ... })
+        >>> rm = RewardModel(epochs=3, random_state=0).fit(pairs)
+        >>> summary = rm.reward_distribution([("a review", "great great great great")])
+        >>> summary.index.tolist()
+        ['training', 'given']
+        >>> int(summary.loc["training", "count"]), int(summary.loc["given", "count"])
+        (8, 1)
+        """
+        import pandas as pd
+
+        check_is_fitted(self, "trainable_state_")
+        if not hasattr(self, "training_rewards_"):
+            raise ValueError(
+                "This RewardModel was fitted by an earlier version of skllm, which did not keep the rewards of its "
+                "training responses; fit it again to compare distributions."
+            )
+        given = self.predict(X)
+        training = np.asarray(self.training_rewards_, dtype=np.float64)
+        rows = {"training": _summary(training), "given": _summary(given)}
+        low, high = training.min(), training.max()
+        scale = rows["training"]["std"]
+        for name, rewards in (("training", training), ("given", given)):
+            difference = rows[name]["mean"] - rows["training"]["mean"]
+            rows[name]["shift"] = difference / scale if scale > 0 else (0.0 if difference == 0 else float("nan"))
+            rows[name]["outside_training_range"] = float(np.mean((rewards < low) | (rewards > high)))
+        return pd.DataFrame.from_dict(rows, orient="index")

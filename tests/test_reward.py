@@ -1,0 +1,117 @@
+"""RewardModel: the inputs it refuses and its diagnostics, on the tiny BERT."""
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.utils import check_random_state
+
+from skllm import RewardModel
+from skllm._reward import pairwise_accuracy, preference_pairs
+from skllm._training import draw_seed
+
+PAIRS = pd.DataFrame(
+    {
+        "prompt": ["the film was", "the film was", "the story was", "the story was"] * 2
+        + ["the acting was", "the acting was", "the plot was", "the plot was"] * 2,
+        "chosen": ["great fun", "loved it", "the best", "good"] * 4,
+        "rejected": ["awful and dull", "hated it", "the worst", "bad"] * 4,
+    }
+)
+
+
+def reward_model(model_dir, **kw):
+    params = dict(method="full", epochs=6, learning_rate=1e-3, batch_size=4, head_init="random", random_state=0)
+    return RewardModel(model_dir, **{**params, **kw})
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_bert):
+    return reward_model(tiny_bert).fit(PAIRS)
+
+
+# -- inputs it refuses -------------------------------------------------------------------
+
+
+def test_predict_refuses_a_frame_without_a_response_column(fitted):
+    with pytest.raises(ValueError, match=r"X as a DataFrame needs a 'response' column .* columns \['prompt'\]"):
+        fitted.predict(pd.DataFrame({"prompt": ["the film was", "the plot was"]}))
+    with pytest.raises(ValueError, match=r"To score preference pairs, use score\(\)"):
+        fitted.predict(PAIRS)
+    responses = PAIRS.rename(columns={"chosen": "response"})[["prompt", "response"]]
+    np.testing.assert_allclose(
+        fitted.predict(responses), fitted.predict(list(zip(PAIRS["prompt"], PAIRS["chosen"]))), atol=1e-6
+    )
+
+
+def test_fit_and_score_refuse_a_y(tiny_bert, fitted):
+    with pytest.raises(ValueError, match=r"RewardModel.fit takes no y: the preferences are in X itself"):
+        reward_model(tiny_bert).fit(PAIRS, np.ones(len(PAIRS)))
+    with pytest.raises(ValueError, match=r"RewardModel.score takes no y.*Got y of type list"):
+        fitted.score(PAIRS, [1] * len(PAIRS))
+
+
+def test_a_frame_with_both_forms_of_preferences_is_refused():
+    both = PAIRS.assign(response=PAIRS["chosen"], rank=1)
+    with pytest.raises(ValueError, match=r"both forms .* \['chosen', 'rejected'\] of pairs .* \['rank', 'response'\]"):
+        preference_pairs(both, "X")
+    with pytest.raises(ValueError, match="both forms"):
+        preference_pairs(PAIRS.drop(columns="rejected").assign(response="x", rank=1), "X")
+
+
+# -- diagnostics -------------------------------------------------------------------------
+
+
+def test_pairwise_accuracy_counts_a_tie_as_half():
+    assert pairwise_accuracy([1.0, -1.0, 0.0, 2.0]) == 0.625
+    assert RewardModel._validation_score(np.array([[0.0], [1.0]]), None) == 0.75
+
+
+def test_validation_accuracy_is_the_kept_epochs_accuracy_on_held_out_prompts(tiny_bert, fitted):
+    assert fitted.validation_accuracy_ is None and fitted.validation_scores_ is None
+    rm = reward_model(tiny_bert, early_stopping=True, validation_fraction=0.25, n_iter_no_change=6).fit(PAIRS)
+    assert len(rm.validation_scores_) == rm.n_iter_ == 6
+    assert rm.validation_accuracy_ == max(rm.validation_scores_)
+    # The split fit made, again: whole prompts are held out.
+    rm._pair_prompts = list(PAIRS["prompt"])
+    train, valid = rm._split(len(PAIRS), draw_seed(check_random_state(0)), None)
+    del rm._pair_prompts
+    assert len(valid) == 4 and not set(PAIRS["prompt"][train]) & set(PAIRS["prompt"][valid])
+    assert rm.score(PAIRS.iloc[valid]) == pytest.approx(rm.validation_accuracy_)
+
+
+def test_reward_distribution_shows_a_shift_from_the_training_responses(fitted):
+    assert fitted.score(PAIRS) == 1.0
+    items = list(dict.fromkeys([*zip(PAIRS["prompt"], PAIRS["chosen"]), *zip(PAIRS["prompt"], PAIRS["rejected"])]))
+    np.testing.assert_allclose(fitted.training_rewards_, fitted.predict(items), atol=1e-6)
+    same = fitted.reward_distribution(items)
+    assert same.index.tolist() == ["training", "given"]
+    assert same.columns.tolist() == [
+        *("count", "mean", "std", "min", "q05", "q25", "q50", "q75", "q95", "max"),
+        *("shift", "outside_training_range"),
+    ]
+    assert same.loc["training", "count"] == len(items) == 16
+    np.testing.assert_allclose(same.loc["given"].to_numpy(), same.loc["training"].to_numpy(), atol=1e-6)
+    training = fitted.training_rewards_
+    chosen = list(zip(PAIRS["prompt"], PAIRS["chosen"]))
+    better = fitted.reward_distribution(chosen).loc["given"]
+    rewards = fitted.predict(chosen)
+    assert better["shift"] == pytest.approx((rewards.mean() - training.mean()) / training.std(ddof=1))
+    assert better["shift"] > 0.5
+    assert better["q50"] == pytest.approx(np.median(rewards))
+    worse = fitted.reward_distribution(list(zip(PAIRS["prompt"], PAIRS["rejected"]))).loc["given"]
+    assert worse["shift"] < -0.5
+    unseen = ["great great great", "awful awful", "it", "the best film", "bad bad bad bad"]
+    rewards = fitted.predict(unseen)
+    expected = np.mean((rewards < training.min()) | (rewards > training.max()))
+    assert fitted.reward_distribution(unseen).loc["given", "outside_training_range"] == expected
+
+
+def test_reward_distribution_survives_pickling_and_names_a_model_without_training_rewards(fitted):
+    restored = pickle.loads(pickle.dumps(fitted))
+    given = ["great fun", "hated it"]
+    pd.testing.assert_frame_equal(restored.reward_distribution(given), fitted.reward_distribution(given))
+    del restored.training_rewards_  # as in a model pickled by an earlier version
+    with pytest.raises(ValueError, match=r"fitted by an earlier version .* fit it again"):
+        restored.reward_distribution(given)
