@@ -70,7 +70,8 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         2022). It costs one forward pass over the training texts.
         ``"random"``: PyTorch's default initialisation.
     class_weight : dict, "balanced" or None, default=None
-        Weights of the classes in the loss. With a multi-label ``y``, only
+        Weights of the classes in the loss; a dict maps labels of ``y`` to
+        finite numbers > 0 (a class left out weighs 1). With a multi-label ``y``, only
         ``"balanced"``: each label is weighted as its own binary problem (its
         positive and negative texts as ``compute_class_weight`` would), as
         ``OneVsRestClassifier(LogisticRegression(class_weight="balanced"))`` does.
@@ -275,6 +276,8 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
                 unknown = set(self.class_weight) - set(classes.tolist())
                 if unknown:
                     raise ValueError(f"class_weight names labels that are not in y: {sorted(map(repr, unknown))}.")
+                for label, weight in self.class_weight.items():
+                    check_number(weight, f"class_weight[{label!r}]", 0, low_inclusive=False)
             weights = compute_class_weight(self.class_weight, classes=classes, y=np.asarray(classes)[encoded])
         self._new_targets = {"classes_": classes, "multilabel_": False, "sparse_output_": False}
         try:

@@ -1,11 +1,37 @@
 """Validation of the targets ``y`` of the fine-tuned estimators: class labels, indicator matrices, numbers."""
 
 import numbers
+import warnings
 from collections.abc import Hashable
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
+
+from .exceptions import SkllmWarning
+
+
+def _refuse_complex(values, who, allowed):
+    """A ValueError when ``values`` holds complex numbers: their imaginary part is never dropped silently."""
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError):  # ragged rows: the caller's checks say what is wrong
+        return
+    flat = array.ravel()
+    if array.dtype.kind == "c":
+        imaginary = np.flatnonzero(flat.imag != 0)
+        i = int(imaginary[0]) if imaginary.size else 0
+    elif array.dtype == object:
+        found = np.flatnonzero([isinstance(v, (complex, np.complexfloating)) for v in flat])
+        if not found.size:
+            return
+        i = int(found[0])
+    else:
+        return
+    raise ValueError(
+        f"y holds complex numbers, e.g. {complex(flat[i])!r} at position {i}; {who} takes {allowed}, and does not "
+        f"drop an imaginary part silently. Pass y.real (or abs(y)) if that is what you mean."
+    )
 
 
 def _label_kind(value):
@@ -33,6 +59,7 @@ def _encode_labels(y, n_texts, who):
     missing = [i for i, v in enumerate(labels) if v is None or (isinstance(v, numbers.Real) and v != v)]
     if missing:
         raise ValueError(f"y has {len(missing)} missing label(s) (None or NaN) at positions {missing[:10]}.")
+    _refuse_complex(labels, who, "labels of one type: str, bool or real numbers")
     unhashable = [i for i, v in enumerate(labels) if not isinstance(v, Hashable)]
     if unhashable:
         i = unhashable[0]
@@ -137,14 +164,45 @@ def _multilabel_indicator(y, n_texts, who, *, multioutput_hint=True):
             f"{allowed}; y has shape {shape}{kind} with {v!r} at row {i}, column {j}. To turn lists of labels "
             f"into an indicator matrix, use sklearn.preprocessing.MultiLabelBinarizer{hint}."
         )
-    indicator = y.toarray() if sparse else np.asarray(values)
-    return indicator.astype(np.float32), sparse
+    indicator = (y.toarray() if sparse else np.asarray(values)).astype(np.float32)
+    _check_label_columns(indicator, who)
+    return indicator, sparse
+
+
+def _check_label_columns(indicator, who):
+    """Refuse an indicator with no 1 (or no 0) at all; warn of labels that are never, or always, positive.
+
+    A single constant label is learnt as such (never, or always, predicted), as
+    ``OneVsRestClassifier`` does, with a warning naming the columns.
+    """
+    positives = indicator.sum(axis=0)
+    for value, where in ((0, positives == 0), (1, positives == len(indicator))):
+        if where.all():
+            has = "no text has any label" if value == 0 else "every text has every label"
+            raise ValueError(
+                f"y is a multi-label indicator of shape {indicator.shape} whose every cell is {value}: {has}, so "
+                f"{who} has nothing to learn. Each column is one label and a 1 marks a text that has it; check "
+                f"that y was built from the labels of these texts (e.g. by MultiLabelBinarizer fitted on them)."
+            )
+    never, always = np.flatnonzero(positives == 0).tolist(), np.flatnonzero(positives == len(indicator)).tolist()
+    parts = [f"columns {never[:10]} are positive for no text, so {who} learns never to predict them"] if never else []
+    if always:
+        parts.append(f"columns {always[:10]} are positive for every text, so {who} learns always to predict them")
+    if parts:
+        warnings.warn(
+            f"In the multi-label y, {'; '.join(parts)}. If those labels should occur otherwise, check how y was "
+            f"built (e.g. the classes of the MultiLabelBinarizer).",
+            SkllmWarning,
+            stacklevel=3,
+        )
 
 
 def _numeric_targets(y, n_texts, who):
     """``y`` as a 1-D float64 array of finite values, or a ValueError saying what is wrong."""
     if y is None or isinstance(y, (str, bytes)):
         raise ValueError(f"y must be a sequence of numbers, one per text, got {y!r:.60}.")
+    if not sp.issparse(y):
+        _refuse_complex(y, who, "real numbers")
     try:
         y = np.asarray(y, dtype=np.float64)
     except (TypeError, ValueError) as exc:

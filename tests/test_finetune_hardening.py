@@ -90,6 +90,21 @@ def test_regressor_constant_and_bad_targets(tiny_bert, cache_dir, texts):
         FineTuneRegressor(**head(tiny_bert, cache_dir)).fit([], [])
 
 
+@pytest.mark.parametrize("y", [[1 + 1j, 2, 1, 2], np.array([1.0, 2.0, 1.0, 2.0]) + 0j])
+@pytest.mark.parametrize("estimator", [FineTuneClassifier, FineTuneRegressor])
+def test_complex_targets_are_refused(tiny_bert, cache_dir, y, estimator):
+    allowed = "labels of one type" if estimator is FineTuneClassifier else "real numbers"
+    with pytest.raises(ValueError, match=rf"y holds complex numbers, e.g. \(1\+[01]j\) at position 0; .* {allowed}"):
+        estimator(**head(tiny_bert, cache_dir)).fit(["a", "b", "c", "d"], y)
+
+
+@pytest.mark.parametrize("weight, shown", [(-1.0, "-1.0"), (0, "0"), (np.inf, "inf"), (np.nan, "nan"), ("2", "'2'")])
+def test_class_weights_must_be_positive_finite_numbers(tiny_bert, cache_dir, texts, weight, shown):
+    clf = FineTuneClassifier(**head(tiny_bert, cache_dir, class_weight={"pos": 2.0, "neg": weight}))
+    with pytest.raises(ValueError, match=rf"class_weight\['neg'\] must be a number > 0, got {shown}\."):
+        clf.fit(*texts)
+
+
 @pytest.mark.parametrize("method", sorted(METHODS))
 @pytest.mark.parametrize("cache_dir_value", [123, ["a"]])
 def test_cache_dir_is_validated_the_same_for_every_method(tiny_bert, method, cache_dir_value, texts):

@@ -15,6 +15,7 @@ from sklearn.preprocessing import MultiLabelBinarizer
 
 from skllm import FineTuneClassifier, compare_methods
 from skllm._cli import main
+from skllm.exceptions import SkllmWarning
 
 
 def tags_of(text):
@@ -132,8 +133,29 @@ def test_balanced_class_weight_weighs_each_label_as_a_binary_problem(tiny_bert, 
 def test_a_label_on_for_every_text_is_learnt(tiny_bert, cache_dir, multi):
     X, Y, _ = multi
     always = np.hstack([Y, np.ones((len(Y), 1), dtype=Y.dtype)])
-    clf = head(tiny_bert, cache_dir, epochs=5, class_weight="balanced").fit(X, always)
+    with pytest.warns(
+        SkllmWarning, match=rf"columns \[{Y.shape[1]}\] are positive for every text, so FineTuneClassifier learns"
+    ):
+        clf = head(tiny_bert, cache_dir, epochs=5, class_weight="balanced").fit(X, always)
     assert clf.predict(X)[:, -1].all()
+
+
+def test_a_label_never_positive_is_warned_of(tiny_bert, cache_dir, multi):
+    X, Y, _ = multi
+    never = np.hstack([np.zeros((len(Y), 1), dtype=Y.dtype), Y])
+    with pytest.warns(SkllmWarning, match=r"columns \[0\] are positive for no text, so .* never to predict them"):
+        clf = head(tiny_bert, cache_dir, epochs=1).fit(X, never)
+    assert clf.classes_.tolist() == list(range(Y.shape[1] + 1))
+
+
+@pytest.mark.parametrize(
+    "y, value",
+    [(np.zeros((6, 3), dtype=int), 0), (sp.csr_matrix((6, 3), dtype=int), 0), (np.ones((6, 2)), 1)],
+)
+def test_an_indicator_without_any_positive_or_negative_is_refused(tiny_bert, cache_dir, y, value):
+    X = ["great film", "awful film", "loved it", "hated it", "fun story", "dull story"]
+    with pytest.raises(ValueError, match=rf"of shape \(6, \d\) whose every cell is {value}: .* nothing to learn"):
+        head(tiny_bert, cache_dir).fit(X, y)
 
 
 @pytest.mark.parametrize(
