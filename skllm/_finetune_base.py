@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._cache import resolve_cache_dir
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
 from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
-from ._methods import resolve_method
+from ._methods import NamedMethodParamsMixin, resolve_method
 from ._models import DEFAULT_ENCODER, is_decoder, load_backbone, model_identity, positions, resolve_model
 from ._training import (
     Optimisation,
@@ -31,7 +31,7 @@ from ._training import (
 from ._validation import check_bool, check_choice, check_int, check_number, check_texts
 
 
-class _FineTuneBase(LiveStateMixin, BaseEstimator):
+class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
     """Training machinery shared by the classifier and the regressor."""
 
     _live_attributes = ("network_", "tokenizer_")

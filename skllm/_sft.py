@@ -12,7 +12,7 @@ from ._causal import build_example, check_generative_method, pad_examples, seque
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
 from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
 from ._lm import check_template
-from ._methods import resolve_method
+from ._methods import NamedMethodParamsMixin, resolve_method
 from ._models import DEFAULT_CAUSAL_LM, load_backbone, model_identity, positions, resolve_model
 from ._prompting import decode_answer, encode, fit_text, generate, wrap
 from ._scoring import SCORERS, check_lengths, chrf  # noqa: F401 (chrf: skllm._sft.chrf stays importable)
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 METRICS = tuple(SCORERS)
 
 
-class FineTuneGenerator(LiveStateMixin, BaseEstimator):
+class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
     """Teach a causal LM to produce target texts (supervised fine-tuning), with any method.
 
     ``fit(X, y)`` trains the model to answer each input text of ``X`` with its

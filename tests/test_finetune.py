@@ -105,13 +105,29 @@ def test_every_method_learns_on_both_architectures(backbone, method, texts, cach
 
 
 def test_gridsearch_over_methods_and_their_parameters(tiny_bert, texts, cache_dir):
-    clf = FineTuneClassifier(tiny_bert, epochs=1, batch_size=8, random_state=0, cache_dir=cache_dir)
-    grid = [{"method": [LoRA()], "method__r": [2, 4]}, {"method": ["full", "head"]}]
+    # The method named by a string: its nested parameters are tuned all the same.
+    clf = FineTuneClassifier(tiny_bert, method="lora", epochs=1, batch_size=8, random_state=0, cache_dir=cache_dir)
+    grid = [{"method__r": [2, 4]}, {"method": ["full", "head"]}]
     search = GridSearchCV(clf, grid, cv=2).fit(*texts)
     assert len(search.cv_results_["params"]) == 4
     assert search.best_estimator_.method_.name in {"lora", "full", "head"}
     tuned = [p["method__r"] for p in search.cv_results_["params"] if "method__r" in p]
     assert tuned == [2, 4]
+    assert clf.method == "lora"  # the searched estimator is left as it was
+
+
+@pytest.mark.parametrize("cls", [FineTuneClassifier, FineTuneRegressor, FineTuneGenerator])
+def test_nested_parameters_of_a_method_given_by_name(cls):
+    est = cls(method="lora")
+    assert est.get_params()["method__r"] == LoRA().r
+    assert repr(est.set_params(method__r=4).method) == "LoRA(r=4)"
+    assert repr(clone(est).method) == "LoRA(r=4)" and clone(est).method is not est.method
+    # Set together, the name is resolved first, then its parameter.
+    assert repr(cls().set_params(method="lora", method__alpha=4).method) == "LoRA(alpha=4)"
+    with pytest.raises(ValueError, match=r"Invalid parameter 'r' for estimator PromptTuning\(\)"):
+        cls(method="prompt").set_params(method__r=4)
+    with pytest.raises(ValueError, match=r"method='qlora' is not supported; use one of"):
+        cls(method="qlora").set_params(method__r=4)
 
 
 def test_same_random_state_same_model_other_seed_other_model(tiny_bert, texts, cache_dir):

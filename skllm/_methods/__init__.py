@@ -39,6 +39,35 @@ def resolve_method(method):
     )
 
 
+class NamedMethodParamsMixin:
+    """Nested parameters of a method given by name: ``method__r`` works with ``method="lora"``.
+
+    For the estimators with a ``method`` parameter (mixed in before
+    ``BaseEstimator``). ``set_params(method__r=4)`` on an estimator whose
+    ``method`` is a name first replaces the name by its method object with its
+    defaults (``"lora"`` becomes ``LoRA()``), then sets ``r``: the estimator
+    then holds ``method=LoRA(r=4)``. ``get_params(deep=True)`` lists a named
+    method's parameters as ``method__<name>`` the same way. So ``clone`` and
+    ``GridSearchCV`` take nested parameters whether the method is a name or an
+    object; a name without that parameter (``"prompt"`` with ``method__r``) is
+    an error of the method's own ``set_params``, which names the parameter.
+    """
+
+    def get_params(self, deep=True):
+        params = super().get_params(deep=deep)
+        method = params.get("method")
+        if deep and isinstance(method, str) and method in METHODS:
+            params.update({f"method__{name}": value for name, value in METHODS[method]().get_params().items()})
+        return params
+
+    def set_params(self, **params):
+        if any(key.startswith("method__") for key in params):
+            method = params.get("method", getattr(self, "method", None))
+            if not isinstance(method, FineTuningMethod):
+                params["method"] = resolve_method(method)  # names the method when it is no method's name
+        return super().set_params(**params)
+
+
 __all__ = [
     "METHODS",
     "BottleneckAdapter",
@@ -46,6 +75,7 @@ __all__ = [
     "FullFineTuning",
     "HeadTuning",
     "LoRA",
+    "NamedMethodParamsMixin",
     "PartialFineTuning",
     "PrefixTuning",
     "PromptTuning",
