@@ -18,9 +18,10 @@ from sklearn.utils.validation import check_is_fitted
 from ._chunking import chunk_spans
 from ._lexical import BM25, RRF_K, reciprocal_rank_fusion
 from ._search import BACKENDS, SEARCHES, build_search_index, faiss_module, search_index
-from ._validation import check_choice, check_int, check_texts
+from ._validation import check_choice, check_int, check_labels, check_texts
 
 _FORMAT = 1
+_STATE_KEYS = ("params", "documents", "chunk_doc", "chunk_span", "next_id")
 RETRIEVALS = ("hybrid", "dense", "lexical")
 # Each ranking fused by ``retrieval="hybrid"`` contributes its best max(k, FUSION_DEPTH) chunks.
 FUSION_DEPTH = 100
@@ -187,7 +188,7 @@ class DocumentIndex(BaseEstimator):
         ----------
         documents : sequence of str
         ids : sequence of hashable, default=None
-            One id per document, unique; default ``0..n-1``.
+            One id per document, unique, never ``None`` or NaN; default ``0..n-1``.
         metadata : sequence of dict, default=None
             Returned with each hit of the document.
         """
@@ -213,7 +214,7 @@ class DocumentIndex(BaseEstimator):
         texts = check_texts(documents, name="documents", estimator=self)
         if ids is None:
             ids = list(range(start_id, start_id + len(texts)))
-        ids = list(ids)
+        ids = _check_ids(ids)
         if len(ids) != len(texts):
             raise ValueError(f"documents has {len(texts)} entries but ids has {len(ids)}.")
         seen = set()
@@ -252,7 +253,7 @@ class DocumentIndex(BaseEstimator):
     def remove(self, ids):
         """Remove the documents with these ids; unknown ids raise a ``KeyError``."""
         check_is_fitted(self, "embedder_")
-        ids = list(ids)
+        ids = _check_ids(ids)
         unknown = [i for i in ids if i not in self._docs]
         if unknown:
             raise KeyError(f"No document with id(s) {unknown[:10]!r} in the index.")
@@ -313,24 +314,56 @@ class DocumentIndex(BaseEstimator):
         return hits
 
     def search_vectors(self, vectors, k):
-        """Scores and chunk positions of the ``k`` nearest chunks of each vector."""
+        """Scores and chunk positions of the ``k`` nearest chunks of each vector, best first.
+
+        ``vectors`` is an array of shape ``(n_queries, embedding_dim_)`` of finite
+        numbers, ``k`` an integer >= 1 (as for :meth:`query`).
+        """
+        check_is_fitted(self, "embedder_")
+        check_int(k, "k")
+        vectors = self._check_query_vectors(vectors)
         if getattr(self, "_search_index", None) is None:
             self._build()
         k = min(k, len(self._positions))
+        if k == 0:  # no live chunk
+            return np.empty((len(vectors), 0), np.float32), np.empty((len(vectors), 0), np.int64)
         scores, idx = search_index(self._search_index, vectors, k)
         return scores, np.where(idx >= 0, self._positions[np.maximum(idx, 0)], -1)
+
+    def _check_query_vectors(self, vectors):
+        dim = self._vectors.shape[1]
+        try:
+            array = np.asarray(vectors, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"vectors must be an array of numbers of shape (n_queries, {dim}): {exc}") from None
+        if array.ndim != 2 or array.shape[1] != dim:
+            hint = " (one query: vectors.reshape(1, -1))" if array.ndim == 1 and array.shape[0] == dim else ""
+            raise ValueError(
+                f"vectors must have shape (n_queries, {dim}), the embedder's width; got shape {array.shape}{hint}."
+            )
+        bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
+        if len(bad):
+            raise ValueError(
+                f"vectors has {len(bad)} row(s) with NaN or infinite values, at rows {bad[:10].tolist()}; "
+                f"every query vector must be finite."
+            )
+        return array
 
     def search_words(self, texts, k):
         """BM25 scores and chunk positions of the ``k`` best chunks of each text, best first.
 
         Chunks sharing no word with a text score 0 and come last, in index order.
+        ``k`` is an integer >= 1 (as for :meth:`query`).
         """
+        check_is_fitted(self, "embedder_")
+        check_int(k, "k")
+        texts = check_texts(texts, name="texts", estimator=self)
         if getattr(self, "_lexical", None) is None:
             positions = np.flatnonzero(self._alive)
             chunks = [self._chunk_text(p) for p in positions]
             self._lexical = (BM25(chunks), positions)
         bm25, positions = self._lexical
-        scores, idx = bm25.top(list(texts), k)
+        scores, idx = bm25.top(texts, k)
         return scores, positions[idx]
 
     def _chunk_text(self, pos):
@@ -378,13 +411,27 @@ class DocumentIndex(BaseEstimator):
 
     @classmethod
     def load(cls, path):
-        """Read an index written by :meth:`save`."""
+        """Read an index written by :meth:`save`.
+
+        A missing, truncated or inconsistent file raises an error naming it.
+        """
         from ._embed import TransformerEmbedder
 
         folder = Path(path)
-        state = json.loads((folder / "index.json").read_text())
-        if state.get("format") != _FORMAT:
-            raise ValueError(f"{folder} holds an index of format {state.get('format')!r}; expected {_FORMAT}.")
+        state = _read_state(folder / "index.json")
+        vectors = _read_array(folder / "vectors.npy")
+        alive = _read_array(folder / "alive.npy")
+        n_chunks = len(state["chunk_doc"])
+        if vectors.ndim != 2 or vectors.shape[0] != n_chunks or not np.issubdtype(vectors.dtype, np.floating):
+            raise ValueError(
+                f"{folder / 'vectors.npy'} holds a {vectors.dtype} array of shape {vectors.shape}; index.json lists "
+                f"{n_chunks} chunks, so it must be a float array of shape ({n_chunks}, embedding size)."
+            )
+        if alive.shape != (n_chunks,) or alive.dtype != bool:
+            raise ValueError(
+                f"{folder / 'alive.npy'} holds a {alive.dtype} array of shape {alive.shape}; index.json lists "
+                f"{n_chunks} chunks, so it must be a bool array of shape ({n_chunks},)."
+            )
         params = dict(state["params"])
         # Indexes saved before hybrid search ranked by embeddings only: keep that.
         params.setdefault("retrieval", "dense")
@@ -392,16 +439,82 @@ class DocumentIndex(BaseEstimator):
         index = cls(**params)
         index.backend_ = index._validate()
         index.embedder_ = params["embedder"].fit()
+        if vectors.shape[1] != index.embedder_.embedding_dim_:
+            raise ValueError(
+                f"{folder / 'vectors.npy'} holds vectors of width {vectors.shape[1]}, but the embedder of "
+                f"index.json ({index.embedder_.model_name!r}) makes vectors of width {index.embedder_.embedding_dim_}."
+            )
         index.chunk_size_ = min(index.chunk_size, index.embedder_.max_length_ - 2)
         index._docs = {_key(d): (text, meta) for d, text, meta in state["documents"]}
         index._chunk_doc = [_key(d) for d in state["chunk_doc"]]
         index._chunk_span = [tuple(s) for s in state["chunk_span"]]
         index._next_id = state["next_id"]
-        index._vectors = np.load(folder / "vectors.npy", allow_pickle=False)
-        index._alive = np.load(folder / "alive.npy", allow_pickle=False)
+        index._vectors = vectors.astype(np.float32, copy=False)
+        index._alive = alive
         index._search_index = index._lexical = None  # derived from vectors and chunk texts
         index._update_counts()
         return index
+
+
+def _read_state(path):
+    """The parsed ``index.json`` at ``path``, or a ``ValueError`` naming the file and what is wrong."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path} does not exist: the folder holds no index written by DocumentIndex.save."
+        ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON (truncated or damaged?): {exc}. Save the index again.") from None
+    if not isinstance(state, dict) or state.get("format") != _FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path} holds an index of format {found!r}; expected {_FORMAT}.")
+    missing = [key for key in _STATE_KEYS if key not in state]
+    if missing:
+        raise ValueError(f"{path} lacks the entries {missing} (truncated or damaged?). Save the index again.")
+    documents, chunk_doc, chunk_span = state["documents"], state["chunk_doc"], state["chunk_span"]
+    lists = isinstance(documents, list) and isinstance(chunk_doc, list) and isinstance(chunk_span, list)
+    if not lists or len(chunk_span) != len(chunk_doc):
+        raise ValueError(f"{path} is damaged: chunk_doc and chunk_span must be lists of the same length.")
+    if not all(isinstance(d, list) and len(d) == 3 for d in documents):
+        raise ValueError(f"{path} is damaged: each of its documents must be [id, text, metadata].")
+    known = {json.dumps(d[0]) for d in documents}
+    orphans = [d for d in chunk_doc if json.dumps(d) not in known]
+    if orphans:
+        raise ValueError(f"{path} is damaged: chunks belong to documents it does not hold: {orphans[:10]!r}.")
+    return state
+
+
+def _read_array(path):
+    """The array in the ``.npy`` file at ``path``, or an error naming the file."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path} does not exist: the folder holds no index written by DocumentIndex.save."
+        ) from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path} cannot be read as a NumPy array (truncated or damaged?): {exc}.") from None
+
+
+def _check_ids(ids):
+    """``ids`` as a list, or a ``ValueError`` naming the ids that cannot identify a document."""
+    ids = check_labels(ids, "ids")
+    bad = []
+    for position, value in enumerate(ids):
+        if value is None or (isinstance(value, numbers.Real) and value != value):
+            bad.append(f"{value!r} at position {position} (a missing id)")
+            continue
+        try:
+            hash(value)
+        except TypeError:
+            bad.append(f"{type(value).__name__} {value!r:.40} at position {position} (not hashable)")
+    if bad:
+        raise ValueError(
+            f"ids must be hashable values such as str, int or tuples, never None or NaN; got {len(bad)} that "
+            f"cannot identify a document: {'; '.join(bad[:10])}."
+        )
+    return ids
 
 
 def _key(value):

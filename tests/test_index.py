@@ -320,3 +320,98 @@ def test_retrieval_qa_needs_a_fitted_index(embedder):
 
     with pytest.raises(NotFittedError, match="fit it on your documents"):
         RetrievalQA(DocumentIndex(embedder)).fit()
+
+
+# -- edge cases: ids, query vectors, k, damaged saved folders --------------------------------
+@pytest.mark.parametrize(
+    "ids, message",
+    [
+        (["a", None], r"never None or NaN; got 1 .*None at position 1 \(a missing id\)"),
+        ([float("nan"), "b"], r"nan at position 0 \(a missing id\)"),
+        ([["a"], "b"], r"list \['a'\] at position 0 \(not hashable\)"),
+        ("ab", "ids must be a list of labels, got the single string 'ab'"),
+    ],
+)
+def test_ids_that_cannot_identify_a_document_are_refused(embedder, ids, message):
+    with pytest.raises(ValueError, match=message):
+        DocumentIndex(embedder).fit(["great film", "awful film"], ids=ids)
+    index = DocumentIndex(embedder).fit(["great film", "awful film"], ids=["a", "b"])
+    with pytest.raises(ValueError, match=message):
+        index.remove(ids)
+    assert index.n_documents_ == 2
+
+
+@pytest.mark.parametrize(
+    "vectors, message",
+    [
+        (np.ones((1, 5)), r"vectors must have shape \(n_queries, 32\), the embedder's width; got shape \(1, 5\)"),
+        (np.ones(32), r"got shape \(32,\) \(one query: vectors.reshape\(1, -1\)\)"),
+        (np.array([[0.1] * 32, [np.nan] * 32]), r"1 row\(s\) with NaN or infinite values, at rows \[1\]"),
+        ([["a"] * 32], "vectors must be an array of numbers"),
+    ],
+)
+def test_query_vectors_of_the_wrong_width_or_not_finite_are_refused(embedder, vectors, message):
+    index = DocumentIndex(embedder, backend="numpy").fit(["great film", "awful film"])
+    with pytest.raises(ValueError, match=message):
+        index.search_vectors(vectors, 1)
+
+
+def test_k_below_one_is_refused_by_every_search(embedder):
+    index = DocumentIndex(embedder, backend="numpy").fit(["great film", "awful film"])
+    vector = index.embedder_.transform(["great film"])
+    for call in (
+        lambda k: index.query(["great"], k=k),
+        lambda k: index.search_words(["great"], k),
+        lambda k: index.search_vectors(vector, k),
+    ):
+        for k in (0, -1, 1.5, True):
+            with pytest.raises(ValueError, match=rf"k must be an integer >= 1, got {k!r}"):
+                call(k)
+    scores, positions = index.search_words(["great"], 1)
+    assert positions.tolist() == [[0]] and scores.shape == (1, 1)
+
+
+@pytest.fixture
+def saved(embedder, tmp_path):
+    return DocumentIndex(embedder, backend="numpy").fit(["great film", "awful film"], ids=["a", "b"]).save(tmp_path)
+
+
+def test_load_names_a_truncated_index_json(saved):
+    text = (saved / "index.json").read_text()
+    (saved / "index.json").write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match=r"index.json is not valid JSON \(truncated or damaged\?\)"):
+        DocumentIndex.load(saved)
+    (saved / "index.json").write_text('{"format": 1, "params": {}}')
+    with pytest.raises(ValueError, match=r"index.json lacks the entries \['documents', 'chunk_doc'"):
+        DocumentIndex.load(saved)
+    (saved / "index.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"index\.json does not exist"):
+        DocumentIndex.load(saved)
+
+
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (
+            np.ones((3, 32), np.float32),
+            r"vectors.npy holds a float32 array of shape \(3, 32\); .* \(2, embedding size\)",
+        ),
+        (np.ones(64, np.float32), r"vectors.npy holds a float32 array of shape \(64,\)"),
+        (np.ones((2, 8), np.float32), r"vectors.npy holds vectors of width 8, .* vectors of width 32"),
+        (None, r"vectors.npy cannot be read as a NumPy array \(truncated or damaged\?\)"),
+    ],
+)
+def test_load_names_a_vectors_file_of_the_wrong_shape(saved, array, message):
+    if array is None:
+        data = (saved / "vectors.npy").read_bytes()
+        (saved / "vectors.npy").write_bytes(data[: len(data) - 40])
+    else:
+        np.save(saved / "vectors.npy", array)
+    with pytest.raises(ValueError, match=message):
+        DocumentIndex.load(saved)
+
+
+def test_load_names_an_alive_file_of_the_wrong_shape(saved):
+    np.save(saved / "alive.npy", np.ones(5, bool))
+    with pytest.raises(ValueError, match=r"alive.npy holds a bool array of shape \(5,\); .* shape \(2,\)"):
+        DocumentIndex.load(saved)
