@@ -1,4 +1,13 @@
-"""Sentiment control with RLHF on Rotten Tomatoes: RewardModel, then PreferenceTuner (RLOO), judged independently.
+"""Control with RLHF, judged independently: RewardModel, then PreferenceTuner (RLOO and PPO) with its defaults.
+
+Two tasks from packaged data: sentiment control on Rotten Tomatoes (below), and
+``sms``: continuing the first 4 words of real text messages (half of them spam)
+so that the whole message reads as promotional (spam). The untuned model's
+continuations are judged personal (ham) 7 times in 8, so steering towards ham
+leaves no room to measure a gain; towards spam it does. The reward is minus a
+reward model trained on pairs "ham preferred to spam" (for the Bradley-Terry model,
+the same thing as a reward model of "spam preferred to ham"); the judge is trained
+on other messages.
 
 1. Preferences: for each movie, a fresh snippet is preferred to a rotten one, both
    answering the prompt "Write a one-sentence review of the movie <title>." The
@@ -21,8 +30,12 @@ real snippet, half of them from rotten reviews ("Review of the movie <title>:
 review (opening and continuation) as an answer to the ``write`` prompt, through a
 reward callable.
 
-    python benchmarks/bench_preferences.py [--task continue] [--reward-pairs 1000] [--train-prompts 120]
-        [--plot docs/img/rloo_history.png]
+    python benchmarks/bench_preferences.py [--task continue|sms|write] [--algorithms rloo ppo]
+        [--reward-pairs 1000] [--train-prompts 120] [--guard] [--plot docs/img/rloo_history.png]
+
+The tuner gets no argument but ``random_state=0`` (and the reward); ``--guard`` adds
+``eval_reward`` (the judge's probability of the target class) and
+``validation_fraction=0.1`` to record the validation curves.
 """
 
 import argparse
@@ -39,6 +52,9 @@ from bench_generation import cpu_model
 PROMPT = "Write a one-sentence review of the movie {title}."
 CONTINUE = "Review of the movie {title}: {opening}"
 OPENING_WORDS = 5
+SMS_PROMPT = "Write a text message."
+SMS_CONTINUE = "Text message: {opening}"
+SMS_OPENING_WORDS = 4
 
 
 def openings(frame, titles, n, seed):
@@ -121,22 +137,64 @@ def sampled_kl(tuner, reference, prompts, k, seed):
     return float((lp - lr).sum(dim=1).mean())
 
 
+def sms_task(seed=0):
+    """Reward pairs (ham preferred to spam), judge data, and continuation prompts of messages."""
+    from skllm.datasets import load_sms_spam
+
+    frame = load_sms_spam(drop_duplicates=True).frame
+    frame = frame[frame["text"].str.split().str.len() >= 8].sample(frac=1, random_state=seed).reset_index(drop=True)
+    n = len(frame)
+    a, b, c = frame.iloc[: int(0.5 * n)], frame.iloc[int(0.5 * n) : int(0.7 * n)], frame.iloc[int(0.7 * n) :]
+
+    def pairs(part):
+        ham, spam = part.loc[part["label"] == "ham", "text"], part.loc[part["label"] == "spam", "text"]
+        m = min(len(ham), len(spam))
+        return pd.DataFrame({"prompt": SMS_PROMPT, "chosen": ham.head(m).tolist(), "rejected": spam.head(m).tolist()})
+
+    def openings(part, k, seed):
+        half = [part[part["label"] == kind].sample(k // 2, random_state=seed) for kind in ("ham", "spam")]
+        rows = pd.concat(half).sample(frac=1, random_state=seed)
+        return [" ".join(t.split()[:SMS_OPENING_WORDS]) for t in rows["text"]]
+
+    return pairs(a), pairs(b), c, (b, openings), frame
+
+
+class Negated:
+    """A reward model's scores with the sign flipped: the reward of the opposite preference."""
+
+    def __init__(self, reward):
+        self.reward = reward
+
+    def predict(self, X):
+        return -np.asarray(self.reward.predict(X))
+
+
+class JudgeScore:
+    """eval_reward callable: the judge's probability of the target class for the whole text an answer completes."""
+
+    def __init__(self, judge, whole):
+        self.judge, self.whole = judge, whole
+
+    def __call__(self, prompts, completions):
+        return self.judge.predict_proba([r for _, r in self.whole(prompts, completions)])[:, 1]
+
+
 def main():
     import torch
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--task", choices=["write", "continue"], default="continue")
+    parser.add_argument("--task", choices=["write", "continue", "sms"], default="continue")
+    parser.add_argument("--algorithms", nargs="+", choices=["rloo", "ppo"], default=["rloo", "ppo"])
     parser.add_argument("--reward-pairs", type=int, default=1000)
     parser.add_argument("--reward-epochs", type=int, default=3)
     parser.add_argument("--reward-cache", default=None, help="pickle of the fitted reward model, reused if present")
-    parser.add_argument("--train-prompts", type=int, default=120)
+    parser.add_argument("--train-prompts", type=int, default=80)
     parser.add_argument("--test-prompts", type=int, default=40)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--kl-coef", type=float, default=0.05)
     parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--guard", action="store_true", help="validation prompts and the judge as eval_reward")
+    parser.add_argument("--param", action="append", default=[], help="a tuner parameter NAME=VALUE (not defaults)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--plot", default=None, help="save the reward and KL per step to this PNG file")
+    parser.add_argument("--plot", default=None, help="save the reward, KL and validation curves to this PNG file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
@@ -150,12 +208,43 @@ def main():
 
     from skllm import FineTuneGenerator, LoRA, PreferenceTuner, RewardModel, TransformerEmbedder
 
-    frame = movies()
-    titles = np.random.default_rng(0).permutation(sorted(frame["title"].unique()))
-    n = len(titles)
-    a, b, c = set(titles[: int(0.6 * n)]), set(titles[int(0.6 * n) : int(0.8 * n)]), set(titles[int(0.8 * n) :])
-    train_pairs = pairs_of(frame[frame["title"].isin(a)]).sample(frac=1, random_state=0).head(args.reward_pairs)
-    test_pairs = pairs_of(frame[frame["title"].isin(b)]).sample(frac=1, random_state=0).head(300)
+    rng = np.random.default_rng(1)
+    if args.task == "sms":
+        train_pairs, test_pairs, judge_part, (held, sms_openings), _ = sms_task()
+        train_pairs = train_pairs.head(args.reward_pairs)
+        judge_texts, judge_y = judge_part["text"].tolist(), (judge_part["label"] == "spam").tolist()
+        check = held.sample(200, random_state=0)
+        check_texts, check_y = check["text"].tolist(), (check["label"] == "spam").tolist()
+        train_open = sms_openings(judge_part, args.train_prompts, seed=1)
+        test_open = sms_openings(held, args.test_prompts, seed=2)
+        train_prompts = [SMS_CONTINUE.format(opening=o) for o in train_open]
+        test_prompts = [SMS_CONTINUE.format(opening=o) for o in test_open]
+        review_of = {SMS_CONTINUE.format(opening=o): (SMS_PROMPT, o) for o in train_open + test_open}
+        target = "spam"
+    else:
+        frame = movies()
+        titles = np.random.default_rng(0).permutation(sorted(frame["title"].unique()))
+        n = len(titles)
+        a, b, c = set(titles[: int(0.6 * n)]), set(titles[int(0.6 * n) : int(0.8 * n)]), set(titles[int(0.8 * n) :])
+        train_pairs = pairs_of(frame[frame["title"].isin(a)]).sample(frac=1, random_state=0).head(args.reward_pairs)
+        test_pairs = pairs_of(frame[frame["title"].isin(b)]).sample(frac=1, random_state=0).head(300)
+        judge_data = frame[frame["title"].isin(c)].sample(600, random_state=0)
+        judge_texts, judge_y = judge_data["text"].tolist(), (judge_data["category"] == "fresh").tolist()
+        check = frame[frame["title"].isin(b)].sample(200, random_state=0)
+        check_texts, check_y = check["text"].tolist(), (check["category"] == "fresh").tolist()
+        if args.task == "write":
+            train_prompts = [PROMPT.format(title=t) for t in rng.permutation(sorted(c))[: args.train_prompts]]
+            test_prompts = [PROMPT.format(title=t) for t in rng.permutation(sorted(b))[: args.test_prompts]]
+            review_of = {p: (p, "") for p in train_prompts + test_prompts}
+        else:
+            train_items = openings(frame, c, args.train_prompts, seed=1)
+            test_items = openings(frame, b, args.test_prompts, seed=2)
+            train_prompts = [CONTINUE.format(title=t, opening=o) for t, o in train_items]
+            test_prompts = [CONTINUE.format(title=t, opening=o) for t, o in test_items]
+            review_of = {
+                CONTINUE.format(title=t, opening=o): (PROMPT.format(title=t), o) for t, o in train_items + test_items
+            }
+        target = "positive"
 
     start = time.perf_counter()
     if args.reward_cache and os.path.exists(args.reward_cache):
@@ -169,41 +258,20 @@ def main():
                 pickle.dump(reward, f)
     print(
         f"reward model: {len(train_pairs)} pairs, fit {time.perf_counter() - start:.0f} s; pairwise accuracy "
-        f"held-out {reward.score(test_pairs):.3f} ({len(test_pairs)} pairs of other movies), "
+        f"held-out {reward.score(test_pairs.head(300)):.3f} ({min(len(test_pairs), 300)} pairs), "
         f"train {reward.score(train_pairs.head(100)):.3f}"
     )
+    judge = make_pipeline(TransformerEmbedder(device="cpu"), LogisticRegression(max_iter=2000, class_weight="balanced"))
+    judge.fit(judge_texts, judge_y)
+    print(f"judge: {len(judge_texts)} texts; accuracy on 200 held-out texts {judge.score(check_texts, check_y):.3f}")
 
-    judge_data = frame[frame["title"].isin(c)].sample(600, random_state=0)
-    judge = make_pipeline(TransformerEmbedder(cache_dir=None, device="cpu"), LogisticRegression(max_iter=2000))
-    judge.fit(judge_data["text"].tolist(), (judge_data["category"] == "fresh").tolist())
-    check = frame[frame["title"].isin(b)].sample(200, random_state=0)
-    print(
-        f"judge: {len(judge_data)} snippets of movies C; accuracy on 200 snippets of movies B "
-        f"{judge.score(check['text'].tolist(), (check['category'] == 'fresh').tolist()):.3f}"
-    )
-
-    rng = np.random.default_rng(1)
-    if args.task == "write":
-        train_prompts = [PROMPT.format(title=t) for t in rng.permutation(sorted(c))[: args.train_prompts]]
-        test_prompts = [PROMPT.format(title=t) for t in rng.permutation(sorted(b))[: args.test_prompts]]
-        review_of = {p: (p, "") for p in train_prompts + test_prompts}
-    else:
-        train_items = openings(frame, c, args.train_prompts, seed=1)
-        test_items = openings(frame, b, args.test_prompts, seed=2)
-        train_prompts = [CONTINUE.format(title=t, opening=o) for t, o in train_items]
-        test_prompts = [CONTINUE.format(title=t, opening=o) for t, o in test_items]
-        review_of = {
-            CONTINUE.format(title=t, opening=o): (PROMPT.format(title=t), o) for t, o in train_items + test_items
-        }
-
-    reward_of = WholeReview(reward, review_of)
+    reward_of = WholeReview(Negated(reward) if args.task == "sms" else reward, review_of)
     whole = reward_of.reviews
-
     generator = FineTuneGenerator(
         method=LoRA(r=8),
         max_new_tokens=args.max_new_tokens,
         use_chat_template=args.task == "write",
-        stop_at_newline=args.task == "continue",
+        stop_at_newline=args.task != "write",
         device="cpu",
     )
     # No training: the pretrained model with a zero LoRA update (fit always trains, so the
@@ -214,55 +282,71 @@ def main():
     def report(name, model):
         answers = model.predict(test_prompts).tolist()
         reviews = [r for _, r in whole(test_prompts, answers)]
-        positive = float(judge.predict(reviews).mean())
+        share = float(judge.predict(reviews).mean())
         mean_reward = float(reward_of(test_prompts, answers).mean())
         print(
-            f"{name}: judged positive {positive:.3f}, mean reward {mean_reward:.3f}, distinct-2 "
+            f"{name}: judged {target} {share:.3f}, mean reward {mean_reward:.3f}, distinct-2 "
             f"{distinct_2(answers):.3f}, repetitive {repetitive(answers):.3f}, mean words "
             f"{np.mean([len(t.split()) for t in answers]):.1f}"
         )
         for p, t in list(zip(test_prompts, answers))[:6]:
             print(f"    {p}\n        -> {t}")
-        return answers
+        return share, mean_reward
 
-    report("before", untuned)
-    tuner = PreferenceTuner(
-        reward if args.task == "write" else reward_of,
-        untuned,
-        algorithm="rloo",
-        kl_coef=args.kl_coef,
-        epochs=args.epochs,
-        batch_size=2,
-        n_generations=4,
-        learning_rate=args.learning_rate,
-        random_state=0,
+    before, _ = report("before", untuned)
+    extra = {}
+    for item in args.param:
+        name, value = item.split("=", 1)
+        extra[name] = None if value == "None" else type(PreferenceTuner().get_params()[name] or 0.0)(value)
+    if args.guard:
+        extra.update(eval_reward=JudgeScore(judge, whole), validation_fraction=0.1)
+    print(f"tuner parameters besides the reward and random_state=0: {extra or 'none'}")
+    histories, rows = {}, []
+    for algorithm in args.algorithms:
+        tuner = PreferenceTuner(
+            reward if args.task == "write" else reward_of, untuned, algorithm=algorithm, random_state=0, **extra
+        )
+        start = time.perf_counter()
+        tuner.fit(train_prompts)
+        fit_s = time.perf_counter() - start
+        history = histories[algorithm] = tuner.history_
+        print(
+            f"{algorithm}: {tuner.n_steps_} steps in {fit_s:.0f} s ({fit_s / tuner.n_steps_:.1f} s/step); training "
+            f"reward first 3 steps {history['reward'].head(3).mean():.3f} -> last 3 "
+            f"{history['reward'].tail(3).mean():.3f}; KL last 3 steps {history['kl'].tail(3).mean():.3f}; "
+            f"kl_coef_ {tuner.kl_coef_:.3f}; best_step_ {tuner.best_step_}"
+        )
+        print(history.round(3).to_string(index=False))
+        after, mean_reward = report(f"after {algorithm}", tuner)
+        kl = sampled_kl(tuner, untuned, test_prompts, 4, 0)
+        print(f"KL(tuned || untuned) on held-out prompts, 4 samples each: {kl:.3f}")
+        rows.append((algorithm, before, after, after - before, kl, fit_s / tuner.n_steps_, mean_reward))
+    table = pd.DataFrame(
+        rows, columns=["algorithm", f"{target} before", f"{target} after", "gain", "KL", "s/step", "reward after"]
     )
-    start = time.perf_counter()
-    tuner.fit(train_prompts)
-    fit_s = time.perf_counter() - start
-    history = tuner.history_
-    print(
-        f"RLOO: {tuner.n_steps_} steps in {fit_s:.0f} s ({fit_s / tuner.n_steps_:.1f} s/step); training reward "
-        f"first 3 steps {history['reward'].head(3).mean():.3f} -> last 3 {history['reward'].tail(3).mean():.3f}; "
-        f"KL last 3 steps {history['kl'].tail(3).mean():.3f}"
-    )
-    print(history.round(3).to_string(index=False))
-    report("after", tuner)
-    kl = sampled_kl(tuner, untuned, test_prompts, 4, 0)
-    print(f"KL(tuned || untuned) on held-out prompts, 4 samples each: {kl:.3f}")
-    print(
-        f"pickle of the tuner (LoRA adapter, reward model's adapter, the untuned generator): "
-        f"{len(pickle.dumps(tuner)) / 1e6:.2f} MB"
-    )
+    print(table.round(3).to_string(index=False))
     if args.plot:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, 2, figsize=(8, 3))
-        history.plot(x="step", y="reward", ax=axes[0], legend=False, title="mean reward of the samples")
-        history.plot(x="step", y="kl", ax=axes[1], legend=False, title="KL to the reference")
+        columns = ["reward", "kl", "kl_coef"] + (["val_eval_reward"] if args.guard else [])
+        titles = {
+            "reward": "mean reward of the samples",
+            "kl": "KL to the reference (nats/answer)",
+            "kl_coef": "KL coefficient",
+            "val_eval_reward": "judge on validation answers",
+        }
+        fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3))
+        for algorithm, history in histories.items():
+            for ax, column in zip(axes, columns):
+                data = history.dropna(subset=[column])
+                ax.plot(data["step"], data[column], marker="." if column.startswith("val") else None, label=algorithm)
+                ax.set_title(titles[column])
+                ax.set_xlabel("step")
+        axes[0].legend()
+        fig.suptitle(f"task {args.task}")
         fig.tight_layout()
         fig.savefig(args.plot, dpi=100)
 

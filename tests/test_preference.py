@@ -11,7 +11,7 @@ from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV
 
-from skllm import PreferenceTuner, RewardModel
+from skllm import FineTuneGenerator, PreferenceTuner, PromptTuning, RewardModel
 from skllm._preference import RunningMoments, _HackingGuard, adaptive_kl_coef, gae_advantages, ppo_loss
 from skllm.exceptions import RewardHackingWarning
 
@@ -118,6 +118,13 @@ def test_ppo_trains_a_value_head_and_drops_it(policy):
     assert restored.predict(PROMPTS[:2]).tolist() == tuner.predict(PROMPTS[:2]).tolist()
     again = PreferenceTuner(**tuner.get_params(deep=False)).fit(PROMPTS[:4])
     pd.testing.assert_frame_equal(again.history_, history)
+
+
+def test_ppo_reads_the_values_past_the_virtual_tokens_of_prompt_tuning(tiny_llama):
+    generator = FineTuneGenerator(tiny_llama, method=PromptTuning(n_virtual_tokens=3), max_new_tokens=3)
+    tuner = PreferenceTuner(length, generator, algorithm="ppo", batch_size=2, n_generations=2, ppo_epochs=2)
+    tuner.fit(PROMPTS[:2])
+    assert tuner.history_["kl"].iloc[0] == 0.0 and np.isfinite(tuner.history_["loss"]).all()
 
 
 def test_a_fixed_kl_coef_without_target_kl(policy):
