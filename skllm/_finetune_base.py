@@ -239,7 +239,7 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
                 vars(self).pop("network_", None)
                 network = self._build_network(backbone)
                 if self.head_init == "linear_probe":
-                    self._probe_output_layer(network, inputs, targets, train_idx, class_weights, device)
+                    self._probe_output_layer(network, inputs, texts, targets, train_idx, class_weights, device)
             self.network_ = network
             self._train(network, inputs, targets, train_idx, valid_idx, class_weights, rng, device)
         network.eval()
@@ -264,17 +264,53 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         except ValueError:  # a class too small to stratify
             return train_test_split(train_idx, test_size=self.validation_fraction, random_state=seed)
 
-    def _probe_output_layer(self, network, inputs, targets, rows, class_weights, device):
-        """Start the output layer from a regularised linear model on the network's initial features."""
-        from ._probe import layer_inputs, output_layer, set_layer
+    def _probe_output_layer(self, network, inputs, texts, targets, rows, class_weights, device):
+        """Start the output layer from a regularised linear model on the network's initial features.
+
+        Features that are the frozen backbone's come from the embedding cache (see ``_probe.py``).
+        """
+        from ._methods._inputs import TokenInputs
+        from ._probe import cached_layer_inputs, layer_inputs, output_layer, set_layer
 
         layer = output_layer(network, self._n_outputs)
         if layer is None:  # outputs made otherwise: the method's own initialisation stays
             return
-        features = layer_inputs(network, layer, inputs, rows, device, self.dtype_, self.batch_size * 2)
+        features = None
+        if isinstance(inputs, TokenInputs) and resolve_cache_dir(self.cache_dir) is not None:
+            embedder = self._frozen_embedder()
+            features = cached_layer_inputs(
+                network,
+                layer,
+                inputs,
+                rows,
+                device,
+                self.dtype_,
+                self.batch_size * 2,
+                embedder,
+                [texts[i] for i in rows],
+            )
+        if features is None:
+            features = layer_inputs(network, layer, inputs, rows, device, self.dtype_, self.batch_size * 2)
         fitted = self._probe(features, targets[rows], class_weights)
         if fitted is not None:
             set_layer(layer, *fitted)
+
+    def _frozen_embedder(self):
+        """A fitted TransformerEmbedder giving the backbone's pooled features as the network pools them."""
+        from ._embed import TransformerEmbedder
+
+        return TransformerEmbedder(
+            self.model_name,
+            revision=self.revision,
+            pooling=self.pooling_,
+            normalize=False,
+            max_length=self.max_length_,
+            batch_size=max(self.batch_size, 32),
+            device=self.device_,
+            dtype=self.dtype_,
+            cache_dir=self.cache_dir,
+            verbose=self.verbose,
+        ).fit()
 
     def _same_model(self, method):
         """Whether warm_start may continue from the fitted weights."""

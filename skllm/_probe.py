@@ -6,6 +6,13 @@ fine-tuning then scores below a logistic regression on the same frozen features.
 that logistic regression first and copying it into the output layer (linear probing, then
 fine-tuning: Kumar et al., 2022, "Fine-Tuning can Distort Pretrained Features and
 Underperform Out-of-Distribution") starts training where the frozen baseline ends.
+
+Most methods start as the frozen backbone itself (LoRA's and the adapters' updates start
+at zero; full and partial fine-tuning start from its weights): the output layer then
+receives the backbone's pooled features, which :class:`~skllm.TransformerEmbedder` keeps
+in its embedding cache. :func:`cached_layer_inputs` reads them from there, so that the
+folds and candidates of a cross-validation or grid search probe their texts without a
+forward pass, and a single fit stores them for the next one.
 """
 
 import warnings
@@ -75,6 +82,37 @@ def layer_inputs(network, layer, inputs, rows, device, dtype, batch_size):
     position[rows] = np.arange(len(rows))
     features[position[order]] = torch.cat(captured).numpy()
     return features
+
+
+#: training rows on which the network's own features are compared with the cached ones
+CHECK_ROWS = 8
+#: largest difference between them, relative to the features' scale, that counts as the same
+#: function (float32 sums differ with the padding of a batch; a method that changes the
+#: features from the start, such as prefix or prompt tuning, differs far more)
+SAME_FEATURES_TOLERANCE = 1e-3
+
+
+def cached_layer_inputs(network, layer, inputs, rows, device, dtype, batch_size, embedder, texts):
+    """What ``layer`` receives for ``rows``, read from ``embedder`` (and its cache); None if it differs.
+
+    ``embedder`` is a fitted, unnormalised :class:`~skllm.TransformerEmbedder` with the
+    network's backbone, pooling, ``max_length`` and dtype; ``texts`` are the texts of
+    ``rows``, in that order. The network runs on the first :data:`CHECK_ROWS` rows only,
+    to check that its untrained features are the embedder's; when they are not (the
+    layer does not receive the pooled backbone features), None, and nothing more is
+    embedded.
+    """
+    from .exceptions import TruncationWarning
+
+    check = rows[:CHECK_ROWS]
+    own = layer_inputs(network, layer, inputs, check, device, dtype, batch_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TruncationWarning)  # the estimator warned about these texts
+        cached = embedder.transform(texts[: len(check)]).astype(np.float64)
+        scale = max(1.0, float(np.abs(own).max()))
+        if own.shape != cached.shape or not np.allclose(own, cached, rtol=0, atol=SAME_FEATURES_TOLERANCE * scale):
+            return None
+        return embedder.transform(texts).astype(np.float64)
 
 
 def probe_classifier(features, y, n_classes, class_weight):

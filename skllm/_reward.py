@@ -354,7 +354,7 @@ class RewardModel(_FineTuneBase):
             return rewards[: inputs.n] - rewards[inputs.n :]
         return super()._outputs(inputs)
 
-    def _probe_output_layer(self, network, inputs, targets, rows, class_weights, device):
+    def _probe_output_layer(self, network, inputs, texts, targets, rows, class_weights, device):
         """The Bradley-Terry linear probe: a logistic regression on feature differences (chosen - rejected)."""
         from sklearn.linear_model import LogisticRegressionCV
 

@@ -99,3 +99,59 @@ def test_a_class_with_too_few_texts_still_gets_a_probe(tiny_bert, texts, cache_d
 def test_head_init_is_validated(tiny_bert, texts, cache_dir):
     with pytest.raises(ValueError, match="head_init"):
         FineTuneClassifier(tiny_bert, head_init="zeros", cache_dir=cache_dir).fit(*texts)
+
+
+def _probe_passes(monkeypatch):
+    """Record how many rows each forward pass of the probe runs, and the texts the embedder embeds."""
+    from skllm import _embed, _probe
+
+    record = {"rows": [], "embedded": []}
+    real_layer_inputs, real_embed_new = _probe.layer_inputs, _embed.TransformerEmbedder._embed_new
+
+    def layer_inputs(network, layer, inputs, rows, *args):
+        record["rows"].append(len(rows))
+        return real_layer_inputs(network, layer, inputs, rows, *args)
+
+    def embed_new(self, texts, cache, keys):
+        record["embedded"].extend(texts)
+        return real_embed_new(self, texts, cache, keys)
+
+    monkeypatch.setattr(_probe, "layer_inputs", layer_inputs)
+    monkeypatch.setattr(_embed.TransformerEmbedder, "_embed_new", embed_new)
+    return record
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_the_probe_reads_the_backbone_features_from_the_embedding_cache(
+    tiny_bert, texts, cache_dir, method, monkeypatch
+):
+    X, y = texts
+    record = _probe_passes(monkeypatch)
+    clf = FineTuneClassifier(tiny_bert, method=method, cache_dir=cache_dir, **FROZEN).fit(X, y)
+    # The network runs on a few rows to check that its features are the backbone's; the
+    # embedder computes the others once and caches them.
+    assert record["rows"] == [8] and sorted(record["embedded"]) == sorted(set(X))
+    record["rows"].clear(), record["embedded"].clear()
+    again = FineTuneClassifier(tiny_bert, method=method, cache_dir=cache_dir, **FROZEN).fit(X[:40], y[:40])
+    assert record["rows"] == [8] and record["embedded"] == []  # another fold or candidate: no forward pass
+    # The same starting point as the network's own pass over every text (no cache).
+    uncached = FineTuneClassifier(tiny_bert, method=method, cache_dir=None, **FROZEN).fit(X, y)
+    assert record["rows"][-1] == len(X)
+    np.testing.assert_allclose(clf.predict_proba(X), uncached.predict_proba(X), atol=1e-5)
+    assert (clf.predict(X) == uncached.predict(X)).all()
+    trained = {"random_state": 0, "max_length": 16, "epochs": 2, "batch_size": 8}
+    cached = FineTuneClassifier(tiny_bert, method=method, cache_dir=cache_dir, **trained).fit(X, y)
+    own = FineTuneClassifier(tiny_bert, method=method, cache_dir=None, **trained).fit(X, y)
+    np.testing.assert_allclose(cached.predict_proba(X), own.predict_proba(X), atol=1e-4)
+    assert again.predict_proba(X).shape == (len(X), 2)
+
+
+def test_methods_that_change_the_features_probe_their_own(tiny_bert, texts, cache_dir, monkeypatch):
+    # Prefix tuning changes what the output layer receives from the start: the cached
+    # backbone features are not its features, and the network runs over every text.
+    X, y = texts
+    record = _probe_passes(monkeypatch)
+    clf = FineTuneClassifier(tiny_bert, method="prefix", cache_dir=cache_dir, **FROZEN).fit(X, y)
+    assert record["rows"] == [8, len(X)] and len(record["embedded"]) == 8
+    uncached = FineTuneClassifier(tiny_bert, method="prefix", cache_dir=None, **FROZEN).fit(X, y)
+    np.testing.assert_allclose(clf.predict_proba(X), uncached.predict_proba(X), atol=1e-6)
