@@ -230,7 +230,7 @@ def build(model, tokenizer, folder, threads, calibration, only):
             ov.convert_model(onnx_path),
             nncf.Dataset(items),
             model_type=nncf.ModelType.TRANSFORMER,
-            subset_size=len(calibration),
+            subset_size=len(items),
         )
         load, forwards[name] = timed(ov_compiled, quantized, threads, "f32")
         costs[name] = convert + quant + load
