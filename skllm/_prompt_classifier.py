@@ -6,6 +6,7 @@ nothing is parsed from free text. The prompt is computed once per text; the
 continuations of all classes reuse its key/value cache.
 """
 
+import itertools
 import numbers
 import warnings
 
@@ -238,14 +239,14 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
     def _score_prompts(self, prompts):
         """Log-likelihood of each class's wording after each prompt: (n_prompts, n_classes).
 
-        The tokens that every prompt starts with (the chat preamble, fixed
-        demonstrations) are computed once and their key/value cache shared by
-        all prompts; the rest of each prompt is left-padded after them.
+        Leading tokens that several prompts have in common (the chat
+        preamble, fixed demonstrations, the first demonstrations of texts
+        that share them) are computed once (:func:`_prefix_tree`) and their
+        key/value cache shared by those prompts; the rest of each prompt is
+        left-padded after them. Only the last position's logits are computed.
         """
         if self._prompts_api:
             return self._answer_scores(prompts)
-        import copy
-
         import torch
 
         model, device = self.model_, torch.device(self.device_)
@@ -256,54 +257,73 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         for i, ids in enumerate(self.label_ids_):
             label_ids[i, : len(ids)] = torch.tensor(ids)
             label_mask[i, : len(ids)] = 1
-        label_ids, label_mask = label_ids.to(device), label_mask.to(device)
+        labels = label_ids.to(device), label_mask.to(device)
         pad = pad_token_id(self.tokenizer_)
         scores = np.empty((len(prompts), n_labels), dtype=np.float64)
-        n_shared = _shared_prefix(prompts)
-        kwarg = cache_kwarg(model)
+        kwarg, last_only = cache_kwarg(model), _last_logits_kwargs(model)
+        nodes = _prefix_tree(prompts)
+        caches = [None] * len(nodes)
+        # A node's cache is dropped once its leaves are scored and its children have their own.
+        waiting = np.bincount([node.parent for node in nodes[1:]], minlength=len(nodes))
         with torch.inference_mode(), autocast(device, self.dtype_):
-            shared_cache = None
-            if n_shared:
-                shared = torch.tensor([prompts[0][:n_shared]], device=device)
-                shared_cache = output_cache(model(input_ids=shared, use_cache=True))
-                prompts = [p[n_shared:] for p in prompts]
-            order = np.argsort([-len(p) for p in prompts], kind="stable")
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
-                # Left padding: every prompt ends at the same position, where the
-                # label continuations start.
-                ids, mask = pad_batch(prompts, batch, pad, device, side="left")
-                positions = (mask.cumsum(1) - 1).clamp(min=0) + n_shared
-                extra = {}
-                if shared_cache is not None:
-                    cache = copy.deepcopy(shared_cache)
-                    cache.batch_repeat_interleave(len(batch))
-                    mask = torch.cat([torch.ones((len(batch), n_shared), dtype=mask.dtype, device=device), mask], 1)
-                    extra[kwarg] = cache
-                out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=width > 1, **extra)
-                first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V)
-                logp = first[:, label_ids[:, 0]].unsqueeze(-1)  # (B, L, 1)
-                if width > 1:
-                    # One pass over all continuations, reusing the prompt's cache.
-                    cache = output_cache(out)
-                    cache.batch_repeat_interleave(n_labels)
-                    cont = label_ids[:, :-1].repeat(len(batch), 1)  # (B*L, width-1)
-                    cont_mask = label_mask[:, :-1].repeat(len(batch), 1)
-                    full_mask = torch.cat([mask.repeat_interleave(n_labels, 0), cont_mask], dim=1)
-                    start_pos = positions[:, -1:].repeat_interleave(n_labels, 0) + 1
-                    cont_pos = start_pos + torch.arange(width - 1, device=device)
-                    logits = model(
-                        input_ids=cont, attention_mask=full_mask, position_ids=cont_pos, **{kwarg: cache}
-                    ).logits
-                    rest = torch.log_softmax(logits.float(), dim=-1)
-                    targets = label_ids[:, 1:].repeat(len(batch), 1)
-                    rest = rest.gather(-1, targets.unsqueeze(-1)).squeeze(-1).view(len(batch), n_labels, width - 1)
-                    logp = torch.cat([logp, rest], dim=-1)
-                logp = (logp * label_mask.unsqueeze(0)).sum(-1)
-                if self.length_normalize:
-                    logp = logp / label_mask.sum(-1).unsqueeze(0)
-                scores[batch] = logp.cpu().numpy()
+            for k, node in enumerate(nodes):
+                if k:
+                    parent = caches[node.parent]
+                    ids = torch.tensor([prompts[node.first][node.start : node.end]], device=device)
+                    positions = torch.arange(node.start, node.end, device=device).unsqueeze(0)
+                    extra = {} if parent is None else {kwarg: _repeat_cache(parent, 1)}
+                    out = model(input_ids=ids, position_ids=positions, use_cache=True, **extra, **last_only)
+                    caches[k] = output_cache(out)
+                    waiting[node.parent] -= 1
+                    if not waiting[node.parent]:
+                        caches[node.parent] = None
+                rest = {i: prompts[i][node.end :] for i in node.leaves}
+                order = sorted(node.leaves, key=lambda i: -len(rest[i]))
+                for start in range(0, len(order), self.batch_size):
+                    batch = order[start : start + self.batch_size]
+                    # Left padding: every prompt ends at the same position, where the
+                    # label continuations start.
+                    ids, mask = pad_batch(rest, batch, pad, device, side="left")
+                    scores[batch] = self._score_batch(ids, mask, caches[k], node.end, labels, kwarg, last_only)
+                if not waiting[k]:
+                    caches[k] = None
         return scores
+
+    def _score_batch(self, ids, mask, shared, n_shared, labels, kwarg, last_only):
+        """The class scores of a left-padded batch that continues ``n_shared`` tokens cached in ``shared``."""
+        import torch
+
+        model, device = self.model_, ids.device
+        label_ids, label_mask = labels
+        n, (n_labels, width) = len(ids), label_ids.shape
+        positions = (mask.cumsum(1) - 1).clamp(min=0) + n_shared
+        extra = {}
+        if shared is not None:
+            mask = torch.cat([torch.ones((n, n_shared), dtype=mask.dtype, device=device), mask], 1)
+            extra[kwarg] = _repeat_cache(shared, n)
+        out = model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=width > 1, **extra, **last_only
+        )
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V)
+        logp = first[:, label_ids[:, 0]].unsqueeze(-1)  # (B, L, 1)
+        if width > 1:
+            # One pass over all continuations, reusing the prompt's cache.
+            cache = output_cache(out)
+            cache.batch_repeat_interleave(n_labels)
+            cont = label_ids[:, :-1].repeat(n, 1)  # (B*L, width-1)
+            cont_mask = label_mask[:, :-1].repeat(n, 1)
+            full_mask = torch.cat([mask.repeat_interleave(n_labels, 0), cont_mask], dim=1)
+            start_pos = positions[:, -1:].repeat_interleave(n_labels, 0) + 1
+            cont_pos = start_pos + torch.arange(width - 1, device=device)
+            logits = model(input_ids=cont, attention_mask=full_mask, position_ids=cont_pos, **{kwarg: cache}).logits
+            rest = torch.log_softmax(logits.float(), dim=-1)
+            targets = label_ids[:, 1:].repeat(n, 1)
+            rest = rest.gather(-1, targets.unsqueeze(-1)).squeeze(-1).view(n, n_labels, width - 1)
+            logp = torch.cat([logp, rest], dim=-1)
+        logp = (logp * label_mask.unsqueeze(0)).sum(-1)
+        if self.length_normalize:
+            logp = logp / label_mask.sum(-1).unsqueeze(0)
+        return logp.cpu().numpy()
 
     def _prompts(self, texts, exclude=None):
         """Token ids of the prompt of every text (demonstrations chosen per text; ``exclude``: see ``select``)."""
@@ -393,23 +413,90 @@ CLASSIFIER_DOC_PARAMS = """
 MIN_SHARED_PREFIX = 16
 
 
-def _shared_prefix(prompts):
-    """How many leading tokens every prompt has in common (0 if too few to be worth sharing).
+class _PrefixNode:
+    """Tokens ``[start, end)`` of the prompt ``first``, computed once after those of node ``parent``.
 
-    At least one token of each prompt is left out: its last position gives the first label's score.
+    ``leaves``: the prompts whose tokens from ``end`` on are scored from this node's cache.
     """
-    if len(prompts) < 2:
-        return 0
-    n = min(len(p) for p in prompts) - 1
-    first = prompts[0]
-    for p in prompts[1:]:
-        k = 0
-        while k < n and p[k] == first[k]:
+
+    __slots__ = ("end", "first", "leaves", "parent", "start")
+
+    def __init__(self, parent, start, end, first):
+        self.parent, self.start, self.end, self.first, self.leaves = parent, start, end, first, []
+
+
+def _prefix_tree(prompts, min_shared=MIN_SHARED_PREFIX):
+    """The prompts grouped by the leading tokens they share: a trie of token runs, parents before children.
+
+    Node 0 is the root (no tokens). A node holds a run of at least
+    ``min_shared`` tokens that all the prompts below it continue with; a
+    shorter run is not worth its own pass and stays in its children's. Every
+    prompt keeps at least its last token for its own pass (its last position
+    gives the first label's score), so a prompt that is the start of another
+    is a leaf, not a node.
+    """
+    nodes = [_PrefixNode(-1, 0, 0, None)]
+    if not prompts:
+        return nodes
+    order = sorted(range(len(prompts)), key=lambda i: prompts[i])
+    # Tokens each neighbour in that order shares with the next, all but the last of either at most.
+    common = []
+    for a, b in itertools.pairwise(order):
+        pa, pb, k = prompts[a], prompts[b], 0
+        n = min(len(pa), len(pb)) - 1
+        while k < n and pa[k] == pb[k]:
             k += 1
-        n = k
-        if n < MIN_SHARED_PREFIX:
-            return 0
-    return n
+        common.append(k)
+    # Runs [lo, hi) of `order` that share their tokens [0, start), where node `parent` ends.
+    runs = [(0, len(order), 0, 0)]
+    while runs:
+        lo, hi, start, parent = runs.pop()
+        if hi - lo == 1:
+            nodes[parent].leaves.append(order[lo])
+            continue
+        end = min(common[lo : hi - 1])
+        if end - start >= min_shared:
+            nodes.append(_PrefixNode(parent, start, end, order[lo]))
+            parent, start = len(nodes) - 1, end
+        # Split where neighbours part at token `end`: each part shares more.
+        cut = lo
+        for j in range(lo, hi - 1):
+            if common[j] == end:
+                runs.append((cut, j + 1, start, parent))
+                cut = j + 1
+        runs.append((cut, hi, start, parent))
+    return nodes
+
+
+def _repeat_cache(cache, n):
+    """A cache with ``cache``'s keys and values repeated ``n`` times along the batch, ``cache`` left unchanged.
+
+    The repeat is a view: the model's next pass concatenates its new keys
+    to it, which is the only copy made.
+    """
+    import copy
+
+    layers = getattr(cache, "layers", None)
+    if layers is None or not all(hasattr(layer, "keys") for layer in layers):
+        cache = copy.deepcopy(cache)
+        cache.batch_repeat_interleave(n)
+        return cache
+    repeated = copy.copy(cache)
+    repeated.layers = []
+    for layer in layers:
+        layer = copy.copy(layer)
+        if getattr(layer, "is_initialized", True) and layer.keys is not None and layer.keys.dim() == 4:
+            layer.keys = layer.keys.expand(n, -1, -1, -1)
+            layer.values = layer.values.expand(n, -1, -1, -1)
+        repeated.layers.append(layer)
+    return repeated
+
+
+def _last_logits_kwargs(model):
+    """Keyword arguments that make the model compute the logits of the last position only (when it can)."""
+    import inspect
+
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
 
 def plain_labels(y, name="y"):
