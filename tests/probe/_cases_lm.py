@@ -541,7 +541,14 @@ def few_shot_generator_cases(ctx):
         cases += param_cases(group, "fit", fit, param, values, check=_answers)
     cases.append(
         Case(
-            group, "fit without y", "fit(X)", lambda ctx: make(ctx).fit(TRAIN_X), "either", (r"\by\b",), check=_answers
+            group,
+            "fit without y",
+            "fit(X)",
+            lambda ctx: make(ctx).fit(TRAIN_X),
+            "either",
+            (r"\by\b",),
+            check=_answers,
+            signature=True,
         )
     )
     cases += _not_fitted(group, make(ctx), ["predict"])

@@ -71,6 +71,7 @@ def dataset_cases(ctx):
                 lambda ctx, fn=fn: fn(True),
                 "raises",
                 (r"positional|return_X_y",),
+                signature=True,
             )
         )
     for label, value in [("'no'", "no")]:
@@ -105,6 +106,7 @@ def dataset_cases(ctx):
             lambda ctx: d.load_movie_plots(return_X_y=True),
             "raises",
             (r"return_X_y|argument",),
+            signature=True,
         )
     )
     return cases
@@ -627,6 +629,7 @@ def misc_cases(ctx):
             lambda ctx: skllm.clear_model_registry("x"),
             "raises",
             (r"argument",),
+            signature=True,
         ),
     ]
 

@@ -19,7 +19,8 @@ class Case:
     all contain. ``check(result, ctx)`` returns None when the result is right, else what
     is wrong. ``allow``: further exception types the docs promise (e.g. ``KeyError``).
     ``warns``: the warning class an "ok" result must come with. ``deep_ok``: packages an
-    error may come from (e.g. ``argparse`` for the command line).
+    error may come from. ``signature``: the case calls with arguments the signature refuses,
+    so Python's own ``TypeError`` at the call is the expected clear error.
     """
 
     group: str
@@ -33,6 +34,7 @@ class Case:
     warns: type | None = None
     deep_ok: tuple = ()
     timeout: int | None = None
+    signature: bool = False
 
     def __post_init__(self):
         assert self.expect in ("raises", "ok", "either"), self.expect

@@ -336,7 +336,7 @@ def float_values(low, high=None, *, low_ok=True, huge="either", none_ok=False):
 def param_cases(group, prefix, make, param, values, *, check=None, match=None, overrides=None):
     """Cases running ``make(ctx, **{param: value})`` for each value; errors must name ``param``."""
     leaf = param.split("__")[-1]
-    pattern = match or rf"{re.escape(leaf)}"
+    pattern = match or rf"\b{re.escape(leaf)}\b"
     cases = []
     for label, value, expect in values:
         if overrides and label in overrides:
