@@ -268,3 +268,19 @@ def test_verbose_prints_epochs(tiny_bert, texts, cache_dir, capsys):
     fit(tiny_bert, "lora", *texts, cache_dir, verbose=1)
     captured = capsys.readouterr()
     assert "epoch 2/2: loss" in captured.out and "epoch 1/2" in captured.err
+
+
+def test_one_load_of_the_backbone_per_process(tiny_bert, texts, cache_dir):
+    # The network, the probe's embedder, prediction, an unpickled model, the head method and
+    # a TransformerEmbedder of the same model all share the copy loaded first.
+    from skllm import TransformerEmbedder
+
+    X, y = texts
+    before = dict(_models._load_counts)
+    clf = fit(tiny_bert, "lora", X, y, cache_dir, epochs=1)
+    clf.predict(X)
+    pickle.loads(pickle.dumps(clf)).predict(X)
+    fit(tiny_bert, "head", X, y, cache_dir, epochs=1)
+    TransformerEmbedder(tiny_bert, cache_dir=cache_dir).fit().transform(X)
+    new = {key: n - before.get(key, 0) for key, n in _models._load_counts.items() if n != before.get(key, 0)}
+    assert sum(new.values()) <= 1, new
