@@ -67,7 +67,10 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         features the output layer receives from the untrained network, and
         starts from its weights: training begins where a linear model on
         frozen features ends (linear probing then fine-tuning, Kumar et al.,
-        2022). It costs one forward pass over the training texts.
+        2022). It costs one forward pass over the training texts; for the
+        methods that start as the frozen backbone (LoRA, adapters, full,
+        partial) it is read from the embedding cache (``cache_dir``), so a
+        cross-validation or grid search runs it once for all its fits.
         ``"random"``: PyTorch's default initialisation.
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the loss; a dict maps labels of ``y`` to
@@ -104,8 +107,9 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         CUDA trains with loss scaling (``torch.amp.GradScaler``); on the CPU
         it falls back to float32 with a warning.
     cache_dir : str, "auto" or None, default="auto"
-        Embedding cache used by the ``"head"`` method (validated for every
-        method).
+        Embedding cache (:class:`TransformerEmbedder`'s) of the ``"head"``
+        method's features and of the linear probe's; ``None``: none, the
+        probe runs the network over the training texts at every fit.
     verbose : int, default=0
         ``1`` prints a progress bar per epoch over its batches, and the loss.
 
