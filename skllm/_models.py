@@ -339,7 +339,7 @@ def _refuse_non_causal_model(source, model, info):
     if flags and not any(flags):
         raise _not_causal_error(source, f"its {model.config.model_type} attention is bidirectional (an encoder)")
     prefix = f"{model.base_model_prefix}."
-    head = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(prefix))
+    head = sorted(k for k in info.get("missing_keys", ()) if prefix != "." and not k.startswith(prefix))
     if head:
         raise _not_causal_error(
             source, f"its checkpoint has no output layer ({', '.join(head[:3])} would be random weights)"
