@@ -140,7 +140,9 @@ def generation(X, y):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=None, help="write the results to this JSON file")
-    parser.add_argument("--methods", nargs="*", default=["head", "full", "lora", "prefix", "prompt", "adapter", "partial"])
+    parser.add_argument(
+        "--methods", nargs="*", default=["head", "full", "lora", "prefix", "prompt", "adapter", "partial"]
+    )
     parser.add_argument("--skip-lm", action="store_true", help="leave out generation and preferences")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
