@@ -12,8 +12,9 @@ row subtracted from every score, the same for both paths):
   position's only;
 - few-shot with the 4 nearest demonstrations (MiniLM), from the 2,000-snippet pool and from
   a small pool (--small-pool texts, as many of each class), where texts share demonstrations;
-- for every row, the largest difference of decision_function from the old scoring and
-  whether every predicted label is the same.
+- for every row, the mean prompt length, the tokens per prompt the scoring now computes
+  (each shared run of leading tokens once), the largest difference of decision_function
+  from the old scoring and whether every predicted label is the same.
 
     python benchmarks/bench_icl_speed.py [--n 100] [--small-pool 40] [--rows zero nearest small]
 """
@@ -31,6 +32,7 @@ from bench_icl_choose_defaults import cpu_model
 from skllm import FewShotClassifier, ZeroShotClassifier
 from skllm._device import autocast
 from skllm._lm import cache_kwarg, output_cache
+from skllm._prompt_classifier import _prefix_tree
 from skllm._tokens import pad_batch, pad_token_id
 from skllm.datasets import load_rotten_tomatoes
 
@@ -131,7 +133,7 @@ def timed(fn, *args):
     return out, time.perf_counter() - start
 
 
-def compare(name, clf, texts, rows):
+def compare(name, clf, texts, rows, profile):
     """Time decision_function and the old scoring of the same prompts; record the row."""
     clf.decision_function(texts[:2])  # warm-up
     new, t_new = timed(clf.decision_function, texts)
@@ -142,12 +144,15 @@ def compare(name, clf, texts, rows):
     diff = float(np.abs(new - old).max())
     n = len(texts)
     tokens = np.mean([len(p) for p in prompts])
+    nodes = _prefix_tree(prompts)  # what the scoring now computes: each shared run once, then each prompt's rest
+    computed = sum(node.end - node.start + sum(len(prompts[i]) - node.end for i in node.leaves) for node in nodes) / n
     rows[name] = n / t_new
     print(
-        f"| {name} | {tokens:.0f} | {n / t_old:.2f} | **{n / t_new:.2f}** | {t_old / t_new:.2f}x | "
+        f"| {name} | {tokens:.0f} | {computed:.0f} | {n / t_old:.2f} | **{n / t_new:.2f}** | {t_old / t_new:.2f}x | "
         f"{diff:.1e} | {'yes' if same else 'NO'} |",
         flush=True,
     )
+    profile[name] = f"building the prompts (demonstrations chosen, tokenised) took {t_prompts / t_new:.1%} of it"
     return prompts
 
 
@@ -166,24 +171,28 @@ def main():
     X_pool, y_pool = X[rest].tolist()[:2000], y[rest].tolist()[:2000]
     small_X, small_y = balanced(X[rest].iloc[2000:], y[rest].iloc[2000:], args.small_pool, seed=2)
     common = dict(label_words=WORDS, calibration=None)
-    rows = {}
+    rows, profile = {}, {}
     print(f"\n{args.n} test texts\n")
-    print("| scoring | tokens | before, prompts/s | now, prompts/s | speed-up | max abs diff | same labels |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| scoring | tokens | computed | before, prompts/s | now, prompts/s | speed-up | max abs diff | same labels |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     if "zero" in args.rows:
         zero = ZeroShotClassifier(**common).fit(X_pool, y_pool)
-        prompts = compare("zero-shot", zero, X_test, rows)
+        prompts = compare("zero-shot", zero, X_test, rows, profile)
         _, t_all = timed(plain_forward, zero, prompts, False)
         _, t_last = timed(plain_forward, zero, prompts, True)
         rows["limit, all logits"], rows["limit, last logits"] = args.n / t_all, args.n / t_last
-        print(f"| forward-pass limit, all logits | | | {args.n / t_all:.2f} | | | |", flush=True)
-        print(f"| forward-pass limit, last position's logits | | | {args.n / t_last:.2f} | | | |", flush=True)
+        print(f"| forward-pass limit, all logits | | | | {args.n / t_all:.2f} | | | |", flush=True)
+        print(f"| forward-pass limit, last position's logits | | | | {args.n / t_last:.2f} | | | |", flush=True)
     for row, pool in [("nearest", (X_pool, y_pool)), ("small", (small_X, small_y))]:
         if row not in args.rows:
             continue
         few = FewShotClassifier(n_examples=4, example_selection="nearest", random_state=0, **common).fit(*pool)
-        compare(f"few-shot, 4 nearest of {len(pool[0])}", few, X_test, rows)
+        compare(f"few-shot, 4 nearest of {len(pool[0])}", few, X_test, rows, profile)
     print(f"\nload average at the end {os.getloadavg()}")
+    for name, line in profile.items():
+        print(f"{name}: {line}")
     zero_rate = rows.get("zero-shot")
     if zero_rate:
         for name in ("limit, all logits", "limit, last logits"):
