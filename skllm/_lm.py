@@ -7,6 +7,7 @@ import warnings
 from sklearn.base import BaseEstimator
 
 from ._api import OpenAIChat, add_usage, as_messages
+from ._cache import resolve_cache_dir
 from ._device import device_for_loading, resolve_device, resolve_dtype
 from ._live import LiveStateMixin
 from ._models import load_backbone, model_identity, positions, resolve_model
@@ -107,6 +108,8 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
         check_int(self.max_length, "max_length")
         check_int(self.batch_size, "batch_size")
         check_bool(self.use_chat_template, "use_chat_template")
+        # A local model may never reach the cache: an empty or dangling cache_dir is refused before any work.
+        resolve_cache_dir(self.cache_dir)
 
     def _wrap(self, content):
         """The full prompt text for ``content``: through the chat template when the model has one.

@@ -8,6 +8,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from ._cache import resolve_cache_dir
 from ._causal import build_example, check_generative_method, pad_examples, sequence_loss
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
 from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
@@ -253,6 +254,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         check_template(self.template, "template", {"text"}, {"text"})
         check_bool(self.use_chat_template, "use_chat_template")
         check_int(self.max_length, "max_length", 8)
+        resolve_cache_dir(self.cache_dir)  # refused before any work, as for the other estimators
         check_int(self.max_new_tokens, "max_new_tokens")
         check_bool(self.stop_at_newline, "stop_at_newline")
         check_bool(self.do_sample, "do_sample")

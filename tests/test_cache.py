@@ -161,6 +161,18 @@ def test_empty_cache_dir_is_refused_at_fit(tiny_bert, empty, tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["ZeroShotClassifier", "FewShotClassifier", "FewShotGenerator", "FineTuneGenerator"])
+def test_language_models_refuse_an_empty_cache_dir_before_loading(name, tiny_llama, tmp_path, monkeypatch):
+    import skllm
+
+    monkeypatch.chdir(tmp_path)
+    estimator = getattr(skllm, name)(tiny_llama, cache_dir="")
+    y = ["good", "bad"] if name.endswith("Classifier") else ["yes", "no"]
+    with pytest.raises(ValueError, match=r"cache_dir='' is an empty path"):
+        estimator.fit(["great film", "awful film"], y)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_response_cache_refuses_an_empty_cache_dir():
     from skllm import OpenAIChat
 
