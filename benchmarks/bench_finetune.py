@@ -10,14 +10,25 @@ baseline the fine-tuning defaults are measured against: mean-pooled, normalised 
 embeddings + LogisticRegression, the better of C=1 and C=10 on the test texts (an
 optimistic baseline). "trainer-lora" is a plain Trainer + peft script with the Trainer's
 defaults, "trainer-lora-grouped" the same with batches of similar length
-(``train_sampling_strategy="group_by_length"``), as a knowledgeable user would set.
+(``train_sampling_strategy="group_by_length"``), as a knowledgeable user would set;
+"trainer-full-grouped" the same script without peft (every weight trained, learning rate
+5e-5 as skllm's full fine-tuning). A "-bf16" suffix trains under bfloat16 autocast
+(skllm's ``dtype="bfloat16"``, the Trainer's ``bf16=True``). "zero-shot-predict" is the
+peak memory of ZeroShotClassifier (SmolLM2-135M) predicting 200 test snippets.
+
+The fit clock includes loading the model and tokenising the texts on every side (skllm's
+``fit`` does both; the Trainer script's clock starts before ``from_pretrained``); Python
+imports happen before it. skllm fits with a fresh (empty) embedding cache. Each row also
+reports how many times its process loaded a model from disk ("loads"; skllm's registry).
 
     python benchmarks/bench_finetune.py                 # all contenders
-    python benchmarks/bench_finetune.py --only lora trainer-lora trainer-lora-grouped
+    python benchmarks/bench_finetune.py --only lora trainer-lora-grouped full trainer-full-grouped
+    python benchmarks/bench_finetune.py --n 200 --only lora trainer-lora-grouped   # a quick check
 """
 
 import argparse
 import json
+import os
 import pickle
 import resource
 import subprocess
@@ -37,11 +48,19 @@ CONTENDERS = [
     "prefix",
     "prompt",
     "adapter",
+    "full-bf16",
     "trainer-lora",
     "trainer-lora-grouped",
+    "trainer-lora-grouped-bf16",
+    "trainer-full-grouped",
+    "trainer-full-grouped-bf16",
     "forward-pass",
+    "zero-shot-predict",
 ]
-EPOCHS, BATCH, MAX_LENGTH, N = 3, 16, 64, 1000
+BATCH, MAX_LENGTH = 16, 64
+# --n and --epochs (quick checks) reach the child processes through the environment.
+N = int(os.environ.get("BENCH_FINETUNE_N", 1000))
+EPOCHS = int(os.environ.get("BENCH_FINETUNE_EPOCHS", 3))
 
 
 def data():
@@ -55,19 +74,27 @@ def data():
     return X.tolist(), y.tolist(), X_test.tolist(), y_test.tolist()
 
 
+def loads():
+    """Models this process loaded from disk, by skllm's registry."""
+    from skllm import _models
+
+    return sum(_models._load_counts.values())
+
+
 def run_skllm(name, X, y, X_test, y_test):
     import warnings
 
-    from skllm import FineTuneClassifier, HeadTuning, TransformerEmbedder
+    import peft  # noqa: F401  (imports before the clock, as in the Trainer script)
+    import transformers  # noqa: F401
+
+    from skllm import FineTuneClassifier, HeadTuning
 
     warnings.simplefilter("ignore")
     method, dtype, epochs = name, "float32", EPOCHS
-    if name == "lora-bf16":
-        method, dtype = "lora", "bfloat16"
+    if name.endswith("-bf16"):
+        method, dtype = name[: -len("-bf16")], "bfloat16"
     if name == "head":
         method, epochs = HeadTuning(), 10
-    # Load the backbone before timing, as the Trainer script and the forward pass do.
-    TransformerEmbedder(max_length=MAX_LENGTH, cache_dir=None, device="cpu").fit()
     clf = FineTuneClassifier(
         method=method,
         max_length=MAX_LENGTH,
@@ -89,6 +116,7 @@ def run_skllm(name, X, y, X_test, y_test):
         "trainable": clf.n_trainable_params_,
         "pickle_bytes": len(pickle.dumps(clf)),
         "epochs": epochs,
+        "loads": loads(),
     }
 
 
@@ -113,8 +141,8 @@ def run_frozen_lr(X, y, X_test, y_test):
     }
 
 
-def run_trainer(X, y, X_test, y_test, grouped=False):
-    """What a user writes by hand: AutoModelForSequenceClassification + peft LoRA + Trainer."""
+def run_trainer(X, y, X_test, y_test, grouped=False, lora=True, bf16=False):
+    """What a user writes by hand: AutoModelForSequenceClassification (+ peft LoRA) + Trainer."""
     import torch
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import (
@@ -129,9 +157,11 @@ def run_trainer(X, y, X_test, y_test, grouped=False):
 
     path = resolve_model(DEFAULT_ENCODER).location
     labels = sorted(set(y))
+    start = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(labels))
-    model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1))
+    if lora:
+        model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1))
 
     def encode(texts, targets):
         enc = tok(texts, truncation=True, max_length=MAX_LENGTH)
@@ -145,7 +175,7 @@ def run_trainer(X, y, X_test, y_test, grouped=False):
         num_train_epochs=EPOCHS,
         per_device_train_batch_size=BATCH,
         per_device_eval_batch_size=32,
-        learning_rate=1e-3,
+        learning_rate=1e-3 if lora else 5e-5,
         weight_decay=0.01,
         warmup_steps=0.06,  # a float below 1 is a ratio of the steps
         save_strategy="no",
@@ -155,9 +185,9 @@ def run_trainer(X, y, X_test, y_test, grouped=False):
         seed=0,
         disable_tqdm=True,
         train_sampling_strategy="group_by_length" if grouped else "random",
+        bf16=bf16,
     )
     trainer = Trainer(model=model, args=args, train_dataset=encode(X, y), data_collator=DataCollatorWithPadding(tok))
-    start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
     out = trainer.predict(encode(X_test, y_test))
@@ -174,6 +204,28 @@ def run_trainer(X, y, X_test, y_test, grouped=False):
         "trainable": trainable,
         "pickle_bytes": None,
         "epochs": EPOCHS,
+        "loads": 1,
+    }
+
+
+def run_zero_shot(X_test):
+    import warnings
+
+    from skllm import ZeroShotClassifier
+
+    warnings.simplefilter("ignore")
+    clf = ZeroShotClassifier(classes=["fresh", "rotten"], device="cpu").fit()
+    start = time.perf_counter()
+    clf.predict(X_test[:200])
+    seconds = time.perf_counter() - start
+    return {
+        "accuracy": None,
+        "fit_s": seconds,
+        "ex_per_s": 200 / seconds,
+        "trainable": 0,
+        "pickle_bytes": None,
+        "epochs": 0,
+        "loads": loads(),
     }
 
 
@@ -196,8 +248,12 @@ def run_forward(X):
 
 def one(name):
     X, y, X_test, y_test = data()
-    if name.startswith("trainer-lora"):
-        result = run_trainer(X, y, X_test, y_test, grouped=name.endswith("grouped"))
+    if name.startswith("trainer-"):
+        result = run_trainer(
+            X, y, X_test, y_test, grouped="grouped" in name, lora="lora" in name, bf16=name.endswith("-bf16")
+        )
+    elif name == "zero-shot-predict":
+        result = run_zero_shot(X_test)
     elif name == "frozen-lr":
         result = run_frozen_lr(X, y, X_test, y_test)
     elif name == "forward-pass":
@@ -211,11 +267,14 @@ def one(name):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", nargs="*", default=CONTENDERS)
+    parser.add_argument("--n", type=int, default=N, help="training (and test) texts")
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         return one(args.one)
-    print(cpu(), flush=True)
+    os.environ["BENCH_FINETUNE_N"], os.environ["BENCH_FINETUNE_EPOCHS"] = str(args.n), str(args.epochs)
+    print(cpu(), f"| load average {os.getloadavg()[0]:.2f} | n={args.n}, epochs={args.epochs}", flush=True)
     results = {}
     for name in args.only:
         out = subprocess.run([sys.executable, __file__, "--one", name], capture_output=True, text=True)
@@ -225,25 +284,27 @@ def main():
         results[name] = json.loads(out.stdout.strip().splitlines()[-1])
         print(name, results[name], file=sys.stderr, flush=True)
 
-    print("| method | epochs | test accuracy | fit s | train ex/s | peak RSS MB | trainable params | pickle |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"load average after the runs: {os.getloadavg()[0]:.2f}")
+    print("| method | epochs | test accuracy | fit s | train ex/s | peak RSS MB | loads | trainable params | pickle |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         acc = f"{r['accuracy']:.3f}" if r["accuracy"] is not None else "-"
         size = f"{r['pickle_bytes'] / 1024:.0f} KB" if r["pickle_bytes"] else "-"
         print(
             f"| {name} | {r['epochs']} | {acc} | {r['fit_s']:.1f} | {r['ex_per_s']:.0f} | "
-            f"{r['peak_rss_mb']:.0f} | {r['trainable']:,} | {size} |"
+            f"{r['peak_rss_mb']:.0f} | {r.get('loads', '-')} | {r['trainable']:,} | {size} |"
         )
-    for trainer in ("trainer-lora", "trainer-lora-grouped"):
-        if trainer not in results:
-            continue
-        base = results[trainer]["ex_per_s"]
-        for name in ("lora", "lora-bf16"):
-            if name in results:
-                print(
-                    f"\n{name} vs {trainer}: {results[name]['ex_per_s'] / base:.2f}x throughput, "
-                    f"accuracy {results[name]['accuracy']:.3f} vs {results[trainer]['accuracy']:.3f}"
-                )
+    pairs = [
+        (skllm, f"trainer-{skllm.split('-')[0]}{grouping}{'-bf16' if skllm.endswith('-bf16') else ''}")
+        for skllm in ("lora", "full", "lora-bf16", "full-bf16")
+        for grouping in ("", "-grouped")
+    ]
+    for name, trainer in pairs:
+        if name in results and trainer in results:
+            print(
+                f"{name} vs {trainer}: {results[trainer]['fit_s'] / results[name]['fit_s']:.2f}x faster, "
+                f"accuracy {results[name]['accuracy']:.3f} vs {results[trainer]['accuracy']:.3f}"
+            )
     if "head" in results and "forward-pass" in results:
         print(
             f"head, 10 epochs, cold cache: {results['head']['fit_s'] / results['forward-pass']['fit_s']:.2f}x "

@@ -1,0 +1,187 @@
+"""A grid search over LoRA fine-tuning: FineTuneClassifier against the same search over a Trainer + peft script.
+
+GridSearchCV, 5 stratified folds (shuffled, seed 0), ``learning_rate`` in (5e-4, 1e-3):
+10 fits and the refit on all texts. Rotten Tomatoes, ``--n`` training texts (stratified)
+and 500 test texts, MiniLM, LoRA r=8 (alpha 16, dropout 0.1) on the attention query and
+value, 3 epochs, batch size 16, ``max_length=64``, warm-up 6% of the steps, weight decay
+0.01, on both sides.
+
+"skllm" is ``GridSearchCV(FineTuneClassifier(method="lora", ...))`` with a fresh (empty)
+embedding cache. "trainer" is what a user writes to search over a Trainer script: a
+scikit-learn estimator whose ``fit`` loads the model, wraps it with peft, tokenises and
+trains with ``Trainer`` (``train_sampling_strategy="group_by_length"``), and whose
+``predict`` runs length-sorted batches. Each side runs in its own process; the clock
+covers the whole search (model loading, tokenising, training, scoring the folds and the
+refit); imports happen before it. Reported: search seconds, the best learning rate and
+its mean cross-validated accuracy, the test accuracy of ``best_estimator_``, peak RSS and
+the models loaded from disk (skllm's registry; the Trainer script loads once per fit).
+
+    python benchmarks/bench_finetune_search.py --n 300
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from bench_finetune_defaults import cpu  # CPU model, torch capability, threads
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+EPOCHS, BATCH, MAX_LENGTH, TEST = 3, 16, 64, 500
+GRID = {"learning_rate": [5e-4, 1e-3]}
+LOADS = []  # one entry per from_pretrained of the Trainer script
+
+
+def data(n):
+    from sklearn.model_selection import train_test_split
+
+    from skllm.datasets import load_rotten_tomatoes
+
+    X, y = load_rotten_tomatoes(return_X_y=True)
+    X, X_rest, y, y_rest = train_test_split(X, y, train_size=n, stratify=y, random_state=0)
+    X_test, _, y_test, _ = train_test_split(X_rest, y_rest, train_size=TEST, stratify=y_rest, random_state=0)
+    return X.tolist(), np.asarray(y), X_test.tolist(), np.asarray(y_test)
+
+
+class TrainerLoRA(ClassifierMixin, BaseEstimator):
+    """The Trainer + peft script behind fit/predict, so that GridSearchCV can search it."""
+
+    def __init__(self, learning_rate=1e-3):
+        self.learning_rate = learning_rate
+
+    def fit(self, X, y):
+        from peft import LoraConfig, TaskType, get_peft_model
+        from transformers import (
+            AutoModelForSequenceClassification,
+            AutoTokenizer,
+            DataCollatorWithPadding,
+            Trainer,
+            TrainingArguments,
+        )
+
+        from skllm._models import DEFAULT_ENCODER, resolve_model
+
+        path = resolve_model(DEFAULT_ENCODER).location
+        self.classes_ = np.unique(y)
+        targets = np.searchsorted(self.classes_, y)
+        self.tokenizer_ = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(self.classes_))
+        LOADS.append(path)
+        model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1))
+        enc = self.tokenizer_(list(X), truncation=True, max_length=MAX_LENGTH)
+        dataset = [
+            {"input_ids": i, "attention_mask": m, "labels": int(t)}
+            for i, m, t in zip(enc["input_ids"], enc["attention_mask"], targets)
+        ]
+        args = TrainingArguments(
+            output_dir=tempfile.mkdtemp(),
+            num_train_epochs=EPOCHS,
+            per_device_train_batch_size=BATCH,
+            learning_rate=self.learning_rate,
+            weight_decay=0.01,
+            warmup_steps=0.06,  # a float below 1 is a ratio of the steps
+            save_strategy="no",
+            logging_strategy="no",
+            report_to=[],
+            use_cpu=True,
+            seed=0,
+            disable_tqdm=True,
+            train_sampling_strategy="group_by_length",
+        )
+        collator = DataCollatorWithPadding(self.tokenizer_)
+        Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator).train()
+        self.model_ = model.eval()
+        return self
+
+    def predict(self, X):
+        import torch
+
+        ids = self.tokenizer_(list(X), truncation=True, max_length=MAX_LENGTH)["input_ids"]
+        order = np.argsort([-len(row) for row in ids], kind="stable")
+        out = np.empty(len(ids), dtype=np.int64)
+        with torch.inference_mode():
+            for start in range(0, len(order), 32):
+                rows = order[start : start + 32]
+                batch = self.tokenizer_.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt")
+                out[rows] = self.model_(**batch).logits.argmax(-1).numpy()
+        return self.classes_[out]
+
+
+def one(name, n):
+    import warnings
+
+    import peft  # noqa: F401  (imports before the clock on both sides)
+    import transformers
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    from skllm import FineTuneClassifier, _models
+
+    warnings.simplefilter("ignore")
+    transformers.logging.set_verbosity_error()
+    X, y, X_test, y_test = data(n)
+    if name == "skllm":
+        estimator = FineTuneClassifier(
+            method="lora",
+            max_length=MAX_LENGTH,
+            epochs=EPOCHS,
+            batch_size=BATCH,
+            random_state=0,
+            cache_dir=tempfile.mkdtemp(),
+            device="cpu",
+        )
+    else:
+        estimator = TrainerLoRA()
+    search = GridSearchCV(estimator, GRID, cv=StratifiedKFold(5, shuffle=True, random_state=0))
+    start = time.perf_counter()
+    search.fit(X, y)
+    seconds = time.perf_counter() - start
+    result = {
+        "search_s": seconds,
+        "best_learning_rate": search.best_params_["learning_rate"],
+        "cv_accuracy": float(search.best_score_),
+        "mean_test_scores": [float(s) for s in search.cv_results_["mean_test_score"]],
+        "test_accuracy": float(search.best_estimator_.score(X_test, y_test)),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "loads": sum(_models._load_counts.values()) if name == "skllm" else len(LOADS),
+    }
+    print(json.dumps(result))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=300, help="training texts of the search")
+    parser.add_argument("--only", nargs="*", default=["skllm", "trainer"])
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        return one(args.one, args.n)
+    print(cpu(), f"| load average {os.getloadavg()[0]:.2f} | n={args.n}", flush=True)
+    results = {}
+    for name in args.only:
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", name, "--n", str(args.n)], capture_output=True, text=True
+        )
+        if out.returncode:
+            print(f"{name} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
+            continue
+        results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(name, results[name], file=sys.stderr, flush=True)
+    print(f"load average after the runs: {os.getloadavg()[0]:.2f}")
+    print("| search | seconds | best learning rate | CV accuracy | test accuracy | peak RSS MB | model loads |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(
+            f"| {name} | {r['search_s']:.1f} | {r['best_learning_rate']:g} | {r['cv_accuracy']:.3f} | "
+            f"{r['test_accuracy']:.3f} | {r['peak_rss_mb']:.0f} | {r['loads']} |"
+        )
+    if len(results) == 2:
+        print(f"skllm's search is {results['trainer']['search_s'] / results['skllm']['search_s']:.2f}x faster")
+
+
+if __name__ == "__main__":
+    main()
