@@ -201,8 +201,9 @@ def judge_cli(case, exc):
     if case.expect == "ok":
         return "UNHELPFUL", f"exit code {exc.code} where a result was due"
     if "Traceback (most recent call last)" in exc.stderr:
-        last = exc.stderr.strip().splitlines()[-1]
-        return "UNHELPFUL", f"a Python traceback ({last[:200]})"
+        raised = [line for line in exc.stderr.splitlines() if re.match(r"^[\w.]+(Error|Exception)\b", line)]
+        last = raised[-1] if raised else exc.stderr.strip().splitlines()[-1]
+        return "UNHELPFUL", f"a Python traceback ending in {last[:300]}"
     if exc.code != 2:
         return "UNHELPFUL", f"exit code {exc.code} (bad input exits with 2)"
     missing = [pattern for pattern in case.match if not re.search(pattern, exc.stderr, re.I | re.S)]
