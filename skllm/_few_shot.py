@@ -6,7 +6,7 @@ from ._lm import check_template
 from ._models import DEFAULT_CAUSAL_LM, DEFAULT_ENCODER
 from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier, plain_labels, unique_labels
 from ._selection import BalancedSelection, NearestSelection, RandomSelection, resolve_selection
-from ._validation import check_bool, check_int, check_texts
+from ._validation import check_bool, check_int, check_random_state_param, check_texts
 
 # The earlier default (estimators pickled with it keep it): demonstrations rendered
 # inline into {examples}. The default now renders them like the text itself.
@@ -178,6 +178,7 @@ class FewShotClassifier(PromptClassifier):
         """Record the classes and the pool of demonstrations, choose them if fixed, load the model."""
         self._check_classifier_params()
         check_int(self.n_examples, "n_examples", 0)
+        check_random_state_param(self.random_state)
         check_bool(self.balance_nearest, "balance_nearest")
         selection = resolve_selection(self.example_selection, nearest=self._nearest)
         if self.example_template is not None:

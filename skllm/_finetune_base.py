@@ -28,7 +28,7 @@ from ._training import (
     train_epochs,
     training_context,
 )
-from ._validation import check_bool, check_choice, check_int, check_number, check_texts
+from ._validation import check_bool, check_choice, check_int, check_number, check_random_state_param, check_texts
 
 
 class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
@@ -119,6 +119,7 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         check_int(self.max_length, "max_length", 2)
         check_training_params(self)
         check_int(self.n_iter_no_change, "n_iter_no_change", 1)
+        check_random_state_param(self.random_state)
         check_number(self.validation_fraction, "validation_fraction", 0, 1, low_inclusive=False)
         check_bool(self.early_stopping, "early_stopping")
         check_bool(self.warm_start, "warm_start")

@@ -9,7 +9,7 @@ from ._prompting import clean_answer, decode_answer, generate
 from ._scoring import check_lengths, exact_match
 from ._selection import FirstSelection, RandomSelection, resolve_selection
 from ._tokens import pad_token_id
-from ._validation import check_bool, check_int, check_texts
+from ._validation import check_bool, check_int, check_random_state_param, check_texts
 
 DEFAULT_GENERATION_TEMPLATE = "{examples}Input: {text}\nOutput:"
 DEFAULT_GENERATION_EXAMPLE_TEMPLATE = "Input: {text}\nOutput: {label}\n\n"
@@ -132,6 +132,7 @@ class FewShotGenerator(LMEstimator):
         check_template(template, "template", {"text"}, {"text", "examples"})
         check_template(self.example_template, "example_template", {"text", "label"}, {"text", "label"})
         check_int(self.n_examples, "n_examples", 0)
+        check_random_state_param(self.random_state)
         check_int(self.max_new_tokens, "max_new_tokens")
         check_bool(self.stop_at_newline, "stop_at_newline")
         selection = self.example_selection

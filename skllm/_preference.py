@@ -29,7 +29,7 @@ from ._reward import preference_pairs
 from ._sft import FineTuneGenerator
 from ._tokens import pad_token_id
 from ._training import Optimisation, check_training_params, draw_seed, release_memory, train_epochs, training_context
-from ._validation import check_choice, check_int, check_number, check_texts
+from ._validation import check_choice, check_int, check_number, check_random_state_param, check_texts
 from .exceptions import RewardHackingWarning
 
 ALGORITHMS = ("rloo", "ppo", "dpo")
@@ -442,6 +442,7 @@ class PreferenceTuner(BaseEstimator):
         check_number(self.gae_lambda, "gae_lambda", 0, 1, high_inclusive=True)
         check_number(self.validation_fraction, "validation_fraction", 0, 1, allow_none=True, low_inclusive=False)
         check_int(self.eval_every, "eval_every")
+        check_random_state_param(self.random_state)
         if self.algorithm == "dpo":
             given = [n for n in ("reward", "eval_reward", "validation_fraction") if getattr(self, n) is not None]
             if given:

@@ -28,7 +28,7 @@ from ._training import (
     train_epochs,
     training_context,
 )
-from ._validation import check_bool, check_choice, check_int, check_number, check_texts
+from ._validation import check_bool, check_choice, check_int, check_number, check_random_state_param, check_texts
 from .exceptions import TruncationWarning
 
 logger = logging.getLogger(__name__)
@@ -270,6 +270,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         check_bool(self.early_stopping, "early_stopping")
         check_number(self.validation_fraction, "validation_fraction", 0, 1, low_inclusive=False)
         check_int(self.n_iter_no_change, "n_iter_no_change", 1)
+        check_random_state_param(self.random_state)
         check_bool(self.warm_start, "warm_start")
         method = clone(resolve_method(self.method))
         check_generative_method(method)

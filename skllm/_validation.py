@@ -7,13 +7,15 @@ import numpy as np
 _MAX_LISTED = 10
 
 
-def check_int(value, name, low=1, *, allow_none=False):
-    """Raise a ``ValueError`` naming ``name`` unless ``value`` is an integer >= ``low``."""
+def check_int(value, name, low=1, *, high=None, allow_none=False):
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` is an integer >= ``low`` (and <= ``high``)."""
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+    bad = isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low
+    if bad or (high is not None and value > high):
         extra = " or None" if allow_none else ""
-        raise ValueError(f"{name} must be an integer >= {low}{extra}, got {value!r}.")
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be an integer {bound}{extra}, got {value!r}.")
 
 
 def check_number(value, name, low=None, high=None, *, allow_none=False, low_inclusive=True, high_inclusive=False):
@@ -52,6 +54,18 @@ def check_choice(value, name, allowed):
     if not isinstance(value, str) and any(value is a for a in allowed):
         return
     raise ValueError(f"{name}={value!r} is not supported; use one of {list(allowed)}.")
+
+
+def check_random_state_param(value, name="random_state"):
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` can seed the estimator.
+
+    Allowed: ``None``, an integer in ``[0, 2**32 - 1]`` or a ``numpy.random.RandomState``.
+    """
+    if value is None or isinstance(value, np.random.RandomState):
+        return
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= value <= 2**32 - 1:
+        return
+    raise ValueError(f"{name} must be None, an integer in [0, 2**32 - 1] or a numpy.random.RandomState, got {value!r}.")
 
 
 def check_labels(labels, name="classes"):

@@ -245,3 +245,33 @@ def test_gpu_check_without_cuda_says_so_and_passes():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "CUDA is not available" in result.stdout and "torch " in result.stdout
+
+
+# -- random_state ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "3", float("nan"), 2**40, True])
+def test_bad_random_state_is_named_at_fit(tiny_bert, tiny_llama, cache_dir, value):
+    from skllm import FewShotClassifier, FewShotGenerator, FineTuneGenerator, PreferenceTuner
+
+    message = r"random_state must be None, an integer in \[0, 2\*\*32 - 1\] or a numpy.random.RandomState, got"
+    X, y = ["good", "bad", "fine", "awful"], ["pos", "neg", "pos", "neg"]
+    fits = [
+        lambda: FineTuneClassifier(**head(tiny_bert, cache_dir, random_state=value)).fit(X, y),
+        lambda: FineTuneRegressor(**head(tiny_bert, cache_dir, random_state=value)).fit(X, [0.0, 1.0, 0.5, 2.0]),
+        lambda: FewShotClassifier(tiny_llama, cache_dir=cache_dir, random_state=value).fit(X, y),
+        lambda: FewShotGenerator(tiny_llama, cache_dir=cache_dir, random_state=value).fit(X, y),
+        lambda: PreferenceTuner(
+            lambda p, c: [0.0] * len(c), FineTuneGenerator(tiny_llama, cache_dir=cache_dir), random_state=value
+        ).fit(X),
+    ]
+    for fit in fits:
+        with pytest.raises(ValueError, match=message):
+            fit()
+
+
+def test_random_state_accepts_none_int_and_random_state():
+    from skllm._validation import check_random_state_param
+
+    for value in (None, 0, 2**32 - 1, np.int64(7), np.random.RandomState(0)):
+        check_random_state_param(value)
