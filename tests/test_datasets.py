@@ -54,3 +54,18 @@ def test_debate_statements_three_parties():
     assert sorted(bunch.label_words) == bunch.target_names
     X, y = datasets.load_debate_statements(return_X_y=True)
     assert len(X) == len(y) == 1122 and X.map(type).eq(str).all()
+
+
+@pytest.mark.parametrize(
+    "loader, params",
+    [
+        (datasets.load_rotten_tomatoes, {"return_X_y": "yes"}),
+        (datasets.load_debate_statements, {"return_X_y": "yes"}),
+        (datasets.load_sms_spam, {"return_X_y": "yes"}),
+        (datasets.load_sms_spam, {"drop_duplicates": "no"}),
+    ],
+)
+def test_flags_must_be_booleans(loader, params):
+    ((name, value),) = params.items()
+    with pytest.raises(ValueError, match=rf"{name} must be True or False, got '{value}'"):
+        loader(**params)
