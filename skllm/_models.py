@@ -112,6 +112,7 @@ def resolve_model(name, revision=None, *, param="model_name", cache_dir="auto"):
                 f"revision={revision!r} was given, but {param}={name!r} is a local folder, which has no "
                 f"revisions; use revision=None (a folder is used exactly as it is)."
             )
+        _check_local_folder(name, param)
         return ModelSource(name, revision, os.path.abspath(name), "local")
     if name.startswith((".", "/", "~")) or os.path.isfile(name):
         raise ValueError(f"{param}={name!r} looks like a path, but no such folder exists{_where()}.")
@@ -128,6 +129,36 @@ def resolve_model(name, revision=None, *, param="model_name", cache_dir="auto"):
             _warn_quantized(name, folder)
             return ModelSource(name, revision, folder, "packaged")
     return ModelSource(name, revision, name, "hub")
+
+
+# Any one of these lets AutoTokenizer build the model's own tokenizer; without
+# them some model types fall back to a default vocabulary that maps words to [UNK].
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "vocab.json",
+)
+
+
+def _check_local_folder(folder, param):
+    """Raise a ``ValueError`` naming ``folder`` unless it has a config.json and tokenizer files."""
+    files = set(os.listdir(folder))
+    missing = []
+    if "config.json" not in files:
+        missing.append("config.json (the model configuration)")
+    if not files.intersection(_TOKENIZER_FILES):
+        missing.append(f"tokenizer files (one of {', '.join(_TOKENIZER_FILES)})")
+    if missing:
+        shown = sorted(files)[:10]
+        raise ValueError(
+            f"{param}={folder!r} is a folder without {' and without '.join(missing)}; it holds "
+            f"{shown if shown else 'no files'}. A model folder needs the files save_pretrained writes for "
+            f"both the model and its tokenizer (model.save_pretrained(folder) and tokenizer.save_pretrained(folder))."
+        )
 
 
 def _warn_quantized(name, folder):

@@ -58,3 +58,18 @@ def test_an_encoder_decoder_is_refused_as_a_causal_lm(tiny_llama, tmp_path):
     T5Config(vocab_size=64, d_model=8, d_ff=8, num_layers=1, num_heads=1, d_kv=4).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=NOT_CAUSAL + r".*encoder-decoder \(t5\)"):
         _load_causal(str(tmp_path))
+
+
+def test_a_local_folder_without_config_or_tokenizer_files_is_refused_by_name(tiny_bert, tmp_path):
+    import shutil
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match=r"model_name='.*empty' is a folder without config\.json.*tokenizer files"):
+        resolve_model(str(empty))
+    no_tokenizer = tmp_path / "no-tokenizer"
+    no_tokenizer.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(f"{tiny_bert}/{name}", no_tokenizer / name)
+    with pytest.raises(ValueError, match=r"no-tokenizer' is a folder without tokenizer files \(one of tokenizer\.json"):
+        TransformerEmbedder(str(no_tokenizer), cache_dir=None).fit()
