@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 
+from ._validation import check_ordered
 from .exceptions import SkllmWarning
 
 
@@ -46,6 +47,7 @@ def _label_kind(value):
 
 def _encode_labels(y, n_texts, who):
     """``(classes, index of each label in classes)``, or a ValueError saying what is wrong with ``y``."""
+    check_ordered(y, "y", f"{who} ")
     if y is None or isinstance(y, (str, bytes)) or not hasattr(y, "__iter__"):
         raise ValueError(f"y must be a sequence of labels, one per text, got {y!r:.60}.")
     values = y if hasattr(y, "__array__") else list(y)
@@ -112,6 +114,7 @@ def _multilabel_indicator(y, n_texts, who, *, multioutput_hint=True):
         f"{who} takes one label per text (a 1-D y) or, for several labels per text, a 0/1 indicator matrix "
         f"of shape (n_texts, n_labels) with 2 or more columns, dense or sparse"
     )
+    check_ordered(y, "y", f"{who} ")
     sparse = sp.issparse(y)
     if sparse:
         shape = y.shape
@@ -199,6 +202,7 @@ def _check_label_columns(indicator, who):
 
 def _numeric_targets(y, n_texts, who):
     """``y`` as a 1-D float64 array of finite values, or a ValueError saying what is wrong."""
+    check_ordered(y, "y", f"{who} ")
     if y is None or isinstance(y, (str, bytes)):
         raise ValueError(f"y must be a sequence of numbers, one per text, got {y!r:.60}.")
     if not sp.issparse(y):

@@ -68,8 +68,23 @@ def check_random_state_param(value, name="random_state"):
     raise ValueError(f"{name} must be None, an integer in [0, 2**32 - 1] or a numpy.random.RandomState, got {value!r}.")
 
 
+def check_ordered(values, name, who=""):
+    """Raise a ``TypeError`` naming ``name`` when ``values`` is a dict or a set.
+
+    Iterating a dict gives its keys and a set has no order: neither lines up
+    row for row with the texts.
+    """
+    if isinstance(values, (set, frozenset, dict)):
+        raise TypeError(
+            f"{who}expected {name} to be an ordered sequence (a list, tuple, 1-D array or pandas Series), got a "
+            f"{type(values).__name__}, whose order is not defined"
+            + (" and which iterates over its keys only." if isinstance(values, dict) else ".")
+        )
+
+
 def check_labels(labels, name="classes"):
     """Return ``labels`` as a list, rejecting a plain string (which would be split into characters)."""
+    check_ordered(labels, name)
     if isinstance(labels, (str, bytes)):
         raise ValueError(
             f"{name} must be a list of labels, got the single string {labels!r}; "
@@ -107,11 +122,7 @@ def check_texts(X, *, name="X", estimator=None):
             f"{who}expected {name} to be a sequence of texts, got a single "
             f"{type(X).__name__}; wrap it in a list: [{name}]."
         )
-    if isinstance(X, (set, frozenset, dict)):
-        raise TypeError(
-            f"{who}expected {name} to be an ordered sequence of texts, got a "
-            f"{type(X).__name__}, whose order is not defined."
-        )
+    check_ordered(X, name, who)
     module = type(X).__module__
     if module.startswith("pandas"):
         if hasattr(X, "columns"):

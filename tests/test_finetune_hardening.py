@@ -275,3 +275,20 @@ def test_random_state_accepts_none_int_and_random_state():
 
     for value in (None, 0, 2**32 - 1, np.int64(7), np.random.RandomState(0)):
         check_random_state_param(value)
+
+
+# -- unordered inputs -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["dict", "set"])
+def test_y_as_a_dict_or_set_is_refused_naming_its_type(tiny_bert, cache_dir, kind):
+    X = ["good", "bad", "fine", "awful"]
+    labels = ["pos", "neg", "pos", "neg"]
+    y = dict(enumerate(labels)) if kind == "dict" else set(labels)
+    for method in ("head", "lora"):
+        with pytest.raises(TypeError, match=rf"FineTuneClassifier expected y to be an ordered sequence.*got a {kind}"):
+            FineTuneClassifier(**head(tiny_bert, cache_dir, method=method)).fit(X, y)
+    with pytest.raises(TypeError, match=rf"FineTuneRegressor expected y .*got a {kind}"):
+        FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, {0: 1.0} if kind == "dict" else {1.0})
+    with pytest.raises(TypeError, match=rf"expected X to be an ordered sequence.*got a {kind}"):
+        FineTuneClassifier(**head(tiny_bert, cache_dir)).fit(dict(enumerate(X)) if kind == "dict" else set(X), labels)
