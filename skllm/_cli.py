@@ -18,6 +18,9 @@ OPTION_NAMES = {
     "max_samples": "--max-samples",
     "time_budget": "--time-budget",
     "random_state": "--random-state",
+    "cache_dir": "--cache-dir",
+    "encoder": "--encoder",
+    "llm": "--llm",
 }
 DEFAULT_TIME_BUDGET = "10m"
 
@@ -378,6 +381,9 @@ def main(argv=None):
             max_samples=args.max_samples,
             time_budget=args.time_budget,
             random_state=args.random_state,
+            cache_dir=args.cache_dir,
+            encoder=args.encoder,
+            llm=args.llm,
             names=OPTION_NAMES,
         )
     except ValueError as exc:

@@ -178,6 +178,8 @@ def test_rerun_on_other_data_or_settings_recomputes_the_rows(
         (["--epochs", "0"], "--epochs must be an integer >= 1, got 0."),
         (["--max-length", "1"], "--max-length must be an integer >= 2, got 1."),
         (["--random-state", "-1"], "--random-state must be an integer >= 0, got -1."),
+        (["--cache-dir", ""], "--cache-dir: cache_dir='' is an empty path"),
+        (["--encoder", "/nonexistent/folder"], "--encoder='/nonexistent/folder' looks like a path, but no such folder"),
         (["--time-budget", "soon"], "--time-budget must be a duration such as 90s, 10m, 1h"),
         (["--time-budget", "0"], "--time-budget must be a number > 0, got 0.0."),
         (["--label-words", "pos=good,bad"], "--label-words: 'bad' is not LABEL=WORDING"),

@@ -115,6 +115,24 @@ def test_settings_are_checked_before_any_work(texts, kwargs, message):
     assert message in str(error.value)
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(y=None), "y must be a list of labels, one per text, or a 0/1 indicator matrix, got None."),
+        (dict(y=5), "y must be a list of labels, got int 5."),
+        (dict(methods=[]), "methods is empty: name at least one of ['logreg',"),
+        (dict(cache_dir=""), "cache_dir='' is an empty path"),
+        (dict(cache_dir=123), "cache_dir must be 'auto', None or a folder path, got 123."),
+    ],
+)
+def test_bad_arguments_are_refused_at_the_call(texts, kwargs, message):
+    X, y = texts
+    kwargs = {"y": y, "methods": ["logreg"], **kwargs}
+    with pytest.raises(ValueError) as error:
+        compare_methods(X, verbose=0, **kwargs)
+    assert message in str(error.value)
+
+
 def test_a_class_with_one_text_asks_for_more_texts_not_fewer_folds():
     from skllm._compare.folds import check_folds
 

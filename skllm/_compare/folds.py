@@ -5,6 +5,8 @@ import time
 
 import numpy as np
 
+from .._validation import check_labels
+
 
 def check_targets(y, n_texts):
     """``(y, multilabel)``: ``y`` as an array of one label per text, or as a dense 0/1 indicator matrix.
@@ -15,10 +17,13 @@ def check_targets(y, n_texts):
     """
     from .._finetune import _multilabel_indicator
 
+    if y is None:
+        raise ValueError("y must be a list of labels, one per text, or a 0/1 indicator matrix, got None.")
+
     indicator = _multilabel_indicator(y, n_texts, "compare_methods", multioutput_hint=False)
     if indicator is not None:
         return indicator[0].astype(np.int64), True
-    y = np.asarray(y if hasattr(y, "__array__") else list(y))
+    y = np.asarray(y if hasattr(y, "__array__") else check_labels(y, "y"))
     if y.ndim != 1:
         raise ValueError(f"y must hold one label per text or be a 0/1 indicator matrix, got shape {y.shape}.")
     if len(y) != n_texts:

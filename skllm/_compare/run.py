@@ -3,12 +3,14 @@
 import json
 import logging
 import math
+import os
 import time
 
 import numpy as np
 
-from .._models import DEFAULT_CAUSAL_LM, DEFAULT_ENCODER
-from .._validation import check_choice, check_int, check_number, check_texts
+from .._cache import resolve_cache_dir
+from .._models import DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, resolve_model
+from .._validation import check_choice, check_int, check_labels, check_number, check_texts
 from .._version import __version__
 from .catalogue import MULTILABEL_UNSUPPORTED, family, make_estimator, method_names, uses_encoder, uses_llm
 from .folds import check_folds, check_targets, cut_folds, evaluate_fold, fold_row, subsample
@@ -29,8 +31,24 @@ from .timing import load_backbones, measure_costs
 logger = logging.getLogger(__name__)
 
 
-def check_settings(*, cv, epochs, max_length, max_samples, time_budget, random_state, names=None):
-    """Validate the numeric settings of a comparison.
+def check_settings(
+    *,
+    cv,
+    epochs,
+    max_length,
+    max_samples,
+    time_budget,
+    random_state,
+    cache_dir="auto",
+    encoder=None,
+    llm=None,
+    names=None,
+):
+    """Validate the settings of a comparison: the numbers, the cache folder and the model folders.
+
+    ``encoder`` and ``llm`` (``None``: not checked; the command line checks them, while
+    ``compare_methods`` reports a missing model in its methods' rows) are refused only
+    when they name a local folder that is missing or incomplete.
 
     ``names`` maps each setting to the name shown in errors (the command line's
     options); without it, the messages also say that ``None`` is allowed where it is.
@@ -45,6 +63,17 @@ def check_settings(*, cv, epochs, max_length, max_samples, time_budget, random_s
     if time_budget is not None:
         check_number(time_budget, names.get("time_budget", "time_budget"), 0, low_inclusive=False, allow_none=api)
     check_int(random_state, names.get("random_state", "random_state"), 0)
+    try:
+        resolve_cache_dir(cache_dir)
+    except ValueError as exc:
+        raise ValueError(f"{names['cache_dir']}: {exc}" if "cache_dir" in names else str(exc)) from None
+    for param, name in (("encoder", encoder), ("llm", llm)):
+        if isinstance(name, (str, os.PathLike)) and _looks_like_folder(os.fspath(name)):
+            resolve_model(name, param=names.get(param, param))
+
+
+def _looks_like_folder(name):
+    return not name or name.startswith((".", "/", "~")) or os.path.exists(name)
 
 
 def compare_methods(
@@ -251,7 +280,11 @@ class _Comparison:
     ):
         self.texts = np.asarray(check_texts(X), dtype=object)
         self.y, self.multilabel = check_targets(y, len(self.texts))
-        self.methods = list(method_names() if methods is None else methods)
+        self.methods = list(method_names()) if methods is None else check_labels(methods, "methods")
+        if not self.methods:
+            raise ValueError(
+                f"methods is empty: name at least one of {list(method_names())}, or pass None for all of them."
+            )
         for name in self.methods:
             check_choice(name, "methods", method_names())
         check_settings(
@@ -261,6 +294,7 @@ class _Comparison:
             max_samples=max_samples,
             time_budget=time_budget,
             random_state=random_state,
+            cache_dir=settings["cache_dir"],
         )
         check_int(verbose, "verbose", 0)
         check_folds(self.y, cv, max_samples=max_samples, random_state=random_state)
