@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ._chunking import chunk_spans
 from ._lexical import BM25, RRF_K, reciprocal_rank_fusion
-from ._search import BACKENDS, SEARCHES, build_search_index, faiss_module, search_index
+from ._search import BACKENDS, FAISS_INT_MAX, SEARCHES, build_search_index, faiss_module, search_index
+from ._selection import resolve_embedder
 from ._validation import check_choice, check_int, check_labels, check_texts
 
 _FORMAT = 1
@@ -77,9 +78,10 @@ class DocumentIndex(BaseEstimator):
 
     Parameters
     ----------
-    embedder : TransformerEmbedder, default=None
+    embedder : str, TransformerEmbedder or None, default=None
         Embeds chunks and queries (its cache applies). ``None`` means
-        ``TransformerEmbedder()`` (all-MiniLM-L6-v2, unit-length vectors).
+        ``TransformerEmbedder()`` (all-MiniLM-L6-v2, unit-length vectors); a
+        model name or folder, ``TransformerEmbedder(name)``.
     chunk_size : int, default=64
         Tokens per chunk, counted with the embedder's tokenizer (capped at its
         ``max_length_``). Chunks hold whole words. Smaller chunks ranked better
@@ -161,9 +163,10 @@ class DocumentIndex(BaseEstimator):
 
     # -- validation ---------------------------------------------------------------------
     def _validate(self):
-        for name in ("chunk_size", "hnsw_m", "ef_search", "n_probe"):
-            check_int(getattr(self, name), name)
-        check_int(self.n_lists, "n_lists", allow_none=True)
+        check_int(self.chunk_size, "chunk_size")
+        for name in ("hnsw_m", "ef_search", "n_probe"):  # C ints in FAISS
+            check_int(getattr(self, name), name, high=FAISS_INT_MAX)
+        check_int(self.n_lists, "n_lists", high=FAISS_INT_MAX, allow_none=True)
         check_int(self.chunk_overlap, "chunk_overlap", 0)
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError(f"chunk_overlap must be an integer in [0, chunk_size), got {self.chunk_overlap!r}.")
@@ -193,9 +196,7 @@ class DocumentIndex(BaseEstimator):
             Returned with each hit of the document.
         """
         self.backend_ = self._validate()
-        from ._embed import TransformerEmbedder
-
-        self.embedder_ = (TransformerEmbedder() if self.embedder is None else clone(self.embedder)).fit()
+        self.embedder_ = resolve_embedder(self.embedder).fit()
         self.chunk_size_ = min(self.chunk_size, self.embedder_.max_length_ - 2)
         self._docs = {}
         self._chunk_doc, self._chunk_span = [], []
@@ -223,9 +224,21 @@ class DocumentIndex(BaseEstimator):
             raise ValueError(f"Document ids must be unique; already present or repeated: {duplicated[:10]!r}.")
         if metadata is None:
             metadata = [{} for _ in texts]
+        if isinstance(metadata, (str, bytes, dict)) or not hasattr(metadata, "__iter__"):
+            raise ValueError(f"metadata must be a sequence of dicts, one per document, got {type(metadata).__name__}.")
         metadata = list(metadata)
-        if len(metadata) != len(texts) or not all(isinstance(m, dict) for m in metadata):
-            raise ValueError("metadata must be a sequence of dicts, one per document.")
+        if len(metadata) != len(texts):
+            raise ValueError(
+                f"metadata must be a sequence of dicts, one per document: documents has {len(texts)} entries "
+                f"but metadata has {len(metadata)}."
+            )
+        bad = [i for i, m in enumerate(metadata) if not isinstance(m, dict)]
+        if bad:
+            kinds = ", ".join(f"{type(metadata[i]).__name__} {metadata[i]!r:.40}" for i in bad[:10])
+            raise ValueError(
+                f"metadata must be a sequence of dicts, one per document; got {len(bad)} that are not dicts, "
+                f"at positions {bad[:10]}: {kinds}. Use {{}} for a document without metadata."
+            )
         tokenizer = self.embedder_.tokenizer_
         chunks, owners, spans = [], [], []
         for doc_id, text, meta in zip(ids, texts, metadata):
@@ -251,9 +264,13 @@ class DocumentIndex(BaseEstimator):
         return self
 
     def remove(self, ids):
-        """Remove the documents with these ids; unknown ids raise a ``KeyError``."""
+        """Remove the documents with these ids; unknown ids raise a ``KeyError``, repeated ids a ``ValueError``."""
         check_is_fitted(self, "embedder_")
         ids = _check_ids(ids)
+        seen = set()
+        repeated = [i for i in ids if i in seen or seen.add(i)]
+        if repeated:
+            raise ValueError(f"ids to remove must be unique; repeated: {repeated[:10]!r}.")
         unknown = [i for i in ids if i not in self._docs]
         if unknown:
             raise KeyError(f"No document with id(s) {unknown[:10]!r} in the index.")
@@ -426,6 +443,12 @@ class DocumentIndex(BaseEstimator):
             raise ValueError(
                 f"{folder / 'vectors.npy'} holds a {vectors.dtype} array of shape {vectors.shape}; index.json lists "
                 f"{n_chunks} chunks, so it must be a float array of shape ({n_chunks}, embedding size)."
+            )
+        bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+        if len(bad):
+            raise ValueError(
+                f"{folder / 'vectors.npy'} is damaged: {len(bad)} row(s) hold NaN or infinite values, at rows "
+                f"{bad[:10].tolist()}. Save the index again."
             )
         if alive.shape != (n_chunks,) or alive.dtype != bool:
             raise ValueError(

@@ -6,6 +6,8 @@ BACKENDS = ("auto", "faiss", "numpy")
 SEARCHES = ("exact", "hnsw", "ivf")
 # faiss wants about this many training points per IVF list.
 IVF_POINTS_PER_LIST = 39
+# hnsw_m, ef_search, n_lists and n_probe are C ints in FAISS.
+FAISS_INT_MAX = 2**31 - 1
 
 
 def build_search_index(vectors, backend, search="exact", hnsw_m=32, ef_search=128, n_lists=None, n_probe=16):

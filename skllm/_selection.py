@@ -5,12 +5,31 @@ A strategy is a scikit-learn estimator: it is cloned with the estimator that
 uses it, and ``GridSearchCV`` tunes its parameters as ``example_selection__<name>``.
 """
 
+import os
+
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._validation import check_bool, check_choice, check_int, check_labels
+
+
+def resolve_embedder(embedder, name="embedder"):
+    """A fresh :class:`TransformerEmbedder` for ``embedder``: None (the default model), a model name or folder, or
+    a ``TransformerEmbedder`` (cloned); anything else raises a ``ValueError`` naming ``name``."""
+    from ._embed import TransformerEmbedder
+
+    if embedder is None:
+        return TransformerEmbedder()
+    if isinstance(embedder, (str, os.PathLike)):
+        return TransformerEmbedder(os.fspath(embedder))
+    if isinstance(embedder, TransformerEmbedder):
+        return clone(embedder)
+    raise ValueError(
+        f"{name} must be a model name or folder, a TransformerEmbedder or None, got "
+        f"{type(embedder).__name__} {embedder!r:.60}."
+    )
 
 
 def balanced_order(candidates, y, k, rng=None):
@@ -50,7 +69,7 @@ class ExampleSelection(BaseEstimator):
 
     def fit(self, X, y, *, n_examples=4, random_state=None):
         """Choose from the pool ``X`` with labels (or outputs) ``y``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement fit(): {_CONTRACT}")
 
     def select(self, X, exclude=None):
         """Pool indices of the demonstrations of each text of ``X``, the most relevant last.
@@ -59,7 +78,7 @@ class ExampleSelection(BaseEstimator):
         demonstrations (or None): a pool text that is classified itself, to
         estimate the calibration prior, must not see its own answer.
         """
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement select(): {_CONTRACT}")
 
     def _check_pool(self, X, y, n_examples):
         X, y = list(X), check_labels(y, "y")
@@ -166,9 +185,9 @@ class NearestSelection(ExampleSelection):
 
     Parameters
     ----------
-    embedder : TransformerEmbedder, default=None
+    embedder : str, TransformerEmbedder or None, default=None
         Embeds pool and texts; ``None`` means ``TransformerEmbedder()``
-        (all-MiniLM-L6-v2). Cloned in ``fit``; tune it as
+        (all-MiniLM-L6-v2), a model name or folder ``TransformerEmbedder(name)``. Cloned in ``fit``; tune it as
         ``example_selection__embedder__<name>``.
     balance : bool, default=False
         Take the nearest example of each class in turn instead of the nearest
@@ -212,14 +231,13 @@ class NearestSelection(ExampleSelection):
         super().__setstate__(state)
 
     def fit(self, X, y, *, n_examples=4, random_state=None):
-        from ._embed import TransformerEmbedder
-
         check_bool(self.balance, "balance")
         check_choice(self.retrieval, "retrieval", ("dense", "lexical", "hybrid"))
+        embedder = resolve_embedder(self.embedder)
         X, y, k = self._check_pool(X, y, n_examples)
         self.embedder_ = self.embeddings_ = self.pool_ = None
         if self.retrieval != "lexical":
-            self.embedder_ = (TransformerEmbedder() if self.embedder is None else clone(self.embedder)).fit()
+            self.embedder_ = embedder.fit()
             self.embeddings_ = self.embedder_.transform(X)
         if self.retrieval != "dense":
             self.pool_ = [str(text) for text in X]
@@ -258,6 +276,10 @@ class NearestSelection(ExampleSelection):
 
 
 SELECTIONS = {cls.name: cls for cls in (BalancedSelection, RandomSelection, NearestSelection, FirstSelection)}
+_CONTRACT = (
+    "a selection strategy subclasses ExampleSelection and implements fit(X, y, *, n_examples, random_state) "
+    f"and select(X, exclude=None); or use one of {sorted(SELECTIONS)}."
+)
 
 
 def resolve_selection(selection, nearest=None):
@@ -267,6 +289,12 @@ def resolve_selection(selection, nearest=None):
     from its own parameters.
     """
     if isinstance(selection, ExampleSelection):
+        missing = [m for m in ("fit", "select") if getattr(type(selection), m) is getattr(ExampleSelection, m)]
+        if missing:
+            raise ValueError(
+                f"example_selection={selection!r} does not implement {' and '.join(f'{m}()' for m in missing)}: "
+                f"{_CONTRACT}"
+            )
         return clone(selection)
     if isinstance(selection, str) and selection in SELECTIONS:
         if selection == "nearest" and nearest is not None:

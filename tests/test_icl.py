@@ -620,3 +620,32 @@ def test_nearest_demonstrations_that_repeat_are_computed_once_with_the_same_scor
     assert len(nodes) > 1 and sorted(i for node in nodes for i in node.leaves) == list(range(6))
     scores = clf.decision_function(texts)
     np.testing.assert_allclose(scores, naive_scores(clf, texts), atol=1e-4)
+
+
+def test_nearest_selection_refuses_an_embedder_that_is_not_one(tiny_llama, pool):
+    X, y = pool
+    clf = FewShotClassifier(tiny_llama, n_examples=2, example_selection=NearestSelection(embedder=5))
+    with pytest.raises(
+        ValueError, match="embedder must be a model name or folder, a TransformerEmbedder or None, got int 5"
+    ):
+        clf.fit([X[i] for i in (0, 1, 6, 7)], [y[i] for i in (0, 1, 6, 7)])
+
+
+def test_nearest_selection_takes_a_model_folder_as_embedder(tiny_bert, pool, cache_dir, monkeypatch):
+    monkeypatch.setenv("SKLLM_CACHE_DIR", cache_dir)
+    X, y = pool
+    selection = NearestSelection(embedder=tiny_bert).fit(X[:4], y[:4], n_examples=1)
+    assert selection.embedder_.model_name == str(tiny_bert)
+    assert selection.select([X[0]]) == [[0]]
+
+
+def test_the_bare_selection_base_class_names_the_methods_to_implement(tiny_llama, pool):
+    from skllm._selection import ExampleSelection
+
+    X, y = pool
+    clf = FewShotClassifier(tiny_llama, n_examples=2, example_selection=ExampleSelection())
+    message = r"example_selection=ExampleSelection\(\) does not implement fit\(\) and select\(\)"
+    with pytest.raises(ValueError, match=message):
+        clf.fit([X[i] for i in (0, 1, 6, 7)], [y[i] for i in (0, 1, 6, 7)])
+    with pytest.raises(NotImplementedError, match=r"ExampleSelection does not implement select\(\).*exclude=None"):
+        ExampleSelection().select(["a"])

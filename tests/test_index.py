@@ -415,3 +415,64 @@ def test_load_names_an_alive_file_of_the_wrong_shape(saved):
     np.save(saved / "alive.npy", np.ones(5, bool))
     with pytest.raises(ValueError, match=r"alive.npy holds a bool array of shape \(5,\); .* shape \(2,\)"):
         DocumentIndex.load(saved)
+
+
+def test_saved_vectors_with_nan_are_refused_naming_the_file_and_rows(embedder, tmp_path):
+    DocumentIndex(embedder, backend="numpy").fit(DOCS[:2]).save(tmp_path)
+    vectors = np.load(tmp_path / "vectors.npy")
+    vectors[1, 0] = np.nan
+    np.save(tmp_path / "vectors.npy", vectors)
+    with pytest.raises(
+        ValueError, match=r"vectors\.npy is damaged: 1 row\(s\) hold NaN or infinite values, at rows \[1\]"
+    ):
+        DocumentIndex.load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "metadata, message",
+    [
+        ([{}], "documents has 2 entries but metadata has 1"),
+        ([{}, None], r"1 that are not dicts, at positions \[1\]: NoneType None"),
+        ({"a": 1}, "got dict"),
+    ],
+)
+def test_metadata_errors_name_the_counts_or_rows(embedder, metadata, message):
+    with pytest.raises(ValueError, match=message):
+        DocumentIndex(embedder).fit(["a", "b"], metadata=metadata)
+
+
+@pytest.mark.parametrize("name", ["ef_search", "hnsw_m", "n_probe", "n_lists"])
+def test_faiss_parameters_are_bounded_at_fit(embedder, name):
+    with pytest.raises(ValueError, match=rf"{name} must be an integer in \[1, 2147483647\].*got 1000000000000"):
+        DocumentIndex(embedder, **{name: 10**12}).fit(["a"])
+
+
+def test_remove_refuses_repeated_and_unknown_ids(embedder):
+    index = DocumentIndex(embedder).fit(["a", "b"], ids=["a", "b"])
+    with pytest.raises(ValueError, match=r"must be unique; repeated: \['a'\]"):
+        index.remove(["a", "a"])
+    with pytest.raises(KeyError, match=r"No document with id\(s\) \['c'\]"):
+        index.remove(["c"])
+    assert index.n_documents_ == 2
+
+
+@pytest.mark.parametrize("bad", [5, "classifier"])
+def test_embedder_that_is_not_an_embedder_is_refused_at_fit(embedder, bad):
+    from skllm import FineTuneClassifier
+
+    bad = FineTuneClassifier() if bad == "classifier" else bad
+    with pytest.raises(
+        ValueError,
+        match=rf"embedder must be a model name or folder, a TransformerEmbedder or None, got {type(bad).__name__}",
+    ):
+        DocumentIndex(bad).fit(["a"])
+
+
+def test_embedder_given_by_model_folder(tiny_bert, cache_dir, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.setenv("SKLLM_CACHE_DIR", cache_dir)
+    for name in (str(tiny_bert), Path(tiny_bert)):
+        index = DocumentIndex(name, backend="numpy").fit(["great film", "awful film"])
+        assert isinstance(index.embedder_, TransformerEmbedder) and index.embedder_.model_name == str(tiny_bert)
+        assert index.query(["great film"], k=1)[0][0].doc_id == 0
