@@ -170,6 +170,7 @@ class Optimisation:
         self.scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and dtype == "float16")
         self.max_grad_norm = max_grad_norm
         self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
         self.who, self.hint = who, hint
         self.n_steps = 0
 
@@ -177,9 +178,30 @@ class Optimisation:
         hint = f" Likely causes: {self.hint}" if self.hint else ""
         raise NonFiniteLossError(
             f"{self.who} stopped training at step {self.n_steps + 1}{where}: the {what} is {value}. The estimator "
-            f"keeps the state it had before this fit.{hint} A learning rate too high for the method "
-            f"(learning_rate={self.learning_rate:g} here) or float16 overflow (dtype='bfloat16' or 'float32' avoid "
+            f"keeps the state it had before this fit.{hint} A learning rate or weight decay too high for the "
+            f"method (learning_rate={self.learning_rate:g}, weight_decay={self.weight_decay:g} here) or float16 overflow (dtype='bfloat16' or 'float32' avoid "
             f"it) also cause this."
+        )
+
+    def _check_parameters(self, where):
+        """Raise when the step just taken left a trainable parameter NaN or infinite.
+
+        A finite loss and gradient do not rule it out: a huge step or a huge
+        decoupled weight decay (``p -= lr * weight_decay * p``) overflows the
+        weights themselves. One reduction per tensor, one synchronisation.
+        """
+        import torch
+
+        with torch.no_grad():
+            finite = torch.stack([torch.isfinite(p).all() for p in self.params]).all()
+        if bool(finite):
+            return
+        raise NonFiniteLossError(
+            f"{self.who} stopped training at step {self.n_steps + 1}{where}: the optimiser step made trainable "
+            f"weights NaN or infinite, although the loss and the gradient were finite. The learning rate or the "
+            f"weight decay is too large (learning_rate={self.learning_rate:g}, weight_decay={self.weight_decay:g} "
+            f"here; AdamW multiplies the weights by 1 - learning_rate * weight_decay each step). The estimator "
+            f"keeps the state it had before this fit."
         )
 
     def step(self, loss, where=""):
@@ -188,7 +210,8 @@ class Optimisation:
         A non-finite loss, or a non-finite gradient outside float16 loss
         scaling (which skips such a step by design), raises
         :class:`~skllm.exceptions.NonFiniteLossError` before any parameter
-        changes. ``where`` completes the message (e.g. ``" (epoch 2)"``).
+        changes; so do trainable weights left non-finite by the step itself.
+        ``where`` completes the message (e.g. ``" (epoch 2)"``).
         """
         import torch
 
@@ -206,6 +229,7 @@ class Optimisation:
         scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self._check_parameters(where)
         if scale is None or self.scaler.get_scale() >= scale:
             self.scheduler.step()  # not after a step the scaler skipped (inf/NaN gradients)
         self.n_steps += 1
@@ -253,6 +277,11 @@ def train_epochs(
         Train in ``train()`` mode (dropout on); ``False`` keeps ``eval()`` mode,
         as the policy-gradient steps need (the sampled answers are scored by
         the model that produced them).
+
+    Each step checks its loss, its gradient and the weights it leaves; the
+    weights of the last step, which no later loss sees, are checked once
+    more with a forward pass of the last batch (without gradient), except
+    with ``dropout=False``, where ``step_loss`` samples answers.
     """
     import torch
     from tqdm.auto import tqdm
@@ -260,6 +289,7 @@ def train_epochs(
     result = TrainingResult()
     result.validation_scores = [] if validate is not None else None
     best_score, best_state, stale = -np.inf, None, 0
+    last_batch = None
     for epoch in range(epochs):
         network.train(dropout)
         epoch_batches = batches(epoch)
@@ -270,6 +300,7 @@ def train_epochs(
                 loss, weight = step_loss(batch)
                 where = f" (epoch {epoch + 1}, batch {i + 1} of {len(epoch_batches)})"
                 running += optimisation.step(loss, where) * weight
+                last_batch = batch
                 seen += weight
                 bar.update(1)
                 bar.set_postfix(loss=f"{running / seen:.4f}")
@@ -291,6 +322,8 @@ def train_epochs(
         logger.info(message)
         if validate is not None and stale >= n_iter_no_change:
             break
+    if best_state is None and dropout and last_batch is not None:
+        _check_final_weights(optimisation, network, step_loss, last_batch)
     if best_state is not None:
         with torch.no_grad():
             for name, param in network.named_parameters():
@@ -298,3 +331,28 @@ def train_epochs(
                     param.copy_(best_state[name])
         result.best_validation_score = best_score
     return result
+
+
+def _check_final_weights(optimisation, network, step_loss, batch):
+    """Raise when the weights the last step left give a non-finite loss on its batch.
+
+    Huge but finite weights (a huge learning rate, or a weight decay that
+    flips and grows them) pass every per-step check and predict NaN.
+    """
+    import torch
+
+    network.train(False)
+    try:
+        with torch.no_grad():
+            value = float(step_loss(batch)[0])
+    finally:
+        network.train(True)
+    if math.isfinite(value):
+        return
+    o = optimisation
+    raise NonFiniteLossError(
+        f"{o.who} stopped training after its last step (step {o.n_steps}): the trained weights give a loss of "
+        f"{value} on the last batch. The learning rate or the weight decay is too large (learning_rate="
+        f"{o.learning_rate:g}, weight_decay={o.weight_decay:g} here; AdamW multiplies the weights by "
+        f"1 - learning_rate * weight_decay each step). The estimator keeps the state it had before this fit."
+    )

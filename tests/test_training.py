@@ -82,6 +82,22 @@ def test_reward_model_stops_on_a_non_finite_loss(tiny_bert):
     assert not hasattr(model, "trainable_state_") and not hasattr(model, "n_pairs_")
 
 
+def test_weights_made_non_finite_by_the_step_stop_training_and_keep_the_previous_model(tiny_bert, texts, cache_dir):
+    X_, y = texts
+    y = [float(label == "pos") for label in y]
+    model = FineTuneRegressor(tiny_bert, method="lora", epochs=1, batch_size=8, random_state=0, cache_dir=cache_dir)
+    model.fit(X_, y)
+    before = model.predict(X_[:6])
+    model.set_params(weight_decay=1e12)
+    with pytest.raises(NonFiniteLossError, match=r"step \d+.*weight_decay=1e\+12"):
+        model.fit(X_, y)
+    np.testing.assert_array_equal(model.predict(X_[:6]), before)
+    reward = RewardModel(tiny_bert, method="lora", epochs=1, batch_size=2, random_state=0, learning_rate=1e12)
+    with pytest.raises(NonFiniteLossError, match=r"RewardModel stopped training .*learning_rate=1e\+12"):
+        reward.fit(PAIRS)
+    assert not hasattr(reward, "trainable_state_")
+
+
 def test_generator_stops_on_a_non_finite_loss_and_keeps_its_previous_state(tiny_llama, monkeypatch):
     import skllm._sft
 
