@@ -12,7 +12,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV
 
 from skllm import FineTuneGenerator, PreferenceTuner, PromptTuning, RewardModel
-from skllm._preference import RunningMoments, _HackingGuard, adaptive_kl_coef, gae_advantages, ppo_loss
+from skllm._rl import RunningMoments, _HackingGuard, adaptive_kl_coef, gae_advantages, ppo_loss
 from skllm.exceptions import RewardHackingWarning
 
 from helpers import untrained_generator

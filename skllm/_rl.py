@@ -1,0 +1,229 @@
+"""The objectives and estimates of learning from a reward, apart from the estimator that runs them.
+
+RLOO's leave-one-out baseline, DPO's loss, PPO's clipped surrogate with GAE and a
+value head, the running reward moments and Ziegler et al.'s adaptive KL
+controller, and the guard that watches a validation score against the training
+reward. ``PreferenceTuner`` (``_preference.py``) puts them together.
+"""
+
+import itertools
+import math
+import warnings
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from ._causal import IGNORE, token_logprobs
+from .exceptions import RewardHackingWarning
+
+# Ziegler et al. (2019)'s adaptive KL controller: each step moves the coefficient by
+# clip(KL / target - 1, -0.2, 0.2) * (answers of the step) / KL_HORIZON of itself.
+# Their horizon (10,000 answers) suits runs of a million answers; runs of a few
+# hundred answers need one of their own size to move the coefficient at all.
+KL_ERROR_LIMIT = 0.2
+KL_HORIZON = 64
+# PPO's constants, as in the InstructGPT recipe: no discount over an answer's tokens,
+# and the value loss weighted by 0.1 against the policy's.
+PPO_GAMMA = 1.0
+PPO_VALUE_COEF = 0.1
+
+
+def rloo_advantages(rewards, k):
+    """Leave-one-out advantages: each reward minus the mean of the other ``k - 1`` of its prompt.
+
+    ``rewards`` holds ``k`` consecutive values per prompt.
+    """
+    grouped = np.asarray(rewards, dtype=np.float64).reshape(-1, k)
+    baseline = (grouped.sum(axis=1, keepdims=True) - grouped) / (k - 1)
+    return (grouped - baseline).ravel()
+
+
+def dpo_loss(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta):
+    """Mean ``-log sigmoid(beta * (chosen log-ratio - rejected log-ratio))`` (Rafailov et al., 2023)."""
+    import torch
+
+    margin = (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
+    return -torch.nn.functional.logsigmoid(beta * margin).mean()
+
+
+def adaptive_kl_coef(coef, kl, target, n_answers):
+    """The next KL coefficient of Ziegler et al. (2019)'s controller, after a step of ``n_answers`` answers."""
+    error = min(max(kl / target - 1.0, -KL_ERROR_LIMIT), KL_ERROR_LIMIT)
+    return coef * (1.0 + error * n_answers / KL_HORIZON)
+
+
+class RunningMoments:
+    """Mean and standard deviation of every reward seen so far in a fit (merged batch by batch)."""
+
+    def __init__(self):
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def normalise(self, values):
+        """Add ``values`` to the moments, then give them standardised by the moments."""
+        values = np.asarray(values, dtype=np.float64)
+        mean, m2, n = values.mean(), ((values - values.mean()) ** 2).sum(), values.size
+        delta, total = mean - self.mean, self.n + n
+        self.mean += delta * n / total
+        self.m2 += m2 + delta**2 * self.n * n / total
+        self.n = total
+        std = math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+        return (values - self.mean) / (std if std > 1e-8 else 1.0)
+
+
+def gae_advantages(rewards, values, mask, lam, gamma=PPO_GAMMA):
+    """Generalised advantage estimates (Schulman et al., 2016) and returns, per answer token.
+
+    ``rewards``, ``values`` and ``mask`` are ``(answers, columns)``; each row's
+    answer tokens are the contiguous columns where ``mask`` holds. The value after
+    an answer's last token is 0.
+    """
+    import torch
+
+    mask = mask.to(rewards.dtype)
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        following = values[:, t + 1] * mask[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * following - values[:, t]
+        last = (delta + gamma * lam * last) * mask[:, t]
+        advantages[:, t] = last
+    return advantages, advantages + values * mask
+
+
+def masked_mean(values, mask):
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def whiten(values, mask):
+    """``values`` standardised over the positions of ``mask`` (0 elsewhere)."""
+    mean = masked_mean(values, mask)
+    std = masked_mean((values - mean) ** 2, mask).sqrt()
+    return (values - mean) / (std + 1e-8) * mask
+
+
+def ppo_loss(logp, old_logp, advantages, values, old_values, returns, mask, clip_range):
+    """The clipped surrogate objective and clipped value loss (Schulman et al., 2017), per answer token.
+
+    Returns ``(loss, policy loss, value loss)``; the loss weights the value loss by ``PPO_VALUE_COEF``.
+    """
+    import torch
+
+    mask = mask.to(logp.dtype)
+    ratio = torch.exp((logp - old_logp) * mask)
+    clipped = torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
+    policy = masked_mean(torch.maximum(-advantages * ratio, -advantages * clipped), mask)
+    values_clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+    value = 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (values_clipped - returns) ** 2), mask)
+    return policy + PPO_VALUE_COEF * value, policy, value
+
+
+def ppo_targets(per_token_kl, scored, rewards, values, kl_coef, lam):
+    """PPO's advantages (GAE, whitened) and returns for a batch of answers.
+
+    Each answer token is rewarded minus ``kl_coef`` times its log-ratio to the
+    reference; the answer's (standardised) reward is added at its last token.
+    """
+    import torch
+
+    token_rewards = -kl_coef * per_token_kl
+    device = token_rewards.device
+    last = scored.shape[1] - 1 - scored.flip(dims=[1]).int().argmax(dim=1)
+    score = torch.as_tensor(rewards, dtype=token_rewards.dtype, device=device)
+    token_rewards[torch.arange(len(last), device=device), last] += score * scored.any(dim=1)
+    advantages, returns = gae_advantages(token_rewards, values, scored, lam)
+    return whiten(advantages, scored.to(advantages.dtype)), returns
+
+
+def value_head(network):
+    """A linear value head, zero at the start, on the last hidden state of ``network``'s model."""
+    import torch
+
+    config = network._base().config
+    size = getattr(config, "hidden_size", None) or config.get_text_config().hidden_size
+    head = torch.nn.Linear(size, 1)
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    return head
+
+
+def logprobs_and_values(network, head, input_ids, mask, labels):
+    """``token_logprobs`` of the policy and the value head's estimate at the same positions.
+
+    The last hidden state is read by a hook on the transformer body, so that the
+    policy's forward pass (the method's, virtual tokens included) serves both.
+    """
+    captured = {}
+
+    def keep_hidden(module, inputs, output):
+        captured["hidden"] = output[0] if isinstance(output, tuple) else output.last_hidden_state
+
+    handle = network._base().base_model.register_forward_hook(keep_hidden)
+    try:
+        logp, scored = token_logprobs(network, input_ids, mask, labels)
+    finally:
+        handle.remove()
+    targets = labels[:, 1:]
+    keep = (targets != IGNORE).any(dim=0).nonzero().squeeze(-1)
+    hidden = captured["hidden"][:, network.n_virtual + keep]
+    values = head(hidden.to(head.weight.dtype)).squeeze(-1) * scored
+    return logp, values, scored
+
+
+class _HackingGuard:
+    """Watches the validation score against the training reward, and warns when they part."""
+
+    def __init__(self, records):
+        self.records, self.scores, self.ends, self.warned = records, [], [], False
+
+    def _training_reward(self, i):
+        start = self.ends[i - 1] if i else 0
+        return float(np.mean([r["reward"] for r in self.records[start : self.ends[i]]]))
+
+    def check(self, score):
+        self.scores.append(score)
+        self.ends.append(len(self.records))
+        best = int(np.argmax(self.scores))
+        last = len(self.scores) - 1
+        if self.warned or last - best < 2:
+            return
+        rewards = [self._training_reward(i) for i in range(best, last + 1)]
+        if all(b > a for a, b in itertools.pairwise(rewards)):
+            self.warned = True
+            warnings.warn(
+                f"The training reward rose from {rewards[0]:.3g} to {rewards[-1]:.3g} over the last {last - best} "
+                f"evaluations while the validation score stayed below its best ({self.scores[best]:.3g}, at step "
+                f"{self.ends[best] - 1}): the policy may be exploiting the reward's blind spots. The weights of step "
+                f"{self.ends[best] - 1} are kept; a larger kl_coef or a smaller target_kl hold it closer to the "
+                f"reference.",
+                RewardHackingWarning,
+                stacklevel=6,  # check, validate, train_epochs, _fit_online, fit: the caller of fit
+            )
+
+    def best_step(self):
+        return self.ends[int(np.argmax(self.scores))] - 1
+
+
+def unfreeze(estimator):
+    """The estimator inside scikit-learn's ``FrozenEstimator``, or ``estimator`` itself."""
+    if type(estimator).__name__ == "FrozenEstimator" and hasattr(estimator, "estimator"):
+        return estimator.estimator
+    return estimator
+
+
+def check_scorer(scorer, name):
+    """``scorer`` is None, a callable or a fitted estimator with ``predict``; else a ValueError naming it."""
+    if scorer is None:
+        return
+    if not (callable(scorer) or hasattr(scorer, "predict")):
+        raise ValueError(f"{name} must be a fitted RewardModel or a callable, got {type(scorer).__name__}.")
+    if hasattr(scorer, "get_params") and hasattr(scorer, "predict"):
+        from sklearn.exceptions import NotFittedError
+
+        try:
+            check_is_fitted(scorer)
+        except NotFittedError:
+            raise ValueError(
+                f"{name} is an unfitted {type(unfreeze(scorer)).__name__}: fit it first. clone (and so GridSearchCV) "
+                f"unfits the estimators among the parameters: wrap a fitted reward model in "
+                f"sklearn.frozen.FrozenEstimator to keep it fitted."
+            ) from None
