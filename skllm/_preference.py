@@ -23,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._causal import build_example, pad_examples, token_logprobs
 from ._device import autocast
+from ._methods import NamedMethodParamsMixin
 from ._reward import preference_pairs
 from ._rl import (
     RunningMoments,
@@ -45,7 +46,7 @@ from ._validation import check_choice, check_int, check_number, check_random_sta
 ALGORITHMS = ("rloo", "ppo", "dpo")
 
 
-class PreferenceTuner(BaseEstimator):
+class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
     """Tune a text generator to please a reward model, or directly from preference pairs.
 
     The reinforcement-learning step of RLHF. The policy is a

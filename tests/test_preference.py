@@ -244,3 +244,11 @@ def test_an_unfitted_reward_model_is_named_and_a_frozen_one_survives_clone_and_g
     search = GridSearchCV(tuner, {"kl_coef": [0.05, 0.5]}, cv=2, refit=False).fit(PROMPTS[:4])
     assert set(search.cv_results_["param_kl_coef"]) == {0.05, 0.5}
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+def test_nested_method_parameters_with_a_method_given_by_name():
+    from skllm._methods import LoRA
+
+    tuner = PreferenceTuner(method="lora").set_params(method__r=4)
+    assert isinstance(tuner.method, LoRA) and tuner.method.r == 4
+    assert clone(tuner).get_params()["method__r"] == 4
