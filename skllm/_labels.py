@@ -1,10 +1,13 @@
 """LabelEncodedClassifier: any classifier that needs labels 0..n-1, with any labels."""
 
+import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
+
+from ._validation import check_no_missing, check_ordered
 
 
 def _estimator_has(attr):
@@ -64,7 +67,13 @@ class LabelEncodedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         return tags
 
     def fit(self, X, y, **fit_params):
-        """Encode ``y``, then fit a clone of ``estimator`` on ``(X, encoded y)``."""
+        """Encode ``y``, then fit a clone of ``estimator`` on ``(X, encoded y)``.
+
+        ``None`` or NaN in ``y`` is a ``ValueError`` naming its positions, not a class.
+        """
+        check_ordered(y, "y", "LabelEncodedClassifier ")
+        if y is not None:  # scikit-learn's own message for a missing y
+            check_no_missing(np.asarray(y, dtype=object).ravel(), "y")
         check_classification_targets(y)
         self.label_encoder_ = LabelEncoder().fit(y)
         self.classes_ = self.label_encoder_.classes_

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 
-from ._validation import check_ordered
+from ._validation import check_no_missing, check_ordered
 from .exceptions import SkllmWarning
 
 
@@ -58,9 +58,7 @@ def _encode_labels(y, n_texts, who):
         raise ValueError(f"{who} takes one label per text (1-D y), but y has shape {labels.shape}.")
     if len(labels) != n_texts:
         raise ValueError(f"X has {n_texts} texts but y has {len(labels)} labels; they must match row for row.")
-    missing = [i for i, v in enumerate(labels) if v is None or (isinstance(v, numbers.Real) and v != v)]
-    if missing:
-        raise ValueError(f"y has {len(missing)} missing label(s) (None or NaN) at positions {missing[:10]}.")
+    check_no_missing(labels, "y")
     _refuse_complex(labels, who, "labels of one type: str, bool or real numbers")
     unhashable = [i for i, v in enumerate(labels) if not isinstance(v, Hashable)]
     if unhashable:

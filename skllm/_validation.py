@@ -82,6 +82,16 @@ def check_ordered(values, name, who=""):
         )
 
 
+def check_no_missing(values, name="y"):
+    """Raise a ``ValueError`` naming ``name`` and the positions of None or NaN labels in ``values``."""
+    missing = [i for i, v in enumerate(values) if v is None or (isinstance(v, numbers.Real) and v != v)]
+    if missing:
+        raise ValueError(
+            f"{name} has {len(missing)} missing label(s) (None or NaN) at {_describe_positions(missing)}; "
+            f"drop those rows or fill them first: a missing value is not a class."
+        )
+
+
 def check_labels(labels, name="classes"):
     """Return ``labels`` as a list, rejecting a plain string (which would be split into characters)."""
     check_ordered(labels, name)

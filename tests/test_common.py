@@ -283,3 +283,10 @@ def test_text_estimators_declare_string_input(estimator):
 @parametrize_with_checks([LabelEncodedClassifier(LogisticRegression())])
 def test_numeric_estimators_pass_all_sklearn_checks(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("y", [["a", "b", np.nan, "a"], np.array([0.0, 1.0, np.nan, 1.0]), [0, 1, None, 1]])
+def test_label_encoded_classifier_refuses_missing_labels_naming_positions(y):
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    with pytest.raises(ValueError, match=r"y has 1 missing label\(s\) \(None or NaN\) at positions \[2\]"):
+        LabelEncodedClassifier(LogisticRegression()).fit(X, y)
