@@ -73,6 +73,11 @@ def resolve_cache_dir(cache_dir):
             f"cache_dir={cache_dir!r} is an empty path, which would put the cache in the current folder. "
             f"Pass a folder path, 'auto' for the default cache folder, or None to not cache."
         )
+    elif "\0" in os.fsdecode(cache_dir):
+        raise ValueError(
+            f"cache_dir={cache_dir!r} contains a NUL character (\\0), which no file system allows in a path. "
+            f"Pass a folder path, 'auto' for the default cache folder, or None to not cache."
+        )
     else:
         root = Path(cache_dir).expanduser()
     for path in (root, *root.parents):

@@ -107,6 +107,15 @@ def check_labels(labels, name="classes"):
     return values
 
 
+def check_unique(values, name="classes"):
+    """Raise a ``ValueError`` naming ``name`` and the first repeated value unless ``values`` are distinct."""
+    seen = {}
+    for i, v in enumerate(values):
+        if v in seen:
+            raise ValueError(f"{name} lists {v!r} twice (positions {seen[v]} and {i}); each class must appear once.")
+        seen[v] = i
+
+
 def _describe_positions(bad, index=None):
     shown = bad[:_MAX_LISTED]
     more = f" and {len(bad) - len(shown)} more" if len(bad) > len(shown) else ""

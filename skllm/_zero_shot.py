@@ -2,7 +2,7 @@
 
 from ._models import DEFAULT_CAUSAL_LM
 from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier, plain_labels, unique_labels
-from ._validation import check_texts
+from ._validation import check_texts, check_unique
 
 
 class ZeroShotClassifier(PromptClassifier):
@@ -25,7 +25,7 @@ class ZeroShotClassifier(PromptClassifier):
     revision : str, default=None
         Branch, tag or commit of a Hub model.
     classes : list, default=None
-        The classes (a list, not a string). Required when fitting without
+        The classes (a list, not a string, each class once). Required when fitting without
         labels; with ``y``, every label of ``y`` must be one of them (a
         ``ValueError`` names the others), and classes absent from ``y`` are
         kept. ``None``: the classes of ``y``."""
@@ -107,6 +107,7 @@ class ZeroShotClassifier(PromptClassifier):
         if texts is not None and labels is not None and len(texts) != len(labels):
             raise ValueError(f"X has {len(texts)} texts but y has {len(labels)} labels; they must match row for row.")
         if self.classes is not None:
+            check_unique(plain_labels(self.classes, "classes"), "classes")
             classes = unique_labels(self.classes, "classes")
             unknown = sorted({v for v in labels if v not in classes}, key=repr) if labels is not None else []
             if unknown:

@@ -237,3 +237,11 @@ def test_a_symlink_to_nowhere_is_refused_at_fit(tiny_bert, tmp_path):
     with pytest.raises(ValueError, match=r"link is a symbolic link to .*missing, which does not exist"):
         TransformerEmbedder(tiny_bert, cache_dir=str(tmp_path / "link" / "skllm")).fit()
     assert not (tmp_path / "missing").exists()
+
+
+def test_cache_dir_with_a_nul_character_is_refused_at_fit(tiny_bert, tmp_path):
+    bad = str(tmp_path / "a\0b")
+    with pytest.raises(ValueError, match=r"cache_dir=.* contains a NUL character"):
+        _cache.resolve_cache_dir(bad)
+    with pytest.raises(ValueError, match=r"NUL character"):
+        TransformerEmbedder(tiny_bert, cache_dir=bad).fit()

@@ -649,3 +649,8 @@ def test_the_bare_selection_base_class_names_the_methods_to_implement(tiny_llama
         clf.fit([X[i] for i in (0, 1, 6, 7)], [y[i] for i in (0, 1, 6, 7)])
     with pytest.raises(NotImplementedError, match=r"ExampleSelection does not implement select\(\).*exclude=None"):
         ExampleSelection().select(["a"])
+
+
+def test_zero_shot_classes_listed_twice_are_refused_naming_the_duplicate(tiny_llama):
+    with pytest.raises(ValueError, match=r"classes lists 'pos' twice \(positions 0 and 2\)"):
+        ZeroShotClassifier(tiny_llama, classes=["pos", "neg", "pos"], cache_dir=None).fit()
