@@ -114,10 +114,12 @@ class OpenAIChat(BaseEstimator):
         The endpoint's model name (``"gpt-4o-mini"``, an Azure deployment, a
         vLLM or Ollama model, the folder ``transformers serve`` lists).
     base_url : str, default=None
-        The endpoint, e.g. ``"http://127.0.0.1:8000/v1"``; ``None``:
-        ``$OPENAI_BASE_URL``, else OpenAI's.
+        The endpoint, an http(s) URL with a host, e.g.
+        ``"http://127.0.0.1:8000/v1"``; ``None``: ``$OPENAI_BASE_URL``,
+        else OpenAI's. Anything else (``""`` included) is a ``ValueError``.
     api_key : str, default=None
-        The key; ``None``: ``$OPENAI_API_KEY``. Shown as ``'***'`` by
+        The key; ``None``: ``$OPENAI_API_KEY``; an empty string is a
+        ``ValueError``. Shown as ``'***'`` by
         ``get_params`` and ``repr``, and never pickled: an estimator loaded
         from a pickle (or sent to another process) reads ``$OPENAI_API_KEY``
         and raises :class:`~skllm.exceptions.APIKeyMissingError` when it is
@@ -211,10 +213,16 @@ class OpenAIChat(BaseEstimator):
     def _check_params(self):
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"OpenAIChat needs the endpoint's model name as model, got {self.model!r}.")
-        if self.base_url is not None and not isinstance(self.base_url, str):
-            raise ValueError(f"base_url must be a URL string or None, got {self.base_url!r}.")
-        if _key_value(self.api_key) is not None and not isinstance(_key_value(self.api_key), str):
-            raise ValueError(f"api_key must be a string or None, got a {type(_key_value(self.api_key)).__name__}.")
+        if self.base_url is not None:
+            _check_url(self.base_url, "base_url")
+        key = _key_value(self.api_key)
+        if key is not None and not isinstance(key, str):
+            raise ValueError(f"api_key must be a string or None, got a {type(key).__name__}.")
+        if isinstance(key, str) and not key.strip():
+            raise ValueError(
+                f"api_key={key!r} is empty. Pass the key as api_key, or leave api_key=None to read it from "
+                f"OPENAI_API_KEY (an endpoint other than OpenAI's that needs no key works with None too)."
+            )
         check_number(self.temperature, "temperature", 0.0)
         check_int(self.max_tokens, "max_tokens", allow_none=True)
         check_bool(self.logprobs, "logprobs")
@@ -225,6 +233,8 @@ class OpenAIChat(BaseEstimator):
         check_bool(self.verbose, "verbose")
 
     def _endpoint_url(self):
+        if self.base_url is None and os.environ.get("OPENAI_BASE_URL"):
+            _check_url(os.environ["OPENAI_BASE_URL"], "the environment variable OPENAI_BASE_URL")
         return (self.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).rstrip("/")
 
     def _resolve_key(self, url):
@@ -266,6 +276,25 @@ class OpenAIChat(BaseEstimator):
         root = resolve_cache_dir(cache_dir)
         cache = ResponseCache(root) if root is not None else None
         return Endpoint(self, client, url, cache, secret=key)
+
+
+def _check_url(url, name):
+    """Raise a ``ValueError`` naming ``name`` unless ``url`` is an http(s) URL with a host."""
+    from urllib.parse import urlsplit
+
+    if isinstance(url, str):
+        try:
+            parts = urlsplit(url.strip())
+            host = parts.hostname
+        except ValueError:  # e.g. a malformed port or IPv6 address
+            parts, host = None, None
+        if parts is not None and parts.scheme in ("http", "https") and host:
+            return
+    shown = f"{url!r}" if isinstance(url, str) else f"a {type(url).__name__} {url!r:.60}"
+    raise ValueError(
+        f"{name} must be an http:// or https:// URL with a host, e.g. 'http://127.0.0.1:8000/v1', "
+        f"or None ($OPENAI_BASE_URL, else OpenAI's endpoint); got {shown}."
+    )
 
 
 # -- the connection ----------------------------------------------------------------------

@@ -386,3 +386,24 @@ def test_verbose_shows_a_progress_bar_of_the_requests(fake_chat, capsys):
     clf = ZeroShotClassifier(_chat(fake_chat, verbose=True), classes=["neg", "pos"], calibration=None, cache_dir=None)
     clf.fit().predict(X)
     assert "requests: 100%" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://127.0.0.1/v1", "", "http://", "127.0.0.1:8000/v1"])
+def test_a_base_url_that_is_not_an_http_url_with_a_host_is_refused_at_fit(url):
+    clf = ZeroShotClassifier(OpenAIChat("m", base_url=url, api_key=KEY), classes=["a", "b"], cache_dir=None)
+    with pytest.raises(ValueError, match=r"base_url must be an http:// or https:// URL with a host.*got"):
+        clf.fit()
+
+
+def test_a_bad_openai_base_url_variable_is_refused_naming_it(monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", "localhost")
+    clf = ZeroShotClassifier(OpenAIChat("m", api_key=KEY), classes=["a", "b"], cache_dir=None)
+    with pytest.raises(ValueError, match=r"environment variable OPENAI_BASE_URL must be an http"):
+        clf.fit()
+
+
+@pytest.mark.parametrize("key", ["", "  "])
+def test_an_empty_api_key_is_refused_saying_how_to_pass_one(fake_chat, key):
+    clf = ZeroShotClassifier(OpenAIChat("m", base_url=fake_chat.url, api_key=key), classes=["a", "b"], cache_dir=None)
+    with pytest.raises(ValueError, match=r"api_key='\s*' is empty.*OPENAI_API_KEY"):
+        clf.fit()
