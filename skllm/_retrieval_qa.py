@@ -98,7 +98,8 @@ class RetrievalQA(BaseEstimator):
             knowledge): they are only checked, so that ``fit(X, y)`` works in
             pipelines and cross-validation.
         y : sequence of str, default=None
-            Reference answers, one per question (used by :meth:`score`).
+            Reference answers, one per question (used by :meth:`score`);
+            given without ``X``, a ``ValueError``.
         """
         from ._generator import FewShotGenerator
 
@@ -111,6 +112,11 @@ class RetrievalQA(BaseEstimator):
             questions = check_texts(X, estimator=self)
             if y is not None:
                 check_lengths(questions, check_texts(y, name="y", estimator=self))
+        elif y is not None:
+            raise ValueError(
+                "RetrievalQA.fit got answers y without questions X: y holds one reference answer per question. "
+                "Pass both, fit(questions, answers), or neither, fit()."
+            )
         generator = self.generator if self.generator is not None else FewShotGenerator(max_new_tokens=64)
         if not isinstance(generator, FewShotGenerator):
             raise ValueError(

@@ -311,3 +311,11 @@ def test_retrieval_qa_says_which_generator_it_needs(tiny_bert, tiny_llama, cache
     wrong = ZeroShotClassifier(tiny_llama) if generator == "classifier" else FineTuneGenerator(tiny_llama)
     with pytest.raises(ValueError, match=rf"generator must be a FewShotGenerator.*got {type(wrong).__name__}\."):
         RetrievalQA(index, generator=wrong).fit()
+
+
+def test_retrieval_qa_refuses_answers_without_questions(tiny_bert, cache_dir):
+    from skllm import DocumentIndex, RetrievalQA, TransformerEmbedder
+
+    index = DocumentIndex(TransformerEmbedder(tiny_bert, cache_dir=cache_dir), backend="numpy").fit(["great film"])
+    with pytest.raises(ValueError, match=r"answers y without questions X.*fit\(questions, answers\)"):
+        RetrievalQA(index).fit(None, ["x"])
