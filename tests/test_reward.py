@@ -115,3 +115,12 @@ def test_reward_distribution_survives_pickling_and_names_a_model_without_trainin
     del restored.training_rewards_  # as in a model pickled by an earlier version
     with pytest.raises(ValueError, match=r"fitted by an earlier version .* fit it again"):
         restored.reward_distribution(given)
+
+
+def test_method_none_is_refused_at_fit_as_by_the_fine_tuned_estimators(tiny_bert):
+    from skllm import FineTuneClassifier
+
+    with pytest.raises(ValueError, match=r"method=None is not supported; use one of \['adapter'"):
+        RewardModel(tiny_bert, method=None).fit(PAIRS)
+    with pytest.raises(ValueError, match=r"method=None is not supported"):
+        FineTuneClassifier(tiny_bert, method=None).fit(["a", "b"], ["x", "y"])
