@@ -481,6 +481,11 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
         device, pad, k = torch.device(policy.device_), pad_token_id(policy.tokenizer_), self.n_generations
         max_new = self.max_new_tokens or policy.max_new_tokens
         budget = policy.max_length_ - max_new
+        if budget < 1:
+            raise ValueError(
+                f"max_new_tokens={max_new} leaves no room for the prompt: the policy's max_length is "
+                f"{policy.max_length_} tokens. Use max_new_tokens < {policy.max_length_}."
+            )
         prompts, validation = self._split(prompts, rng)
         prompt_ids = policy._prompt_ids(prompts, [budget] * len(prompts))
         validation_ids = policy._prompt_ids(validation, [budget] * len(validation)) if validation else []

@@ -179,8 +179,8 @@ class Optimisation:
         raise NonFiniteLossError(
             f"{self.who} stopped training at step {self.n_steps + 1}{where}: the {what} is {value}. The estimator "
             f"keeps the state it had before this fit.{hint} A learning rate or weight decay too high for the "
-            f"method (learning_rate={self.learning_rate:g}, weight_decay={self.weight_decay:g} here) or float16 overflow (dtype='bfloat16' or 'float32' avoid "
-            f"it) also cause this."
+            f"method (learning_rate={self.learning_rate:g}, weight_decay={self.weight_decay:g} here) or float16 "
+            f"overflow (dtype='bfloat16' or 'float32' avoid it) also cause this."
         )
 
     def _check_parameters(self, where):

@@ -252,3 +252,13 @@ def test_nested_method_parameters_with_a_method_given_by_name():
     tuner = PreferenceTuner(method="lora").set_params(method__r=4)
     assert isinstance(tuner.method, LoRA) and tuner.method.r == 4
     assert clone(tuner).get_params()["method__r"] == 4
+
+
+def test_max_new_tokens_that_leave_no_room_for_the_prompt_are_named(tiny_llama):
+    tuner = PreferenceTuner(
+        reward=lambda p, c: [0.0] * len(c),
+        generator=FineTuneGenerator(tiny_llama, max_length=32, max_new_tokens=4),
+        max_new_tokens=10**12,
+    )
+    with pytest.raises(ValueError, match=r"max_new_tokens=1000000000000 leaves no room for the prompt.*max_length"):
+        tuner.fit(["a prompt", "another prompt"])

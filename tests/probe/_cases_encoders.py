@@ -75,12 +75,18 @@ def _method(name):
     return name
 
 
-def build(cls, ctx, method=None, **params):
-    """``cls`` on the tiny BERT with small settings; ``a__b`` parameters go through ``set_params``."""
+_DEFAULT = object()
+
+
+def build(cls, ctx, method=_DEFAULT, **params):
+    """``cls`` on the tiny BERT with small settings; ``a__b`` parameters go through ``set_params``.
+
+    ``method`` is LoRA unless given; an explicit ``method=None`` is passed on as it is.
+    """
     base = dict(model_name=ctx.bert, max_length=16, cache_dir=ctx.cache)
     if cls is not skllm.TransformerEmbedder:
         base.update(epochs=1, batch_size=4, random_state=0)
-        base["method"] = _method(method or "lora")
+        base["method"] = _method("lora" if method is _DEFAULT else method)
     nested = {k: params.pop(k) for k in list(params) if "__" in k}
     base.update(params)
     estimator = cls(**base)
