@@ -480,12 +480,7 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
         network = policy.network_
         device, pad, k = torch.device(policy.device_), pad_token_id(policy.tokenizer_), self.n_generations
         max_new = self.max_new_tokens or policy.max_new_tokens
-        budget = policy.max_length_ - max_new
-        if budget < 1:
-            raise ValueError(
-                f"max_new_tokens={max_new} leaves no room for the prompt: the policy's max_length is "
-                f"{policy.max_length_} tokens. Use max_new_tokens < {policy.max_length_}."
-            )
+        budget = self._prompt_budget(policy, max_new)
         prompts, validation = self._split(prompts, rng)
         prompt_ids = policy._prompt_ids(prompts, [budget] * len(prompts))
         validation_ids = policy._prompt_ids(validation, [budget] * len(validation)) if validation else []
@@ -596,6 +591,17 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
         )
         best = guard.best_step() if validation else None
         return records, best, state["kl_coef"]
+
+    @staticmethod
+    def _prompt_budget(policy, max_new):
+        """The tokens left to a prompt next to an answer of ``max_new`` tokens (a ValueError naming it if none)."""
+        budget = policy.max_length_ - max_new
+        if budget < 1:
+            raise ValueError(
+                f"max_new_tokens={max_new} leaves no room for the prompt: the policy's max_length is "
+                f"{policy.max_length_} tokens. Use max_new_tokens < {policy.max_length_}."
+            )
+        return budget
 
     def _validation_score(self, policy, prompts, prompt_ids, max_new, record):
         """Greedy answers to the validation prompts, scored into ``record``; the score the guard watches."""
