@@ -61,13 +61,16 @@ class RunningMoments:
     def normalise(self, values):
         """Add ``values`` to the moments, then give them standardised by the moments."""
         values = np.asarray(values, dtype=np.float64)
-        mean, m2, n = values.mean(), ((values - values.mean()) ** 2).sum(), values.size
-        delta, total = mean - self.mean, self.n + n
-        self.mean += delta * n / total
-        self.m2 += m2 + delta**2 * self.n * n / total
-        self.n = total
-        std = math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
-        return (values - self.mean) / (std if std > 1e-8 else 1.0)
+        # Rewards of extreme magnitude overflow here; the training guard then stops on the
+        # non-finite loss with an error naming the rewards' range, so numpy's warnings add nothing.
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, m2, n = values.mean(), ((values - values.mean()) ** 2).sum(), values.size
+            delta, total = mean - self.mean, self.n + n
+            self.mean += delta * n / total
+            self.m2 += m2 + delta**2 * self.n * n / total
+            self.n = total
+            std = math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 and self.m2 >= 0 else 0.0
+            return (values - self.mean) / (std if std > 1e-8 else 1.0)
 
 
 def gae_advantages(rewards, values, mask, lam, gamma=PPO_GAMMA):
