@@ -232,9 +232,9 @@ plt.show()
 # above. PPO spends `ppo_epochs=4` updates on each batch of answers, so a step costs more
 # than RLOO's. A reward model is an
 # imperfect proxy, and a policy tuned long enough against it finds its blind spots: the
-# [user guide](../preferences.md) shows how to watch for that with validation prompts and a
+# [user guide](../preferences.html) shows how to watch for that with validation prompts and a
 # second, independent scorer (`eval_reward`, `validation_fraction`), and the
-# [benchmarks](../benchmarks.md#generation-and-preferences) measure both algorithms against
+# [benchmarks](../benchmarks.html#generation-and-preferences) measure both algorithms against
 # an independent judge.
 #
 # ## What to try next
