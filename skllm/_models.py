@@ -161,6 +161,15 @@ def _check_local_folder(folder, param):
         )
 
 
+def _home_relative(folder):
+    """``folder`` with the user's home shown as ``~`` (messages that end up in shared notebooks and logs)."""
+    home, path = Path.home(), Path(folder)
+    try:
+        return str(Path("~") / path.relative_to(home))
+    except ValueError:
+        return str(path)
+
+
 def _warn_quantized(name, folder):
     if name in _warned_quantized:
         return
@@ -168,9 +177,9 @@ def _warn_quantized(name, folder):
     package, filename, _ = _PACKAGED_GGUF[name]
     warnings.warn(
         f"{name!r} is not in the Hugging Face cache: using the de-quantised {filename} from the "
-        f"{package.replace('_', '-')} package ({folder}). Its weights are a 4-bit approximation of the Hub's, "
-        f"so results differ from machines that have the Hub copy. Download the Hub model to use the original "
-        f"weights: hf download {name}",
+        f"{package.replace('_', '-')} package ({_home_relative(folder)}). Its weights are a 4-bit approximation "
+        f"of the Hub's, so results differ from machines that have the Hub copy. Download the Hub model to use the "
+        f"original weights: hf download {name}",
         QuantizedModelWarning,
         stacklevel=3,
     )

@@ -73,3 +73,13 @@ def test_a_local_folder_without_config_or_tokenizer_files_is_refused_by_name(tin
         shutil.copy(f"{tiny_bert}/{name}", no_tokenizer / name)
     with pytest.raises(ValueError, match=r"no-tokenizer' is a folder without tokenizer files \(one of tokenizer\.json"):
         TransformerEmbedder(str(no_tokenizer), cache_dir=None).fit()
+
+
+def test_folders_under_home_are_shown_from_home(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from skllm._models import _home_relative
+
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: tmp_path))
+    assert _home_relative(tmp_path / ".cache" / "skllm" / "models") == str(Path("~/.cache/skllm/models"))
+    assert _home_relative("/elsewhere/models") == "/elsewhere/models"
