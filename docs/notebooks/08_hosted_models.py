@@ -32,12 +32,16 @@ import sys
 import tempfile
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 from sklearn.model_selection import cross_val_score
 
 from skllm import DEFAULT_CAUSAL_LM, OpenAIChat, ZeroShotClassifier, _models
 from skllm.datasets import load_rotten_tomatoes
+
+# Warnings print their category and message, without the path of the library file that raised them.
+warnings.formatwarning = lambda message, category, *args, **kwargs: f"{category.__name__}: {message}\n"
 
 data = load_rotten_tomatoes()
 frame = data.frame.groupby("label").sample(5, random_state=0).sample(frac=1, random_state=0)
