@@ -3,9 +3,9 @@
 import warnings
 
 from ._lm import check_template
-from ._models import DEFAULT_CAUSAL_LM, DEFAULT_ENCODER
+from ._models import DEFAULT_CAUSAL_LM
 from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier, plain_labels, unique_labels
-from ._selection import BalancedSelection, NearestSelection, RandomSelection, resolve_selection
+from ._selection import BalancedSelection, NearestSelection, RandomSelection, resolve_embedder, resolve_selection
 from ._validation import check_bool, check_int, check_random_state_param, check_texts
 
 # The earlier default (estimators pickled with it keep it): demonstrations rendered
@@ -154,8 +154,6 @@ class FewShotClassifier(PromptClassifier):
         super().__setstate__(state)
 
     def _nearest(self):
-        from ._embed import TransformerEmbedder
-
         embedder = self.embedder
         if self.embedder_model != "deprecated":
             warnings.warn(
@@ -166,12 +164,7 @@ class FewShotClassifier(PromptClassifier):
             )
             if embedder is None:
                 embedder = self.embedder_model
-        if embedder is None or isinstance(embedder, str):
-            embedder = TransformerEmbedder(embedder or DEFAULT_ENCODER, cache_dir=self.cache_dir, device=self.device)
-        elif not isinstance(embedder, TransformerEmbedder):
-            raise ValueError(
-                f"embedder must be a model name, a TransformerEmbedder or None, got {type(embedder).__name__}."
-            )
+        embedder = resolve_embedder(embedder, cache_dir=self.cache_dir, device=self.device)
         return NearestSelection(embedder, balance=self.balance_nearest)
 
     def fit(self, X, y):

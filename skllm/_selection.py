@@ -15,15 +15,18 @@ from sklearn.utils.validation import check_is_fitted
 from ._validation import check_bool, check_choice, check_int, check_labels
 
 
-def resolve_embedder(embedder, name="embedder"):
+def resolve_embedder(embedder, name="embedder", **settings):
     """A fresh :class:`TransformerEmbedder` for ``embedder``: None (the default model), a model name or folder, or
-    a ``TransformerEmbedder`` (cloned); anything else raises a ``ValueError`` naming ``name``."""
+    a ``TransformerEmbedder`` (cloned); anything else raises a ``ValueError`` naming ``name``.
+
+    ``settings`` (e.g. ``cache_dir``, ``device``) go to an embedder built from a name or None; a given
+    ``TransformerEmbedder`` keeps its own."""
     from ._embed import TransformerEmbedder
 
     if embedder is None:
-        return TransformerEmbedder()
+        return TransformerEmbedder(**settings)
     if isinstance(embedder, (str, os.PathLike)):
-        return TransformerEmbedder(os.fspath(embedder))
+        return TransformerEmbedder(os.fspath(embedder), **settings)
     if isinstance(embedder, TransformerEmbedder):
         return clone(embedder)
     raise ValueError(
