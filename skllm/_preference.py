@@ -13,7 +13,6 @@ give one generation path, one pickling scheme and runs reproducible from
 """
 
 import copy
-import math
 import pickle
 
 import numpy as np
@@ -21,23 +20,12 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._causal import build_example, pad_examples, token_logprobs
+from ._causal import pad_examples, token_logprobs
 from ._device import autocast
 from ._methods import NamedMethodParamsMixin
+from ._online import OnlineRun
 from ._reward import preference_pairs
-from ._rl import (
-    RunningMoments,
-    _HackingGuard,
-    adaptive_kl_coef,
-    check_scorer,
-    dpo_loss,
-    logprobs_and_values,
-    ppo_loss,
-    ppo_targets,
-    rloo_advantages,
-    unfreeze,
-    value_head,
-)
+from ._rl import check_scorer, dpo_loss, unfreeze
 from ._sft import FineTuneGenerator
 from ._tokens import pad_token_id
 from ._training import Optimisation, check_training_params, draw_seed, release_memory, train_epochs, training_context
@@ -448,7 +436,7 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
                 records = self._fit_dpo(policy, reference, *data, rng)
                 best_step, kl_coef = None, self.kl_coef
             else:
-                records, best_step, kl_coef = self._fit_online(policy, reference, data, rng)
+                records, best_step, kl_coef = OnlineRun(self, policy, reference, data, rng).run()
         policy.network_.eval()
         policy._record_state()
         del reference
@@ -459,159 +447,6 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
         self.best_step_ = best_step
         self.kl_coef_ = float(kl_coef)
         return self
-
-    def _split(self, prompts, rng):
-        """Training and validation prompts (``validation_fraction`` of them, at least one, drawn at random)."""
-        if self.validation_fraction is None:
-            return prompts, []
-        n_val = max(1, round(self.validation_fraction * len(prompts)))
-        if n_val >= len(prompts):
-            raise ValueError(
-                f"validation_fraction={self.validation_fraction} of {len(prompts)} prompts leaves none to train on; "
-                f"give more prompts or a smaller validation_fraction."
-            )
-        order = rng.permutation(len(prompts))
-        return [prompts[i] for i in sorted(order[n_val:])], [prompts[i] for i in sorted(order[:n_val])]
-
-    def _fit_online(self, policy, reference, prompts, rng):
-        """RLOO or PPO: sample, score, update; with validation, keep the best evaluated step."""
-        import torch
-
-        network = policy.network_
-        device, pad, k = torch.device(policy.device_), pad_token_id(policy.tokenizer_), self.n_generations
-        max_new = self.max_new_tokens or policy.max_new_tokens
-        budget = self._prompt_budget(policy, max_new)
-        prompts, validation = self._split(prompts, rng)
-        prompt_ids = policy._prompt_ids(prompts, [budget] * len(prompts))
-        validation_ids = policy._prompt_ids(validation, [budget] * len(validation)) if validation else []
-        ppo = self.algorithm == "ppo"
-        head = value_head(network).to(device) if ppo else None
-        module = torch.nn.ModuleDict({"policy": network, "value": head}) if ppo else network
-        steps = [batch for epoch in self._batches(len(prompts), rng) for batch in epoch]
-        updates = self.ppo_epochs if ppo else 1
-        optimisation = self._optimisation(policy, module, len(steps) * updates)
-        moments, records, state = RunningMoments(), [], {"kl_coef": float(self.kl_coef), "samples": None}
-
-        def sample(batch):
-            """Answers to the batch's prompts, their rewards, and the policy's and reference's token log-probs."""
-            rows = np.repeat(batch, k)
-            answers = policy._generate_ids(
-                [prompt_ids[i] for i in rows],
-                do_sample=True,
-                seed=draw_seed(rng),
-                max_new_tokens=max_new,
-                temperature=self.temperature,
-                keep_eos=True,
-            )
-            texts = [policy._decode(a) for a in answers]
-            batch_prompts = [prompts[i] for i in rows]
-            rewards = self._rewards(batch_prompts, texts)
-            optimisation.hint = (
-                f"rewards of extreme magnitude (this step's range from {rewards.min():.3g} to {rewards.max():.3g})."
-            )
-            pairs = [build_example(prompt_ids[i], a) for i, a in zip(rows, answers)]
-            ids, labels = [p[0] for p in pairs], [p[1] for p in pairs]
-            inputs = pad_examples(ids, labels, np.arange(len(ids)), pad, device)
-            with torch.no_grad(), autocast(device, policy.dtype_):
-                ref_logp, _ = token_logprobs(reference, *inputs)
-            record = {"step": len(records), "reward": float(rewards.mean())}
-            if self.eval_reward is not None:
-                record["eval_reward"] = float(
-                    self._rewards(batch_prompts, texts, self.eval_reward, "eval_reward").mean()
-                )
-            return inputs, rewards, ref_logp.float(), record
-
-        def finish(record, kl, scored, loss):
-            """The step's record, and the KL controller's update for the next step."""
-            coef = state["kl_coef"]
-            extra = {"eval_reward": record.pop("eval_reward")} if "eval_reward" in record else {}
-            record.update(kl=float(kl.mean()), kl_coef=coef, loss=loss, length=float(scored.sum(dim=1).float().mean()))
-            record.update(extra)
-            if self.target_kl is not None:
-                state["kl_coef"] = adaptive_kl_coef(coef, float(kl.mean()), self.target_kl, len(kl))
-            records.append(record)
-
-        def rloo_step(batch):
-            inputs, rewards, ref_logp, record = sample(batch)
-            with autocast(device, policy.dtype_):
-                logp, scored = token_logprobs(network, *inputs)
-            kl = (logp.detach().float() - ref_logp).sum(dim=1).double().cpu().numpy()
-            advantages = rloo_advantages(moments.normalise(rewards) - state["kl_coef"] * kl, k)
-            loss = -(torch.as_tensor(advantages, dtype=torch.float32, device=device) * logp.float().sum(dim=1)).mean()
-            finish(record, kl, scored, float(loss.detach()))
-            return loss, 1
-
-        def ppo_step(item):
-            batch, update = item
-            if update == 0:
-                inputs, rewards, ref_logp, record = sample(batch)
-                with autocast(device, policy.dtype_):
-                    logp, values, scored = logprobs_and_values(network, head, *inputs)
-                logp, values = logp.float(), values.float()
-                old_logp, old_values = logp.detach(), values.detach()
-                per_token_kl = (old_logp - ref_logp) * scored
-                kl = per_token_kl.sum(dim=1).double().cpu().numpy()
-                advantages, returns = ppo_targets(
-                    per_token_kl, scored, moments.normalise(rewards), old_values, state["kl_coef"], self.gae_lambda
-                )
-                state["samples"] = (inputs, old_logp, old_values, advantages, returns, scored)
-                finish(record, kl, scored, 0.0)
-            else:
-                inputs, old_logp, old_values, advantages, returns, scored = state["samples"]
-                with autocast(device, policy.dtype_):
-                    logp, values, _ = logprobs_and_values(network, head, *inputs)
-                logp, values = logp.float(), values.float()
-            loss, _, _ = ppo_loss(logp, old_logp, advantages, values, old_values, returns, scored, self.clip_range)
-            records[-1]["loss"] += float(loss.detach()) / updates
-            if update == updates - 1:
-                state["samples"] = None
-            return loss, 1
-
-        items = [(batch, u) for batch in steps for u in range(updates)] if ppo else steps
-        per_round = (self.eval_every if validation else math.ceil(len(steps) / self.epochs)) * updates
-        rounds = [items[i : i + per_round] for i in range(0, len(items), per_round)]
-        guard = _HackingGuard(records)
-
-        def validate():
-            score = self._validation_score(policy, validation, validation_ids, max_new, records[-1])
-            guard.check(score)
-            return score
-
-        train_epochs(
-            optimisation,
-            module,
-            epochs=len(rounds),
-            batches=lambda r: rounds[r],
-            step_loss=ppo_step if ppo else rloo_step,
-            validate=validate if validation else None,
-            n_iter_no_change=len(rounds) + 1,
-            dropout=False,
-            verbose=self.verbose,
-            desc=f"{self.algorithm} {'evaluation round' if validation else 'epoch'}",
-        )
-        best = guard.best_step() if validation else None
-        return records, best, state["kl_coef"]
-
-    @staticmethod
-    def _prompt_budget(policy, max_new):
-        """The tokens left to a prompt next to an answer of ``max_new`` tokens (a ValueError naming it if none)."""
-        budget = policy.max_length_ - max_new
-        if budget < 1:
-            raise ValueError(
-                f"max_new_tokens={max_new} leaves no room for the prompt: the policy's max_length is "
-                f"{policy.max_length_} tokens. Use max_new_tokens < {policy.max_length_}."
-            )
-        return budget
-
-    def _validation_score(self, policy, prompts, prompt_ids, max_new, record):
-        """Greedy answers to the validation prompts, scored into ``record``; the score the guard watches."""
-        answers = policy._generate_ids(prompt_ids, do_sample=False, max_new_tokens=max_new)
-        texts = [policy._decode(a) for a in answers]
-        record["val_reward"] = float(self._rewards(prompts, texts).mean())
-        if self.eval_reward is None:
-            return record["val_reward"]
-        record["val_eval_reward"] = float(self._rewards(prompts, texts, self.eval_reward, "eval_reward").mean())
-        return record["val_eval_reward"]
 
     def _fit_dpo(self, policy, reference, prompts, chosen, rejected, rng):
         import torch

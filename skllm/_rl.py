@@ -199,7 +199,7 @@ class _HackingGuard:
                 f"{self.ends[best] - 1} are kept; a larger kl_coef or a smaller target_kl hold it closer to the "
                 f"reference.",
                 RewardHackingWarning,
-                stacklevel=6,  # check, validate, train_epochs, _fit_online, fit: the caller of fit
+                stacklevel=6,  # check, validate, train_epochs, OnlineRun.run, fit: the caller of fit
             )
 
     def best_step(self):
