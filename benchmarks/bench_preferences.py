@@ -151,8 +151,8 @@ def sms_task(seed=0):
         m = min(len(ham), len(spam))
         return pd.DataFrame({"prompt": SMS_PROMPT, "chosen": ham.head(m).tolist(), "rejected": spam.head(m).tolist()})
 
-    def openings(part, k, seed):
-        half = [part[part["label"] == kind].sample(k // 2, random_state=seed) for kind in ("ham", "spam")]
+    def openings(part, k, seed, kinds=("ham", "spam")):
+        half = [part[part["label"] == kind].sample(k // len(kinds), random_state=seed) for kind in kinds]
         rows = pd.concat(half).sample(frac=1, random_state=seed)
         return [" ".join(t.split()[:SMS_OPENING_WORDS]) for t in rows["text"]]
 
@@ -183,7 +183,7 @@ def main():
     import torch
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--task", choices=["write", "continue", "sms"], default="continue")
+    parser.add_argument("--task", choices=["write", "continue", "sms", "sms-ham"], default="continue")
     parser.add_argument("--algorithms", nargs="+", choices=["rloo", "ppo"], default=["rloo", "ppo"])
     parser.add_argument("--reward-pairs", type=int, default=1000)
     parser.add_argument("--reward-epochs", type=int, default=3)
@@ -193,6 +193,9 @@ def main():
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--guard", action="store_true", help="validation prompts and the judge as eval_reward")
     parser.add_argument("--param", action="append", default=[], help="a tuner parameter NAME=VALUE (not defaults)")
+    parser.add_argument(
+        "--kl-horizon", type=int, default=None, help="measure another KL controller horizon (answers) than skllm's"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--plot", default=None, help="save the reward, KL and validation curves to this PNG file")
     args = parser.parse_args()
@@ -209,18 +212,19 @@ def main():
     from skllm import FineTuneGenerator, LoRA, PreferenceTuner, RewardModel, TransformerEmbedder
 
     rng = np.random.default_rng(1)
-    if args.task == "sms":
+    if args.task.startswith("sms"):
+        target = "spam" if args.task == "sms" else "ham"
         train_pairs, test_pairs, judge_part, (held, sms_openings), _ = sms_task()
         train_pairs = train_pairs.head(args.reward_pairs)
-        judge_texts, judge_y = judge_part["text"].tolist(), (judge_part["label"] == "spam").tolist()
+        judge_texts, judge_y = judge_part["text"].tolist(), (judge_part["label"] == target).tolist()
         check = held.sample(200, random_state=0)
-        check_texts, check_y = check["text"].tolist(), (check["label"] == "spam").tolist()
-        train_open = sms_openings(judge_part, args.train_prompts, seed=1)
-        test_open = sms_openings(held, args.test_prompts, seed=2)
+        check_texts, check_y = check["text"].tolist(), (check["label"] == target).tolist()
+        kinds = ("ham", "spam") if target == "spam" else ("spam",)
+        train_open = sms_openings(judge_part, args.train_prompts, seed=1, kinds=kinds)
+        test_open = sms_openings(held, args.test_prompts, seed=2, kinds=kinds)
         train_prompts = [SMS_CONTINUE.format(opening=o) for o in train_open]
         test_prompts = [SMS_CONTINUE.format(opening=o) for o in test_open]
         review_of = {SMS_CONTINUE.format(opening=o): (SMS_PROMPT, o) for o in train_open + test_open}
-        target = "spam"
     else:
         frame = movies()
         titles = np.random.default_rng(0).permutation(sorted(frame["title"].unique()))
@@ -265,7 +269,7 @@ def main():
     judge.fit(judge_texts, judge_y)
     print(f"judge: {len(judge_texts)} texts; accuracy on 200 held-out texts {judge.score(check_texts, check_y):.3f}")
 
-    reward_of = WholeReview(Negated(reward) if args.task == "sms" else reward, review_of)
+    reward_of = WholeReview(Negated(reward) if target == "spam" else reward, review_of)
     whole = reward_of.reviews
     generator = FineTuneGenerator(
         method=LoRA(r=8),
@@ -301,6 +305,11 @@ def main():
     if args.guard:
         extra.update(eval_reward=JudgeScore(judge, whole), validation_fraction=0.1)
     print(f"tuner parameters besides the reward and random_state=0: {extra or 'none'}")
+    if args.kl_horizon is not None:
+        import skllm._rl
+
+        skllm._rl.KL_HORIZON = args.kl_horizon
+        print(f"KL controller horizon: {args.kl_horizon} answers instead of skllm's")
     histories, rows = {}, []
     for algorithm in args.algorithms:
         tuner = PreferenceTuner(

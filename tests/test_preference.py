@@ -262,3 +262,13 @@ def test_max_new_tokens_that_leave_no_room_for_the_prompt_are_named(tiny_llama):
     )
     with pytest.raises(ValueError, match=r"max_new_tokens=1000000000000 leaves no room for the prompt.*max_length"):
         tuner.fit(["a prompt", "another prompt"])
+
+
+@pytest.mark.parametrize("algorithm, scale", [("rloo", 5.0), ("ppo", 1.0), ("dpo", 0.1)])
+def test_the_default_learning_rate_is_the_methods_scaled_per_algorithm(policy, algorithm, scale):
+    tuner = PreferenceTuner(None if algorithm == "dpo" else length, policy, algorithm=algorithm, random_state=0)
+    fitted = tuner._policy(0)
+    lr = tuner._optimisation(fitted, fitted.network_, 1).optimizer.param_groups[0]["lr"]
+    assert lr == pytest.approx(fitted.method_.default_learning_rate * scale)
+    given = clone(tuner).set_params(learning_rate=2e-4)._optimisation(fitted, fitted.network_, 1)
+    assert given.optimizer.param_groups[0]["lr"] == pytest.approx(2e-4)

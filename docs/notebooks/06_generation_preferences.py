@@ -185,8 +185,9 @@ plt.show()
 # hold for any reward's scale. RLOO (the default) takes each answer's baseline from the
 # other answers to the same prompt; PPO learns a value head on the policy and takes
 # several clipped steps per batch of answers. Both start from the packaged model; this
-# short demonstration takes 2 prompts and 4 answers each per step, 8 steps, at a learning
-# rate three times the default.
+# short demonstration takes 2 prompts and 4 answers each per step, 8 steps, at one learning
+# rate for both (the defaults with LoRA are 5e-3 for RLOO and 1e-3 for PPO, which takes
+# `ppo_epochs=4` optimisation steps on each batch of answers).
 
 # %%
 prompts = [f"Write a one-sentence review of the movie {t}." for t in ["Heat", "Up", "Cars", "Jaws"]]
