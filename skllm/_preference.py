@@ -36,7 +36,7 @@ ALGORITHMS = ("rloo", "ppo", "dpo")
 # Measured with LoRA (docs/benchmarks.md, "PreferenceTuner's defaults"): at the method's rate
 # RLOO's one step per batch of answers left the policy within one nat of the reference after
 # 20 steps; five times that takes it to the KL target within about 10 steps. PPO takes
-# ppo_epochs steps on each batch and overshot the target fivefold at that rate, so it keeps
+# ppo_epochs steps on each batch and ran to four times the target at that rate, so it keeps
 # the method's. DPO's pairs are not the policy's own answers: a tenth.
 LEARNING_RATE_SCALE = {"rloo": 5.0, "ppo": 1.0, "dpo": 0.1}
 

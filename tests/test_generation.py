@@ -10,8 +10,8 @@ import torch
 
 from skllm import FineTuneGenerator, LoRA, PreferenceTuner, PromptTuning, RewardModel
 from skllm._causal import IGNORE, build_example, pad_examples, sequence_loss, token_logprobs
-from skllm._preference import dpo_loss, rloo_advantages
 from skllm._reward import bradley_terry_loss, preference_pairs
+from skllm._rl import dpo_loss, rloo_advantages
 from skllm.exceptions import TruncationWarning
 
 from helpers import untrained_generator
