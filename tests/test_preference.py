@@ -111,8 +111,8 @@ def test_ppo_trains_a_value_head_and_drops_it(policy):
     history = tuner.history_
     assert list(history.columns) == ["step", "reward", "kl", "kl_coef", "loss", "length"]
     assert tuner.n_steps_ == 2 and history["kl"].iloc[0] == 0.0 and history["kl"].iloc[1] != 0.0
-    assert tuner.kl_coef_ != tuner.kl_coef  # the controller moved it (KL 0 < target: down)
-    assert history["kl_coef"].iloc[1] < history["kl_coef"].iloc[0]
+    # The KL never reached the target (3 nats), so the controller held the coefficient.
+    assert (history["kl"] < 3).all() and (history["kl_coef"] == tuner.kl_coef).all() and tuner.kl_coef_ == 0.1
     assert not any("value" in name for name in tuner.generator_.trainable_state_)
     restored = pickle.loads(pickle.dumps(tuner))
     assert restored.predict(PROMPTS[:2]).tolist() == tuner.predict(PROMPTS[:2]).tolist()
@@ -131,6 +131,18 @@ def test_a_fixed_kl_coef_without_target_kl(policy):
     tuner = PreferenceTuner(length, policy, target_kl=None, kl_coef=0.3, batch_size=2, n_generations=2, random_state=0)
     tuner.fit(PROMPTS[:4])
     assert (tuner.history_["kl_coef"] == 0.3).all() and tuner.kl_coef_ == 0.3
+
+
+def test_the_kl_coefficient_is_held_until_the_kl_first_reaches_the_target(policy):
+    params = dict(batch_size=2, n_generations=2, kl_coef=0.2, epochs=2, learning_rate=0.05, random_state=0)
+    held = PreferenceTuner(length, policy, target_kl=1e6, **params).fit(PROMPTS)
+    assert (held.history_["kl_coef"] == 0.2).all() and held.kl_coef_ == 0.2
+    moving = PreferenceTuner(length, policy, target_kl=1e-6, **params).fit(PROMPTS)
+    kl, coef = moving.history_["kl"].to_numpy(), moving.history_["kl_coef"].to_numpy()
+    assert kl[0] == 0.0 and (kl >= 1e-6).any()
+    first = int(np.argmax(kl >= 1e-6))
+    assert (coef[: first + 1] == 0.2).all()  # each step's coefficient is the one its penalty used
+    assert moving.kl_coef_ != 0.2
 
 
 def test_the_guard_warns_when_the_training_reward_rises_and_the_validation_score_does_not():
