@@ -4,7 +4,8 @@ Two tasks from packaged data: sentiment control on Rotten Tomatoes (below), and
 ``sms``: continuing the first 4 words of real text messages (half of them spam)
 so that the whole message reads as promotional (spam). The untuned model's
 continuations are judged personal (ham) 7 times in 8, so steering towards ham
-leaves no room to measure a gain; towards spam it does. The reward is minus a
+leaves little room to measure a gain; towards spam it does (``sms-ham`` steers
+continuations of spam openings only towards ham, judged ham). The reward is minus a
 reward model trained on pairs "ham preferred to spam" (for the Bradley-Terry model,
 the same thing as a reward model of "spam preferred to ham"); the judge is trained
 on other messages.
@@ -30,8 +31,9 @@ real snippet, half of them from rotten reviews ("Review of the movie <title>:
 review (opening and continuation) as an answer to the ``write`` prompt, through a
 reward callable.
 
-    python benchmarks/bench_preferences.py [--task continue|sms|write] [--algorithms rloo ppo]
+    python benchmarks/bench_preferences.py [--task continue|sms|sms-ham|write] [--algorithms rloo ppo]
         [--reward-pairs 1000] [--train-prompts 120] [--guard] [--plot docs/img/rloo_history.png]
+        [--param NAME=VALUE] [--kl-horizon N]
 
 The tuner gets no argument but ``random_state=0`` (and the reward); ``--guard`` adds
 ``eval_reward`` (the judge's probability of the target class) and

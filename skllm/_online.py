@@ -120,7 +120,7 @@ class OnlineRun:
         target = self.tuner.target_kl
         # Ziegler et al.'s controller lowers the coefficient while the KL is below the target.
         # A fit starts at the reference, where the KL is 0 by construction: lowering it then
-        # only lets the policy run past the target later (measured: 2-3 nats past it in 20
+        # only lets the policy run past the target later (measured: 2-4 nats past it in 20
         # steps), so the coefficient is held until the KL first reaches the target.
         self.kl_reached = self.kl_reached or (target is not None and float(kl.mean()) >= target)
         if self.kl_reached:

@@ -1,7 +1,8 @@
 """PreferenceTuner: tune a generator towards a reward (RLOO, PPO) or towards preferences directly (DPO).
 
-The algorithms are written here, on the network, prompts and generation of
-FineTuneGenerator, rather than through TRL's RLOOTrainer and DPOTrainer. Tried
+The algorithms are written here (DPO) and in ``_online.py`` (RLOO, PPO), on
+the network, prompts and generation of FineTuneGenerator, rather than through
+TRL's RLOOTrainer and DPOTrainer. Tried
 with TRL 1.16: RLOOTrainer trains the LoRA network, but fails on the
 prompt-tuning one (the virtual tokens lengthen the sequence it aligns
 completions with), and with a peft model takes the base model with adapters
@@ -76,9 +77,11 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
     and standard deviation of every reward of the fit so far, so that the KL
     coefficient means the same on any reward's scale: a coefficient ``c``
     trades one standard deviation of reward for ``1 / c`` nats of KL. With
-    ``target_kl`` the coefficient starts at ``kl_coef`` and follows the
-    adaptive controller of Ziegler et al. (2019), as InstructGPT used it:
-    after each step it is multiplied by ``1 + e * n / 64``, where
+    ``target_kl`` the coefficient is held at ``kl_coef`` until a step's mean
+    KL first reaches ``target_kl`` (a fit starts at the reference, where the
+    KL is 0), then follows the adaptive controller of Ziegler et al. (2019),
+    as InstructGPT used it: after each step it is multiplied by
+    ``1 + e * n / 64``, where
     ``e = clip(KL / target_kl - 1, -0.2, 0.2)``, ``KL`` is the step's mean
     per-answer KL and ``n`` its number of answers. ``target_kl=None`` keeps
     ``kl_coef`` fixed.
@@ -120,8 +123,8 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
         PPO with a value head), or direct preference optimisation on pairs.
     kl_coef : float, default=0.1
         Weight of the penalty for drifting from the reference, per nat of KL
-        and standard deviation of reward; with ``target_kl``, its value at the
-        first step. DPO's beta.
+        and standard deviation of reward; with ``target_kl``, its value until
+        the KL first reaches the target. DPO's beta.
     target_kl : float or None, default=3.0
         KL per answer (nats, summed over its tokens) that the adaptive
         controller holds (RLOO and PPO); ``None``: ``kl_coef`` stays fixed.
@@ -154,7 +157,8 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
     learning_rate : float, default=None
         AdamW learning rate; ``None``: the method's default times 5 (RLOO),
         times 1 (PPO, which takes ``ppo_epochs`` steps per batch) or divided
-        by 10 (DPO): 5e-3, 1e-3 and 1e-4 with LoRA.
+        by 10 (DPO): 5e-3, 1e-3 and 1e-4 with LoRA, where these scales were
+        measured; other methods get the same scales, unmeasured.
     weight_decay : float, default=0.01
         AdamW weight decay, on weight matrices only.
     warmup_ratio : float, default=0.06

@@ -3,7 +3,7 @@
 RLOO's leave-one-out baseline, DPO's loss, PPO's clipped surrogate with GAE and a
 value head, the running reward moments and Ziegler et al.'s adaptive KL
 controller, and the guard that watches a validation score against the training
-reward. ``PreferenceTuner`` (``_preference.py``) puts them together.
+reward. ``PreferenceTuner`` (``_preference.py``, and ``_online.py`` for RLOO and PPO) puts them together.
 """
 
 import itertools
@@ -16,7 +16,8 @@ from sklearn.utils.validation import check_is_fitted
 from ._causal import IGNORE, token_logprobs
 from .exceptions import RewardHackingWarning
 
-# Ziegler et al. (2019)'s adaptive KL controller: each step moves the coefficient by
+# Ziegler et al. (2019)'s adaptive KL controller: once the KL has first reached the target
+# (``OnlineRun.finish``), each step moves the coefficient by
 # clip(KL / target - 1, -0.2, 0.2) * (answers of the step) / KL_HORIZON of itself.
 # Their horizon (10,000 answers) suits runs of a million answers; runs of a few
 # hundred answers need one of their own size to move the coefficient at all.

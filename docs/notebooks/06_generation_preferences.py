@@ -230,8 +230,8 @@ plt.show()
 # The reward of the samples is noisy (8 answers a step) but leaves 0, where the untuned
 # model's answers start, within a few steps; the KL climbs to about its target of 3 nats.
 # The coefficient stays at `kl_coef` (0.1) until the KL first reaches the target, then
-# rises while the KL is above it and would fall while below. PPO spends `ppo_epochs=4` updates on each batch of answers, so a step costs more
-# than RLOO's. A reward model is an
+# rises while the KL is above it and would fall while below. PPO spends `ppo_epochs=4`
+# updates on each batch of answers, so a step costs more than RLOO's. A reward model is an
 # imperfect proxy, and a policy tuned long enough against it finds its blind spots: the
 # [user guide](../preferences.html) shows how to watch for that with validation prompts and a
 # second, independent scorer (`eval_reward`, `validation_fraction`), and the
