@@ -198,6 +198,7 @@ def main():
     parser.add_argument(
         "--kl-horizon", type=int, default=None, help="measure another KL controller horizon (answers) than skllm's"
     )
+    parser.add_argument("--seed", type=int, default=0, help="the tuner's random_state")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--plot", default=None, help="save the reward, KL and validation curves to this PNG file")
     args = parser.parse_args()
@@ -315,7 +316,7 @@ def main():
     histories, rows = {}, []
     for algorithm in args.algorithms:
         tuner = PreferenceTuner(
-            reward if args.task == "write" else reward_of, untuned, algorithm=algorithm, random_state=0, **extra
+            reward if args.task == "write" else reward_of, untuned, algorithm=algorithm, random_state=args.seed, **extra
         )
         start = time.perf_counter()
         tuner.fit(train_prompts)
