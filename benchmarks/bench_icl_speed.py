@@ -61,14 +61,8 @@ def old_score_prompts(self, prompts):
     import copy
 
     model, device = self.model_, torch.device(self.device_)
-    n_labels = len(self.label_ids_)
-    width = max(len(ids) for ids in self.label_ids_)
-    label_ids = torch.full((n_labels, width), 0, dtype=torch.long)
-    label_mask = torch.zeros((n_labels, width), dtype=torch.long)
-    for i, ids in enumerate(self.label_ids_):
-        label_ids[i, : len(ids)] = torch.tensor(ids)
-        label_mask[i, : len(ids)] = 1
-    label_ids, label_mask = label_ids.to(device), label_mask.to(device)
+    label_ids, label_mask = self._label_tensors(device)  # the same padded labels as the current scoring
+    n_labels, width = label_ids.shape
     pad = pad_token_id(self.tokenizer_)
     scores = np.empty((len(prompts), n_labels), dtype=np.float64)
     n_shared = _shared_prefix(prompts)

@@ -236,6 +236,18 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         scores[unparsed, self.fallback_] = 0.0
         return scores
 
+    def _label_tensors(self, device):
+        """The labels' token ids, right-padded with 0 to the longest, and their mask: two (n_labels, width) tensors."""
+        import torch
+
+        width = max(len(ids) for ids in self.label_ids_)
+        label_ids = torch.zeros((len(self.label_ids_), width), dtype=torch.long)
+        label_mask = torch.zeros((len(self.label_ids_), width), dtype=torch.long)
+        for i, ids in enumerate(self.label_ids_):
+            label_ids[i, : len(ids)] = torch.tensor(ids)
+            label_mask[i, : len(ids)] = 1
+        return label_ids.to(device), label_mask.to(device)
+
     def _score_prompts(self, prompts):
         """Log-likelihood of each class's wording after each prompt: (n_prompts, n_classes).
 
@@ -251,13 +263,7 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
 
         model, device = self.model_, torch.device(self.device_)
         n_labels = len(self.label_ids_)
-        width = max(len(ids) for ids in self.label_ids_)
-        label_ids = torch.full((n_labels, width), 0, dtype=torch.long)
-        label_mask = torch.zeros((n_labels, width), dtype=torch.long)
-        for i, ids in enumerate(self.label_ids_):
-            label_ids[i, : len(ids)] = torch.tensor(ids)
-            label_mask[i, : len(ids)] = 1
-        labels = label_ids.to(device), label_mask.to(device)
+        labels = self._label_tensors(device)
         pad = pad_token_id(self.tokenizer_)
         scores = np.empty((len(prompts), n_labels), dtype=np.float64)
         kwarg, last_only = cache_kwarg(model), _last_logits_kwargs(model)
