@@ -141,9 +141,29 @@ def run_frozen_lr(X, y, X_test, y_test):
     }
 
 
-def run_trainer(X, y, X_test, y_test, grouped=False, lora=True, bf16=False):
-    """What a user writes by hand: AutoModelForSequenceClassification (+ peft LoRA) + Trainer."""
-    import torch
+def encode(tok, texts, targets, max_length=MAX_LENGTH):
+    """Tokenised examples with their integer labels, as the Trainer takes them."""
+    enc = tok(list(texts), truncation=True, max_length=max_length)
+    return [
+        {"input_ids": i, "attention_mask": m, "labels": int(t)}
+        for i, m, t in zip(enc["input_ids"], enc["attention_mask"], targets)
+    ]
+
+
+def trainer_script(
+    X,
+    targets,
+    n_labels,
+    *,
+    learning_rate,
+    lora=True,
+    grouped=True,
+    bf16=False,
+    epochs=EPOCHS,
+    batch=BATCH,
+    max_length=MAX_LENGTH,
+):
+    """What a user writes by hand: the packaged encoder (+ peft LoRA) and a Trainer; gives (tokenizer, trainer)."""
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import (
         AutoModelForSequenceClassification,
@@ -156,26 +176,16 @@ def run_trainer(X, y, X_test, y_test, grouped=False, lora=True, bf16=False):
     from skllm._models import DEFAULT_ENCODER, resolve_model
 
     path = resolve_model(DEFAULT_ENCODER).location
-    labels = sorted(set(y))
-    start = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(labels))
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=n_labels)
     if lora:
         model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1))
-
-    def encode(texts, targets):
-        enc = tok(texts, truncation=True, max_length=MAX_LENGTH)
-        return [
-            {"input_ids": i, "attention_mask": m, "labels": labels.index(t)}
-            for i, m, t in zip(enc["input_ids"], enc["attention_mask"], targets)
-        ]
-
     args = TrainingArguments(
         output_dir=tempfile.mkdtemp(),
-        num_train_epochs=EPOCHS,
-        per_device_train_batch_size=BATCH,
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch,
         per_device_eval_batch_size=32,
-        learning_rate=1e-3 if lora else 5e-5,
+        learning_rate=learning_rate,
         weight_decay=0.01,
         warmup_steps=0.06,  # a float below 1 is a ratio of the steps
         save_strategy="no",
@@ -187,10 +197,34 @@ def run_trainer(X, y, X_test, y_test, grouped=False, lora=True, bf16=False):
         train_sampling_strategy="group_by_length" if grouped else "random",
         bf16=bf16,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=encode(X, y), data_collator=DataCollatorWithPadding(tok))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=encode(tok, X, targets, max_length),
+        data_collator=DataCollatorWithPadding(tok),
+    )
+    return tok, trainer
+
+
+def run_trainer(X, y, X_test, y_test, grouped=False, lora=True, bf16=False):
+    """The hand-written script, timed from loading the model to the end of training, and scored."""
+    import torch
+
+    labels = sorted(set(y))
+    start = time.perf_counter()
+    tok, trainer = trainer_script(
+        X,
+        [labels.index(t) for t in y],
+        len(labels),
+        learning_rate=1e-3 if lora else 5e-5,
+        lora=lora,
+        grouped=grouped,
+        bf16=bf16,
+    )
+    model = trainer.model
     trainer.train()
     seconds = time.perf_counter() - start
-    out = trainer.predict(encode(X_test, y_test))
+    out = trainer.predict(encode(tok, X_test, [labels.index(t) for t in y_test]))
     # Scored against the label_ids that come back with the predictions: with
     # group_by_length, transformers (5.24) also groups the evaluation batches, and
     # predict returns the texts in that order, not in the order given.

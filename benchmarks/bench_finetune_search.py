@@ -55,47 +55,23 @@ class TrainerLoRA(ClassifierMixin, BaseEstimator):
         self.learning_rate = learning_rate
 
     def fit(self, X, y):
-        from peft import LoraConfig, TaskType, get_peft_model
-        from transformers import (
-            AutoModelForSequenceClassification,
-            AutoTokenizer,
-            DataCollatorWithPadding,
-            Trainer,
-            TrainingArguments,
-        )
+        from bench_finetune import trainer_script
 
         from skllm._models import DEFAULT_ENCODER, resolve_model
 
-        path = resolve_model(DEFAULT_ENCODER).location
         self.classes_ = np.unique(y)
-        targets = np.searchsorted(self.classes_, y)
-        self.tokenizer_ = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(self.classes_))
-        LOADS.append(path)
-        model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1))
-        enc = self.tokenizer_(list(X), truncation=True, max_length=MAX_LENGTH)
-        dataset = [
-            {"input_ids": i, "attention_mask": m, "labels": int(t)}
-            for i, m, t in zip(enc["input_ids"], enc["attention_mask"], targets)
-        ]
-        args = TrainingArguments(
-            output_dir=tempfile.mkdtemp(),
-            num_train_epochs=EPOCHS,
-            per_device_train_batch_size=BATCH,
+        self.tokenizer_, trainer = trainer_script(
+            X,
+            np.searchsorted(self.classes_, y),
+            len(self.classes_),
             learning_rate=self.learning_rate,
-            weight_decay=0.01,
-            warmup_steps=0.06,  # a float below 1 is a ratio of the steps
-            save_strategy="no",
-            logging_strategy="no",
-            report_to=[],
-            use_cpu=True,
-            seed=0,
-            disable_tqdm=True,
-            train_sampling_strategy="group_by_length",
+            epochs=EPOCHS,
+            batch=BATCH,
+            max_length=MAX_LENGTH,
         )
-        collator = DataCollatorWithPadding(self.tokenizer_)
-        Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator).train()
-        self.model_ = model.eval()
+        LOADS.append(resolve_model(DEFAULT_ENCODER).location)
+        trainer.train()
+        self.model_ = trainer.model.eval()
         return self
 
     def predict(self, X):
