@@ -82,6 +82,37 @@ def test_reward_model_stops_on_a_non_finite_loss(tiny_bert):
     assert not hasattr(model, "trainable_state_") and not hasattr(model, "n_pairs_")
 
 
+def test_the_weight_check_tells_finite_weights_whose_sum_overflows_from_a_non_finite_weight():
+    import torch
+
+    from skllm._training import Optimisation
+
+    network = torch.nn.Linear(4, 2, bias=False)
+    optimisation = Optimisation(
+        network,
+        learning_rate=0.0,
+        weight_decay=0.0,
+        warmup_ratio=0.0,
+        max_grad_norm=None,
+        total_steps=1,
+        device=torch.device("cpu"),
+        dtype="float32",
+        who="Test",
+    )
+    with torch.no_grad():
+        network.weight.fill_(3e38)  # finite; their sum is inf in float32
+    optimisation._check_parameters("")
+    with torch.no_grad():
+        network.weight[1, 2] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="weights NaN or infinite"):
+        optimisation._check_parameters("")
+    with torch.no_grad():
+        network.weight.fill_(1.0)
+        network.weight[0, 0] = -float("inf")
+    with pytest.raises(NonFiniteLossError, match="weights NaN or infinite"):
+        optimisation._check_parameters("")
+
+
 def test_weights_made_non_finite_by_the_step_stop_training_and_keep_the_previous_model(tiny_bert, texts, cache_dir):
     X_, y = texts
     y = [float(label == "pos") for label in y]
