@@ -82,6 +82,48 @@ def test_reward_model_stops_on_a_non_finite_loss(tiny_bert):
     assert not hasattr(model, "trainable_state_") and not hasattr(model, "n_pairs_")
 
 
+def test_the_fused_optimiser_takes_the_unfused_step():
+    import copy
+
+    import torch
+
+    from skllm._training import Optimisation
+
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
+    reference = copy.deepcopy(network)
+    optimisation = Optimisation(
+        network,
+        learning_rate=1e-2,
+        weight_decay=0.1,
+        warmup_ratio=0.0,
+        max_grad_norm=None,
+        total_steps=10,
+        device=torch.device("cpu"),
+        dtype="float32",
+        who="Test",
+    )
+    assert optimisation.optimizer.defaults["fused"]
+    unfused = torch.optim.AdamW(
+        [
+            {"params": [p for p in reference.parameters() if p.ndim >= 2], "weight_decay": 0.1},
+            {"params": [p for p in reference.parameters() if p.ndim < 2], "weight_decay": 0.0},
+        ],
+        lr=1e-2,
+        foreach=False,
+    )
+    x = torch.randn(16, 8)
+    for _ in range(3):
+        for group, scheduled in zip(unfused.param_groups, optimisation.optimizer.param_groups):
+            group["lr"] = scheduled["lr"]  # the engine's linear schedule
+        unfused.zero_grad()
+        reference(x).square().mean().backward()
+        unfused.step()
+        optimisation.step(network(x).square().mean())
+    for mine, theirs in zip(network.parameters(), reference.parameters()):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
 def test_the_weight_check_tells_finite_weights_whose_sum_overflows_from_a_non_finite_weight():
     import torch
 
