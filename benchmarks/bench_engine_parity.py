@@ -4,9 +4,10 @@ Each estimator trains on a small real-data task (Rotten Tomatoes with the packag
 MiniLM; SmolLM2 for generation and preferences) and the script prints, per
 estimator, its loss curve and a digest of its predictions. Run it on two commits
 (e.g. in a git worktree, with PYTHONPATH pointing at it) and compare the lines:
-a line that differs is a changed result.
+a line that differs is a changed result. ``--arrays`` also saves the outputs
+themselves, and ``--compare`` prints the largest difference to another run's.
 
-    PYTHONPATH=. python benchmarks/bench_engine_parity.py --out after.json
+    PYTHONPATH=. python benchmarks/bench_engine_parity.py --out after.json --arrays after.npz --compare before.npz
 """
 
 import argparse
@@ -26,8 +27,13 @@ def cpu():
     return f"{model} ({torch.backends.cpu.get_cpu_capability()})"
 
 
-def digest(values):
+ARRAYS = {}  # the outputs behind each digest, for --arrays
+
+
+def digest(values, name=None):
     array = np.asarray(values)
+    if name is not None and array.dtype.kind == "f":
+        ARRAYS[name] = array
     if array.dtype.kind == "f":
         array = np.round(array.astype(np.float64), 5)
     return hashlib.sha256(repr(array.tolist()).encode()).hexdigest()[:12]
@@ -49,7 +55,7 @@ def classifiers(X, y, X_test, y_test, methods):
         rows[f"classifier/{method}"] = {
             "loss_curve": curve(clf.loss_curve_),
             "accuracy": float((clf.classes_[proba.argmax(1)] == y_test).mean()),
-            "proba": digest(proba),
+            "proba": digest(proba, f"classifier/{method}"),
             "seconds": round(time.perf_counter() - start, 1),
         }
     start = time.perf_counter()
@@ -57,7 +63,7 @@ def classifiers(X, y, X_test, y_test, methods):
     reg.fit(X, (y == y[0]).astype(float))
     rows["regressor/lora"] = {
         "loss_curve": curve(reg.loss_curve_),
-        "predictions": digest(reg.predict(X_test)),
+        "predictions": digest(reg.predict(X_test), "regressor/lora"),
         "seconds": round(time.perf_counter() - start, 1),
     }
     early = FineTuneClassifier(method="lora", epochs=3, early_stopping=True, max_length=48, random_state=0)
@@ -65,7 +71,7 @@ def classifiers(X, y, X_test, y_test, methods):
     rows["classifier/lora-early-stopping"] = {
         "loss_curve": curve(early.loss_curve_),
         "validation": curve(early.validation_scores_),
-        "proba": digest(early.predict_proba(X_test)),
+        "proba": digest(early.predict_proba(X_test), "classifier/lora-early-stopping"),
     }
     return rows
 
@@ -85,7 +91,7 @@ def reward_model(X, y):
     return {
         "reward/lora": {
             "loss_curve": curve(model.loss_curve_),
-            "scores": digest(scores),
+            "scores": digest(scores, "reward/lora"),
             "seconds": round(time.perf_counter() - start, 1),
         }
     }
@@ -144,6 +150,8 @@ def main():
         "--methods", nargs="*", default=["head", "full", "lora", "prefix", "prompt", "adapter", "partial"]
     )
     parser.add_argument("--skip-lm", action="store_true", help="leave out generation and preferences")
+    parser.add_argument("--arrays", default=None, help="save the numeric outputs to this .npz file")
+    parser.add_argument("--compare", default=None, help="print the largest difference to this .npz file's outputs")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     print(f"CPU: {cpu()}; Python {platform.python_version()}", flush=True)
@@ -163,6 +171,14 @@ def main():
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
+    if args.arrays:
+        np.savez(args.arrays, **{name.replace("/", "__"): array for name, array in ARRAYS.items()})
+    if args.compare:
+        other = np.load(args.compare)
+        for name, array in ARRAYS.items():
+            key = name.replace("/", "__")
+            if key in other:
+                print(f"{name}: largest absolute difference {np.abs(array - other[key]).max():.2e}")
 
 
 if __name__ == "__main__":
