@@ -82,27 +82,34 @@ def test_reward_model_stops_on_a_non_finite_loss(tiny_bert):
     assert not hasattr(model, "trainable_state_") and not hasattr(model, "n_pairs_")
 
 
+def _optimisation(network, *, learning_rate=0.0, weight_decay=0.0, total_steps=1, who="Test"):
+    """The engine's optimiser on the CPU in float32, without warm-up or clipping."""
+    import torch
+
+    from skllm._training import Optimisation
+
+    return Optimisation(
+        network,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        warmup_ratio=0.0,
+        max_grad_norm=None,
+        total_steps=total_steps,
+        device=torch.device("cpu"),
+        dtype="float32",
+        who=who,
+    )
+
+
 def test_the_fused_optimiser_takes_the_unfused_step():
     import copy
 
     import torch
 
-    from skllm._training import Optimisation
-
     torch.manual_seed(0)
     network = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
     reference = copy.deepcopy(network)
-    optimisation = Optimisation(
-        network,
-        learning_rate=1e-2,
-        weight_decay=0.1,
-        warmup_ratio=0.0,
-        max_grad_norm=None,
-        total_steps=10,
-        device=torch.device("cpu"),
-        dtype="float32",
-        who="Test",
-    )
+    optimisation = _optimisation(network, learning_rate=1e-2, weight_decay=0.1, total_steps=10)
     assert optimisation.optimizer.defaults["fused"]
     unfused = torch.optim.AdamW(
         [
@@ -127,20 +134,8 @@ def test_the_fused_optimiser_takes_the_unfused_step():
 def test_the_weight_check_tells_finite_weights_whose_sum_overflows_from_a_non_finite_weight():
     import torch
 
-    from skllm._training import Optimisation
-
     network = torch.nn.Linear(4, 2, bias=False)
-    optimisation = Optimisation(
-        network,
-        learning_rate=0.0,
-        weight_decay=0.0,
-        warmup_ratio=0.0,
-        max_grad_norm=None,
-        total_steps=1,
-        device=torch.device("cpu"),
-        dtype="float32",
-        who="Test",
-    )
+    optimisation = _optimisation(network)
     with torch.no_grad():
         network.weight.fill_(3e38)  # finite; their sum is inf in float32
     optimisation._check_parameters("")
@@ -293,18 +288,6 @@ def test_no_method_name_is_compared_as_a_string_outside_the_methods_package():
 def test_a_network_with_nothing_to_train_is_refused_with_a_clear_error():
     import torch
 
-    from skllm._training import Optimisation
-
     frozen = torch.nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(ValueError, match="FineTuneClassifier has nothing to train"):
-        Optimisation(
-            frozen,
-            learning_rate=1e-3,
-            weight_decay=0.0,
-            warmup_ratio=0.0,
-            max_grad_norm=None,
-            total_steps=1,
-            device=torch.device("cpu"),
-            dtype="float32",
-            who="FineTuneClassifier",
-        )
+        _optimisation(frozen, who="FineTuneClassifier")
