@@ -61,6 +61,7 @@ BATCH, MAX_LENGTH = 16, 64
 # --n and --epochs (quick checks) reach the child processes through the environment.
 N = int(os.environ.get("BENCH_FINETUNE_N", 1000))
 EPOCHS = int(os.environ.get("BENCH_FINETUNE_EPOCHS", 3))
+SEED = int(os.environ.get("BENCH_FINETUNE_SEED", 0))
 
 
 def data():
@@ -100,7 +101,7 @@ def run_skllm(name, X, y, X_test, y_test):
         max_length=MAX_LENGTH,
         epochs=epochs,
         batch_size=BATCH,
-        random_state=0,
+        random_state=SEED,
         dtype=dtype,
         cache_dir=tempfile.mkdtemp(),
         device="cpu",
@@ -162,6 +163,7 @@ def trainer_script(
     epochs=EPOCHS,
     batch=BATCH,
     max_length=MAX_LENGTH,
+    seed=0,
 ):
     """What a user writes by hand: the packaged encoder (+ peft LoRA) and a Trainer; gives (tokenizer, trainer)."""
     from peft import LoraConfig, TaskType, get_peft_model
@@ -192,7 +194,7 @@ def trainer_script(
         logging_strategy="no",
         report_to=[],
         use_cpu=True,
-        seed=0,
+        seed=seed,
         disable_tqdm=True,
         train_sampling_strategy="group_by_length" if grouped else "random",
         bf16=bf16,
@@ -220,6 +222,7 @@ def run_trainer(X, y, X_test, y_test, grouped=False, lora=True, bf16=False):
         lora=lora,
         grouped=grouped,
         bf16=bf16,
+        seed=SEED,
     )
     model = trainer.model
     trainer.train()
@@ -303,12 +306,15 @@ def main():
     parser.add_argument("--only", nargs="*", default=CONTENDERS)
     parser.add_argument("--n", type=int, default=N, help="training (and test) texts")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--seed", type=int, default=SEED, help="random_state of skllm, seed of the Trainer")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         return one(args.one)
     os.environ["BENCH_FINETUNE_N"], os.environ["BENCH_FINETUNE_EPOCHS"] = str(args.n), str(args.epochs)
-    print(cpu(), f"| load average {os.getloadavg()[0]:.2f} | n={args.n}, epochs={args.epochs}", flush=True)
+    os.environ["BENCH_FINETUNE_SEED"] = str(args.seed)
+    settings = f"n={args.n}, epochs={args.epochs}, seed={args.seed}"
+    print(cpu(), f"| load average {os.getloadavg()[0]:.2f} | {settings}", flush=True)
     results = {}
     for name in args.only:
         out = subprocess.run([sys.executable, __file__, "--one", name], capture_output=True, text=True)
