@@ -36,8 +36,10 @@ reward callable.
         [--param NAME=VALUE] [--kl-horizon N]
 
 The tuner gets no argument but ``random_state=0`` (and the reward); ``--guard`` adds
-``eval_reward`` (the judge's probability of the target class) and
-``validation_fraction=0.1`` to record the validation curves.
+``validation_fraction=0.1`` and ``eval_reward``: the probability of the target class by a
+second scorer, a tf-idf + logistic regression classifier of single texts from the reward
+model's part of the data (not the judge, which measures the result), to record the
+validation curves, keep the best step and print any ``RewardHackingWarning``.
 """
 
 import argparse
@@ -209,16 +211,20 @@ def main():
         f"{args.threads} threads"
     )
 
+    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
     from skllm import FineTuneGenerator, LoRA, PreferenceTuner, RewardModel, TransformerEmbedder
+    from skllm.exceptions import RewardHackingWarning
 
     rng = np.random.default_rng(1)
     if args.task.startswith("sms"):
         target = "spam" if args.task == "sms" else "ham"
-        train_pairs, test_pairs, judge_part, (held, sms_openings), _ = sms_task()
+        train_pairs, test_pairs, judge_part, (held, sms_openings), frame = sms_task()
         train_pairs = train_pairs.head(args.reward_pairs)
+        reward_part = frame.iloc[: int(0.5 * len(frame))]
+        guard_texts, guard_y = reward_part["text"].tolist(), (reward_part["label"] == target).tolist()
         judge_texts, judge_y = judge_part["text"].tolist(), (judge_part["label"] == target).tolist()
         check = held.sample(200, random_state=0)
         check_texts, check_y = check["text"].tolist(), (check["label"] == target).tolist()
@@ -237,6 +243,8 @@ def main():
         test_pairs = pairs_of(frame[frame["title"].isin(b)]).sample(frac=1, random_state=0).head(300)
         judge_data = frame[frame["title"].isin(c)].sample(600, random_state=0)
         judge_texts, judge_y = judge_data["text"].tolist(), (judge_data["category"] == "fresh").tolist()
+        reward_part = frame[frame["title"].isin(a)]
+        guard_texts, guard_y = reward_part["text"].tolist(), (reward_part["category"] == "fresh").tolist()
         check = frame[frame["title"].isin(b)].sample(200, random_state=0)
         check_texts, check_y = check["text"].tolist(), (check["category"] == "fresh").tolist()
         if args.task == "write":
@@ -306,8 +314,19 @@ def main():
         name, value = item.split("=", 1)
         extra[name] = None if value == "None" else type(PreferenceTuner().get_params()[name] or 0.0)(value)
     if args.guard:
-        extra.update(eval_reward=JudgeScore(judge, whole), validation_fraction=0.1)
-    print(f"tuner parameters besides the reward and random_state=0: {extra or 'none'}")
+        # The guard's scorer is not the judge that measures the result (choosing the step by
+        # the judge would flatter it), nor the reward model: a bag-of-words classifier on
+        # single texts of the reward model's part of the data, which a user has anyway.
+        guard = make_pipeline(
+            TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+            LogisticRegression(max_iter=2000, class_weight="balanced"),
+        ).fit(guard_texts, guard_y)
+        print(
+            f"guard scorer: tf-idf + logistic regression on {len(guard_texts)} texts of the reward model's part; "
+            f"accuracy on the judge's 200 held-out texts {guard.score(check_texts, check_y):.3f}"
+        )
+        extra.update(eval_reward=JudgeScore(guard, whole), validation_fraction=0.1)
+    print(f"tuner parameters besides the reward and random_state={args.seed}: {extra or 'none'}")
     if args.kl_horizon is not None:
         import skllm._rl
 
@@ -319,8 +338,13 @@ def main():
             reward if args.task == "write" else reward_of, untuned, algorithm=algorithm, random_state=args.seed, **extra
         )
         start = time.perf_counter()
-        tuner.fit(train_prompts)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RewardHackingWarning)
+            tuner.fit(train_prompts)
         fit_s = time.perf_counter() - start
+        for warning in caught:
+            if issubclass(warning.category, RewardHackingWarning):
+                print(f"RewardHackingWarning: {warning.message}")
         history = histories[algorithm] = tuner.history_
         print(
             f"{algorithm}: {tuner.n_steps_} steps in {fit_s:.0f} s ({fit_s / tuner.n_steps_:.1f} s/step); training "
