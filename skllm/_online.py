@@ -189,7 +189,7 @@ class OnlineRun:
         """Train: rounds of ``eval_every`` steps with validation, else epochs; returns (records, best step, kl_coef)."""
         tuner, steps, updates = self.tuner, self.steps, self.updates
         items = [(batch, u) for batch in steps for u in range(updates)] if self.ppo else steps
-        per_round = (tuner.eval_every if self.validation else math.ceil(len(steps) / tuner.epochs)) * updates
+        per_round = (tuner.eval_every if self.validation else math.ceil(len(steps) / tuner._epochs())) * updates
         rounds = [items[i : i + per_round] for i in range(0, len(items), per_round)]
         train_epochs(
             self.optimisation,

@@ -223,7 +223,9 @@ def test_rloo_advantages_and_dpo_loss_follow_their_definitions():
 def test_rloo_starts_at_zero_kl_and_leaves_the_reference_untouched(tiny_llama):
     sft = FineTuneGenerator(tiny_llama, epochs=1, max_new_tokens=5, random_state=0).fit(X, Y)
     before = {k: v.copy() for k, v in sft.trainable_state_.items()}
-    tuner = PreferenceTuner(count_good, sft, batch_size=2, n_generations=3, learning_rate=5e-2, random_state=0)
+    tuner = PreferenceTuner(
+        count_good, sft, algorithm="rloo", batch_size=2, n_generations=3, learning_rate=5e-2, random_state=0
+    )
     tuner.fit(X[:6])
     history = tuner.history_
     assert list(history.columns) == ["step", "reward", "kl", "kl_coef", "loss", "length"]
@@ -268,7 +270,7 @@ def test_bad_tuner_parameters_are_named(tiny_llama):
     with pytest.raises(ValueError, match="method must be None with a fitted generator"):
         PreferenceTuner(count_good, sft, method="full").fit(X)
     with pytest.raises(ValueError, match="n_generations must be an integer >= 2"):
-        PreferenceTuner(count_good, sft, n_generations=1).fit(X)
+        PreferenceTuner(count_good, sft, algorithm="rloo", n_generations=1).fit(X)
     with pytest.raises(ValueError, match="algorithm="):
         PreferenceTuner(count_good, sft, algorithm="trpo").fit(X)
 

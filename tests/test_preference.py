@@ -101,6 +101,7 @@ def test_ppo_trains_a_value_head_and_drops_it(policy):
         length,
         policy,
         algorithm="ppo",
+        epochs=1,
         batch_size=2,
         n_generations=2,
         ppo_epochs=2,
@@ -205,8 +206,8 @@ def test_validation_every_n_steps_and_a_too_large_fraction(policy):
     tuner = PreferenceTuner(
         length, policy, validation_fraction=0.2, eval_every=2, batch_size=1, n_generations=2, random_state=0
     )
-    quiet_fit(tuner, PROMPTS[:5])  # 1 validation prompt, 4 steps: evaluated after steps 1 and 3
-    assert tuner.history_["val_reward"].notna().tolist() == [False, True, False, True]
+    quiet_fit(tuner, PROMPTS[:5])  # 1 validation prompt, 4 steps per pass, PPO's 2 passes: evaluated every 2 steps
+    assert tuner.history_["val_reward"].notna().tolist() == [False, True] * 4
     assert "val_eval_reward" not in tuner.history_
     with pytest.raises(ValueError, match=r"validation_fraction=0.9 of 2 prompts leaves none to train on"):
         PreferenceTuner(length, policy, validation_fraction=0.9).fit(PROMPTS[:2])
@@ -274,6 +275,13 @@ def test_max_new_tokens_that_leave_no_room_for_the_prompt_are_named(tiny_llama):
     )
     with pytest.raises(ValueError, match=r"max_new_tokens=1000000000000 leaves no room for the prompt.*max_length"):
         tuner.fit(["a prompt", "another prompt"])
+
+
+@pytest.mark.parametrize("algorithm, passes", [("rloo", 1), ("ppo", 2)])
+def test_the_default_number_of_passes_is_per_algorithm(policy, algorithm, passes):
+    tuner = PreferenceTuner(length, policy, algorithm=algorithm, batch_size=2, n_generations=2, ppo_epochs=1)
+    assert tuner.fit(PROMPTS[:4]).n_steps_ == 2 * passes
+    assert tuner.set_params(epochs=3).fit(PROMPTS[:4]).n_steps_ == 6
 
 
 @pytest.mark.parametrize("algorithm, scale", [("rloo", 5.0), ("ppo", 1.0), ("dpo", 0.1)])

@@ -182,9 +182,9 @@ plt.show()
 # raise the probability of the better ones. Rewards are standardised by their running mean
 # and standard deviation, and the KL coefficient adapts so that the tuned model stays
 # about `target_kl` nats (3 by default) from the reference per answer: the same defaults
-# hold for any reward's scale. RLOO (the default) takes each answer's baseline from the
-# other answers to the same prompt; PPO learns a value head on the policy and takes
-# several clipped steps per batch of answers. Both start from the packaged model; this
+# hold for any reward's scale. RLOO takes each answer's baseline from the other answers to
+# the same prompt; PPO (the default) learns a value head on the policy and takes several
+# clipped steps per batch of answers. Both start from the packaged model; this
 # short demonstration takes 2 prompts and 4 answers each per step, 8 steps, at one learning
 # rate for both (the defaults with LoRA are 5e-3 for RLOO and 1e-3 for PPO, which takes
 # `ppo_epochs=4` optimisation steps on each batch of answers).

@@ -573,6 +573,7 @@ def preference_cases(ctx):
 
     def make(ctx, **params):
         params.setdefault("reward", _brevity)
+        params.setdefault("algorithm", "rloo")
         params.setdefault("batch_size", 2)
         params.setdefault("n_generations", 2)
         params.setdefault("random_state", 0)
@@ -604,7 +605,7 @@ def preference_cases(ctx):
         ("kl_coef", float_values(0, huge="either")),
         ("n_generations", int_values(2, huge=None)),
         ("batch_size", int_values(1, huge="ok")),
-        ("epochs", int_values(1, huge=None)),
+        ("epochs", none_ok(int_values(1, huge=None))),
         ("temperature", float_values(0, low_ok=False)),
         ("max_new_tokens", none_ok(int_values(1, huge="either"))),
         ("learning_rate", float_values(0, low_ok=False, none_ok=True)),
