@@ -125,7 +125,7 @@ def generation(X, y):
 
     start = time.perf_counter()
     policy = FineTuneGenerator(max_new_tokens=8, max_length=96, random_state=0)
-    rloo = PreferenceTuner(brevity, policy, batch_size=2, n_generations=2, random_state=0)
+    rloo = PreferenceTuner(brevity, policy, algorithm="rloo", batch_size=2, n_generations=2, random_state=0)
     rloo.fit(list(X[:4]))
     rows["preference/rloo"] = {
         "history": {c: curve(rloo.history_[c]) for c in ("reward", "kl", "loss")},

@@ -17,7 +17,7 @@ on other messages.
 2. RewardModel (packaged MiniLM, LoRA r=8) on the pairs of A; pairwise accuracy on B.
 3. Judge, independent of the reward: frozen MiniLM embeddings (mean pooling) and a
    logistic regression trained on single snippets of C (fresh vs rotten).
-4. PreferenceTuner (RLOO, LoRA r=8 on the packaged SmolLM2-135M-Instruct) on the
+4. PreferenceTuner (RLOO or PPO, LoRA r=8 on the packaged SmolLM2-135M-Instruct) on the
    prompts of C against the reward model. Before and after, on the held-out prompts
    of B: the judge's share of positive answers (greedy), the mean reward, distinct-2
    and the share of answers repeating a word three times in a row; the KL of the
@@ -35,7 +35,8 @@ reward callable.
         [--reward-pairs 1000] [--train-prompts 120] [--guard] [--plot docs/img/rloo_history.png]
         [--param NAME=VALUE] [--kl-horizon N]
 
-The tuner gets no argument but ``random_state=0`` (and the reward); ``--guard`` adds
+The tuner gets no argument but ``random_state`` (``--seed``, default 0), the reward and
+the algorithm; ``--guard`` adds
 ``validation_fraction=0.1`` and ``eval_reward``: the probability of the target class by a
 second scorer, a tf-idf + logistic regression classifier of single texts from the reward
 model's part of the data (not the judge, which measures the result), to record the
@@ -43,6 +44,7 @@ validation curves, keep the best step and print any ``RewardHackingWarning``.
 """
 
 import argparse
+import ast
 import os
 import pickle
 import re
@@ -195,7 +197,9 @@ def main():
     parser.add_argument("--train-prompts", type=int, default=80)
     parser.add_argument("--test-prompts", type=int, default=40)
     parser.add_argument("--max-new-tokens", type=int, default=16)
-    parser.add_argument("--guard", action="store_true", help="validation prompts and the judge as eval_reward")
+    parser.add_argument(
+        "--guard", action="store_true", help="validation prompts and a second scorer (not the judge) as eval_reward"
+    )
     parser.add_argument("--param", action="append", default=[], help="a tuner parameter NAME=VALUE (not defaults)")
     parser.add_argument(
         "--kl-horizon", type=int, default=None, help="measure another KL controller horizon (answers) than skllm's"
@@ -312,7 +316,7 @@ def main():
     extra = {}
     for item in args.param:
         name, value = item.split("=", 1)
-        extra[name] = None if value == "None" else type(PreferenceTuner().get_params()[name] or 0.0)(value)
+        extra[name] = ast.literal_eval(value)  # numbers, None, True/False
     if args.guard:
         # The guard's scorer is not the judge that measures the result (choosing the step by
         # the judge would flatter it), nor the reward model: a bag-of-words classifier on

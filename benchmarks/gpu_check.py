@@ -273,7 +273,7 @@ def generation(device, dtypes, args, X, y, X_test):
             check(False, f"PreferenceTuner dpo {dtype} on {device}: {type(exc).__name__}: {exc}")
     if rm is not None:
         gen = FineTuneGenerator(args.decoder, max_new_tokens=6, device=device, cache_dir=None)
-        tuner = PreferenceTuner(rm, gen, batch_size=4, n_generations=2, random_state=0)
+        tuner = PreferenceTuner(rm, gen, algorithm="rloo", batch_size=4, n_generations=2, random_state=0)
         try:
             tuner.fit(prompts)
             history = tuner.history_

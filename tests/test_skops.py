@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # LabelEncodedClassifier wraps, and the tuner's reward function (code, imported by name).
 EXTRA_TRUSTED = {
     "LabelEncodedClassifier(XGBClassifier)": ["xgboost.core.Booster", "xgboost.sklearn.XGBClassifier"],
-    "PreferenceTuner(rloo)": ["test_common._shorter"],
+    "PreferenceTuner(ppo)": ["test_common._shorter"],
 }
 # What a saved file may be made of: values, containers, numpy arrays, bytes (the
 # xgboost booster's own JSON format), and functions and classes named by their path.
@@ -229,8 +229,8 @@ def test_skops_file_with_an_array_of_another_shape_is_refused_on_first_use(saved
 def test_tuner_history_loads_as_the_same_dataframe(saved):
     import pandas as pd
 
-    skops_file, joblib_file, _, _ = _case(saved, "PreferenceTuner(rloo)")
-    trusted = skllm.trusted_types() + EXTRA_TRUSTED["PreferenceTuner(rloo)"]
+    skops_file, joblib_file, _, _ = _case(saved, "PreferenceTuner(ppo)")
+    trusted = skllm.trusted_types() + EXTRA_TRUSTED["PreferenceTuner(ppo)"]
     history = _estimator(sio.load(skops_file, trusted=trusted)).history_
     assert len(history) > 0
     pd.testing.assert_frame_equal(history, _estimator(joblib.load(joblib_file)).history_)

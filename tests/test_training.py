@@ -182,7 +182,9 @@ def test_rloo_on_a_huge_finite_reward_stops_with_an_error_naming_the_rewards(tin
     # 1e300 is finite, but its advantages overflow float32: the tuned policy would become NaN.
     sft = FineTuneGenerator(tiny_llama, epochs=1, max_new_tokens=3, random_state=0).fit(X, Y)
     state = {k: v.copy() for k, v in sft.trainable_state_.items()}
-    huge = PreferenceTuner(lambda p, c: [1e300 * (i % 2) for i in range(len(c))], sft, batch_size=2, n_generations=2)
+    huge = PreferenceTuner(
+        lambda p, c: [1e300 * (i % 2) for i in range(len(c))], sft, algorithm="rloo", batch_size=2, n_generations=2
+    )
     with pytest.raises(NonFiniteLossError, match=r"step 1 .*loss is (nan|inf).*rewards of extreme magnitude"):
         huge.fit(X[:4])
     assert not hasattr(huge, "generator_")
