@@ -43,7 +43,7 @@ LEARNING_RATE_SCALE = {"rloo": 5.0, "ppo": 1.0, "dpo": 0.1}
 # Passes over the prompts (or pairs) with epochs=None. Measured with LoRA on 80 prompts
 # (docs/benchmarks.md, "PreferenceTuner's defaults"): in one pass (20 steps) the training KL of
 # PPO's last steps stayed below the target in all four runs, once near 1.4 nats; two passes reached it
-# and raised the judged gain, the KL on held-out prompts staying below 3.4 nats in ten runs.
+# and raised the judged gain, the KL on held-out prompts staying below 3.4 nats in eleven runs.
 # RLOO with two passes ran past 5 nats.
 EPOCHS = {"rloo": 1, "ppo": 2, "dpo": 1}
 
