@@ -29,9 +29,11 @@ the model continues, as plain text without the chat template, the opening words 
 real snippet, half of them from rotten reviews ("Review of the movie <title>:
 <opening>"), up to the end of the line; the reward model and the judge score the whole
 review (opening and continuation) as an answer to the ``write`` prompt, through a
-reward callable.
+reward callable. ``continue-negative`` steers the same continuations the other way: the
+reward is minus the reward model's, and the judge's target class is rotten.
 
-    python benchmarks/bench_preferences.py [--task continue|sms|sms-ham|write] [--algorithms rloo ppo]
+    python benchmarks/bench_preferences.py [--task continue|continue-negative|sms|sms-ham|write]
+        [--algorithms rloo ppo]
         [--reward-pairs 1000] [--train-prompts 120] [--guard] [--plot docs/img/rloo_history.png]
         [--param NAME=VALUE] [--kl-horizon N]
 
@@ -189,7 +191,9 @@ def main():
     import torch
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--task", choices=["write", "continue", "sms", "sms-ham"], default="continue")
+    parser.add_argument(
+        "--task", choices=["write", "continue", "continue-negative", "sms", "sms-ham"], default="continue"
+    )
     parser.add_argument("--algorithms", nargs="+", choices=["rloo", "ppo"], default=["rloo", "ppo"])
     parser.add_argument("--reward-pairs", type=int, default=1000)
     parser.add_argument("--reward-epochs", type=int, default=3)
@@ -246,11 +250,12 @@ def main():
         train_pairs = pairs_of(frame[frame["title"].isin(a)]).sample(frac=1, random_state=0).head(args.reward_pairs)
         test_pairs = pairs_of(frame[frame["title"].isin(b)]).sample(frac=1, random_state=0).head(300)
         judge_data = frame[frame["title"].isin(c)].sample(600, random_state=0)
-        judge_texts, judge_y = judge_data["text"].tolist(), (judge_data["category"] == "fresh").tolist()
+        wanted = "rotten" if args.task == "continue-negative" else "fresh"
+        judge_texts, judge_y = judge_data["text"].tolist(), (judge_data["category"] == wanted).tolist()
         reward_part = frame[frame["title"].isin(a)]
-        guard_texts, guard_y = reward_part["text"].tolist(), (reward_part["category"] == "fresh").tolist()
+        guard_texts, guard_y = reward_part["text"].tolist(), (reward_part["category"] == wanted).tolist()
         check = frame[frame["title"].isin(b)].sample(200, random_state=0)
-        check_texts, check_y = check["text"].tolist(), (check["category"] == "fresh").tolist()
+        check_texts, check_y = check["text"].tolist(), (check["category"] == wanted).tolist()
         if args.task == "write":
             train_prompts = [PROMPT.format(title=t) for t in rng.permutation(sorted(c))[: args.train_prompts]]
             test_prompts = [PROMPT.format(title=t) for t in rng.permutation(sorted(b))[: args.test_prompts]]
@@ -263,7 +268,7 @@ def main():
             review_of = {
                 CONTINUE.format(title=t, opening=o): (PROMPT.format(title=t), o) for t, o in train_items + test_items
             }
-        target = "positive"
+        target = "negative" if args.task == "continue-negative" else "positive"
 
     start = time.perf_counter()
     if args.reward_cache and os.path.exists(args.reward_cache):
@@ -284,7 +289,7 @@ def main():
     judge.fit(judge_texts, judge_y)
     print(f"judge: {len(judge_texts)} texts; accuracy on 200 held-out texts {judge.score(check_texts, check_y):.3f}")
 
-    reward_of = WholeReview(Negated(reward) if target == "spam" else reward, review_of)
+    reward_of = WholeReview(Negated(reward) if target in ("spam", "negative") else reward, review_of)
     whole = reward_of.reviews
     generator = FineTuneGenerator(
         method=LoRA(r=8),
