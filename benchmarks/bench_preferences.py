@@ -381,7 +381,7 @@ def main():
             "reward": "mean reward of the samples",
             "kl": "KL to the reference (nats/answer)",
             "kl_coef": "KL coefficient",
-            "val_eval_reward": "judge on validation answers",
+            "val_eval_reward": "second scorer on validation answers",
         }
         fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3))
         for algorithm, history in histories.items():
