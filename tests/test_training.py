@@ -178,12 +178,13 @@ def test_generator_stops_on_a_non_finite_loss_and_keeps_its_previous_state(tiny_
     assert all(np.array_equal(v, state[k]) for k, v in gen.trainable_state_.items())
 
 
-def test_rloo_on_a_huge_finite_reward_stops_with_an_error_naming_the_rewards(tiny_llama):
+@pytest.mark.parametrize("algorithm", ["rloo", "ppo"])
+def test_a_huge_finite_reward_stops_with_an_error_naming_the_rewards(tiny_llama, algorithm):
     # 1e300 is finite, but its advantages overflow float32: the tuned policy would become NaN.
     sft = FineTuneGenerator(tiny_llama, epochs=1, max_new_tokens=3, random_state=0).fit(X, Y)
     state = {k: v.copy() for k, v in sft.trainable_state_.items()}
     huge = PreferenceTuner(
-        lambda p, c: [1e300 * (i % 2) for i in range(len(c))], sft, algorithm="rloo", batch_size=2, n_generations=2
+        lambda p, c: [1e300 * (i % 2) for i in range(len(c))], sft, algorithm=algorithm, batch_size=2, n_generations=2
     )
     with pytest.raises(NonFiniteLossError, match=r"step 1 .*loss is (nan|inf).*rewards of extreme magnitude"):
         huge.fit(X[:4])
