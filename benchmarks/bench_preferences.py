@@ -8,7 +8,9 @@ leaves little room to measure a gain; towards spam it does (``sms-ham`` steers
 continuations of spam openings only towards ham, judged ham). The reward is minus a
 reward model trained on pairs "ham preferred to spam" (for the Bradley-Terry model,
 the same thing as a reward model of "spam preferred to ham"); the judge is trained
-on other messages.
+on other messages. ``--sms-pairs first`` pairs the i-th ham with the i-th spam;
+``matched`` pairs each spam with the 3 hams nearest to it in digits and words, and
+the benchmark prints how much digits alone move the reward model's scores.
 
 1. Preferences: for each movie, a fresh snippet is preferred to a rotten one, both
    answering the prompt "Write a one-sentence review of the movie <title>." The
@@ -33,7 +35,7 @@ reward callable. ``continue-negative`` steers the same continuations the other w
 reward is minus the reward model's, and the judge's target class is rotten.
 
     python benchmarks/bench_preferences.py [--task continue|continue-negative|sms|sms-ham|write]
-        [--algorithms rloo ppo]
+        [--algorithms rloo ppo] [--sms-pairs first|matched]
         [--reward-pairs 1000] [--train-prompts 120] [--guard] [--plot docs/img/rloo_history.png]
         [--param NAME=VALUE] [--kl-horizon N]
 
@@ -145,8 +147,35 @@ def sampled_kl(tuner, reference, prompts, k, seed):
     return float((lp - lr).sum(dim=1).mean())
 
 
-def sms_task(seed=0):
-    """Reward pairs (ham preferred to spam), judge data, and continuation prompts of messages."""
+def matched_pairs(chosen, rejected, k=3, seed=0):
+    """Each rejected text with the ``k`` chosen texts nearest to it in digits and words.
+
+    A reward model trained on pairs that differ in a surface feature learns the feature:
+    spam carries phone numbers and prices, most personal messages none, and a reward
+    model of "first ham preferred to first spam" scores any number as spam, which a
+    policy then writes. Pairs matched on the feature leave it nothing to separate
+    (as length-matched pairs do for a reward model's preference for long answers).
+    """
+    rng = np.random.default_rng(seed)
+
+    def features(texts):
+        return np.array([[sum(ch.isdigit() for ch in t), len(t.split())] for t in texts], dtype=float)
+
+    pool, wanted = features(chosen), features(rejected)
+    rows = []
+    for text, (digits, words) in zip(rejected, wanted):
+        distance = 2 * np.abs(pool[:, 0] - digits) + np.abs(pool[:, 1] - words) + 0.1 * rng.random(len(pool))
+        rows += [(chosen[i], text) for i in np.argsort(distance)[:k]]
+    frame = pd.DataFrame(rows, columns=["chosen", "rejected"]).sample(frac=1, random_state=seed)
+    return frame.assign(prompt=SMS_PROMPT)[["prompt", "chosen", "rejected"]].reset_index(drop=True)
+
+
+def sms_task(seed=0, pairing="first"):
+    """Reward pairs (ham preferred to spam), judge data, and continuation prompts of messages.
+
+    ``pairing="first"`` pairs the i-th ham of a part with its i-th spam; ``"matched"``
+    pairs each spam with the 3 hams nearest to it in digits and words (``matched_pairs``).
+    """
     from skllm.datasets import load_sms_spam
 
     frame = load_sms_spam(drop_duplicates=True).frame
@@ -156,6 +185,8 @@ def sms_task(seed=0):
 
     def pairs(part):
         ham, spam = part.loc[part["label"] == "ham", "text"], part.loc[part["label"] == "spam", "text"]
+        if pairing == "matched":
+            return matched_pairs(ham.tolist(), spam.tolist())
         m = min(len(ham), len(spam))
         return pd.DataFrame({"prompt": SMS_PROMPT, "chosen": ham.head(m).tolist(), "rejected": spam.head(m).tolist()})
 
@@ -165,6 +196,25 @@ def sms_task(seed=0):
         return [" ".join(t.split()[:SMS_OPENING_WORDS]) for t in rows["text"]]
 
     return pairs(a), pairs(b), c, (b, openings), frame
+
+
+def digit_check(reward, held, n=60):
+    """Mean rewards (for ham) of held-out messages, with digits removed or added: how much digits alone weigh."""
+    spam = held.loc[held["label"] == "spam", "text"].head(n).tolist()
+    ham = held.loc[held["label"] == "ham", "text"].head(n).tolist()
+    opening = [" ".join(t.split()[:SMS_OPENING_WORDS]) for t in ham]
+    variants = {
+        "spam": spam,
+        "spam, digits removed": [re.sub(r"\d", "", t) for t in spam],
+        "ham": ham,
+        "ham + ' - 2023-01-01 12:'": [f"{t} - 2023-01-01 12:" for t in ham],
+        "ham's first 4 words": opening,
+        "ham's first 4 words + a number": [f"{t} 1000000000000000" for t in opening],
+    }
+    means = {k: float(np.mean(reward.predict([(SMS_PROMPT, t) for t in v]))) for k, v in variants.items()}
+    print("reward model's mean reward (for ham) of held-out messages:")
+    for name, value in means.items():
+        print(f"    {name:32s} {value:7.2f}")
 
 
 class Negated:
@@ -194,9 +244,12 @@ def main():
     parser.add_argument(
         "--task", choices=["write", "continue", "continue-negative", "sms", "sms-ham"], default="continue"
     )
-    parser.add_argument("--algorithms", nargs="+", choices=["rloo", "ppo"], default=["rloo", "ppo"])
+    parser.add_argument("--algorithms", nargs="*", choices=["rloo", "ppo"], default=["rloo", "ppo"])
     parser.add_argument("--reward-pairs", type=int, default=1000)
     parser.add_argument("--reward-epochs", type=int, default=3)
+    parser.add_argument(
+        "--sms-pairs", choices=["first", "matched"], default="first", help="how --task sms* pairs ham with spam"
+    )
     parser.add_argument("--reward-cache", default=None, help="pickle of the fitted reward model, reused if present")
     parser.add_argument("--train-prompts", type=int, default=80)
     parser.add_argument("--test-prompts", type=int, default=40)
@@ -229,7 +282,7 @@ def main():
     rng = np.random.default_rng(1)
     if args.task.startswith("sms"):
         target = "spam" if args.task == "sms" else "ham"
-        train_pairs, test_pairs, judge_part, (held, sms_openings), frame = sms_task()
+        train_pairs, test_pairs, judge_part, (held, sms_openings), frame = sms_task(pairing=args.sms_pairs)
         train_pairs = train_pairs.head(args.reward_pairs)
         reward_part = frame.iloc[: int(0.5 * len(frame))]
         guard_texts, guard_y = reward_part["text"].tolist(), (reward_part["label"] == target).tolist()
@@ -285,6 +338,8 @@ def main():
         f"held-out {reward.score(test_pairs.head(300)):.3f} ({min(len(test_pairs), 300)} pairs), "
         f"train {reward.score(train_pairs.head(100)):.3f}"
     )
+    if args.task.startswith("sms"):
+        digit_check(reward, held)
     judge = make_pipeline(TransformerEmbedder(device="cpu"), LogisticRegression(max_iter=2000, class_weight="balanced"))
     judge.fit(judge_texts, judge_y)
     print(f"judge: {len(judge_texts)} texts; accuracy on 200 held-out texts {judge.score(check_texts, check_y):.3f}")
