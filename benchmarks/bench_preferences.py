@@ -153,8 +153,9 @@ def matched_pairs(chosen, rejected, k=3, seed=0):
     A reward model trained on pairs that differ in a surface feature learns the feature:
     spam carries phone numbers and prices, most personal messages none, and a reward
     model of "first ham preferred to first spam" scores any number as spam, which a
-    policy then writes. Pairs matched on the feature leave it nothing to separate
-    (as length-matched pairs do for a reward model's preference for long answers).
+    policy then writes. Pairs matched on the feature leave it less to separate by
+    (as length-matched pairs do for a reward model's preference for long answers);
+    ``digit_check`` measures how much is left.
     """
     rng = np.random.default_rng(seed)
 
@@ -244,7 +245,13 @@ def main():
     parser.add_argument(
         "--task", choices=["write", "continue", "continue-negative", "sms", "sms-ham"], default="continue"
     )
-    parser.add_argument("--algorithms", nargs="*", choices=["rloo", "ppo"], default=["rloo", "ppo"])
+    parser.add_argument(
+        "--algorithms",
+        nargs="*",
+        choices=["rloo", "ppo"],
+        default=["rloo", "ppo"],
+        help="none: only the reward model, the judge and the untuned model's answers",
+    )
     parser.add_argument("--reward-pairs", type=int, default=1000)
     parser.add_argument("--reward-epochs", type=int, default=3)
     parser.add_argument(
