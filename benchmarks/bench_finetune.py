@@ -350,8 +350,13 @@ def main():
             f"| {name} | {r['epochs']} | {acc} | {r['fit_s']:.1f} | {r['ex_per_s']:.0f} | "
             f"{r['peak_rss_mb']:.0f} | {r.get('loads', '-')} | {r['trainable']:,} | {size} |"
         )
+
+    def trainer_of(skllm, grouping="-grouped"):
+        """The Trainer script's contender for an skllm one: same method and precision."""
+        return f"trainer-{skllm.split('-')[0]}{grouping}{'-bf16' if skllm.endswith('-bf16') else ''}"
+
     pairs = [
-        (skllm, f"trainer-{skllm.split('-')[0]}{grouping}{'-bf16' if skllm.endswith('-bf16') else ''}")
+        (skllm, trainer_of(skllm, grouping))
         for skllm in ("lora", "full", "lora-bf16", "full-bf16")
         for grouping in ("", "-grouped")
     ]
@@ -366,10 +371,7 @@ def main():
         base, _, _ = name.partition("@")
         if base == name:
             continue
-        if base.startswith("trainer-"):
-            trainer = base
-        else:
-            trainer = f"trainer-{base.split('-')[0]}-grouped" + ("-bf16" if base.endswith("-bf16") else "")
+        trainer = base if base.startswith("trainer-") else trainer_of(base)
         if trainer in results:
             r, t = results[name], results[trainer]
             print(

@@ -192,6 +192,12 @@ def sms_task(seed=0, pairing="first"):
         return pd.DataFrame({"prompt": SMS_PROMPT, "chosen": ham.head(m).tolist(), "rejected": spam.head(m).tolist()})
 
     def openings(part, k, seed, kinds=("ham", "spam")):
+        for kind in kinds:
+            if (part["label"] == kind).sum() < k // len(kinds):
+                raise SystemExit(
+                    f"{k} prompts need {k // len(kinds)} {kind} openings; this part of the messages has "
+                    f"{(part['label'] == kind).sum()}: ask for fewer prompts"
+                )
         half = [part[part["label"] == kind].sample(k // len(kinds), random_state=seed) for kind in kinds]
         rows = pd.concat(half).sample(frac=1, random_state=seed)
         return [" ".join(t.split()[:SMS_OPENING_WORDS]) for t in rows["text"]]
