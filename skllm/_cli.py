@@ -9,6 +9,7 @@ import numpy as np
 
 from ._api import parse_llm
 from ._compare import ALL_METHODS, check_folds, check_settings, parse_duration
+from ._validation import is_missing
 from .exceptions import MissingDependencyError
 
 OPTION_NAMES = {
@@ -68,7 +69,7 @@ def load_xy(frame, text, label, path, multilabel=None):
         )
     if multilabel is not None:
         return (texts.tolist(), *split_labels(labels, multilabel, label))
-    missing = [i for i, v in enumerate(labels) if v is None or v != v]
+    missing = [i for i, v in enumerate(labels) if is_missing(v)]
     if missing:
         raise InputError(f"Column {label!r} has {len(missing)} missing label(s), rows {missing[:10]}.")
     if labels.nunique() < 2:
@@ -87,7 +88,7 @@ def split_labels(column, separator, name="label"):
         raise InputError("--multilabel needs a separator, e.g. --multilabel '|'.")
     sets = []
     for v in column:
-        if v is None or v != v:  # an empty cell
+        if is_missing(v):  # an empty cell
             sets.append(set())
         else:
             sets.append({part.strip() for part in str(v).split(separator)} - {""})

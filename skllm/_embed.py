@@ -307,6 +307,8 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
             One row per input text, in input order.
         """
         check_is_fitted(self, "model_identity_")
+        # Parameters set after fit are read here: a bad one must not reach the cache.
+        self._validate_params()
         texts = check_texts(X, estimator=self)
         if not hasattr(self, "_source"):
             # Unpickled: the cache key must name the model really loaded now.

@@ -9,7 +9,6 @@ import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
-from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -27,6 +26,7 @@ from ._training import (
     release_memory,
     train_epochs,
     training_context,
+    validation_split,
 )
 from ._validation import check_bool, check_choice, check_int, check_number, check_random_state_param, check_texts
 
@@ -35,6 +35,7 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
     """Training machinery shared by the classifier and the regressor."""
 
     _live_attributes = ("network_", "tokenizer_")
+    _rows_are = "texts"  # what one row of the training data is, in messages
     _n_outputs = None  # set per task in fit
 
     def __init__(
@@ -179,6 +180,8 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         """Raw network outputs for all rows of ``inputs``, in input order."""
         import torch
 
+        # Read here, so checked here too: it may have been set after fit.
+        check_int(self.batch_size, "batch_size")
         device = torch.device(self.device_)
         network = self.network_
         network.eval()
@@ -260,10 +263,7 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         train_idx = np.arange(n)
         if not self.early_stopping:
             return train_idx, None
-        try:
-            return train_test_split(train_idx, test_size=self.validation_fraction, random_state=seed, stratify=stratify)
-        except ValueError:  # a class too small to stratify
-            return train_test_split(train_idx, test_size=self.validation_fraction, random_state=seed)
+        return validation_split(train_idx, self.validation_fraction, seed, stratify, what=self._rows_are)
 
     def _probe_output_layer(self, network, inputs, texts, targets, rows, class_weights, device):
         """Start the output layer from a regularised linear model on the network's initial features.

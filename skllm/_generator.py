@@ -183,6 +183,8 @@ class FewShotGenerator(LMEstimator):
         import torch
 
         check_is_fitted(self, "examples_")
+        self._check_common()  # batch_size and the rest may have been set after fit
+        check_int(self.max_new_tokens, "max_new_tokens")
         texts = check_texts(X, estimator=self)
         self._ensure_live()
         prompts = self._fit_prompts(texts, self.example_selection_.select(texts), self._render)

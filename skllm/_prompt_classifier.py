@@ -20,7 +20,7 @@ from ._api import CLASSIFIER_MAX_TOKENS, UNPARSED_CHOICES
 from ._device import autocast
 from ._lm import LMEstimator, cache_kwarg, check_template, output_cache
 from ._tokens import pad_batch, pad_token_id
-from ._validation import check_bool, check_choice, check_labels, check_texts
+from ._validation import check_bool, check_choice, check_labels, check_no_missing, check_texts
 from .exceptions import TruncationWarning, UnparsedAnswerError, UnparsedAnswerWarning
 
 DEFAULT_TEMPLATE = "{examples}Text: {text}\n\nWhich category fits the text: {labels}? Answer with one word."
@@ -345,6 +345,7 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         class of ``unparsed``) and -inf for the others.
         """
         check_is_fitted(self, "classes_")
+        self._check_common()  # batch_size and the rest may have been set after fit
         texts = check_texts(X, estimator=self)
         self._ensure_live()
         scores = self._score_prompts(self._prompts(texts))
@@ -522,7 +523,7 @@ def plain_labels(y, name="y"):
             f"classifiers predict one class per text (several labels per text are not supported)."
         )
     y = check_labels(y, name)
-    nested = [i for i, v in enumerate(y) if isinstance(v, (list, np.ndarray, set, dict))]
+    nested = [i for i, v in enumerate(y) if isinstance(v, (list, np.ndarray, set, frozenset, dict))]
     if nested:
         i = nested[0]
         raise ValueError(
@@ -531,9 +532,7 @@ def plain_labels(y, name="y"):
             f"are not supported)."
         )
     y = [v.item() if isinstance(v, np.generic) else v for v in y]
-    bad = [i for i, v in enumerate(y) if v is None or (isinstance(v, float) and v != v)]
-    if bad:
-        raise ValueError(f"{name} has {len(bad)} missing label(s) (None or NaN) at positions {bad[:10]}.")
+    check_no_missing(y, name)
     return y
 
 

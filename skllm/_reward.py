@@ -280,6 +280,7 @@ class RewardModel(_FineTuneBase):
     """
 
     _n_outputs = 1
+    _rows_are = "pairs"
 
     def fit(self, X, y=None):
         """Learn the reward from preference pairs ``X`` (pairs DataFrame or ranked lists).

@@ -27,6 +27,7 @@ from ._training import (
     release_memory,
     train_epochs,
     training_context,
+    validation_split,
 )
 from ._validation import check_bool, check_choice, check_int, check_number, check_random_state_param, check_texts
 from .exceptions import TruncationWarning
@@ -444,12 +445,10 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         return self
 
     def _train(self, network, ids, labels, rng, seed, device):
-        from sklearn.model_selection import train_test_split
-
         rows = np.arange(len(ids))
         train_rows, valid_rows = rows, None
         if self.early_stopping:
-            train_rows, valid_rows = train_test_split(rows, test_size=self.validation_fraction, random_state=seed)
+            train_rows, valid_rows = validation_split(rows, self.validation_fraction, seed, what="pairs")
         epochs = self.epochs if self.epochs is not None else self.method_.default_epochs
         optimisation = Optimisation(
             network,
@@ -557,6 +556,9 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
     def predict(self, X):
         """The generated answer to each text, as a 1-D array of str."""
         check_is_fitted(self, "trainable_state_")
+        # Read by generation, so checked here too: they may have been set after fit.
+        check_int(self.batch_size, "batch_size")
+        check_int(self.max_new_tokens, "max_new_tokens")
         texts = check_texts(X, estimator=self)
         self._ensure_live()
         prompts = self._prompt_ids(texts, [self.max_length_ - self.max_new_tokens] * len(texts))

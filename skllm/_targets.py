@@ -60,13 +60,15 @@ def _encode_labels(y, n_texts, who):
         raise ValueError(f"X has {n_texts} texts but y has {len(labels)} labels; they must match row for row.")
     check_no_missing(labels, "y")
     _refuse_complex(labels, who, "labels of one type: str, bool or real numbers")
-    unhashable = [i for i, v in enumerate(labels) if not isinstance(v, Hashable)]
+    # A frozenset is hashable, but sets are only partly ordered ("<" is "subset of"), so
+    # sorting them leaves equal labels apart: one class per row. Refused like other sets.
+    unhashable = [i for i, v in enumerate(labels) if not isinstance(v, Hashable) or isinstance(v, frozenset)]
     if unhashable:
         i = unhashable[0]
         raise ValueError(
-            f"y must hold one hashable label per text; {len(unhashable)} are not, e.g. at position {i}: "
-            f"{type(labels[i]).__name__} {labels[i]!r:.40}. For several labels per text, pass a 0/1 indicator "
-            f"matrix: sklearn.preprocessing.MultiLabelBinarizer().fit_transform(y)."
+            f"y must hold one hashable label per text, not a collection; {len(unhashable)} are not, e.g. at "
+            f"position {i}: {type(labels[i]).__name__} {labels[i]!r:.40}. For several labels per text, pass a 0/1 "
+            f"indicator matrix: sklearn.preprocessing.MultiLabelBinarizer().fit_transform(y)."
         )
     kinds = {}
     for v in labels:
@@ -90,6 +92,11 @@ def _encode_labels(y, n_texts, who):
         classes, encoded = np.unique(labels, return_inverse=True)
     except TypeError as exc:
         raise ValueError(f"The labels in y cannot be ordered: {exc}") from exc
+    if len(classes) != len(set(classes.tolist())):  # an order that is not total keeps equal labels apart
+        raise ValueError(
+            f"The labels in y cannot be sorted into classes: {type(classes[0]).__name__} values are not totally "
+            f"ordered; use str or int labels."
+        )
     if len(classes) < 2:
         raise ValueError(f"y has a single class ({classes[0]!r}); a classifier needs at least 2.")
     if kind in ("str", "number", "bool"):
@@ -201,10 +208,17 @@ def _check_label_columns(indicator, who):
 def _numeric_targets(y, n_texts, who):
     """``y`` as a 1-D float64 array of finite values, or a ValueError saying what is wrong."""
     check_ordered(y, "y", f"{who} ")
-    if y is None or isinstance(y, (str, bytes)):
+    if y is None or isinstance(y, (str, bytes)) or (hasattr(y, "__next__") and iter(y) is y):
         raise ValueError(f"y must be a sequence of numbers, one per text, got {y!r:.60}.")
-    if not sp.issparse(y):
-        _refuse_complex(y, who, "real numbers")
+    if sp.issparse(y):
+        y = y.toarray()
+    _refuse_complex(y, who, "real numbers")
+    kind = getattr(np.asarray(y), "dtype", np.dtype(object)).kind
+    if kind in "mM":  # numpy would turn them into nanosecond counts
+        raise ValueError(
+            f"y holds {'dates' if kind == 'M' else 'durations'}; {who} needs numbers. Convert them first, e.g. "
+            f"durations to seconds (y / numpy.timedelta64(1, 's')) or dates to days since a reference date."
+        )
     try:
         y = np.asarray(y, dtype=np.float64)
     except (TypeError, ValueError) as exc:

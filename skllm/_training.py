@@ -12,7 +12,8 @@ their loss. Everything else lives here, once:
   stops training on a non-finite loss or gradient;
 * :func:`train_epochs`: epochs of batches with a progress bar, the loss curve,
   early stopping on a validation score (keeping the best epoch's weights);
-* :func:`keep_state_on_error`: a failed fit leaves the estimator as it was.
+* :func:`keep_state_on_error`: a failed fit leaves the estimator as it was;
+* :func:`validation_split`: the rows held out for early stopping.
 
 A new estimator supplies ``batches(epoch)`` and ``step_loss(batch)`` and gets
 the rest. (Hugging Face's ``Trainer`` would give much of this too, but it wants a
@@ -33,6 +34,29 @@ from ._validation import check_int, check_number
 from .exceptions import NonFiniteLossError
 
 logger = logging.getLogger(__name__)
+
+
+def validation_split(rows, fraction, seed, stratify=None, what="texts"):
+    """``(training rows, validation rows)`` for early stopping: ``fraction`` of ``rows`` held out.
+
+    Stratified by ``stratify`` where every class can be; a split that leaves
+    either side empty is a ``ValueError`` naming ``validation_fraction``.
+    """
+    from sklearn.model_selection import train_test_split
+
+    n_valid = math.ceil(fraction * len(rows))  # as train_test_split counts them
+    if len(rows) - n_valid < 1:
+        raise ValueError(
+            f"validation_fraction={fraction} of {len(rows)} {what} holds out {n_valid} and leaves none to train on; "
+            f"give more {what}, a smaller validation_fraction, or early_stopping=False."
+        )
+    if stratify is not None:
+        try:
+            return train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
+        except ValueError:  # a class too small to stratify
+            pass
+    return train_test_split(rows, test_size=fraction, random_state=seed)
+
 
 # torch's random generator belongs to the process: fits running at once in threads of
 # one process (a Dask worker with several threads, joblib's threading backend) would

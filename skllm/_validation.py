@@ -82,12 +82,28 @@ def check_ordered(values, name, who=""):
         )
 
 
+def is_missing(value):
+    """Whether one value is a missing one: None, NaN, or pandas' NaT and NA (from nullable columns)."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return False
+    if isinstance(value, numbers.Real):
+        return value != value
+    import pandas as pd
+
+    try:
+        return bool(pd.api.types.is_scalar(value) and pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def check_no_missing(values, name="y"):
-    """Raise a ``ValueError`` naming ``name`` and the positions of None or NaN labels in ``values``."""
-    missing = [i for i, v in enumerate(values) if v is None or (isinstance(v, numbers.Real) and v != v)]
+    """Raise a ``ValueError`` naming ``name`` and the positions of missing labels in ``values`` (see ``is_missing``)."""
+    missing = [i for i, v in enumerate(values) if is_missing(v)]
     if missing:
         raise ValueError(
-            f"{name} has {len(missing)} missing label(s) (None or NaN) at {_describe_positions(missing)}; "
+            f"{name} has {len(missing)} missing label(s) (None, NaN, NaT or NA) at {_describe_positions(missing)}; "
             f"drop those rows or fill them first: a missing value is not a class."
         )
 
@@ -130,9 +146,11 @@ def check_texts(X, *, name="X", estimator=None):
     """Return ``X`` as a list of ``str`` in input order, or raise a clear error.
 
     Accepts a list or tuple of strings, a 1-D numpy array, a pandas Series (its
-    index is ignored: output follows the row order) or a single-column
-    DataFrame. ``None``, NaN and non-string values raise a ``ValueError`` that
-    names their positions; empty strings are valid texts.
+    index is ignored: output follows the row order), a single-column
+    DataFrame, or another 1-D pandas container (Index, Categorical, string
+    array). Missing and non-string values raise a ``ValueError`` that names
+    their positions; empty strings are valid texts. A generator is refused: it
+    can be read only once.
     """
     who = f"{type(estimator).__name__} " if estimator is not None else ""
     index = None
@@ -152,8 +170,9 @@ def check_texts(X, *, name="X", estimator=None):
                     f"text column first, e.g. df['text'], or use a ColumnTransformer."
                 )
             X = X.iloc[:, 0]
-        index = list(X.index)
-        values = X.to_list()
+        rows = getattr(X, "index", None)  # a Series' labels; an Index, Categorical or array has none
+        index = list(rows) if rows is not None and not callable(rows) else None
+        values = X.tolist()
     elif isinstance(X, np.ndarray):
         if X.ndim == 2 and X.shape[1] == 1:
             X = X[:, 0]
@@ -161,6 +180,13 @@ def check_texts(X, *, name="X", estimator=None):
             raise ValueError(f"{who}expected {name} to be 1-D (one text per row), got an array of shape {X.shape}.")
         values = X.tolist()
     elif isinstance(X, (list, tuple)) or (hasattr(X, "__iter__") and not hasattr(X, "shape")):
+        if iter(X) is X:
+            # Read once, a generator is empty the next time: fit then transform (a Pipeline's
+            # fit_transform) would see no texts, or predict other texts than fit.
+            raise TypeError(
+                f"{who}expected {name} to be a sequence of texts, got a one-pass {type(X).__name__}; "
+                f"pass list({name}) instead."
+            )
         values = list(X)
     else:
         raise TypeError(
@@ -178,8 +204,8 @@ def check_texts(X, *, name="X", estimator=None):
             v = values[i]
             if v is None:
                 kinds.append("None")
-            elif isinstance(v, numbers.Real) and v != v:
-                kinds.append("NaN")
+            elif is_missing(v):
+                kinds.append("NaN" if isinstance(v, numbers.Real) else str(v))  # NaT, <NA>
             else:
                 kinds.append(f"{type(v).__name__} {v!r:.40}")
         raise ValueError(

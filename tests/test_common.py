@@ -3,6 +3,7 @@
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import clone, is_classifier
 from sklearn.datasets import make_classification
@@ -218,6 +219,18 @@ class TestContract:
         b = _output(clone(estimator).fit(X, y), X)
         _assert_same(a, b)
 
+    def test_a_batch_size_set_after_fit_is_checked_where_it_is_read(self, case):
+        estimator, X, y, _ = case
+        if "batch_size" not in estimator.get_params(deep=False):
+            pytest.skip("no batch_size parameter")
+        out = _output(estimator.fit(X, y), X)
+        estimator.set_params(batch_size=0)  # a loop over batches of 0 would leave the outputs unwritten
+        if isinstance(estimator, PreferenceTuner):  # its batch_size is the prompts of a training step
+            _assert_same(_output(estimator, X), out)
+            return
+        with pytest.raises(ValueError, match="batch_size must be"):
+            _output(estimator, X)
+
     def test_works_in_pipeline_and_gridsearch(self, case):
         estimator, X, y, grid = case
         data_is_text = isinstance(X, list) or hasattr(X, "columns")
@@ -285,8 +298,16 @@ def test_numeric_estimators_pass_all_sklearn_checks(estimator, check):
     check(estimator)
 
 
-@pytest.mark.parametrize("y", [["a", "b", np.nan, "a"], np.array([0.0, 1.0, np.nan, 1.0]), [0, 1, None, 1]])
+@pytest.mark.parametrize(
+    "y",
+    [
+        ["a", "b", np.nan, "a"],
+        np.array([0.0, 1.0, np.nan, 1.0]),
+        [0, 1, None, 1],
+        pd.array(["a", "b", None, "a"], dtype="string"),  # pandas NA
+    ],
+)
 def test_label_encoded_classifier_refuses_missing_labels_naming_positions(y):
     X = np.array([[0.0], [1.0], [2.0], [3.0]])
-    with pytest.raises(ValueError, match=r"y has 1 missing label\(s\) \(None or NaN\) at positions \[2\]"):
+    with pytest.raises(ValueError, match=r"y has 1 missing label\(s\) \(None, NaN, NaT or NA\) at positions \[2\]"):
         LabelEncodedClassifier(LogisticRegression()).fit(X, y)

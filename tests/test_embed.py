@@ -75,7 +75,15 @@ def test_input_types_follow_row_order_not_index(embedder):
     embedder.fit()
     ref = embedder.transform(X)
     series = pd.Series(X, index=[30, 10, 20, 0])
-    for variant in (tuple(X), np.array(X), np.array(X, dtype=object)[:, None], series, series.to_frame("text")):
+    pandas_1d = (pd.Index(X), pd.Categorical(X), pd.array(X, dtype="string"))
+    for variant in (
+        tuple(X),
+        np.array(X),
+        np.array(X, dtype=object)[:, None],
+        series,
+        series.to_frame("text"),
+        *pandas_1d,
+    ):
         np.testing.assert_allclose(embedder.transform(variant), ref, atol=1e-6)
     out = embedder.set_output(transform="pandas").transform(series)
     assert list(out.index) == [30, 10, 20, 0]
@@ -86,6 +94,7 @@ def test_input_types_follow_row_order_not_index(embedder):
     "bad, message",
     [
         (["fine", None, "ok", np.nan], r"2 value\(s\) that are not strings, at positions \[1, 3\]: None, NaN"),
+        (pd.array(["fine", None], dtype="string"), r"positions \[1\]: <NA>"),
         (pd.Series(["a", None], index=[7, 9]), r"positions \[1\] \(index labels \[9\]\)"),
         (["a", 3], r"int 3"),
         ([], "empty"),
@@ -102,6 +111,25 @@ def test_bad_texts_raise_clear_errors(embedder, bad, message):
 def test_single_string_is_refused(embedder):
     with pytest.raises(TypeError, match="wrap it in a list"):
         embedder.fit().transform("just one text")
+
+
+def test_a_generator_is_refused_not_read_once(embedder):
+    # A Pipeline's fit_transform reads X twice (fit, then transform): the second read would be empty.
+    with pytest.raises(TypeError, match=r"one-pass generator; pass list\(X\)"):
+        embedder.fit_transform(t for t in ["a", "b"])
+
+
+def test_a_batch_size_set_after_fit_never_reaches_the_cache(embedder, tiny_bert, cache_dir, texts):
+    X = texts[0][:3]
+    embedder.fit()
+    embedder.batch_size = -1  # no batch would run: unwritten rows would be cached and returned
+    with pytest.raises(ValueError, match="batch_size must be"):
+        embedder.transform(X)
+    embedder.batch_size, embedder.pooling = 8, "bogus"
+    with pytest.raises(ValueError, match="pooling"):
+        embedder.transform(X)
+    cached = TransformerEmbedder(tiny_bert, cache_dir=cache_dir).fit().transform(X)
+    np.testing.assert_allclose(cached, TransformerEmbedder(tiny_bert, cache_dir=None).fit().transform(X), atol=1e-6)
 
 
 def test_empty_strings_are_embedded_not_dropped(embedder):

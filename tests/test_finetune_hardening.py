@@ -9,12 +9,14 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import scipy.sparse as sp
 import torch
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 
-from skllm import FineTuneClassifier, FineTuneRegressor, FineTuningMethod, _finetune
+from skllm import FineTuneClassifier, FineTuneGenerator, FineTuneRegressor, FineTuningMethod, RewardModel, _finetune
 from skllm._methods import METHODS
 from skllm.exceptions import SkllmWarning
 
@@ -35,8 +37,12 @@ def head(model_dir, cache_dir, **kw):
         (["a", "b", "c"], [[0], [1], [1]], r"one label per text \(a 1-D y\) .* y has shape \(3, 1\), a single column"),
         (["a", "b", "c"], [["x", "y"], ["y", "x"], ["x", "x"]], r"shape \(3, 2\) \(multiclass-multioutput\)"),
         (["a", "b", "c"], ["x", 1, "y"], r"mixes label types \(number 1, str 'x'\)"),
-        (["a", "b", "c"], ["x", np.nan, "y"], r"missing label\(s\) \(None or NaN\) at positions \[1\]"),
+        (["a", "b", "c"], ["x", np.nan, "y"], r"missing label\(s\) \(None, NaN, NaT or NA\) at positions \[1\]"),
+        (["a", "b", "c"], ["x", pd.NA, "y"], r"missing label\(s\) .* at positions \[1\]"),  # a nullable column
+        ([f"t{i}" for i in range(3)], [pd.Timestamp(0), pd.NaT, pd.Timestamp(1)], r"missing .* at positions \[1\]"),
         (["a", "b", "c"], [[1, 2], [3], [4]], "one hashable label per text"),
+        # Sets are not totally ordered: sorting them would keep equal labels apart, a class per row.
+        (["a", "b", "c", "d"], [frozenset({"x"}), frozenset({"y"})] * 2, "not a collection.*MultiLabelBinarizer"),
         (["a", "b", "c"], "xyz", "sequence of labels"),
         ([], [], "empty X"),  # X is validated before y: no IndexError
         ([], ["x", "y"], "empty X"),
@@ -88,6 +94,35 @@ def test_regressor_constant_and_bad_targets(tiny_bert, cache_dir, texts):
         FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, np.ones((8, 2)))
     with pytest.raises(ValueError, match="empty X"):
         FineTuneRegressor(**head(tiny_bert, cache_dir)).fit([], [])
+    # Dates and durations are not numbers (numpy would read them as nanosecond counts).
+    with pytest.raises(ValueError, match=r"y holds durations; .* to seconds"):
+        FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, pd.to_timedelta(np.arange(8), unit="s"))
+    with pytest.raises(ValueError, match="y must be a sequence of numbers"):
+        FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, (float(v) for v in range(8)))
+
+
+def test_regressor_takes_a_sparse_column_of_targets(tiny_bert, cache_dir, texts):
+    X, y = texts[0][:8], np.arange(8.0)
+    dense = FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, y).predict(X)
+    sparse = FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, sp.csr_matrix(y[:, None])).predict(X)
+    np.testing.assert_allclose(sparse, dense)
+
+
+@pytest.mark.parametrize("estimator", ["classifier", "generator", "reward"])
+def test_a_validation_fraction_that_leaves_nothing_to_train_on_is_named(
+    tiny_bert, tiny_llama, cache_dir, texts, estimator
+):
+    X, y = texts[0][:8], texts[1][:8]
+    early = {"early_stopping": True, "validation_fraction": 0.9, "epochs": 1, "random_state": 0}
+    rows = "texts" if estimator == "classifier" else "pairs"
+    with pytest.raises(ValueError, match=rf"validation_fraction=0.9 of 8 {rows} holds out 8 and leaves none"):
+        if estimator == "classifier":
+            FineTuneClassifier(tiny_bert, method="head", cache_dir=cache_dir, **early).fit(X, y)
+        elif estimator == "generator":
+            FineTuneGenerator(tiny_llama, method="lora", max_new_tokens=2, **early).fit(X, X)
+        else:
+            pairs = pd.DataFrame({"prompt": "p", "chosen": X[:4] * 2, "rejected": X[4:] * 2})
+            RewardModel(tiny_bert, method="head", cache_dir=cache_dir, **early).fit(pairs)
 
 
 @pytest.mark.parametrize("y", [[1 + 1j, 2, 1, 2], np.array([1.0, 2.0, 1.0, 2.0]) + 0j])

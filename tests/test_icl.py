@@ -4,6 +4,7 @@ import shutil
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.base import clone
@@ -198,6 +199,10 @@ def test_templates_change_the_prompt_and_are_validated(tiny_llama):
         ({"classes": ["x", "y"], "label_words": {"z": "zed"}}, (None, None), "not classes"),
         ({"classes": ["x", "y"], "label_words": {"x": "same", "y": "same"}}, (None, None), "same wording"),
         ({}, (["a", "b"], ["x", None]), r"missing label\(s\)"),
+        # pandas' missing values are no class either (a datetime column, a nullable string column)
+        ({}, (["a", "b", "c"], [pd.Timestamp(0), pd.NaT, pd.Timestamp(1)]), r"missing label\(s\) .* \[1\]"),
+        ({}, (["a", "b"], pd.array(["x", None], dtype="string")), r"missing label\(s\) .* \[1\]"),
+        ({}, (["a", "b"], [frozenset({"x"}), frozenset({"y"})]), "one label per text"),
         ({"batch_size": 0}, (["a", "b"], ["x", "y"]), "batch_size must be an integer >= 1"),
     ],
 )
