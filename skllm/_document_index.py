@@ -6,8 +6,11 @@ installed) and the lexical BM25 index are derived from them, built at the first 
 and rebuilt after changes that they cannot follow in place.
 """
 
+import hashlib
+import io
 import json
 import numbers
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from ._chunking import chunk_spans
 from ._lexical import BM25, RRF_K, reciprocal_rank_fusion
 from ._search import BACKENDS, FAISS_INT_MAX, SEARCHES, build_search_index, faiss_module, search_index
 from ._selection import resolve_embedder
-from ._validation import check_choice, check_int, check_labels, check_texts
+from ._validation import check_choice, check_int, check_labels, check_texts, is_missing
 
 _FORMAT = 1
 _STATE_KEYS = ("params", "documents", "chunk_doc", "chunk_span", "next_id")
@@ -403,13 +406,16 @@ class DocumentIndex(BaseEstimator):
         """Write the index to folder ``path``: JSON for chunks and documents, ``.npy`` vectors.
 
         Holds no model weights and no pickled code: the embedder is stored by its
-        parameters. Document ids and metadata must be JSON-serialisable.
+        parameters. Document ids and metadata must be JSON-serialisable (NumPy
+        numbers are written as Python ones; tuple ids come back as tuples).
+        A save that is refused writes nothing. Each file is written whole, the
+        arrays first and ``index.json`` last; ``index.json`` records a digest of
+        each array, so files left from two different saves are refused by
+        :meth:`load` instead of pairing one save's texts with another's vectors.
         """
         check_is_fitted(self, "embedder_")
         folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / "vectors.npy", self._vectors, allow_pickle=False)
-        np.save(folder / "alive.npy", self._alive, allow_pickle=False)
+        arrays = {"vectors.npy": _npy_bytes(self._vectors), "alive.npy": _npy_bytes(self._alive)}
         params = self.get_params(deep=False)
         params["embedder"] = self.embedder_.get_params()
         state = {
@@ -419,11 +425,18 @@ class DocumentIndex(BaseEstimator):
             "chunk_doc": self._chunk_doc,
             "chunk_span": self._chunk_span,
             "next_id": self._next_id,
+            # Which arrays this state goes with: files of two saves never load as one index.
+            "arrays": {name: hashlib.sha256(data).hexdigest() for name, data in arrays.items()},
         }
-        try:
-            (folder / "index.json").write_text(json.dumps(state))
+        try:  # before any file is written: a refused save leaves the folder as it was
+            text = json.dumps(state, default=_plain_number)
         except TypeError as exc:
             raise ValueError(f"save() needs JSON-serialisable document ids and metadata: {exc}") from exc
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in [*arrays.items(), ("index.json", text.encode("utf-8"))]:
+            partial = folder / f".{name}.partial"
+            partial.write_bytes(data)
+            os.replace(partial, folder / name)  # a file is whole or absent, never half-written
         return folder
 
     @classmethod
@@ -467,6 +480,13 @@ class DocumentIndex(BaseEstimator):
                 f"{folder / 'vectors.npy'} holds vectors of width {vectors.shape[1]}, but the embedder of "
                 f"index.json ({index.embedder_.model_name!r}) makes vectors of width {index.embedder_.embedding_dim_}."
             )
+        digests = state.get("arrays", {})  # older saves hold none
+        for name in ("vectors.npy", "alive.npy"):
+            if name in digests and hashlib.sha256((folder / name).read_bytes()).hexdigest() != digests[name]:
+                raise ValueError(
+                    f"{folder / name} is not the array index.json was saved with (altered, or left from another save "
+                    f"that did not finish). Save the index again."
+                )
         index.chunk_size_ = min(index.chunk_size, index.embedder_.max_length_ - 2)
         index._docs = {_key(d): (text, meta) for d, text, meta in state["documents"]}
         index._chunk_doc = [_key(d) for d in state["chunk_doc"]]
@@ -493,6 +513,8 @@ def _read_state(path):
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"{path} holds an index of format {found!r}; expected {_FORMAT}.")
     missing = [key for key in _STATE_KEYS if key not in state]
+    if not isinstance(state.get("arrays", {}), dict):
+        missing.append("arrays")
     if missing:
         raise ValueError(f"{path} lacks the entries {missing} (truncated or damaged?). Save the index again.")
     documents, chunk_doc, chunk_span = state["documents"], state["chunk_doc"], state["chunk_span"]
@@ -525,7 +547,7 @@ def _check_ids(ids):
     ids = check_labels(ids, "ids")
     bad = []
     for position, value in enumerate(ids):
-        if value is None or (isinstance(value, numbers.Real) and value != value):
+        if is_missing(value):
             bad.append(f"{value!r} at position {position} (a missing id)")
             continue
         try:
@@ -541,5 +563,18 @@ def _check_ids(ids):
 
 
 def _key(value):
-    # JSON turns tuples into lists; lists are not hashable ids.
-    return tuple(value) if isinstance(value, list) else value
+    # JSON turns tuples into lists, at any depth; lists are not hashable ids.
+    return tuple(_key(v) for v in value) if isinstance(value, list) else value
+
+
+def _plain_number(value):
+    """NumPy scalars (ids from a DataFrame column, metadata values) as the Python numbers JSON writes."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _npy_bytes(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()

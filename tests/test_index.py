@@ -417,6 +417,33 @@ def test_load_names_an_alive_file_of_the_wrong_shape(saved):
         DocumentIndex.load(saved)
 
 
+def test_ids_from_numpy_and_nested_tuples_survive_save_and_load(embedder, tmp_path):
+    ids = [np.int64(7), (1, (2, "x"))]  # a DataFrame column's ids; a composite key
+    index = DocumentIndex(embedder, backend="numpy").fit(["great film", "awful film"], ids=ids)
+    loaded = DocumentIndex.load(index.save(tmp_path))
+    hits = loaded.query(["awful film"], k=2)[0]
+    assert hits == index.query(["awful film"], k=2)[0]
+    assert {hit.doc_id for hit in hits} == {7, (1, (2, "x"))}
+
+
+def test_a_refused_save_leaves_the_saved_index_whole(embedder, tmp_path):
+    index = DocumentIndex(embedder, backend="numpy").fit(["great film", "awful film"], ids=["a", "b"])
+    index.save(tmp_path)
+    other = DocumentIndex(embedder, backend="numpy").fit(["a film about cats", "dogs"], metadata=[{"x": {1}}, {}])
+    with pytest.raises(ValueError, match="JSON-serialisable"):
+        other.save(tmp_path)  # a set in the metadata: nothing is written
+    assert DocumentIndex.load(tmp_path).query(["awful film"], k=2) == index.query(["awful film"], k=2)
+
+
+def test_arrays_of_another_save_are_refused(embedder, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    DocumentIndex(embedder, backend="numpy").fit(["great film", "awful film"]).save(first)
+    DocumentIndex(embedder, backend="numpy").fit(["a film about cats", "dogs"]).save(second)
+    (first / "vectors.npy").write_bytes((second / "vectors.npy").read_bytes())  # same shape, other texts
+    with pytest.raises(ValueError, match=r"vectors\.npy is not the array index\.json was saved with"):
+        DocumentIndex.load(first)
+
+
 def test_saved_vectors_with_nan_are_refused_naming_the_file_and_rows(embedder, tmp_path):
     DocumentIndex(embedder, backend="numpy").fit(DOCS[:2]).save(tmp_path)
     vectors = np.load(tmp_path / "vectors.npy")
