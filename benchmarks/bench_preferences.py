@@ -37,7 +37,7 @@ reward is minus the reward model's, and the judge's target class is rotten.
     python benchmarks/bench_preferences.py [--task continue|continue-negative|sms|sms-ham|write]
         [--algorithms rloo ppo] [--sms-pairs first|matched]
         [--reward-pairs 1000] [--train-prompts 120] [--guard] [--plot docs/img/rloo_history.png]
-        [--param NAME=VALUE] [--kl-horizon N]
+        [--param NAME=VALUE] [--kl-horizon N] [--kl-floor F]
 
 The tuner gets no argument but ``random_state`` (``--seed``, default 0), the reward and
 the algorithm; ``--guard`` adds
@@ -274,6 +274,13 @@ def main():
     parser.add_argument(
         "--kl-horizon", type=int, default=None, help="measure another KL controller horizon (answers) than skllm's"
     )
+    parser.add_argument(
+        "--kl-floor",
+        type=float,
+        default=None,
+        help="measure another bound on the KL controller's downward error than skllm's (0.6: it lowers the "
+        "coefficient up to 3x as fast as it raises it)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="the tuner's random_state")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--plot", default=None, help="save the reward, KL and validation curves to this PNG file")
@@ -409,6 +416,11 @@ def main():
 
         skllm._rl.KL_HORIZON = args.kl_horizon
         print(f"KL controller horizon: {args.kl_horizon} answers instead of skllm's")
+    if args.kl_floor is not None:
+        import skllm._rl
+
+        skllm._rl.KL_ERROR_FLOOR = args.kl_floor
+        print(f"KL controller: the error is clipped below at -{args.kl_floor} instead of skllm's")
     histories, rows = {}, []
     for algorithm in args.algorithms:
         tuner = PreferenceTuner(

@@ -18,10 +18,14 @@ from .exceptions import RewardHackingWarning
 
 # Ziegler et al. (2019)'s adaptive KL controller: once the KL has first reached the target
 # (``OnlineRun.finish``), each step moves the coefficient by
-# clip(KL / target - 1, -0.2, 0.2) * (answers of the step) / KL_HORIZON of itself.
+# clip(KL / target - 1, -KL_ERROR_FLOOR, KL_ERROR_LIMIT) * (answers of the step) / KL_HORIZON of itself.
 # Their horizon (10,000 answers) suits runs of a million answers; runs of a few
 # hundred answers need one of their own size to move the coefficient at all.
+# The error is clipped alike both ways, as they did: a floor of 0.6 (the coefficient
+# falling up to 3x as fast as it rises, after an overshoot) was measured and gained
+# nothing on average (docs/benchmarks.md).
 KL_ERROR_LIMIT = 0.2
+KL_ERROR_FLOOR = 0.2
 KL_HORIZON = 64
 # PPO's constants, as in the InstructGPT recipe: no discount over an answer's tokens,
 # and the value loss weighted by 0.1 against the policy's.
@@ -49,7 +53,7 @@ def dpo_loss(policy_chosen, policy_rejected, reference_chosen, reference_rejecte
 
 def adaptive_kl_coef(coef, kl, target, n_answers):
     """The next KL coefficient of Ziegler et al. (2019)'s controller, after a step of ``n_answers`` answers."""
-    error = min(max(kl / target - 1.0, -KL_ERROR_LIMIT), KL_ERROR_LIMIT)
+    error = min(max(kl / target - 1.0, -KL_ERROR_FLOOR), KL_ERROR_LIMIT)
     return coef * (1.0 + error * n_answers / KL_HORIZON)
 
 
