@@ -392,7 +392,9 @@ class DocumentIndex(BaseEstimator):
 
     # -- persistence ---------------------------------------------------------------------------
     def __getstate__(self):
-        state = super().__getstate__()
+        # A copy: BaseEstimator.__getstate__ may return the instance's own __dict__, and
+        # pickling must not drop the live index's search structures.
+        state = dict(super().__getstate__())
         state.pop("_search_index", None)  # derived; rebuilt on the first query
         state.pop("_lexical", None)
         return state

@@ -1,7 +1,6 @@
 """TransformerEmbedder: a frozen transformer as a cached scikit-learn transformer."""
 
 import logging
-import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
@@ -10,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._cache import EmbeddingCache, resolve_cache_dir, text_key
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
 from ._live import LiveStateMixin
-from ._models import DEFAULT_ENCODER, load_backbone, model_identity, resolve_model
+from ._models import DEFAULT_ENCODER, load_backbone, model_identity, resolve_model, warn_if_files_changed
 from ._tokens import POOLINGS, pad_batch, pad_token_id, pool, tokenize, truncation_warning
 from ._validation import check_bool, check_choice, check_int, check_texts
 
@@ -220,15 +219,10 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
     def _refresh_source(self):
         """After unpickling: find the model again and check that its files are the fitted ones."""
         source = resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
-        identity = model_identity(source)
-        if identity != self.model_identity_:
-            warnings.warn(
-                f"The files of model {self.model_name!r} changed since this embedder was fitted "
-                f"({self.model_identity_} -> {identity}); embeddings will differ from the fitted ones.",
-                UserWarning,
-                stacklevel=3,
-            )
-            self.model_identity_ = identity
+        warn_if_files_changed(
+            self.model_identity_, source, self.model_name, "embeddings will differ from the fitted ones."
+        )
+        self.model_identity_ = model_identity(source)
         self._source = source
         return source
 

@@ -16,7 +16,15 @@ from ._cache import resolve_cache_dir
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
 from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
 from ._methods import NamedMethodParamsMixin, resolve_method
-from ._models import DEFAULT_ENCODER, is_decoder, load_backbone, model_identity, positions, resolve_model
+from ._models import (
+    DEFAULT_ENCODER,
+    is_decoder,
+    load_backbone,
+    model_identity,
+    positions,
+    resolve_model,
+    warn_if_files_changed,
+)
 from ._training import (
     Optimisation,
     check_training_params,
@@ -158,14 +166,8 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         device = device_for_loading(self.device_)
         self.device_ = str(device)
         source, backbone, tokenizer = self._backbone(device)
-        identity = model_identity(source)
-        if identity != self.model_identity_:
-            warnings.warn(
-                f"The files of model {self.model_name!r} changed since this model was fitted "
-                f"({self.model_identity_} -> {identity}); its frozen weights now come from the new files.",
-                UserWarning,
-                stacklevel=3,
-            )
+        consequence = "its frozen weights now come from the new files."
+        warn_if_files_changed(self.model_identity_, source, self.model_name, consequence)
         network = self._rebuild_network(backbone)
         network = self.method_.for_inference(network)
         network.to(device).eval()

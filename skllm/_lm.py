@@ -10,7 +10,7 @@ from ._api import OpenAIChat, add_usage, as_messages
 from ._cache import resolve_cache_dir
 from ._device import device_for_loading, resolve_device, resolve_dtype
 from ._live import LiveStateMixin
-from ._models import load_backbone, model_identity, positions, resolve_model
+from ._models import load_backbone, model_identity, positions, resolve_model, warn_if_files_changed
 from ._prompting import encode, fit_text, wrap
 from ._validation import check_bool, check_int
 from .exceptions import TruncationWarning
@@ -101,7 +101,13 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
             self.model_, self.tokenizer_ = self.model_name.connect(self.cache_dir), None
             return
         device = device_for_loading(self.device_)
-        self.model_, self.tokenizer_ = load_backbone(self._source(), device, kind="causal-lm")
+        source = self._source()
+        consequence = (
+            "it now prompts the new model, with what fit computed from the old one (the label wordings' tokens, "
+            "the calibration prior): fit it again."
+        )
+        warn_if_files_changed(self.model_identity_, source, self.model_name, consequence)
+        self.model_, self.tokenizer_ = load_backbone(source, device, kind="causal-lm")
         self.device_ = str(device)
 
     def _check_common(self):

@@ -322,6 +322,21 @@ def model_identity(source):
     return f"hub:{source.name}@{source.revision or 'main'}"
 
 
+def warn_if_files_changed(fitted_identity, source, model_name, consequence):
+    """Warn when the files of ``source`` are not those an estimator was fitted with.
+
+    ``consequence`` says what the change means for that estimator's predictions.
+    """
+    identity = model_identity(source)
+    if identity != fitted_identity:
+        warnings.warn(
+            f"The files of model {model_name!r} changed since this model was fitted "
+            f"({fitted_identity} -> {identity}); {consequence}",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def _load(source, device, kind):
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
@@ -389,15 +404,21 @@ def _refuse_non_causal_model(source, model, info):
 def load_backbone(source, device, kind="base"):
     """Return ``(model, tokenizer)`` for ``source`` on ``device``, loaded once per process.
 
-    The model is shared: callers must not modify it.
+    The model is shared: callers must not modify it. A folder whose files
+    changed since it was loaded (a model saved again in place) is loaded
+    again: the files' identity is what the embedding cache and the fitted
+    estimators record, so it must be the identity of the weights in use.
     """
     key = (source.location, source.revision, str(device), kind)
+    identity = model_identity(source)
     with _registry_lock:
-        if key not in _registry:
+        if key not in _registry or _registry[key][0] != identity:
             logger.info("loading %s on %s", source, device)
-            _registry[key] = _load(source, device, kind)
+            loaded = _load(source, device, kind)
+            # Read again once loaded: a Hub model is named by its commit once downloaded.
+            _registry[key] = (model_identity(source), loaded)
             _load_counts[key] = _load_counts.get(key, 0) + 1
-        return _registry[key]
+        return _registry[key][1]
 
 
 def clear_model_registry():

@@ -98,6 +98,10 @@ def test_save_load_and_pickle_hold_no_weights(embedder, backend, tmp_path):
         got = restored.query(["awful film"], k=3)
         assert [h.chunk_id for h in got[0]] == [h.chunk_id for h in expected[0]]
     assert len(pickle.dumps(index)) < 200_000
+    # Pickling leaves the live index as it was: its search structure is not dropped.
+    built = index._search_index
+    pickle.dumps(index)
+    assert index._search_index is built is not None
 
 
 @pytest.mark.parametrize(

@@ -83,3 +83,57 @@ def test_folders_under_home_are_shown_from_home(monkeypatch, tmp_path):
     monkeypatch.setattr(Path, "home", classmethod(lambda cls: tmp_path))
     assert _home_relative(tmp_path / ".cache" / "skllm" / "models") == str(Path("~/.cache/skllm/models"))
     assert _home_relative("/elsewhere/models") == "/elsewhere/models"
+
+
+def _save_again_with_other_weights(folder, cls):
+    """Save the model of ``folder`` into the same folder with every weight changed (as a user re-saving it)."""
+    import torch
+
+    model = cls.from_pretrained(folder)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model.save_pretrained(folder)
+
+
+def test_a_model_saved_again_in_place_is_loaded_again_and_cached_under_its_new_files(tiny_bert, tmp_path):
+    import shutil
+
+    import numpy as np
+    from transformers import BertModel
+
+    folder, cache = str(tmp_path / "model"), str(tmp_path / "cache")
+    shutil.copytree(tiny_bert, folder)
+    X = ["great film", "awful film"]
+    before = TransformerEmbedder(folder, cache_dir=cache).fit().transform(X)
+    _save_again_with_other_weights(folder, BertModel)
+    after = TransformerEmbedder(folder, cache_dir=cache).fit().transform(X)
+    assert not np.allclose(after, before, atol=1e-3)  # not the weights loaded before the change
+    from skllm._models import clear_model_registry
+
+    clear_model_registry()  # a fresh load of the new files gives what was cached under them
+    np.testing.assert_allclose(TransformerEmbedder(folder, cache_dir=None).fit().transform(X), after, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["fine-tuned", "prompted"])
+def test_an_unpickled_model_whose_files_changed_warns(tiny_bert, tiny_llama, tmp_path, texts, kind):
+    import pickle
+    import shutil
+
+    from transformers import BertModel, LlamaForCausalLM
+
+    from skllm import FineTuneClassifier, ZeroShotClassifier
+
+    folder = str(tmp_path / "model")
+    if kind == "fine-tuned":
+        shutil.copytree(tiny_bert, folder)
+        model = FineTuneClassifier(folder, method="head", epochs=1, cache_dir=None, random_state=0)
+        cls, message = BertModel, "frozen weights now come from the new files"
+    else:
+        shutil.copytree(tiny_llama, folder)
+        model = ZeroShotClassifier(folder, cache_dir=None)
+        cls, message = LlamaForCausalLM, "calibration prior\\): fit it again"
+    saved = pickle.dumps(model.fit(*texts))
+    _save_again_with_other_weights(folder, cls)
+    with pytest.warns(UserWarning, match=rf"files of model .* changed since this model was fitted .*{message}"):
+        pickle.loads(saved).predict(texts[0][:2])
