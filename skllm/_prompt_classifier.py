@@ -11,6 +11,7 @@ import numbers
 import warnings
 
 import numpy as np
+from scipy.special import log_softmax, logsumexp
 from sklearn.base import ClassifierMixin
 from sklearn.utils.extmath import softmax
 from sklearn.utils.validation import check_is_fitted
@@ -32,6 +33,11 @@ CONTENT_FREE_TEXTS = ("N/A", "", "[MASK]")
 CALIBRATIONS = ("batch", "contextual", "domain", None)
 # Labelled texts of fit whose mean class probabilities estimate the prior ("batch").
 CALIBRATION_TEXTS = 32
+# The least class probability "batch" and "contextual" calibration divide by. Far below
+# what a model gives a wording it can say at all (a two-token wording of a 2-layer test
+# model: 2e-8), it only keeps a class that no calibration prompt gives any probability
+# (an endpoint's -inf) from an infinite prior, whose subtraction makes scores inf and NaN.
+CALIBRATION_PRIOR_FLOOR = np.log(1e-30)
 
 
 class PromptClassifier(ClassifierMixin, LMEstimator):
@@ -169,7 +175,12 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             else:
                 scores = self._score_prompts(prompts)
         self.calibrated_on_ = method
-        self.label_prior_ = scores[0] if method == "domain" else np.log(softmax(scores).mean(axis=0))
+        if method == "domain":
+            self.label_prior_ = scores[0]
+        else:
+            # The mean class probabilities, in log space (no underflow to a probability of 0).
+            prior = logsumexp(log_softmax(scores, axis=1), axis=0) - np.log(len(scores))
+            self.label_prior_ = np.maximum(prior, CALIBRATION_PRIOR_FLOOR)
 
     # -- scoring ---------------------------------------------------------------------------
     def _api_scores(self, prompts):
@@ -397,7 +408,9 @@ CLASSIFIER_DOC_PARAMS = """
         Before Use"): the same for the content-free texts ``"N/A"``, ``""``
         and ``"[MASK]"``. ``"domain"`` (domain-conditional PMI, Holtzman et
         al., 2021): the log-likelihood of each wording after the prompt with
-        an empty text. ``None`` scores the raw log-likelihoods. See
+        an empty text. ``None`` scores the raw log-likelihoods. A class
+        probability below 1e-30 in the ``"batch"`` or ``"contextual"`` prior
+        counts as 1e-30 (a class never named does not get an infinite boost). See
         ``docs/benchmarks.md`` for the measurements behind the default.
     max_length : int, default=1024
         Token budget of prompt plus answer (capped at the model's positions).

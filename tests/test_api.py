@@ -169,6 +169,27 @@ def test_logprobs_give_calibrated_probabilities(tmp_path):
         server.close()
 
 
+def test_a_class_without_probability_in_the_calibration_prompts_gives_no_nan(tmp_path):
+    def certain(messages):  # the other class at -9999, as vLLM reports a -inf log-probability
+        said = sentiment(messages)
+        return [(said, 0.0), ("neg" if said == "pos" else "pos", -9999.0)]
+
+    server = FakeChat(logprobs=certain)
+    try:
+        # The content-free texts all read as one class: the other's prior is floored, not -inf.
+        clf = ZeroShotClassifier(_chat(server), calibration="contextual", cache_dir=str(tmp_path)).fit(X, Y)
+        np.testing.assert_allclose(sorted(clf.label_prior_), [np.log(1e-30), 0.0], atol=1e-9)
+        assert np.isfinite(clf.predict_proba(X)).all()
+        assert clf.predict(X).tolist() == Y
+        # Batch calibration on texts that all read as one class: the same.
+        positive = ["great film", "loved it", "fun story", "great story"]
+        clf = ZeroShotClassifier(_chat(server), calibration="batch", cache_dir=str(tmp_path))
+        clf.fit(positive, ["pos", "neg", "pos", "neg"])
+        assert np.isfinite(clf.predict_proba(X)).all()
+    finally:
+        server.close()
+
+
 def _mixed(messages):
     last = messages[-1]["content"]
     return "I really cannot say" if "dull" in last or "awful" in last else sentiment(messages)
