@@ -54,6 +54,10 @@ def class_logprobs(top, words):
     """
     norms = [normalize(w) for w in words]
     scores = [[] for _ in words]
+    # -inf (or NaN) says nothing a missing token does not: left out, with the floor below.
+    top = [(token, logprob) for token, logprob in top if math.isfinite(logprob)]
+    if not top:
+        return None
     for token, logprob in top:
         t = normalize(token)
         if not t:

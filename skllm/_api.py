@@ -16,6 +16,7 @@ an estimator loaded from a pickle reads it again from ``OPENAI_API_KEY``.
 import concurrent.futures
 import email.utils
 import hashlib
+import json
 import logging
 import os
 import random
@@ -340,7 +341,7 @@ def _retryable(exc):
     """``(retry, Retry-After)`` for an exception of the openai client."""
     import openai
 
-    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, MalformedResponse)):
         return True, None
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
@@ -390,9 +391,12 @@ class Endpoint:
             if stop.is_set():
                 return None
             try:
-                response = self.client.chat.completions.create(
-                    model=request["model"], messages=request["messages"], **request["params"]
-                )
+                try:
+                    response = self.client.chat.completions.create(
+                        model=request["model"], messages=request["messages"], **request["params"]
+                    )
+                except json.JSONDecodeError as exc:  # a body sent as JSON that is not
+                    raise MalformedResponse(f"the response is not valid JSON ({exc})") from None
                 return _answer(response)
             except Exception as exc:
                 retry, retry_after = _retryable(exc)
@@ -504,18 +508,35 @@ def _short(exc):
     return f"{type(exc).__name__}" + (f" {status}" if status else "") + (f": {text}" if text else "")
 
 
+class MalformedResponse(ValueError):
+    """A response that is not a chat completion (a proxy's HTML page, no choices...); retried like a 5xx."""
+
+
 def _answer(response):
     """The JSON-able answer kept from a chat-completions response."""
-    choice = response.choices[0]
+    if isinstance(response, (str, bytes)):  # the client hands back a body that is not JSON as text
+        body = response.decode(errors="replace") if isinstance(response, bytes) else response
+        raise MalformedResponse(f"the response is not JSON: {' '.join(body.split())[:120]!r}")
+    choices = getattr(response, "choices", None)
+    if not choices:
+        error = getattr(response, "error", None)  # some servers answer 200 with an error object
+        said = f"an error instead: {error!r:.200}" if error else f"choices={choices!r}"
+        raise MalformedResponse(f"the response holds no choices ({said})")
+    choice = choices[0]
+    message = getattr(choice, "message", None)
+    if message is None:
+        raise MalformedResponse("the response's first choice holds no message")
     top = None
     content = getattr(getattr(choice, "logprobs", None), "content", None)
     if content:
-        top = [[t.token, float(t.logprob)] for t in (content[0].top_logprobs or [])] or None
-        if top is None:
-            top = [[content[0].token, float(content[0].logprob)]]
+        pairs = [(t.token, t.logprob) for t in (content[0].top_logprobs or [])] or [
+            (content[0].token, content[0].logprob)
+        ]
+        # A token without a number is left out; none left: the answer is read as text.
+        top = [[token, float(lp)] for token, lp in pairs if isinstance(lp, (int, float))] or None
     usage = getattr(response, "usage", None)
     return {
-        "text": choice.message.content or "",
+        "text": getattr(message, "content", None) or "",
         "top_logprobs": top,
         "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
         "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),

@@ -2,8 +2,10 @@
 
 Each listens on 127.0.0.1 and a free port, counts the requests it answers,
 records their headers, and can be told to fail: a queue of faults ("429",
-"500", "hang", "drop") is consumed one per request, and ``down`` drops every
-connection (a server that died) until it is cleared.
+"500", "hang", "drop", and answers with status 200 that are no chat completion:
+"html", a gateway's page; "not-json", a body sent as JSON that is not; "error", an
+error object instead of choices; "no-choices") is consumed one per request, and
+``down`` drops every connection (a server that died) until it is cleared.
 """
 
 import http.client
@@ -25,6 +27,18 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Answers with status 200 that are no chat completion: (body, content type).
+MALFORMED = {
+    "html": (b"<html><body>502 Bad Gateway</body></html>", "text/html"),
+    "not-json": (b'{"choices": [', "application/json"),
+    "error": (b'{"error": {"message": "model overloaded"}}', "application/json"),
+    "no-choices": (
+        b'{"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": []}',
+        "application/json",
+    ),
+}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -56,6 +70,14 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if fault == "429":
                 self._reply(429, {"error": {"message": "Rate limit reached", "type": "requests"}}, owner.retry_after)
+                return
+            if fault in MALFORMED:
+                data, kind = MALFORMED[fault]
+                self.send_response(200)
+                self.send_header("content-type", kind)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
                 return
             if fault == "500":
                 self._reply(500, {"error": {"message": "The server had an error", "type": "server_error"}})

@@ -289,6 +289,36 @@ def test_rate_limits_and_server_errors_are_retried(fake_chat, tmp_path):
     assert clf.usage_["retries"] == 3 and clf.usage_["requests"] == 2
 
 
+def test_answers_that_are_no_chat_completion_are_retried_then_named(fake_chat, tmp_path):
+    fake_chat.faults = ["html", "not-json", "error", "no-choices"]
+    clf = ZeroShotClassifier(_chat(fake_chat, max_concurrency=1), classes=["neg", "pos"], calibration=None)
+    clf.set_params(cache_dir=str(tmp_path)).fit()
+    assert clf.predict(["great film"]).tolist() == ["pos"]  # a proxy's page or a broken body is transient
+    assert clf.usage_["retries"] == 4
+    for fault, said in [
+        ("html", r"not JSON: '<html><body>502 Bad Gateway"),
+        ("not-json", "not valid JSON"),
+        ("error", r"no choices \(an error instead: .*model overloaded"),
+        ("no-choices", r"no choices \(choices=\[\]\)"),
+    ]:
+        fake_chat.faults = [fault] * 3
+        chat = _chat(fake_chat, max_concurrency=1, max_retries=2)
+        clf = ZeroShotClassifier(chat, classes=["neg", "pos"], calibration=None, cache_dir=None).fit()
+        with pytest.raises(APIRequestError, match=rf"failed after 2 retries: MalformedResponse: the response .*{said}"):
+            clf.predict(["awful film"])
+
+
+def test_log_probabilities_of_minus_infinity_are_read_as_absent(tmp_path):
+    # The classes' top tokens all at -inf tell nothing: the answer's text decides.
+    server = FakeChat(logprobs=lambda messages: [("pos", float("-inf")), ("neg", float("-inf"))])
+    try:
+        clf = ZeroShotClassifier(_chat(server), classes=["neg", "pos"], calibration=None, cache_dir=str(tmp_path))
+        proba = clf.fit().predict_proba(X)
+        assert np.isfinite(proba).all() and clf.predict(X).tolist() == Y
+    finally:
+        server.close()
+
+
 def test_after_the_retries_the_error_says_how_many_rows_were_done_and_a_rerun_continues(fake_chat, tmp_path):
     chat = _chat(fake_chat, max_concurrency=1, max_retries=2)
     clf = ZeroShotClassifier(chat, classes=["neg", "pos"], calibration=None, cache_dir=str(tmp_path)).fit()
