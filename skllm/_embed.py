@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._cache import EmbeddingCache, resolve_cache_dir, text_key
 from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
 from ._live import LiveStateMixin
-from ._models import DEFAULT_ENCODER, load_backbone, model_identity, resolve_model, warn_if_files_changed
+from ._models import DEFAULT_ENCODER, check_fitted_files, load_backbone, model_identity, resolve_model
 from ._tokens import POOLINGS, pad_batch, pad_token_id, pool, tokenize, truncation_warning
 from ._validation import check_bool, check_choice, check_int, check_texts
 
@@ -219,7 +219,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
     def _refresh_source(self):
         """After unpickling: find the model again and check that its files are the fitted ones."""
         source = resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
-        warn_if_files_changed(
+        check_fitted_files(
             self.model_identity_, source, self.model_name, "embeddings will differ from the fitted ones."
         )
         self.model_identity_ = model_identity(source)

@@ -18,12 +18,12 @@ from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
 from ._methods import NamedMethodParamsMixin, resolve_method
 from ._models import (
     DEFAULT_ENCODER,
+    check_fitted_files,
     is_decoder,
     load_backbone,
     model_identity,
     positions,
     resolve_model,
-    warn_if_files_changed,
 )
 from ._training import (
     Optimisation,
@@ -165,9 +165,10 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
 
         device = device_for_loading(self.device_)
         self.device_ = str(device)
-        source, backbone, tokenizer = self._backbone(device)
+        source = resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
         consequence = "its frozen weights now come from the new files."
-        warn_if_files_changed(self.model_identity_, source, self.model_name, consequence)
+        check_fitted_files(self.model_identity_, source, self.model_name, consequence)
+        backbone, tokenizer = load_backbone(source, device)
         network = self._rebuild_network(backbone)
         network = self.method_.for_inference(network)
         network.to(device).eval()

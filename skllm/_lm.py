@@ -10,7 +10,7 @@ from ._api import OpenAIChat, add_usage, as_messages
 from ._cache import resolve_cache_dir
 from ._device import device_for_loading, resolve_device, resolve_dtype
 from ._live import LiveStateMixin
-from ._models import load_backbone, model_identity, positions, resolve_model, warn_if_files_changed
+from ._models import check_fitted_files, load_backbone, model_identity, positions, resolve_model
 from ._prompting import encode, fit_text, wrap
 from ._validation import check_bool, check_int
 from .exceptions import TruncationWarning
@@ -106,7 +106,7 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
             "it now prompts the new model, with what fit computed from the old one (the label wordings' tokens, "
             "the calibration prior): fit it again."
         )
-        warn_if_files_changed(self.model_identity_, source, self.model_name, consequence)
+        check_fitted_files(self.model_identity_, source, self.model_name, consequence)
         self.model_, self.tokenizer_ = load_backbone(source, device, kind="causal-lm")
         self.device_ = str(device)
 

@@ -322,11 +322,19 @@ def model_identity(source):
     return f"hub:{source.name}@{source.revision or 'main'}"
 
 
-def warn_if_files_changed(fitted_identity, source, model_name, consequence):
-    """Warn when the files of ``source`` are not those an estimator was fitted with.
+def check_fitted_files(fitted_identity, source, model_name, consequence):
+    """Before an unpickled estimator loads ``source``: refuse a local folder that is gone, warn if its files changed.
 
-    ``consequence`` says what the change means for that estimator's predictions.
+    A fitted local folder whose name no longer finds a folder would otherwise be
+    asked of the Hub, with an error about connecting to it. ``consequence`` says
+    what changed files mean for that estimator's predictions.
     """
+    if fitted_identity.startswith("files:") and source.origin == "hub":
+        raise FileNotFoundError(
+            f"{model_name!r} was a local folder when this model was fitted, and there is no such folder now"
+            f"{_where()} (working directory {os.getcwd()}). Put the folder back there, or run from the folder "
+            f"the name is relative to."
+        )
     identity = model_identity(source)
     if identity != fitted_identity:
         warnings.warn(

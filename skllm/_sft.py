@@ -14,7 +14,7 @@ from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
 from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
 from ._lm import check_template
 from ._methods import NamedMethodParamsMixin, resolve_method
-from ._models import DEFAULT_CAUSAL_LM, load_backbone, model_identity, positions, resolve_model
+from ._models import DEFAULT_CAUSAL_LM, check_fitted_files, load_backbone, model_identity, positions, resolve_model
 from ._prompting import decode_answer, encode, fit_text, generate, wrap
 from ._scoring import SCORERS, check_lengths, chrf  # noqa: F401 (chrf: skllm._sft.chrf stays importable)
 from ._tokens import pad_token_id
@@ -325,19 +325,12 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         self.n_trainable_params_ = int(sum(v.size for v in self.trainable_state_.values()))
 
     def _restore_live(self):
-
         device = device_for_loading(self.device_)
         self.device_ = str(device)
         source = self._source()
+        consequence = "its frozen weights now come from the new files."
+        check_fitted_files(self.model_identity_, source, self.model_name, consequence)
         lm, tokenizer = load_backbone(source, device, kind="causal-lm")
-        identity = model_identity(source)
-        if identity != self.model_identity_:
-            warnings.warn(
-                f"The files of model {self.model_name!r} changed since this model was fitted "
-                f"({self.model_identity_} -> {identity}); its frozen weights now come from the new files.",
-                UserWarning,
-                stacklevel=3,
-            )
         network = self._network_from_state(lm, device)
         network.eval()
         self.network_, self.tokenizer_ = network, tokenizer

@@ -115,25 +115,45 @@ def test_a_model_saved_again_in_place_is_loaded_again_and_cached_under_its_new_f
     np.testing.assert_allclose(TransformerEmbedder(folder, cache_dir=None).fit().transform(X), after, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["fine-tuned", "prompted"])
-def test_an_unpickled_model_whose_files_changed_warns(tiny_bert, tiny_llama, tmp_path, texts, kind):
-    import pickle
+def _fitted_on_a_copy(kind, tiny_bert, tiny_llama, folder, texts):
+    """An estimator of ``kind`` fitted on a copy of a tiny model in ``folder``; the model's class; its warning."""
     import shutil
 
     from transformers import BertModel, LlamaForCausalLM
 
-    from skllm import FineTuneClassifier, ZeroShotClassifier
+    from skllm import FineTuneClassifier, FineTuneGenerator, ZeroShotClassifier
+
+    shutil.copytree(tiny_llama if kind != "fine-tuned" else tiny_bert, folder)
+    if kind == "fine-tuned":
+        model = FineTuneClassifier(folder, method="head", epochs=1, cache_dir=None, random_state=0).fit(*texts)
+        return model, BertModel, "frozen weights now come from the new files"
+    if kind == "generator":
+        model = FineTuneGenerator(folder, method="lora", epochs=1, max_new_tokens=2, random_state=0)
+        return model.fit(texts[0][:4], texts[0][:4]), LlamaForCausalLM, "frozen weights now come from the new files"
+    model = ZeroShotClassifier(folder, cache_dir=None).fit(*texts)
+    return model, LlamaForCausalLM, "calibration prior\\): fit it again"
+
+
+@pytest.mark.parametrize("kind", ["fine-tuned", "generator", "prompted"])
+def test_an_unpickled_model_whose_files_changed_warns(tiny_bert, tiny_llama, tmp_path, texts, kind):
+    import pickle
 
     folder = str(tmp_path / "model")
-    if kind == "fine-tuned":
-        shutil.copytree(tiny_bert, folder)
-        model = FineTuneClassifier(folder, method="head", epochs=1, cache_dir=None, random_state=0)
-        cls, message = BertModel, "frozen weights now come from the new files"
-    else:
-        shutil.copytree(tiny_llama, folder)
-        model = ZeroShotClassifier(folder, cache_dir=None)
-        cls, message = LlamaForCausalLM, "calibration prior\\): fit it again"
-    saved = pickle.dumps(model.fit(*texts))
+    model, cls, message = _fitted_on_a_copy(kind, tiny_bert, tiny_llama, folder, texts)
+    saved = pickle.dumps(model)
     _save_again_with_other_weights(folder, cls)
     with pytest.warns(UserWarning, match=rf"files of model .* changed since this model was fitted .*{message}"):
+        pickle.loads(saved).predict(texts[0][:2])
+
+
+@pytest.mark.parametrize("kind", ["fine-tuned", "generator", "prompted"])
+def test_an_unpickled_model_whose_folder_is_gone_names_it(tiny_bert, tiny_llama, tmp_path, texts, kind, monkeypatch):
+    import pickle
+    import shutil
+
+    monkeypatch.chdir(tmp_path)  # the folder is named relative to here, as a user's "models/enc"
+    model, _, _ = _fitted_on_a_copy(kind, tiny_bert, tiny_llama, "enc", texts)
+    saved = pickle.dumps(model)
+    shutil.move("enc", "elsewhere")
+    with pytest.raises(FileNotFoundError, match=r"'enc' was a local folder when this model was fitted, and there is"):
         pickle.loads(saved).predict(texts[0][:2])
