@@ -42,15 +42,32 @@ def read_table(path):
             return pd.read_parquet(path)
         if suffix.startswith((".jsonl", ".json")):
             return pd.read_json(path, lines=True)
-        if suffix.startswith(".tsv"):
-            return pd.read_csv(path, sep="\t")
-        return pd.read_csv(path)
+        return _read_delimited(path, "\t" if suffix.startswith(".tsv") else ",")
     except pd.errors.EmptyDataError as exc:
         raise InputError(f"{path} is empty.") from exc
     except ImportError as exc:
         raise InputError(f"Reading {path} needs an extra package: {exc}") from exc
     except ValueError as exc:
         raise InputError(f"{path} cannot be read as {suffix or 'CSV'}: {exc}") from exc
+
+
+def _read_delimited(path, sep):
+    """A CSV or TSV file whose rows all have the header's fields, under distinct column names."""
+    import pandas as pd
+
+    header = pd.read_csv(path, sep=sep, header=None, nrows=1).iloc[0].tolist()
+    repeated = sorted({str(h) for h in header if header.count(h) > 1})
+    if repeated:  # pandas would rename the second "text" to "text.1" and read the first
+        raise InputError(f"{path} names the column(s) {repeated} more than once; give each column its own name.")
+    frame = pd.read_csv(path, sep=sep)
+    if not isinstance(frame.index, pd.RangeIndex):
+        # Rows with one field more than the header: pandas reads the first field as the row
+        # index and shifts every column. Typically a text with an unquoted separator.
+        raise InputError(
+            f"{path}: rows have more fields than the header ({len(header)}); a text holding a "
+            f"{'tab' if sep == chr(9) else 'comma'} must be quoted (as pandas' to_csv and Excel write it)."
+        )
+    return frame
 
 
 def load_xy(frame, text, label, path, multilabel=None):
@@ -72,6 +89,22 @@ def load_xy(frame, text, label, path, multilabel=None):
     missing = [i for i, v in enumerate(labels) if is_missing(v)]
     if missing:
         raise InputError(f"Column {label!r} has {len(missing)} missing label(s), rows {missing[:10]}.")
+    nested = [i for i, v in enumerate(labels) if isinstance(v, (list, dict, set, tuple, np.ndarray))]
+    if nested:
+        raise InputError(
+            f"Column {label!r} must hold one label per row; rows {nested[:10]} hold {labels.iloc[nested[0]]!r} and "
+            f"the like. For several labels per text, join them with a separator and pass --multilabel SEP."
+        )
+    spaced = {}
+    for v in labels.unique():
+        if isinstance(v, str):
+            spaced.setdefault(v.strip(), []).append(v)
+    spaced = [sorted(forms) for forms in spaced.values() if len(forms) > 1]
+    if spaced:  # " pos" and "pos" would be two classes
+        raise InputError(
+            f"Column {label!r} holds labels that differ only by surrounding spaces: {spaced[:5]}; strip them "
+            f"first (e.g. df[{label!r}].str.strip())."
+        )
     if labels.nunique() < 2:
         raise InputError(f"Column {label!r} holds a single class ({labels.iloc[0]!r}); a comparison needs two or more.")
     return texts.tolist(), labels.tolist()

@@ -90,7 +90,8 @@ class DocumentIndex(BaseEstimator):
         ``max_length_``). Chunks hold whole words. Smaller chunks ranked better
         and built faster than 128 or 254 in ``benchmarks/bench_retrieval.py``.
     chunk_overlap : int, default=8
-        Tokens shared by consecutive chunks; less than ``chunk_size``.
+        Tokens shared by consecutive chunks; less than ``chunk_size``, and
+        than the size in use where the embedder's length caps it.
     retrieval : {"hybrid", "dense", "lexical"}, default="hybrid"
         How chunks are ranked: ``"dense"``, by cosine similarity of embeddings;
         ``"lexical"``, by BM25 over words (no query embedding);
@@ -200,7 +201,7 @@ class DocumentIndex(BaseEstimator):
         """
         self.backend_ = self._validate()
         self.embedder_ = resolve_embedder(self.embedder).fit()
-        self.chunk_size_ = min(self.chunk_size, self.embedder_.max_length_ - 2)
+        self._set_chunk_size()
         self._docs = {}
         self._chunk_doc, self._chunk_span = [], []
         self._vectors = np.empty((0, self.embedder_.embedding_dim_), dtype=np.float32)
@@ -284,6 +285,15 @@ class DocumentIndex(BaseEstimator):
         self._search_index = self._lexical = None  # rebuilt without them at the next query
         self._update_counts()
         return self
+
+    def _set_chunk_size(self):
+        """``chunk_size_``: ``chunk_size`` capped at the embedder's length; the overlap must stay below it."""
+        self.chunk_size_ = min(self.chunk_size, self.embedder_.max_length_ - 2)
+        if self.chunk_overlap >= self.chunk_size_:  # every chunk would advance by one word
+            raise ValueError(
+                f"chunk_overlap={self.chunk_overlap} must be less than the chunk size in use, {self.chunk_size_} "
+                f"(chunk_size={self.chunk_size} capped at the embedder's max_length_ - 2); lower chunk_overlap."
+            )
 
     def _update_counts(self):
         self.n_documents_ = len(self._docs)
@@ -470,6 +480,13 @@ class DocumentIndex(BaseEstimator):
                 f"{folder / 'alive.npy'} holds a {alive.dtype} array of shape {alive.shape}; index.json lists "
                 f"{n_chunks} chunks, so it must be a bool array of shape ({n_chunks},)."
             )
+        # The chunks of removed documents stay, marked dead in alive.npy, as in the live index.
+        known = {json.dumps(d[0]) for d in state["documents"]}
+        orphans = [d for d, live in zip(state["chunk_doc"], alive) if live and json.dumps(d) not in known]
+        if orphans:
+            raise ValueError(
+                f"{folder / 'index.json'} is damaged: chunks belong to documents it does not hold: {orphans[:10]!r}."
+            )
         params = dict(state["params"])
         # Indexes saved before hybrid search ranked by embeddings only: keep that.
         params.setdefault("retrieval", "dense")
@@ -489,7 +506,7 @@ class DocumentIndex(BaseEstimator):
                     f"{folder / name} is not the array index.json was saved with (altered, or left from another save "
                     f"that did not finish). Save the index again."
                 )
-        index.chunk_size_ = min(index.chunk_size, index.embedder_.max_length_ - 2)
+        index._set_chunk_size()
         index._docs = {_key(d): (text, meta) for d, text, meta in state["documents"]}
         index._chunk_doc = [_key(d) for d in state["chunk_doc"]]
         index._chunk_span = [tuple(s) for s in state["chunk_span"]]
@@ -525,10 +542,6 @@ def _read_state(path):
         raise ValueError(f"{path} is damaged: chunk_doc and chunk_span must be lists of the same length.")
     if not all(isinstance(d, list) and len(d) == 3 for d in documents):
         raise ValueError(f"{path} is damaged: each of its documents must be [id, text, metadata].")
-    known = {json.dumps(d[0]) for d in documents}
-    orphans = [d for d in chunk_doc if json.dumps(d) not in known]
-    if orphans:
-        raise ValueError(f"{path} is damaged: chunks belong to documents it does not hold: {orphans[:10]!r}.")
     return state
 
 

@@ -89,6 +89,10 @@ def test_a_failing_method_is_reported_and_the_others_go_on(texts, tiny_bert, tin
         ("", [], "is empty"),
         ("review,sentiment\nok,pos\nbad,pos\n", [], "single class"),
         ("review,sentiment\n1,pos\n2,neg\n", [], "must hold text"),
+        # An unquoted comma in every text: pandas would take the first field as the index.
+        ("review,sentiment\ngood film, really,pos\nbad film, truly,neg\n", [], "more fields than the header (2)"),
+        ("review,review,sentiment\nok,fine,pos\nbad,awful,neg\n", [], "names the column(s) ['review'] more than"),
+        ("review,sentiment\nok,pos\nbad,neg\nfine, pos\n", [], "differ only by surrounding spaces: [[' pos', 'pos']]"),
     ],
 )
 def test_bad_input_files_get_clear_messages_and_exit_2(tmp_path, content, args, message, capsys):
@@ -99,6 +103,14 @@ def test_bad_input_files_get_clear_messages_and_exit_2(tmp_path, content, args, 
         argv[3] = args[1]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_list_of_labels_in_a_json_lines_file_is_named(tmp_path, capsys):
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"review": "ok", "sentiment": ["pos"]}\n{"review": "bad", "sentiment": ["neg"]}\n')
+    argv = ["compare", str(path), "--text", "review", "--label", "sentiment", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert "must hold one label per row; rows [0, 1] hold ['pos']" in capsys.readouterr().err
 
 
 def _unwritable_folder(tmp_path):

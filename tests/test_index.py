@@ -1,4 +1,5 @@
 import itertools
+import json
 import pickle
 
 import numpy as np
@@ -437,6 +438,31 @@ def test_a_refused_save_leaves_the_saved_index_whole(embedder, tmp_path):
     with pytest.raises(ValueError, match="JSON-serialisable"):
         other.save(tmp_path)  # a set in the metadata: nothing is written
     assert DocumentIndex.load(tmp_path).query(["awful film"], k=2) == index.query(["awful film"], k=2)
+
+
+def test_an_overlap_as_long_as_the_capped_chunk_size_is_refused(embedder):
+    # chunk_size 500 is capped at the tiny embedder's length: an overlap of 200 would leave
+    # chunks that advance by one word each.
+    cap = embedder.fit().max_length_ - 2
+    with pytest.raises(ValueError, match=rf"chunk_overlap=200 must be less than the chunk size in use, {cap}"):
+        DocumentIndex(embedder, chunk_size=500, chunk_overlap=200).fit(DOCS)
+
+
+def test_load_names_live_chunks_of_a_document_it_lacks(saved):
+    state = json.loads((saved / "index.json").read_text())
+    state["documents"] = [d for d in state["documents"] if d[0] != "b"]
+    (saved / "index.json").write_text(json.dumps(state))
+    damaged = r"index.json is damaged: chunks belong to documents it does not hold: \['b'\]"
+    with pytest.raises(ValueError, match=damaged):
+        DocumentIndex.load(saved)
+
+
+def test_an_index_saved_after_removals_loads_as_it_was(embedder, tmp_path):
+    index = DocumentIndex(embedder, chunk_size=20, backend="numpy").fit(DOCS, ids=["a", "b", "c", "d"])
+    index.remove(["c"]).partial_fit(["a new text about films"], ids=["c"])  # the id comes back
+    loaded = DocumentIndex.load(index.save(tmp_path))
+    assert (loaded.n_documents_, loaded.n_chunks_) == (index.n_documents_, index.n_chunks_)
+    assert loaded.query(["boring story", "films"], k=5) == index.query(["boring story", "films"], k=5)
 
 
 def test_arrays_of_another_save_are_refused(embedder, tmp_path):
