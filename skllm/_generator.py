@@ -158,6 +158,12 @@ class FewShotGenerator(LMEstimator):
         )
         return self
 
+    def _fits(self, text):
+        """Whether the prompt of ``text`` without demonstrations fits ``prompt_budget_`` (a chat endpoint's: yes)."""
+        if self.tokenizer_ is None:
+            return True
+        return len(self._encode(self._wrap(self._render([], 0, text)))) <= self.prompt_budget_
+
     def _render(self, indices, k, text):
         """Prompt content with the last ``k`` of the pairs ``indices``."""
         template = self.template if self.template is not None else DEFAULT_GENERATION_TEMPLATE

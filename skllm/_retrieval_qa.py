@@ -1,11 +1,14 @@
 """RetrievalQA: answer questions from the chunks of a DocumentIndex with a local causal LM."""
 
+import warnings
+
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
 from ._lm import check_template
 from ._scoring import check_lengths, exact_match, normalize_answer
 from ._validation import check_int, check_texts
+from .exceptions import TruncationWarning
 
 DEFAULT_QA_TEMPLATE = (
     "Answer the question using only the context.\n\nContext:\n{context}\n\nQuestion: {question}\nAnswer:"
@@ -135,15 +138,35 @@ class RetrievalQA(BaseEstimator):
         -------
         answers : ndarray of str, shape (n_questions,)
         sources : list of list of Hit
-            The retrieved chunks of each question, best first.
+            The chunks given with each question, best first: the ``k``
+            retrieved, less the lowest-ranked where the prompt would not fit
+            the generator's ``max_length`` (a ``TruncationWarning`` says so).
         """
         check_is_fitted(self, "generator_")
         questions = check_texts(X, estimator=self)
-        sources = self.index.query(questions, k=self.k)
-        prompts = [
-            self._template().format(context="\n\n".join(h.chunk for h in hits), question=q)
-            for q, hits in zip(questions, sources)
-        ]
+        retrieved = self.index.query(questions, k=self.k)
+        self.generator_._ensure_live()
+        prompts, sources = [], []
+        for question, hits in zip(questions, retrieved):
+            # A prompt too long for the generator would lose its end, the question and the
+            # answer cue: the lowest-ranked chunks go first, and the sources say what was given.
+            n = len(hits)
+            while True:
+                prompt = self._template().format(context="\n\n".join(h.chunk for h in hits[:n]), question=question)
+                if n == 0 or self.generator_._fits(prompt):
+                    break
+                n -= 1
+            prompts.append(prompt)
+            sources.append(hits[:n])
+        dropped = sum(len(given) < len(hits) for given, hits in zip(sources, retrieved))
+        if dropped:
+            warnings.warn(
+                f"{dropped} of {len(questions)} prompts were longer than the generator's max_length="
+                f"{self.generator_.max_length_} tokens with all {self.k} chunks; their lowest-ranked chunks were "
+                f"left out (the question kept whole). The sources list the chunks given.",
+                TruncationWarning,
+                stacklevel=2,
+            )
         return self.generator_.predict(prompts), sources
 
     def predict(self, X):

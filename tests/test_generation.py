@@ -321,3 +321,19 @@ def test_retrieval_qa_refuses_answers_without_questions(tiny_bert, cache_dir):
     index = DocumentIndex(TransformerEmbedder(tiny_bert, cache_dir=cache_dir), backend="numpy").fit(["great film"])
     with pytest.raises(ValueError, match=r"answers y without questions X.*fit\(questions, answers\)"):
         RetrievalQA(index).fit(None, ["x"])
+
+
+def test_retrieval_qa_leaves_out_the_lowest_ranked_chunks_not_the_question(tiny_bert, tiny_llama, cache_dir):
+    from skllm import DocumentIndex, FewShotGenerator, RetrievalQA, TransformerEmbedder
+
+    documents = [" ".join(["great film loved it"] * 12), " ".join(["awful film hated it"] * 12), "fun story"]
+    index = DocumentIndex(TransformerEmbedder(tiny_bert, cache_dir=cache_dir), backend="numpy").fit(documents)
+    # 150 tokens hold the question with one chunk (126 with this tokenizer), not with two (178).
+    generator = FewShotGenerator(tiny_llama, max_new_tokens=2, max_length=150, use_chat_template=False)
+    qa = RetrievalQA(index, generator=generator, k=3).fit()
+    question = "Which film did they love?"
+    with pytest.warns(TruncationWarning, match=r"1 of 1 prompts .* their lowest-ranked chunks were left out"):
+        _, sources = qa.predict_with_sources([question])
+    assert sources[0] == index.query([question], k=3)[0][:1]  # the best one
+    given = qa._template().format(context=sources[0][0].chunk, question=question)
+    assert qa.generator_._fits(given) and given.endswith(f"Question: {question}\nAnswer:")
