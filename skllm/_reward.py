@@ -49,6 +49,17 @@ def expand_rankings(frame, name="pairs"):
     groups = {}
     for i, p in enumerate(prompts):
         groups.setdefault(p, []).append(i)
+    for prompt, rows in groups.items():
+        seen = {}
+        for i in rows:
+            seen.setdefault(responses[i], []).append(i)
+        for response, where in seen.items():
+            if len({ranks[i] for i in where}) > 1:  # it would be preferred to itself
+                raise ValueError(
+                    f"{name} ranks the response {response!r:.60} of the prompt {prompt!r:.60} more than once, "
+                    f"differently: rows {where[:10]} with ranks {[ranks[i].item() for i in where[:10]]}. Give each "
+                    f"response of a prompt one rank."
+                )
     out = ([], [], [])
     for prompt, rows in groups.items():
         rows = sorted(rows, key=lambda i: ranks[i])

@@ -186,6 +186,12 @@ def test_bad_preferences_are_refused_with_their_rows():
         preference_pairs(bad)
     with pytest.raises(ValueError, match="no preference pair"):
         preference_pairs(pd.DataFrame({"prompt": ["p", "p"], "response": ["a", "b"], "rank": [1, 1]}))
+    # One response ranked twice, differently: named by its input rows, not the expanded pairs'.
+    twice = pd.DataFrame({"prompt": ["p", "p", "p"], "response": ["a", "b", "a"], "rank": [1, 2, 3]})
+    with pytest.raises(
+        ValueError, match=r"response 'a' of the prompt 'p' more than once, .*rows \[0, 2\] with ranks \[1, 3\]"
+    ):
+        preference_pairs(twice)
     with pytest.raises(ValueError, match="columns"):
         preference_pairs(pd.DataFrame({"text": ["a"]}))
     missing = PAIRS.copy()
