@@ -308,10 +308,6 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
             weights = len(targets) / (2 * counts)
         return np.where(counts.min(axis=0) > 0, weights, 1.0).astype(np.float32)
 
-    def _commit_targets(self):
-        for name, value in self._new_targets.items():
-            setattr(self, name, value)
-
     def _same_model(self, method):
         previous = getattr(self, "classes_", None)
         new = self._new_targets["classes_"]
@@ -428,14 +424,18 @@ class FineTuneRegressor(RegressorMixin, _FineTuneBase):
         bound = float(np.abs(y).max()) or 1.0
         unit = y / bound
         unit_mean, unit_std = float(unit.mean()), float(unit.std())
-        self.target_mean_ = unit_mean * bound
         if unit_std > 0:
-            self.target_scale_ = unit_std * bound
+            scale = unit_std * bound
             targets = ((unit - unit_mean) / unit_std).astype(np.float32)
         else:
-            self.target_scale_ = 1.0
+            scale = 1.0
             targets = np.zeros(len(y), dtype=np.float32)
-        return self._fit(method, texts, targets)
+        # Staged: a fit that fails keeps the previous model's scale with its weights.
+        self._new_targets = {"target_mean_": unit_mean * bound, "target_scale_": scale}
+        try:
+            return self._fit(method, texts, targets)
+        finally:
+            vars(self).pop("_new_targets", None)
 
     @staticmethod
     def _probe(features, targets, class_weights):

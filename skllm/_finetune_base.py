@@ -321,7 +321,13 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         return repr(method) == repr(self.method_)
 
     def _commit_targets(self):
-        """Record what the targets define (the classes) once the warm-start decision is made."""
+        """Record what the targets define (the classes, the regressor's scale) once the warm-start decision is made.
+
+        ``fit`` stages them in ``_new_targets``: set before the protected fit, they
+        would outlive a fit that fails (see ``keep_state_on_error``).
+        """
+        for name, value in getattr(self, "_new_targets", {}).items():
+            setattr(self, name, value)
 
     def _train(self, network, inputs, targets, train_idx, valid_idx, loss_weights, rng, device):
         import torch
