@@ -2,7 +2,7 @@
 
 import warnings
 
-from ._lm import check_template
+from ._lm import check_examples_field, check_template
 from ._models import DEFAULT_CAUSAL_LM
 from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier, plain_labels, unique_labels
 from ._selection import BalancedSelection, NearestSelection, RandomSelection, resolve_embedder, resolve_selection
@@ -182,6 +182,8 @@ class FewShotClassifier(PromptClassifier):
             raise ValueError(f"X has {len(texts)} texts but y has {len(y)} labels; they must match row for row.")
         classes = unique_labels(y)
         self._load()
+        if self.example_template is not None or not self.uses_chat_template_:  # else chat turns hold them
+            check_examples_field(self.template_, self.n_examples)
         self._set_classes(classes, y)
         self.examples_ = list(zip(texts, y))
         self.example_selection_ = selection.fit(texts, y, n_examples=self.n_examples, random_state=self.random_state)

@@ -3,7 +3,7 @@
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ._lm import LMEstimator, check_template, template_fields
+from ._lm import LMEstimator, check_examples_field, check_template, template_fields
 from ._models import DEFAULT_CAUSAL_LM
 from ._prompting import clean_answer, decode_answer, generate
 from ._scoring import check_lengths, exact_match
@@ -144,6 +144,8 @@ class FewShotGenerator(LMEstimator):
         if len(outputs) != len(texts):
             raise ValueError(f"X has {len(texts)} texts but y has {len(outputs)}; they must match row for row.")
         self._load()
+        if not self.uses_chat_template_:  # else chat turns hold the demonstrations
+            check_examples_field(template, self.n_examples)
         if self.uses_chat_template_ and "text" not in template_fields(self.example_template.split("{label}")[0], "x"):
             raise ValueError(
                 f"example_template={self.example_template!r} must put {{text}} before {{label}} with a chat model: "

@@ -26,6 +26,19 @@ def template_fields(template, name):
     return fields
 
 
+def check_examples_field(template, n_examples):
+    """Refuse a ``template`` without ``{examples}`` where the ``n_examples`` demonstrations go into it.
+
+    Call only where they do (no chat turns for them): the prompts would silently be zero-shot.
+    """
+    if n_examples and "examples" not in template_fields(template, "template"):
+        raise ValueError(
+            f"template={template!r} has no {{examples}} field, so the n_examples={n_examples} demonstrations "
+            f"would be left out of every prompt. Put {{examples}} where they go (e.g. at the start), or use "
+            f"n_examples=0 for zero-shot prompts."
+        )
+
+
 def check_template(template, name, required, allowed):
     """Raise a ``ValueError`` unless ``template`` has every ``required`` field and only ``allowed`` ones."""
     fields = template_fields(template, name)

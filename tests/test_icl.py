@@ -226,6 +226,15 @@ def pool(texts):
     return texts
 
 
+@pytest.mark.parametrize("estimator", [FewShotClassifier, FewShotGenerator])
+def test_a_template_without_examples_is_refused_where_the_demonstrations_go_into_it(tiny_llama, pool, estimator):
+    # This model has no chat template: the demonstrations can only go into {examples}.
+    X, y = pool
+    with pytest.raises(ValueError, match=r"has no \{examples\} field, so the n_examples=2 demonstrations"):
+        estimator(tiny_llama, template="Text: {text}\nLabel:", n_examples=2).fit(X, y)
+    estimator(tiny_llama, template="Text: {text}\nLabel:", n_examples=0).fit(X, y)  # zero-shot: nothing is lost
+
+
 def test_few_shot_balanced_and_random_selection_are_reproducible(tiny_llama, pool):
     X, y = pool
     balanced = FewShotClassifier(tiny_llama, n_examples=4, random_state=0).fit(X, y)
