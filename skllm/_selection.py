@@ -271,7 +271,10 @@ class NearestSelection(ExampleSelection):
             if skip is not None:
                 ranked = np.asarray(ranked)[np.asarray(ranked) != skip]
             if self.balance:
-                picks = balanced_order(ranked, self.labels_, self.n_examples_)
+                # Taken class by class, then put back in rank order: the most similar goes last
+                # whichever class it is (in class order, the last would be the first class's).
+                rank = {int(i): r for r, i in enumerate(ranked)}
+                picks = sorted(balanced_order(ranked, self.labels_, self.n_examples_), key=rank.__getitem__)
             else:
                 picks = ranked[: self.n_examples_].tolist()
             chosen.append(picks[::-1])  # most similar last
