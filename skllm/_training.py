@@ -40,7 +40,7 @@ def validation_split(rows, fraction, seed, stratify=None, what="texts"):
     """``(training rows, validation rows)`` for early stopping: ``fraction`` of ``rows`` held out.
 
     Stratified by ``stratify`` where every class can be; a split that leaves
-    either side empty is a ``ValueError`` naming ``validation_fraction``.
+    no row to train on is a ``ValueError`` naming ``validation_fraction``.
     """
     from sklearn.model_selection import train_test_split
 
