@@ -2,6 +2,7 @@
 
 from ._models import DEFAULT_CAUSAL_LM
 from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier, plain_labels, unique_labels
+from ._targets import _label_kind
 from ._validation import check_texts, check_unique
 
 
@@ -109,7 +110,9 @@ class ZeroShotClassifier(PromptClassifier):
         if self.classes is not None:
             check_unique(plain_labels(self.classes, "classes"), "classes")
             classes = unique_labels(self.classes, "classes")
-            unknown = sorted({v for v in labels if v not in classes}, key=repr) if labels is not None else []
+            # By type too: True == 1, but y of bools predicted as the ints of classes would change type.
+            known = {(_label_kind(c), c) for c in classes}
+            unknown = sorted({v for v in labels or () if (_label_kind(v), v) not in known}, key=repr)
             if unknown:
                 raise ValueError(
                     f"y has labels that are not in classes={classes!r}: {unknown!r}. Add them to classes, or leave "

@@ -416,6 +416,11 @@ def test_labels_of_y_must_be_among_the_given_classes(tiny_llama):
     X = ["great fun", "dull", "ok"]
     with pytest.raises(ValueError, match=r"y has labels that are not in classes=\['neg', 'pos'\]: \['mid'\]"):
         ZeroShotClassifier(tiny_llama, classes=["pos", "neg"]).fit(X, ["pos", "neg", "mid"])
+    # True == 1, but bools are not the int classes: predict would answer ints for a y of bools.
+    with pytest.raises(ValueError, match=r"not in classes=\[0, 1\]: \[False, True\]"):
+        ZeroShotClassifier(tiny_llama, classes=[0, 1]).fit(X, [True, False, True])
+    with pytest.warns(UserWarning, match="are numbers"):  # 1.0 is the number 1: accepted
+        ZeroShotClassifier(tiny_llama, classes=[0, 1], calibration=None).fit(X, [1, 0, 1.0])
     # Classes that y lacks are kept: they need no example.
     clf = ZeroShotClassifier(tiny_llama, classes=["pos", "neg", "mid"], calibration=None).fit(X, ["pos", "neg", "pos"])
     assert clf.classes_.tolist() == ["mid", "neg", "pos"]
