@@ -9,7 +9,7 @@ import numpy as np
 
 from ._api import parse_llm
 from ._compare import ALL_METHODS, check_folds, check_settings, parse_duration
-from ._validation import is_missing
+from ._validation import is_collection, is_missing
 from .exceptions import MissingDependencyError
 
 OPTION_NAMES = {
@@ -89,7 +89,7 @@ def load_xy(frame, text, label, path, multilabel=None):
     missing = [i for i, v in enumerate(labels) if is_missing(v)]
     if missing:
         raise InputError(f"Column {label!r} has {len(missing)} missing label(s), rows {missing[:10]}.")
-    nested = [i for i, v in enumerate(labels) if isinstance(v, (list, dict, set, tuple, np.ndarray))]
+    nested = [i for i, v in enumerate(labels) if is_collection(v)]
     if nested:
         raise InputError(
             f"Column {label!r} must hold one label per row; rows {nested[:10]} hold {labels.iloc[nested[0]]!r} and "

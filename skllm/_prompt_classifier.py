@@ -21,7 +21,7 @@ from ._api import CLASSIFIER_MAX_TOKENS, UNPARSED_CHOICES
 from ._device import autocast
 from ._lm import LMEstimator, cache_kwarg, check_template, output_cache
 from ._tokens import pad_batch, pad_token_id
-from ._validation import check_bool, check_choice, check_labels, check_no_missing, check_texts
+from ._validation import check_bool, check_choice, check_labels, check_no_missing, check_texts, is_collection
 from .exceptions import TruncationWarning, UnparsedAnswerError, UnparsedAnswerWarning
 
 DEFAULT_TEMPLATE = "{examples}Text: {text}\n\nWhich category fits the text: {labels}? Answer with one word."
@@ -536,7 +536,7 @@ def plain_labels(y, name="y"):
             f"classifiers predict one class per text (several labels per text are not supported)."
         )
     y = check_labels(y, name)
-    nested = [i for i, v in enumerate(y) if isinstance(v, (list, np.ndarray, set, frozenset, dict))]
+    nested = [i for i, v in enumerate(y) if is_collection(v)]
     if nested:
         i = nested[0]
         raise ValueError(

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 
-from ._validation import check_no_missing, check_ordered
+from ._validation import check_no_missing, check_ordered, is_collection
 from .exceptions import SkllmWarning
 
 
@@ -62,7 +62,7 @@ def _encode_labels(y, n_texts, who):
     _refuse_complex(labels, who, "labels of one type: str, bool or real numbers")
     # A frozenset is hashable, but sets are only partly ordered ("<" is "subset of"), so
     # sorting them leaves equal labels apart: one class per row. Refused like other sets.
-    unhashable = [i for i, v in enumerate(labels) if not isinstance(v, Hashable) or isinstance(v, frozenset)]
+    unhashable = [i for i, v in enumerate(labels) if not isinstance(v, Hashable) or is_collection(v)]
     if unhashable:
         i = unhashable[0]
         raise ValueError(

@@ -98,6 +98,11 @@ def is_missing(value):
         return False
 
 
+def is_collection(value):
+    """Whether one label is several (a list, array, set or dict): one label per text is expected."""
+    return isinstance(value, (list, np.ndarray, set, frozenset, dict))
+
+
 def check_no_missing(values, name="y"):
     """Raise a ``ValueError`` naming ``name`` and the positions of missing labels in ``values`` (see ``is_missing``)."""
     missing = [i for i, v in enumerate(values) if is_missing(v)]
