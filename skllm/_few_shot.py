@@ -6,6 +6,7 @@ from ._lm import check_examples_field, check_template
 from ._models import DEFAULT_CAUSAL_LM
 from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier, plain_labels, unique_labels
 from ._selection import BalancedSelection, NearestSelection, RandomSelection, resolve_embedder, resolve_selection
+from ._training import keep_state_on_error
 from ._validation import check_bool, check_int, check_random_state_param, check_texts
 
 # The earlier default (estimators pickled with it keep it): demonstrations rendered
@@ -181,16 +182,19 @@ class FewShotClassifier(PromptClassifier):
         if len(y) != len(texts):
             raise ValueError(f"X has {len(texts)} texts but y has {len(y)} labels; they must match row for row.")
         classes = unique_labels(y)
-        self._load()
-        if self.example_template is not None or not self.uses_chat_template_:  # else chat turns hold them
-            check_examples_field(self.template_, self.n_examples)
-        self._set_classes(classes, y)
-        self.examples_ = list(zip(texts, y))
-        self.example_selection_ = selection.fit(texts, y, n_examples=self.n_examples, random_state=self.random_state)
-        # A demonstration would see its own answer in its prompt.
-        shown = set(getattr(self.example_selection_, "indices_", ()))
-        rest = [i for i in range(len(texts)) if i not in shown]
-        self._fit_calibration([texts[i] for i in rest], [y[i] for i in rest], self.random_state, pool_indices=rest)
+        with keep_state_on_error(self):  # a refused refit leaves the previous fit whole
+            self._load()
+            if self.example_template is not None or not self.uses_chat_template_:  # else chat turns hold them
+                check_examples_field(self.template_, self.n_examples)
+            self._set_classes(classes, y)
+            self.examples_ = list(zip(texts, y))
+            self.example_selection_ = selection.fit(
+                texts, y, n_examples=self.n_examples, random_state=self.random_state
+            )
+            # A demonstration would see its own answer in its prompt.
+            shown = set(getattr(self.example_selection_, "indices_", ()))
+            rest = [i for i in range(len(texts)) if i not in shown]
+            self._fit_calibration([texts[i] for i in rest], [y[i] for i in rest], self.random_state, pool_indices=rest)
         return self
 
     def _render(self, indices, k, text):

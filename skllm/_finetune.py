@@ -137,8 +137,8 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
     validation_scores_ : list of float or None
         Validation accuracy (multi-label: micro-averaged F1) after each epoch
         (with early stopping).
-    best_validation_score_ : float
-        The best of ``validation_scores_`` (with early stopping).
+    best_validation_score_ : float or None
+        The best of ``validation_scores_`` (with early stopping; else None).
     n_iter_ : int
         Epochs run.
     network_ : torch.nn.Module

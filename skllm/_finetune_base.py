@@ -369,8 +369,8 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         )
         self.loss_curve_, self.n_iter_ = result.loss_curve, result.n_iter
         self.validation_scores_ = result.validation_scores
-        if result.best_validation_score is not None:
-            self.best_validation_score_ = result.best_validation_score
+        # None without early stopping, not a previous fit's score.
+        self.best_validation_score_ = result.best_validation_score
 
     # -- prediction -----------------------------------------------------------------------
     def _raw_outputs(self, X):

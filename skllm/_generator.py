@@ -9,6 +9,7 @@ from ._prompting import clean_answer, decode_answer, generate
 from ._scoring import check_lengths, exact_match
 from ._selection import FirstSelection, RandomSelection, resolve_selection
 from ._tokens import pad_token_id
+from ._training import keep_state_on_error
 from ._validation import check_bool, check_int, check_random_state_param, check_texts
 
 DEFAULT_GENERATION_TEMPLATE = "{examples}Input: {text}\nOutput:"
@@ -127,14 +128,9 @@ class FewShotGenerator(LMEstimator):
 
     def fit(self, X, y):
         """Store the demonstration pairs, choose them if fixed, and load the model."""
-        self._check_common()
-        template = self.template if self.template is not None else DEFAULT_GENERATION_TEMPLATE
-        check_template(template, "template", {"text"}, {"text", "examples"})
-        check_template(self.example_template, "example_template", {"text", "label"}, {"text", "label"})
+        template = self._check_prompt_params()
         check_int(self.n_examples, "n_examples", 0)
         check_random_state_param(self.random_state)
-        check_int(self.max_new_tokens, "max_new_tokens")
-        check_bool(self.stop_at_newline, "stop_at_newline")
         selection = self.example_selection
         if selection is None:
             selection = "first" if self.random_state is None else "random"
@@ -143,22 +139,43 @@ class FewShotGenerator(LMEstimator):
         outputs = check_texts(y, name="y", estimator=self)
         if len(outputs) != len(texts):
             raise ValueError(f"X has {len(texts)} texts but y has {len(outputs)}; they must match row for row.")
-        self._load()
-        if not self.uses_chat_template_:  # else chat turns hold the demonstrations
-            check_examples_field(template, self.n_examples)
-        if self.uses_chat_template_ and "text" not in template_fields(self.example_template.split("{label}")[0], "x"):
-            raise ValueError(
-                f"example_template={self.example_template!r} must put {{text}} before {{label}} with a chat model: "
-                f"the part before {{label}} is the user's turn of each pair, the output the assistant's."
+        with keep_state_on_error(self):  # a refused refit leaves the previous fit whole
+            self._load()
+            if not self.uses_chat_template_:  # else chat turns hold the demonstrations
+                check_examples_field(template, self.n_examples)
+            before_label = self.example_template.split("{label}")[0]
+            if self.uses_chat_template_ and "text" not in template_fields(before_label, "x"):
+                raise ValueError(
+                    f"example_template={self.example_template!r} must put {{text}} before {{label}} with a chat "
+                    f"model: the part before {{label}} is the user's turn of each pair, the output the assistant's."
+                )
+            self._check_budget()
+            self.examples_ = list(zip(texts, outputs))
+            self.example_selection_ = selection.fit(
+                texts, outputs, n_examples=self.n_examples, random_state=self.random_state
             )
-        self.prompt_budget_ = self.max_length_ - self.max_new_tokens
-        if self.prompt_budget_ < 8:
-            raise ValueError(f"max_new_tokens={self.max_new_tokens} leaves no room for a prompt in {self.max_length_}.")
-        self.examples_ = list(zip(texts, outputs))
-        self.example_selection_ = selection.fit(
-            texts, outputs, n_examples=self.n_examples, random_state=self.random_state
-        )
         return self
+
+    @property
+    def prompt_budget_(self):
+        """Tokens a prompt may take: ``max_length_`` less ``max_new_tokens``, which may be set after fit."""
+        return self.max_length_ - self.max_new_tokens
+
+    def _check_budget(self):
+        if self.prompt_budget_ < 8:
+            raise ValueError(
+                f"max_new_tokens={self.max_new_tokens} leaves no room for a prompt in max_length={self.max_length_}."
+            )
+
+    def _check_prompt_params(self):
+        """Check what prompting reads (fit, and predict: it may be set after fit); return the template."""
+        self._check_common()
+        template = self.template if self.template is not None else DEFAULT_GENERATION_TEMPLATE
+        check_template(template, "template", {"text"}, {"text", "examples"})
+        check_template(self.example_template, "example_template", {"text", "label"}, {"text", "label"})
+        check_int(self.max_new_tokens, "max_new_tokens")
+        check_bool(self.stop_at_newline, "stop_at_newline")
+        return template
 
     def _fits(self, text):
         """Whether the prompt of ``text`` without demonstrations fits ``prompt_budget_`` (a chat endpoint's: yes)."""
@@ -191,8 +208,10 @@ class FewShotGenerator(LMEstimator):
         import torch
 
         check_is_fitted(self, "examples_")
-        self._check_common()  # batch_size and the rest may have been set after fit
-        check_int(self.max_new_tokens, "max_new_tokens")
+        template = self._check_prompt_params()
+        if not self.uses_chat_template_:
+            check_examples_field(template, self.n_examples)
+        self._check_budget()
         texts = check_texts(X, estimator=self)
         self._ensure_live()
         prompts = self._fit_prompts(texts, self.example_selection_.select(texts), self._render)

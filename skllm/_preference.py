@@ -25,7 +25,7 @@ from ._causal import pad_examples, token_logprobs
 from ._device import autocast
 from ._methods import NamedMethodParamsMixin
 from ._online import OnlineRun
-from ._reward import preference_pairs
+from ._reward import pairwise_accuracy, preference_pairs
 from ._rl import check_scorer, dpo_loss, unfreeze
 from ._sft import FineTuneGenerator
 from ._tokens import pad_token_id
@@ -204,7 +204,8 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
         with validation, ``val_reward`` and ``val_eval_reward`` (means on the
         greedy answers to the validation prompts, after the step's update;
         every ``eval_every`` steps and at the last, NaN elsewhere); for DPO
-        ``accuracy`` (share of pairs ranked right by the implicit reward).
+        ``accuracy`` (share of pairs ranked right by the implicit reward, a tie
+        counting half, as in :meth:`RewardModel.score`).
     n_steps_ : int
         Steps run.
     best_step_ : int or None
@@ -322,6 +323,14 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
         check_choice(self.algorithm, "algorithm", ALGORITHMS)
         check_number(self.kl_coef, "kl_coef", 0)
         check_number(self.target_kl, "target_kl", 0, allow_none=True, low_inclusive=False)
+        if self.kl_coef == 0 and (self.algorithm == "dpo" or self.target_kl is not None):
+            raise ValueError(
+                "kl_coef=0 is DPO's beta=0, a loss without gradient: DPO needs kl_coef > 0."
+                if self.algorithm == "dpo"
+                else f"kl_coef=0 with target_kl={self.target_kl}: the controller scales the coefficient, which would "
+                f"stay 0 and leave the KL unbounded. Give kl_coef > 0 (its start), or target_kl=None for a fixed "
+                f"coefficient of 0 (no KL penalty)."
+            )
         check_int(self.epochs, "epochs", allow_none=True)
         check_training_params(self)
         check_int(self.n_generations, "n_generations", 2 if self.algorithm == "rloo" else 1)
@@ -383,6 +392,11 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
             values = scorer.predict(list(zip(prompts, completions)))
         else:
             values = scorer(list(prompts), list(completions))
+        if hasattr(values, "detach"):  # a torch tensor, perhaps one that requires grad
+            values = values.detach().cpu()
+        raw = np.asarray(values, dtype=object) if isinstance(values, (list, tuple)) else np.asarray(values)
+        if raw.dtype.kind in "USO" and any(isinstance(v, (str, bytes)) for v in raw.ravel()):
+            raise ValueError(f"The {name} must return numbers, one per completion; it returned text: {raw[:3]!r}.")
         try:
             values = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError) as exc:
@@ -514,7 +528,7 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
                     "reward": float(margin.mean()),
                     "kl": float(torch.cat([pc - rc, pr - rr]).mean()),
                     "loss": float(loss.detach()),
-                    "accuracy": float((margin > 0).float().mean()),
+                    "accuracy": pairwise_accuracy(margin.float().cpu().numpy()),  # a tie, as at the start: half
                 }
             )
             return loss, 1

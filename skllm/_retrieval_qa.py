@@ -127,8 +127,8 @@ class RetrievalQA(BaseEstimator):
                 f"are replaced) or None for FewShotGenerator(max_new_tokens=64), got {type(generator).__name__}."
             )
         # The generator sees the whole prompt as its {text}; it needs no demonstrations.
-        self.generator_ = clone(generator).set_params(template="{examples}{text}", n_examples=0)
-        self.generator_.fit(["-"], ["-"])
+        fitted = clone(generator).set_params(template="{examples}{text}", n_examples=0).fit(["-"], ["-"])
+        self.generator_ = fitted  # only once fitted: a refused refit keeps the previous generator
         return self
 
     def predict_with_sources(self, X):

@@ -1,6 +1,7 @@
 """RewardModel: a scalar reward learned from human preferences (Bradley-Terry), and the pairs it reads."""
 
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
@@ -8,6 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._finetune_base import _FineTuneBase
 from ._training import keep_state_on_error
 from ._validation import check_texts
+from .exceptions import TruncationWarning
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 RANK_COLUMNS = ("prompt", "response", "rank")
@@ -27,7 +29,8 @@ def _frame(data, name):
 
 
 def _column(frame, column, name):
-    return check_texts(frame[column].reset_index(drop=True), name=f"{name}[{column!r}]")
+    # The frame's own index, so that an error names the rows by their labels; the texts come back in row order.
+    return check_texts(frame[column], name=f"{name}[{column!r}]")
 
 
 def expand_rankings(frame, name="pairs"):
@@ -46,6 +49,7 @@ def expand_rankings(frame, name="pairs"):
     ]
     if bad:
         raise ValueError(f"{name}['rank'] must hold finite numbers; rows {bad[:10]} do not ({ranks[bad[0]]!r}).")
+    ranks = [r.item() if isinstance(r, np.generic) else r for r in ranks]  # plain numbers, whatever the dtype
     groups = {}
     for i, p in enumerate(prompts):
         groups.setdefault(p, []).append(i)
@@ -57,7 +61,7 @@ def expand_rankings(frame, name="pairs"):
             if len({ranks[i] for i in where}) > 1:  # it would be preferred to itself
                 raise ValueError(
                     f"{name} ranks the response {response!r:.60} of the prompt {prompt!r:.60} more than once, "
-                    f"differently: rows {where[:10]} with ranks {[ranks[i].item() for i in where[:10]]}. Give each "
+                    f"differently: rows {where[:10]} with ranks {[ranks[i] for i in where[:10]]}. Give each "
                     f"response of a prompt one rank."
                 )
     out = ([], [], [])
@@ -178,6 +182,21 @@ def pairwise_accuracy(diff):
     """Share of pairs whose chosen response gets the higher reward (``diff`` = chosen - rejected); a tie is half."""
     diff = np.asarray(diff)
     return float(np.mean((diff > 0) + 0.5 * (diff == 0)))
+
+
+def _token_starts(tokenizer, text):
+    """Character offset at which each token of ``text`` starts (without special tokens)."""
+    try:
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        return [start for start, _ in offsets]
+    except NotImplementedError:  # a slow tokenizer: its tokens' texts, found in turn
+        starts, at = [], 0
+        for token in tokenizer.tokenize(text):
+            piece = tokenizer.convert_tokens_to_string([token]).strip()
+            found = text.find(piece, at) if piece else -1
+            starts.append(found if found >= 0 else at)
+            at = max(at, starts[-1] + len(piece))
+        return starts
 
 
 def _refuse_y(y, who):
@@ -344,7 +363,8 @@ class RewardModel(_FineTuneBase):
 
     def _rewards(self, items, *, warn=True):
         """Rewards of ``(prompt, response)`` items, float64, in their order."""
-        texts = [self._join(p, r) for p, r in items]
+        prompts, responses = zip(*items) if items else ((), ())
+        texts = self._joined(list(prompts), list(responses), warn=warn)
         return self._outputs(self._inputs(texts, warn=warn))[:, 0].astype(np.float64)
 
     def _join(self, prompt, response):
@@ -353,10 +373,45 @@ class RewardModel(_FineTuneBase):
         sep = getattr(self.tokenizer_, "sep_token", None)
         return f"{prompt} {sep} {response}" if sep else f"{prompt}\n{response}"
 
+    def _joined(self, prompts, responses, *, warn=True):
+        """Each prompt and response joined as the model reads them.
+
+        Where a pair exceeds ``max_length_`` tokens, its prompt loses its
+        start (the end, next to the response, is kept): cutting the joined
+        text at the end, as for any long text, would cut the response, which
+        is what the reward scores, and give every response of a long prompt
+        the same reward.
+        """
+        tokenizer, limit = self.tokenizer_, self.max_length_
+        texts = [self._join(p, r) for p, r in zip(prompts, responses)]
+        lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]]
+        cut = 0
+        for i, n in enumerate(lengths):
+            if n <= limit or not prompts[i]:
+                continue
+            prompt, cut = prompts[i], cut + 1
+            starts = _token_starts(tokenizer, prompt)
+            # Drop the tokens over the limit, then one more at a time where the shorter prompt tokenizes longer.
+            first = min(n - limit, len(starts))
+            while True:
+                kept = prompt[starts[first] :] if first < len(starts) else ""
+                texts[i] = self._join(kept, responses[i])
+                if not kept or len(tokenizer(texts[i], add_special_tokens=True)["input_ids"]) <= limit:
+                    break
+                first += 1
+        if cut and warn:
+            warnings.warn(
+                f"{cut} of {len(texts)} prompt-response pairs were longer than max_length={limit} tokens: their "
+                f"prompts lost their start so that the responses fit (a response too long alone is cut at its end).",
+                TruncationWarning,
+                stacklevel=4,
+            )
+        return texts
+
     def _inputs(self, texts, *, warn=True):
         if isinstance(texts, _PairTexts):
-            joined = [self._join(p, c) for p, c in zip(texts.prompts, texts.chosen)]
-            joined += [self._join(p, r) for p, r in zip(texts.prompts, texts.rejected)]
+            prompts = list(texts.prompts) * 2
+            joined = self._joined(prompts, list(texts.chosen) + list(texts.rejected), warn=warn)
             return _PairInputs(self.method_.inputs(self, joined, warn=warn), len(texts))
         return self.method_.inputs(self, texts, warn=warn)
 

@@ -144,8 +144,8 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
     validation_scores_ : list of float or None
         With early stopping: minus the mean loss per target token of the
         held-out pairs, after each epoch (higher is better).
-    best_validation_score_ : float
-        The best of ``validation_scores_`` (with early stopping).
+    best_validation_score_ : float or None
+        The best of ``validation_scores_`` (with early stopping; else None).
     n_iter_ : int
         Epochs run.
     uses_chat_template_ : bool
@@ -251,17 +251,23 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         return tags
 
     # -- validation -------------------------------------------------------------------
-    def _validate_params(self):
+    def _check_answer_params(self):
+        """The parameters that prompting and generation read: checked by fit and again by predict and score,
+        as they may be set after fit."""
         check_template(self.template, "template", {"text"}, {"text"})
-        check_bool(self.use_chat_template, "use_chat_template")
-        check_int(self.max_length, "max_length", 8)
-        resolve_cache_dir(self.cache_dir)  # refused before any work, as for the other estimators
+        check_int(self.batch_size, "batch_size")
         check_int(self.max_new_tokens, "max_new_tokens")
         check_bool(self.stop_at_newline, "stop_at_newline")
         check_bool(self.do_sample, "do_sample")
         check_number(self.temperature, "temperature", 0, low_inclusive=False)
         check_number(self.top_p, "top_p", 0, 1, low_inclusive=False, high_inclusive=True)
         check_choice(self.metric, "metric", METRICS)
+
+    def _validate_params(self):
+        self._check_answer_params()
+        check_bool(self.use_chat_template, "use_chat_template")
+        check_int(self.max_length, "max_length", 8)
+        resolve_cache_dir(self.cache_dir)  # refused before any work, as for the other estimators
         if self.epochs == 0 and not isinstance(self.epochs, bool):
             raise ValueError(
                 "epochs must be an integer >= 1 or None, got 0: fit always trains. To answer with the pretrained "
@@ -378,7 +384,9 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
 
     def _target_ids(self, targets):
         eos = self.tokenizer_.eos_token_id
-        ids = self.tokenizer_(targets, add_special_tokens=False)["input_ids"]
+        # A target's text is text: "<s>" or "</s>" in it (HTML, say) must not become the model's control tokens,
+        # or the model would learn to end its answer there.
+        ids = self.tokenizer_(targets, add_special_tokens=False, split_special_tokens=True)["input_ids"]
         return [row + ([eos] if eos is not None else []) for row in ids]
 
     def _examples(self, texts, targets):
@@ -477,8 +485,8 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         )
         self.loss_curve_, self.n_iter_ = result.loss_curve, result.n_iter
         self.validation_scores_ = result.validation_scores
-        if result.best_validation_score is not None:
-            self.best_validation_score_ = result.best_validation_score
+        # None without early stopping, not a previous fit's score.
+        self.best_validation_score_ = result.best_validation_score
 
     def _mean_loss(self, network, ids, labels, rows, device):
         """Mean loss per target token of the pairs ``rows``, without training."""
@@ -549,12 +557,15 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
     def predict(self, X):
         """The generated answer to each text, as a 1-D array of str."""
         check_is_fitted(self, "trainable_state_")
-        # Read by generation, so checked here too: they may have been set after fit.
-        check_int(self.batch_size, "batch_size")
-        check_int(self.max_new_tokens, "max_new_tokens")
+        self._check_answer_params()
+        budget = self.max_length_ - self.max_new_tokens
+        if budget < 8:
+            raise ValueError(
+                f"max_new_tokens={self.max_new_tokens} leaves no room for a prompt in max_length={self.max_length_}."
+            )
         texts = check_texts(X, estimator=self)
         self._ensure_live()
-        prompts = self._prompt_ids(texts, [self.max_length_ - self.max_new_tokens] * len(texts))
+        prompts = self._prompt_ids(texts, [budget] * len(texts))
         generated = self._generate_ids(prompts, seed=self._seed())
         return np.asarray([self._decode(t) for t in generated], dtype=object)
 
@@ -564,6 +575,8 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         Both are in [0, 1], higher is better; this is what ``GridSearchCV``
         uses unless given ``scoring=``.
         """
+        check_is_fitted(self, "trainable_state_")
+        self._check_answer_params()
         texts = check_texts(X, estimator=self)
         expected = check_texts(y, name="y", estimator=self)
         check_lengths(texts, expected)

@@ -3,6 +3,7 @@
 from ._models import DEFAULT_CAUSAL_LM
 from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier, plain_labels, unique_labels
 from ._targets import _label_kind
+from ._training import keep_state_on_error
 from ._validation import check_texts, check_unique
 
 
@@ -120,12 +121,13 @@ class ZeroShotClassifier(PromptClassifier):
                 )
         else:
             classes = unique_labels(labels, "y")
-        self._load()
-        self._set_classes(classes, labels)
-        if texts is not None and labels is not None:
-            self._fit_calibration(texts, labels)
-        else:
-            self._fit_calibration()
+        with keep_state_on_error(self):  # a refused refit leaves the previous fit whole
+            self._load()
+            self._set_classes(classes, labels)
+            if texts is not None and labels is not None:
+                self._fit_calibration(texts, labels)
+            else:
+                self._fit_calibration()
         return self
 
     def _prompts(self, texts, exclude=None):

@@ -118,7 +118,7 @@ CASES = {
         {"method__r": [2, 4]},
     ),
     "RewardModel(lora)": (_finetune(RewardModel, LoRA(r=2)), "pairs", {"method__r": [2, 4]}),
-    "PreferenceTuner(ppo)": (_tuner, "prompts", {"kl_coef": [0.0, 0.1]}),
+    "PreferenceTuner(ppo)": (_tuner, "prompts", {"kl_coef": [0.05, 0.1]}),
     "LabelEncodedClassifier(LogisticRegression)": (
         lambda paths, tmp: LabelEncodedClassifier(LogisticRegression()),
         "numeric",

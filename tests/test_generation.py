@@ -50,6 +50,15 @@ def test_labels_mask_exactly_the_prompt_tokens(untrained):
     assert build_example([5, 6], [7]) == ([5, 6, 7], [IGNORE, IGNORE, 7])
 
 
+def test_special_token_strings_in_a_target_are_learnt_as_text(untrained):
+    tokenizer = untrained.tokenizer_
+    target = f"{tokenizer.bos_token}old{tokenizer.eos_token} new"
+    _, labels = untrained._examples(["a"], [target])
+    learnt = [t for t in labels[0] if t != IGNORE]
+    assert learnt[-1] == tokenizer.eos_token_id and tokenizer.eos_token_id not in learnt[:-1]
+    assert tokenizer.bos_token_id not in learnt and tokenizer.decode(learnt[:-1]) == target
+
+
 def test_loss_is_the_cross_entropy_of_the_target_tokens_only(untrained):
     network = untrained.network_
     ids, labels = build_example([3, 4, 5, 6], [7, 8])
@@ -153,6 +162,25 @@ def test_bad_generation_input_names_the_problem(tiny_llama):
     assert max(map(len, ids)) <= 32
 
 
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"do_sample": "no"}, "do_sample must be"),
+        ({"stop_at_newline": "no"}, "stop_at_newline must be"),
+        ({"do_sample": True, "top_p": 5.0}, "top_p must be"),
+        ({"do_sample": True, "temperature": 0}, "temperature must be"),
+        ({"template": "{txt}"}, r"template='\{txt\}' must contain"),
+        ({"metric": "bleu"}, "metric="),
+        ({"max_new_tokens": 300}, "max_new_tokens=300 leaves no room for a prompt in max_length=256"),
+    ],
+)
+def test_generation_parameters_set_after_fit_are_checked_where_they_are_read(tiny_llama, params, message):
+    gen = untrained_generator(tiny_llama, max_new_tokens=3)
+    gen.set_params(**params)
+    with pytest.raises(ValueError, match=message):
+        gen.score(X[:2], Y[:2])
+
+
 # -- RewardModel -----------------------------------------------------------------------
 
 
@@ -252,6 +280,7 @@ def test_dpo_raises_the_chosen_over_the_rejected(tiny_llama):
     tuner.fit(PAIRS)
     history = tuner.history_
     assert abs(history["kl"].iloc[0]) < 1e-5 and history["loss"].iloc[0] == pytest.approx(np.log(2), abs=1e-4)
+    assert history["accuracy"].iloc[0] == 0.5  # the policy is the reference: every pair a tie, counted half
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
     assert history["accuracy"].iloc[-1] == 1.0
 
@@ -261,12 +290,22 @@ def test_dpo_raises_the_chosen_over_the_rejected(tiny_llama):
     [
         (lambda p, c: [float("nan")] * len(c), "NaN or infinite"),
         (lambda p, c: [1.0], "one number per completion"),
+        (lambda p, c: ["7"] * len(c), "it returned text"),
     ],
 )
 def test_a_bad_reward_is_reported(tiny_llama, reward, message):
     tuner = PreferenceTuner(reward, FineTuneGenerator(tiny_llama, max_new_tokens=3), batch_size=2, n_generations=2)
     with pytest.raises(ValueError, match=message):
         tuner.fit(X[:2])
+
+
+def test_a_reward_given_as_a_tensor_that_requires_grad_is_read(tiny_llama):
+    def reward(prompts, completions):
+        return torch.tensor([-float(len(c)) for c in completions], requires_grad=True)
+
+    gen = untrained_generator(tiny_llama, max_new_tokens=3)
+    tuner = PreferenceTuner(reward, gen, algorithm="rloo", batch_size=2, n_generations=2, random_state=0).fit(X[:2])
+    assert np.isfinite(tuner.history_["reward"]).all()
 
 
 def test_bad_tuner_parameters_are_named(tiny_llama):
@@ -279,6 +318,11 @@ def test_bad_tuner_parameters_are_named(tiny_llama):
         PreferenceTuner(count_good, sft, algorithm="rloo", n_generations=1).fit(X)
     with pytest.raises(ValueError, match="algorithm="):
         PreferenceTuner(count_good, sft, algorithm="trpo").fit(X)
+    # A coefficient of 0 would never move: DPO would have no gradient, the controller no effect.
+    with pytest.raises(ValueError, match="DPO needs kl_coef > 0"):
+        PreferenceTuner(generator=sft, algorithm="dpo", kl_coef=0).fit(PAIRS)
+    with pytest.raises(ValueError, match=r"kl_coef=0 with target_kl=3.0.*target_kl=None"):
+        PreferenceTuner(count_good, sft, kl_coef=0).fit(X)
 
 
 def test_frozen_fitted_generator_survives_clone(tiny_llama):

@@ -675,3 +675,42 @@ def test_the_bare_selection_base_class_names_the_methods_to_implement(tiny_llama
 def test_zero_shot_classes_listed_twice_are_refused_naming_the_duplicate(tiny_llama):
     with pytest.raises(ValueError, match=r"classes lists 'pos' twice \(positions 0 and 2\)"):
         ZeroShotClassifier(tiny_llama, classes=["pos", "neg", "pos"], cache_dir=None).fit()
+
+
+@pytest.mark.parametrize("estimator", [ZeroShotClassifier, FewShotClassifier, FewShotGenerator])
+def test_a_refit_that_fails_after_loading_leaves_the_previous_fit_whole(tiny_llama, pool, estimator, monkeypatch):
+    X, y = pool
+    kwargs = {"max_new_tokens": 3} if estimator is FewShotGenerator else {}
+    model = estimator(tiny_llama, max_length=256, use_chat_template=False, **kwargs).fit(X, y)
+    before = dict(vars(model))
+    out = model.predict(X[:3])
+    # The refit loads the model and sets what it learns of it (max_length_ = 64) before it fails.
+    model.set_params(max_length=64)
+    if estimator is FewShotGenerator:
+        model.set_params(max_new_tokens=60)  # leaves no room for a prompt in 64
+    else:
+        monkeypatch.setattr(estimator, "_fit_calibration", lambda *a, **k: 1 / 0)
+    with pytest.raises((ValueError, ZeroDivisionError)):
+        model.fit(X, y)
+    monkeypatch.undo()
+    assert vars(model).keys() == before.keys() and model.max_length_ == 256
+    model.set_params(max_length=256, max_new_tokens=3) if estimator is FewShotGenerator else None
+    assert model.set_params(max_length=256).predict(X[:3]).tolist() == out.tolist()
+
+
+def test_generator_parameters_set_after_fit_are_checked_where_they_are_read(tiny_llama, pool):
+    X, y = pool
+    gen = FewShotGenerator(tiny_llama, max_length=64, max_new_tokens=3, use_chat_template=False).fit(X, y)
+    # The prompt's budget is the fitted length less the answer asked for now.
+    gen.set_params(max_new_tokens=60)
+    with pytest.raises(ValueError, match="max_new_tokens=60 leaves no room for a prompt in max_length=64"):
+        gen.predict(X[:1])
+    gen.set_params(max_new_tokens=3, template="{text} ->")
+    with pytest.raises(ValueError, match=r"no \{examples\} field"):
+        gen.predict(X[:1])
+    gen.set_params(template="{txt}")
+    with pytest.raises(ValueError, match=r"template='\{txt\}' must contain"):
+        gen.predict(X[:1])
+    gen.set_params(template=None, stop_at_newline="no")
+    with pytest.raises(ValueError, match="stop_at_newline"):
+        gen.predict(X[:1])

@@ -60,6 +60,42 @@ def test_a_frame_with_both_forms_of_preferences_is_refused():
         preference_pairs(PAIRS.drop(columns="rejected").assign(response="x", rank=1), "X")
 
 
+def test_a_rank_column_of_objects_and_a_frame_index_are_read_as_given():
+    ranked = pd.DataFrame(
+        {"prompt": ["p"] * 3, "response": ["a", "a", "b"], "rank": pd.Series([1, 2, 3], dtype=object)}
+    )
+    with pytest.raises(ValueError, match=r"ranks the response 'a' .* more than once, differently: rows \[0, 1\]"):
+        preference_pairs(ranked)
+    assert preference_pairs(ranked.iloc[1:]) == (["p"], ["a"], ["b"])
+    shifted = PAIRS.set_axis(range(100, 100 + len(PAIRS)))
+    shifted.loc[105, "chosen"] = None
+    with pytest.raises(ValueError, match=r"positions \[5\] \(index labels \[105\]\)"):
+        preference_pairs(shifted)
+
+
+def test_a_long_prompt_loses_its_start_not_the_response(tiny_bert, fitted):
+    from skllm.exceptions import TruncationWarning
+
+    long_prompt = "the film was " * 40
+    model = reward_model(tiny_bert, max_length=24, epochs=2).fit(PAIRS)
+    items = [(long_prompt, "great fun"), (long_prompt, "awful and dull")]
+    with pytest.warns(TruncationWarning, match="2 of 2 prompt-response pairs .* prompts lost their start"):
+        rewards = model.predict(items)
+    assert rewards[0] != rewards[1]  # the end of each text, the response, was read
+    texts = model._joined([long_prompt] * 2, ["great fun", "awful and dull"], warn=False)
+    assert all(t.endswith(r) for t, r in zip(texts, ["great fun", "awful and dull"]))
+    lengths = [len(ids) for ids in model.tokenizer_(texts)["input_ids"]]
+    assert max(lengths) <= 24 and min(lengths) >= 20  # as much of the prompt as fits
+    assert texts[0].split("[SEP]")[0].strip() in long_prompt  # its end, whole words
+
+
+def test_a_refit_without_early_stopping_leaves_no_best_score_of_the_previous_fit(tiny_bert):
+    model = reward_model(tiny_bert, epochs=2, early_stopping=True, validation_fraction=0.5).fit(PAIRS)
+    assert model.best_validation_score_ is not None
+    model.set_params(early_stopping=False).fit(PAIRS)
+    assert model.validation_scores_ is None and model.best_validation_score_ is None
+
+
 # -- diagnostics -------------------------------------------------------------------------
 
 
