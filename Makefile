@@ -28,7 +28,7 @@ demo: setup
 	$(PY) examples/compare_methods.py
 
 test: setup
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n 2 --dist worksteal
 
 bench: setup
 	$(PY) benchmarks/bench_embedding_throughput.py

@@ -1,8 +1,18 @@
 """Tiny models built from a config (no download), saved like real ones."""
 
+import os
 import string
 
 import pytest
+
+
+def pytest_configure(config):
+    # Under pytest-xdist (``-n 2``), each worker has a core: one torch thread each, not two fighting for both.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
 
 WORDS = (
     "the a an and or but not no is was are film movie great good bad awful dull boring fun "
@@ -80,7 +90,14 @@ def tiny_llama(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory):
-    """One skllm cache folder for the end-to-end tests: a de-quantised LM is made once."""
+    """One skllm cache folder for the end-to-end tests: a de-quantised LM is made once.
+
+    Shared by the workers of ``pytest -n``: the cache is safe for several processes.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.getbasetemp().parent / "skllm-cache"
+        folder.mkdir(exist_ok=True)
+        return str(folder)
     return str(tmp_path_factory.mktemp("skllm-cache"))
 
 
