@@ -127,12 +127,15 @@ def sampled_kl(tuner, reference, prompts, k, seed):
     import torch
 
     from skllm._causal import build_example, pad_examples, token_logprobs
+    from skllm._prompting import answer_tokens
     from skllm._tokens import pad_token_id
 
     policy = tuner.generator_
     ids = policy._prompt_ids(prompts, [policy.max_length_ - policy.max_new_tokens] * len(prompts))
     rows = np.repeat(np.arange(len(prompts)), k)
     answers = policy._generate_ids([ids[i] for i in rows], do_sample=True, seed=seed, keep_eos=True)
+    # The answer as read (its first line with stop_at_newline), as the tuner trains and counts it.
+    answers = [answer_tokens(policy.tokenizer_, a, policy.stop_at_newline) for a in answers]
     pairs = [build_example(ids[i], a) for i, a in zip(rows, answers)]
     x, m, lab = pad_examples(
         [p[0] for p in pairs],

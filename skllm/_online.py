@@ -14,6 +14,7 @@ import numpy as np
 
 from ._causal import build_example, pad_examples, token_logprobs
 from ._device import autocast
+from ._prompting import answer_tokens
 from ._rl import (
     RunningMoments,
     _HackingGuard,
@@ -94,6 +95,9 @@ class OnlineRun:
             temperature=tuner.temperature,
             keep_eos=True,
         )
+        # With stop_at_newline the reward reads the first line: the tokens after it are neither
+        # rewarded nor trained, nor counted in the KL.
+        answers = [answer_tokens(policy.tokenizer_, a, policy.stop_at_newline) for a in answers]
         texts = [policy._decode(a) for a in answers]
         batch_prompts = [self.prompts[i] for i in rows]
         rewards = tuner._rewards(batch_prompts, texts)

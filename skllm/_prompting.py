@@ -94,6 +94,22 @@ def generate(new_tokens, prompts, *, pad_id, device, dtype, batch_size, eos_id=N
     return out
 
 
+def answer_tokens(tokenizer, tokens, stop_at_newline):
+    """The generated ``tokens`` that make the answer :func:`decode_answer` returns.
+
+    All of them, or with ``stop_at_newline`` those up to the token that ends
+    the answer's first line (kept, as an end-of-sequence token is): what
+    follows is never read, so it must not be scored or trained either.
+    """
+    if not stop_at_newline or "\n" not in tokenizer.decode(tokens, skip_special_tokens=True).lstrip("\n"):
+        return list(tokens)
+    for n in range(1, len(tokens) + 1):
+        # Leading line breaks are stripped from an answer (clean_answer), so they end nothing.
+        if "\n" in tokenizer.decode(tokens[:n], skip_special_tokens=True).lstrip("\n"):
+            return list(tokens[:n])
+    return list(tokens)
+
+
 def decode_answer(tokenizer, tokens, stop_at_newline):
     """The text of generated ``tokens``, special tokens skipped, stripped; cut at the first line break if asked."""
     return clean_answer(tokenizer.decode(tokens, skip_special_tokens=True), stop_at_newline)

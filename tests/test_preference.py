@@ -128,6 +128,31 @@ def test_ppo_reads_the_values_past_the_virtual_tokens_of_prompt_tuning(tiny_llam
     assert tuner.history_["kl"].iloc[0] == 0.0 and np.isfinite(tuner.history_["loss"]).all()
 
 
+@pytest.mark.parametrize("algorithm", ["rloo", "ppo"])
+def test_with_stop_at_newline_only_the_first_line_is_rewarded_trained_and_counted(tiny_llama, monkeypatch, algorithm):
+    gen = untrained_generator(tiny_llama, max_new_tokens=8, stop_at_newline=True, random_state=0)
+    tokenizer = gen.tokenizer_
+    line = tokenizer("good\n", add_special_tokens=False)["input_ids"]
+    sampled = tokenizer("good\nbad bad", add_special_tokens=False)["input_ids"]
+    assert sampled[: len(line)] == line and len(sampled) > len(line)
+    generate = FineTuneGenerator._generate_ids
+
+    def fixed_samples(self, prompts, **kwargs):  # every sampled answer: a first line, then more
+        return [list(sampled) for _ in prompts] if kwargs.get("do_sample") else generate(self, prompts, **kwargs)
+
+    monkeypatch.setattr(FineTuneGenerator, "_generate_ids", fixed_samples)
+    seen = []
+
+    def reward(prompts, completions):
+        seen.extend(completions)
+        return [float(len(c)) for c in completions]
+
+    tuner = PreferenceTuner(reward, gen, algorithm=algorithm, batch_size=2, n_generations=2, random_state=0)
+    tuner.fit(PROMPTS[:2])
+    assert set(seen) == {"good"}
+    assert (tuner.history_["length"] == len(line)).all()  # not len(sampled): the rest is never read
+
+
 def test_a_fixed_kl_coef_without_target_kl(policy):
     tuner = PreferenceTuner(length, policy, target_kl=None, kl_coef=0.3, batch_size=2, n_generations=2, random_state=0)
     tuner.fit(PROMPTS[:4])
