@@ -86,6 +86,12 @@ def resolve_cache_dir(cache_dir):
                 f"cache_dir={cache_dir!r}: {path} is a symbolic link to {os.readlink(path)}, which does not "
                 f"exist (or is a loop). Create the target folder, or point cache_dir at an existing folder."
             )
+        if path.exists() and not path.is_dir():
+            # Every use would fail to open the cache and embed without it, warning each time.
+            raise ValueError(
+                f"cache_dir={cache_dir!r}: {path} is a file, not a folder. Point cache_dir at a folder (it is "
+                f"created if missing), 'auto' for the default cache folder, or None to not cache."
+            )
     return root
 
 

@@ -7,9 +7,17 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_is_fitted
 
 from ._cache import EmbeddingCache, resolve_cache_dir, text_key
-from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
+from ._device import autocast, resolve_device, resolve_dtype, restore_placement
 from ._live import LiveStateMixin
-from ._models import DEFAULT_ENCODER, check_fitted_files, load_backbone, model_identity, resolve_model
+from ._models import (
+    DEFAULT_ENCODER,
+    check_fitted_files,
+    check_pooling_fits,
+    load_backbone,
+    model_identity,
+    positions,
+    resolve_model,
+)
 from ._tokens import POOLINGS, pad_batch, pad_token_id, pool, tokenize, truncation_warning
 from ._validation import check_bool, check_choice, check_int, check_texts
 
@@ -130,6 +138,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
     """
 
     _live_attributes = ("model_", "tokenizer_", "_source")
+    _load_params = ("model_name", "revision", "max_length", "dtype", "device")
 
     def __init__(
         self,
@@ -193,12 +202,8 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         dtype = resolve_dtype(self.dtype, device)
         source = resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
         model, tokenizer = load_backbone(source, device)
-        limit = getattr(model.config, "max_position_embeddings", None) or self.max_length
-        # BERT-style models count the padding offset of RoBERTa-like position
-        # ids in max_position_embeddings; the tokenizer knows the usable length.
-        limit = min(limit, getattr(tokenizer, "model_max_length", limit) or limit)
-        if self.pooling == "cls" and getattr(model.config, "is_decoder", False):
-            logger.warning("pooling='cls' on a decoder model sees only the first token; 'last' or 'mean' fits better")
+        limit = positions(model, tokenizer)
+        check_pooling_fits(self.pooling, model, self.model_name)
         self.model_ = model
         self.tokenizer_ = tokenizer
         self._source = source
@@ -209,6 +214,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         self.max_length_ = int(min(self.max_length, limit))
         if self.max_length_ < self.max_length:
             logger.info("max_length=%d capped to the model's %d positions", self.max_length, limit)
+        self._record_load_params()
         return self
 
     @property
@@ -228,9 +234,8 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
 
     def _restore_live(self):
         source = getattr(self, "_source", None) or self._refresh_source()
-        device = device_for_loading(self.device_)
+        device = restore_placement(self)
         self.model_, self.tokenizer_ = load_backbone(source, device)
-        self.device_ = str(device)
 
     # -- embedding ---------------------------------------------------------------
     def _cache(self):
@@ -303,10 +308,13 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         check_is_fitted(self, "model_identity_")
         # Parameters set after fit are read here: a bad one must not reach the cache.
         self._validate_params()
+        self._check_load_params()  # cached vectors are found without loading the model
         texts = check_texts(X, estimator=self)
         if not hasattr(self, "_source"):
-            # Unpickled: the cache key must name the model really loaded now.
+            # Unpickled: the cache key must name the model really loaded now, on the device and in the
+            # precision it will run in.
             self._refresh_source()
+            restore_placement(self)
         first = {}
         inverse = np.fromiter((first.setdefault(t, len(first)) for t in texts), dtype=np.int64, count=len(texts))
         unique = list(first)

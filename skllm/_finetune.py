@@ -261,7 +261,10 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         """
         method = self._validate_params()
         self._check_threshold()
-        if not (self.class_weight is None or isinstance(self.class_weight, dict) or self.class_weight == "balanced"):
+        weighting = self.class_weight
+        if not (
+            weighting is None or isinstance(weighting, dict) or (isinstance(weighting, str) and weighting == "balanced")
+        ):
             raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {self.class_weight!r}.")
         texts = check_texts(X, estimator=self)
         indicator = _multilabel_indicator(y, len(texts), type(self).__name__)
@@ -408,6 +411,7 @@ class FineTuneRegressor(RegressorMixin, _FineTuneBase):
     """
 
     _n_outputs = 1
+    _min_validation = 2  # R² of one row is undefined
 
     def fit(self, X, y):
         """Fit the model to texts ``X`` and numeric targets ``y``.
@@ -432,10 +436,27 @@ class FineTuneRegressor(RegressorMixin, _FineTuneBase):
             targets = np.zeros(len(y), dtype=np.float32)
         # Staged: a fit that fails keeps the previous model's scale with its weights.
         self._new_targets = {"target_mean_": unit_mean * bound, "target_scale_": scale}
+        self._new_y = y
         try:
             return self._fit(method, texts, targets)
         finally:
             vars(self).pop("_new_targets", None)
+            vars(self).pop("_new_y", None)
+
+    def _commit_targets(self, keep, targets):
+        if not (keep and hasattr(self, "target_scale_")):
+            return super()._commit_targets(keep, targets)
+        # A warm start continues the same function: the kept weights' outputs mean values at the kept
+        # scale, so the new y is expressed at that scale rather than standardised anew.
+        mean, scale = self.target_mean_, self.target_scale_
+        with np.errstate(over="ignore"):
+            kept = self._new_y / scale - mean / scale
+        if not np.isfinite(kept).all():
+            raise ValueError(
+                f"warm_start=True keeps the previous fit's target scale ({scale:.3g} around {mean:.3g}), at which "
+                f"these targets overflow; fit with warm_start=False."
+            )
+        return kept.astype(np.float32)
 
     @staticmethod
     def _probe(features, targets, class_weights):

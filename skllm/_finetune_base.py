@@ -13,12 +13,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._cache import resolve_cache_dir
-from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
+from ._device import autocast, resolve_device, resolve_dtype, restore_placement
 from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
 from ._methods import NamedMethodParamsMixin, resolve_method
 from ._models import (
     DEFAULT_ENCODER,
     check_fitted_files,
+    check_pooling_fits,
     is_decoder,
     load_backbone,
     model_identity,
@@ -44,6 +45,7 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
 
     _live_attributes = ("network_", "tokenizer_")
     _rows_are = "texts"  # what one row of the training data is, in messages
+    _min_validation = 1  # validation rows the validation score needs
     _n_outputs = None  # set per task in fit
 
     def __init__(
@@ -163,8 +165,7 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
     def _restore_live(self):
         """Rebuild the trained network from hyperparameters and ``trainable_state_``."""
 
-        device = device_for_loading(self.device_)
-        self.device_ = str(device)
+        device = restore_placement(self)
         source = resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
         consequence = "its frozen weights now come from the new files."
         check_fitted_files(self.model_identity_, source, self.model_name, consequence)
@@ -215,6 +216,7 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         dtype = resolve_dtype(self.dtype, device)
         source, backbone, tokenizer = self._backbone(device)
         pooling = self.pooling if self.pooling != "auto" else ("last" if is_decoder(backbone) else "mean")
+        check_pooling_fits(pooling, backbone, self.model_name)
         max_length = int(min(self.max_length, method.text_positions(positions(backbone, tokenizer))))
         keep = (
             self.warm_start
@@ -223,13 +225,14 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
             and (getattr(self, "pooling_", None), getattr(self, "max_length_", None)) == (pooling, max_length)
             and self._same_model(method)
         )
-        self._commit_targets()
+        targets = self._commit_targets(keep, targets)
         for name in getattr(getattr(self, "method_", None), "fitted_attributes", ()):
             vars(self).pop(name, None)  # set by the previous fit's method
         self.method_ = method
         self.device_, self.dtype_ = str(device), dtype
         self.tokenizer_ = tokenizer
         self.model_identity_ = model_identity(source)
+        self._record_load_params()
         self.pooling_, self.max_length_ = pooling, max_length
         for name, value in method.prepare(self).items():
             setattr(self, name, value)
@@ -266,7 +269,9 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         train_idx = np.arange(n)
         if not self.early_stopping:
             return train_idx, None
-        return validation_split(train_idx, self.validation_fraction, seed, stratify, what=self._rows_are)
+        return validation_split(
+            train_idx, self.validation_fraction, seed, stratify, what=self._rows_are, min_valid=self._min_validation
+        )
 
     def _probe_output_layer(self, network, inputs, texts, targets, rows, class_weights, device):
         """Start the output layer from a regularised linear model on the network's initial features.
@@ -320,14 +325,16 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         """Whether warm_start may continue from the fitted weights."""
         return repr(method) == repr(self.method_)
 
-    def _commit_targets(self):
+    def _commit_targets(self, keep, targets):
         """Record what the targets define (the classes, the regressor's scale) once the warm-start decision is made.
 
         ``fit`` stages them in ``_new_targets``: set before the protected fit, they
-        would outlive a fit that fails (see ``keep_state_on_error``).
+        would outlive a fit that fails (see ``keep_state_on_error``). ``keep``:
+        the previous weights are kept (a warm start). Returns the training targets.
         """
         for name, value in getattr(self, "_new_targets", {}).items():
             setattr(self, name, value)
+        return targets
 
     def _train(self, network, inputs, targets, train_idx, valid_idx, loss_weights, rng, device):
         import torch

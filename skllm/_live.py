@@ -15,6 +15,24 @@ class LiveStateMixin:
     """
 
     _live_attributes = ()
+    #: Parameters that choose what ``fit`` loads. Set after fit, they would take effect only
+    #: where a copy loads the model again (after unpickling): refused until the next fit.
+    _load_params = ("model_name", "revision")
+
+    def _record_load_params(self):
+        """Note the values of ``_load_params`` that this fit loaded the model with."""
+        self._loaded_with = {name: getattr(self, name) for name in self._load_params}
+
+    def _check_load_params(self):
+        loaded = getattr(self, "_loaded_with", None)  # None: pickled before this was recorded
+        changed = [n for n, v in (loaded or {}).items() if not _same_value(getattr(self, n, None), v)]
+        if changed:
+            was = ", ".join(f"{n}={loaded[n]!r}" for n in changed)
+            now = ", ".join(f"{n}={getattr(self, n, None)!r}" for n in changed)
+            raise ValueError(
+                f"This {type(self).__name__} was fitted with {was}, set to {now} since. These parameters choose the "
+                f"model that fit loads, and take effect at the next fit: call fit again, or set them back."
+            )
 
     def __getstate__(self):
         # A copy: object.__getstate__ may return the instance's own __dict__.
@@ -25,11 +43,19 @@ class LiveStateMixin:
 
     def _ensure_live(self):
         """Load the live attributes if this fitted estimator was unpickled (or copied without them)."""
+        self._check_load_params()
         if any(not hasattr(self, name) for name in self._live_attributes):
             self._restore_live()
 
     def _restore_live(self):
         raise NotImplementedError
+
+
+def _same_value(a, b):
+    try:
+        return a is b or bool(a == b)
+    except (TypeError, ValueError):  # e.g. arrays, whose == is elementwise
+        return False
 
 
 def check_saved_state(state):

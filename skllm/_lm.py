@@ -8,7 +8,7 @@ from sklearn.base import BaseEstimator
 
 from ._api import OpenAIChat, add_usage, as_messages
 from ._cache import resolve_cache_dir
-from ._device import device_for_loading, resolve_device, resolve_dtype
+from ._device import resolve_device, resolve_dtype, restore_placement
 from ._live import LiveStateMixin
 from ._models import check_fitted_files, load_backbone, model_identity, positions, resolve_model
 from ._prompting import encode, fit_text, wrap
@@ -98,6 +98,7 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
             self.max_length_ = int(self.max_length)
             self.uses_chat_template_ = True
             self.usage_ = {}
+            self._record_load_params()
             return
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
@@ -108,20 +109,20 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
         self.device_, self.dtype_ = str(device), dtype
         self.max_length_ = min(int(self.max_length), positions(model, tokenizer))
         self.uses_chat_template_ = bool(self.use_chat_template and getattr(tokenizer, "chat_template", None))
+        self._record_load_params()
 
     def _restore_live(self):
         if self._prompts_api:
             self.model_, self.tokenizer_ = self.model_name.connect(self.cache_dir), None
             return
-        device = device_for_loading(self.device_)
         source = self._source()
         consequence = (
             "it now prompts the new model, with what fit computed from the old one (the label wordings' tokens, "
             "the calibration prior): fit it again."
         )
         check_fitted_files(self.model_identity_, source, self.model_name, consequence)
+        device = restore_placement(self)
         self.model_, self.tokenizer_ = load_backbone(source, device, kind="causal-lm")
-        self.device_ = str(device)
 
     def _check_common(self):
         check_int(self.max_length, "max_length")

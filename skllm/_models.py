@@ -361,6 +361,7 @@ def _load(source, device, kind):
             )
             _refuse_non_causal_model(source, model, info)
         else:
+            _refuse_encoder_decoder(source, **kwargs)
             model = loaders[kind].from_pretrained(source.location, dtype=torch.float32, **kwargs)
     except OSError as exc:
         raise _missing_model_error(source, exc) from exc
@@ -376,6 +377,23 @@ def _not_causal_error(source, reason):
         f"Qwen); encoders such as BERT embed or classify texts: use them with TransformerEmbedder or "
         f"FineTuneClassifier."
     )
+
+
+def _refuse_encoder_decoder(source, **kwargs):
+    """Raise before loading an encoder-decoder (T5, BART) as the backbone of embeddings or a classifier.
+
+    Its forward pass needs decoder inputs (T5 fails deep inside) or makes them up (BART shifts the text
+    into its decoder), so its output would not be the text's encoding.
+    """
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(source.location, **kwargs)
+    if getattr(config, "is_encoder_decoder", False):
+        raise ValueError(
+            f"Model {source.name!r} is an encoder-decoder ({config.model_type}), which TransformerEmbedder and the "
+            f"fine-tuned estimators do not take: they read an encoder's (or a decoder's) hidden states of the text. "
+            f"Use an encoder such as {DEFAULT_ENCODER!r} or BERT, or a decoder-only LM."
+        )
 
 
 def _refuse_non_causal_config(source, **kwargs):
@@ -449,7 +467,24 @@ def is_decoder(model):
     return any(getattr(m, "is_causal", False) is True for m in model.modules())
 
 
+def check_pooling_fits(pooling, model, name):
+    """Refuse ``pooling="cls"`` on a decoder: with causal attention the first token sees only itself."""
+    if pooling == "cls" and is_decoder(model):
+        raise ValueError(
+            f"pooling='cls' reads the first token, and {name!r} is a decoder (causal attention), where the first "
+            f"token sees only itself: texts would be told apart by their first token alone (or not at all, after "
+            f"a start token). Use pooling='last' or 'mean' ('auto' picks 'last' for a decoder)."
+        )
+
+
 def positions(model, tokenizer):
     """How many tokens the model accepts."""
     limit = getattr(model.config, "max_position_embeddings", None) or 10**9
+    # RoBERTa-like position ids start after the padding index: max_position_embeddings counts those
+    # padding_idx + 1 unused positions (514 for 512 tokens). The tokenizer usually says so too, but a
+    # hand-saved one may not.
+    embeddings = getattr(model, "embeddings", None)
+    offset = getattr(embeddings, "padding_idx", None)
+    if isinstance(offset, int) and hasattr(embeddings, "position_embeddings"):
+        limit -= offset + 1
     return int(min(limit, getattr(tokenizer, "model_max_length", limit) or limit))

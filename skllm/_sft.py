@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._cache import resolve_cache_dir
 from ._causal import build_example, check_generative_method, pad_examples, sequence_loss
-from ._device import autocast, device_for_loading, resolve_device, resolve_dtype
+from ._device import autocast, resolve_device, resolve_dtype, restore_placement
 from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
 from ._lm import check_template
 from ._methods import NamedMethodParamsMixin, resolve_method
@@ -307,6 +307,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         self.device_, self.dtype_ = str(device), dtype
         self.tokenizer_ = tokenizer
         self.model_identity_ = model_identity(source)
+        self._record_load_params()
         self.max_length_ = int(min(self.max_length, method.text_positions(positions(lm, tokenizer))))
         self.uses_chat_template_ = bool(self.use_chat_template and getattr(tokenizer, "chat_template", None))
         if self.max_length_ - self.max_new_tokens < 8:
@@ -331,8 +332,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         self.n_trainable_params_ = int(sum(v.size for v in self.trainable_state_.values()))
 
     def _restore_live(self):
-        device = device_for_loading(self.device_)
-        self.device_ = str(device)
+        device = restore_placement(self)
         source = self._source()
         consequence = "its frozen weights now come from the new files."
         check_fitted_files(self.model_identity_, source, self.model_name, consequence)

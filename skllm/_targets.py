@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 
-from ._validation import check_no_missing, check_ordered, is_collection
+from ._validation import check_no_missing, check_ordered, is_collection, is_one_pass
 from .exceptions import SkllmWarning
 
 
@@ -48,7 +48,7 @@ def _label_kind(value):
 def _encode_labels(y, n_texts, who):
     """``(classes, index of each label in classes)``, or a ValueError saying what is wrong with ``y``."""
     check_ordered(y, "y", f"{who} ")
-    if y is None or isinstance(y, (str, bytes)) or not hasattr(y, "__iter__"):
+    if y is None or isinstance(y, (str, bytes)) or not hasattr(y, "__iter__") or is_one_pass(y):
         raise ValueError(f"y must be a sequence of labels, one per text, got {y!r:.60}.")
     values = y if hasattr(y, "__array__") else list(y)
     labels = np.asarray(values, dtype=object)
@@ -124,8 +124,8 @@ def _multilabel_indicator(y, n_texts, who, *, multioutput_hint=True):
     if sparse:
         shape = y.shape
     else:
-        if y is None or isinstance(y, (str, bytes)) or not hasattr(y, "__iter__"):
-            return None
+        if y is None or isinstance(y, (str, bytes)) or not hasattr(y, "__iter__") or is_one_pass(y):
+            return None  # _encode_labels names what is wrong
         values = y if hasattr(y, "__array__") else list(y)
         try:
             shape = np.shape(values)
@@ -208,7 +208,7 @@ def _check_label_columns(indicator, who):
 def _numeric_targets(y, n_texts, who):
     """``y`` as a 1-D float64 array of finite values, or a ValueError saying what is wrong."""
     check_ordered(y, "y", f"{who} ")
-    if y is None or isinstance(y, (str, bytes)) or (hasattr(y, "__next__") and iter(y) is y):
+    if y is None or isinstance(y, (str, bytes)) or is_one_pass(y):
         raise ValueError(f"y must be a sequence of numbers, one per text, got {y!r:.60}.")
     if sp.issparse(y):
         y = y.toarray()

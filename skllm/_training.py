@@ -36,11 +36,12 @@ from .exceptions import NonFiniteLossError
 logger = logging.getLogger(__name__)
 
 
-def validation_split(rows, fraction, seed, stratify=None, what="texts"):
+def validation_split(rows, fraction, seed, stratify=None, what="texts", min_valid=1):
     """``(training rows, validation rows)`` for early stopping: ``fraction`` of ``rows`` held out.
 
     Stratified by ``stratify`` where every class can be; a split that leaves
-    no row to train on is a ``ValueError`` naming ``validation_fraction``.
+    no row to train on, or fewer than ``min_valid`` to score (R² needs 2), is a
+    ``ValueError`` naming ``validation_fraction``.
     """
     from sklearn.model_selection import train_test_split
 
@@ -49,6 +50,12 @@ def validation_split(rows, fraction, seed, stratify=None, what="texts"):
         raise ValueError(
             f"validation_fraction={fraction} of {len(rows)} {what} holds out {n_valid} and leaves none to train on; "
             f"give more {what}, a smaller validation_fraction, or early_stopping=False."
+        )
+    if n_valid < min_valid:
+        raise ValueError(
+            f"validation_fraction={fraction} of {len(rows)} {what} holds out {n_valid}, and the validation score "
+            f"needs {min_valid}: early stopping would compare undefined scores. Give more {what}, a larger "
+            f"validation_fraction, or early_stopping=False."
         )
     if stratify is not None:
         try:

@@ -82,6 +82,11 @@ def check_ordered(values, name, who=""):
         )
 
 
+def is_one_pass(values):
+    """Whether ``values`` is an iterator (a generator...): read once, it is empty the next time."""
+    return hasattr(values, "__next__") and iter(values) is values
+
+
 def is_missing(value):
     """Whether one value is a missing one: None, NaN, or pandas' NaT and NA (from nullable columns)."""
     if value is None:
@@ -185,7 +190,7 @@ def check_texts(X, *, name="X", estimator=None):
             raise ValueError(f"{who}expected {name} to be 1-D (one text per row), got an array of shape {X.shape}.")
         values = X.tolist()
     elif isinstance(X, (list, tuple)) or (hasattr(X, "__iter__") and not hasattr(X, "shape")):
-        if iter(X) is X:
+        if is_one_pass(X):
             # Read once, a generator is empty the next time: fit then transform (a Pipeline's
             # fit_transform) would see no texts, or predict other texts than fit.
             raise TypeError(

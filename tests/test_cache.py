@@ -245,3 +245,10 @@ def test_cache_dir_with_a_nul_character_is_refused_at_fit(tiny_bert, tmp_path):
         _cache.resolve_cache_dir(bad)
     with pytest.raises(ValueError, match=r"NUL character"):
         TransformerEmbedder(tiny_bert, cache_dir=bad).fit()
+
+
+def test_a_cache_dir_that_is_a_file_is_refused_at_fit(tiny_bert, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a folder")
+    for bad in (tmp_path / "notes.txt", tmp_path / "notes.txt" / "skllm"):
+        with pytest.raises(ValueError, match=r"notes.txt is a file, not a folder"):
+            TransformerEmbedder(tiny_bert, cache_dir=str(bad)).fit()

@@ -231,6 +231,19 @@ class TestContract:
         with pytest.raises(ValueError, match="batch_size must be"):
             _output(estimator, X)
 
+    def test_a_model_set_after_fit_is_refused_until_the_next_fit(self, case, tiny_bert):
+        estimator, X, y, _ = case
+        if "model_name" not in estimator.get_params(deep=False):
+            pytest.skip("no model_name parameter")
+        out = _output(estimator.fit(X, y), X)
+        fitted_with = estimator.model_name
+        # The unpickled copy would load the new model under the old fitted state: refused, here and there.
+        estimator.set_params(model_name=tiny_bert + "-other")
+        for model in (estimator, pickle.loads(pickle.dumps(estimator))):
+            with pytest.raises(ValueError, match=r"was fitted with model_name=.* call fit again, or set them back"):
+                _output(model, X)
+        _assert_same(_output(estimator.set_params(model_name=fitted_with), X), out)
+
     def test_works_in_pipeline_and_gridsearch(self, case):
         estimator, X, y, grid = case
         data_is_text = isinstance(X, list) or hasattr(X, "columns")

@@ -163,6 +163,60 @@ def test_max_length_is_capped_at_the_model_positions(embedder):
         embedder.transform([long])
 
 
+def _config_model(tiny_bert, folder, config):
+    """A model of ``config`` saved with the tiny BERT's tokenizer (which states no model_max_length)."""
+    import shutil
+
+    from transformers import AutoModel
+
+    shutil.copytree(tiny_bert, folder)
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    AutoModel.from_config(config).save_pretrained(folder)
+    return str(folder)
+
+
+def test_roberta_like_positions_leave_out_the_padding_offset(tiny_bert, tmp_path, cache_dir):
+    from transformers import RobertaConfig
+
+    config = RobertaConfig(
+        vocab_size=200, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+        max_position_embeddings=34, pad_token_id=0,
+    )  # fmt: skip
+    embedder = TransformerEmbedder(_config_model(tiny_bert, tmp_path / "roberta", config), cache_dir=cache_dir).fit()
+    # Position ids run from pad_token_id + 1: 33 tokens fill the 34 positions.
+    assert embedder.max_length_ == 33
+    with pytest.warns(TruncationWarning, match="max_length=33"):
+        assert embedder.transform(["great film " * 40]).shape == (1, 32)
+
+
+def test_an_encoder_decoder_is_refused_at_fit(tiny_bert, tmp_path, cache_dir):
+    from transformers import T5Config
+
+    config = T5Config(vocab_size=200, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2, decoder_start_token_id=0)
+    folder = _config_model(tiny_bert, tmp_path / "t5", config)
+    with pytest.raises(ValueError, match=r"is an encoder-decoder \(t5\)"):
+        TransformerEmbedder(folder, cache_dir=cache_dir).fit()
+
+
+def test_a_model_fitted_on_a_gpu_in_float16_runs_in_float32_on_the_cpu(tiny_bert, cache_dir, texts):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    X, _ = texts
+    reference = TransformerEmbedder(tiny_bert, cache_dir=None).fit().transform(X)
+    embedder = TransformerEmbedder(tiny_bert, cache_dir=cache_dir, device="cpu").fit()
+    embedder.device_, embedder.dtype_ = "cuda:0", "float16"  # as fitted on a GPU
+    restored = pickle.loads(pickle.dumps(embedder))
+    with pytest.warns(PrecisionWarning, match="float16"):
+        out = restored.transform(X)
+    assert (restored.device_, restored.dtype_) == ("cpu", "float32")
+    np.testing.assert_allclose(out, reference, atol=1e-6)
+    # The vectors went to the CPU's float32 entry of the cache, not to the GPU's float16 one.
+    assert "device_type" not in restored._cache().config
+
+
 def test_missing_local_folder_is_named(cache_dir):
     with pytest.raises(ValueError, match="no such folder"):
         TransformerEmbedder("./no/such/model", cache_dir=cache_dir).fit()

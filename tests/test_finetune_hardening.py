@@ -108,6 +108,15 @@ def test_regressor_takes_a_sparse_column_of_targets(tiny_bert, cache_dir, texts)
     np.testing.assert_allclose(sparse, dense)
 
 
+def test_a_regressor_validation_split_of_one_text_is_refused_as_r2_needs_two(tiny_bert, cache_dir, texts):
+    X, y = texts[0][:10], np.arange(10.0)
+    early = {"early_stopping": True, "validation_fraction": 0.1, "epochs": 20}
+    with pytest.raises(ValueError, match=r"validation_fraction=0.1 of 10 texts holds out 1, and the .* needs 2"):
+        FineTuneRegressor(**head(tiny_bert, cache_dir, **early)).fit(X, y)
+    reg = FineTuneRegressor(**head(tiny_bert, cache_dir, **{**early, "validation_fraction": 0.2})).fit(X, y)
+    assert np.isfinite(reg.validation_scores_).all()
+
+
 @pytest.mark.parametrize("estimator", ["classifier", "generator", "reward"])
 def test_a_validation_fraction_that_leaves_nothing_to_train_on_is_named(
     tiny_bert, tiny_llama, cache_dir, texts, estimator
@@ -138,6 +147,32 @@ def test_class_weights_must_be_positive_finite_numbers(tiny_bert, cache_dir, tex
     clf = FineTuneClassifier(**head(tiny_bert, cache_dir, class_weight={"pos": 2.0, "neg": weight}))
     with pytest.raises(ValueError, match=rf"class_weight\['neg'\] must be a number > 0, got {shown}\."):
         clf.fit(*texts)
+
+
+def test_class_weight_given_as_an_array_and_y_as_a_generator_are_named(tiny_bert, cache_dir, texts):
+    X, y = texts
+    with pytest.raises(ValueError, match=r"class_weight must be None, 'balanced' or a dict, got array"):
+        FineTuneClassifier(**head(tiny_bert, cache_dir, class_weight=np.array([1.0, 2.0]))).fit(X, y)
+    with pytest.raises(ValueError, match="y must be a sequence of labels, one per text, got <generator"):
+        FineTuneClassifier(**head(tiny_bert, cache_dir)).fit(X, (label for label in y))
+
+
+def test_cls_pooling_on_a_decoder_is_refused(tiny_llama, cache_dir, texts):
+    from skllm import TransformerEmbedder
+
+    message = r"pooling='cls' reads the first token, and .* is a decoder"
+    with pytest.raises(ValueError, match=message):
+        FineTuneClassifier(tiny_llama, method="lora", pooling="cls", cache_dir=cache_dir).fit(*texts)
+    with pytest.raises(ValueError, match=message):
+        TransformerEmbedder(tiny_llama, pooling="cls", cache_dir=cache_dir).fit()
+
+
+def test_adapter_target_modules_that_break_the_model_are_named(tiny_bert, cache_dir, texts):
+    from skllm import BottleneckAdapter
+
+    method = BottleneckAdapter(target_modules=r"attention\.self\.dropout$")
+    with pytest.raises(ValueError, match=r"BottleneckAdapter\(target_modules=.*\) adapts .* no longer runs"):
+        FineTuneClassifier(tiny_bert, method=method, epochs=1, cache_dir=cache_dir).fit(*texts)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))

@@ -122,9 +122,33 @@ class BottleneckAdapter(FineTuningMethod):
             features = layer.out_features if isinstance(layer, nn.Linear) else backbone.config.hidden_size
             bottleneck = max(1, features // self.reduction_factor)
             setattr(parent, child, Adapted(layer, features, bottleneck, self.activation))
+        if self.target_modules is not None:
+            self._check_runs(backbone, targets)
         if self.variant == "houlsby":
             for module in backbone.modules():
                 if is_norm(module):
                     for p in module.parameters(recurse=False):
                         p.requires_grad_(True)
         return PlainEncoder(backbone)
+
+    def _check_runs(self, backbone, targets):
+        """One forward pass of 4 tokens, in training mode, with the adapters of the given ``target_modules``.
+
+        An adapter adds a vector of the hidden size to its layer's output: one on a layer whose output is
+        something else (an attention dropout, over the attention weights) breaks the model deep inside.
+        """
+        import torch
+
+        device = next(backbone.parameters()).device
+        was_training = backbone.training
+        try:
+            with torch.no_grad():
+                backbone.train()(input_ids=torch.ones(1, 4, dtype=torch.long, device=device))
+        except Exception as exc:  # whatever the model raises, the cause is the adapted layers
+            raise ValueError(
+                f"BottleneckAdapter(target_modules={self.target_modules!r}) adapts {targets[:5]}, and the model no "
+                f"longer runs ({type(exc).__name__}: {str(exc)[:200]}). Adapt layers whose output is the hidden "
+                f"state: linear layers of the hidden size, or the dropout right after one."
+            ) from exc
+        finally:
+            backbone.train(was_training)
