@@ -138,8 +138,9 @@ plt.show()
 # it one is an error: it would not be used). `history_` has one row per step: `reward` is
 # the mean implicit reward margin of the step's pairs, `kl` the mean log-ratio of the tuned
 # model to the reference on their responses, `accuracy` the share of pairs the implicit
-# reward ranks right. Each step is measured before its update, so step 0 is the reference
-# itself (loss log 2 = 0.693, margin 0). DPO's default learning rate is a tenth of the
+# reward ranks right (a tie counting half, as in `RewardModel.score`). Each step is measured
+# before its update, so step 0 is the reference itself (loss log 2 = 0.693, margin 0,
+# accuracy 0.5). DPO's default learning rate is a tenth of the
 # method's; on a handful of pairs the method's own (1e-3 for LoRA) shows the loss move.
 
 # %%
