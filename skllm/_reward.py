@@ -28,6 +28,18 @@ def _frame(data, name):
         raise TypeError(f"{name} must be a DataFrame (or records convertible to one): {exc}") from exc
 
 
+def _check_prompt_column(frame, name):
+    """Refuse a frame whose prompt column is misspelt: the prompts would silently be empty."""
+    if "prompt" in frame.columns:
+        return
+    near = [c for c in frame.columns if isinstance(c, str) and c.strip().lower() in ("prompt", "prompts")]
+    if near:
+        raise ValueError(
+            f"{name} has no 'prompt' column but has {near[0]!r}; the prompt column must be named 'prompt' exactly "
+            f"(without it every prompt is empty). Rename it, e.g. {name}.rename(columns={{{near[0]!r}: 'prompt'}})."
+        )
+
+
 def _column(frame, column, name):
     # The frame's own index, so that an error names the rows by their labels; the texts come back in row order.
     return check_texts(frame[column], name=f"{name}[{column!r}]")
@@ -86,6 +98,7 @@ def preference_pairs(data, name="pairs"):
     :func:`expand_rankings`).
     """
     frame = _frame(data, name)
+    _check_prompt_column(frame, name)
     columns = set(frame.columns)
     pair_columns, rank_columns = sorted({"chosen", "rejected"} & columns), sorted({"response", "rank"} & columns)
     if pair_columns and rank_columns:
@@ -126,6 +139,7 @@ def prompt_response_items(X, name="X"):
                 f"{sorted(map(str, X.columns))[:10]}, and no column is taken as the responses by guess.{pairs} "
                 f"{name} may also be a list of response texts or of (prompt, response) tuples."
             )
+        _check_prompt_column(X, name)
         responses = _column(X, "response", name)
         prompts = _column(X, "prompt", name) if "prompt" in X.columns else [""] * len(responses)
         return prompts, responses

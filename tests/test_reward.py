@@ -73,6 +73,15 @@ def test_a_rank_column_of_objects_and_a_frame_index_are_read_as_given():
         preference_pairs(shifted)
 
 
+def test_a_misspelt_prompt_column_is_named_not_read_as_no_prompt(fitted):
+    with pytest.raises(
+        ValueError, match=r"no 'prompt' column but has 'Prompt'.*rename\(columns=\{'Prompt': 'prompt'\}\)"
+    ):
+        preference_pairs(PAIRS.rename(columns={"prompt": "Prompt"}))
+    with pytest.raises(ValueError, match="no 'prompt' column but has ' prompt '"):
+        fitted.predict(pd.DataFrame({" prompt ": ["the film was"], "response": ["great"]}))
+
+
 def test_a_long_prompt_loses_its_start_not_the_response(tiny_bert, fitted):
     from skllm.exceptions import TruncationWarning
 
