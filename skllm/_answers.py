@@ -16,6 +16,10 @@ def normalize(text):
     return " ".join(re.sub(r"[^\w]+", " ", str(text).lower()).split())
 
 
+# Words that rule out the wording they precede ("not positive"): such an answer names no class.
+NEGATIONS = ("not", "no", "isn t", "isnt", "never", "neither", "nor", "hardly", "without")
+
+
 def parse_label(answer, words):
     """Index of the class wording ``answer`` names, or None when it names none or several.
 
@@ -33,6 +37,15 @@ def parse_label(answer, words):
     if len(exact) == 1:
         return exact[0]
     padded = f" {text} "
+    negated = [
+        w
+        for w in norms
+        if w
+        and any(f" {n} {w} " in padded for n in NEGATIONS)
+        and not any(f" {n} {w} " in f" {v} " for n in NEGATIONS for v in norms)  # "not spam" may be a wording
+    ]
+    if negated:
+        return None  # "Not positive." names a class it rules out
     inside = [i for i, w in enumerate(norms) if w and f" {w} " in padded]
     # "very positive" contains "positive": the longer wording is the answer.
     inside = [i for i in inside if not any(j != i and f" {norms[i]} " in f" {norms[j]} " for j in inside)]
@@ -51,6 +64,9 @@ def class_logprobs(top, words):
     class's; a class's score is the log of the summed probabilities of its
     tokens. A class without such a token gets half the probability of the
     least likely listed token (it is less likely than every listed one).
+    None also when the most likely token (the one answered) counts for no class
+    (``"The"``, or ``"very"`` starting two wordings): the classes' scores would
+    then come from unlikely alternatives, not from the answer.
     """
     norms = [normalize(w) for w in words]
     scores = [[] for _ in words]
@@ -58,6 +74,7 @@ def class_logprobs(top, words):
     top = [(token, logprob) for token, logprob in top if math.isfinite(logprob)]
     if not top:
         return None
+    best = max(top, key=lambda pair: pair[1])
     for token, logprob in top:
         t = normalize(token)
         if not t:
@@ -65,7 +82,9 @@ def class_logprobs(top, words):
         matching = [i for i, w in enumerate(norms) if w.startswith(t)]
         if len(matching) == 1:
             scores[matching[0]].append(logprob)
-    if not any(scores):
+        elif (token, logprob) == best:
+            return None
+    if not normalize(best[0]) or not any(scores):
         return None
     floor = min(lp for _, lp in top) + math.log(0.5)
     return np.array([np.logaddexp.reduce(s) if s else floor for s in scores], dtype=np.float64)

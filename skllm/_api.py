@@ -14,6 +14,7 @@ an estimator loaded from a pickle reads it again from ``OPENAI_API_KEY``.
 """
 
 import concurrent.futures
+import copy
 import email.utils
 import hashlib
 import json
@@ -197,6 +198,17 @@ class OpenAIChat(BaseEstimator):
         self.backoff = backoff
         self.verbose = verbose
 
+    # How the endpoint is reached, not what it answers: may change after an estimator's fit.
+    _runtime_params = ("api_key", "max_concurrency", "timeout", "max_retries", "backoff", "verbose")
+
+    def __deepcopy__(self, memo):
+        # As clone: the key is kept within the process (a pickle leaves it out, see __getstate__).
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for name, value in vars(self).items():
+            setattr(new, name, copy.deepcopy(value, memo))
+        return new
+
     def get_params(self, deep=True):
         """The parameters, the key shown as ``'***'`` (a :class:`Secret`, which ``clone`` keeps)."""
         params = super().get_params(deep=deep)
@@ -236,7 +248,7 @@ class OpenAIChat(BaseEstimator):
     def _endpoint_url(self):
         if self.base_url is None and os.environ.get("OPENAI_BASE_URL"):
             _check_url(os.environ["OPENAI_BASE_URL"], "the environment variable OPENAI_BASE_URL")
-        return (self.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).rstrip("/")
+        return (self.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).strip().rstrip("/")
 
     def _resolve_key(self, url):
         key = _key_value(self.api_key)
@@ -458,7 +470,9 @@ class Endpoint:
                 raise
             if answer is None:
                 return
-            if cacheable:
+            # An empty answer (a refusal, a content filter, a reasoning model out of tokens) is a glitch
+            # more often than the model's answer: not kept, so that the next call asks again.
+            if cacheable and (answer["text"].strip() or answer["top_logprobs"]):
                 self.cache.put(key, answer)
             with lock:
                 usage["requests"] += 1

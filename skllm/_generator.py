@@ -1,5 +1,7 @@
 """FewShotGenerator: generate text from text by prompting a local causal LM with example pairs."""
 
+import warnings
+
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
@@ -11,6 +13,7 @@ from ._selection import FirstSelection, RandomSelection, resolve_selection
 from ._tokens import pad_token_id
 from ._training import keep_state_on_error
 from ._validation import check_bool, check_int, check_random_state_param, check_texts
+from .exceptions import SkllmWarning
 
 DEFAULT_GENERATION_TEMPLATE = "{examples}Input: {text}\nOutput:"
 DEFAULT_GENERATION_EXAMPLE_TEMPLATE = "Input: {text}\nOutput: {label}\n\n"
@@ -217,6 +220,15 @@ class FewShotGenerator(LMEstimator):
         prompts = self._fit_prompts(texts, self.example_selection_.select(texts), self._render)
         if self._prompts_api:
             answers = self._ask(prompts, max_tokens=self.max_new_tokens, logprobs=False)
+            empty = [i for i, a in enumerate(answers) if not a["text"].strip()]
+            if empty:
+                warnings.warn(
+                    f"The endpoint answered {len(empty)} of {len(prompts)} prompts with nothing (rows {empty[:10]}): "
+                    f"a refusal, a content filter or a model out of tokens. Their answers are empty strings; they "
+                    f"are not cached, so predicting again asks again.",
+                    SkllmWarning,
+                    stacklevel=2,
+                )
             return np.asarray([clean_answer(a["text"], self.stop_at_newline) for a in answers], dtype=object)
         pad = pad_token_id(self.tokenizer_)
 

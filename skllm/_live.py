@@ -21,14 +21,15 @@ class LiveStateMixin:
 
     def _record_load_params(self):
         """Note the values of ``_load_params`` that this fit loaded the model with."""
-        self._loaded_with = {name: getattr(self, name) for name in self._load_params}
+        self._loaded_with = {name: _snapshot(getattr(self, name)) for name in self._load_params}
 
     def _check_load_params(self):
         loaded = getattr(self, "_loaded_with", None)  # None: pickled before this was recorded
-        changed = [n for n, v in (loaded or {}).items() if not _same_value(getattr(self, n, None), v)]
+        current = {n: _snapshot(getattr(self, n, None)) for n in loaded or {}}
+        changed = [n for n, v in (loaded or {}).items() if not _same_value(current[n], v)]
         if changed:
-            was = ", ".join(f"{n}={loaded[n]!r}" for n in changed)
-            now = ", ".join(f"{n}={getattr(self, n, None)!r}" for n in changed)
+            was = ", ".join(f"{n}={_shown(loaded[n])}" for n in changed)
+            now = ", ".join(f"{n}={_shown(current[n])}" for n in changed)
             raise ValueError(
                 f"This {type(self).__name__} was fitted with {was}, set to {now} since. These parameters choose the "
                 f"model that fit loads, and take effect at the next fit: call fit again, or set them back."
@@ -49,6 +50,24 @@ class LiveStateMixin:
 
     def _restore_live(self):
         raise NotImplementedError
+
+
+def _snapshot(value):
+    """``value`` as recorded for :meth:`LiveStateMixin._check_load_params`.
+
+    An estimator passed as a parameter (an :class:`~skllm.OpenAIChat`) can change in place
+    (``set_params(model_name__model=...)``): it is recorded by its class and the parameters that
+    change its answers (not ``_runtime_params``, such as the key, which never enters the record).
+    """
+    if hasattr(value, "get_params") and hasattr(value, "set_params"):
+        skip = getattr(value, "_runtime_params", ())
+        params = ", ".join(f"{k}={v!r}" for k, v in sorted(value.get_params(deep=False).items()) if k not in skip)
+        return (type(value).__name__, params)  # plain data: what a saved model may hold
+    return value
+
+
+def _shown(value):
+    return f"{value[0]}({value[1]})" if isinstance(value, tuple) else repr(value)
 
 
 def _same_value(a, b):

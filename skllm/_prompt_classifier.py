@@ -16,7 +16,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.extmath import softmax
 from sklearn.utils.validation import check_is_fitted
 
-from ._answers import class_logprobs, parse_label
+from ._answers import class_logprobs, normalize, parse_label
 from ._api import CLASSIFIER_MAX_TOKENS, UNPARSED_CHOICES
 from ._device import autocast
 from ._lm import LMEstimator, cache_kwarg, check_template, output_cache
@@ -101,6 +101,15 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         if len(set(self.label_words_)) != len(self.label_words_):
             raise ValueError(f"Two classes have the same wording: {self.label_words_!r}; set label_words.")
         if self._prompts_api:
+            # Answers are read as text, compared after normalize(): wordings must differ there too.
+            norms = [normalize(w) for w in self.label_words_]
+            clash = [w for w, n in zip(self.label_words_, norms) if not n or norms.count(n) > 1]
+            if clash:
+                raise ValueError(
+                    f"The class wordings {clash!r} cannot be told apart in an endpoint's answers, which are "
+                    f"compared in lower case without punctuation or symbols ({[normalize(w) for w in clash]!r}); "
+                    f"give label_words in words, e.g. {{{self.classes_[self.label_words_.index(clash[0])]!r}: ...}}."
+                )
             self._set_fallback(classes, y)
             self.prompt_budget_ = self.max_length_
             return
@@ -197,10 +206,12 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         unparsed = []
         for i, answer in enumerate(answers):
             row = class_logprobs(answer["top_logprobs"], self.label_words_) if answer["top_logprobs"] else None
-            if row is not None:
+            k = parse_label(answer["text"], self.label_words_)
+            # The text decides where it names a class: the first token's alternatives can favour another
+            # one ("pos" starts "pos" and "positive" alike, and counts for neither).
+            if row is not None and (k is None or int(np.argmax(row)) == k):
                 scores[i], from_logprobs[i] = row, True
                 continue
-            k = parse_label(answer["text"], self.label_words_)
             if k is None:
                 unparsed.append(i)
             else:

@@ -57,6 +57,8 @@ def _no_env_key(monkeypatch):
         ("positive or negative", None),  # both
         ("I cannot tell", None),
         ("", None),
+        ("Not positive.", None),  # a class it rules out
+        ("It isn't negative at all", None),
     ],
 )
 def test_answers_map_to_one_class_or_none(answer, expected):
@@ -79,6 +81,92 @@ def test_class_logprobs_sum_the_tokens_that_start_each_wording():
     np.testing.assert_allclose(np.exp(scores[2]), 0.025)
     # "ne" starts two wordings and counts for none; no class token at all gives None.
     assert class_logprobs([("ne", -0.1), ("The", -1.0)], ["negative", "neutral"]) is None
+
+
+def test_a_negated_wording_that_is_itself_a_class_is_that_class():
+    assert parse_label("It is not spam.", ["not spam", "spam"]) == 0
+    assert parse_label("spam", ["not spam", "spam"]) == 1
+
+
+def test_the_answered_token_must_count_for_one_class_or_its_alternatives_say_nothing():
+    words = ["very negative", "negative", "positive", "very positive"]
+    # "very" starts two wordings: the scores would come from the unlikely alternatives.
+    assert class_logprobs([("very", -0.1), ("negative", -2.8), ("positive", -3.9)], words) is None
+    assert class_logprobs([("The", -0.01), ("Positive", -5.0)], ["positive", "negative"]) is None
+
+
+@pytest.mark.parametrize(
+    "classes, answer, top, expected",
+    [
+        (
+            ["very negative", "negative", "positive", "very positive"],
+            "very negative",
+            [("very", -0.1), ("negative", -2.8)],
+            "very negative",
+        ),
+        (["pos", "positive", "negative"], "pos", [("pos", -0.01), ("positive", -5.3)], "pos"),
+        (["positive", "negative"], "The sentiment is negative.", [("The", -0.01), ("Positive", -5.0)], "negative"),
+        (["positive", "negative"], "Positive", [("Positive", -0.01), ("Negative", -5.0)], "positive"),
+    ],
+)
+def test_a_class_is_read_from_what_was_answered(classes, answer, top, expected, tmp_path):
+    server = FakeChat(answer=lambda m: answer, logprobs=lambda m: top)
+    try:
+        clf = ZeroShotClassifier(_chat(server), classes=classes, calibration=None, cache_dir=str(tmp_path)).fit()
+        assert clf.predict(["some text"]).tolist() == [expected]
+    finally:
+        server.close()
+
+
+def test_wordings_that_answers_cannot_tell_apart_are_refused(fake_chat, tmp_path):
+    for classes, words in [(["C", "C++", "C#"], None), (["down", "up"], {"up": "\N{THUMBS UP SIGN}", "down": "-"})]:
+        clf = ZeroShotClassifier(_chat(fake_chat), classes=classes, label_words=words, cache_dir=str(tmp_path))
+        with pytest.raises(ValueError, match="cannot be told apart in an endpoint's answers"):
+            clf.fit()
+
+
+def test_a_deep_copy_keeps_the_key_and_a_base_url_may_carry_spaces(fake_chat, tmp_path):
+    import copy
+
+    chat = _chat(fake_chat, api_key="sk-test-key", base_url=f" {fake_chat.url} ")
+    assert copy.deepcopy(chat).api_key == "sk-test-key"
+    clf = ZeroShotClassifier(chat, classes=["neg", "pos"], calibration=None, cache_dir=str(tmp_path))
+    assert copy.deepcopy(clf).fit().predict(["great film"]).tolist() == ["pos"]
+
+
+def test_the_endpoints_parameters_set_after_fit_are_refused_until_the_next_fit(fake_chat, tmp_path):
+    clf = ZeroShotClassifier(_chat(fake_chat), classes=["neg", "pos"], calibration=None, cache_dir=str(tmp_path)).fit()
+    clf.set_params(model_name__max_concurrency=2, model_name__timeout=9.0)  # how it is reached: fine
+    assert clf.predict(["great film"]).tolist() == ["pos"]
+    clf.set_params(model_name__model="other-model")
+    with pytest.raises(
+        ValueError,
+        match=r"fitted with model_name=OpenAIChat\(.*model='fake-model'.*set to model_name=OpenAIChat\(.*'other-model'",
+    ):
+        clf.predict(["great film"])
+    with pytest.raises(ValueError, match="call fit again"):
+        pickle.loads(pickle.dumps(clf)).predict(["great film"])
+    assert clf.fit().predict(["great film"]).tolist() == ["pos"]
+
+
+def test_an_empty_answer_is_not_cached_and_the_generator_says_so(tmp_path):
+    from skllm.exceptions import SkllmWarning
+
+    said = []
+
+    def first_empty(messages):
+        said.append(1)
+        return "" if len(said) == 1 else "bonjour"
+
+    server = FakeChat(answer=first_empty)
+    try:
+        gen = FewShotGenerator(_chat(server), n_examples=0, cache_dir=str(tmp_path)).fit(["a"], ["b"])
+        with pytest.warns(SkllmWarning, match=r"answered 1 of 1 prompts with nothing \(rows \[0\]\)"):
+            assert gen.predict(["hello"]).tolist() == [""]
+        assert gen.predict(["hello"]).tolist() == ["bonjour"]  # asked again, not read from the cache
+        assert gen.predict(["hello"]).tolist() == ["bonjour"] and len(said) == 2  # now cached
+    finally:
+        server.close()
 
 
 # -- retry schedule -------------------------------------------------------------------------
