@@ -511,6 +511,7 @@ class Endpoint:
             f"{done} of {n_todo} prompts were answered before it stopped{earlier}.{kept}",
             n_done=done,
             n_total=n_todo,
+            usage=usage,
         )
 
 

@@ -13,7 +13,7 @@ from ._live import LiveStateMixin
 from ._models import check_fitted_files, load_backbone, model_identity, positions, resolve_model
 from ._prompting import encode, fit_text, wrap
 from ._validation import check_bool, check_int
-from .exceptions import TruncationWarning
+from .exceptions import APIRequestError, TruncationWarning
 
 
 def template_fields(template, name):
@@ -168,7 +168,11 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
     def _ask(self, prompts, *, max_tokens, logprobs=None):
         """The endpoint's answers to ``prompts`` (chat messages); the usage is added to ``usage_``."""
         chat = self.model_name
-        answers, usage = self.model_.ask(prompts, max_tokens=chat.max_tokens or max_tokens, logprobs=logprobs)
+        try:
+            answers, usage = self.model_.ask(prompts, max_tokens=chat.max_tokens or max_tokens, logprobs=logprobs)
+        except APIRequestError as exc:
+            add_usage(self.usage_, exc.usage)  # the requests answered before the failure are billed too
+            raise
         add_usage(self.usage_, usage)
         return answers
 

@@ -86,12 +86,14 @@ class APIRequestError(RuntimeError):
 
     ``n_done`` of ``n_total`` prompts were answered; with a cache they are
     kept, so that running the same call again continues where it stopped.
+    ``usage`` counts the requests and tokens of those answered (billed all the same).
     """
 
-    def __init__(self, message, n_done=0, n_total=0):
+    def __init__(self, message, n_done=0, n_total=0, usage=None):
         super().__init__(message)
         self.n_done = n_done
         self.n_total = n_total
+        self.usage = dict(usage or {})
 
 
 class APIKeyMissingError(RuntimeError):

@@ -414,6 +414,7 @@ def test_after_the_retries_the_error_says_how_many_rows_were_done_and_a_rerun_co
     with pytest.raises(APIRequestError, match=r"failed after 2 retries: InternalServerError 500.*2 of 6 prompts") as e:
         clf.predict(X)
     assert e.value.n_done == 2 and "cached in" in str(e.value)
+    assert clf.usage_["requests"] == 2 == e.value.usage["requests"]  # answered, billed: counted
     before = fake_chat.answered
     assert clf.predict(X).tolist() == Y
     assert fake_chat.answered - before == 4  # only the rows not done
