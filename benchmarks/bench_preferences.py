@@ -37,7 +37,7 @@ reward is minus the reward model's, and the judge's target class is rotten.
     python benchmarks/bench_preferences.py [--task continue|continue-negative|sms|sms-ham|write]
         [--algorithms rloo ppo] [--sms-pairs first|matched]
         [--reward-pairs 1000] [--train-prompts 120] [--guard] [--plot docs/img/rloo_history.png]
-        [--param NAME=VALUE] [--kl-horizon N] [--kl-floor F]
+        [--param NAME=VALUE] [--kl-horizon N] [--kl-floor F] [--train-past-newline]
 
 The tuner gets no argument but ``random_state`` (``--seed``, default 0), the reward and
 the algorithm; ``--guard`` adds
@@ -278,6 +278,11 @@ def main():
         "--kl-horizon", type=int, default=None, help="measure another KL controller horizon (answers) than skllm's"
     )
     parser.add_argument(
+        "--train-past-newline",
+        action="store_true",
+        help="measure skllm's earlier behaviour: train and count the sampled tokens after the first line too",
+    )
+    parser.add_argument(
         "--kl-floor",
         type=float,
         default=None,
@@ -419,6 +424,12 @@ def main():
 
         skllm._rl.KL_HORIZON = args.kl_horizon
         print(f"KL controller horizon: {args.kl_horizon} answers instead of skllm's")
+    if args.train_past_newline:
+        import skllm._online
+
+        # skllm before it cut sampled answers at their first line: the tokens after it trained and counted.
+        skllm._online.answer_tokens = lambda tokenizer, tokens, stop_at_newline: list(tokens)
+        print("training on every sampled token, past the first line the reward reads (skllm's behaviour before)")
     if args.kl_floor is not None:
         import skllm._rl
 
