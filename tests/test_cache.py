@@ -126,9 +126,10 @@ def test_two_processes_writing_overlapping_texts(tiny_bert, cache_dir):
 
 
 def test_unwritable_cache_warns_and_still_embeds(tiny_bert, tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
-    emb = TransformerEmbedder(tiny_bert, cache_dir=str(blocker)).fit()
+    emb = TransformerEmbedder(tiny_bert, cache_dir=str(tmp_path / "cache")).fit()
+    # A file where the cache's folder of embeddings goes: the database cannot be created.
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "embeddings").write_text("not a folder")
     with pytest.warns(CacheWarning, match="cannot be"):
         Z = emb.transform(["great film"])
     assert Z.shape == (1, 32)
