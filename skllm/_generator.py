@@ -7,7 +7,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._lm import LMEstimator, check_examples_field, check_template, template_fields
 from ._models import DEFAULT_CAUSAL_LM
-from ._prompting import clean_answer, decode_answer, generate
+from ._prompting import clean_answer, decode_answer, generate, prompt_budget
 from ._scoring import check_lengths, exact_match
 from ._selection import FirstSelection, RandomSelection, resolve_selection
 from ._tokens import pad_token_id
@@ -165,10 +165,7 @@ class FewShotGenerator(LMEstimator):
         return self.max_length_ - self.max_new_tokens
 
     def _check_budget(self):
-        if self.prompt_budget_ < 8:
-            raise ValueError(
-                f"max_new_tokens={self.max_new_tokens} leaves no room for a prompt in max_length={self.max_length_}."
-            )
+        prompt_budget(self.max_length_, self.max_new_tokens)
 
     def _check_prompt_params(self):
         """Check what prompting reads (fit, and predict: it may be set after fit); return the template."""

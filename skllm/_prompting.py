@@ -94,6 +94,14 @@ def generate(new_tokens, prompts, *, pad_id, device, dtype, batch_size, eos_id=N
     return out
 
 
+def prompt_budget(max_length, max_new_tokens):
+    """Tokens a prompt may take beside an answer of ``max_new_tokens``; a ``ValueError`` below 8."""
+    budget = max_length - max_new_tokens
+    if budget < 8:
+        raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in max_length={max_length}.")
+    return budget
+
+
 def answer_tokens(tokenizer, tokens, stop_at_newline):
     """The generated ``tokens`` that make the answer :func:`decode_answer` returns.
 

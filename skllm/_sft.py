@@ -15,7 +15,7 @@ from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
 from ._lm import check_template
 from ._methods import NamedMethodParamsMixin, resolve_method
 from ._models import DEFAULT_CAUSAL_LM, check_fitted_files, load_backbone, model_identity, positions, resolve_model
-from ._prompting import decode_answer, encode, fit_text, generate, wrap
+from ._prompting import decode_answer, encode, fit_text, generate, prompt_budget, wrap
 from ._scoring import SCORERS, check_lengths, chrf  # noqa: F401 (chrf: skllm._sft.chrf stays importable)
 from ._tokens import pad_token_id
 from ._training import (
@@ -310,10 +310,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         self._record_load_params()
         self.max_length_ = int(min(self.max_length, method.text_positions(positions(lm, tokenizer))))
         self.uses_chat_template_ = bool(self.use_chat_template and getattr(tokenizer, "chat_template", None))
-        if self.max_length_ - self.max_new_tokens < 8:
-            raise ValueError(
-                f"max_new_tokens={self.max_new_tokens} leaves no room for a prompt in max_length={self.max_length_}."
-            )
+        prompt_budget(self.max_length_, self.max_new_tokens)
         vars(self).pop("network_", None)
         if keep:
             network = self._network_from_state(lm, device)
@@ -558,11 +555,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         """The generated answer to each text, as a 1-D array of str."""
         check_is_fitted(self, "trainable_state_")
         self._check_answer_params()
-        budget = self.max_length_ - self.max_new_tokens
-        if budget < 8:
-            raise ValueError(
-                f"max_new_tokens={self.max_new_tokens} leaves no room for a prompt in max_length={self.max_length_}."
-            )
+        budget = prompt_budget(self.max_length_, self.max_new_tokens)
         texts = check_texts(X, estimator=self)
         self._ensure_live()
         prompts = self._prompt_ids(texts, [budget] * len(texts))
@@ -576,7 +569,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         uses unless given ``scoring=``.
         """
         check_is_fitted(self, "trainable_state_")
-        self._check_answer_params()
+        self._check_answer_params()  # metric is read before predict runs
         texts = check_texts(X, estimator=self)
         expected = check_texts(y, name="y", estimator=self)
         check_lengths(texts, expected)
