@@ -13,6 +13,7 @@ from ._models import (
     DEFAULT_ENCODER,
     check_fitted_files,
     check_pooling_fits,
+    is_decoder,
     load_backbone,
     model_identity,
     positions,
@@ -203,11 +204,13 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         source = resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
         model, tokenizer = load_backbone(source, device)
         limit = positions(model, tokenizer)
-        check_pooling_fits(self.pooling, model, self.model_name)
+        decoder = is_decoder(model)
+        check_pooling_fits(self.pooling, decoder, self.model_name)
         self.model_ = model
         self.tokenizer_ = tokenizer
         self._source = source
         self.model_identity_ = model_identity(source)
+        self._decoder = decoder  # pooling set after fit is checked against it at transform
         self.embedding_dim_ = int(model.config.hidden_size)
         self.device_ = str(device)
         self.dtype_ = dtype
@@ -309,6 +312,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         # Parameters set after fit are read here: a bad one must not reach the cache.
         self._validate_params()
         self._check_load_params()  # cached vectors are found without loading the model
+        check_pooling_fits(self.pooling, getattr(self, "_decoder", False), self.model_name)
         texts = check_texts(X, estimator=self)
         if not hasattr(self, "_source"):
             # Unpickled: the cache key must name the model really loaded now, on the device and in the

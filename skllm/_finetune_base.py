@@ -215,8 +215,9 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
         source, backbone, tokenizer = self._backbone(device)
-        pooling = self.pooling if self.pooling != "auto" else ("last" if is_decoder(backbone) else "mean")
-        check_pooling_fits(pooling, backbone, self.model_name)
+        decoder = is_decoder(backbone)
+        pooling = self.pooling if self.pooling != "auto" else ("last" if decoder else "mean")
+        check_pooling_fits(pooling, decoder, self.model_name)
         max_length = int(min(self.max_length, method.text_positions(positions(backbone, tokenizer))))
         keep = (
             self.warm_start

@@ -7,6 +7,7 @@ GridSearchCV candidates and unpickled estimators share one copy of the weights.
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import threading
@@ -77,7 +78,11 @@ def _hub_cached_folder(repo_id, revision):
     except Exception:  # invalid ids raise validation errors; treat as not cached
         return None
     if isinstance(found, str) and os.path.isfile(found):
-        return os.path.dirname(found)
+        folder = os.path.dirname(found)
+        # A snapshot holding the configuration alone (AutoConfig.from_pretrained, an interrupted
+        # download) is not a cached model: loading it offline would fail for want of weights.
+        if any(os.path.isfile(os.path.join(folder, f)) for f in _WEIGHT_FILES):
+            return folder
     return None
 
 
@@ -104,6 +109,8 @@ def resolve_model(name, revision=None, *, param="model_name", cache_dir="auto"):
     if not isinstance(name, (str, os.PathLike)) or not str(name):
         raise ValueError(f"{param} must be a Hub model id or a local folder, got {name!r}.")
     name = os.fspath(name)
+    if name.startswith("~"):
+        name = os.path.expanduser(name)
     if revision is not None and not isinstance(revision, str):
         raise ValueError(f"revision must be a string (branch, tag or commit) or None, got {revision!r}.")
     if os.path.isdir(name):
@@ -130,6 +137,14 @@ def resolve_model(name, revision=None, *, param="model_name", cache_dir="auto"):
             return ModelSource(name, revision, folder, "packaged")
     return ModelSource(name, revision, name, "hub")
 
+
+# A Hub snapshot with one of these holds the model's weights (sharded or not).
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 # Any one of these lets AutoTokenizer build the model's own tokenizer; without
 # them some model types fall back to a default vocabulary that maps words to [UNK].
@@ -346,6 +361,7 @@ def check_fitted_files(fitted_identity, source, model_name, consequence):
 
 
 def _load(source, device, kind):
+    from safetensors import SafetensorError
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     loaders = {"base": AutoModel, "causal-lm": AutoModelForCausalLM}
@@ -362,9 +378,17 @@ def _load(source, device, kind):
             _refuse_non_causal_model(source, model, info)
         else:
             _refuse_encoder_decoder(source, **kwargs)
-            model = loaders[kind].from_pretrained(source.location, dtype=torch.float32, **kwargs)
+            model, info = loaders[kind].from_pretrained(
+                source.location, dtype=torch.float32, output_loading_info=True, **kwargs
+            )
+            _refuse_incomplete_backbone(source, model, info)
     except OSError as exc:
         raise _missing_model_error(source, exc) from exc
+    except (SafetensorError, json.JSONDecodeError) as exc:
+        raise OSError(
+            f"The files of model {source.name!r} in {_home_relative(source.location)} could not be read: {exc}. "
+            f"A file is damaged or cut short (an interrupted download or copy): save or download the model again."
+        ) from exc
     model.eval()
     model.to(device)
     return model, tokenizer
@@ -406,6 +430,23 @@ def _refuse_non_causal_config(source, **kwargs):
         raise _not_causal_error(source, f"it is an encoder-decoder ({config.model_type})")
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise _not_causal_error(source, f"transformers has no causal LM for its type {config.model_type!r}")
+
+
+def _refuse_incomplete_backbone(source, model, info):
+    """Raise when weights of the backbone were missing from the checkpoint.
+
+    transformers fills them with random values and only logs it (a folder saved from a peft
+    wrapper, whose keys carry a ``base_model.model.`` prefix, loads as an untrained network).
+    The pooler is not read by skllm (pooling is over the hidden states), so its absence is allowed.
+    """
+    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith("pooler."))
+    if missing:
+        raise ValueError(
+            f"The checkpoint of model {source.name!r} lacks {len(missing)} of the network's weights "
+            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): they would be random. A folder saved "
+            f"from a wrapped model (peft, a custom class) names its weights differently; save the base model "
+            f"itself with save_pretrained (for peft: merge_and_unload() first)."
+        )
 
 
 def _refuse_non_causal_model(source, model, info):
@@ -467,9 +508,12 @@ def is_decoder(model):
     return any(getattr(m, "is_causal", False) is True for m in model.modules())
 
 
-def check_pooling_fits(pooling, model, name):
-    """Refuse ``pooling="cls"`` on a decoder: with causal attention the first token sees only itself."""
-    if pooling == "cls" and is_decoder(model):
+def check_pooling_fits(pooling, decoder, name):
+    """Refuse ``pooling="cls"`` on a decoder (``decoder``: :func:`is_decoder` of the model).
+
+    With causal attention the first token sees only itself.
+    """
+    if pooling == "cls" and decoder:
         raise ValueError(
             f"pooling='cls' reads the first token, and {name!r} is a decoder (causal attention), where the first "
             f"token sees only itself: texts would be told apart by their first token alone (or not at all, after "

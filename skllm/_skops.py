@@ -1,5 +1,7 @@
 """Saving fitted models with skops: the skllm types a skops file may hold, for ``trusted=``."""
 
+import pathlib
+
 from ._api import OpenAIChat, Secret
 from ._document_index import DocumentIndex
 from ._embed import TransformerEmbedder
@@ -42,6 +44,9 @@ _TYPES = (
     ZeroShotClassifier,
 )
 
+# Plain values that parameters documented as paths (``cache_dir``, ``model_name``) may hold.
+_VALUE_TYPES = (pathlib.PosixPath, pathlib.WindowsPath)
+
 
 def trusted_types():
     """The names of the skllm types to trust when loading a model saved with skops.
@@ -54,7 +59,9 @@ def trusted_types():
     arrays; the backbone is loaded again by ``model_name`` on first use, as
     after ``joblib.load``.
 
-    Types that are not skllm's must be added by hand after checking them with
+    Paths (``pathlib.PosixPath``, ``pathlib.WindowsPath``) are listed too, as
+    the values of path parameters such as ``cache_dir``. Other types that are
+    not skllm's must be added by hand after checking them with
     ``skops.io.get_untrusted_types``: the estimator wrapped by a
     :class:`LabelEncodedClassifier` (e.g. ``xgboost.sklearn.XGBClassifier``),
     or a reward function given to :class:`PreferenceTuner` (which is code, and
@@ -73,4 +80,4 @@ def trusted_types():
     """
     # A method registered from outside skllm (a plug-in, a test's) is the user's to trust.
     methods = [cls for cls in METHODS.values() if cls.__module__.split(".")[0] == "skllm"]
-    return sorted(f"{cls.__module__}.{cls.__qualname__}" for cls in (*_TYPES, *methods))
+    return sorted(f"{cls.__module__}.{cls.__qualname__}" for cls in (*_TYPES, *_VALUE_TYPES, *methods))

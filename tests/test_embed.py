@@ -380,3 +380,12 @@ def test_entries_of_the_old_normalised_namespace_are_never_read(tiny_bert, cache
     Z = raw.transform(X)
     assert not np.allclose(Z, 7.0)
     np.testing.assert_allclose(Z, TransformerEmbedder(tiny_bert, normalize=False, cache_dir=None).fit().transform(X))
+
+
+def test_pooling_cls_set_after_fit_on_a_decoder_is_refused_as_at_fit(tiny_llama):
+    embedder = TransformerEmbedder(tiny_llama, pooling="last", cache_dir=None).fit()
+    embedder.set_params(pooling="cls")
+    with pytest.raises(ValueError, match="pooling='cls' reads the first token"):
+        embedder.transform(["great film", "awful movie"])
+    with pytest.raises(ValueError, match="pooling='cls' reads the first token"):
+        pickle.loads(pickle.dumps(embedder)).transform(["great film"])  # before the model is loaded again

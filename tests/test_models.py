@@ -157,3 +157,63 @@ def test_an_unpickled_model_whose_folder_is_gone_names_it(tiny_bert, tiny_llama,
     shutil.move("enc", "elsewhere")
     with pytest.raises(FileNotFoundError, match=r"'enc' was a local folder when this model was fitted, and there is"):
         pickle.loads(saved).predict(texts[0][:2])
+
+
+def _model_folder_with(tiny_bert, folder, state_dict):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    shutil.copytree(tiny_bert, folder)
+    save_file(state_dict, f"{folder}/model.safetensors", metadata={"format": "pt"})
+    return str(folder)
+
+
+def test_a_backbone_checkpoint_missing_weights_is_refused_not_filled_at_random(tiny_bert, tmp_path):
+    from transformers import BertModel
+
+    weights = BertModel.from_pretrained(tiny_bert).state_dict()
+    # As saved from a peft wrapper: every key prefixed, so no weight is found under its own name.
+    prefixed = {f"base_model.model.{k}": v for k, v in weights.items()}
+    wrapped = _model_folder_with(tiny_bert, tmp_path / "wrapped", prefixed)
+    with pytest.raises(ValueError, match=r"lacks \d+ of the network's weights \(embeddings\..*merge_and_unload"):
+        TransformerEmbedder(wrapped, cache_dir=None).fit()
+    # The pooler is not read (pooling is over the hidden states): a checkpoint without it loads.
+    no_pooler = {k: v for k, v in weights.items() if not k.startswith("pooler.")}
+    TransformerEmbedder(_model_folder_with(tiny_bert, tmp_path / "no-pooler", no_pooler), cache_dir=None).fit()
+
+
+def test_damaged_model_files_are_named_not_reported_from_deep_inside(tiny_bert, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(tiny_bert, tmp_path / "cut")
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])  # an interrupted copy
+    with pytest.raises(OSError, match=r"model .*cut' in .* could not be read: .*damaged or cut short"):
+        TransformerEmbedder(str(folder), cache_dir=None).fit()
+
+
+def test_a_model_folder_under_home_can_be_named_with_a_tilde(tiny_bert, tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copytree(tiny_bert, tmp_path / "models" / "tiny")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    source = resolve_model("~/models/tiny")
+    assert source.origin == "local" and source.location == str(tmp_path / "models" / "tiny")
+
+
+def test_a_hub_snapshot_holding_only_the_configuration_is_not_a_cached_model(tiny_bert, tmp_path, monkeypatch):
+    import shutil
+
+    import huggingface_hub.constants
+
+    repo = tmp_path / "hub" / "models--acme--tiny"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    shutil.copy(f"{tiny_bert}/config.json", snapshot)  # as AutoConfig.from_pretrained leaves it
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert resolve_model("acme/tiny").origin == "hub"  # asked of the Hub, which downloads the weights
+    shutil.copy(f"{tiny_bert}/model.safetensors", snapshot)
+    assert resolve_model("acme/tiny").origin == "hub-cache"

@@ -253,6 +253,14 @@ def test_api_key_is_left_out_and_its_placeholder_is_trusted(tmp_path):
     assert loaded.get_params()["base_url"] == "http://127.0.0.1:9"
 
 
+def test_a_path_parameter_loads_with_the_trusted_types(tiny_bert, tmp_path):
+    embedder = skllm.TransformerEmbedder(Path(tiny_bert), cache_dir=tmp_path / "cache").fit()
+    sio.dump(embedder, tmp_path / "e.skops")
+    loaded = sio.load(tmp_path / "e.skops", trusted=skllm.trusted_types())
+    assert loaded.cache_dir == tmp_path / "cache"
+    np.testing.assert_array_equal(loaded.transform(["great film"]), embedder.transform(["great film"]))
+
+
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_saves_its_trained_tensors_as_arrays(method, tiny_bert, texts, tmp_path):
     clf = skllm.FineTuneClassifier(tiny_bert, method=method, epochs=1, random_state=0, cache_dir=None)
