@@ -6,11 +6,8 @@ installed) and the lexical BM25 index are derived from them, built at the first 
 and rebuilt after changes that they cannot follow in place.
 """
 
-import hashlib
-import io
-import json
 import numbers
-import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,13 +16,13 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ._chunking import chunk_spans
+from ._index_files import check_array_digests, read_index_files, write_index_files
 from ._lexical import BM25, RRF_K, reciprocal_rank_fusion
 from ._search import BACKENDS, FAISS_INT_MAX, SEARCHES, build_search_index, faiss_module, search_index
 from ._selection import resolve_embedder
+from ._training import keep_state_on_error
 from ._validation import check_choice, check_int, check_labels, check_texts, is_missing
 
-_FORMAT = 1
-_STATE_KEYS = ("params", "documents", "chunk_doc", "chunk_span", "next_id")
 RETRIEVALS = ("hybrid", "dense", "lexical")
 # Each ranking fused by ``retrieval="hybrid"`` contributes its best max(k, FUSION_DEPTH) chunks.
 FUSION_DEPTH = 100
@@ -168,15 +165,12 @@ class DocumentIndex(BaseEstimator):
     # -- validation ---------------------------------------------------------------------
     def _validate(self):
         check_int(self.chunk_size, "chunk_size")
-        for name in ("hnsw_m", "ef_search", "n_probe"):  # C ints in FAISS
-            check_int(getattr(self, name), name, high=FAISS_INT_MAX)
-        check_int(self.n_lists, "n_lists", high=FAISS_INT_MAX, allow_none=True)
         check_int(self.chunk_overlap, "chunk_overlap", 0)
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError(f"chunk_overlap must be an integer in [0, chunk_size), got {self.chunk_overlap!r}.")
         check_choice(self.retrieval, "retrieval", RETRIEVALS)
         check_choice(self.backend, "backend", BACKENDS)
-        check_choice(self.search, "search", SEARCHES)
+        self._check_search_params()
         faiss = faiss_module()
         if self.backend == "faiss" and faiss is None:
             from .exceptions import MissingDependencyError
@@ -186,6 +180,18 @@ class DocumentIndex(BaseEstimator):
         if self.search != "exact" and not use_faiss:
             raise ValueError(f"search={self.search!r} needs the faiss backend; the NumPy backend is exact only.")
         return "faiss" if use_faiss else "numpy"
+
+    def _check_search_params(self):
+        """The search structure's parameters: read at fit and again whenever the structure is built."""
+        check_choice(self.search, "search", SEARCHES)
+        # C ints in FAISS; HNSW needs 2 links a node (1 crashes FAISS) and allocates 2 * hnsw_m.
+        check_int(self.hnsw_m, "hnsw_m", 2, high=FAISS_INT_MAX // 2)
+        for name in ("ef_search", "n_probe"):
+            check_int(getattr(self, name), name, high=FAISS_INT_MAX)
+        check_int(self.n_lists, "n_lists", high=FAISS_INT_MAX, allow_none=True)
+
+    def _search_params(self):
+        return (self.search, self.hnsw_m, self.ef_search, self.n_lists, self.n_probe)
 
     # -- building -------------------------------------------------------------------------
     def fit(self, documents, ids=None, metadata=None):
@@ -199,24 +205,40 @@ class DocumentIndex(BaseEstimator):
         metadata : sequence of dict, default=None
             Returned with each hit of the document.
         """
-        self.backend_ = self._validate()
-        self.embedder_ = resolve_embedder(self.embedder).fit()
-        self._set_chunk_size()
-        self._docs = {}
-        self._chunk_doc, self._chunk_span = [], []
-        self._vectors = np.empty((0, self.embedder_.embedding_dim_), dtype=np.float32)
-        self._alive = np.empty(0, dtype=bool)
-        self._search_index = self._lexical = None
-        return self._add(documents, ids, metadata, start_id=0)
+        with keep_state_on_error(self):  # a refused fit leaves the index as it was
+            self.backend_ = self._validate()
+            self.embedder_ = resolve_embedder(self.embedder).fit()
+            self._set_chunk_size()
+            self._docs = {}
+            self._chunk_doc, self._chunk_span = [], []
+            self._vectors = np.empty((0, self.embedder_.embedding_dim_), dtype=np.float32)
+            self._alive = np.empty(0, dtype=bool)
+            self._search_index = self._lexical = None
+            self._next_id = 0
+            return self._add(documents, ids, metadata)
 
     def partial_fit(self, documents, ids=None, metadata=None):
-        """Add ``documents`` to the index (fits first if needed)."""
+        """Add ``documents`` to the index (fits first if needed).
+
+        The documents are cut into chunks as at :meth:`fit`: ``chunk_size`` and
+        ``chunk_overlap`` set since take effect at the next ``fit``, and are
+        refused here until then.
+        """
         if not hasattr(self, "embedder_"):
             return self.fit(documents, ids, metadata)
-        return self._add(documents, ids, metadata, start_id=self._next_id)
+        fitted = getattr(self, "_chunking", None)  # None: pickled before this was recorded
+        if fitted is not None and fitted != (self.chunk_size, self.chunk_overlap):
+            raise ValueError(
+                f"This DocumentIndex was fitted with chunk_size={fitted[0]}, chunk_overlap={fitted[1]}, set to "
+                f"chunk_size={self.chunk_size!r}, chunk_overlap={self.chunk_overlap!r} since. Every chunk of an index "
+                f"is cut alike: call fit to cut all documents anew, or set them back."
+            )
+        return self._add(documents, ids, metadata)
 
-    def _add(self, documents, ids, metadata, start_id):
+    def _add(self, documents, ids, metadata):
+        """Chunk, embed and add ``documents``; nothing changes unless all of them are added."""
         texts = check_texts(documents, name="documents", estimator=self)
+        start_id = self._next_id
         if ids is None:
             ids = list(range(start_id, start_id + len(texts)))
         ids = _check_ids(ids)
@@ -243,23 +265,32 @@ class DocumentIndex(BaseEstimator):
                 f"metadata must be a sequence of dicts, one per document; got {len(bad)} that are not dicts, "
                 f"at positions {bad[:10]}: {kinds}. Use {{}} for a document without metadata."
             )
+        self.embedder_._ensure_live()  # its tokenizer is not pickled
         tokenizer = self.embedder_.tokenizer_
         chunks, owners, spans = [], [], []
-        for doc_id, text, meta in zip(ids, texts, metadata):
-            self._docs[doc_id] = (text, meta)
+        for doc_id, text in zip(ids, texts):
             for start, end in chunk_spans(text, tokenizer, self.chunk_size_, self.chunk_overlap):
                 chunks.append(text[start:end])
                 owners.append(doc_id)
                 spans.append((start, end))
         vectors = self.embedder_.transform(chunks) if chunks else np.empty((0, self._vectors.shape[1]), np.float32)
+        # Embedded: from here on nothing can fail halfway.
+        self._docs.update(zip(ids, zip(texts, metadata)))
         first = len(self._chunk_doc)
         self._chunk_doc += owners
         self._chunk_span += spans
         self._vectors = np.vstack([self._vectors, vectors.astype(np.float32)])
         self._alive = np.concatenate([self._alive, np.ones(len(chunks), dtype=bool)])
-        self._next_id = max([start_id + len(texts)] + [i + 1 for i in ids if isinstance(i, numbers.Integral)])
+        # Default ids continue after the largest whole-number id (3.0 is the id 3: they are equal keys).
+        whole = [int(i) + 1 for i in ids if isinstance(i, numbers.Real) and not isinstance(i, bool) and _whole(i)]
+        self._next_id = max([start_id + len(texts), *whole])
         self._lexical = None  # word statistics (idf, mean length) change: rebuilt at the next lexical query
-        if getattr(self, "_search_index", None) is not None and self.backend_ == "faiss" and self.search != "ivf":
+        if (
+            getattr(self, "_search_index", None) is not None
+            and self.backend_ == "faiss"
+            and self.search != "ivf"
+            and getattr(self, "_built_with", None) == self._search_params()
+        ):
             self._search_index.add(vectors)
             self._positions = np.concatenate([self._positions, np.arange(first, first + len(chunks))])
         else:
@@ -288,6 +319,7 @@ class DocumentIndex(BaseEstimator):
 
     def _set_chunk_size(self):
         """``chunk_size_``: ``chunk_size`` capped at the embedder's length; the overlap must stay below it."""
+        self._chunking = (self.chunk_size, self.chunk_overlap)
         self.chunk_size_ = min(self.chunk_size, self.embedder_.max_length_ - 2)
         if self.chunk_overlap >= self.chunk_size_:  # every chunk would advance by one word
             raise ValueError(
@@ -300,11 +332,18 @@ class DocumentIndex(BaseEstimator):
         self.n_chunks_ = int(self._alive.sum())
 
     def _build(self):
+        # Parameters set after fit are read here (the structure is built at the first query and after a
+        # removal): a bad value must not reach FAISS, whose checks abort the process.
+        self._check_search_params()
+        if self.search != "exact" and self.backend_ == "numpy":
+            raise ValueError(
+                f"search={self.search!r} needs the faiss backend; this index was fitted with the NumPy backend, which "
+                f"is exact only. Set search='exact', or fit again with backend='faiss'."
+            )
         self._positions = np.flatnonzero(self._alive)
         vectors = np.ascontiguousarray(self._vectors[self._positions])
-        self._search_index = build_search_index(
-            vectors, self.backend_, self.search, self.hnsw_m, self.ef_search, self.n_lists, self.n_probe
-        )
+        self._search_index = build_search_index(vectors, self.backend_, *self._search_params())
+        self._built_with = self._search_params()
 
     # -- querying ----------------------------------------------------------------------------
     def query(self, texts, k=5):
@@ -352,7 +391,8 @@ class DocumentIndex(BaseEstimator):
         check_is_fitted(self, "embedder_")
         check_int(k, "k")
         vectors = self._check_query_vectors(vectors)
-        if getattr(self, "_search_index", None) is None:
+        # Search parameters set since the structure was built take effect now.
+        if getattr(self, "_search_index", None) is None or getattr(self, "_built_with", None) != self._search_params():
             self._build()
         k = min(k, len(self._positions))
         if k == 0:  # no live chunk
@@ -426,30 +466,18 @@ class DocumentIndex(BaseEstimator):
         :meth:`load` instead of pairing one save's texts with another's vectors.
         """
         check_is_fitted(self, "embedder_")
-        folder = Path(path)
-        arrays = {"vectors.npy": _npy_bytes(self._vectors), "alive.npy": _npy_bytes(self._alive)}
         params = self.get_params(deep=False)
         params["embedder"] = self.embedder_.get_params()
         state = {
-            "format": _FORMAT,
             "params": params,
             "documents": [[doc_id, text, meta] for doc_id, (text, meta) in self._docs.items()],
             "chunk_doc": self._chunk_doc,
             "chunk_span": self._chunk_span,
             "next_id": self._next_id,
-            # Which arrays this state goes with: files of two saves never load as one index.
-            "arrays": {name: hashlib.sha256(data).hexdigest() for name, data in arrays.items()},
+            # The model files the vectors were made with: load() warns if the model has changed since.
+            "model_identity": self.embedder_.model_identity_,
         }
-        try:  # before any file is written: a refused save leaves the folder as it was
-            text = json.dumps(state, default=_plain_number)
-        except TypeError as exc:
-            raise ValueError(f"save() needs JSON-serialisable document ids and metadata: {exc}") from exc
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, data in [*arrays.items(), ("index.json", text.encode("utf-8"))]:
-            partial = folder / f".{name}.partial"
-            partial.write_bytes(data)
-            os.replace(partial, folder / name)  # a file is whole or absent, never half-written
-        return folder
+        return write_index_files(Path(path), state, {"vectors.npy": self._vectors, "alive.npy": self._alive})
 
     @classmethod
     def load(cls, path):
@@ -460,33 +488,7 @@ class DocumentIndex(BaseEstimator):
         from ._embed import TransformerEmbedder
 
         folder = Path(path)
-        state = _read_state(folder / "index.json")
-        vectors = _read_array(folder / "vectors.npy")
-        alive = _read_array(folder / "alive.npy")
-        n_chunks = len(state["chunk_doc"])
-        if vectors.ndim != 2 or vectors.shape[0] != n_chunks or not np.issubdtype(vectors.dtype, np.floating):
-            raise ValueError(
-                f"{folder / 'vectors.npy'} holds a {vectors.dtype} array of shape {vectors.shape}; index.json lists "
-                f"{n_chunks} chunks, so it must be a float array of shape ({n_chunks}, embedding size)."
-            )
-        bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
-        if len(bad):
-            raise ValueError(
-                f"{folder / 'vectors.npy'} is damaged: {len(bad)} row(s) hold NaN or infinite values, at rows "
-                f"{bad[:10].tolist()}. Save the index again."
-            )
-        if alive.shape != (n_chunks,) or alive.dtype != bool:
-            raise ValueError(
-                f"{folder / 'alive.npy'} holds a {alive.dtype} array of shape {alive.shape}; index.json lists "
-                f"{n_chunks} chunks, so it must be a bool array of shape ({n_chunks},)."
-            )
-        # The chunks of removed documents stay, marked dead in alive.npy, as in the live index.
-        known = {json.dumps(d[0]) for d in state["documents"]}
-        orphans = [d for d, live in zip(state["chunk_doc"], alive) if live and json.dumps(d) not in known]
-        if orphans:
-            raise ValueError(
-                f"{folder / 'index.json'} is damaged: chunks belong to documents it does not hold: {orphans[:10]!r}."
-            )
+        state, vectors, alive = read_index_files(folder)
         params = dict(state["params"])
         # Indexes saved before hybrid search ranked by embeddings only: keep that.
         params.setdefault("retrieval", "dense")
@@ -499,13 +501,17 @@ class DocumentIndex(BaseEstimator):
                 f"{folder / 'vectors.npy'} holds vectors of width {vectors.shape[1]}, but the embedder of "
                 f"index.json ({index.embedder_.model_name!r}) makes vectors of width {index.embedder_.embedding_dim_}."
             )
-        digests = state.get("arrays", {})  # older saves hold none
-        for name in ("vectors.npy", "alive.npy"):
-            if name in digests and hashlib.sha256((folder / name).read_bytes()).hexdigest() != digests[name]:
-                raise ValueError(
-                    f"{folder / name} is not the array index.json was saved with (altered, or left from another save "
-                    f"that did not finish). Save the index again."
-                )
+        check_array_digests(folder, state)
+        saved_identity = state.get("model_identity")  # older saves hold none
+        if saved_identity is not None and saved_identity != index.embedder_.model_identity_:
+            warnings.warn(
+                f"The files of model {index.embedder_.model_name!r} changed since this index was saved "
+                f"({saved_identity} -> {index.embedder_.model_identity_}): queries are embedded by the new model and "
+                f"the stored vectors by the old one, so their scores mean nothing. Build the index again (fit), or "
+                f"restore the model files it was saved with.",
+                UserWarning,
+                stacklevel=2,
+            )
         index._set_chunk_size()
         index._docs = {_key(d): (text, meta) for d, text, meta in state["documents"]}
         index._chunk_doc = [_key(d) for d in state["chunk_doc"]]
@@ -516,45 +522,6 @@ class DocumentIndex(BaseEstimator):
         index._search_index = index._lexical = None  # derived from vectors and chunk texts
         index._update_counts()
         return index
-
-
-def _read_state(path):
-    """The parsed ``index.json`` at ``path``, or a ``ValueError`` naming the file and what is wrong."""
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{path} does not exist: the folder holds no index written by DocumentIndex.save."
-        ) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON (truncated or damaged?): {exc}. Save the index again.") from None
-    if not isinstance(state, dict) or state.get("format") != _FORMAT:
-        found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{path} holds an index of format {found!r}; expected {_FORMAT}.")
-    missing = [key for key in _STATE_KEYS if key not in state]
-    if not isinstance(state.get("arrays", {}), dict):
-        missing.append("arrays")
-    if missing:
-        raise ValueError(f"{path} lacks the entries {missing} (truncated or damaged?). Save the index again.")
-    documents, chunk_doc, chunk_span = state["documents"], state["chunk_doc"], state["chunk_span"]
-    lists = isinstance(documents, list) and isinstance(chunk_doc, list) and isinstance(chunk_span, list)
-    if not lists or len(chunk_span) != len(chunk_doc):
-        raise ValueError(f"{path} is damaged: chunk_doc and chunk_span must be lists of the same length.")
-    if not all(isinstance(d, list) and len(d) == 3 for d in documents):
-        raise ValueError(f"{path} is damaged: each of its documents must be [id, text, metadata].")
-    return state
-
-
-def _read_array(path):
-    """The array in the ``.npy`` file at ``path``, or an error naming the file."""
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{path} does not exist: the folder holds no index written by DocumentIndex.save."
-        ) from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{path} cannot be read as a NumPy array (truncated or damaged?): {exc}.") from None
 
 
 def _check_ids(ids):
@@ -582,14 +549,8 @@ def _key(value):
     return tuple(_key(v) for v in value) if isinstance(value, list) else value
 
 
-def _plain_number(value):
-    """NumPy scalars (ids from a DataFrame column, metadata values) as the Python numbers JSON writes."""
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def _npy_bytes(array):
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
+def _whole(number):
+    try:
+        return float(number).is_integer()
+    except (OverflowError, ValueError):
+        return False

@@ -146,24 +146,33 @@ class RetrievalQA(BaseEstimator):
         questions = check_texts(X, estimator=self)
         retrieved = self.index.query(questions, k=self.k)
         self.generator_._ensure_live()
-        prompts, sources = [], []
-        for question, hits in zip(questions, retrieved):
+        prompts, sources, unfit = [], [], []
+        for row, (question, hits) in enumerate(zip(questions, retrieved)):
             # A prompt too long for the generator would lose its end, the question and the
             # answer cue: the lowest-ranked chunks go first, and the sources say what was given.
             n = len(hits)
             while True:
                 prompt = self._template().format(context="\n\n".join(h.chunk for h in hits[:n]), question=question)
-                if n == 0 or self.generator_._fits(prompt):
+                if self.generator_._fits(prompt):
+                    break
+                if n == 0:  # the question alone is too long: the generator cuts it (and warns)
+                    unfit.append(row)
                     break
                 n -= 1
             prompts.append(prompt)
             sources.append(hits[:n])
         dropped = sum(len(given) < len(hits) for given, hits in zip(sources, retrieved))
         if dropped:
+            alone = (
+                f" The questions at rows {unfit[:10]} are longer than max_length on their own: they were given "
+                f"with no chunk, and are cut by the generator."
+                if unfit
+                else " The questions were kept whole."
+            )
             warnings.warn(
                 f"{dropped} of {len(questions)} prompts were longer than the generator's max_length="
                 f"{self.generator_.max_length_} tokens with all {self.k} chunks; their lowest-ranked chunks were "
-                f"left out (the question kept whole). The sources list the chunks given.",
+                f"left out. The sources list the chunks given.{alone}",
                 TruncationWarning,
                 stacklevel=2,
             )

@@ -387,3 +387,8 @@ def test_retrieval_qa_leaves_out_the_lowest_ranked_chunks_not_the_question(tiny_
     assert sources[0] == index.query([question], k=3)[0][:1]  # the best one
     given = qa._template().format(context=sources[0][0].chunk, question=question)
     assert qa.generator_._fits(given) and given.endswith(f"Question: {question}\nAnswer:")
+    # A question too long on its own is given with no chunk, and the warning does not say it was kept whole.
+    long_question = "Which film did they love? " * 30
+    with pytest.warns(TruncationWarning, match=r"rows \[1\] are longer than max_length on their own"):
+        _, sources = qa.predict_with_sources([question, long_question])
+    assert len(sources[0]) == 1 and sources[1] == []

@@ -1,9 +1,11 @@
 import itertools
 import json
 import pickle
+import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from skllm import DocumentIndex, TransformerEmbedder
 from skllm._chunking import chunk_spans
@@ -498,10 +500,22 @@ def test_metadata_errors_name_the_counts_or_rows(embedder, metadata, message):
         DocumentIndex(embedder).fit(["a", "b"], metadata=metadata)
 
 
-@pytest.mark.parametrize("name", ["ef_search", "hnsw_m", "n_probe", "n_lists"])
-def test_faiss_parameters_are_bounded_at_fit(embedder, name):
-    with pytest.raises(ValueError, match=rf"{name} must be an integer in \[1, 2147483647\].*got 1000000000000"):
-        DocumentIndex(embedder, **{name: 10**12}).fit(["a"])
+@pytest.mark.parametrize(
+    "name, allowed",
+    [
+        ("ef_search", "1, 2147483647"),
+        ("n_probe", "1, 2147483647"),
+        ("n_lists", "1, 2147483647"),
+        # HNSW needs 2 links a node (1 crashes FAISS at the first query) and allocates 2 * hnsw_m.
+        ("hnsw_m", "2, 1073741823"),
+    ],
+)
+@pytest.mark.parametrize("value", [10**12, 1])
+def test_faiss_parameters_are_bounded_at_fit(embedder, name, allowed, value):
+    if value == 1 and name != "hnsw_m":
+        return
+    with pytest.raises(ValueError, match=rf"{name} must be an integer in \[{allowed}\].*got {value}"):
+        DocumentIndex(embedder, **{name: value}).fit(["a"])
 
 
 def test_remove_refuses_repeated_and_unknown_ids(embedder):
@@ -533,3 +547,115 @@ def test_embedder_given_by_model_folder(tiny_bert, cache_dir, monkeypatch):
         index = DocumentIndex(name, backend="numpy").fit(["great film", "awful film"])
         assert isinstance(index.embedder_, TransformerEmbedder) and index.embedder_.model_name == str(tiny_bert)
         assert index.query(["great film"], k=1)[0][0].doc_id == 0
+
+
+def _state(index):
+    return (index.n_documents_, index.n_chunks_, dict(index._docs), list(index._chunk_doc), index._vectors.copy())
+
+
+def _same_state(a, b):
+    return a[:4] == b[:4] and np.array_equal(a[4], b[4])
+
+
+def test_a_refused_fit_leaves_the_index_as_it_was(embedder):
+    index = DocumentIndex(embedder, chunk_size=20, backend="numpy").fit(DOCS[:3])
+    before, hits = _state(index), index.query(["loved it"], k=3)
+    with pytest.raises(ValueError, match="1 entries but ids has 2"):
+        index.fit(["a"], ids=[1, 2])  # refused after the state would have been reset
+    with pytest.raises(ValueError, match="chunk_overlap=8 must be less than the chunk size in use"):
+        # refused after a new embedder was fitted: the old vectors must not meet its queries
+        index.set_params(embedder=TransformerEmbedder(embedder.model_name, max_length=8)).fit(DOCS[:3])
+    assert _same_state(_state(index), before)
+    assert index.query(["loved it"], k=3) == hits
+
+
+def test_a_partial_fit_that_fails_halfway_adds_nothing(embedder, monkeypatch):
+    index = DocumentIndex(embedder, backend="numpy").fit(["great film"], ids=["a"])
+    before = _state(index)
+
+    def fail(texts):
+        raise MemoryError("out of memory while embedding")
+
+    with monkeypatch.context() as m:
+        m.setattr(index.embedder_, "transform", fail)
+        with pytest.raises(MemoryError):
+            index.partial_fit(["loved it", "hated it"], ids=["b", "c"])
+    assert _same_state(_state(index), before)
+    index.partial_fit(["loved it", "hated it"], ids=["b", "c"])  # the retry is not refused as a duplicate
+    assert index.n_documents_ == 3 and index.n_chunks_ == 3
+
+
+def test_partial_fit_works_on_an_unpickled_index(embedder):
+    index = DocumentIndex(embedder, backend="numpy").fit(["great film"])
+    restored = pickle.loads(pickle.dumps(index))
+    restored.partial_fit(["fun movie"])  # before any query has loaded the model again
+    assert restored.query(["fun movie"], k=1)[0][0].doc_id == 1
+
+
+def test_partial_fit_refuses_chunking_set_since_fit(embedder):
+    index = DocumentIndex(embedder, chunk_size=20, chunk_overlap=4).fit([DOCS[2]])
+    with pytest.raises(ValueError, match="chunk_size=20, chunk_overlap=4, set to chunk_size=5, chunk_overlap=50"):
+        index.set_params(chunk_overlap=50, chunk_size=5).partial_fit([DOCS[2]])
+    assert index.n_documents_ == 1
+
+
+def test_default_ids_skip_whole_number_ids_given_as_floats(embedder):
+    index = DocumentIndex(embedder, backend="numpy").fit(["a", "b"], ids=np.array([3.0, 7.0]))
+    index.partial_fit(["c", "d"])
+    assert sorted(index._docs) == [3.0, 7.0, 8, 9]
+
+
+def test_search_parameters_set_after_fit_are_checked_and_take_effect_at_the_next_query(embedder):
+    pytest.importorskip("faiss")
+    index = DocumentIndex(embedder, backend="faiss", retrieval="dense").fit(DOCS[:2])
+    index.query(["film"])
+    index.set_params(search="hnsw", hnsw_m=0)
+    with pytest.raises(ValueError, match=r"hnsw_m must be an integer in \[2, "):
+        index.query(["film"])  # FAISS would abort the process
+    index.set_params(hnsw_m=4).query(["film"])
+    assert type(index._search_index).__name__.startswith("IndexHNSW")
+    numpy_index = DocumentIndex(embedder, backend="numpy").fit(DOCS[:2])
+    with pytest.raises(ValueError, match="fitted with the NumPy backend, which is exact only"):
+        numpy_index.set_params(search="hnsw").query(["film"])
+
+
+def test_load_warns_when_the_model_files_changed_since_the_save(tiny_bert, cache_dir, tmp_path):
+    import shutil
+
+    from transformers import BertModel
+
+    folder = shutil.copytree(tiny_bert, tmp_path / "model")
+    index = DocumentIndex(TransformerEmbedder(str(folder), cache_dir=cache_dir), backend="numpy").fit(DOCS[:2])
+    saved = index.save(tmp_path / "idx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DocumentIndex.load(saved)  # unchanged: no warning
+    model = BertModel.from_pretrained(folder)
+    with torch.no_grad():
+        model.embeddings.word_embeddings.weight.mul_(-1)
+    model.save_pretrained(folder)  # the model retrained in place
+    with pytest.warns(UserWarning, match="changed since this index was saved.*Build the index again"):
+        DocumentIndex.load(saved)
+
+
+def test_an_embedder_with_a_path_cache_dir_saves_and_loads(tiny_bert, tmp_path):
+    from pathlib import Path
+
+    index = DocumentIndex(TransformerEmbedder(tiny_bert, cache_dir=Path(tmp_path / "c")), backend="numpy").fit(["a"])
+    loaded = DocumentIndex.load(index.save(tmp_path / "idx"))
+    assert loaded.embedder_.cache_dir == str(tmp_path / "c")
+
+
+@pytest.mark.parametrize(
+    "metadata, shown",
+    [({1: "x"}, "a key 1 would come back as '1'"), ({"span": (1, 2)}, "a tuple as a list")],
+)
+def test_save_refuses_metadata_json_would_change(embedder, tmp_path, metadata, shown):
+    index = DocumentIndex(embedder, backend="numpy").fit(["a", "b"], ids=["x", "y"], metadata=[{}, metadata])
+    with pytest.raises(ValueError, match=rf"metadata of 1 document\(s\) would not load as saved, ids \['y'\].*{shown}"):
+        index.save(tmp_path / "idx")
+    assert not (tmp_path / "idx").exists()  # a refused save writes nothing
+    kept = {"n": np.int64(3), "score": float("nan"), "tags": ["a", "b"], "nested": {"ok": True, "v": None}}
+    index = DocumentIndex(embedder, backend="numpy").fit(["a"], metadata=[kept])
+    loaded = DocumentIndex.load(index.save(tmp_path / "ok"))
+    assert loaded._docs[0][1]["tags"] == ["a", "b"] and loaded._docs[0][1]["n"] == 3

@@ -1,0 +1,168 @@
+"""The folder :meth:`DocumentIndex.save` writes: ``index.json`` and two ``.npy`` arrays.
+
+Nothing in it is pickled: the state is JSON, the arrays are read with
+``allow_pickle=False``. Each file is written whole (under a temporary name,
+then renamed), the arrays first and ``index.json`` last, which records a digest
+of each array, so files left from two different saves are refused on reading.
+"""
+
+import hashlib
+import io
+import json
+import math
+import os
+
+import numpy as np
+
+_FORMAT = 1
+_STATE_KEYS = ("params", "documents", "chunk_doc", "chunk_span", "next_id")
+
+
+def write_index_files(folder, state, arrays):
+    """Write ``state`` (a dict) and ``arrays`` (name -> ndarray) to ``folder``; a refused save writes nothing."""
+    data = {name: _npy_bytes(array) for name, array in arrays.items()}
+    state = {"format": _FORMAT, **state, "arrays": {name: hashlib.sha256(b).hexdigest() for name, b in data.items()}}
+    try:  # before any file is written: a refused save leaves the folder as it was
+        text = json.dumps(state, default=_plain_value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"save() needs JSON-serialisable document ids, metadata and parameters: {exc}") from exc
+    _check_metadata_survives(state["documents"], json.loads(text)["documents"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in [*data.items(), ("index.json", text.encode("utf-8"))]:
+        partial = folder / f".{name}.partial"
+        partial.write_bytes(content)
+        os.replace(partial, folder / name)  # a file is whole or absent, never half-written
+    return folder
+
+
+def read_index_files(folder):
+    """``(state, vectors, alive)`` from ``folder``, checked against each other; errors name the file.
+
+    The caller checks the vectors' width against its embedder, then :func:`check_array_digests`.
+    """
+    state = _read_state(folder / "index.json")
+    vectors = _read_array(folder / "vectors.npy")
+    alive = _read_array(folder / "alive.npy")
+    n_chunks = len(state["chunk_doc"])
+    if vectors.ndim != 2 or vectors.shape[0] != n_chunks or not np.issubdtype(vectors.dtype, np.floating):
+        raise ValueError(
+            f"{folder / 'vectors.npy'} holds a {vectors.dtype} array of shape {vectors.shape}; index.json lists "
+            f"{n_chunks} chunks, so it must be a float array of shape ({n_chunks}, embedding size)."
+        )
+    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+    if len(bad):
+        raise ValueError(
+            f"{folder / 'vectors.npy'} is damaged: {len(bad)} row(s) hold NaN or infinite values, at rows "
+            f"{bad[:10].tolist()}. Save the index again."
+        )
+    if alive.shape != (n_chunks,) or alive.dtype != bool:
+        raise ValueError(
+            f"{folder / 'alive.npy'} holds a {alive.dtype} array of shape {alive.shape}; index.json lists "
+            f"{n_chunks} chunks, so it must be a bool array of shape ({n_chunks},)."
+        )
+    # The chunks of removed documents stay, marked dead in alive.npy, as in the live index.
+    known = {json.dumps(d[0]) for d in state["documents"]}
+    orphans = [d for d, live in zip(state["chunk_doc"], alive) if live and json.dumps(d) not in known]
+    if orphans:
+        raise ValueError(
+            f"{folder / 'index.json'} is damaged: chunks belong to documents it does not hold: {orphans[:10]!r}."
+        )
+    return state, vectors, alive
+
+
+def check_array_digests(folder, state):
+    """Refuse arrays that are not the ones ``index.json`` was saved with (after the clearer checks of their shape)."""
+    digests = state.get("arrays", {})  # older saves hold none
+    for name in ("vectors.npy", "alive.npy"):
+        if name in digests and hashlib.sha256((folder / name).read_bytes()).hexdigest() != digests[name]:
+            raise ValueError(
+                f"{folder / name} is not the array index.json was saved with (altered, or left from another save "
+                f"that did not finish). Save the index again."
+            )
+
+
+def _check_metadata_survives(documents, read_back):
+    """Refuse metadata that JSON would change: keys that are not strings, tuples and sets in values."""
+    changed = [doc[0] for doc, back in zip(documents, read_back) if not _same(doc[2], back[2])]
+    if changed:
+        raise ValueError(
+            f"The metadata of {len(changed)} document(s) would not load as saved, ids {changed[:10]!r}: JSON keeps "
+            f"dicts with string keys, lists, strings, numbers, booleans and None (a key 1 would come back as '1', "
+            f"a tuple as a list). Store such metadata in those types, or pickle the index instead."
+        )
+
+
+def _same(value, back):
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, dict):
+        return (
+            isinstance(back, dict)
+            and all(isinstance(k, str) for k in value)
+            and value.keys() == back.keys()
+            and all(_same(value[k], back[k]) for k in value)
+        )
+    if isinstance(value, list):
+        return isinstance(back, list) and len(value) == len(back) and all(map(_same, value, back))
+    if isinstance(value, float) and math.isnan(value):
+        return isinstance(back, float) and math.isnan(back)
+    if isinstance(value, os.PathLike):
+        return back == os.fspath(value)
+    return type(value) is type(back) and value == back
+
+
+def _read_state(path):
+    """The parsed ``index.json`` at ``path``, or a ``ValueError`` naming the file and what is wrong."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path} does not exist: the folder holds no index written by DocumentIndex.save."
+        ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON (truncated or damaged?): {exc}. Save the index again.") from None
+    if not isinstance(state, dict) or state.get("format") != _FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path} holds an index of format {found!r}; expected {_FORMAT}.")
+    missing = [key for key in _STATE_KEYS if key not in state]
+    if not isinstance(state.get("arrays", {}), dict):
+        missing.append("arrays")
+    if missing:
+        raise ValueError(f"{path} lacks the entries {missing} (truncated or damaged?). Save the index again.")
+    documents, chunk_doc, chunk_span = state["documents"], state["chunk_doc"], state["chunk_span"]
+    lists = isinstance(documents, list) and isinstance(chunk_doc, list) and isinstance(chunk_span, list)
+    if not lists or len(chunk_span) != len(chunk_doc):
+        raise ValueError(f"{path} is damaged: chunk_doc and chunk_span must be lists of the same length.")
+    if not all(isinstance(d, list) and len(d) == 3 for d in documents):
+        raise ValueError(f"{path} is damaged: each of its documents must be [id, text, metadata].")
+    return state
+
+
+def _read_array(path):
+    """The array in the ``.npy`` file at ``path``, or an error naming the file."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path} does not exist: the folder holds no index written by DocumentIndex.save."
+        ) from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path} cannot be read as a NumPy array (truncated or damaged?): {exc}.") from None
+
+
+def _plain_value(value):
+    """NumPy scalars (ids from a DataFrame column, metadata values) as the Python numbers JSON writes.
+
+    Paths (the embedder's ``cache_dir`` or ``model_name`` given as a ``Path``) are written as strings.
+    """
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _npy_bytes(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
