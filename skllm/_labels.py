@@ -7,7 +7,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_no_missing, check_ordered
+from ._validation import check_no_missing, check_one_label_type, check_ordered
 
 
 def _estimator_has(attr):
@@ -73,7 +73,9 @@ class LabelEncodedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         """
         check_ordered(y, "y", "LabelEncodedClassifier ")
         if y is not None:  # scikit-learn's own message for a missing y
-            check_no_missing(np.asarray(y, dtype=object).ravel(), "y")
+            labels = np.asarray(y, dtype=object).ravel()
+            check_no_missing(labels, "y")
+            check_one_label_type(labels)  # NumPy would turn 1 and "1" into one class "1"
         check_classification_targets(y)
         self.label_encoder_ = LabelEncoder().fit(y)
         self.classes_ = self.label_encoder_.classes_

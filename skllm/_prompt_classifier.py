@@ -11,6 +11,7 @@ import numbers
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.special import log_softmax, logsumexp
 from sklearn.base import ClassifierMixin
 from sklearn.utils.extmath import softmax
@@ -21,7 +22,15 @@ from ._api import CLASSIFIER_MAX_TOKENS, UNPARSED_CHOICES
 from ._device import autocast
 from ._lm import LMEstimator, cache_kwarg, check_template, output_cache
 from ._tokens import pad_batch, pad_token_id
-from ._validation import check_bool, check_choice, check_labels, check_no_missing, check_texts, is_collection
+from ._validation import (
+    check_bool,
+    check_choice,
+    check_labels,
+    check_no_missing,
+    check_one_label_type,
+    check_texts,
+    is_collection,
+)
 from .exceptions import TruncationWarning, UnparsedAnswerError, UnparsedAnswerWarning
 
 DEFAULT_TEMPLATE = "{examples}Text: {text}\n\nWhich category fits the text: {labels}? Answer with one word."
@@ -75,6 +84,7 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             raise ValueError(f"A classifier needs at least 2 classes, got {classes!r}.")
         if len(set(map(repr, classes))) != len(classes):
             raise ValueError(f"The classes must be distinct, got {classes!r}.")
+        check_one_label_type(classes, "classes")
         words = self.label_words or {}
         unknown = [k for k in words if k not in classes]
         if unknown:
@@ -538,6 +548,8 @@ def plain_labels(y, name="y"):
     read as its values; any other shape, or rows that are sequences
     (several labels per text), is refused.
     """
+    if sp.issparse(y):
+        y = y.toarray()
     shape = getattr(y, "shape", None)
     if shape is not None and len(shape) == 2 and shape[1] == 1:
         y = y.iloc[:, 0] if hasattr(y, "iloc") else y[:, 0]
@@ -557,6 +569,7 @@ def plain_labels(y, name="y"):
         )
     y = [v.item() if isinstance(v, np.generic) else v for v in y]
     check_no_missing(y, name)
+    check_one_label_type(y, name)
     return y
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 
-from ._validation import check_no_missing, check_ordered, is_collection, is_one_pass
+from ._validation import check_no_missing, check_one_label_type, check_ordered, is_collection, is_one_pass, label_kind
 from .exceptions import SkllmWarning
 
 
@@ -33,16 +33,6 @@ def _refuse_complex(values, who, allowed):
         f"y holds complex numbers, e.g. {complex(flat[i])!r} at position {i}; {who} takes {allowed}, and does not "
         f"drop an imaginary part silently. Pass y.real (or abs(y)) if that is what you mean."
     )
-
-
-def _label_kind(value):
-    if isinstance(value, str):
-        return "str"
-    if isinstance(value, (bool, np.bool_)):
-        return "bool"
-    if isinstance(value, numbers.Number):
-        return "number"
-    return type(value).__name__
 
 
 def _encode_labels(y, n_texts, who):
@@ -70,13 +60,8 @@ def _encode_labels(y, n_texts, who):
             f"position {i}: {type(labels[i]).__name__} {labels[i]!r:.40}. For several labels per text, pass a 0/1 "
             f"indicator matrix: sklearn.preprocessing.MultiLabelBinarizer().fit_transform(y)."
         )
-    kinds = {}
-    for v in labels:
-        kinds.setdefault(_label_kind(v), v)
-    if len(kinds) > 1:
-        examples = ", ".join(f"{kind} {v!r}" for kind, v in sorted(kinds.items()))
-        raise ValueError(f"y mixes label types ({examples}); use one type for every label, e.g. all str or all int.")
-    kind = next(iter(kinds))
+    check_one_label_type(labels)
+    kind = label_kind(labels[0])
     if kind in ("number", "bool"):
         plain = np.asarray(labels.tolist())
         if type_of_target(plain) == "continuous":
@@ -141,7 +126,8 @@ def _multilabel_indicator(y, n_texts, who, *, multioutput_hint=True):
     if shape[0] != n_texts:
         raise ValueError(f"X has {n_texts} texts but y has {shape[0]} rows; they must match row for row.")
     if sparse:
-        coo = y.tocoo()
+        coo = y.tocoo(copy=True)  # a COO y would be returned as it is, and must not be changed
+        coo.sum_duplicates()  # entries given twice for one cell add up, as toarray() would
         rows, columns, cells = coo.row, coo.col, coo.data
     else:
         cells = np.asarray(values)
@@ -158,7 +144,7 @@ def _multilabel_indicator(y, n_texts, who, *, multioutput_hint=True):
         v = v.item() if isinstance(v, np.generic) else v
         try:
             kind = type_of_target(y)
-        except ValueError:
+        except (ValueError, TypeError):  # a COO matrix cannot be indexed
             kind = None
         # scikit-learn calls any two integers an indicator ("multilabel-indicator" for 0 and 2).
         kind = f" ({kind})" if kind not in (None, "multilabel-indicator") else ""
@@ -172,7 +158,7 @@ def _multilabel_indicator(y, n_texts, who, *, multioutput_hint=True):
             f"{allowed}; y has shape {shape}{kind} with {v!r} at row {i}, column {j}. To turn lists of labels "
             f"into an indicator matrix, use sklearn.preprocessing.MultiLabelBinarizer{hint}."
         )
-    indicator = (y.toarray() if sparse else np.asarray(values)).astype(np.float32)
+    indicator = (coo.toarray() if sparse else np.asarray(values)).astype(np.float32)
     _check_label_columns(indicator, who)
     return indicator, sparse
 
@@ -222,6 +208,9 @@ def _numeric_targets(y, n_texts, who):
     try:
         y = np.asarray(y, dtype=np.float64)
     except (TypeError, ValueError) as exc:
+        values = np.asarray(y, dtype=object)
+        if values.ndim == 1:  # pandas' NA in a list has no float value: name it as a missing value
+            check_no_missing(values, "y")
         raise ValueError(f"y must be numeric for a regressor: {exc}") from exc
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]

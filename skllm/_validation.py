@@ -118,6 +118,32 @@ def check_no_missing(values, name="y"):
         )
 
 
+def label_kind(value):
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, numbers.Number):
+        return "number"
+    return type(value).__name__
+
+
+def check_one_label_type(labels, name="y"):
+    """Raise a ``ValueError`` naming ``name`` when ``labels`` mix types (str, bool, numbers...).
+
+    Mixed, they would merge without a word (``True == 1``, so a set keeps one of them) or be
+    turned into strings by NumPy (``1`` and ``"1"`` as one class).
+    """
+    kinds = {}
+    for v in labels:
+        kinds.setdefault(label_kind(v), v)
+    if len(kinds) > 1:
+        examples = ", ".join(f"{kind} {v!r}" for kind, v in sorted(kinds.items()))
+        raise ValueError(
+            f"{name} mixes label types ({examples}); use one type for every label, e.g. all str or all int."
+        )
+
+
 def check_labels(labels, name="classes"):
     """Return ``labels`` as a list, rejecting a plain string (which would be split into characters)."""
     check_ordered(labels, name)

@@ -2,9 +2,8 @@
 
 from ._models import DEFAULT_CAUSAL_LM
 from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier, plain_labels, unique_labels
-from ._targets import _label_kind
 from ._training import keep_state_on_error
-from ._validation import check_texts, check_unique
+from ._validation import check_texts, check_unique, label_kind
 
 
 class ZeroShotClassifier(PromptClassifier):
@@ -112,8 +111,8 @@ class ZeroShotClassifier(PromptClassifier):
             check_unique(plain_labels(self.classes, "classes"), "classes")
             classes = unique_labels(self.classes, "classes")
             # By type too: True == 1, but y of bools predicted as the ints of classes would change type.
-            known = {(_label_kind(c), c) for c in classes}
-            unknown = sorted({v for v in labels or () if (_label_kind(v), v) not in known}, key=repr)
+            known = {(label_kind(c), c) for c in classes}
+            unknown = sorted({v for v in labels or () if (label_kind(v), v) not in known}, key=repr)
             if unknown:
                 raise ValueError(
                     f"y has labels that are not in classes={classes!r}: {unknown!r}. Add them to classes, or leave "

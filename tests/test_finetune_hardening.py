@@ -362,3 +362,48 @@ def test_y_as_a_dict_or_set_is_refused_naming_its_type(tiny_bert, cache_dir, kin
         FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, {0: 1.0} if kind == "dict" else {1.0})
     with pytest.raises(TypeError, match=rf"expected X to be an ordered sequence.*got a {kind}"):
         FineTuneClassifier(**head(tiny_bert, cache_dir)).fit(dict(enumerate(X)) if kind == "dict" else set(X), labels)
+
+
+# -- labels of mixed types and odd containers, wherever labels are read ---------------------
+
+
+def test_prompt_classifiers_refuse_labels_of_mixed_types_rather_than_merge_them():
+    from skllm._prompt_classifier import plain_labels, unique_labels
+
+    # True == 1: a set would keep whichever came first, and classes_ would change type with the row order.
+    for y in ([True, False, 1, 0], [1, 0, True, False], ["x", 1, "y"]):
+        with pytest.raises(ValueError, match="y mixes label types"):
+            unique_labels(y)
+    assert plain_labels(sp.csr_matrix([[1], [0], [1]])) == [1, 0, 1]  # a sparse single column is read as its values
+
+
+def test_zero_shot_classes_of_mixed_types_are_refused(tiny_llama):
+    from skllm import ZeroShotClassifier
+
+    with pytest.raises(ValueError, match=r"classes mixes label types \(bool True, number 2\)"):
+        ZeroShotClassifier(tiny_llama, classes=[True, 2]).fit(["a", "b"])
+
+
+@pytest.mark.parametrize("y", [["1", 1, "1", 1, "a", "a"], np.array(["x", 1] * 3, dtype=object), ["x", True] * 3])
+def test_label_encoded_classifier_refuses_labels_of_mixed_types(y):
+    from sklearn.linear_model import LogisticRegression
+
+    from skllm import LabelEncodedClassifier
+
+    with pytest.raises(ValueError, match="y mixes label types"):
+        LabelEncodedClassifier(LogisticRegression()).fit(np.arange(6.0).reshape(-1, 1), y)
+
+
+def test_a_sparse_indicator_with_a_cell_given_twice_is_refused_not_summed_to_2():
+    from skllm._targets import _multilabel_indicator
+
+    twice = sp.coo_matrix(([1, 1, 1, 1], ([0, 0, 1, 2], [0, 0, 1, 1])), shape=(3, 2))
+    with pytest.raises(ValueError, match="with 2 at row 0, column 0"):
+        _multilabel_indicator(twice, 3, "FineTuneClassifier")
+
+
+def test_a_missing_regression_target_in_a_list_is_named_by_position():
+    from skllm._targets import _numeric_targets
+
+    with pytest.raises(ValueError, match=r"missing label\(s\) .* at positions \[1\]"):
+        _numeric_targets([1.0, pd.NA, 3.0], 3, "FineTuneRegressor")
