@@ -30,36 +30,69 @@ class InputError(Exception):
     """A problem with the user's data file or options (exit code 2)."""
 
 
+# Compressions pandas infers from the last suffix; the one before names the format.
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zip", ".zst")
+_OPENERS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
+
+
 def read_table(path):
+    """The rows of a CSV, TSV, JSON (lines or an array of records) or Parquet file, possibly compressed.
+
+    Cells are read as they are written: a CSV's labels stay strings unless every one of a
+    column's reads back the same as a number ("01" and "1" are two labels, not the number 1),
+    and only empty cells are missing ("NA", "null" and "None" are values).
+    """
+    import lzma
+    import zipfile
+
     import pandas as pd
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file.")
-    suffix = "".join(path.suffixes[-2:]) if path.suffix in (".gz", ".bz2") else path.suffix
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    compressed = bool(suffixes) and suffixes[-1] in _COMPRESSED
+    kind = (suffixes[-2] if len(suffixes) > 1 else "") if compressed else (suffixes[-1] if suffixes else "")
     try:
-        if suffix.startswith(".parquet"):
+        if kind == ".parquet":
             return pd.read_parquet(path)
-        if suffix.startswith((".jsonl", ".json")):
-            return pd.read_json(path, lines=True)
-        return _read_delimited(path, "\t" if suffix.startswith(".tsv") else ",")
+        if kind in (".jsonl", ".ndjson"):
+            return _read_json(path, lines=True)
+        if kind == ".json":  # an array of records, or JSON lines under the usual suffix
+            try:
+                return _read_json(path, lines=False)
+            except ValueError:
+                return _read_json(path, lines=True)
+        return _read_delimited(path, "\t" if kind == ".tsv" else ",", suffixes[-1] if compressed else None)
     except pd.errors.EmptyDataError as exc:
         raise InputError(f"{path} is empty.") from exc
     except ImportError as exc:
         raise InputError(f"Reading {path} needs an extra package: {exc}") from exc
-    except ValueError as exc:
-        raise InputError(f"{path} cannot be read as {suffix or 'CSV'}: {exc}") from exc
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError) as exc:  # damaged or not that format
+        shown = f"{kind or 'CSV'}{' (compressed)' if compressed else ''}"
+        raise InputError(f"{path} cannot be read as {shown}: {exc}") from exc
 
 
-def _read_delimited(path, sep):
+def _read_json(path, lines):
+    import pandas as pd
+
+    # As written: JSON strings stay strings ("01" is not 1) and no column is read as dates.
+    frame = pd.read_json(path, lines=lines, dtype=False, convert_dates=False)
+    if frame.shape[1] == 0:
+        raise pd.errors.EmptyDataError("no rows")
+    return frame
+
+
+def _read_delimited(path, sep, compression=None):
     """A CSV or TSV file whose rows all have the header's fields, under distinct column names."""
     import pandas as pd
 
-    header = pd.read_csv(path, sep=sep, header=None, nrows=1).iloc[0].tolist()
+    _check_quotes(path, sep, compression)
+    header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
     repeated = sorted({str(h) for h in header if header.count(h) > 1})
     if repeated:  # pandas would rename the second "text" to "text.1" and read the first
         raise InputError(f"{path} names the column(s) {repeated} more than once; give each column its own name.")
-    frame = pd.read_csv(path, sep=sep)
+    frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
     if not isinstance(frame.index, pd.RangeIndex):
         # Rows with one field more than the header: pandas reads the first field as the row
         # index and shifts every column. Typically a text with an unquoted separator.
@@ -67,7 +100,50 @@ def _read_delimited(path, sep):
             f"{path}: rows have more fields than the header ({len(header)}); a text holding a "
             f"{'tab' if sep == chr(9) else 'comma'} must be quoted (as pandas' to_csv and Excel write it)."
         )
-    return frame
+    headers = frame.index[(frame == frame.columns).all(axis=1)].tolist()
+    if headers:
+        raise InputError(
+            f"{path}: rows {headers[:10]} repeat the header {list(frame.columns)} (files joined with their headers?); "
+            f"remove them, or they would be read as data."
+        )
+    return frame.apply(_as_numbers_if_exact)
+
+
+def _check_quotes(path, sep, compression):
+    """Refuse a quote that opens a field and closes inside a later text: the lines between would merge into one."""
+    import csv
+    import importlib
+
+    if compression is not None and compression not in _OPENERS:
+        return  # zip and zstd: pandas reads them, the check is skipped
+    opener = importlib.import_module(_OPENERS[compression]).open if compression else open
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter=sep, strict=True)
+        try:
+            for _ in reader:
+                pass
+        except csv.Error as exc:
+            raise InputError(
+                f'{path}, line {reader.line_num}: {exc}. A field that starts with a quote (") runs to the next quote, '
+                f"over line breaks: a stray quote at the start of a text merges the lines after it into one row. Quote "
+                f"the whole field and double the quotes inside (as pandas' to_csv and Excel write it), or remove it."
+            ) from None
+
+
+def _as_numbers_if_exact(column):
+    """``column`` (strings) as integers or floats when every value reads back as written, else as it is."""
+    import pandas as pd
+
+    if column.isna().any():
+        return column
+    for parse in (int, float):
+        try:
+            numbers = [parse(v) for v in column]
+        except ValueError:
+            continue
+        if all(repr(n) == v for n, v in zip(numbers, column)):
+            return pd.Series(numbers, index=column.index, name=column.name)
+    return column
 
 
 def load_xy(frame, text, label, path, multilabel=None):
@@ -188,6 +264,9 @@ def compare(args):
         how = "at random" if names is not None else "stratified"
         print(f"sub-sampling {args.max_samples} of {len(X)} rows ({how}), as --max-samples asks")
     out.mkdir(parents=True, exist_ok=True)
+    for stale in ("best_model.joblib", "results.png", "labels.json"):
+        # An earlier run's: this run writes them again only if it gets that far (and labels.json if multi-label).
+        (out / stale).unlink(missing_ok=True)
     if names is not None:
         # The columns of the indicator matrix that best_model.joblib predicts.
         (out / "labels.json").write_text(json.dumps(names, indent=1) + "\n")
@@ -420,8 +499,15 @@ def main(argv=None):
             llm=args.llm,
             names=OPTION_NAMES,
         )
+        if args.scheduler is not None:
+            from ._dask import check_address
+
+            check_address(args.scheduler, "--scheduler")
     except ValueError as exc:
         cmp.error(str(exc))
+    except MissingDependencyError as exc:
+        print(f"skllm compare: error: {exc}", file=sys.stderr)
+        return 2
     try:
         return compare(args)
     except (InputError, ConnectionError, MissingDependencyError) as exc:

@@ -115,6 +115,28 @@ def naming_the_worker():
 
 
 # -- connecting ---------------------------------------------------------------------------------
+def check_address(address, param="client"):
+    """Raise a ``ValueError`` naming ``param`` unless ``address`` reads as a scheduler address.
+
+    Nothing is contacted: this is the check of the address's form, before any work starts.
+    """
+    require("Running on a Dask cluster")
+    if isinstance(address, str) and address.strip():
+        from distributed.comm.addressing import parse_address, parse_host_port
+
+        try:
+            scheme, location = parse_address(address)
+            if scheme in ("tcp", "tls"):
+                parse_host_port(location)
+            return
+        except ValueError as exc:
+            reason = f" ({exc})"
+    else:
+        reason = ""
+    shown = "a distributed.Client or a scheduler address" if param == "client" else "a scheduler address"
+    raise ValueError(f"{param} must be {shown} such as 'tcp://host:8786', got {address!r}{reason}.")
+
+
 def connect(client, *, param="client", timeout=None):
     """``(client, owned)``: a ``distributed.Client`` as given, or a new one connected to an address.
 
@@ -124,10 +146,7 @@ def connect(client, *, param="client", timeout=None):
     distributed = require("Running on a Dask cluster")
     if isinstance(client, distributed.Client):
         return client, False
-    if not isinstance(client, str) or not client.strip():
-        raise ValueError(
-            f"{param} must be a distributed.Client or a scheduler address such as 'tcp://host:8786', got {client!r}."
-        )
+    check_address(client, param)
     timeout = CONNECT_TIMEOUT if timeout is None else timeout
     started = time.perf_counter()
     try:

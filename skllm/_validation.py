@@ -164,7 +164,7 @@ def check_unique(values, name="classes"):
     seen = {}
     for i, v in enumerate(values):
         if v in seen:
-            raise ValueError(f"{name} lists {v!r} twice (positions {seen[v]} and {i}); each class must appear once.")
+            raise ValueError(f"{name} lists {v!r} twice (positions {seen[v]} and {i}); each must appear once.")
         seen[v] = i
 
 

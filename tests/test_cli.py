@@ -66,6 +66,10 @@ def test_cli_end_to_end_and_resume(data_file, tmp_path, tiny_bert, tiny_llama, c
     printed = capsys.readouterr().out
     assert "reused 2 of 2 row(s)" in printed
     assert pd.read_csv(out / "results.csv")["status"].tolist() == ["reused", "reused"]
+    # A run where every method fails leaves no model or plot of an earlier run beside its results.
+    assert run(data_file, out, tiny_bert, "no-such-org/no-such-model", cache_dir, "--methods", "zero-shot") == 1
+    assert pd.read_csv(out / "results.csv")["status"].tolist() == ["failed"]
+    assert not (out / "best_model.joblib").exists() and not (out / "results.png").exists()
 
 
 def test_a_failing_method_is_reported_and_the_others_go_on(texts, tiny_bert, tiny_llama, cache_dir):
@@ -93,6 +97,10 @@ def test_a_failing_method_is_reported_and_the_others_go_on(texts, tiny_bert, tin
         ("review,sentiment\ngood film, really,pos\nbad film, truly,neg\n", [], "more fields than the header (2)"),
         ("review,review,sentiment\nok,fine,pos\nbad,awful,neg\n", [], "names the column(s) ['review'] more than"),
         ("review,sentiment\nok,pos\nbad,neg\nfine, pos\n", [], "differ only by surrounding spaces: [[' pos', 'pos']]"),
+        # A stray quote opening a text: pandas would merge the lines up to the next quote into one row.
+        ('review,sentiment\n"great film,pos\nbad,neg\nfun" story,pos\n', [], "line 4: ',' expected after '\"'"),
+        # Files joined with their headers: the header rows would be a class of their own.
+        ("review,sentiment\nok,pos\nbad,neg\nreview,sentiment\nfine,pos\n", [], "rows [2] repeat the header"),
     ],
 )
 def test_bad_input_files_get_clear_messages_and_exit_2(tmp_path, content, args, message, capsys):
@@ -103,6 +111,42 @@ def test_bad_input_files_get_clear_messages_and_exit_2(tmp_path, content, args, 
         argv[3] = args[1]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_cells_are_read_as_written(tmp_path):
+    from skllm._cli import read_table
+
+    path = tmp_path / "data.csv"
+    path.write_text("review,sentiment,stars,score\nok,01,1,0.5\nbad,1,2,1.0\nmeh,NA,3,2.25\n")
+    frame = read_table(path)
+    assert frame["sentiment"].tolist() == ["01", "1", "NA"]  # not merged into the number 1, "NA" not missing
+    assert frame["stars"].tolist() == [1, 2, 3] and frame["score"].tolist() == [0.5, 1.0, 2.25]
+    lines = tmp_path / "data.jsonl"
+    lines.write_text('{"review": "ok", "sentiment": "01"}\n{"review": "bad", "sentiment": "1"}\n')
+    assert read_table(lines)["sentiment"].tolist() == ["01", "1"]
+    array = tmp_path / "data.json"  # an array of records under .json
+    array.write_text('[{"review": "ok", "sentiment": 1}, {"review": "bad", "sentiment": 0}]')
+    assert read_table(array)["sentiment"].tolist() == [1, 0]
+    tsv = tmp_path / "data.TSV.xz"  # the format from the suffix before the compression's, in any case
+    frame.to_csv(tsv, sep="\t", index=False)
+    assert read_table(tsv)["sentiment"].tolist() == ["01", "1", "NA"]
+
+
+def test_a_damaged_compressed_file_is_named_and_exits_2(tmp_path, capsys):
+    path = tmp_path / "data.csv.gz"
+    path.write_bytes(b"\x1f\x8b not really gzip")
+    assert main(["compare", str(path), "--text", "review", "--label", "sentiment", "--out", str(tmp_path / "o")]) == 2
+    assert "data.csv.gz cannot be read as .csv (compressed)" in capsys.readouterr().err
+
+
+def test_a_scheduler_address_that_is_not_one_is_refused_up_front(data_file, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    for address in ("notanaddress", ""):
+        with pytest.raises(SystemExit) as exit_:
+            main(["compare", str(data_file), "--text", "review", "--label", "sentiment", "--scheduler", address])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert "--scheduler must be a scheduler address such as 'tcp://host:8786'" in err and "Traceback" not in err
 
 
 def test_a_list_of_labels_in_a_json_lines_file_is_named(tmp_path, capsys):
@@ -189,7 +233,8 @@ def test_rerun_on_other_data_or_settings_recomputes_the_rows(
         ),
         (["--epochs", "0"], "--epochs must be an integer >= 1, got 0."),
         (["--max-length", "1"], "--max-length must be an integer >= 2, got 1."),
-        (["--random-state", "-1"], "--random-state must be an integer >= 0, got -1."),
+        (["--random-state", "-1"], "--random-state must be an integer in [0, 4294967295], got -1."),
+        (["--random-state", "5000000000"], "--random-state must be an integer in [0, 4294967295], got 5000000000."),
         (["--cache-dir", ""], "--cache-dir: cache_dir='' is an empty path"),
         (["--encoder", "/nonexistent/folder"], "--encoder='/nonexistent/folder' looks like a path, but no such folder"),
         (["--time-budget", "soon"], "--time-budget must be a duration such as 90s, 10m, 1h"),

@@ -105,8 +105,10 @@ def test_a_saved_row_changed_by_hand_or_without_checksum_is_recomputed(texts, ti
         (dict(max_samples=3), "max_samples=3 is too small for cv=5 with 2 classes"),
         (dict(time_budget=0), "time_budget must be a number > 0 or None, got 0."),
         (dict(time_budget=-5.0), "time_budget must be a number > 0 or None, got -5.0."),
-        (dict(random_state=None), "random_state must be an integer >= 0, got None."),
+        (dict(random_state=None), "random_state must be an integer in [0, 4294967295], got None."),
+        (dict(random_state=2**32), "random_state must be an integer in [0, 4294967295], got 4294967296."),
         (dict(methods=["logreg", "svm"]), "methods='svm' is not supported"),
+        (dict(methods=["logreg", "logreg"]), "methods lists 'logreg' twice (positions 0 and 1)"),
     ],
 )
 def test_settings_are_checked_before_any_work(texts, kwargs, message):

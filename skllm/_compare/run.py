@@ -10,7 +10,7 @@ import numpy as np
 
 from .._cache import resolve_cache_dir
 from .._models import DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, resolve_model
-from .._validation import check_choice, check_int, check_labels, check_number, check_texts
+from .._validation import check_choice, check_int, check_labels, check_number, check_texts, check_unique
 from .._version import __version__
 from .catalogue import MULTILABEL_UNSUPPORTED, family, make_estimator, method_names, uses_encoder, uses_llm
 from .folds import check_folds, check_targets, cut_folds, evaluate_fold, fold_row, subsample
@@ -62,7 +62,7 @@ def check_settings(
         check_int(max_samples, names.get("max_samples", "max_samples"), 2, allow_none=api)
     if time_budget is not None:
         check_number(time_budget, names.get("time_budget", "time_budget"), 0, low_inclusive=False, allow_none=api)
-    check_int(random_state, names.get("random_state", "random_state"), 0)
+    check_int(random_state, names.get("random_state", "random_state"), 0, high=2**32 - 1)  # a NumPy seed
     try:
         resolve_cache_dir(cache_dir)
     except ValueError as exc:
@@ -287,6 +287,7 @@ class _Comparison:
             )
         for name in self.methods:
             check_choice(name, "methods", method_names())
+        check_unique(self.methods, "methods")  # a method named twice would be run, and shown, twice
         check_settings(
             cv=cv,
             epochs=epochs,
