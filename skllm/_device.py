@@ -52,15 +52,13 @@ def device_for_loading(saved_device):
 def restore_placement(estimator):
     """After unpickling: move ``estimator.device_`` to where it can run now, and its ``dtype_`` to what runs there.
 
-    The saved device when present, else the CPU (:func:`device_for_loading`); on another device type the
-    precision is resolved again (a model fitted in float16 on a GPU computes in float32 on a CPU, with a
-    ``PrecisionWarning``, as ``fit`` would have). Returns the device.
+    The saved device when present, else the CPU (:func:`device_for_loading`). The precision is resolved
+    again on the device found, as ``fit`` would: a model fitted in float16 on a GPU computes in float32 on
+    a CPU, and one fitted in bfloat16 on a CPU or GPU that has it computes in float32 on one that has
+    not (an AVX2 CPU, an older GPU), each with a ``PrecisionWarning``. Returns the device.
     """
-    import torch
-
     device = device_for_loading(estimator.device_)
-    if device.type != torch.device(estimator.device_).type:
-        estimator.dtype_ = resolve_dtype(estimator.dtype_, device)
+    estimator.dtype_ = resolve_dtype(estimator.dtype_, device)
     estimator.device_ = str(device)
     return device
 

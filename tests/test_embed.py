@@ -217,6 +217,18 @@ def test_a_model_fitted_on_a_gpu_in_float16_runs_in_float32_on_the_cpu(tiny_bert
     assert "device_type" not in restored._cache().config
 
 
+def test_a_model_fitted_in_bfloat16_runs_in_float32_where_bfloat16_is_not_supported(tiny_bert, monkeypatch):
+    from skllm import _device
+
+    embedder = TransformerEmbedder(tiny_bert, cache_dir=None, device="cpu").fit()
+    embedder.dtype_ = "bfloat16"  # as fitted on a CPU with AVX512-BF16 or AMX
+    monkeypatch.setattr(_device, "_bf16_supported", lambda device: False)  # unpickled on an AVX2 CPU
+    restored = pickle.loads(pickle.dumps(embedder))
+    with pytest.warns(PrecisionWarning, match="bfloat16' is not supported on cpu"):
+        restored.transform(["great film"])
+    assert (restored.device_, restored.dtype_) == ("cpu", "float32")
+
+
 def test_missing_local_folder_is_named(cache_dir):
     with pytest.raises(ValueError, match="no such folder"):
         TransformerEmbedder("./no/such/model", cache_dir=cache_dir).fit()
