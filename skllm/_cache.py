@@ -288,6 +288,12 @@ class SQLiteStore:
                 conn, lock = self._connection()
                 with lock:
                     return operation(conn)
+            except sqlite3.ProgrammingError:
+                # "Cannot operate on a closed database": another thread found the file deleted and
+                # closed this connection. The file is not damaged: open the new one and try again.
+                if attempt == 0:
+                    continue
+                raise
             except sqlite3.DatabaseError as exc:
                 damaged = not isinstance(exc, sqlite3.OperationalError) or "malformed" in str(exc)
                 if damaged and attempt == 0:

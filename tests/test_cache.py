@@ -1,5 +1,6 @@
 import multiprocessing
 import sqlite3
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +199,22 @@ def test_cache_deleted_while_in_use_is_created_again(tiny_bert, cache_dir):
     finally:
         handle.remove()
     assert seen == []
+
+
+def test_a_connection_closed_by_another_thread_is_reopened_not_taken_for_a_damaged_file(tmp_path, monkeypatch):
+    from skllm._cache import ResponseCache
+
+    cache = ResponseCache(tmp_path)
+    cache.put(b"k", {"answer": "yes"})
+    stale, lock = cache._connection()
+    cache._drop_connection()  # another thread found the file replaced and closed the connection...
+    real = cache._connection
+    handed = iter([(stale, lock)])  # ...after this thread had taken it
+    monkeypatch.setattr(cache, "_connection", lambda: next(handed, None) or real())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)  # no "damaged ... moved aside"
+        assert cache.get([b"k"]) == {b"k": {"answer": "yes"}}
+    assert not list(tmp_path.rglob("*.corrupt-*"))
 
 
 @pytest.mark.parametrize("value", ["'many'", "2.5", "x'00'"])
