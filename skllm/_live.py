@@ -1,6 +1,11 @@
 """Fitted attributes holding live objects (models, tokenizers): never pickled, loaded explicitly."""
 
+import warnings
+
 import numpy as np
+
+from ._version import __version__
+from .exceptions import InconsistentVersionWarning
 
 
 class LiveStateMixin:
@@ -40,7 +45,20 @@ class LiveStateMixin:
         state = dict(super().__getstate__())
         for name in self._live_attributes:
             state.pop(name, None)
+        state["_skllm_version"] = __version__  # as scikit-learn records its own
         return state
+
+    def __setstate__(self, state):
+        saved = state.pop("_skllm_version", None)  # None: saved before versions were recorded
+        if saved is not None and saved != __version__:
+            warnings.warn(
+                f"Trying to load {type(self).__name__} from skllm version {saved} when using version "
+                f"{__version__}. Its fitted state may not mean the same in this version: check its predictions, "
+                f"or fit it again.",
+                InconsistentVersionWarning,
+                stacklevel=2,
+            )
+        super().__setstate__(state)
 
     def _ensure_live(self):
         """Load the live attributes if this fitted estimator was unpickled (or copied without them)."""

@@ -4,6 +4,7 @@ __all__ = [
     "APIKeyMissingError",
     "APIRequestError",
     "CacheWarning",
+    "InconsistentVersionWarning",
     "MissingDependencyError",
     "NonFiniteLossError",
     "PrecisionWarning",
@@ -30,6 +31,14 @@ class CacheWarning(SkllmWarning):
 
 class PrecisionWarning(SkllmWarning):
     """The requested ``dtype`` is not supported on the device; float32 is used."""
+
+
+class InconsistentVersionWarning(SkllmWarning):
+    """A model saved by another version of skllm was loaded.
+
+    Its fitted state may not mean the same in this version: check its predictions,
+    or fit it again. As scikit-learn's warning of the same name, for skllm's version.
+    """
 
 
 class QuantizedModelWarning(SkllmWarning):

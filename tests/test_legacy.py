@@ -7,6 +7,7 @@ as ``skllm._embed.TransformerEmbedder``) with tests/legacy/make_legacy_models.py
 import json
 import pickle
 import pickletools
+import warnings
 from pathlib import Path
 
 import joblib
@@ -114,3 +115,21 @@ def test_prefix_model_pickled_before_peft_fed_the_prefixes_predicts_the_same(mon
     assert set(model.trainable_state_) == {"encoder.extra.embedding", "head.layers.1.weight", "head.layers.1.bias"}
     out = model.predict_proba(expected["queries"])
     np.testing.assert_allclose(out, np.asarray(expected["predict_proba"]), rtol=1e-4, atol=1e-5)
+
+
+def test_a_model_saved_by_another_skllm_version_warns_on_load(tiny_bert, monkeypatch):
+    import pickle
+
+    from skllm import TransformerEmbedder, _live
+    from skllm.exceptions import InconsistentVersionWarning
+
+    embedder = TransformerEmbedder(tiny_bert, cache_dir=None).fit()
+    monkeypatch.setattr(_live, "__version__", "0.0.1")  # saved by an older release
+    saved = pickle.dumps(embedder)
+    monkeypatch.undo()
+    with pytest.warns(InconsistentVersionWarning, match="TransformerEmbedder from skllm version 0.0.1 when using"):
+        loaded = pickle.loads(saved)
+    assert not hasattr(loaded, "_skllm_version")  # not a fitted attribute of the estimator
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InconsistentVersionWarning)
+        pickle.loads(pickle.dumps(embedder))  # the same version: no warning
