@@ -1,11 +1,12 @@
 """FewShotGenerator: generate text from text by prompting a local causal LM with example pairs."""
 
+import uuid
 import warnings
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ._lm import LMEstimator, check_examples_field, check_template, template_fields
+from ._lm import LMEstimator, check_examples_field, check_template
 from ._models import DEFAULT_CAUSAL_LM
 from ._prompting import clean_answer, decode_answer, generate, prompt_budget
 from ._scoring import check_lengths, exact_match
@@ -146,12 +147,7 @@ class FewShotGenerator(LMEstimator):
             self._load()
             if not self.uses_chat_template_:  # else chat turns hold the demonstrations
                 check_examples_field(template, self.n_examples)
-            before_label = self.example_template.split("{label}")[0]
-            if self.uses_chat_template_ and "text" not in template_fields(before_label, "x"):
-                raise ValueError(
-                    f"example_template={self.example_template!r} must put {{text}} before {{label}} with a chat "
-                    f"model: the part before {{label}} is the user's turn of each pair, the output the assistant's."
-                )
+            self._check_example_template()
             self._check_budget()
             self.examples_ = list(zip(texts, outputs))
             self.example_selection_ = selection.fit(
@@ -177,6 +173,23 @@ class FewShotGenerator(LMEstimator):
         check_bool(self.stop_at_newline, "stop_at_newline")
         return template
 
+    def _question(self, text):
+        """``example_template`` up to its ``{label}`` field, filled with ``text``: a chat demonstration's user turn.
+
+        Cut where the field is, not at the first ``"{label}"`` of the string (``{{label}}`` is literal text).
+        """
+        cut = f"\x00{uuid.uuid4().hex}\x00"
+        return self.example_template.format(text=text, label=cut).split(cut)[0].rstrip()
+
+    def _check_example_template(self):
+        """With a chat model, ``{text}`` must come before ``{label}`` (fit, and predict: it may be set after fit)."""
+        mark = f"\x00{uuid.uuid4().hex}\x00"
+        if self.uses_chat_template_ and mark not in self._question(mark):
+            raise ValueError(
+                f"example_template={self.example_template!r} must put {{text}} before {{label}} with a chat "
+                f"model: the part before {{label}} is the user's turn of each pair, the output the assistant's."
+            )
+
     def _fits(self, text):
         """Whether the prompt of ``text`` without demonstrations fits ``prompt_budget_`` (a chat endpoint's: yes)."""
         if self.tokenizer_ is None:
@@ -192,10 +205,9 @@ class FewShotGenerator(LMEstimator):
             # conversation; inside one message it tends to answer conversationally.
             # Each pair is the example template cut at {label}: the part before
             # it is the user's turn, the output the assistant's.
-            question = self.example_template.split("{label}")[0].rstrip()
             messages = []
             for i in chosen:
-                messages.append({"role": "user", "content": question.format(text=self.examples_[i][0])})
+                messages.append({"role": "user", "content": self._question(self.examples_[i][0])})
                 messages.append({"role": "assistant", "content": self.examples_[i][1]})
             return [*messages, {"role": "user", "content": template.format(text=text, examples="")}]
         examples = "".join(
@@ -211,6 +223,7 @@ class FewShotGenerator(LMEstimator):
         template = self._check_prompt_params()
         if not self.uses_chat_template_:
             check_examples_field(template, self.n_examples)
+        self._check_example_template()
         self._check_budget()
         texts = check_texts(X, estimator=self)
         self._ensure_live()

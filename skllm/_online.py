@@ -41,17 +41,22 @@ def prompt_budget(policy, max_new):
 
 
 def split_prompts(prompts, fraction, rng):
-    """Training and validation prompts (``fraction`` of them, at least one, drawn at random)."""
+    """The rows of the training and of the validation prompts: ``fraction`` of the distinct prompts, at least one.
+
+    A prompt given several times is on one side with all its copies: validation then scores
+    prompts the policy was not trained on.
+    """
     if fraction is None:
-        return prompts, []
-    n_val = max(1, round(fraction * len(prompts)))
-    if n_val >= len(prompts):
+        return list(range(len(prompts))), []
+    distinct = list(dict.fromkeys(prompts))
+    n_val = max(1, round(fraction * len(distinct)))
+    if n_val >= len(distinct):
         raise ValueError(
-            f"validation_fraction={fraction} of {len(prompts)} prompts leaves none to train on; "
+            f"validation_fraction={fraction} of {len(distinct)} distinct prompts leaves none to train on; "
             f"give more prompts or a smaller validation_fraction."
         )
-    order = rng.permutation(len(prompts))
-    return [prompts[i] for i in sorted(order[n_val:])], [prompts[i] for i in sorted(order[:n_val])]
+    held_out = {distinct[i] for i in rng.permutation(len(distinct))[:n_val]}
+    return [i for i, p in enumerate(prompts) if p not in held_out], [i for i, p in enumerate(prompts) if p in held_out]
 
 
 class OnlineRun:
@@ -66,10 +71,14 @@ class OnlineRun:
         self.k = tuner.n_generations
         self.max_new = tuner.max_new_tokens or policy.max_new_tokens
         budget = prompt_budget(policy, self.max_new)
-        self.prompts, self.validation = split_prompts(prompts, tuner.validation_fraction, rng)
-        self.prompt_ids = policy._prompt_ids(self.prompts, [budget] * len(self.prompts))
+        train_rows, validation_rows = split_prompts(prompts, tuner.validation_fraction, rng)
+        self.prompts = [prompts[i] for i in train_rows]
+        self.validation = [prompts[i] for i in validation_rows]
+        self.prompt_ids = policy._prompt_ids(self.prompts, [budget] * len(self.prompts), train_rows)
         self.validation_ids = (
-            policy._prompt_ids(self.validation, [budget] * len(self.validation)) if self.validation else []
+            policy._prompt_ids(self.validation, [budget] * len(self.validation), validation_rows)
+            if self.validation
+            else []
         )
         self.ppo = tuner.algorithm == "ppo"
         self.head = value_head(self.network).to(self.device) if self.ppo else None

@@ -394,6 +394,8 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
             values = scorer(list(prompts), list(completions))
         if hasattr(values, "detach"):  # a torch tensor, perhaps one that requires grad
             values = values.detach().cpu()
+        elif isinstance(values, (list, tuple)):  # ... or a list of them
+            values = [v.detach().cpu() if hasattr(v, "detach") else v for v in values]
         raw = np.asarray(values, dtype=object) if isinstance(values, (list, tuple)) else np.asarray(values)
         if raw.dtype.kind in "USO" and any(isinstance(v, (str, bytes)) for v in raw.ravel()):
             raise ValueError(f"The {name} must return numbers, one per completion; it returned text: {raw[:3]!r}.")
@@ -497,7 +499,14 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
         network = policy.network_
         network.eval()
         device, pad, n = torch.device(policy.device_), pad_token_id(policy.tokenizer_), len(chosen)
-        ids, labels = policy._examples(prompts + prompts, chosen + rejected)
+        ids, labels = policy._examples(prompts + prompts, chosen + rejected, rows=[*range(n), *range(n)])
+        same = [i for i in range(n) if ids[i] == ids[i + n] and labels[i] == labels[i + n]]
+        if same:
+            raise ValueError(
+                f"{len(same)} preference pair(s), at rows {same[:10]}, are the same once cut to the policy's "
+                f"max_length={policy.max_length_} tokens: their responses differ only past what the model reads, so "
+                f"they express no preference to learn. Raise max_length, or shorten those prompts or responses."
+            )
 
         def logps(net, rows):
             input_ids, mask, batch_labels = pad_examples(ids, labels, rows, pad, device)

@@ -56,7 +56,11 @@ def fit_text(tokenizer, prompt_ids, text, budget, *, max_length, row=None, reser
     text_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     keep = min(len(text_ids), budget - base)
     while True:
-        ids = prompt_ids(tokenizer.decode(text_ids[:keep]))
+        piece = tokenizer.decode(text_ids[:keep])
+        # A byte-level cut can split a character: decoded, its bytes are U+FFFD, which the text did not hold.
+        while piece.endswith("\ufffd") and not text.startswith(piece):
+            piece = piece[:-1]
+        ids = prompt_ids(piece)
         if len(ids) <= budget or keep == 0:
             return ids, True
         # Tokens can merge across the cut: drop as many more as the prompt is over.

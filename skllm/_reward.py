@@ -426,8 +426,24 @@ class RewardModel(_FineTuneBase):
         if isinstance(texts, _PairTexts):
             prompts = list(texts.prompts) * 2
             joined = self._joined(prompts, list(texts.chosen) + list(texts.rejected), warn=warn)
+            self._refuse_pairs_made_identical(joined, len(texts))
             return _PairInputs(self.method_.inputs(self, joined, warn=warn), len(texts))
         return self.method_.inputs(self, texts, warn=warn)
+
+    def _refuse_pairs_made_identical(self, joined, n):
+        """Refuse pairs whose two joined texts are the same tokens once cut to ``max_length_``.
+
+        Their responses differ only past what the model reads: the pair has no gradient and
+        counts as a tie, a preference the data states and the model never sees.
+        """
+        ids = self.tokenizer_(joined, truncation=True, max_length=self.max_length_, verbose=False)["input_ids"]
+        same = [i for i in range(n) if ids[i] == ids[i + n]]
+        if same:
+            raise ValueError(
+                f"{len(same)} preference pair(s), at rows {same[:10]}, are the same once cut to max_length="
+                f"{self.max_length_} tokens: their responses differ only past what the model reads, so they express "
+                f"no preference it can learn. Raise max_length, or shorten those responses."
+            )
 
     def _outputs(self, inputs):
         if isinstance(inputs, _PairInputs):

@@ -354,7 +354,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
     def _encode_prompt(self, text):
         return encode(self.tokenizer_, self._render(text), self.uses_chat_template_)
 
-    def _prompt_ids(self, texts, budgets):
+    def _prompt_ids(self, texts, budgets, rows=None):
         """Token ids of each text's prompt, the text cut (with one warning) where it exceeds its budget."""
         prompts, cut = [], []
         for i, (text, budget) in enumerate(zip(texts, budgets)):
@@ -371,8 +371,11 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
                 cut.append(i)
             prompts.append(ids)
         if cut:
+            # ``rows``: the caller's row of each text (DPO passes every prompt twice; a split passes its rows).
+            rows = range(len(texts)) if rows is None else rows
+            named = sorted({rows[i] for i in cut})
             warnings.warn(
-                f"{len(cut)} of {len(texts)} input texts (rows {cut[:10]}) did not fit in max_length="
+                f"{len(named)} of {len(set(rows))} input texts (rows {named[:10]}) did not fit in max_length="
                 f"{self.max_length_} tokens with their answer and were truncated (their end dropped).",
                 TruncationWarning,
                 stacklevel=4,
@@ -386,8 +389,11 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         ids = self.tokenizer_(targets, add_special_tokens=False, split_special_tokens=True)["input_ids"]
         return [row + ([eos] if eos is not None else []) for row in ids]
 
-    def _examples(self, texts, targets):
-        """``(ids, labels)`` lists of the training pairs; prompts masked in the labels."""
+    def _examples(self, texts, targets, rows=None):
+        """``(ids, labels)`` lists of the training pairs; prompts masked in the labels.
+
+        ``rows``: the row of each pair that warnings name (default: its position).
+        """
         target_ids = self._target_ids(targets)
         base = len(self._encode_prompt(""))
         room = self.max_length_ - base - 1  # at least one token of input text
@@ -395,8 +401,9 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         if long_targets:
             if room < 1:
                 raise ValueError(f"max_length={self.max_length_} leaves no room for a target after the template.")
+            named = sorted({(range(len(targets)) if rows is None else rows)[i] for i in long_targets})
             warnings.warn(
-                f"{len(long_targets)} of {len(targets)} targets (rows {long_targets[:10]}) are longer than the "
+                f"{len(long_targets)} of {len(targets)} targets (rows {named[:10]}) are longer than the "
                 f"{room} tokens max_length={self.max_length_} leaves them and were cut: the model learns their "
                 f"start only, without the end of the answer.",
                 TruncationWarning,
@@ -404,7 +411,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
             )
             for i in long_targets:
                 target_ids[i] = target_ids[i][:room]
-        prompts = self._prompt_ids(texts, [self.max_length_ - len(t) for t in target_ids])
+        prompts = self._prompt_ids(texts, [self.max_length_ - len(t) for t in target_ids], rows)
         pairs = [build_example(p, t) for p, t in zip(prompts, target_ids)]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 

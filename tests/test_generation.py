@@ -392,3 +392,20 @@ def test_retrieval_qa_leaves_out_the_lowest_ranked_chunks_not_the_question(tiny_
     with pytest.warns(TruncationWarning, match=r"rows \[1\] are longer than max_length on their own"):
         _, sources = qa.predict_with_sources([question, long_question])
     assert len(sources[0]) == 1 and sources[1] == []
+
+
+def test_a_text_cut_to_fit_keeps_whole_characters(tiny_llama):
+    from transformers import AutoTokenizer
+
+    from skllm._prompting import fit_text
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    text = "😀é漢" * 30  # byte-level tokens: a cut can fall inside a character
+
+    def prompt_ids(piece):
+        return tokenizer(f"Q: {piece}\nA:", add_special_tokens=False)["input_ids"]
+
+    for budget in range(8, 60):
+        ids, cut = fit_text(tokenizer, prompt_ids, text, budget, max_length=100)
+        assert cut and len(ids) <= budget
+        assert "\ufffd" not in tokenizer.decode(ids), budget

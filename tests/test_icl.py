@@ -396,6 +396,12 @@ def test_generator_honours_example_template_with_a_chat_model(tiny_chat_llama):
     assert plain._render([0, 1], 2, "new")[0]["content"] == "Input: great film\nOutput:"
     with pytest.raises(ValueError, match=r"must put \{text\} before \{label\} with a chat model"):
         FewShotGenerator(tiny_chat_llama, example_template="{label} <- {text}").fit(X, y)
+    # Set after fit, it is checked at predict too: the demonstrations' turns would hold no text.
+    with pytest.raises(ValueError, match=r"must put \{text\} before \{label\} with a chat model"):
+        clone(other).fit(X, y).set_params(example_template="Output: {label}\nInput: {text}").predict(["new"])
+    # A literal {{label}} is text, not the field the turn is cut at.
+    literal = FewShotGenerator(tiny_chat_llama, n_examples=2, example_template="Q {{label}}: {text}\nA: {label}")
+    assert literal.fit(X, y)._render([0, 1], 2, "new")[0]["content"] == "Q {label}: great film\nA:"
 
 
 # -- labels --------------------------------------------------------------------------------

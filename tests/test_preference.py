@@ -234,11 +234,42 @@ def test_validation_every_n_steps_and_a_too_large_fraction(policy):
     quiet_fit(tuner, PROMPTS[:5])  # 1 validation prompt, 4 steps per pass, PPO's 2 passes: evaluated every 2 steps
     assert tuner.history_["val_reward"].notna().tolist() == [False, True] * 4
     assert "val_eval_reward" not in tuner.history_
-    with pytest.raises(ValueError, match=r"validation_fraction=0.9 of 2 prompts leaves none to train on"):
+    with pytest.raises(ValueError, match=r"validation_fraction=0.9 of 2 distinct prompts leaves none to train on"):
         PreferenceTuner(length, policy, validation_fraction=0.9).fit(PROMPTS[:2])
 
 
+def test_the_validation_split_holds_out_every_copy_of_a_prompt():
+    from skllm._online import split_prompts
+
+    prompts = ["a", "a", "b", "b", "c", "c"]
+    train, validation = split_prompts(prompts, 0.34, np.random.RandomState(0))
+    assert sorted(train + validation) == list(range(6))
+    assert not {prompts[i] for i in train} & {prompts[i] for i in validation}
+    # Distinct prompts: the split is the one drawn before copies were grouped.
+    train, validation = split_prompts(list("abcdef"), 0.34, np.random.RandomState(0))
+    order = np.random.RandomState(0).permutation(6)
+    assert validation == sorted(order[:2].tolist()) and train == sorted(order[2:].tolist())
+
+
 # -- inputs that used to pass silently ------------------------------------------------------
+
+
+def test_dpo_refuses_pairs_that_truncation_makes_identical_and_names_the_users_rows(policy):
+    from skllm.exceptions import TruncationWarning
+
+    long = "great film " * 40
+    pairs = PAIRS.assign(chosen=["great fun", long + "good", "the best movie", "good acting"])
+    pairs.loc[1, "rejected"] = long + "bad"
+    with pytest.warns(TruncationWarning, match=r"rows \[1\]"):  # the pair's row, not its place among 2n texts
+        with pytest.raises(ValueError, match=r"1 preference pair\(s\), at rows \[1\], are the same once cut"):
+            PreferenceTuner(generator=clone(policy).set_params(max_length=32), algorithm="dpo").fit(pairs)
+
+
+def test_a_reward_returning_a_list_of_tensors_that_require_grad_is_read(policy):
+    weight = torch.tensor(2.0, requires_grad=True)
+    tuner = PreferenceTuner(lambda p, c: [weight * len(x) for x in c], policy, batch_size=2, n_generations=2)
+    quiet_fit(tuner.set_params(epochs=1, random_state=0), PROMPTS[:2])
+    assert np.isfinite(tuner.history_["reward"]).all()
 
 
 def test_dpo_refuses_a_reward_it_would_ignore(policy):

@@ -98,6 +98,14 @@ def test_a_long_prompt_loses_its_start_not_the_response(tiny_bert, fitted):
     assert texts[0].split("[SEP]")[0].strip() in long_prompt  # its end, whole words
 
 
+def test_pairs_the_cut_to_max_length_makes_identical_are_refused(tiny_bert):
+    long = "great film " * 20
+    pairs = PAIRS.assign(chosen=[long + "and fun", *PAIRS["chosen"][1:]])
+    pairs.loc[0, "rejected"] = long + "and dull"
+    with pytest.raises(ValueError, match=r"1 preference pair\(s\), at rows \[0\], are the same once cut to max_len"):
+        reward_model(tiny_bert, max_length=24, epochs=1).fit(pairs)
+
+
 def test_a_refit_without_early_stopping_leaves_no_best_score_of_the_previous_fit(tiny_bert):
     model = reward_model(tiny_bert, epochs=2, early_stopping=True, validation_fraction=0.5).fit(PAIRS)
     assert model.best_validation_score_ is not None
