@@ -334,8 +334,9 @@ def train_epochs(
 
     Each step checks its loss, its gradient and the weights it leaves; the
     weights of the last step, which no later loss sees, are checked once
-    more with a forward pass of the last batch (without gradient), except
-    with ``dropout=False``, where ``step_loss`` samples answers.
+    more with a forward pass of the last batch (without gradient), and with
+    ``validate`` so are those of every epoch's end, before they are scored;
+    not with ``dropout=False``, where ``step_loss`` samples answers.
     """
     import torch
     from tqdm.auto import tqdm
@@ -362,6 +363,10 @@ def train_epochs(
         result.n_iter = epoch + 1
         message = f"{label}: loss {result.loss_curve[-1]:.4f}"
         if validate is not None:
+            if dropout and last_batch is not None:
+                # The epoch's weights are a candidate for the best: a score read from NaN outputs (an argmax of
+                # NaN is class 0) must not keep them, so they are checked as the last step's are.
+                _check_final_weights(optimisation, network, step_loss, last_batch)
             score = float(validate())
             result.validation_scores.append(score)
             message += f", validation score {score:.4f}"

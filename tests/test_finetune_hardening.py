@@ -175,6 +175,24 @@ def test_adapter_target_modules_that_break_the_model_are_named(tiny_bert, cache_
         FineTuneClassifier(tiny_bert, method=method, epochs=1, cache_dir=cache_dir).fit(*texts)
 
 
+@pytest.mark.parametrize(
+    "method, message",
+    [
+        ("LoRA(target_modules=('query', 5))", r"non-empty tuple of non-empty str \(module names\), got \('query', 5\)"),
+        ("LoRA(target_modules=())", "non-empty tuple of non-empty str"),
+        ("LoRA(target_modules='(')", r"target_modules entry '\(' is not a regular expression"),
+        ("BottleneckAdapter(target_modules=[1])", r"non-empty str \(module names\), got \[1\]"),
+        ("BottleneckAdapter(target_modules=('(',))", r"target_modules entry '\(' is not a regular expression"),
+    ],
+)
+def test_target_modules_entries_are_checked_before_anything_loads(method, message):
+    from skllm import BottleneckAdapter, LoRA
+
+    method = eval(method, {"LoRA": LoRA, "BottleneckAdapter": BottleneckAdapter})
+    with pytest.raises(ValueError, match=message):
+        FineTuneClassifier("/no/such/model", method=method).fit(["a", "b"], ["x", "y"])
+
+
 @pytest.mark.parametrize("method", sorted(METHODS))
 @pytest.mark.parametrize("cache_dir_value", [123, ["a"]])
 def test_cache_dir_is_validated_the_same_for_every_method(tiny_bert, method, cache_dir_value, texts):

@@ -168,6 +168,20 @@ def test_weights_made_non_finite_by_the_step_stop_training_and_keep_the_previous
     assert not hasattr(reward, "trainable_state_")
 
 
+@pytest.mark.parametrize("estimator", [FineTuneClassifier, FineTuneRegressor])
+def test_early_stopping_does_not_keep_an_epoch_whose_weights_give_nan(estimator, tiny_bert, texts, cache_dir):
+    X_, y = texts
+    y = y if estimator is FineTuneClassifier else [float(label == "pos") for label in y]
+    model = estimator(
+        tiny_bert, method="full", learning_rate=1e30, weight_decay=0.0, max_grad_norm=None, batch_size=64,
+        early_stopping=True, validation_fraction=0.3, head_init="random", epochs=1, random_state=0,
+        cache_dir=cache_dir,
+    )  # fmt: skip
+    # Huge finite weights: every step passes, the outputs are NaN (read as class 0 by an accuracy score).
+    with pytest.raises(NonFiniteLossError, match="the trained weights give a loss of nan"):
+        model.fit(X_, y)
+
+
 def test_generator_stops_on_a_non_finite_loss_and_keeps_its_previous_state(tiny_llama, monkeypatch):
     import skllm._sft
 
@@ -296,3 +310,35 @@ def test_a_network_with_nothing_to_train_is_refused_with_a_clear_error():
     frozen = torch.nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(ValueError, match="FineTuneClassifier has nothing to train"):
         _optimisation(frozen, who="FineTuneClassifier")
+
+
+@pytest.mark.parametrize("cache_frozen", [True, False])
+def test_partial_fine_tuning_predicts_in_threads_as_one_at_a_time(tiny_bert, texts, cache_dir, cache_frozen):
+    import threading
+
+    from skllm import PartialFineTuning
+
+    X_, y = texts
+    method = PartialFineTuning(n_last_layers=1, cache_frozen=cache_frozen)
+    model = FineTuneClassifier(tiny_bert, method=method, epochs=1, batch_size=1, random_state=0, cache_dir=cache_dir)
+    model.fit(X_[:16], y[:16])
+    batches = [X_[:12], ["awful " * (i % 7 + 1) + "dull" for i in range(12)]]
+    expected = [model.predict_proba(batch) for batch in batches]
+    results, errors = [[], []], []
+
+    def work(i):
+        try:
+            for _ in range(8):
+                results[i].append(model.predict_proba(batches[i]))
+        except Exception as exc:  # the hidden states of the other thread's batch
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for got, want in zip(results, expected):
+        for proba in got:
+            np.testing.assert_allclose(proba, want, atol=1e-6)

@@ -10,7 +10,7 @@ the layer the adapter follows.
 
 import re
 
-from ._base import FineTuningMethod, check_choice, check_int
+from ._base import FineTuningMethod, check_choice, check_int, check_target_modules
 
 VARIANTS = ("houlsby", "projection")
 # The layer each adapter follows, by variant and architecture. Houlsby et al. put it
@@ -90,8 +90,7 @@ class BottleneckAdapter(FineTuningMethod):
         check_int(self.reduction_factor, "reduction_factor")
         check_choice(self.activation, "activation", ("relu", "gelu"))
         check_choice(self.variant, "variant", VARIANTS)
-        if self.target_modules is not None and not isinstance(self.target_modules, (tuple, list, str)):
-            raise ValueError(f"target_modules must be None, a str or a tuple of str, got {self.target_modules!r}.")
+        check_target_modules(self.target_modules, regex_in_list=True)
 
     def _targets(self, names):
         if self.target_modules is not None:

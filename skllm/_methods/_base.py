@@ -1,8 +1,34 @@
 """What every fine-tuning method provides: the contract the estimators call."""
 
+import re
+
 from sklearn.base import BaseEstimator
 
 from .._validation import check_bool, check_choice, check_int, check_number  # noqa: F401  (for the methods)
+
+
+def check_target_modules(value, *, regex_in_list):
+    """Raise a ``ValueError`` naming ``target_modules`` unless it is None, a pattern, or a list of names or patterns.
+
+    A str is a regular expression (for peft too); with ``regex_in_list`` so is each entry of
+    a list (the adapters'), else an entry is a module name or the end of one (peft's).
+    """
+    if value is None:
+        return
+    if not isinstance(value, (tuple, list, str)):
+        raise ValueError(f"target_modules must be None, a str or a tuple of str, got {value!r}.")
+    entries = [value] if isinstance(value, str) else list(value)
+    bad = [v for v in entries if not isinstance(v, str) or not v]
+    if bad or not entries:
+        raise ValueError(
+            f"target_modules must be None, a str or a non-empty tuple of non-empty str (module names), got {value!r}."
+        )
+    for entry in entries if regex_in_list or isinstance(value, str) else ():
+        try:
+            re.compile(entry)
+        except re.error as exc:
+            raise ValueError(f"target_modules entry {entry!r} is not a regular expression: {exc}.") from None
+
 
 #: fewest positions a method must leave for the text itself
 MIN_TEXT_POSITIONS = 8

@@ -1,5 +1,6 @@
 """torch modules shared by the methods (imported only when training starts)."""
 
+import threading
 import warnings
 
 import torch
@@ -263,19 +264,23 @@ class PartialEncoder(nn.Module):
         kept[0].register_forward_pre_hook(self._enter, with_kwargs=True)
         self.model = model
         self.frozen = frozen
-        self._entering = None
+        # The states handed to the first kept block, per thread: one fitted model may predict in several
+        # threads at once, and each pass must read its own batch's states.
+        self._entering = {}
 
     def _enter(self, module, args, kwargs):
+        hidden = self._entering[threading.get_ident()]
         if args:
-            return (self._entering, *args[1:]), kwargs
-        return args, {**kwargs, "hidden_states": self._entering}
+            return (hidden, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": hidden}
 
     def forward(self, hidden, attention_mask):
         if self.frozen is not None:  # token ids: run the frozen blocks first
             with torch.no_grad():
                 hidden = self.frozen(hidden, attention_mask)
-        self._entering = hidden
+        thread = threading.get_ident()
+        self._entering[thread] = hidden
         try:
             return self.model(inputs_embeds=hidden, attention_mask=attention_mask).last_hidden_state
         finally:
-            self._entering = None
+            del self._entering[thread]

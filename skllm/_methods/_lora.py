@@ -3,7 +3,7 @@
 import warnings
 
 from ..exceptions import MissingDependencyError
-from ._base import FineTuningMethod, check_bool, check_int, check_number
+from ._base import FineTuningMethod, check_bool, check_int, check_number, check_target_modules
 
 
 class LoRA(FineTuningMethod):
@@ -61,8 +61,7 @@ class LoRA(FineTuningMethod):
         check_int(self.r, "r")
         check_number(self.alpha, "alpha", 0.0, low_inclusive=False)
         check_number(self.dropout, "dropout", 0.0, 1.0)
-        if self.target_modules is not None and not isinstance(self.target_modules, (tuple, list, str)):
-            raise ValueError(f"target_modules must be None, a str or a tuple of str, got {self.target_modules!r}.")
+        check_target_modules(self.target_modules, regex_in_list=False)
         check_bool(self.merge_for_inference, "merge_for_inference")
 
     def build(self, backbone):
