@@ -1,6 +1,7 @@
 """What a comparison can run: the methods' names, their kinds, and the estimator each name stands for."""
 
 from .._methods import METHODS
+from .._validation import check_choice, check_labels, check_unique
 
 EMBEDDING_METHODS = ("logreg", "linear-svm", "xgboost")
 # Every registered fine-tuning method, so that a new one is compared with no edit here.
@@ -21,6 +22,21 @@ MULTILABEL_UNSUPPORTED = {
 def method_names():
     """Every method a comparison can run: ``ALL_METHODS``, with the fine-tuning methods registered now."""
     return EMBEDDING_METHODS + tuple(METHODS) + PROMPT_METHODS
+
+
+def check_methods(methods):
+    """``methods`` as a list of known, distinct method names (``None``: all of them), or a ``ValueError``."""
+    if methods is None:
+        return list(method_names())
+    methods = check_labels(methods, "methods")
+    if not methods:
+        raise ValueError(
+            f"methods is empty: name at least one of {list(method_names())}, or pass None for all of them."
+        )
+    for name in methods:
+        check_choice(name, "methods", method_names())
+    check_unique(methods, "methods")  # a method named twice would be run, and shown, twice
+    return methods
 
 
 def uses_encoder(name):

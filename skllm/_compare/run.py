@@ -10,9 +10,9 @@ import numpy as np
 
 from .._cache import resolve_cache_dir
 from .._models import DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, resolve_model
-from .._validation import check_choice, check_int, check_labels, check_number, check_texts, check_unique
+from .._validation import check_int, check_number, check_texts
 from .._version import __version__
-from .catalogue import MULTILABEL_UNSUPPORTED, family, make_estimator, method_names, uses_encoder, uses_llm
+from .catalogue import MULTILABEL_UNSUPPORTED, check_methods, family, make_estimator, uses_encoder, uses_llm
 from .folds import check_folds, check_targets, cut_folds, evaluate_fold, fold_row, subsample
 from .plan import SAFETY, format_plan, format_seconds, format_timing, plan_comparison
 from .rows import (
@@ -280,14 +280,7 @@ class _Comparison:
     ):
         self.texts = np.asarray(check_texts(X), dtype=object)
         self.y, self.multilabel = check_targets(y, len(self.texts))
-        self.methods = list(method_names()) if methods is None else check_labels(methods, "methods")
-        if not self.methods:
-            raise ValueError(
-                f"methods is empty: name at least one of {list(method_names())}, or pass None for all of them."
-            )
-        for name in self.methods:
-            check_choice(name, "methods", method_names())
-        check_unique(self.methods, "methods")  # a method named twice would be run, and shown, twice
+        self.methods = check_methods(methods)
         check_settings(
             cv=cv,
             epochs=epochs,
