@@ -336,3 +336,23 @@ def test_a_newly_registered_method_is_compared_with_no_other_change(texts, tiny_
     ours, full = (_compare.estimate_seconds(m, plan_["costs"], **shape)[0] for m in ("renamed-full", "full"))
     assert ours < full
     assert "renamed-full" in table.attrs["timing"]["methods"]
+
+
+def test_the_data_fingerprint_reads_wide_label_rows_in_full():
+    from skllm._compare.rows import data_digest
+
+    wide = np.zeros((2, 1500), dtype=np.int64)
+    other = wide.copy()
+    other[0, 700] = 1  # NumPy's repr shows neither: "[0, 0, 0, ..., 0, 0, 0]"
+    assert data_digest(["a", "b"], wide) != data_digest(["a", "b"], other)
+    small = np.array([[0, 1], [1, 0]])
+    with np.printoptions(threshold=1000):
+        # Narrow rows keep the fingerprint they had, so saved rows of earlier runs are still reused.
+        assert data_digest(["a", "b"], small) == rows_digest_before(["a", "b"], small)
+
+
+def rows_digest_before(texts, y):
+    from skllm._compare.folds import plain
+    from skllm._compare.rows import digest
+
+    return digest([list(texts), [repr(plain(v)) for v in y]])

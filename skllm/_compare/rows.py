@@ -3,8 +3,11 @@
 import hashlib
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
+
+import numpy as np
 
 from .._models import model_identity as _weights_identity
 from .._models import resolve_model
@@ -57,7 +60,10 @@ def digest(value):
 
 
 def data_digest(texts, y):
-    return digest([list(texts), [repr(plain(v)) for v in y]])
+    # In full: NumPy abbreviates an array of over 1,000 values ("..."), so two label rows of a wide
+    # indicator matrix that differ in the middle would share a fingerprint (and a stale row be reused).
+    with np.printoptions(threshold=sys.maxsize):
+        return digest([list(texts), [repr(plain(v)) for v in y]])
 
 
 def model_identity(name):
