@@ -148,15 +148,19 @@ def scored_logits(network, input_ids, attention_mask, labels):
     return network(input_ids, attention_mask, keep=keep).float(), targets[:, keep]
 
 
-def token_logprobs(network, input_ids, attention_mask, labels):
+def token_logprobs(network, input_ids, attention_mask, labels, temperature=1.0):
     """Log-probability of each scored token (0 elsewhere) and the mask of scored tokens, ``(batch, k)``.
 
     ``k`` counts the columns that hold a scored token in some row (see
     :func:`scored_logits`); sums over a row are its sequence's log-likelihood.
+    ``temperature``: that of the sampling, so that the probabilities are those the tokens were drawn with
+    (as TRL's online trainers divide the logits).
     """
     import torch
 
     logits, targets = scored_logits(network, input_ids, attention_mask, labels)
+    if temperature != 1.0:
+        logits = logits / temperature
     scored = targets != IGNORE
     logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return logp * scored, scored

@@ -117,7 +117,7 @@ class OnlineRun:
         ids, labels = [p[0] for p in pairs], [p[1] for p in pairs]
         inputs = pad_examples(ids, labels, np.arange(len(ids)), self.pad, self.device)
         with torch.no_grad(), autocast(self.device, policy.dtype_):
-            ref_logp, _ = token_logprobs(self.reference, *inputs)
+            ref_logp, _ = token_logprobs(self.reference, *inputs, tuner.temperature)
         record = {"step": len(self.records), "reward": float(rewards.mean())}
         if tuner.eval_reward is not None:
             record["eval_reward"] = float(tuner._rewards(batch_prompts, texts, tuner.eval_reward, "eval_reward").mean())
@@ -145,7 +145,7 @@ class OnlineRun:
 
         inputs, rewards, ref_logp, record = self.sample(batch)
         with autocast(self.device, self.policy.dtype_):
-            logp, scored = token_logprobs(self.network, *inputs)
+            logp, scored = token_logprobs(self.network, *inputs, self.tuner.temperature)
         kl = (logp.detach().float() - ref_logp).sum(dim=1).double().cpu().numpy()
         advantages = rloo_advantages(self.moments.normalise(rewards) - self.kl_coef * kl, self.k)
         weights = torch.as_tensor(advantages, dtype=torch.float32, device=self.device)
@@ -159,7 +159,7 @@ class OnlineRun:
         if update == 0:
             inputs, rewards, ref_logp, record = self.sample(batch)
             with autocast(self.device, self.policy.dtype_):
-                logp, values, scored = logprobs_and_values(self.network, self.head, *inputs)
+                logp, values, scored = logprobs_and_values(self.network, self.head, *inputs, self.tuner.temperature)
             logp, values = logp.float(), values.float()
             old_logp, old_values = logp.detach(), values.detach()
             per_token_kl = (old_logp - ref_logp) * scored
@@ -172,7 +172,7 @@ class OnlineRun:
         else:
             inputs, old_logp, old_values, advantages, returns, scored = self.samples
             with autocast(self.device, self.policy.dtype_):
-                logp, values, _ = logprobs_and_values(self.network, self.head, *inputs)
+                logp, values, _ = logprobs_and_values(self.network, self.head, *inputs, self.tuner.temperature)
             logp, values = logp.float(), values.float()
         loss, _, _ = ppo_loss(logp, old_logp, advantages, values, old_values, returns, scored, self.tuner.clip_range)
         self.records[-1]["loss"] += float(loss.detach()) / self.updates

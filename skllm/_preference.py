@@ -149,7 +149,9 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
     n_generations : int, default=4
         Answers sampled per prompt (RLOO: at least 2, for the baseline).
     temperature : float, default=1.0
-        Sampling temperature of the training answers.
+        Sampling temperature of the training answers. The policy gradient, PPO's
+        ratios and the KL read the log-probabilities at this temperature, those
+        the answers were drawn with (as TRL's online trainers do).
     max_new_tokens : int, default=None
         Longest answer sampled in training; ``None``: the generator's.
     ppo_epochs : int, default=4

@@ -154,7 +154,7 @@ def value_head(network):
     return head
 
 
-def logprobs_and_values(network, head, input_ids, mask, labels):
+def logprobs_and_values(network, head, input_ids, mask, labels, temperature=1.0):
     """``token_logprobs`` of the policy and the value head's estimate at the same positions.
 
     The last hidden state is read by a hook on the transformer body, so that the
@@ -167,7 +167,7 @@ def logprobs_and_values(network, head, input_ids, mask, labels):
 
     handle = network._base().base_model.register_forward_hook(keep_hidden)
     try:
-        logp, scored = token_logprobs(network, input_ids, mask, labels)
+        logp, scored = token_logprobs(network, input_ids, mask, labels, temperature)
     finally:
         handle.remove()
     targets = labels[:, 1:]

@@ -348,3 +348,28 @@ def test_the_default_learning_rate_is_the_methods_scaled_per_algorithm(policy, a
     assert lr == pytest.approx(fitted.method_.default_learning_rate * scale)
     given = clone(tuner).set_params(learning_rate=2e-4)._optimisation(fitted, fitted.network_, 1)
     assert given.optimizer.param_groups[0]["lr"] == pytest.approx(2e-4)
+
+
+def test_the_policy_gradient_reads_the_probabilities_the_answers_were_sampled_with(policy, monkeypatch):
+    from skllm import _causal, _online, _rl
+
+    seen = []
+    real = _causal.token_logprobs
+
+    def recording(*args, **kwargs):
+        seen.append(args[4] if len(args) > 4 else kwargs.get("temperature", 1.0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_online, "token_logprobs", recording)
+    monkeypatch.setattr(_rl, "token_logprobs", recording)
+    for algorithm in ("rloo", "ppo"):
+        seen.clear()
+        tuner = PreferenceTuner(length, policy, algorithm=algorithm, temperature=0.7, batch_size=2, n_generations=2)
+        quiet_fit(tuner.set_params(epochs=1, random_state=0), PROMPTS[:2])
+        assert seen and set(seen) == {0.7}, algorithm  # the reference's and the policy's alike
+    ids, labels = torch.tensor([[1, 5, 7, 9]]), torch.tensor([[-100, -100, 7, 9]])
+    with torch.no_grad():
+        logits, targets = _causal.scored_logits(policy.network_, ids, torch.ones_like(ids), labels)
+        expected = torch.log_softmax(logits / 0.7, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        got, _ = _causal.token_logprobs(policy.network_, ids, torch.ones_like(ids), labels, 0.7)
+    torch.testing.assert_close(got, expected)
