@@ -32,6 +32,12 @@ def _check_prompt_column(frame, name):
     """Refuse a frame whose prompt column is misspelt: the prompts would silently be empty."""
     if "prompt" in frame.columns:
         return
+    indexed = [n for n in frame.index.names if isinstance(n, str) and n.strip().lower() in ("prompt", "prompts")]
+    if indexed:  # set_index("prompt"), groupby("prompt").apply(...): the prompts are the index, not a column
+        raise ValueError(
+            f"{name} holds its prompts in its index ({indexed[0]!r}), not in a 'prompt' column (without it every "
+            f"prompt is empty). Make it a column: {name}.reset_index()."
+        )
     near = [c for c in frame.columns if isinstance(c, str) and c.strip().lower() in ("prompt", "prompts")]
     if near:
         raise ValueError(

@@ -82,6 +82,13 @@ def test_a_misspelt_prompt_column_is_named_not_read_as_no_prompt(fitted):
         fitted.predict(pd.DataFrame({" prompt ": ["the film was"], "response": ["great"]}))
 
 
+def test_prompts_in_the_index_are_named_not_read_as_no_prompt(fitted):
+    with pytest.raises(ValueError, match=r"holds its prompts in its index \('prompt'\).*reset_index\(\)"):
+        preference_pairs(PAIRS.set_index("prompt"), "X")
+    with pytest.raises(ValueError, match=r"holds its prompts in its index"):
+        fitted.predict(PAIRS.rename(columns={"chosen": "response"}).set_index("prompt")[["response"]])
+
+
 def test_a_long_prompt_loses_its_start_not_the_response(tiny_bert, fitted):
     from skllm.exceptions import TruncationWarning
 
