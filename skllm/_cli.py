@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -141,7 +142,7 @@ def _as_numbers_if_exact(column):
             numbers = [parse(v) for v in column]
         except ValueError:
             continue
-        if all(repr(n) == v for n, v in zip(numbers, column)):
+        if all(repr(n) == v and math.isfinite(n) for n, v in zip(numbers, column)):  # "nan" stays text
             return pd.Series(numbers, index=column.index, name=column.name)
     return column
 

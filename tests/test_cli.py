@@ -117,10 +117,11 @@ def test_cells_are_read_as_written(tmp_path):
     from skllm._cli import read_table
 
     path = tmp_path / "data.csv"
-    path.write_text("review,sentiment,stars,score\nok,01,1,0.5\nbad,1,2,1.0\nmeh,NA,3,2.25\n")
+    path.write_text("review,sentiment,stars,score,odd\nok,01,1,0.5,nan\nbad,1,2,1.0,1.5\nmeh,NA,3,2.25,2\n")
     frame = read_table(path)
     assert frame["sentiment"].tolist() == ["01", "1", "NA"]  # not merged into the number 1, "NA" not missing
     assert frame["stars"].tolist() == [1, 2, 3] and frame["score"].tolist() == [0.5, 1.0, 2.25]
+    assert frame["odd"].tolist() == ["nan", "1.5", "2"]  # "nan" would be a missing value
     lines = tmp_path / "data.jsonl"
     lines.write_text('{"review": "ok", "sentiment": "01"}\n{"review": "bad", "sentiment": "1"}\n')
     assert read_table(lines)["sentiment"].tolist() == ["01", "1"]
