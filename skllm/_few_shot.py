@@ -184,6 +184,7 @@ class FewShotClassifier(PromptClassifier):
         classes = unique_labels(y)
         with keep_state_on_error(self):  # a refused refit leaves the previous fit whole
             self._load()
+            self._example_template = self.example_template
             if self.example_template is not None or not self.uses_chat_template_:  # else chat turns hold them
                 check_examples_field(self.template_, self.n_examples)
             self._set_classes(classes, y)
@@ -191,9 +192,9 @@ class FewShotClassifier(PromptClassifier):
             self.example_selection_ = selection.fit(
                 texts, y, n_examples=self.n_examples, random_state=self.random_state
             )
-            # A demonstration would see its own answer in its prompt.
-            shown = set(getattr(self.example_selection_, "indices_", ()))
-            rest = [i for i in range(len(texts)) if i not in shown]
+            # A demonstration would see its own answer in its prompt, and so would a copy of it.
+            shown = {texts[i] for i in getattr(self.example_selection_, "indices_", ())}
+            rest = [i for i in range(len(texts)) if texts[i] not in shown]
             self._fit_calibration([texts[i] for i in rest], [y[i] for i in rest], self.random_state, pool_indices=rest)
         return self
 
@@ -201,8 +202,10 @@ class FewShotClassifier(PromptClassifier):
         """Prompt content (a string, or chat messages) with the last ``k`` demonstrations of ``indices``."""
         words = dict(zip(self.classes_.tolist(), self.label_words_))
         shown = [(self.examples_[i][0], words[self.examples_[i][1]]) for i in indices[len(indices) - k :]]
-        if self.example_template is not None:
-            return self._content(text, "".join(self.example_template.format(text=t, label=w) for t, w in shown))
+        # As fit checked it and computed the calibration prior with it, whatever is set after fit.
+        example_template = getattr(self, "_example_template", self.example_template)
+        if example_template is not None:
+            return self._content(text, "".join(example_template.format(text=t, label=w) for t, w in shown))
         if self.uses_chat_template_:
             # Each demonstration is the same question as the text's, asked and answered earlier.
             messages = []

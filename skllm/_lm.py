@@ -51,6 +51,13 @@ def check_template(template, name, required, allowed):
             + (f"missing {sorted(missing)}" if missing else f"unknown fields {sorted(unknown)}")
             + "."
         )
+    try:  # a format spec or conversion that text cannot take ("{text:d}", "{text!x}", "{label:{width}}")
+        template.format(**dict.fromkeys(fields, "text"))
+    except (ValueError, KeyError, IndexError) as exc:
+        raise ValueError(
+            f"{name}={template!r} cannot be filled with text: {exc!r}. Its fields are filled with strings: "
+            f"write them plainly, e.g. {{text}}."
+        ) from None
 
 
 def cache_kwarg(model):

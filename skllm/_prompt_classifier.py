@@ -76,6 +76,8 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         check_bool(self.length_normalize, "length_normalize")
         check_choice(self.calibration, "calibration", CALIBRATIONS)
         self.template_ = template
+        # As fit uses it for the calibration prior: predict reads the same, whatever is set after fit.
+        self._length_normalize = self.length_normalize
         return template
 
     def _set_classes(self, classes, y=None):
@@ -125,7 +127,8 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             return
         # The continuation that is scored: the wording, after a space when the
         # prompt ends in plain text ("Category:"), as the model would write it.
-        sep = "" if self.uses_chat_template_ else " "
+        # No second space after a template that ends in whitespace ("Category: ", "Answer:\n").
+        sep = "" if self.uses_chat_template_ or self.template_[-1:].isspace() else " "
         self.label_ids_ = [self.tokenizer_(sep + w, add_special_tokens=False)["input_ids"] for w in self.label_words_]
         if any(len(ids) == 0 for ids in self.label_ids_):
             raise ValueError(f"A label wording encodes to no token: {self.label_words_!r}.")
@@ -178,7 +181,7 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             rng = check_random_state(0 if random_state is None else random_state)
             chosen = balanced_order(np.arange(len(texts)), [repr(v) for v in y], CALIBRATION_TEXTS, rng)
             sample = [texts[i] for i in sorted(chosen)]
-            exclude = None if pool_indices is None else [pool_indices[i] for i in sorted(chosen)]
+            exclude = None if pool_indices is None else self._copies([pool_indices[i] for i in sorted(chosen)])
         else:
             method = "contextual" if method == "batch" else method
             sample = list(CONTENT_FREE_TEXTS) if method == "contextual" else [""]
@@ -203,7 +206,9 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
 
     # -- scoring ---------------------------------------------------------------------------
     def _api_scores(self, prompts):
-        """The endpoint's answers as class scores: ``(scores, from_logprobs, unparsed rows, answer texts)``.
+        """The endpoint's answers as class scores: ``(scores, from_logprobs, unparsed rows, answer texts, returned)``.
+
+        ``returned``: whether each answer came with log-probabilities at all.
 
         A row is the classes' log-probabilities when the answer came with
         them (:func:`~skllm._api.class_logprobs`), else 0 for the class its
@@ -226,27 +231,30 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
                 unparsed.append(i)
             else:
                 scores[i, k] = 0.0
-        return scores, from_logprobs, unparsed, [a["text"] for a in answers]
+        returned = np.array([bool(a["top_logprobs"]) for a in answers], dtype=bool)
+        return scores, from_logprobs, unparsed, [a["text"] for a in answers], returned
 
     def _api_prior_scores(self, prompts):
         """Class log-probabilities of the calibration prompts, or None when the endpoint returns none.
 
-        One prompt is sent first: an endpoint that answers it in text only
-        (``transformers serve``, or ``logprobs=False``) is not asked the rest.
+        One prompt is sent first: an endpoint that answers it without log-probabilities
+        (``transformers serve``, or ``logprobs=False``) is not asked the rest. Otherwise every
+        answer whose log-probabilities name a class counts, whichever rows they are: one answer
+        read by its text ("The text is negative") does not turn calibration off.
         """
         if not self.model_name.logprobs or not prompts:
             return None
-        scores, from_logprobs, _, _ = self._api_scores(prompts[:1])
-        if not from_logprobs[0]:
+        scores, from_logprobs, _, _, returned = self._api_scores(prompts[:1])
+        if not returned[0]:
             return None
         if len(prompts) > 1:
-            rest, rest_from_logprobs, _, _ = self._api_scores(prompts[1:])
-            scores = np.vstack([scores, rest[rest_from_logprobs]])
-        return scores
+            rest, rest_from_logprobs, _, _, _ = self._api_scores(prompts[1:])
+            scores, from_logprobs = np.vstack([scores, rest]), np.concatenate([from_logprobs, rest_from_logprobs])
+        return scores[from_logprobs] if from_logprobs.any() else None
 
     def _answer_scores(self, prompts):
         """Class scores of the endpoint's answers, the unparsed ones given the fallback class (or an error)."""
-        scores, _, unparsed, texts = self._api_scores(prompts)
+        scores, _, unparsed, texts, _ = self._api_scores(prompts)
         self.n_unparsed_, self.unparsed_rows_ = len(unparsed), unparsed
         if not unparsed:
             return scores
@@ -359,13 +367,20 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             rest = rest.gather(-1, targets.unsqueeze(-1)).squeeze(-1).view(n, n_labels, width - 1)
             logp = torch.cat([logp, rest], dim=-1)
         logp = (logp * label_mask.unsqueeze(0)).sum(-1)
-        if self.length_normalize:
+        if getattr(self, "_length_normalize", self.length_normalize):  # fitted before it was recorded: as set
             logp = logp / label_mask.sum(-1).unsqueeze(0)
         return logp.cpu().numpy()
 
     def _prompts(self, texts, exclude=None):
         """Token ids of the prompt of every text (demonstrations chosen per text; ``exclude``: see ``select``)."""
         raise NotImplementedError
+
+    def _copies(self, pool_indices):
+        """For each pool index, every pool index holding the same text (the index itself among them)."""
+        where = {}
+        for j, (text, _) in enumerate(self.examples_):
+            where.setdefault(text, []).append(j)
+        return [where[self.examples_[i][0]] for i in pool_indices]
 
     def decision_function(self, X):
         """Log-likelihood of each class's wording (length-normalised if asked), (n_samples, n_classes).

@@ -77,9 +77,10 @@ class ExampleSelection(BaseEstimator):
     def select(self, X, exclude=None):
         """Pool indices of the demonstrations of each text of ``X``, the most relevant last.
 
-        ``exclude`` gives, per text, a pool index that must not be among its
-        demonstrations (or None): a pool text that is classified itself, to
-        estimate the calibration prior, must not see its own answer.
+        ``exclude`` gives, per text, the pool indices that must not be among its
+        demonstrations (a list, or None): a pool text that is classified itself,
+        to estimate the calibration prior, must not see its own answer, nor that
+        of a copy of it elsewhere in the pool.
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement select(): {_CONTRACT}")
 
@@ -269,7 +270,7 @@ class NearestSelection(ExampleSelection):
         exclude = [None] * len(X) if exclude is None else exclude
         for ranked, skip in zip(self._rankings(X), exclude):
             if skip is not None:
-                ranked = np.asarray(ranked)[np.asarray(ranked) != skip]
+                ranked = np.asarray(ranked)[~np.isin(ranked, skip)]
             if self.balance:
                 # Taken class by class, then put back in rank order: the most similar goes last
                 # whichever class it is (in class order, the last would be the first class's).

@@ -257,6 +257,28 @@ def test_logprobs_give_calibrated_probabilities(tmp_path):
         server.close()
 
 
+def test_one_calibration_answer_read_by_its_text_does_not_turn_calibration_off(tmp_path):
+    def answer(messages):
+        return "The text is negative" if "hated" in messages[-1]["content"] else sentiment(messages)
+
+    def logprobs(messages):
+        if "hated" in messages[-1]["content"]:
+            return [("The", -0.1), ("neg", -3.0)]  # the answer starts with a word that is no class
+        return [("pos", np.log(0.9)), ("neg", np.log(0.1))]
+
+    server = FakeChat(answer=answer, logprobs=logprobs)
+    try:
+        priors = []
+        for order in (X, X[3:] + X[:3]):  # "hated it" first among the calibration texts, then not
+            labels = [Y[X.index(t)] for t in order]
+            clf = ZeroShotClassifier(_chat(server), calibration="batch", cache_dir=str(tmp_path)).fit(order, labels)
+            assert clf.calibrated_on_ == "batch"
+            priors.append(clf.label_prior_)
+        np.testing.assert_allclose(priors[0], priors[1])  # the same answers count, whatever their order
+    finally:
+        server.close()
+
+
 def test_a_class_without_probability_in_the_calibration_prompts_gives_no_nan(tmp_path):
     def certain(messages):  # the other class at -9999, as vLLM reports a -inf log-probability
         said = sentiment(messages)

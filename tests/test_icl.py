@@ -309,7 +309,8 @@ def test_nearest_calibration_texts_are_not_their_own_demonstrations(tiny_llama, 
     )
     clf._fit_calibration(X, y, 0, pool_indices=list(range(len(X))))
     texts, exclude = seen[-1]
-    assert exclude is not None and [X[i] for i in exclude] == texts
+    # Each text's pool index, and those of its copies: the pool indices holding that text.
+    assert exclude is not None and all(e and all(X[j] == t for j in e) for t, e in zip(texts, exclude))
 
 
 def test_long_prompts_drop_demonstrations_not_the_text(tiny_llama, pool):
@@ -336,6 +337,57 @@ def test_long_prompts_drop_demonstrations_not_the_text(tiny_llama, pool):
     assert decoded.startswith("Text: hello") and decoded.rstrip().endswith(question)
     with pytest.raises(ValueError, match="leaves no room for the text"):
         zero.set_params(max_length=n_base - 5).fit().predict(["hello"])
+
+
+def test_scoring_settings_stay_those_of_fit(tiny_chat_llama, pool):
+    X, y = pool
+    clf = FewShotClassifier(
+        tiny_chat_llama, n_examples=2, template="Text: {text}\n{examples}Answer:", random_state=0
+    ).fit(X, y)  # fmt: skip
+    before = clf.decision_function(X[:3])
+    # The calibration prior was computed with these: set after fit, they take effect at the next fit.
+    clf.set_params(length_normalize=False, example_template="{text} -> {label}\n")
+    np.testing.assert_allclose(clf.decision_function(X[:3]), before)
+    refit = clone(clf).fit(X, y)
+    assert not np.allclose(refit.decision_function(X[:3]), before)
+
+
+def test_no_second_space_before_the_answer_after_a_template_ending_in_whitespace(tiny_llama):
+    for template, sep in (("Text: {text}\nCategory:", " "), ("Text: {text}\nCategory: ", ""), ("{text}\n", "")):
+        clf = ZeroShotClassifier(tiny_llama, classes=["good", "bad"], template=template, use_chat_template=False)
+        clf.fit()
+        expected = [clf.tokenizer_(sep + w, add_special_tokens=False)["input_ids"] for w in ("bad", "good")]
+        assert clf.label_ids_ == expected, template
+
+
+@pytest.mark.parametrize(
+    "params, name",
+    [({"template": "{text:d} {labels}"}, "template"), ({"example_template": "{text} {label!x}"}, "example_template")],
+)
+def test_a_template_text_cannot_fill_is_named(tiny_llama, pool, params, name):
+    with pytest.raises(ValueError, match=rf"{name}=.* cannot be filled with text"):
+        FewShotClassifier(tiny_llama, **params).fit(*pool)
+
+
+@pytest.mark.parametrize("selection", ["balanced", "nearest"])
+def test_calibration_texts_never_see_a_copy_of_themselves_as_a_demonstration(tiny_llama, selection, monkeypatch):
+    from skllm import NearestSelection
+
+    X = ["great film", "dull story", "loved it", "hated it", "fun plot", "awful acting"] * 2  # every text twice
+    y = ["pos", "neg", "pos", "neg", "pos", "neg"] * 2
+    chosen = "balanced" if selection == "balanced" else NearestSelection(retrieval="lexical")
+    clf = FewShotClassifier(tiny_llama, n_examples=2, example_selection=chosen, random_state=0)
+    seen, real = [], FewShotClassifier._prompts
+
+    def recording(self, texts, exclude=None):
+        if exclude is not None:  # the calibration texts, from the pool
+            picked = self.example_selection_.select(texts, exclude=exclude)
+            seen.extend((t, [self.examples_[i][0] for i in p]) for t, p in zip(texts, picked))
+        return real(self, texts, exclude=exclude)
+
+    monkeypatch.setattr(FewShotClassifier, "_prompts", recording)
+    clf.fit(X, y)
+    assert seen and all(text not in shown for text, shown in seen)
 
 
 def test_numpy_labels_and_mixed_classes(tiny_llama, pool):
