@@ -105,7 +105,7 @@ def _read_delimited(path, sep, compression=None):
     if headers:
         raise InputError(
             f"{path}: rows {headers[:10]} repeat the header {list(frame.columns)} (files joined with their headers?); "
-            f"remove them, or they would be read as data."
+            f"remove them, or they would be read as data (if they are data, give the columns other names)."
         )
     return frame.apply(_as_numbers_if_exact)
 
@@ -118,17 +118,27 @@ def _check_quotes(path, sep, compression):
     if compression is not None and compression not in _OPENERS:
         return  # zip and zstd: pandas reads them, the check is skipped
     opener = importlib.import_module(_OPENERS[compression]).open if compression else open
-    with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, delimiter=sep, strict=True)
-        try:
-            for _ in reader:
-                pass
-        except csv.Error as exc:
-            raise InputError(
-                f'{path}, line {reader.line_num}: {exc}. A field that starts with a quote (") runs to the next quote, '
-                f"over line breaks: a stray quote at the start of a text merges the lines after it into one row. Quote "
-                f"the whole field and double the quotes inside (as pandas' to_csv and Excel write it), or remove it."
-            ) from None
+    limit = csv.field_size_limit(sys.maxsize)  # a long text is no error here (pandas reads it)
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle, delimiter=sep, strict=True)
+            while True:
+                start = reader.line_num + 1
+                try:
+                    next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    if reader.line_num == start:
+                        continue  # '"The Matrix" is great': one line, read as one row by pandas too
+                    raise InputError(
+                        f'{path}, lines {start} to {reader.line_num}: {exc}. A field that starts with a quote (") '
+                        f"runs to the next quote, over line breaks: a stray quote at the start of a text merges the "
+                        f"lines after it into one row. Quote the whole field and double the quotes inside (as pandas' "
+                        f"to_csv and Excel write it), or remove it."
+                    ) from None
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _as_numbers_if_exact(column):
@@ -142,7 +152,8 @@ def _as_numbers_if_exact(column):
             numbers = [parse(v) for v in column]
         except ValueError:
             continue
-        if all(repr(n) == v and math.isfinite(n) for n, v in zip(numbers, column)):  # "nan" stays text
+        # "nan" and "inf" stay text (as numbers, nan would be a missing value); ints are always finite.
+        if all(repr(n) == v and (parse is int or math.isfinite(n)) for n, v in zip(numbers, column)):
             return pd.Series(numbers, index=column.index, name=column.name)
     return column
 
@@ -265,12 +276,6 @@ def compare(args):
         how = "at random" if names is not None else "stratified"
         print(f"sub-sampling {args.max_samples} of {len(X)} rows ({how}), as --max-samples asks")
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("best_model.joblib", "results.png", "labels.json"):
-        # An earlier run's: this run writes them again only if it gets that far (and labels.json if multi-label).
-        (out / stale).unlink(missing_ok=True)
-    if names is not None:
-        # The columns of the indicator matrix that best_model.joblib predicts.
-        (out / "labels.json").write_text(json.dumps(names, indent=1) + "\n")
     table, best = run_comparison(
         X,
         y,
@@ -297,8 +302,15 @@ def compare(args):
     (out / "results.md").write_text(shown.to_markdown(index=False, floatfmt=".3g") + "\n")
     print(f"\n{plan['n']} texts, {plan['cv']}-fold cross-validation, same folds for every method:\n")
     print(shown.to_string(index=False))
-    _plot(table, out / "results.png")
+    written = {"results.png": _plot(table, out / "results.png"), "labels.json": names is not None}
+    if names is not None:
+        # The columns of the indicator matrix that best_model.joblib predicts.
+        (out / "labels.json").write_text(json.dumps(names, indent=1) + "\n")
 
+    written["best_model.joblib"] = best is not None
+    for name, now in written.items():
+        if not now:  # an earlier run's, which would sit beside these results as if it were theirs
+            (out / name).unlink(missing_ok=True)
     if best is not None:
         ok = table[table["status"].isin(["computed", "reused"])]
         score = table.attrs["score"]
@@ -410,13 +422,14 @@ def _plot(table, path):
         import matplotlib.pyplot as plt
     except ImportError:
         print("matplotlib is not installed: no plot (pip install 'skllm-toolkit[compare]')")
-        return
+        return False
     fig = _figure(table, plt)
     if fig is None:
-        return
+        return False
     fig.savefig(path, dpi=120)
     plt.close(fig)
     print(f"plot: {path}")
+    return True
 
 
 def main(argv=None):

@@ -170,7 +170,7 @@ class FewShotClassifier(PromptClassifier):
 
     def fit(self, X, y):
         """Record the classes and the pool of demonstrations, choose them if fixed, load the model."""
-        self._check_classifier_params()
+        template = self._check_classifier_params()
         check_int(self.n_examples, "n_examples", 0)
         check_random_state_param(self.random_state)
         check_bool(self.balance_nearest, "balance_nearest")
@@ -184,6 +184,7 @@ class FewShotClassifier(PromptClassifier):
         classes = unique_labels(y)
         with keep_state_on_error(self):  # a refused refit leaves the previous fit whole
             self._load()
+            self._record_prompt_settings(template)
             self._example_template = self.example_template
             if self.example_template is not None or not self.uses_chat_template_:  # else chat turns hold them
                 check_examples_field(self.template_, self.n_examples)
@@ -212,7 +213,8 @@ class FewShotClassifier(PromptClassifier):
             for t, w in shown:
                 messages += [{"role": "user", "content": self._content(t, "")}, {"role": "assistant", "content": w}]
             return [*messages, {"role": "user", "content": self._content(text, "")}]
-        return self._content(text, "".join(f"{self._content(t, '')} {w}\n\n" for t, w in shown))
+        # Answered as the scored wording follows the prompt.
+        return self._content(text, "".join(f"{self._content(t, '')}{self._answer_sep}{w}\n\n" for t, w in shown))
 
     def _prompts(self, texts, exclude=None):
         return self._fit_prompts(texts, self.example_selection_.select(texts, exclude=exclude), self._render)

@@ -75,10 +75,15 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             )
         check_bool(self.length_normalize, "length_normalize")
         check_choice(self.calibration, "calibration", CALIBRATIONS)
-        self.template_ = template
-        # As fit uses it for the calibration prior: predict reads the same, whatever is set after fit.
-        self._length_normalize = self.length_normalize
         return template
+
+    def _record_prompt_settings(self, template):
+        """What the prompts and the calibration prior of this fit are made with (call where a refused fit is undone).
+
+        Predict reads these, whatever is set after fit: the scores and the prior come from one prompt.
+        """
+        self.template_ = template
+        self._length_normalize = self.length_normalize
 
     def _set_classes(self, classes, y=None):
         classes = list(classes)
@@ -127,8 +132,7 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             return
         # The continuation that is scored: the wording, after a space when the
         # prompt ends in plain text ("Category:"), as the model would write it.
-        # No second space after a template that ends in whitespace ("Category: ", "Answer:\n").
-        sep = "" if self.uses_chat_template_ or self.template_[-1:].isspace() else " "
+        sep = "" if self.uses_chat_template_ else self._answer_sep
         self.label_ids_ = [self.tokenizer_(sep + w, add_special_tokens=False)["input_ids"] for w in self.label_words_]
         if any(len(ids) == 0 for ids in self.label_ids_):
             raise ValueError(f"A label wording encodes to no token: {self.label_words_!r}.")
@@ -150,6 +154,11 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
                 f"{classes!r}."
             )
         self.fallback_ = classes.index(unparsed)
+
+    @property
+    def _answer_sep(self):
+        """What goes between a plain-text prompt and its answer: a space, none after a template ending in whitespace."""
+        return "" if self.template_[-1:].isspace() else " "
 
     def _content(self, text, examples):
         return self.template_.format(text=text, labels=", ".join(self.label_words_), examples=examples)

@@ -161,10 +161,11 @@ def prompt_response_items(X, name="X"):
 
 
 class _PairTexts:
-    """The two responses of each preference pair, with their prompt."""
+    """The two responses of each preference pair, with their prompt (``training``: pairs to learn from)."""
 
-    def __init__(self, prompts, chosen, rejected):
+    def __init__(self, prompts, chosen, rejected, training=False):
         self.prompts, self.chosen, self.rejected = prompts, chosen, rejected
+        self.training = training
 
     def __len__(self):
         return len(self.chosen)
@@ -353,7 +354,8 @@ class RewardModel(_FineTuneBase):
         self._pair_prompts = prompts  # read by _split: validation holds out whole prompts
         try:
             with keep_state_on_error(self):
-                self._fit(method, _PairTexts(prompts, chosen, rejected), np.zeros(len(chosen), dtype=np.float32))
+                pairs = _PairTexts(prompts, chosen, rejected, training=True)
+                self._fit(method, pairs, np.zeros(len(chosen), dtype=np.float32))
                 self.n_pairs_ = len(chosen)
                 scores = self.validation_scores_
                 self.validation_accuracy_ = max(scores) if scores else None
@@ -432,7 +434,8 @@ class RewardModel(_FineTuneBase):
         if isinstance(texts, _PairTexts):
             prompts = list(texts.prompts) * 2
             joined = self._joined(prompts, list(texts.chosen) + list(texts.rejected), warn=warn)
-            self._refuse_pairs_made_identical(joined, len(texts))
+            if texts.training:  # scored, such a pair is a tie (half a pair), as score says
+                self._refuse_pairs_made_identical(joined, len(texts))
             return _PairInputs(self.method_.inputs(self, joined, warn=warn), len(texts))
         return self.method_.inputs(self, texts, warn=warn)
 

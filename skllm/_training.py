@@ -410,7 +410,7 @@ def _check_final_weights(optimisation, network, step_loss, batch):
         return
     o = optimisation
     raise NonFiniteLossError(
-        f"{o.who} stopped training after its last step (step {o.n_steps}): the trained weights give a loss of "
+        f"{o.who} stopped training after step {o.n_steps}: the weights it left give a loss of "
         f"{value} on the last batch. The learning rate or the weight decay is too large (learning_rate="
         f"{o.learning_rate:g}, weight_decay={o.weight_decay:g} here; AdamW multiplies the weights by "
         f"1 - learning_rate * weight_decay each step). The estimator keeps the state it had before this fit."

@@ -1,5 +1,6 @@
 """Validation of text inputs shared by every estimator that reads raw strings."""
 
+import datetime
 import numbers
 
 import numpy as np
@@ -125,6 +126,10 @@ def label_kind(value):
         return "bool"
     if isinstance(value, numbers.Number):
         return "number"
+    if isinstance(value, (datetime.date, np.datetime64)):  # datetime and pandas' Timestamp are dates too
+        return "date"
+    if isinstance(value, (datetime.timedelta, np.timedelta64)):
+        return "duration"
     return type(value).__name__
 
 

@@ -100,7 +100,7 @@ class ZeroShotClassifier(PromptClassifier):
         With both, every label of ``y`` must be one of ``classes``; classes
         that ``y`` lacks are kept (they need no example).
         """
-        self._check_classifier_params()
+        template = self._check_classifier_params()
         texts = None if X is None else check_texts(X, estimator=self)
         labels = None if y is None else plain_labels(y, "y")
         if labels is None and self.classes is None:
@@ -122,6 +122,7 @@ class ZeroShotClassifier(PromptClassifier):
             classes = unique_labels(labels, "y")
         with keep_state_on_error(self):  # a refused refit leaves the previous fit whole
             self._load()
+            self._record_prompt_settings(template)
             self._set_classes(classes, labels)
             if texts is not None and labels is not None:
                 self._fit_calibration(texts, labels)

@@ -98,7 +98,7 @@ def test_a_failing_method_is_reported_and_the_others_go_on(texts, tiny_bert, tin
         ("review,review,sentiment\nok,fine,pos\nbad,awful,neg\n", [], "names the column(s) ['review'] more than"),
         ("review,sentiment\nok,pos\nbad,neg\nfine, pos\n", [], "differ only by surrounding spaces: [[' pos', 'pos']]"),
         # A stray quote opening a text: pandas would merge the lines up to the next quote into one row.
-        ('review,sentiment\n"great film,pos\nbad,neg\nfun" story,pos\n', [], "line 4: ',' expected after '\"'"),
+        ('review,sentiment\n"great film,pos\nbad,neg\nfun" story,pos\n', [], "lines 2 to 4: ',' expected after '\"'"),
         # Files joined with their headers: the header rows would be a class of their own.
         ("review,sentiment\nok,pos\nbad,neg\nreview,sentiment\nfine,pos\n", [], "rows [2] repeat the header"),
     ],
@@ -125,6 +125,12 @@ def test_cells_are_read_as_written(tmp_path):
     lines = tmp_path / "data.jsonl"
     lines.write_text('{"review": "ok", "sentiment": "01"}\n{"review": "bad", "sentiment": "1"}\n')
     assert read_table(lines)["sentiment"].tolist() == ["01", "1"]
+    quoted = tmp_path / "quoted.csv"  # a quote on one line, and a text longer than the csv module's field limit
+    quoted.write_text(f'review,sentiment\n"The Matrix" is great,pos\n{"x" * 200_000},neg\n')
+    assert read_table(quoted)["sentiment"].tolist() == ["pos", "neg"]
+    wide = tmp_path / "wide.csv"  # an integer too large for a float
+    wide.write_text(f"review,n\nok,{'1' * 400}\nbad,2\n")
+    assert read_table(wide)["n"].tolist() == [int("1" * 400), 2]
     array = tmp_path / "data.json"  # an array of records under .json
     array.write_text('[{"review": "ok", "sentiment": 1}, {"review": "bad", "sentiment": 0}]')
     assert read_table(array)["sentiment"].tolist() == [1, 0]

@@ -348,6 +348,9 @@ def test_scoring_settings_stay_those_of_fit(tiny_chat_llama, pool):
     # The calibration prior was computed with these: set after fit, they take effect at the next fit.
     clf.set_params(length_normalize=False, example_template="{text} -> {label}\n")
     np.testing.assert_allclose(clf.decision_function(X[:3]), before)
+    with pytest.raises(ValueError, match="mixes label types"):
+        clf.fit(X, [1, *y[1:]])  # a refused refit keeps what the previous fit scored with
+    np.testing.assert_allclose(clf.decision_function(X[:3]), before)
     refit = clone(clf).fit(X, y)
     assert not np.allclose(refit.decision_function(X[:3]), before)
 
@@ -358,6 +361,14 @@ def test_no_second_space_before_the_answer_after_a_template_ending_in_whitespace
         clf.fit()
         expected = [clf.tokenizer_(sep + w, add_special_tokens=False)["input_ids"] for w in ("bad", "good")]
         assert clf.label_ids_ == expected, template
+    # The demonstrations are answered as the scored wording follows the prompt.
+    few = FewShotClassifier(tiny_llama, n_examples=2, template="{examples}Text: {text}\nAnswer: ", random_state=0)
+    prompt = (
+        few.set_params(use_chat_template=False)
+        .fit(["great film", "awful film"], ["good", "bad"])
+        ._render([0, 1], 2, "new")
+    )
+    assert "Answer: good\n" in prompt and "Answer:  " not in prompt
 
 
 @pytest.mark.parametrize(

@@ -111,6 +111,9 @@ def test_pairs_the_cut_to_max_length_makes_identical_are_refused(tiny_bert):
     pairs.loc[0, "rejected"] = long + "and dull"
     with pytest.raises(ValueError, match=r"1 preference pair\(s\), at rows \[0\], are the same once cut to max_len"):
         reward_model(tiny_bert, max_length=24, epochs=1).fit(pairs)
+    # Scored, such a pair is a tie (half a pair), as score documents.
+    model = reward_model(tiny_bert, max_length=24, epochs=1).fit(PAIRS)
+    assert model.score(pairs.iloc[:1]) == 0.5
 
 
 def test_a_refit_without_early_stopping_leaves_no_best_score_of_the_previous_fit(tiny_bert):
