@@ -4,8 +4,9 @@ import warnings
 
 from ._lm import check_examples_field, check_template
 from ._models import DEFAULT_CAUSAL_LM
-from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier, plain_labels, unique_labels
+from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier
 from ._selection import BalancedSelection, NearestSelection, RandomSelection, resolve_embedder, resolve_selection
+from ._targets import plain_labels, unique_labels
 from ._training import keep_state_on_error
 from ._validation import check_bool, check_int, check_random_state_param, check_texts
 

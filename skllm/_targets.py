@@ -8,7 +8,15 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 
-from ._validation import check_no_missing, check_one_label_type, check_ordered, is_collection, is_one_pass, label_kind
+from ._validation import (
+    check_labels,
+    check_no_missing,
+    check_one_label_type,
+    check_ordered,
+    is_collection,
+    is_one_pass,
+    label_kind,
+)
 from .exceptions import SkllmWarning
 
 
@@ -225,3 +233,45 @@ def _numeric_targets(y, n_texts, who):
     if bad.size:
         raise ValueError(f"y has {bad.size} missing or infinite value(s) at positions {bad[:10].tolist()}.")
     return y
+
+
+# -- the prompting classifiers' labels ------------------------------------------------------
+def plain_labels(y, name="y"):
+    """``y`` as a list of Python values (NumPy scalars converted, so that labels compare and hash alike).
+
+    A plain string is rejected: it would be read as one label per character.
+    A single column (a one-column DataFrame, an array of shape ``(n, 1)``) is
+    read as its values; any other shape, or rows that are sequences
+    (several labels per text), is refused.
+    """
+    if sp.issparse(y):
+        y = y.toarray()
+    shape = getattr(y, "shape", None)
+    if shape is not None and len(shape) == 2 and shape[1] == 1:
+        y = y.iloc[:, 0] if hasattr(y, "iloc") else y[:, 0]
+    elif shape is not None and len(shape) != 1:
+        raise ValueError(
+            f"{name} must be 1-D, one label per text; got an array of shape {tuple(shape)}. The prompting "
+            f"classifiers predict one class per text (several labels per text are not supported)."
+        )
+    y = check_labels(y, name)
+    nested = [i for i, v in enumerate(y) if is_collection(v)]
+    if nested:
+        i = nested[0]
+        raise ValueError(
+            f"{name} must be 1-D, one label per text; {len(nested)} row(s) are sequences, the first at position "
+            f"{i}: {y[i]!r:.60}. The prompting classifiers predict one class per text (several labels per text "
+            f"are not supported)."
+        )
+    y = [v.item() if isinstance(v, np.generic) else v for v in y]
+    check_no_missing(y, name)
+    check_one_label_type(y, name)
+    return y
+
+
+def unique_labels(y, name="y"):
+    """The distinct labels of ``y``, sorted."""
+    try:
+        return sorted(set(plain_labels(y, name)))
+    except TypeError as exc:
+        raise ValueError(f"The labels in {name} cannot be ordered (mixed types?): {exc}") from exc

@@ -1,7 +1,8 @@
 """ZeroShotClassifier: classify texts by prompting a local causal LM, without examples."""
 
 from ._models import DEFAULT_CAUSAL_LM
-from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier, plain_labels, unique_labels
+from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier
+from ._targets import plain_labels, unique_labels
 from ._training import keep_state_on_error
 from ._validation import check_texts, check_unique, label_kind
 

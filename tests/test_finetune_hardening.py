@@ -386,7 +386,7 @@ def test_y_as_a_dict_or_set_is_refused_naming_its_type(tiny_bert, cache_dir, kin
 
 
 def test_prompt_classifiers_refuse_labels_of_mixed_types_rather_than_merge_them():
-    from skllm._prompt_classifier import plain_labels, unique_labels
+    from skllm._targets import plain_labels, unique_labels
 
     # True == 1: a set would keep whichever came first, and classes_ would change type with the row order.
     for y in ([True, False, 1, 0], [1, 0, True, False], ["x", 1, "y"]):
