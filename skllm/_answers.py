@@ -16,6 +16,9 @@ def normalize(text):
     return " ".join(re.sub(r"[^\w]+", " ", str(text).lower()).split())
 
 
+# The least probability left to the classes no listed token names (log 1e-12 = -27.6).
+MIN_LEFT = 1e-12
+
 # Words that rule out the wording they precede ("not positive"): such an answer names no class.
 NEGATIONS = ("not", "no", "isn t", "isnt", "never", "neither", "nor", "hardly", "without")
 
@@ -63,7 +66,9 @@ def class_logprobs(top, words):
     its normalised text starts the class's normalised wording and no other
     class's; a class's score is the log of the summed probabilities of its
     tokens. A class without such a token gets half the probability of the
-    least likely listed token (it is less likely than every listed one).
+    least likely listed token (it is less likely than every listed one), and
+    at most its share of the probability the listed tokens leave (an endpoint
+    that lists only the answered token at -0.01 leaves the others 1%).
     None also when the most likely token (the one answered) counts for no class
     (``"The"``, or ``"very"`` starting two wordings): the classes' scores would
     then come from unlikely alternatives, not from the answer.
@@ -87,4 +92,20 @@ def class_logprobs(top, words):
     if not normalize(best[0]) or not any(scores):
         return None
     floor = min(lp for _, lp in top) + math.log(0.5)
+    missing = sum(not s for s in scores)
+    if missing:
+        listed = np.logaddexp.reduce([lp for _, lp in {token: lp for token, lp in top}.items()])
+        left = -math.expm1(min(float(listed), 0.0))  # 1 - the listed probability, without cancellation
+        floor = min(floor, math.log(max(left, MIN_LEFT) / missing))
     return np.array([np.logaddexp.reduce(s) if s else floor for s in scores], dtype=np.float64)
+
+
+def starts_like(answer, word):
+    """Whether ``answer``'s first word starts ``word``'s first word, or the other way round.
+
+    An answer that names no class ("Neutral") counts by its first token's
+    alternatives only where that token could begin the class it favours
+    ("pos" of "positive", "positively"): "ne" starts "negative" and "neutral" alike.
+    """
+    first, wanted = normalize(answer).split()[:1], normalize(word).split()[:1]
+    return bool(first and wanted) and (wanted[0].startswith(first[0]) or first[0].startswith(wanted[0]))

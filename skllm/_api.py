@@ -42,6 +42,8 @@ TOP_LOGPROBS = 20
 UNPARSED_CHOICES = ("most_frequent", "error")
 # Longest wait between two tries, whatever the backoff or Retry-After say.
 MAX_DELAY = 60.0
+# The longest Retry-After honoured: a longer one ends the retries as if it were refused.
+MAX_RETRY_AFTER = 600.0
 
 
 class Secret:
@@ -154,7 +156,8 @@ class OpenAIChat(BaseEstimator):
     backoff : float, default=1.0
         First wait between tries, in seconds; it doubles with each retry, with
         random jitter (half of it random), up to 60 s, and is never shorter
-        than the endpoint's ``Retry-After``.
+        than the endpoint's ``Retry-After`` (up to 10 minutes). A 429 that
+        says the quota is spent (``insufficient_quota``) is not retried.
     verbose : bool, default=False
         Show a progress bar of the requests.
 
@@ -318,13 +321,14 @@ def backoff_delay(attempt, backoff, rng, retry_after=None):
 
     ``backoff * 2**attempt``, of which the second half is random (so that
     clients that failed together do not retry together), at most
-    ``MAX_DELAY``, and never less than the endpoint's ``retry_after``.
+    ``MAX_DELAY``, and never less than the endpoint's ``retry_after`` (which
+    :func:`_retryable` keeps under ``MAX_RETRY_AFTER``).
     """
     base = min(MAX_DELAY, backoff * 2.0**attempt)
     delay = base / 2 + rng.uniform(0, base / 2)
     if retry_after is not None:
-        delay = max(delay, retry_after)
-    return min(delay, MAX_DELAY)
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+    return delay
 
 
 def retry_after_seconds(headers):
@@ -357,8 +361,12 @@ def _retryable(exc):
         return True, None
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
-        retry = status in (408, 409, 429) or status >= 500
-        return retry, retry_after_seconds(getattr(exc.response, "headers", None))
+        # A spent quota is a 429 too, but waiting does not refill it.
+        retry = (status in (408, 409, 429) or status >= 500) and getattr(exc, "code", None) != "insufficient_quota"
+        retry_after = retry_after_seconds(getattr(exc.response, "headers", None))
+        if retry_after is not None and retry_after > MAX_RETRY_AFTER:
+            return False, retry_after
+        return retry, retry_after
     return False, None
 
 
@@ -375,6 +383,15 @@ class Endpoint:
         self.url = url
         self.cache = cache
         self._secret = secret
+        self._timeout = float(chat.timeout)
+
+    def _refresh(self):
+        """Check the settings again and rebuild the client where the key or timeout changed (``set_params``)."""
+        self.chat._check_params()
+        key, timeout = self.chat._resolve_key(self.url), float(self.chat.timeout)
+        if key != self._secret or timeout != self._timeout:
+            self.client = self.client.with_options(api_key=key, timeout=timeout)
+            self._secret, self._timeout = key, timeout
 
     def __getstate__(self):
         raise TypeError("An Endpoint is a live connection; pickle the estimator, which reconnects by itself.")
@@ -442,6 +459,7 @@ class Endpoint:
 
         from ._cache import request_key
 
+        self._refresh()
         chat = self.chat
         logprobs = chat.logprobs if logprobs is None else logprobs
         requests = [self._request(c, max_tokens, logprobs) for c in conversations]
@@ -484,34 +502,54 @@ class Endpoint:
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(chat.max_concurrency, len(todo)))
         try:
             with tqdm(total=len(todo), desc=desc, unit="request", disable=not chat.verbose) as progress:
-                futures = [
-                    pool.submit(run, key, rows, random.Random(seed + n)) for n, (key, rows) in enumerate(todo.items())
-                ]
+                futures = {
+                    pool.submit(run, key, rows, random.Random(seed + n)): rows
+                    for n, (key, rows) in enumerate(todo.items())
+                }
                 for future in concurrent.futures.as_completed(futures):
                     exc = future.exception()
                     if exc is not None and not failure:
-                        failure.append(exc)
+                        failure.append((exc, futures[future]))
                         stop.set()
                     progress.update()
         finally:
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
         if failure:
-            raise self._failure(failure[0], usage, len(todo), cacheable) from None
+            exc, rows = failure[0]
+            raise self._failure(exc, rows, conversations, usage, len(todo), cacheable) from None
         return answers, usage
 
-    def _failure(self, exc, usage, n_todo, cached):
+    def _failure(self, exc, rows, conversations, usage, n_todo, cached):
         done = usage["requests"]
-        retry, _ = _retryable(exc)
-        after = f"after {self.chat.max_retries} retries" if retry else "(not retried)"
+        retry, retry_after = _retryable(exc)
+        if retry:
+            after = f"after {self.chat.max_retries} retries"
+        elif retry_after is not None and retry_after > MAX_RETRY_AFTER:
+            after = f"(not retried: it asked for a wait of {retry_after:.0f} s)"
+        else:
+            after = "(not retried)"
         kept = f" They are cached in {self.cache.path}: the same call continues from there." if cached and done else ""
         earlier = f" ({usage['cached']} more came from the cache)" if usage["cached"] else ""
+        hint = ""
+        if getattr(exc, "status_code", None) == 404:
+            hint = (
+                f" The request went to {self.url}/chat/completions: an OpenAI-compatible base_url usually ends "
+                f"in /v1 (e.g. 'http://127.0.0.1:8000/v1'), without /chat/completions."
+            )
+        content = str(conversations[rows[0]][-1].get("content", ""))
+        shown = " ".join(content.split())
+        shown = shown if len(shown) <= 80 else "..." + shown[-77:]
+        which = f"prompt {rows[0]}" if len(rows) == 1 else f"prompts {rows} (the same prompt)"
         return APIRequestError(
-            f"The chat endpoint {self.url} (model {self.chat.model!r}) failed {after}: {self._scrub(_short(exc))}. "
-            f"{done} of {n_todo} prompts were answered before it stopped{earlier}.{kept}",
+            f"The chat endpoint {self.url} (model {self.chat.model!r}) failed {after}: {self._scrub(_short(exc))}, "
+            f"on {which} of the {len(conversations)} of this call (in the order given: the row of X where each "
+            f"row is one prompt), which ends {shown!r}.{hint} {done} of {n_todo} prompts were answered before it "
+            f"stopped{earlier}.{kept}",
             n_done=done,
             n_total=n_todo,
             usage=usage,
+            rows=list(rows),
         )
 
 
@@ -544,18 +582,55 @@ def _answer(response):
     top = None
     content = getattr(getattr(choice, "logprobs", None), "content", None)
     if content:
-        pairs = [(t.token, t.logprob) for t in (content[0].top_logprobs or [])] or [
-            (content[0].token, content[0].logprob)
-        ]
+        first = content[0]
+        pairs = _token_pairs(_field(first, "top_logprobs")) or _token_pairs([first])
         # A token without a number is left out; none left: the answer is read as text.
         top = [[token, float(lp)] for token, lp in pairs if isinstance(lp, (int, float))] or None
     usage = getattr(response, "usage", None)
     return {
-        "text": getattr(message, "content", None) or "",
+        "text": _text(getattr(message, "content", None)),
         "top_logprobs": top,
-        "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
-        "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+        "prompt_tokens": _count(getattr(usage, "prompt_tokens", 0)),
+        "completion_tokens": _count(getattr(usage, "completion_tokens", 0)),
     }
+
+
+def _field(item, name):
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
+def _token_pairs(top):
+    """``(token, logprob)`` pairs of a token's alternatives, in the shapes servers send.
+
+    OpenAI's (a list of ``{"token", "logprob"}`` entries), the legacy completions'
+    (a mapping of token to logprob), or ``[token, logprob]`` pairs; entries of
+    any other shape are left out (with none left, the answer is read as text).
+    """
+    if isinstance(top, dict):
+        return list(top.items())
+    pairs = []
+    for entry in top or ():
+        if isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str):
+            pairs.append(tuple(entry))
+        elif isinstance(_field(entry, "token"), str):
+            pairs.append((_field(entry, "token"), _field(entry, "logprob")))
+    return pairs
+
+
+def _text(content):
+    """The answer's text: a string, or the text parts of a list of content parts."""
+    if isinstance(content, list):
+        parts = [_field(part, "text") for part in content]
+        return "".join(part for part in parts if isinstance(part, str))
+    return content if isinstance(content, str) else ""
+
+
+def _count(value):
+    """A token count of ``usage``, 0 where the server sent none or no number."""
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def add_usage(total, usage):

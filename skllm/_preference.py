@@ -25,7 +25,7 @@ from ._causal import pad_examples, token_logprobs
 from ._device import autocast
 from ._methods import NamedMethodParamsMixin
 from ._online import OnlineRun
-from ._reward import pairwise_accuracy, preference_pairs
+from ._reward import pairwise_accuracy, preference_pairs, where_pairs
 from ._rl import check_scorer, dpo_loss, unfreeze
 from ._sft import FineTuneGenerator
 from ._tokens import pad_token_id
@@ -47,6 +47,18 @@ LEARNING_RATE_SCALE = {"rloo": 5.0, "ppo": 1.0, "dpo": 0.1}
 # of two passes (17 on 80 prompts, one of them with the guard; 12 on 156 or 160).
 # RLOO with two passes ran past 5 nats.
 EPOCHS = {"rloo": 1, "ppo": 2, "dpo": 1}
+# The lowest sampling temperature: below about 1e-6 a logit over it can pass float32's range.
+MIN_TEMPERATURE = 1e-6
+
+
+def _by_position(series, n, name):
+    """A reward's pandas Series as one value per completion, read by its index (0 to n-1, in any order)."""
+    if len(series) == n and series.index.is_unique and set(series.index) == set(range(n)):
+        return series.sort_index().to_numpy()
+    raise ValueError(
+        f"The {name} returned a pandas Series indexed {series.index[:5].tolist()!r}...; its index must be the "
+        f"completions' positions 0 to {n - 1} (in any order), or return a list or array in their order."
+    )
 
 
 class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
@@ -149,7 +161,7 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
     n_generations : int, default=4
         Answers sampled per prompt (RLOO: at least 2, for the baseline).
     temperature : float, default=1.0
-        Sampling temperature of the training answers. The policy gradient, PPO's
+        Sampling temperature of the training answers (at least 1e-6). The policy gradient, PPO's
         ratios and the KL read the log-probabilities at this temperature, those
         the answers were drawn with (as TRL's online trainers do).
     max_new_tokens : int, default=None
@@ -336,7 +348,7 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
         check_int(self.epochs, "epochs", allow_none=True)
         check_training_params(self)
         check_int(self.n_generations, "n_generations", 2 if self.algorithm == "rloo" else 1)
-        check_number(self.temperature, "temperature", 0, low_inclusive=False)
+        check_number(self.temperature, "temperature", MIN_TEMPERATURE)
         check_int(self.max_new_tokens, "max_new_tokens", allow_none=True)
         check_int(self.ppo_epochs, "ppo_epochs")
         check_number(self.clip_range, "clip_range", 0, low_inclusive=False)
@@ -394,6 +406,8 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
             values = scorer.predict(list(zip(prompts, completions)))
         else:
             values = scorer(list(prompts), list(completions))
+        if hasattr(values, "index") and hasattr(values, "to_numpy"):  # a pandas Series: read by its index
+            values = _by_position(values, len(completions), name)
         if hasattr(values, "detach"):  # a torch tensor, perhaps one that requires grad
             values = values.detach().cpu()
         elif isinstance(values, (list, tuple)):  # ... or a list of them
@@ -460,12 +474,12 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
 
         self._validate_params()
         if self.algorithm == "dpo":
-            data = preference_pairs(X, "X")
+            data = preference_pairs(X, "X", sources=True)
             empty = [i for i, text in enumerate(data[1]) if not text.strip()]
             if empty:
                 raise ValueError(
-                    f"X has {len(empty)} empty chosen response(s), at pairs {empty[:10]}: DPO would raise the "
-                    f"probability of answering nothing. Drop these pairs or give the preferred answer's text."
+                    f"X has {len(empty)} empty chosen response(s), at {where_pairs(data[3], empty)}: DPO would "
+                    f"raise the probability of answering nothing. Drop these pairs or give the preferred answer's text."
                 )
         else:
             data = check_texts(X, estimator=self)
@@ -495,7 +509,7 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
         self.kl_coef_ = float(kl_coef)
         return self
 
-    def _fit_dpo(self, policy, reference, prompts, chosen, rejected, rng):
+    def _fit_dpo(self, policy, reference, prompts, chosen, rejected, sources, rng):
         import torch
 
         network = policy.network_
@@ -505,9 +519,10 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
         same = [i for i in range(n) if ids[i] == ids[i + n] and labels[i] == labels[i + n]]
         if same:
             raise ValueError(
-                f"{len(same)} preference pair(s), at rows {same[:10]}, are the same once cut to the policy's "
-                f"max_length={policy.max_length_} tokens: their responses differ only past what the model reads, so "
-                f"they express no preference to learn. Raise max_length, or shorten those prompts or responses."
+                f"{len(same)} preference pair(s), at {where_pairs(sources, same)}, are the same once cut to the "
+                f"policy's max_length={policy.max_length_} tokens: their responses differ only past what the model "
+                f"reads, so they express no preference to learn. Raise max_length, or shorten those prompts or "
+                f"responses."
             )
 
         def logps(net, rows):

@@ -16,7 +16,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.extmath import softmax
 from sklearn.utils.validation import check_is_fitted
 
-from ._answers import class_logprobs, normalize, parse_label
+from ._answers import class_logprobs, normalize, parse_label, starts_like
 from ._api import CLASSIFIER_MAX_TOKENS, UNPARSED_CHOICES
 from ._device import autocast
 from ._lm import LMEstimator, cache_kwarg, check_template, output_cache
@@ -228,8 +228,10 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             row = class_logprobs(answer["top_logprobs"], self.label_words_) if answer["top_logprobs"] else None
             k = parse_label(answer["text"], self.label_words_)
             # The text decides where it names a class: the first token's alternatives can favour another
-            # one ("pos" starts "pos" and "positive" alike, and counts for neither).
-            if row is not None and (k is None or int(np.argmax(row)) == k):
+            # one ("pos" starts "pos" and "positive" alike, and counts for neither). Where it names none,
+            # they count only if the answer could begin the class they favour ("Neutral" is not "ne...gative").
+            best = None if row is None else int(np.argmax(row))
+            if row is not None and (best == k or (k is None and starts_like(answer["text"], self.label_words_[best]))):
                 scores[i], from_logprobs[i] = row, True
                 continue
             if k is None:

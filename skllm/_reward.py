@@ -57,7 +57,8 @@ def expand_rankings(frame, name="pairs"):
     ``frame`` has columns ``prompt``, ``response`` and ``rank`` (lower is
     better: 1 is the best). Responses of equal rank express no preference and
     are not paired with each other; a prompt whose responses all share one
-    rank gives no pair.
+    rank gives no pair. A fourth list holds each pair's source: the index
+    labels of its chosen and rejected rows.
     """
     prompts = _column(frame, "prompt", name)
     responses = _column(frame, "response", name)
@@ -82,7 +83,8 @@ def expand_rankings(frame, name="pairs"):
                     f"differently: rows {where[:10]} with ranks {[ranks[i] for i in where[:10]]}. Give each "
                     f"response of a prompt one rank."
                 )
-    out = ([], [], [])
+    out = ([], [], [], [])
+    labels = frame.index.tolist()
     for prompt, rows in groups.items():
         rows = sorted(rows, key=lambda i: ranks[i])
         for a, i in enumerate(rows):
@@ -91,17 +93,27 @@ def expand_rankings(frame, name="pairs"):
                     out[0].append(prompt)
                     out[1].append(responses[i])
                     out[2].append(responses[j])
+                    out[3].append((labels[i], labels[j]))
     if not out[0]:
         raise ValueError(f"{name} gives no preference pair: every prompt's responses share one rank.")
     return out
 
 
-def preference_pairs(data, name="pairs"):
+def where_pairs(sources, positions):
+    """Where the pairs at ``positions`` come from, for an error: their rows, by index label."""
+    shown = [sources[i] for i in positions[:10]]
+    if shown and isinstance(shown[0], tuple):
+        return f"the pairs of rows (chosen, rejected) {shown}"
+    return f"rows {shown}"
+
+
+def preference_pairs(data, name="pairs", sources=False):
     """``(prompts, chosen, rejected)`` lists from a pairs DataFrame or ranked lists, validated.
 
     ``data`` has columns ``prompt``, ``chosen``, ``rejected`` (``prompt``
     optional), or ``prompt``, ``response``, ``rank`` (see
-    :func:`expand_rankings`).
+    :func:`expand_rankings`). With ``sources``, a fourth list gives each pair's
+    rows in ``data`` by index label (:func:`where_pairs` names them in errors).
     """
     frame = _frame(data, name)
     _check_prompt_column(frame, name)
@@ -117,8 +129,9 @@ def preference_pairs(data, name="pairs"):
         chosen = _column(frame, "chosen", name)
         rejected = _column(frame, "rejected", name)
         prompts = _column(frame, "prompt", name) if "prompt" in columns else [""] * len(chosen)
+        rows = frame.index.tolist()
     elif set(RANK_COLUMNS) <= columns:
-        prompts, chosen, rejected = expand_rankings(frame, name)
+        prompts, chosen, rejected, rows = expand_rankings(frame, name)
     else:
         raise ValueError(
             f"{name} must have the columns {list(PAIR_COLUMNS)} (prompt optional) or, for ranked lists, "
@@ -127,10 +140,10 @@ def preference_pairs(data, name="pairs"):
     same = [i for i, (c, r) in enumerate(zip(chosen, rejected)) if c == r]
     if same:
         raise ValueError(
-            f"{name} has {len(same)} pair(s) whose chosen and rejected responses are the same text, at rows "
-            f"{same[:10]}: they express no preference. Drop them."
+            f"{name} has {len(same)} pair(s) whose chosen and rejected responses are the same text, at "
+            f"{where_pairs(rows, same)}: they express no preference. Drop them."
         )
-    return prompts, chosen, rejected
+    return (prompts, chosen, rejected, rows) if sources else (prompts, chosen, rejected)
 
 
 def prompt_response_items(X, name="X"):
@@ -161,11 +174,15 @@ def prompt_response_items(X, name="X"):
 
 
 class _PairTexts:
-    """The two responses of each preference pair, with their prompt (``training``: pairs to learn from)."""
+    """The two responses of each preference pair, with their prompt.
 
-    def __init__(self, prompts, chosen, rejected, training=False):
+    ``sources`` (pairs to learn from): each pair's rows in ``X``, for errors (:func:`where_pairs`).
+    """
+
+    def __init__(self, prompts, chosen, rejected, sources=None):
         self.prompts, self.chosen, self.rejected = prompts, chosen, rejected
-        self.training = training
+        self.sources = sources
+        self.training = sources is not None
 
     def __len__(self):
         return len(self.chosen)
@@ -350,11 +367,11 @@ class RewardModel(_FineTuneBase):
         """
         _refuse_y(y, f"{type(self).__name__}.fit")
         method = self._validate_params()
-        prompts, chosen, rejected = preference_pairs(X, "X")
+        prompts, chosen, rejected, sources = preference_pairs(X, "X", sources=True)
         self._pair_prompts = prompts  # read by _split: validation holds out whole prompts
         try:
             with keep_state_on_error(self):
-                pairs = _PairTexts(prompts, chosen, rejected, training=True)
+                pairs = _PairTexts(prompts, chosen, rejected, sources)
                 self._fit(method, pairs, np.zeros(len(chosen), dtype=np.float32))
                 self.n_pairs_ = len(chosen)
                 scores = self.validation_scores_
@@ -435,21 +452,22 @@ class RewardModel(_FineTuneBase):
             prompts = list(texts.prompts) * 2
             joined = self._joined(prompts, list(texts.chosen) + list(texts.rejected), warn=warn)
             if texts.training:  # scored, such a pair is a tie (half a pair), as score says
-                self._refuse_pairs_made_identical(joined, len(texts))
+                self._refuse_pairs_made_identical(joined, texts.sources)
             return _PairInputs(self.method_.inputs(self, joined, warn=warn), len(texts))
         return self.method_.inputs(self, texts, warn=warn)
 
-    def _refuse_pairs_made_identical(self, joined, n):
+    def _refuse_pairs_made_identical(self, joined, sources):
         """Refuse pairs whose two joined texts are the same tokens once cut to ``max_length_``.
 
         Their responses differ only past what the model reads: the pair has no gradient and
         counts as a tie, a preference the data states and the model never sees.
         """
+        n = len(sources)
         ids = self.tokenizer_(joined, truncation=True, max_length=self.max_length_, verbose=False)["input_ids"]
         same = [i for i in range(n) if ids[i] == ids[i + n]]
         if same:
             raise ValueError(
-                f"{len(same)} preference pair(s), at rows {same[:10]}, are the same once cut to max_length="
+                f"{len(same)} preference pair(s), at {where_pairs(sources, same)}, are the same once cut to max_length="
                 f"{self.max_length_} tokens: their responses differ only past what the model reads, so they express "
                 f"no preference it can learn. Raise max_length, or shorten those responses."
             )

@@ -52,9 +52,14 @@ def dpo_loss(policy_chosen, policy_rejected, reference_chosen, reference_rejecte
 
 
 def adaptive_kl_coef(coef, kl, target, n_answers):
-    """The next KL coefficient of Ziegler et al. (2019)'s controller, after a step of ``n_answers`` answers."""
+    """The next KL coefficient of Ziegler et al. (2019)'s controller, after a step of ``n_answers`` answers.
+
+    A step of ``KL_HORIZON`` answers or more moves it by the whole clipped error
+    at most: the factor stays within [1 - KL_ERROR_FLOOR, 1 + KL_ERROR_LIMIT],
+    never 0 or below however many answers a step samples.
+    """
     error = min(max(kl / target - 1.0, -KL_ERROR_FLOOR), KL_ERROR_LIMIT)
-    return coef * (1.0 + error * n_answers / KL_HORIZON)
+    return coef * (1.0 + error * min(n_answers / KL_HORIZON, 1.0))
 
 
 class RunningMoments:
@@ -224,6 +229,24 @@ def check_scorer(scorer, name):
         return
     if not (callable(scorer) or hasattr(scorer, "predict")):
         raise ValueError(f"{name} must be a fitted RewardModel or a callable, got {type(scorer).__name__}.")
+    owner = getattr(scorer, "__self__", None)
+    if owner is not None and hasattr(owner, "predict") and getattr(scorer, "__name__", "") == "predict":
+        raise ValueError(
+            f"{name} is the predict method of a {type(owner).__name__}, which takes (prompt, completion) pairs: "
+            f"pass the {type(owner).__name__} itself, or a callable of (prompts, completions)."
+        )
+    if not hasattr(scorer, "predict"):
+        import inspect
+
+        try:
+            inspect.signature(scorer).bind(["prompt"], ["completion"])
+        except TypeError as exc:
+            raise ValueError(
+                f"{name} is called as {name}(prompts, completions), two lists of strings; {scorer!r:.80} cannot "
+                f"take them: {exc}."
+            ) from None
+        except ValueError:  # no signature to read (some builtins): found out at the first call
+            pass
     if hasattr(scorer, "get_params") and hasattr(scorer, "predict"):
         from sklearn.exceptions import NotFittedError
 

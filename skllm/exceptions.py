@@ -96,13 +96,16 @@ class APIRequestError(RuntimeError):
     ``n_done`` of ``n_total`` prompts were answered; with a cache they are
     kept, so that running the same call again continues where it stopped.
     ``usage`` counts the requests and tokens of those answered (billed all the same).
+    ``rows`` are the positions, in the call's prompts, of the request that failed
+    first (several where the same prompt was asked more than once).
     """
 
-    def __init__(self, message, n_done=0, n_total=0, usage=None):
+    def __init__(self, message, n_done=0, n_total=0, usage=None, rows=None):
         super().__init__(message)
         self.n_done = n_done
         self.n_total = n_total
         self.usage = dict(usage or {})
+        self.rows = list(rows or [])
 
 
 class APIKeyMissingError(RuntimeError):

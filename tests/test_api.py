@@ -5,6 +5,7 @@ the official client, the cache and the retry loop run as against a real
 endpoint; tests/test_api_server.py repeats the essentials on `transformers serve`.
 """
 
+import json
 import logging
 import pickle
 import random
@@ -182,7 +183,8 @@ def test_backoff_doubles_with_jitter_and_honours_retry_after():
     # Jitter: two clients failing together do not retry together.
     assert backoff_delay(3, 1.0, random.Random(1)) != backoff_delay(3, 1.0, random.Random(2))
     assert backoff_delay(0, 1.0, rng, retry_after=7.0) == 7.0
-    assert backoff_delay(0, 1.0, rng, retry_after=600.0) == 60.0
+    assert backoff_delay(0, 1.0, rng, retry_after=600.0) == 600.0  # Retry-After honoured up to 10 minutes
+    assert backoff_delay(0, 1.0, rng, retry_after=6000.0) == 600.0
 
 
 def test_retry_after_in_seconds_milliseconds_or_as_a_date():
@@ -569,3 +571,144 @@ def test_an_empty_api_key_is_refused_saying_how_to_pass_one(fake_chat, key):
     clf = ZeroShotClassifier(OpenAIChat("m", base_url=fake_chat.url, api_key=key), classes=["a", "b"], cache_dir=None)
     with pytest.raises(ValueError, match=r"api_key='\s*' is empty.*OPENAI_API_KEY"):
         clf.fit()
+
+
+# -- answers and responses in other shapes, errors that name the request ------------------------
+
+
+def test_an_answer_naming_no_class_is_not_read_from_a_first_token_it_shares_with_one(tmp_path):
+    # "Ne" starts "negative" and "Neutral" alike: the answer names no class, whatever the alternatives favour.
+    ne, pos = [("Ne", -0.1), ("Pos", -2.5), ("Neg", -4.0)], [("Pos", -0.1), ("Neg", -2.5)]
+    for answer, top, expected in [("Neutral", ne, None), ("Ne", ne, "negative"), ("Positively so", pos, "positive")]:
+        server = FakeChat(answer=lambda m, a=answer: a, logprobs=lambda m, t=top: t)
+        try:
+            chat = _chat(server, unparsed="error")
+            clf = ZeroShotClassifier(chat, classes=["positive", "negative"], calibration=None, cache_dir=str(tmp_path))
+            if expected is None:
+                with pytest.raises(UnparsedAnswerError, match="row"):
+                    clf.fit().predict(["some text"])
+            else:
+                assert clf.fit().predict(["some text"]).tolist() == [expected]
+        finally:
+            server.close()
+
+
+def test_a_class_no_listed_token_names_gets_at_most_the_probability_left():
+    # Only the answered token came back, at -0.01: the other class has at most the 1% left.
+    scores = class_logprobs([("positive", -0.01)], ["positive", "negative"])
+    np.testing.assert_allclose(np.exp(scores), [np.exp(-0.01), -np.expm1(-0.01)], rtol=1e-9)
+    # With many listed tokens, half the least likely one stays the bound where it is smaller.
+    top = [("pos", np.log(0.6)), ("The", np.log(0.3)), ("A", np.log(0.0999))]
+    np.testing.assert_allclose(np.exp(class_logprobs(top, ["positive", "negative"])[1]), 1e-4, rtol=1e-6)
+
+
+class _Reshaped(FakeChat):
+    """The fake, its responses changed by ``reshape(payload)`` (other servers' shapes)."""
+
+    def __init__(self, reshape, **kwargs):
+        self.reshape = reshape
+        super().__init__(**kwargs)
+
+    def post(self, path, body, headers):
+        status, payload = super().post(path, body, headers)
+        if status == 200:
+            self.reshape(payload)
+        return status, payload
+
+
+def _alternatives_as_a_mapping(payload):
+    entry = payload["choices"][0]["logprobs"]["content"][0]
+    entry["top_logprobs"] = {e["token"]: e["logprob"] for e in entry["top_logprobs"]}
+
+
+def _alternatives_as_pairs(payload):
+    entry = payload["choices"][0]["logprobs"]["content"][0]
+    entry["top_logprobs"] = [[e["token"], e["logprob"]] for e in entry["top_logprobs"]]
+
+
+def _content_as_parts_and_no_usage_numbers(payload):
+    message = payload["choices"][0]["message"]
+    message["content"] = [{"type": "text", "text": message["content"]}]
+    payload["usage"] = {"prompt_tokens": "n/a", "completion_tokens": None}
+
+
+@pytest.mark.parametrize(
+    "reshape", [_alternatives_as_a_mapping, _alternatives_as_pairs, _content_as_parts_and_no_usage_numbers]
+)
+@pytest.mark.parametrize("cache", [True, False])
+def test_responses_in_other_servers_shapes_are_read(reshape, cache, tmp_path):
+    top = {"pos": [("pos", -0.2), ("neg", -1.8)], "neg": [("neg", -0.3), ("pos", -1.5)]}
+    server = _Reshaped(reshape, logprobs=lambda m: top[sentiment(m)])
+    try:
+        cache_dir = str(tmp_path) if cache else None
+        clf = ZeroShotClassifier(_chat(server), classes=["neg", "pos"], calibration=None, cache_dir=cache_dir).fit()
+        assert clf.predict(X).tolist() == Y
+        proba = clf.predict_proba(X)[:, 1]
+        if reshape is not _content_as_parts_and_no_usage_numbers:  # the alternatives were read
+            np.testing.assert_allclose(proba[0], np.exp(-0.2) / (np.exp(-0.2) + np.exp(-1.8)))
+    finally:
+        server.close()
+
+
+class _RefusesOne(FakeChat):
+    """The fake, refusing (400) every prompt that contains ``word``."""
+
+    def post(self, path, body, headers):
+        if "awful" in json.loads(body)["messages"][-1]["content"]:
+            return 400, {"error": {"message": "maximum context length exceeded", "code": "context_length_exceeded"}}
+        return super().post(path, body, headers)
+
+
+def test_a_refused_request_names_its_prompt():
+    server = _RefusesOne()
+    try:
+        clf = ZeroShotClassifier(_chat(server, max_concurrency=1), classes=["neg", "pos"], calibration=None)
+        clf.set_params(cache_dir=None).fit()
+        with pytest.raises(APIRequestError, match=r"BadRequestError 400.*on prompt 1 of the 6 of this call") as e:
+            clf.predict(X)
+        assert e.value.rows == [1] and "awful film" in str(e.value)
+    finally:
+        server.close()
+
+
+def test_a_wrong_base_url_path_says_where_the_request_went(fake_chat):
+    clf = ZeroShotClassifier(_chat(fake_chat, base_url=fake_chat.url[: -len("/v1")]), classes=["neg", "pos"])
+    with pytest.raises(APIRequestError, match=r"404.*went to http://127\.0\.0\.1:\d+/chat/completions.* ends in /v1"):
+        clf.set_params(calibration=None, cache_dir=None).fit().predict(["great film"])
+
+
+class _QuotaSpent(FakeChat):
+    def post(self, path, body, headers):
+        return 429, {"error": {"message": "You exceeded your current quota", "code": "insufficient_quota"}}
+
+
+def test_a_spent_quota_and_a_wait_over_ten_minutes_are_not_retried(fake_chat):
+    server = _QuotaSpent()
+    try:
+        clf = ZeroShotClassifier(_chat(server), classes=["neg", "pos"], calibration=None, cache_dir=None).fit()
+        with pytest.raises(APIRequestError, match=r"\(not retried\): RateLimitError 429.*quota"):
+            clf.predict(["great film"])
+        assert len(server.bodies) == 1
+    finally:
+        server.close()
+    fake_chat.faults, fake_chat.retry_after = ["429"], 3600
+    clf = ZeroShotClassifier(_chat(fake_chat), classes=["neg", "pos"], calibration=None, cache_dir=None).fit()
+    with pytest.raises(APIRequestError, match=r"not retried: it asked for a wait of 3600 s"):
+        clf.predict(["great film"])
+
+
+def test_the_key_timeout_and_retries_set_after_fit_are_used_and_checked(fake_chat):
+    clf = ZeroShotClassifier(_chat(fake_chat, api_key="old-key"), classes=["neg", "pos"], calibration=None)
+    clf.set_params(cache_dir=None).fit()
+    clf.set_params(model_name__api_key="new-key")
+    clf.predict(["great film"])
+    assert fake_chat.headers[-1]["authorization"] == "Bearer new-key"
+    fake_chat.faults, fake_chat.hang_seconds = ["hang"], 2.0
+    clf.set_params(model_name__timeout=0.3, model_name__max_retries=0)
+    with pytest.raises(APIRequestError, match="APITimeoutError"):
+        clf.predict(["awful film"])
+    for name, value in [("max_retries", -1), ("max_concurrency", 0), ("timeout", -5)]:
+        clf.set_params(**{f"model_name__{name}": value})
+        with pytest.raises(ValueError, match=name):
+            clf.predict(["great film"])
+        clf.set_params(model_name__max_retries=0, model_name__max_concurrency=1, model_name__timeout=5.0)

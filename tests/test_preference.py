@@ -66,6 +66,9 @@ def test_the_kl_controller_moves_towards_the_target_by_at_most_a_fifth_of_n_over
     assert adaptive_kl_coef(0.1, 30.0, 3.0, 16) == pytest.approx(0.1 * (1 + 0.2 * 16 / 64))
     assert adaptive_kl_coef(0.1, 0.0, 3.0, 16) == pytest.approx(0.1 * (1 - 0.2 * 16 / 64))
     assert adaptive_kl_coef(0.1, 3.3, 3.0, 16) == pytest.approx(0.1 * (1 + 0.1 * 16 / 64))
+    # A step of more answers than the horizon moves it by the whole clipped error, never to 0 or below.
+    assert adaptive_kl_coef(0.1, 0.0, 3.0, 512) == pytest.approx(0.08)
+    assert adaptive_kl_coef(0.1, 30.0, 3.0, 320) == pytest.approx(0.12)
 
 
 def test_gae_with_lambda_1_is_the_return_and_with_lambda_0_the_one_step_error():
@@ -279,10 +282,33 @@ def test_dpo_refuses_a_reward_it_would_ignore(policy):
         PreferenceTuner(generator=policy, algorithm="dpo", eval_reward=length).fit(PAIRS)
 
 
-def test_dpo_refuses_empty_chosen_responses_naming_the_pairs(policy):
-    pairs = PAIRS.assign(chosen=["great fun", "  ", "the best movie", ""])
-    with pytest.raises(ValueError, match=r"2 empty chosen response\(s\), at pairs \[1, 3\]"):
+def test_dpo_refuses_empty_chosen_responses_naming_the_users_rows(policy):
+    pairs = PAIRS.assign(chosen=["great fun", "  ", "the best movie", ""]).set_axis([100, 101, 102, 103])
+    with pytest.raises(ValueError, match=r"2 empty chosen response\(s\), at rows \[101, 103\]"):
         PreferenceTuner(generator=policy, algorithm="dpo").fit(pairs)
+    # Ranked lists: the rows of the pair's two responses, not its place among the pairs made from them.
+    ranked = pd.DataFrame({"prompt": ["A", "A", "B", "B"], "response": ["x", "y", "", "z"], "rank": [1, 2, 1, 2]})
+    with pytest.raises(ValueError, match=r"at the pairs of rows \(chosen, rejected\) \[\(2, 3\)\]"):
+        PreferenceTuner(generator=policy, algorithm="dpo").fit(ranked)
+
+
+def test_a_reward_returning_a_series_is_read_by_its_index(policy):
+    tuner = PreferenceTuner(length, policy, batch_size=2, n_generations=2)
+    completions = ["xxxxx", "x", "xxx"]
+    shuffled = lambda p, c: pd.Series([float(len(x)) for x in c]).sort_values()  # noqa: E731
+    np.testing.assert_array_equal(tuner._rewards(["a"] * 3, completions, shuffled), [5.0, 1.0, 3.0])
+    labelled = lambda p, c: pd.Series([1.0] * len(c), index=[10 + i for i in range(len(c))])  # noqa: E731
+    with pytest.raises(ValueError, match=r"reward returned a pandas Series indexed \[10, 11, 12\].*0 to 2"):
+        tuner._rewards(["a"] * 3, completions, labelled)
+
+
+def test_a_reward_that_cannot_be_called_with_prompts_and_completions_is_named_before_loading(policy, reward_model):
+    with pytest.raises(ValueError, match=r"reward is the predict method of a RewardModel.*pass the RewardModel itself"):
+        PreferenceTuner(reward_model.predict, policy).fit(PROMPTS)
+    with pytest.raises(ValueError, match=r"reward is called as reward\(prompts, completions\).*cannot take them"):
+        PreferenceTuner(lambda completions: [1.0] * len(completions), policy).fit(PROMPTS)
+    with pytest.raises(ValueError, match="temperature"):
+        PreferenceTuner(length, policy, temperature=1e-300).fit(PROMPTS)
 
 
 def test_new_parameters_are_validated(policy):
