@@ -9,22 +9,36 @@ def chunk_spans(text, tokenizer, chunk_size, chunk_overlap):
     """Character spans of the chunks of ``text``.
 
     A chunk holds whole words (runs of non-space characters) worth at most
-    ``chunk_size`` tokens of ``tokenizer`` — unless one word alone is longer — and
-    the next chunk starts so that about ``chunk_overlap`` tokens are shared. A text
-    of at most ``chunk_size`` tokens is one chunk, kept whole.
+    ``chunk_size`` tokens of ``tokenizer``, and the next chunk starts so that about
+    ``chunk_overlap`` tokens are shared. A word longer than ``chunk_size`` tokens
+    (text written without spaces, as Chinese or Japanese is, or a long URL) is cut
+    between its tokens into pieces of ``chunk_size`` tokens, which count as words.
+    A text of at most ``chunk_size`` tokens is one chunk, kept whole.
     """
     words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
     if not words:
         return [(0, len(text))]
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    counts = np.zeros(len(words), dtype=np.int64)
+    tokens = [[] for _ in words]
     starts = np.array([w[0] for w in words])
     for begin, end in enc["offset_mapping"]:
         if end > begin:
-            counts[max(0, np.searchsorted(starts, begin, side="right") - 1)] += 1
-    counts = np.maximum(counts, 1)
-    if counts.sum() <= chunk_size:
+            tokens[max(0, np.searchsorted(starts, begin, side="right") - 1)].append((begin, end))
+    if sum(max(len(t), 1) for t in tokens) <= chunk_size:
         return [(0, len(text))]
+    pieces, counts = [], []
+    for (start, stop), spans in zip(words, tokens):
+        if len(spans) <= chunk_size:
+            pieces.append((start, stop))
+            counts.append(max(len(spans), 1))
+            continue
+        for k in range(0, len(spans), chunk_size):
+            group = spans[k : k + chunk_size]
+            last = k + chunk_size >= len(spans)
+            # A token's span can start at the space before its word (SentencePiece): kept inside the word.
+            pieces.append((start if k == 0 else max(group[0][0], start), stop if last else min(group[-1][1], stop)))
+            counts.append(len(group))
+    words, counts = pieces, np.array(counts, dtype=np.int64)
     spans, first = [], 0
     while first < len(words):
         last, total = first, counts[first]

@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_bool, check_choice, check_int, check_labels
+from ._validation import check_bool, check_choice, check_int, check_labels, check_texts
 
 
 def resolve_embedder(embedder, name="embedder", **settings):
@@ -36,15 +36,27 @@ def resolve_embedder(embedder, name="embedder", **settings):
 
 
 def balanced_order(candidates, y, k, rng=None):
-    """Up to ``k`` of ``candidates`` (in their order, or shuffled by ``rng``), classes taken in turn."""
+    """Up to ``k`` of ``candidates`` (in their order, or shuffled by ``rng``), classes taken in turn.
+
+    Where ``k`` is not a multiple of the number of classes (or a class runs out), the classes
+    whose first candidate comes first get the extra examples: for a ranking, the classes
+    nearest the text; for shuffled candidates, classes drawn at random (not always the first
+    in sorted order, which would leave the others out of every prompt).
+    """
     by_class = {}
     for i in candidates if rng is None else rng.permutation(candidates):
         by_class.setdefault(repr(y[i]), []).append(int(i))
-    queues = [by_class[key] for key in sorted(by_class)]
+    taken, n = dict.fromkeys(by_class, 0), 0
+    while n < k and any(taken[key] < len(queue) for key, queue in by_class.items()):
+        for key, queue in by_class.items():
+            if taken[key] < len(queue) and n < k:
+                taken[key], n = taken[key] + 1, n + 1
+    # Listed by classes in sorted order, taken in turn: the order the permutation below shuffles.
+    queues = [by_class[key][: taken[key]] for key in sorted(by_class)]
     chosen = []
-    while len(chosen) < k and any(queues):
+    while any(queues):
         for queue in queues:
-            if queue and len(chosen) < k:
+            if queue:
                 chosen.append(queue.pop(0))
     if rng is not None:
         chosen = [chosen[i] for i in rng.permutation(len(chosen))]
@@ -85,11 +97,22 @@ class ExampleSelection(BaseEstimator):
         raise NotImplementedError(f"{type(self).__name__} does not implement select(): {_CONTRACT}")
 
     def _check_pool(self, X, y, n_examples):
-        X, y = list(X), check_labels(y, "y")
+        X, y = check_texts(X, name="the pool X"), check_labels(y, "y")
         if len(X) != len(y):
             raise ValueError(f"The pool has {len(X)} texts but {len(y)} labels; they must match row for row.")
         check_int(n_examples, "n_examples", 0)
         return X, y, min(n_examples, len(X))
+
+
+def _check_selecting(X, exclude):
+    """``X`` as a list of texts, ``exclude`` (if given) one entry per text; else a ValueError."""
+    X = check_texts(X)
+    if exclude is not None and len(exclude) != len(X):
+        raise ValueError(
+            f"exclude has {len(exclude)} entries for {len(X)} texts; it needs one per text (a list of pool "
+            f"indices, or None)."
+        )
+    return X
 
 
 class _SameForEveryText(ExampleSelection):
@@ -103,7 +126,7 @@ class _SameForEveryText(ExampleSelection):
     def select(self, X, exclude=None):
         # Fixed demonstrations: the estimator keeps them out of what it classifies to calibrate.
         check_is_fitted(self, "indices_")
-        return [list(self.indices_) for _ in range(len(X))]
+        return [list(self.indices_) for _ in range(len(_check_selecting(X, exclude)))]
 
 
 class BalancedSelection(_SameForEveryText):
@@ -266,6 +289,7 @@ class NearestSelection(ExampleSelection):
 
     def select(self, X, exclude=None):
         check_is_fitted(self, "labels_")
+        X = _check_selecting(X, exclude)
         chosen = []
         exclude = [None] * len(X) if exclude is None else exclude
         for ranked, skip in zip(self._rankings(X), exclude):

@@ -783,3 +783,29 @@ def test_generator_parameters_set_after_fit_are_checked_where_they_are_read(tiny
     gen.set_params(template=None, stop_at_newline="no")
     with pytest.raises(ValueError, match="stop_at_newline"):
         gen.predict(X[:1])
+
+
+def test_balanced_selections_give_the_extra_slots_to_the_nearest_or_random_classes():
+    pool = ["apple pie", "banana bread", "cherry tart", "cherry jam", "cherry cake"]
+    labels = ["a", "b", "c", "c", "c"]
+    nearest = NearestSelection(retrieval="lexical", balance=True).fit(pool, labels, n_examples=1)
+    assert [pool[i] for i in nearest.select(["cherry"])[0]] == ["cherry tart"]  # not the first class, "a"
+    two = [labels[i] for i in nearest.fit(pool, labels, n_examples=2).select(["cherry"])[0]]
+    assert two[-1] == "c" and len(set(two)) == 2  # one class each, the nearest last
+    # Shuffled: every class gets into some prompts, not always the first two in sorted order.
+    seen = set()
+    for seed in range(20):
+        chosen = BalancedSelection().fit(pool, labels, n_examples=2, random_state=seed).indices_
+        assert len({labels[i] for i in chosen}) == 2
+        seen |= {labels[i] for i in chosen}
+    assert seen == {"a", "b", "c"}
+
+
+def test_selections_check_their_texts_and_one_exclude_entry_per_text():
+    selection = NearestSelection(retrieval="lexical").fit(["a cat", "a dog"], ["x", "y"], n_examples=1)
+    with pytest.raises(ValueError, match=r"exclude has 1 entries for 3 texts"):
+        selection.select(["a cat", "b", "c"], exclude=[[0]])
+    with pytest.raises(ValueError, match="positions"):
+        NearestSelection(retrieval="lexical").fit(["a cat", None], ["x", "y"])
+    with pytest.raises(TypeError, match="a single str"):
+        BalancedSelection().fit(["a", "b"], ["x", "y"]).select("hello")

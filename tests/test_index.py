@@ -46,6 +46,25 @@ def test_chunks_hold_whole_words_overlap_and_respect_the_size(embedder):
     assert chunk_spans("short text", tok, 20, 5) == [(0, 10)]
 
 
+def test_text_without_spaces_is_cut_between_tokens(embedder):
+    tok = embedder.fit().tokenizer_
+    text = "这是一个很长的中文文档没有空格" * 5 + " and then some words"
+    spans = chunk_spans(text, tok, 20, 5)
+    assert len(spans) >= 4 and spans[0][0] == 0 and spans[-1][1] == len(text)
+    for (_, end), (after, _) in itertools.pairwise(spans):
+        assert after <= end  # contiguous or overlapping: nothing is lost
+    for start, end in spans:
+        assert 0 < len(tok(text[start:end], add_special_tokens=False)["input_ids"]) <= 20
+
+
+def test_bm25_reads_chinese_and_japanese_characters_as_words():
+    from skllm._lexical import BM25
+
+    scores, ranked = BM25(["日本語のテキスト", "英語の本", "テキスト"]).top(["日本語"], 3)
+    assert ranked[0][0] == 0 and scores[0][0] > 0 and scores[0][1] > 0  # the second shares "本" and "語"
+    assert ranked[0].tolist() == [0, 1, 2]
+
+
 def test_fit_query_and_hits(embedder, backend):
     index = DocumentIndex(embedder, chunk_size=20, chunk_overlap=4, backend=backend)
     index.fit(DOCS, ids=["a", "b", "c", "d"], metadata=[{"n": i} for i in range(4)])
