@@ -19,7 +19,7 @@ from ._models import (
     positions,
     resolve_model,
 )
-from ._tokens import POOLINGS, pad_batch, pad_token_id, pool, tokenize, truncation_warning
+from ._tokens import POOLINGS, check_room_for_text, pad_batch, pad_token_id, pool, tokenize, truncation_warning
 from ._validation import check_bool, check_choice, check_int, check_texts
 
 logger = logging.getLogger(__name__)
@@ -214,6 +214,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         self.embedding_dim_ = int(model.config.hidden_size)
         self.device_ = str(device)
         self.dtype_ = dtype
+        check_room_for_text(tokenizer, int(min(self.max_length, limit)))
         self.max_length_ = int(min(self.max_length, limit))
         if self.max_length_ < self.max_length:
             logger.info("max_length=%d capped to the model's %d positions", self.max_length, limit)

@@ -10,6 +10,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.extmath import softmax
 
 from ._finetune_base import _FineTuneBase
+from ._methods import same_method
 from ._models import DEFAULT_ENCODER
 from ._targets import _encode_labels, _multilabel_indicator, _numeric_targets
 from ._validation import check_number, check_texts
@@ -315,7 +316,7 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         previous = getattr(self, "classes_", None)
         new = self._new_targets["classes_"]
         return (
-            repr(method) == repr(self.method_)
+            same_method(method, self.method_)
             and previous is not None
             and getattr(self, "multilabel_", False) == self._new_targets["multilabel_"]
             and len(previous) == len(new)

@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._cache import resolve_cache_dir
 from ._device import autocast, resolve_device, resolve_dtype, restore_placement
 from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
-from ._methods import NamedMethodParamsMixin, resolve_method
+from ._methods import NamedMethodParamsMixin, resolve_method, same_method
 from ._models import (
     DEFAULT_ENCODER,
     check_fitted_files,
@@ -26,6 +26,7 @@ from ._models import (
     positions,
     resolve_model,
 )
+from ._tokens import check_room_for_text
 from ._training import (
     Optimisation,
     check_training_params,
@@ -219,6 +220,7 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         pooling = self.pooling if self.pooling != "auto" else ("last" if decoder else "mean")
         check_pooling_fits(pooling, decoder, self.model_name)
         max_length = int(min(self.max_length, method.text_positions(positions(backbone, tokenizer))))
+        check_room_for_text(tokenizer, max_length)
         keep = (
             self.warm_start
             and hasattr(self, "trainable_state_")
@@ -324,7 +326,7 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
 
     def _same_model(self, method):
         """Whether warm_start may continue from the fitted weights."""
-        return repr(method) == repr(self.method_)
+        return same_method(method, self.method_)
 
     def _commit_targets(self, keep, targets):
         """Record what the targets define (the classes, the regressor's scale) once the warm-start decision is made.

@@ -72,13 +72,23 @@ def _encode_labels(y, n_texts, who):
     kind = label_kind(labels[0])
     if kind in ("number", "bool"):
         plain = np.asarray(labels.tolist())
-        if type_of_target(plain) == "continuous":
-            fractional = plain[plain != np.round(plain)][0].item()
-            raise ValueError(
-                f"y holds continuous values (e.g. {fractional!r}) but {who} needs discrete classes. For a "
-                f"numeric target use FineTuneRegressor; to classify, bin y first (e.g. numpy.digitize)."
-            )
-        check_classification_targets(plain)
+        if plain.dtype.kind == "f" and not np.isfinite(plain).all():
+            bad = np.flatnonzero(~np.isfinite(plain))
+            raise ValueError(f"y holds infinite labels, at positions {bad[:10].tolist()}; classes must be finite.")
+        whole_but_huge = False
+        with warnings.catch_warnings():  # its cast of numbers past int64 warns
+            warnings.simplefilter("ignore", RuntimeWarning)
+            target_type = type_of_target(plain)
+        if target_type == "continuous":
+            fractional = plain[plain != np.round(plain)]
+            if fractional.size:
+                raise ValueError(
+                    f"y holds continuous values (e.g. {fractional[0].item()!r}) but {who} needs discrete classes. "
+                    f"For a numeric target use FineTuneRegressor; to classify, bin y first (e.g. numpy.digitize)."
+                )
+            whole_but_huge = True  # whole numbers past int64, which type_of_target's check cannot cast
+        if not whole_but_huge:
+            check_classification_targets(plain)
     elif kind == "str":
         check_classification_targets(labels)
     try:
@@ -215,7 +225,7 @@ def _numeric_targets(y, n_texts, who):
         )
     try:
         y = np.asarray(y, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an int past float's range
         values = np.asarray(y, dtype=object)
         if values.ndim == 1:  # pandas' NA in a list has no float value: name it as a missing value
             check_no_missing(values, "y")

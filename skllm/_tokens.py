@@ -61,6 +61,16 @@ def pool(hidden, mask, pooling):
     return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
 
 
+def check_room_for_text(tokenizer, max_length):
+    """Raise a ``ValueError`` when ``max_length`` leaves no position for text after the special tokens."""
+    special = tokenizer.num_special_tokens_to_add(pair=False)
+    if max_length <= special:
+        raise ValueError(
+            f"max_length={max_length} leaves no room for text: this tokenizer adds {special} special token(s) "
+            f"to every text, so every text would read the same. Use max_length > {special}."
+        )
+
+
 def tokenize(tokenizer, texts, max_length):
     """Token ids per text (truncated to ``max_length``) and untruncated lengths."""
     ids = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]

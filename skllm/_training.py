@@ -86,7 +86,8 @@ def check_training_params(estimator):
     check_number(getattr(estimator, "weight_decay", 0.0), "weight_decay", 0)
     check_number(getattr(estimator, "warmup_ratio", 0.0), "warmup_ratio", 0, 1)
     check_number(estimator.max_grad_norm, "max_grad_norm", 0, allow_none=True, low_inclusive=False)
-    check_int(estimator.verbose, "verbose", 0)
+    if not isinstance(estimator.verbose, bool):  # True/False as scikit-learn's verbose takes them
+        check_int(estimator.verbose, "verbose", 0)
 
 
 def length_grouped_batches(lengths, batch_size, rng):

@@ -44,6 +44,7 @@ def head(model_dir, cache_dir, **kw):
         # Sets are not totally ordered: sorting them would keep equal labels apart, a class per row.
         (["a", "b", "c", "d"], [frozenset({"x"}), frozenset({"y"})] * 2, "not a collection.*MultiLabelBinarizer"),
         (["a", "b", "c"], "xyz", "sequence of labels"),
+        (["a", "b", "c"], [1.0, np.inf, 2.0], r"infinite labels, at positions \[1\]"),
         ([], [], "empty X"),  # X is validated before y: no IndexError
         ([], ["x", "y"], "empty X"),
     ],
@@ -59,6 +60,8 @@ def test_classifier_rejects_bad_targets_clearly(tiny_bert, cache_dir, X, y, mess
         ([True, False], [False, True]),
         ([np.int64(3), np.int64(7)], [3, 7]),
         ([1.0, 2.0], [1.0, 2.0]),  # integral floats are classes, not a continuous target
+        (np.array([2**63, 1], dtype=np.uint64), [1, 2**63]),  # past int64, as scikit-learn takes them
+        ([1e20, 0.0], [0.0, 1e20]),
         (np.array(["b", "a"], dtype=object), ["a", "b"]),
     ],
 )
@@ -99,6 +102,38 @@ def test_regressor_constant_and_bad_targets(tiny_bert, cache_dir, texts):
         FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, pd.to_timedelta(np.arange(8), unit="s"))
     with pytest.raises(ValueError, match="y must be a sequence of numbers"):
         FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, (float(v) for v in range(8)))
+    with pytest.raises(ValueError, match="y must be numeric for a regressor: int too large"):
+        FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, [10**400] + [1] * 7)
+
+
+def test_a_max_length_that_leaves_no_room_for_text_is_refused(tiny_bert, cache_dir, texts):
+    from skllm import TransformerEmbedder
+
+    with pytest.raises(ValueError, match=r"max_length=2 leaves no room for text: .* adds 2 special token"):
+        FineTuneClassifier(**head(tiny_bert, cache_dir, max_length=2)).fit(*texts)
+    with pytest.raises(ValueError, match=r"max_length=2 leaves no room for text"):
+        TransformerEmbedder(tiny_bert, max_length=2, cache_dir=cache_dir).fit()
+    FineTuneClassifier(**head(tiny_bert, cache_dir, max_length=3, epochs=1, verbose=True)).fit(*texts)
+
+
+def test_warm_start_compares_whole_methods_not_reprs_cut_at_700_characters():
+    from skllm import BottleneckAdapter
+    from skllm._methods import same_method
+
+    modules = [rf"layer\.{i}\.output\.dense$" for i in range(60)]
+    other = modules[:30] + [r"layer\.99\.output\.dense$"] + modules[31:]
+    a, b = BottleneckAdapter(target_modules=modules), BottleneckAdapter(target_modules=other)
+    assert repr(a) == repr(b)  # scikit-learn elides the middle
+    assert not same_method(a, b) and same_method(a, BottleneckAdapter(target_modules=list(modules)))
+
+
+def test_partial_fine_tuning_checks_a_batch_size_set_after_fit(tiny_bert, cache_dir, texts):
+    from skllm import PartialFineTuning
+
+    clf = FineTuneClassifier(**head(tiny_bert, cache_dir, method=PartialFineTuning(n_last_layers=1), epochs=1))
+    clf.fit(*texts).set_params(batch_size=None)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        clf.predict(texts[0][:2])
 
 
 def test_regressor_takes_a_sparse_column_of_targets(tiny_bert, cache_dir, texts):

@@ -89,6 +89,7 @@ class PartialFineTuning(FineTuningMethod):
         from ._encoders import FrozenLayers
         from ._inputs import HiddenInputs
 
+        check_int(estimator.batch_size, "batch_size", 1)  # may have been set after fit
         device = torch.device(estimator.device_)
         source = resolve_model(estimator.model_name, estimator.revision, cache_dir=estimator.cache_dir)
         backbone = load_backbone(source, device)[0]  # shared, loaded once per process
