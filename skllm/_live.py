@@ -20,8 +20,9 @@ class LiveStateMixin:
     """
 
     _live_attributes = ()
-    #: Parameters that choose what ``fit`` loads. Set after fit, they would take effect only
-    #: where a copy loads the model again (after unpickling): refused until the next fit.
+    #: Parameters that choose what ``fit`` loads (or settles, such as the demonstrations or the
+    #: fine-tuning method). Set after fit, they would take effect only where a copy loads the
+    #: model again (after unpickling), or not at all: refused until the next fit.
     _load_params = ("model_name", "revision")
 
     def _record_load_params(self):
@@ -36,8 +37,9 @@ class LiveStateMixin:
             was = ", ".join(f"{n}={_shown(loaded[n])}" for n in changed)
             now = ", ".join(f"{n}={_shown(current[n])}" for n in changed)
             raise ValueError(
-                f"This {type(self).__name__} was fitted with {was}, set to {now} since. These parameters choose the "
-                f"model that fit loads, and take effect at the next fit: call fit again, or set them back."
+                f"This {type(self).__name__} was fitted with {was}, set to {now} since. These parameters are read "
+                f"by fit (the model it loads and how), and take effect at the next fit: call fit again, or set them "
+                f"back."
             )
 
     def __getstate__(self):

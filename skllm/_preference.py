@@ -25,6 +25,7 @@ from ._causal import pad_examples, token_logprobs
 from ._device import autocast
 from ._methods import NamedMethodParamsMixin
 from ._online import OnlineRun
+from ._prompting import MIN_TEMPERATURE
 from ._reward import pairwise_accuracy, preference_pairs, where_pairs
 from ._rl import check_scorer, dpo_loss, unfreeze
 from ._sft import FineTuneGenerator
@@ -47,8 +48,6 @@ LEARNING_RATE_SCALE = {"rloo": 5.0, "ppo": 1.0, "dpo": 0.1}
 # of two passes (17 on 80 prompts, one of them with the guard; 12 on 156 or 160).
 # RLOO with two passes ran past 5 nats.
 EPOCHS = {"rloo": 1, "ppo": 2, "dpo": 1}
-# The lowest sampling temperature: below about 1e-6 a logit over it can pass float32's range.
-MIN_TEMPERATURE = 1e-6
 
 
 def _by_position(series, n, name):

@@ -98,11 +98,21 @@ def generate(new_tokens, prompts, *, pad_id, device, dtype, batch_size, eos_id=N
     return out
 
 
+# The fewest tokens a prompt may be left beside the answer.
+MIN_PROMPT_TOKENS = 8
+# The lowest sampling temperature: below about 1e-6 a logit over it can pass float32's range.
+MIN_TEMPERATURE = 1e-6
+
+
 def prompt_budget(max_length, max_new_tokens):
     """Tokens a prompt may take beside an answer of ``max_new_tokens``; a ``ValueError`` below 8."""
     budget = max_length - max_new_tokens
-    if budget < 8:
-        raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in max_length={max_length}.")
+    if budget < MIN_PROMPT_TOKENS:
+        raise ValueError(
+            f"max_new_tokens={max_new_tokens} leaves {max(budget, 0)} token(s) for the prompt in "
+            f"max_length={max_length}, which needs at least {MIN_PROMPT_TOKENS}: lower max_new_tokens to at most "
+            f"{max_length - MIN_PROMPT_TOKENS} or raise max_length."
+        )
     return budget
 
 
@@ -113,11 +123,11 @@ def answer_tokens(tokenizer, tokens, stop_at_newline):
     the answer's first line (kept, as an end-of-sequence token is): what
     follows is never read, so it must not be scored or trained either.
     """
-    if not stop_at_newline or "\n" not in tokenizer.decode(tokens, skip_special_tokens=True).lstrip("\n"):
+    if not stop_at_newline or "\n" not in tokenizer.decode(tokens, skip_special_tokens=True).lstrip():
         return list(tokens)
     for n in range(1, len(tokens) + 1):
-        # Leading line breaks are stripped from an answer (clean_answer), so they end nothing.
-        if "\n" in tokenizer.decode(tokens[:n], skip_special_tokens=True).lstrip("\n"):
+        # Leading white space is stripped from an answer (clean_answer), so its line breaks end nothing.
+        if "\n" in tokenizer.decode(tokens[:n], skip_special_tokens=True).lstrip():
             return list(tokens[:n])
     return list(tokens)
 
@@ -130,5 +140,6 @@ def decode_answer(tokenizer, tokens, stop_at_newline):
 def clean_answer(text, stop_at_newline):
     """A generated ``text`` stripped, and cut at its first line break if asked (local and API answers alike)."""
     if stop_at_newline:
-        text = text.strip("\n").split("\n")[0]
+        # Leading white space first: " \nParis" and "\r\nParis" answer "Paris", as "\nParis" does.
+        text = text.lstrip().split("\n")[0]
     return text.strip()

@@ -13,9 +13,9 @@ from ._causal import build_example, check_generative_method, pad_examples, seque
 from ._device import autocast, resolve_device, resolve_dtype, restore_placement
 from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
 from ._lm import check_template
-from ._methods import NamedMethodParamsMixin, resolve_method
+from ._methods import NamedMethodParamsMixin, resolve_method, same_method
 from ._models import DEFAULT_CAUSAL_LM, check_fitted_files, load_backbone, model_identity, positions, resolve_model
-from ._prompting import decode_answer, encode, fit_text, generate, prompt_budget, wrap
+from ._prompting import MIN_TEMPERATURE, decode_answer, encode, fit_text, generate, prompt_budget, wrap
 from ._scoring import SCORERS, check_lengths, chrf  # noqa: F401 (chrf: skllm._sft.chrf stays importable)
 from ._tokens import pad_token_id
 from ._training import (
@@ -30,7 +30,7 @@ from ._training import (
     validation_split,
 )
 from ._validation import check_bool, check_choice, check_int, check_number, check_random_state_param, check_texts
-from .exceptions import TruncationWarning
+from .exceptions import SkllmWarning, TruncationWarning
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +171,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
     """
 
     _live_attributes = ("network_", "tokenizer_")
+    _load_params = ("model_name", "revision", "method", "max_length", "use_chat_template", "dtype", "device")
 
     def __init__(
         self,
@@ -259,7 +260,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         check_int(self.max_new_tokens, "max_new_tokens")
         check_bool(self.stop_at_newline, "stop_at_newline")
         check_bool(self.do_sample, "do_sample")
-        check_number(self.temperature, "temperature", 0, low_inclusive=False)
+        check_number(self.temperature, "temperature", MIN_TEMPERATURE)
         check_number(self.top_p, "top_p", 0, 1, low_inclusive=False, high_inclusive=True)
         check_choice(self.metric, "metric", METRICS)
 
@@ -301,8 +302,16 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
             self.warm_start
             and hasattr(self, "trainable_state_")
             and getattr(self, "model_identity_", None) == model_identity(source)
-            and repr(method) == repr(getattr(self, "method_", None))
+            and same_method(method, getattr(self, "method_", None))
         )
+        if tokenizer.eos_token_id is None:
+            warnings.warn(
+                f"The tokenizer of {self.model_name!r} has no end-of-sequence token: the model cannot learn where an "
+                f"answer ends, and every answer runs to max_new_tokens={self.max_new_tokens}. Set "
+                f"tokenizer.eos_token, or use stop_at_newline=True with one-line targets.",
+                SkllmWarning,
+                stacklevel=3,
+            )
         self.method_ = method
         self.device_, self.dtype_ = str(device), dtype
         self.tokenizer_ = tokenizer

@@ -121,7 +121,7 @@ def test_warm_start_compares_whole_methods_not_reprs_cut_at_700_characters():
     from skllm._methods import same_method
 
     modules = [rf"layer\.{i}\.output\.dense$" for i in range(60)]
-    other = modules[:30] + [r"layer\.99\.output\.dense$"] + modules[31:]
+    other = [*modules[:30], r"layer\.99\.output\.dense$", *modules[31:]]
     a, b = BottleneckAdapter(target_modules=modules), BottleneckAdapter(target_modules=other)
     assert repr(a) == repr(b)  # scikit-learn elides the middle
     assert not same_method(a, b) and same_method(a, BottleneckAdapter(target_modules=list(modules)))

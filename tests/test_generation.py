@@ -149,7 +149,7 @@ def test_bad_generation_input_names_the_problem(tiny_llama):
         gen.fit(["a", "b"], ["x", "  "])
     with pytest.raises(ValueError, match="X has 2 texts but y has 1"):
         gen.fit(["a", "b"], ["x"])
-    with pytest.raises(ValueError, match="max_new_tokens=60 leaves no room"):
+    with pytest.raises(ValueError, match=r"max_new_tokens=60 leaves 4 token\(s\) for the prompt"):
         FineTuneGenerator(tiny_llama, max_length=64, max_new_tokens=60).fit(["a"], ["b"])
     with pytest.raises(ValueError, match="template"):
         FineTuneGenerator(tiny_llama, template="no field").fit(["a"], ["b"])
@@ -169,9 +169,10 @@ def test_bad_generation_input_names_the_problem(tiny_llama):
         ({"stop_at_newline": "no"}, "stop_at_newline must be"),
         ({"do_sample": True, "top_p": 5.0}, "top_p must be"),
         ({"do_sample": True, "temperature": 0}, "temperature must be"),
+        ({"do_sample": True, "temperature": 1e-39}, "temperature must be"),  # would overflow float32 logits
         ({"template": "{txt}"}, r"template='\{txt\}' must contain"),
         ({"metric": "bleu"}, "metric="),
-        ({"max_new_tokens": 300}, "max_new_tokens=300 leaves no room for a prompt in max_length=256"),
+        ({"max_new_tokens": 300}, r"max_new_tokens=300 leaves 0 token\(s\) for the prompt in max_length=256"),
     ],
 )
 def test_generation_parameters_set_after_fit_are_checked_where_they_are_read(tiny_llama, params, message):
@@ -179,6 +180,40 @@ def test_generation_parameters_set_after_fit_are_checked_where_they_are_read(tin
     gen.set_params(**params)
     with pytest.raises(ValueError, match=message):
         gen.score(X[:2], Y[:2])
+
+
+@pytest.mark.parametrize(
+    "params", [{"use_chat_template": False}, {"max_length": 100}, {"method": "full"}, {"dtype": "bfloat16"}]
+)
+def test_generator_settings_that_fit_reads_are_refused_after_fit_by_name(tiny_llama, params):
+    gen = untrained_generator(tiny_llama, max_new_tokens=3)
+    gen.set_params(**params)
+    (name,) = params
+    with pytest.raises(ValueError, match=rf"fitted with {name}=.*read by fit.*take effect at the next fit"):
+        gen.predict(X[:1])
+
+
+def test_a_tokenizer_without_an_end_of_sequence_token_is_named(tiny_llama, tmp_path):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from skllm.exceptions import SkllmWarning
+
+    folder = tmp_path / "noeos"
+    shutil.copytree(tiny_llama, folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.eos_token = None
+    tokenizer.save_pretrained(folder)
+    with pytest.warns(SkllmWarning, match="no end-of-sequence token.*max_new_tokens=3"):
+        untrained_generator(str(folder), max_new_tokens=3)
+
+
+def test_stop_at_newline_skips_any_leading_white_space():
+    from skllm._prompting import clean_answer
+
+    assert [clean_answer(t, True) for t in ["\nParis\nx", " \nParis", "\r\nParis\r\nx", "Paris"]] == ["Paris"] * 4
+    assert clean_answer(" \nParis\nx", False) == "Paris\nx"
 
 
 # -- RewardModel -----------------------------------------------------------------------

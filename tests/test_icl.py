@@ -772,7 +772,7 @@ def test_generator_parameters_set_after_fit_are_checked_where_they_are_read(tiny
     gen = FewShotGenerator(tiny_llama, max_length=64, max_new_tokens=3, use_chat_template=False).fit(X, y)
     # The prompt's budget is the fitted length less the answer asked for now.
     gen.set_params(max_new_tokens=60)
-    with pytest.raises(ValueError, match="max_new_tokens=60 leaves no room for a prompt in max_length=64"):
+    with pytest.raises(ValueError, match=r"max_new_tokens=60 leaves 4 token\(s\) for the prompt in max_length=64, wh"):
         gen.predict(X[:1])
     gen.set_params(max_new_tokens=3, template="{text} ->")
     with pytest.raises(ValueError, match=r"no \{examples\} field"):
@@ -809,3 +809,14 @@ def test_selections_check_their_texts_and_one_exclude_entry_per_text():
         NearestSelection(retrieval="lexical").fit(["a cat", None], ["x", "y"])
     with pytest.raises(TypeError, match="a single str"):
         BalancedSelection().fit(["a", "b"], ["x", "y"]).select("hello")
+
+
+def test_few_shot_generator_settings_that_choose_the_demonstrations_are_refused_after_fit(tiny_llama, pool):
+    X, y = pool
+    gen = FewShotGenerator(tiny_llama, n_examples=0, max_new_tokens=2, use_chat_template=False).fit(X, y)
+    for params in ({"n_examples": 3}, {"example_selection": "random"}, {"use_chat_template": True}):
+        gen.set_params(**params)
+        with pytest.raises(ValueError, match=rf"fitted with {next(iter(params))}=.*take effect at the next fit"):
+            gen.predict(X[:1])
+        gen.set_params(n_examples=0, example_selection=None, use_chat_template=False)
+    assert len(gen.predict(X[:1])) == 1
