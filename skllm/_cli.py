@@ -77,8 +77,9 @@ def read_table(path):
 def _read_json(path, lines):
     import pandas as pd
 
-    # As written: JSON strings stay strings ("01" is not 1) and no column is read as dates.
-    frame = pd.read_json(path, lines=lines, dtype=False, convert_dates=False)
+    # As written: JSON strings stay strings ("01" is not 1), no column is read as dates (dtype=False
+    # covers them since pandas 3) and column names stay strings ("1" is a name, not the number 1).
+    frame = pd.read_json(path, lines=lines, dtype=False, convert_axes=False)
     if frame.shape[1] == 0:
         raise pd.errors.EmptyDataError("no rows")
     return frame
@@ -276,30 +277,37 @@ def compare(args):
         how = "at random" if names is not None else "stratified"
         print(f"sub-sampling {args.max_samples} of {len(X)} rows ({how}), as --max-samples asks")
     out.mkdir(parents=True, exist_ok=True)
-    table, best = run_comparison(
-        X,
-        y,
-        args.methods,
-        cv=args.cv,
-        encoder=args.encoder,
-        llm=parse_llm(args.llm),
-        label_words=label_words,
-        epochs=args.epochs,
-        max_length=args.max_length,
-        max_samples=args.max_samples,
-        time_budget=args.time_budget,
-        cache_dir=args.cache_dir,
-        random_state=args.random_state,
-        out_dir=out,
-        verbose=1,
-        refit=True,
-        report=print,
-        client=args.scheduler,
-    )
+    try:
+        table, best = run_comparison(
+            X,
+            y,
+            args.methods,
+            cv=args.cv,
+            encoder=args.encoder,
+            llm=parse_llm(args.llm),
+            label_words=label_words,
+            epochs=args.epochs,
+            max_length=args.max_length,
+            max_samples=args.max_samples,
+            time_budget=args.time_budget,
+            cache_dir=args.cache_dir,
+            random_state=args.random_state,
+            out_dir=out,
+            verbose=1,
+            refit=True,
+            report=print,
+            client=args.scheduler,
+        )
+    except ValueError as exc:  # settings that only the comparison itself can check (e.g. the labels)
+        raise InputError(str(exc)) from None
     plan = table.attrs["plan"]
     table.to_csv(out / "results.csv", index=False)
     shown = shown_table(table)
-    (out / "results.md").write_text(shown.to_markdown(index=False, floatfmt=".3g") + "\n")
+    try:
+        (out / "results.md").write_text(shown.to_markdown(index=False, floatfmt=".3g") + "\n")
+    except ImportError:  # tabulate is in the [compare] extra; the results, the plot and the model do not need it
+        print("results.md not written: it needs tabulate (pip install 'skllm-toolkit[compare]')")
+        (out / "results.md").unlink(missing_ok=True)
     print(f"\n{plan['n']} texts, {plan['cv']}-fold cross-validation, same folds for every method:\n")
     print(shown.to_string(index=False))
     written = {"results.png": _plot(table, out / "results.png"), "labels.json": names is not None}

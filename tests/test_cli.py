@@ -125,6 +125,9 @@ def test_cells_are_read_as_written(tmp_path):
     lines = tmp_path / "data.jsonl"
     lines.write_text('{"review": "ok", "sentiment": "01"}\n{"review": "bad", "sentiment": "1"}\n')
     assert read_table(lines)["sentiment"].tolist() == ["01", "1"]
+    numbered = tmp_path / "numbered.jsonl"  # column names that look like numbers stay names
+    numbered.write_text('{"1": "ok", "2": "pos"}\n{"1": "bad", "2": "neg"}\n')
+    assert read_table(numbered)["2"].tolist() == ["pos", "neg"]
     quoted = tmp_path / "quoted.csv"  # a quote on one line, and a text longer than the csv module's field limit
     quoted.write_text(f'review,sentiment\n"The Matrix" is great,pos\n{"x" * 200_000},neg\n')
     assert read_table(quoted)["sentiment"].tolist() == ["pos", "neg"]
@@ -137,6 +140,14 @@ def test_cells_are_read_as_written(tmp_path):
     tsv = tmp_path / "data.TSV.xz"  # the format from the suffix before the compression's, in any case
     frame.to_csv(tsv, sep="\t", index=False)
     assert read_table(tsv)["sentiment"].tolist() == ["01", "1", "NA"]
+
+
+def test_errors_found_by_the_comparison_itself_exit_2_in_one_line(
+    data_file, tmp_path, tiny_bert, tiny_llama, cache_dir, capsys
+):
+    assert run(data_file, tmp_path / "o", tiny_bert, tiny_llama, cache_dir, "--methods", "logreg", "logreg") == 2
+    err = capsys.readouterr().err
+    assert "skllm compare: error: methods lists 'logreg' twice" in err and "Traceback" not in err
 
 
 def test_a_damaged_compressed_file_is_named_and_exits_2(tmp_path, capsys):

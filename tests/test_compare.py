@@ -125,6 +125,11 @@ def test_settings_are_checked_before_any_work(texts, kwargs, message):
         (dict(methods=[]), "methods is empty: name at least one of ['logreg',"),
         (dict(cache_dir=""), "cache_dir='' is an empty path"),
         (dict(cache_dir=123), "cache_dir must be 'auto', None or a folder path, got 123."),
+        # Labels read as the estimators read them: 1 and "1" are not merged, a missing one is no class.
+        (dict(y=[1, "1"] * 24), "mixes label types"),
+        (dict(y=["pos", float("nan")] * 24), "missing label(s)"),
+        (dict(y=[None, "neg"] * 24), "missing label(s)"),
+        (dict(y=[1.5, 4.5] * 24), "numbers that are not whole, e.g. 1.5 at position 0: a continuous target"),
     ],
 )
 def test_bad_arguments_are_refused_at_the_call(texts, kwargs, message):
@@ -133,6 +138,27 @@ def test_bad_arguments_are_refused_at_the_call(texts, kwargs, message):
     with pytest.raises(ValueError) as error:
         compare_methods(X, verbose=0, **kwargs)
     assert message in str(error.value)
+
+
+def test_a_row_saved_earlier_is_reused_where_the_budget_would_skip_its_method(texts, tiny_bert, cache_dir, tmp_path):
+    X, y = texts
+    common = dict(encoder=tiny_bert, cache_dir=cache_dir, out_dir=tmp_path, verbose=0, cv=2, random_state=0)
+    first = compare_methods(X, y, methods=["logreg", "head"], **common).set_index("method")
+    table = compare_methods(X, y, methods=["logreg", "head", "linear-svm"], time_budget=0.01, **common)
+    plan, rows = table.attrs["plan"], table.set_index("method")
+    assert "head" in plan["skipped"] and (plan["n"], plan["cv"]) == (len(X), 2)
+    assert rows.loc["head", "status"] == "reused"  # costs nothing: not skipped
+    assert rows.loc["head", "accuracy_mean"] == first.loc["head", "accuracy_mean"]
+    skipped = rows[rows["status"] == "skipped"]
+    assert len(skipped) and (skipped["error"] == "does not fit in the time budget").all()
+
+
+def test_label_words_keyed_by_numpy_labels(texts, tiny_bert, cache_dir):
+    X, y = texts
+    y = np.array([1 if v == "pos" else 0 for v in y])
+    words = {np.int64(0): "bad", np.int64(1): "good"}
+    table = compare_methods(X, y, methods=["logreg"], encoder=tiny_bert, cache_dir=cache_dir, label_words=words, cv=2)
+    assert table["status"].tolist() == ["computed"]
 
 
 def test_a_class_with_one_text_asks_for_more_texts_not_fewer_folds():

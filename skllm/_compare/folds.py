@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from .._validation import check_labels
+from .._validation import check_labels, check_no_missing, check_one_label_type, label_kind
 
 
 def check_targets(y, n_texts):
@@ -23,12 +23,24 @@ def check_targets(y, n_texts):
     indicator = _multilabel_indicator(y, n_texts, "compare_methods", multioutput_hint=False)
     if indicator is not None:
         return indicator[0].astype(np.int64), True
-    y = np.asarray(y if hasattr(y, "__array__") else check_labels(y, "y"))
+    y = np.asarray(y if hasattr(y, "__array__") else check_labels(y, "y"), dtype=object)
     if y.ndim != 1:
         raise ValueError(f"y must hold one label per text or be a 0/1 indicator matrix, got shape {y.shape}.")
     if len(y) != n_texts:
         raise ValueError(f"X has {n_texts} texts but y has {len(y)} labels.")
-    return y, False
+    # As the estimators read labels: no missing one taken for a class, no 1 and "1" merged into one.
+    values = [plain(v) for v in y]
+    check_no_missing(values, "y")
+    check_one_label_type(values, "y")
+    if label_kind(values[0]) == "number":
+        fractional = [i for i, v in enumerate(values) if isinstance(v, float) and not v.is_integer()]
+        if fractional:
+            raise ValueError(
+                f"y holds numbers that are not whole, e.g. {values[fractional[0]]!r} at position {fractional[0]}: "
+                f"a continuous target. skllm compare compares classifiers; to use these values as classes, pass "
+                f"them as strings."
+            )
+    return np.asarray(values), False
 
 
 def check_folds(y, cv, *, max_samples=None, random_state=0, names=None):

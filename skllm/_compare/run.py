@@ -13,7 +13,7 @@ from .._models import DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, resolve_model
 from .._validation import check_int, check_number, check_texts
 from .._version import __version__
 from .catalogue import MULTILABEL_UNSUPPORTED, check_methods, family, make_estimator, uses_encoder, uses_llm
-from .folds import check_folds, check_targets, cut_folds, evaluate_fold, fold_row, subsample
+from .folds import check_folds, check_targets, cut_folds, evaluate_fold, fold_row, plain, subsample
 from .plan import SAFETY, format_plan, format_seconds, format_timing, plan_comparison
 from .rows import (
     SavedRows,
@@ -300,8 +300,8 @@ class _Comparison:
             m: MULTILABEL_UNSUPPORTED[m] for m in self.methods if self.multilabel and m in MULTILABEL_UNSUPPORTED
         }
         self.settings = dict(settings)
-        if label_words is not None:
-            self.settings["label_words"] = dict(label_words)
+        if label_words is not None:  # numpy keys (from numpy.unique(y)) as the plain values they hold
+            self.settings["label_words"] = {plain(k): v for k, v in dict(label_words).items()}
         planned = [m for m in self.methods if m not in self.unsupported]
         self.identities = {
             "encoder": model_identity(settings["encoder"]) if any(uses_encoder(m) for m in planned) else None,
@@ -436,9 +436,8 @@ class _Comparison:
             if name in self.unsupported:
                 rows[name] = skipped_row(name, self.unsupported[name])
                 continue
-            if name in self.plan["skipped"]:
-                rows[name] = skipped_row(name)
-                continue
+            # A method the budget leaves out still takes a row saved by an earlier run: reusing it costs nothing.
+            skipped = name in self.plan["skipped"]
             try:
                 template = make_estimator(
                     name,
@@ -448,7 +447,7 @@ class _Comparison:
                     **self.settings,
                 )
             except Exception as exc:  # e.g. a missing optional dependency: that row fails, the others go on
-                rows[name] = failed_row(name, exc)
+                rows[name] = skipped_row(name) if skipped else failed_row(name, exc)
                 continue
             uses = {
                 "encoder": self.identities["encoder"] if uses_encoder(name) else None,
@@ -459,6 +458,8 @@ class _Comparison:
             row = saved.reuse(name, self.fingerprints[name])
             if row is not None:
                 rows[name] = row
+            elif skipped:
+                rows[name] = skipped_row(name)
         return rows
 
     # -- running -----------------------------------------------------------------------------
