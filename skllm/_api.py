@@ -40,7 +40,7 @@ CLASSIFIER_MAX_TOKENS = 10
 # Most alternatives an OpenAI endpoint lists per token.
 TOP_LOGPROBS = 20
 UNPARSED_CHOICES = ("most_frequent", "error")
-# Longest wait between two tries, whatever the backoff or Retry-After say.
+# Longest wait between two tries that the backoff alone asks for (a Retry-After may ask for more).
 MAX_DELAY = 60.0
 # The longest Retry-After honoured: a longer one ends the retries as if it were refused.
 MAX_RETRY_AFTER = 600.0
@@ -386,9 +386,13 @@ class Endpoint:
         self._timeout = float(chat.timeout)
 
     def _refresh(self):
-        """Check the settings again and rebuild the client where the key or timeout changed (``set_params``)."""
+        """Check the settings again and rebuild the client where the key or timeout changed (``set_params``).
+
+        Only a key given as ``api_key`` counts: one read from the environment at connect stays.
+        """
         self.chat._check_params()
-        key, timeout = self.chat._resolve_key(self.url), float(self.chat.timeout)
+        given, timeout = _key_value(self.chat.api_key), float(self.chat.timeout)
+        key = given if given is not None else self._secret
         if key != self._secret or timeout != self._timeout:
             self.client = self.client.with_options(api_key=key, timeout=timeout)
             self._secret, self._timeout = key, timeout
@@ -537,10 +541,13 @@ class Endpoint:
                 f" The request went to {self.url}/chat/completions: an OpenAI-compatible base_url usually ends "
                 f"in /v1 (e.g. 'http://127.0.0.1:8000/v1'), without /chat/completions."
             )
-        content = str(conversations[rows[0]][-1].get("content", ""))
+        try:
+            content = str(conversations[rows[0]][-1].get("content", ""))
+        except (IndexError, AttributeError, TypeError):  # not a list of message dicts: shown as it is
+            content = str(conversations[rows[0]])
         shown = " ".join(content.split())
         shown = shown if len(shown) <= 80 else "..." + shown[-77:]
-        which = f"prompt {rows[0]}" if len(rows) == 1 else f"prompts {rows} (the same prompt)"
+        which = f"prompt {rows[0]}" if len(rows) == 1 else f"prompts {rows[:10]} (the same prompt)"
         return APIRequestError(
             f"The chat endpoint {self.url} (model {self.chat.model!r}) failed {after}: {self._scrub(_short(exc))}, "
             f"on {which} of the {len(conversations)} of this call (in the order given: the row of X where each "

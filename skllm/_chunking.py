@@ -1,5 +1,6 @@
 """Splitting documents into chunks of whole words that fit the embedder."""
 
+import itertools
 import re
 
 import numpy as np
@@ -12,7 +13,8 @@ def chunk_spans(text, tokenizer, chunk_size, chunk_overlap):
     ``chunk_size`` tokens of ``tokenizer``, and the next chunk starts so that about
     ``chunk_overlap`` tokens are shared. A word longer than ``chunk_size`` tokens
     (text written without spaces, as Chinese or Japanese is, or a long URL) is cut
-    between its tokens into pieces of ``chunk_size`` tokens, which count as words.
+    between its tokens, each piece counting as a word (so that chunks of it share
+    ``chunk_overlap`` tokens too).
     A text of at most ``chunk_size`` tokens is one chunk, kept whole.
     """
     words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
@@ -32,12 +34,14 @@ def chunk_spans(text, tokenizer, chunk_size, chunk_overlap):
             pieces.append((start, stop))
             counts.append(max(len(spans), 1))
             continue
-        for k in range(0, len(spans), chunk_size):
-            group = spans[k : k + chunk_size]
-            last = k + chunk_size >= len(spans)
-            # A token's span can start at the space before its word (SentencePiece): kept inside the word.
-            pieces.append((start if k == 0 else max(group[0][0], start), stop if last else min(group[-1][1], stop)))
-            counts.append(len(group))
+        # Cut where a token begins (kept inside the word: a SentencePiece token can begin at the space
+        # before it); tokens that begin at one character (bytes of one character) stay in one piece.
+        begins = np.sort([min(max(begin, start), stop) for begin, _ in spans])
+        bounds = [start, *sorted(set(begins[1:].tolist()) - {start, stop}), stop]
+        # Tokens per piece: those that begin in it (the last piece takes a token beginning at its end).
+        n_tokens = np.diff(np.searchsorted(begins, [*bounds[:-1], stop + 1], side="left"))
+        pieces += list(itertools.pairwise(bounds))
+        counts += np.maximum(n_tokens, 1).tolist()
     words, counts = pieces, np.array(counts, dtype=np.int64)
     spans, first = [], 0
     while first < len(words):

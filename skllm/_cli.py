@@ -77,9 +77,11 @@ def read_table(path):
 def _read_json(path, lines):
     import pandas as pd
 
-    # As written: JSON strings stay strings ("01" is not 1), no column is read as dates (dtype=False
-    # covers them since pandas 3) and column names stay strings ("1" is a name, not the number 1).
-    frame = pd.read_json(path, lines=lines, dtype=False, convert_axes=False)
+    # As written: JSON strings stay strings ("01" is not 1), no column is read as dates and column
+    # names stay strings ("1" is a name, not the number 1). From pandas 3, dtype=False covers the
+    # dates (convert_dates is deprecated there); pandas 2 needs it said.
+    dates = {"convert_dates": False} if int(pd.__version__.split(".")[0]) < 3 else {}
+    frame = pd.read_json(path, lines=lines, dtype=False, convert_axes=False, **dates)
     if frame.shape[1] == 0:
         raise pd.errors.EmptyDataError("no rows")
     return frame

@@ -206,6 +206,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         limit = positions(model, tokenizer)
         decoder = is_decoder(model)
         check_pooling_fits(self.pooling, decoder, self.model_name)
+        check_room_for_text(tokenizer, int(min(self.max_length, limit)))
         self.model_ = model
         self.tokenizer_ = tokenizer
         self._source = source
@@ -214,7 +215,6 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         self.embedding_dim_ = int(model.config.hidden_size)
         self.device_ = str(device)
         self.dtype_ = dtype
-        check_room_for_text(tokenizer, int(min(self.max_length, limit)))
         self.max_length_ = int(min(self.max_length, limit))
         if self.max_length_ < self.max_length:
             logger.info("max_length=%d capped to the model's %d positions", self.max_length, limit)

@@ -20,9 +20,10 @@ BM25_B = 0.75
 RRF_K = 60
 # Words: runs of letters or digits, single characters included, so that codes
 # and numbers ("7", "x", "B-52" as "b" + "52") count. Chinese characters and
-# Japanese kana, written without spaces, are a word each (as Lucene's standard
-# analyzer reads them): a run of them as one word would match only itself.
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# hiragana, written without spaces, are a word each, and a run of katakana is one
+# word (as Lucene's standard analyzer reads them): a whole run of such text as one
+# word would match only itself.
+_CJK = "\u3040-\u309f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 TOKEN_PATTERN = rf"(?u)[{_CJK}]|[^\W{_CJK}]+"
 # Queries scored per sparse product (bounds the dense score block in memory).
 _QUERY_BLOCK = 256

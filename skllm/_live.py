@@ -81,9 +81,20 @@ def _snapshot(value):
     """
     if hasattr(value, "get_params") and hasattr(value, "set_params"):
         skip = getattr(value, "_runtime_params", ())
-        params = ", ".join(f"{k}={v!r}" for k, v in sorted(value.get_params(deep=False).items()) if k not in skip)
+        params = ", ".join(
+            f"{k}={_stable_repr(v)}" for k, v in sorted(value.get_params(deep=False).items()) if k not in skip
+        )
         return (type(value).__name__, params)  # plain data: what a saved model may hold
     return value
+
+
+def _stable_repr(value):
+    """``repr(value)``, but the same in every process: a function by its name, an object whose repr
+    holds its memory address by its type (a loaded copy of the estimator would otherwise differ)."""
+    if callable(value) and hasattr(value, "__qualname__") and not isinstance(value, type):
+        return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+    shown = repr(value)
+    return f"<{type(value).__qualname__}>" if " at 0x" in shown else shown
 
 
 def _shown(value):

@@ -229,8 +229,10 @@ def check_scorer(scorer, name):
         return
     if not (callable(scorer) or hasattr(scorer, "predict")):
         raise ValueError(f"{name} must be a fitted RewardModel or a callable, got {type(scorer).__name__}.")
+    from ._reward import RewardModel
+
     owner = getattr(scorer, "__self__", None)
-    if owner is not None and hasattr(owner, "predict") and getattr(scorer, "__name__", "") == "predict":
+    if isinstance(unfreeze(owner), RewardModel) and getattr(scorer, "__name__", "") == "predict":
         raise ValueError(
             f"{name} is the predict method of a {type(owner).__name__}, which takes (prompt, completion) pairs: "
             f"pass the {type(owner).__name__} itself, or a callable of (prompts, completions)."

@@ -43,6 +43,17 @@ def _refuse_complex(values, who, allowed):
     )
 
 
+def _refuse_huge_labels(values):
+    """Refuse whole numbers past the int64 range as labels: numpy reads them as floats, where
+    2**63 + 1 and 2**63 + 3 are one number (two classes merged)."""
+    huge = [i for i, v in enumerate(values) if isinstance(v, numbers.Number) and not -(2**63) <= v < 2**63]
+    if huge:
+        raise ValueError(
+            f"y holds numbers past the int64 range as labels (e.g. {values[huge[0]]!r} at position {huge[0]}), "
+            f"which numpy cannot keep apart; pass the labels as strings."
+        )
+
+
 def _encode_labels(y, n_texts, who):
     """``(classes, index of each label in classes)``, or a ValueError saying what is wrong with ``y``."""
     check_ordered(y, "y", f"{who} ")
@@ -75,7 +86,6 @@ def _encode_labels(y, n_texts, who):
         if plain.dtype.kind == "f" and not np.isfinite(plain).all():
             bad = np.flatnonzero(~np.isfinite(plain))
             raise ValueError(f"y holds infinite labels, at positions {bad[:10].tolist()}; classes must be finite.")
-        whole_but_huge = False
         with warnings.catch_warnings():  # its cast of numbers past int64 warns
             warnings.simplefilter("ignore", RuntimeWarning)
             target_type = type_of_target(plain)
@@ -86,8 +96,8 @@ def _encode_labels(y, n_texts, who):
                     f"y holds continuous values (e.g. {fractional[0].item()!r}) but {who} needs discrete classes. "
                     f"For a numeric target use FineTuneRegressor; to classify, bin y first (e.g. numpy.digitize)."
                 )
-            whole_but_huge = True  # whole numbers past int64, which type_of_target's check cannot cast
-        if not whole_but_huge:
+        _refuse_huge_labels(labels.tolist())
+        if target_type != "continuous":
             check_classification_targets(plain)
     elif kind == "str":
         check_classification_targets(labels)

@@ -712,3 +712,11 @@ def test_the_key_timeout_and_retries_set_after_fit_are_used_and_checked(fake_cha
         with pytest.raises(ValueError, match=name):
             clf.predict(["great film"])
         clf.set_params(model_name__max_retries=0, model_name__max_concurrency=1, model_name__timeout=5.0)
+
+
+def test_a_key_read_from_the_environment_at_fit_stays_when_the_variable_goes(fake_chat, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "env-key")
+    clf = ZeroShotClassifier(_chat(fake_chat), classes=["neg", "pos"], calibration=None, cache_dir=None).fit()
+    monkeypatch.delenv("OPENAI_API_KEY")
+    clf.predict(["great film"])
+    assert fake_chat.headers[-1]["authorization"] == "Bearer env-key"

@@ -820,3 +820,23 @@ def test_few_shot_generator_settings_that_choose_the_demonstrations_are_refused_
             gen.predict(X[:1])
         gen.set_params(n_examples=0, example_selection=None, use_chat_template=False)
     assert len(gen.predict(X[:1])) == 1
+
+
+def test_the_record_of_fit_settings_is_the_same_in_every_process():
+    from skllm._live import _snapshot
+
+    class Custom(BalancedSelection):
+        def __init__(self, key=None, thing=None):
+            self.key, self.thing = key, thing
+
+    def score(text):
+        return len(text)
+
+    first = score
+
+    def score(text):  # another function object under the same name, as in another process
+        return len(text)
+
+    assert first is not score
+    assert _snapshot(Custom(key=first, thing=object())) == _snapshot(Custom(key=score, thing=object()))
+    assert _snapshot(Custom(key=score)) != _snapshot(Custom(key=len))

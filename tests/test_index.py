@@ -52,7 +52,8 @@ def test_text_without_spaces_is_cut_between_tokens(embedder):
     spans = chunk_spans(text, tok, 20, 5)
     assert len(spans) >= 4 and spans[0][0] == 0 and spans[-1][1] == len(text)
     for (_, end), (after, _) in itertools.pairwise(spans):
-        assert after <= end  # contiguous or overlapping: nothing is lost
+        assert after < end  # consecutive chunks share chunk_overlap tokens here too: nothing is lost
+    assert all(b >= a for (_, a), (b, _) in itertools.pairwise(chunk_spans(text, tok, 20, 0)))  # no overlap
     for start, end in spans:
         assert 0 < len(tok(text[start:end], add_special_tokens=False)["input_ids"]) <= 20
 
@@ -63,6 +64,8 @@ def test_bm25_reads_chinese_and_japanese_characters_as_words():
     scores, ranked = BM25(["日本語のテキスト", "英語の本", "テキスト"]).top(["日本語"], 3)
     assert ranked[0][0] == 0 and scores[0][0] > 0 and scores[0][1] > 0  # the second shares "本" and "語"
     assert ranked[0].tolist() == [0, 1, 2]
+    scores, ranked = BM25(["コンピューター", "コンピュータ・ゲーム"]).top(["コンピューター"], 2)
+    assert scores[0][0] > 0 and scores[0][1] == 0  # a katakana run is one word
 
 
 def test_fit_query_and_hits(embedder, backend):

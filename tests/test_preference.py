@@ -399,3 +399,13 @@ def test_the_policy_gradient_reads_the_probabilities_the_answers_were_sampled_wi
         expected = torch.log_softmax(logits / 0.7, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         got, _ = _causal.token_logprobs(policy.network_, ids, torch.ones_like(ids), labels, 0.7)
     torch.testing.assert_close(got, expected)
+
+
+def test_a_bound_predict_of_another_object_taking_prompts_and_completions_is_a_reward(policy):
+    from skllm._rl import check_scorer
+
+    class Scorer:
+        def predict(self, prompts, completions):
+            return [float(len(c)) for c in completions]
+
+    check_scorer(Scorer().predict, "reward")  # only a RewardModel's predict takes pairs

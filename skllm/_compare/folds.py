@@ -16,6 +16,7 @@ def check_targets(y, n_texts):
     is a ``ValueError`` saying what is allowed.
     """
     from .._finetune import _multilabel_indicator
+    from .._targets import _refuse_huge_labels
 
     if y is None:
         raise ValueError("y must be a list of labels, one per text, or a 0/1 indicator matrix, got None.")
@@ -33,6 +34,7 @@ def check_targets(y, n_texts):
     check_no_missing(values, "y")
     check_one_label_type(values, "y")
     if label_kind(values[0]) == "number":
+        _refuse_huge_labels(values)
         fractional = [i for i, v in enumerate(values) if isinstance(v, float) and not v.is_integer()]
         if fractional:
             raise ValueError(
