@@ -12,7 +12,7 @@ from ._device import resolve_device, resolve_dtype, restore_placement
 from ._live import LiveStateMixin
 from ._models import check_fitted_files, load_backbone, model_identity, positions, resolve_model
 from ._prompting import encode, fit_text, wrap
-from ._validation import check_bool, check_int
+from ._validation import _describe_positions, check_bool, check_int
 from .exceptions import APIRequestError, TruncationWarning
 
 
@@ -189,24 +189,28 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
         ``selections`` holds the demonstrations of each text (least relevant
         first); ``render(indices, k, query)`` renders the last ``k`` of them.
         """
-        prompts, dropped, cut = [], 0, 0
-        for text, indices in zip(texts, selections):
+        prompts, dropped, cut = [], [], []
+        for row, (text, indices) in enumerate(zip(texts, selections)):
             # With too long a prompt, the demonstrations furthest from the text
             # (the first rendered) go first.
             ids, d, c = self._fit_prompt(lambda k, q, idx=indices: render(idx, k, q), len(indices), text)
             prompts.append(ids)
-            dropped, cut = dropped + bool(d), cut + c
+            if c:
+                cut.append(row)
+            elif d:
+                dropped.append(row)
         if dropped:
             warnings.warn(
-                f"{dropped} of {len(texts)} prompts were longer than max_length={self.max_length_} tokens; "
-                f"demonstrations were left out of them to fit (the texts were kept whole).",
+                f"{len(dropped)} of {len(texts)} prompts were longer than max_length={self.max_length_} tokens; "
+                f"demonstrations were left out of them to fit, the texts kept whole (at "
+                f"{_describe_positions(dropped)}).",
                 TruncationWarning,
                 stacklevel=4,
             )
         if cut:
             warnings.warn(
-                f"{cut} of {len(texts)} texts did not fit in max_length={self.max_length_} tokens even without "
-                f"demonstrations and were truncated.",
+                f"{len(cut)} of {len(texts)} texts did not fit in max_length={self.max_length_} tokens even without "
+                f"demonstrations and were truncated (at {_describe_positions(cut)}).",
                 TruncationWarning,
                 stacklevel=4,
             )

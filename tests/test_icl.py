@@ -319,7 +319,7 @@ def test_long_prompts_drop_demonstrations_not_the_text(tiny_llama, pool):
     full = FewShotClassifier(tiny_llama, n_examples=8, random_state=0).fit(X, y)
     n_full = len(full._prompts([text])[0])
     clf = clone(full).set_params(max_length=n_full - 10).fit(X, y)
-    with pytest.warns(TruncationWarning, match="1 of 1 prompts .* demonstrations were left out"):
+    with pytest.warns(TruncationWarning, match=r"1 of 1 prompts .* demonstrations were left out.*positions \[0\]"):
         (ids,) = clf._prompts([text])
     assert len(ids) <= clf.prompt_budget_
     decoded = clf.tokenizer_.decode(ids)
@@ -331,8 +331,14 @@ def test_long_prompts_drop_demonstrations_not_the_text(tiny_llama, pool):
     zero = ZeroShotClassifier(tiny_llama, classes=["neg", "pos"]).fit()
     n_base = len(zero._prompts([""])[0])
     zero.set_params(max_length=n_base + 12).fit()
-    with pytest.warns(TruncationWarning, match="even without demonstrations"):
-        (ids,) = zero._prompts([text * 5])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ids, _ = zero._prompts([text * 5, "hi"])
+    # The cut text is named once, as cut (not also as kept whole), and the short one not at all.
+    assert [str(w.message) for w in caught if w.category is TruncationWarning] == [
+        f"1 of 2 texts did not fit in max_length={zero.max_length_} tokens even without demonstrations and were "
+        f"truncated (at positions [0])."
+    ]
     decoded = zero.tokenizer_.decode(ids)
     assert decoded.startswith("Text: hello") and decoded.rstrip().endswith(question)
     with pytest.raises(ValueError, match="leaves no room for the text"):
