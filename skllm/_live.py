@@ -32,7 +32,7 @@ class LiveStateMixin:
     def _check_load_params(self):
         loaded = getattr(self, "_loaded_with", None)  # None: pickled before this was recorded
         current = {n: _snapshot(getattr(self, n, None)) for n in loaded or {}}
-        changed = [n for n, v in (loaded or {}).items() if not _same_value(current[n], v)]
+        changed = [n for n, v in (loaded or {}).items() if not same_value(current[n], v)]
         if changed:
             was = ", ".join(f"{n}={_shown(loaded[n])}" for n in changed)
             now = ", ".join(f"{n}={_shown(current[n])}" for n in changed)
@@ -101,7 +101,8 @@ def _shown(value):
     return f"{value[0]}({value[1]})" if isinstance(value, tuple) else repr(value)
 
 
-def _same_value(a, b):
+def same_value(a, b):
+    """``a == b`` as one bool; False where that comparison is not one (arrays compare elementwise)."""
     try:
         return a is b or bool(a == b)
     except (TypeError, ValueError):  # e.g. arrays, whose == is elementwise

@@ -56,6 +56,11 @@ def test_text_without_spaces_is_cut_between_tokens(embedder):
     assert all(b >= a for (_, a), (b, _) in itertools.pairwise(chunk_spans(text, tok, 20, 0)))  # no overlap
     for start, end in spans:
         assert 0 < len(tok(text[start:end], add_special_tokens=False)["input_ids"]) <= 20
+    # As a user reaches it: the index holds every part of the document, none past what the embedder reads.
+    index = DocumentIndex(embedder, chunk_size=20, chunk_overlap=5, retrieval="lexical").fit([text])
+    assert index.n_chunks_ == len(spans)
+    (hits,) = index.query(["words"], k=1)
+    assert hits[0].chunk.endswith("and then some words")
 
 
 def test_bm25_reads_chinese_and_japanese_characters_as_words():

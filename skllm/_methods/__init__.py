@@ -5,8 +5,7 @@ contract is in its docstring), its import here and one line in ``METHODS``, the
 only list of method names.
 """
 
-import numpy as np
-
+from .._live import same_value
 from ._adapter import BottleneckAdapter
 from ._base import FineTuningMethod
 from ._full import FullFineTuning
@@ -36,25 +35,7 @@ def same_method(a, b):
     By their parameters, not their reprs: scikit-learn's repr elides long lists
     (``target_modules``) and anything past 700 characters.
     """
-    return type(a) is type(b) and _same_value(a.get_params(), b.get_params())
-
-
-def _same_value(x, y):
-    if hasattr(x, "get_params") or hasattr(y, "get_params"):
-        return type(x) is type(y) and _same_value(x.get_params(), y.get_params())
-    if isinstance(x, dict) or isinstance(y, dict):
-        return (
-            isinstance(x, dict)
-            and isinstance(y, dict)
-            and x.keys() == y.keys()
-            and all(_same_value(x[k], y[k]) for k in x)
-        )
-    if isinstance(x, (list, tuple)) or isinstance(y, (list, tuple)):
-        return type(x) is type(y) and len(x) == len(y) and all(_same_value(u, v) for u, v in zip(x, y, strict=True))
-    try:
-        return bool(np.array_equal(x, y)) if isinstance(x, np.ndarray) or isinstance(y, np.ndarray) else bool(x == y)
-    except (TypeError, ValueError):
-        return False
+    return type(a) is type(b) and same_value(a.get_params(), b.get_params())
 
 
 def resolve_method(method):
