@@ -1,0 +1,78 @@
+"""Dropout masks drawn from 16-bit numbers on the CPU, during training only."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from skllm import FineTuneClassifier
+from skllm._dropout import fast_cpu_dropout, keep_mask
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.03])
+def test_the_masks_keep_each_element_with_one_minus_p_in_every_lane_of_the_words(p):
+    torch.manual_seed(0)
+    n = 400_000
+    mask, scale = keep_mask((n,), p, torch.device("cpu"))
+    rounded = round(p * 65536) / 65536
+    assert scale == pytest.approx(1 / (1 - rounded))
+    assert abs(rounded - p) <= 0.5 / 65536
+    # each 64-bit word gives four numbers: a biased lane (a sign bit always 0) would move its share by 0.5
+    lanes = mask.view(-1, 4).float().mean(0).numpy()
+    se = np.sqrt(p * (1 - p) / (n / 4))
+    np.testing.assert_allclose(lanes, 1 - rounded, atol=5 * se)
+    # and neighbours are independent: both kept as often as (1 - p) ** 2
+    both = (mask[:-1] & mask[1:]).float().mean().item()
+    assert both == pytest.approx((1 - rounded) ** 2, abs=5 * se)
+
+
+def test_the_masks_follow_torch_seed():
+    torch.manual_seed(3)
+    first, _ = keep_mask((5, 7, 3), 0.2, torch.device("cpu"))
+    torch.manual_seed(3)
+    again, _ = keep_mask((5, 7, 3), 0.2, torch.device("cpu"))
+    assert first.shape == (5, 7, 3)
+    assert torch.equal(first, again)
+
+
+def test_dropout_in_the_block_scales_kept_values_and_its_gradient_is_the_mask():
+    net = torch.nn.Sequential(torch.nn.Linear(6, 6), torch.nn.Dropout(0.25))
+    x = torch.randn(64, 6)
+    with fast_cpu_dropout(net):
+        assert type(net[1]).__name__ == "FastCPUDropout"
+        torch.manual_seed(1)
+        out = net(x)
+        torch.manual_seed(1)
+        mask, scale = keep_mask(out.shape, 0.25, x.device)
+        plain = net[0](x)
+        torch.testing.assert_close(out, plain * mask * scale)
+        grad = torch.randn_like(out)
+        leaf = plain.detach().requires_grad_()
+        torch.manual_seed(1)
+        net[1](leaf).backward(grad)
+        torch.testing.assert_close(leaf.grad, grad * mask * scale)
+        # evaluation mode drops nothing
+        net.eval()
+        torch.testing.assert_close(net(x), net[0](x))
+    assert type(net[1]) is torch.nn.Dropout
+
+
+def test_the_modules_get_their_class_back_when_training_fails():
+    net = torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Dropout(0.3))
+    with pytest.raises(RuntimeError), fast_cpu_dropout(net):
+        raise RuntimeError("a failed step")
+    assert [type(m) for m in net] == [torch.nn.Dropout, torch.nn.Dropout]
+    pickle.loads(pickle.dumps(net))
+
+
+def test_a_fitted_network_holds_torch_dropout_and_a_seed_gives_the_same_model(tiny_bert, texts, cache_dir):
+    X, y = texts
+    first = FineTuneClassifier(tiny_bert, method="lora", epochs=1, batch_size=8, random_state=0, cache_dir=cache_dir)
+    first.fit(X, y)
+    dropouts = [m for m in first.network_.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(type(m) is torch.nn.Dropout for m in dropouts)
+    again = FineTuneClassifier(tiny_bert, method="lora", epochs=1, batch_size=8, random_state=0, cache_dir=cache_dir)
+    again.fit(X, y)
+    for name, value in first.trainable_state_.items():
+        np.testing.assert_array_equal(value, again.trainable_state_[name])
