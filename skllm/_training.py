@@ -46,8 +46,6 @@ def validation_split(rows, fraction, seed, stratify=None, what="texts", min_vali
     no row to train on, or fewer than ``min_valid`` to score (R² needs 2), is a
     ``ValueError`` naming ``validation_fraction``.
     """
-    from sklearn.model_selection import train_test_split
-
     n_valid = math.ceil(fraction * len(rows))  # as train_test_split counts them
     if len(rows) - n_valid < 1:
         raise ValueError(
@@ -60,12 +58,19 @@ def validation_split(rows, fraction, seed, stratify=None, what="texts", min_vali
             f"needs {min_valid}: early stopping would compare undefined scores. Give more {what}, a larger "
             f"validation_fraction, or early_stopping=False."
         )
+    return split_rows(rows, fraction, seed, stratify)
+
+
+def split_rows(rows, test_size, seed, stratify=None):
+    """``train_test_split`` of ``rows``, stratified by ``stratify`` (aligned with ``rows``) where every class can be."""
+    from sklearn.model_selection import train_test_split
+
     if stratify is not None:
         try:
-            return train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
+            return train_test_split(rows, test_size=test_size, random_state=seed, stratify=stratify)
         except ValueError:  # a class too small to stratify
             pass
-    return train_test_split(rows, test_size=fraction, random_state=seed)
+    return train_test_split(rows, test_size=test_size, random_state=seed)
 
 
 # torch's random generator belongs to the process: fits running at once in threads of

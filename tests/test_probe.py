@@ -155,3 +155,37 @@ def test_methods_that_change_the_features_probe_their_own(tiny_bert, texts, cach
     assert record["rows"] == [8, len(X)] and len(record["embedded"]) == 8
     uncached = FineTuneClassifier(tiny_bert, method="prefix", cache_dir=None, **FROZEN).fit(X, y)
     np.testing.assert_allclose(clf.predict_proba(X), uncached.predict_proba(X), atol=1e-6)
+
+
+def test_the_probe_reads_a_stratified_sample_of_at_most_its_bound_keeping_every_class():
+    from skllm._probe import PROBE_MAX_ROWS, probe_rows
+
+    rows = np.arange(100, 100 + 3 * PROBE_MAX_ROWS)
+    assert probe_rows(rows[:PROBE_MAX_ROWS], 0, None).tolist() == rows[:PROBE_MAX_ROWS].tolist()
+    classes = np.r_[np.zeros(2 * PROBE_MAX_ROWS), np.ones(PROBE_MAX_ROWS - 2), [2, 2]].astype(int)
+    sample = probe_rows(rows, 0, classes)
+    assert PROBE_MAX_ROWS < len(sample) <= PROBE_MAX_ROWS + 2  # both texts of the rare class are in it
+    assert set(sample) <= set(rows) and (np.diff(sample) > 0).all()  # in the order of the rows
+    counts = np.bincount(classes[sample - 100])
+    assert counts[2] == 2 and abs(counts[0] - 2 * counts[1]) <= 3  # the classes' shares, and the rare one
+    assert probe_rows(rows, 0, classes).tolist() == sample.tolist()
+    assert probe_rows(rows, 1, classes).tolist() != sample.tolist()
+    assert len(probe_rows(rows, 0, None)) == PROBE_MAX_ROWS  # a regressor's: a plain sample
+
+
+def test_only_methods_whose_probe_runs_the_backbone_probe_a_sample(tiny_bert, texts, cache_dir, monkeypatch):
+    from skllm import _probe
+
+    X, y = texts
+    monkeypatch.setattr(_probe, "PROBE_MAX_ROWS", 10)
+    seen = []
+    real = _probe.probe_classifier
+
+    def probe_classifier(features, *args):
+        seen.append(len(features))
+        return real(features, *args)
+
+    monkeypatch.setattr(_probe, "probe_classifier", probe_classifier)
+    FineTuneClassifier(tiny_bert, method="lora", cache_dir=cache_dir, **FROZEN).fit(X, y)
+    FineTuneClassifier(tiny_bert, method=HeadTuning(), cache_dir=cache_dir, **FROZEN).fit(X, y)
+    assert len(X) > 10 and seen == [10, len(X)]
