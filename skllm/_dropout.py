@@ -69,17 +69,30 @@ def _masked_scale():
 _CLASSES = {}
 
 
+def _torch_dropout():
+    """An empty ``torch.nn.Dropout``, which pickle and ``copy`` then give its state."""
+    import torch
+
+    return torch.nn.Dropout.__new__(torch.nn.Dropout)
+
+
 def _fast_class(torch):
     """The ``nn.Dropout`` subclass swapped in (built once, on first use, as torch is imported lazily)."""
     if "dropout" not in _CLASSES:
         scale_by_mask = _masked_scale()
 
         class FastCPUDropout(torch.nn.Dropout):
-            def forward(self, x):
-                if not self.training or self.p <= 0 or self.p >= 1 or x.device.type != "cpu" or self.inplace:
-                    return super().forward(x)
-                mask, scale = keep_mask(x.shape, self.p, x.device)
-                return scale_by_mask.apply(x, mask, scale)
+            def forward(self, input):
+                # torch's own in evaluation, in place, off the CPU, and where p rounds to 0 or 1
+                cut = round(self.p * _LEVELS)
+                if not self.training or self.inplace or input.device.type != "cpu" or not 0 < cut < _LEVELS:
+                    return super().forward(input)
+                mask, scale = keep_mask(input.shape, self.p, input.device)
+                return scale_by_mask.apply(input, mask, scale)
+
+            def __reduce_ex__(self, protocol):
+                # A copy or a pickle taken while training runs (by another thread) holds torch's class.
+                return (_torch_dropout, (), *super().__reduce_ex__(protocol)[2:])
 
         _CLASSES["dropout"] = FastCPUDropout
     return _CLASSES["dropout"]

@@ -253,13 +253,13 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
                 vars(self).pop("network_", None)
                 network = self._build_network(backbone)
                 if self.head_init == "linear_probe":
-                    probed = train_idx
+                    probed, weights = train_idx, class_weights
                     # A sample where the probe's features cost a forward pass; a multi-label
                     # sample could leave a rare label out, and the probe with it.
                     if not method.caches_features and np.ndim(targets) == 1:
                         strata = None if stratify is None else np.asarray(stratify)[train_idx]
-                        probed = probe_rows(train_idx, seed, strata)
-                    self._probe_output_layer(network, inputs, texts, targets, probed, class_weights, device)
+                        probed, weights = probe_rows(train_idx, seed, strata, class_weights)
+                    self._probe_output_layer(network, inputs, texts, targets, probed, weights, device)
             self.network_ = network
             self._train(network, inputs, targets, train_idx, valid_idx, class_weights, rng, device)
         network.eval()

@@ -11,8 +11,9 @@ Most methods start as the frozen backbone itself (LoRA's and the adapters' updat
 at zero; full and partial fine-tuning start from its weights): the output layer then
 receives the backbone's pooled features, which :class:`~skllm.TransformerEmbedder` keeps
 in its embedding cache. :func:`cached_layer_inputs` reads them from there, so that the
-folds and candidates of a cross-validation or grid search probe their texts without a
-forward pass, and a single fit stores them for the next one.
+folds and candidates of a cross-validation or grid search probe the texts embedded before
+without a forward pass, and a single fit stores them for the next one. Past
+:data:`PROBE_MAX_ROWS` training texts the probe reads a sample (:func:`probe_rows`).
 """
 
 import warnings
@@ -28,30 +29,38 @@ PROBE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 PROBE_MAX_ROWS = 512
 
 
-def probe_rows(rows, seed, stratify=None):
-    """The training rows the probe is fitted on: all of them up to :data:`PROBE_MAX_ROWS`, else a sample.
+def probe_rows(rows, seed, stratify=None, class_weights=None):
+    """``(rows, class_weights)`` the probe is fitted with: every row up to :data:`PROBE_MAX_ROWS`, else a sample.
 
-    The sample is stratified by the classes ``stratify`` (aligned with ``rows``) where
-    every class can be, and keeps at least three rows of each class (all of a class with
-    fewer), so that no class is left out of the probe; drawn with ``seed``, in the order
-    of ``rows``.
+    The sample is stratified by the class indices ``stratify`` (aligned with ``rows``)
+    where every class can be, and keeps at least three rows of each class (all of a
+    class with fewer), so that no class is left out of the probe; drawn with ``seed``, in
+    the order of ``rows``. ``class_weights`` (None or one weight per class index) comes
+    back multiplied by each class's share of ``rows`` over its share of the sample, so
+    that a class the sample over-represents weighs in the probe (its intercept, the prior)
+    as in all the rows.
     """
     from ._training import split_rows
 
     rows = np.asarray(rows)
     if len(rows) <= PROBE_MAX_ROWS:
-        return rows
+        return rows, class_weights
     _, sample = split_rows(np.arange(len(rows)), PROBE_MAX_ROWS, seed, stratify)
     keep = np.zeros(len(rows), dtype=bool)
     keep[sample] = True
-    if stratify is not None:
-        stratify = np.asarray(stratify)
-        for label in np.unique(stratify):
-            members = np.flatnonzero(stratify == label)
-            short = min(len(members), 3) - int(keep[members].sum())
-            if short > 0:
-                keep[members[~keep[members]][:short]] = True
-    return rows[keep]
+    if stratify is None:
+        return rows[keep], class_weights
+    stratify = np.asarray(stratify, dtype=np.int64)
+    for label in np.unique(stratify):
+        members = np.flatnonzero(stratify == label)
+        short = min(len(members), 3) - int(keep[members].sum())
+        if short > 0:
+            keep[members[~keep[members]][:short]] = True
+    n_classes = len(class_weights) if class_weights is not None else int(stratify.max()) + 1
+    everywhere = np.bincount(stratify, minlength=n_classes) / len(stratify)
+    sampled = np.bincount(stratify[keep], minlength=n_classes) / keep.sum()
+    share = np.divide(everywhere, sampled, out=np.ones(n_classes), where=sampled > 0)
+    return rows[keep], share * (1.0 if class_weights is None else np.asarray(class_weights, dtype=float))
 
 
 def fit_probe(model, features, targets):

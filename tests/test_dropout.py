@@ -1,5 +1,6 @@
 """Dropout masks drawn from 16-bit numbers on the CPU, during training only."""
 
+import copy
 import pickle
 
 import numpy as np
@@ -41,6 +42,12 @@ def test_dropout_in_the_block_scales_kept_values_and_its_gradient_is_the_mask():
     x = torch.randn(64, 6)
     with fast_cpu_dropout(net):
         assert type(net[1]).__name__ == "FastCPUDropout"
+        # a pickle or copy taken while training runs (by another thread) holds torch's class
+        assert type(pickle.loads(pickle.dumps(net))[1]) is torch.nn.Dropout
+        assert type(copy.deepcopy(net)[1]) is torch.nn.Dropout
+        restored = pickle.loads(pickle.dumps(net))[1]
+        assert restored.p == 0.25 and restored.training
+        torch.testing.assert_close(restored.eval()(x), x)
         torch.manual_seed(1)
         out = net(x)
         torch.manual_seed(1)
@@ -76,3 +83,14 @@ def test_a_fitted_network_holds_torch_dropout_and_a_seed_gives_the_same_model(ti
     again.fit(X, y)
     for name, value in first.trainable_state_.items():
         np.testing.assert_array_equal(value, again.trainable_state_[name])
+
+
+@pytest.mark.parametrize("p", [1 - 2**-18, 2**-18])
+def test_a_p_that_rounds_to_zero_or_one_is_torch_own(p):
+    net = torch.nn.Sequential(torch.nn.Dropout(p))
+    x = torch.randn(4, 8)
+    with fast_cpu_dropout(net):
+        torch.manual_seed(0)
+        out = net[0](input=x)  # torch's argument name
+        torch.manual_seed(0)
+        torch.testing.assert_close(out, torch.nn.functional.dropout(x, p, True))

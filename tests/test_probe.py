@@ -161,16 +161,22 @@ def test_the_probe_reads_a_stratified_sample_of_at_most_its_bound_keeping_every_
     from skllm._probe import PROBE_MAX_ROWS, probe_rows
 
     rows = np.arange(100, 100 + 3 * PROBE_MAX_ROWS)
-    assert probe_rows(rows[:PROBE_MAX_ROWS], 0, None).tolist() == rows[:PROBE_MAX_ROWS].tolist()
+    few, weights = probe_rows(rows[:PROBE_MAX_ROWS], 0, None, [1.0, 2.0])
+    assert few.tolist() == rows[:PROBE_MAX_ROWS].tolist() and weights == [1.0, 2.0]
     classes = np.r_[np.zeros(2 * PROBE_MAX_ROWS), np.ones(PROBE_MAX_ROWS - 2), [2, 2]].astype(int)
-    sample = probe_rows(rows, 0, classes)
+    sample, weights = probe_rows(rows, 0, classes)
     assert PROBE_MAX_ROWS < len(sample) <= PROBE_MAX_ROWS + 2  # both texts of the rare class are in it
     assert set(sample) <= set(rows) and (np.diff(sample) > 0).all()  # in the order of the rows
     counts = np.bincount(classes[sample - 100])
     assert counts[2] == 2 and abs(counts[0] - 2 * counts[1]) <= 3  # the classes' shares, and the rare one
-    assert probe_rows(rows, 0, classes).tolist() == sample.tolist()
-    assert probe_rows(rows, 1, classes).tolist() != sample.tolist()
-    assert len(probe_rows(rows, 0, None)) == PROBE_MAX_ROWS  # a regressor's: a plain sample
+    # weighted back to their shares of all the rows: the rare class, over-represented, weighs less
+    np.testing.assert_allclose(weights * counts / len(sample), np.bincount(classes) / len(classes))
+    _, given = probe_rows(rows, 0, classes, np.array([1.0, 3.0, 10.0]))
+    np.testing.assert_allclose(given, weights * [1.0, 3.0, 10.0])
+    assert probe_rows(rows, 0, classes)[0].tolist() == sample.tolist()
+    assert probe_rows(rows, 1, classes)[0].tolist() != sample.tolist()
+    plain, weights = probe_rows(rows, 0, None)  # a regressor's: a plain sample
+    assert len(plain) == PROBE_MAX_ROWS and weights is None
 
 
 def test_only_methods_whose_probe_runs_the_backbone_probe_a_sample(tiny_bert, texts, cache_dir, monkeypatch):

@@ -4,6 +4,7 @@ import math
 import re
 
 from .._methods import METHODS
+from .._probe import PROBE_MAX_ROWS
 from .._prompt_classifier import CALIBRATION_TEXTS
 from .catalogue import PROMPT_METHODS, family, uses_encoder
 
@@ -67,15 +68,17 @@ def _finetune_seconds(method, costs, *, n, cv, epochs):
     if method.caches_features:
         return _CACHED_FEATURES_FOLD * cv, _CACHED_FEATURES_FOLD
     train_rows = n * (cv - 1)
-    # Per fold: building the network; one forward pass over the training texts (the output
-    # layer starts as a linear probe on their features); the epochs, at the method's cost
-    # relative to full fine-tuning; and one forward pass over the test texts.
+    # Per fold: building the network; one forward pass over the training texts, at most
+    # PROBE_MAX_ROWS of them (the output layer starts as a linear probe on their features);
+    # the epochs, at the method's cost relative to full fine-tuning; and one forward pass
+    # over the test texts.
     fold = costs.get("fold", _FOLD_OVERHEAD)
     forward = costs.get("predict", 2 * costs.get("embed", 0.0))
     step = costs.get("train", 0.0) * method.relative_cost
+    probed = cv * min(train_rows // cv, PROBE_MAX_ROWS)
     return (
-        cv * fold + train_rows * (forward + epochs * step) + n * forward,
-        fold + n * (forward + epochs * step),
+        cv * fold + probed * forward + train_rows * epochs * step + n * forward,
+        fold + min(n, PROBE_MAX_ROWS) * forward + n * epochs * step,
     )
 
 
