@@ -1,14 +1,13 @@
 """Dropout on the CPU with cheaper random masks, for the duration of training.
 
 torch draws a CPU dropout mask with ``bernoulli_``: a call of its Mersenne Twister and
-a float32 per element, about 6 ns an element on the 2-core machines benchmarked. In a
-LoRA step of MiniLM, where every block has four dropouts over its hidden states (two of
-the backbone's, one before each of LoRA's two adapted projections), ``bernoulli_`` took
-12% of the step's CPU time. :func:`fast_cpu_dropout` draws those masks from 64-bit
-words of the same generator, cut into four 16-bit numbers each, compared with ``p``
-rounded to a multiple of 1/65536 (0.1 becomes 0.1000061): 1.5 ns an element, and the
-kept values are scaled by ``1 / (1 - p)`` of that rounded ``p``, so that the expected
-output is still the input. A LoRA fit of MiniLM on 1,000 texts took 7% less time
+a float32 per element. A LoRA step of MiniLM has four dropouts over the hidden states of
+every block (two of the backbone's, one before each of LoRA's two adapted projections).
+:func:`fast_cpu_dropout` draws those masks from 64-bit words of the same generator, cut
+into four 16-bit numbers each, compared with ``p`` rounded to a multiple of 1/65536 (0.1
+becomes 0.1000061), and the kept values are scaled by ``1 / (1 - p)`` of that rounded
+``p``, so that the expected output is still the input. The cost per element and the
+training steps with either mask: ``benchmarks/bench_probe_sample.py --steps``
 (docs/benchmarks.md).
 
 Only the ``nn.Dropout`` modules of a network, on the CPU and in training, are

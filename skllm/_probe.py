@@ -24,8 +24,8 @@ import numpy as np
 PROBE_CS = (0.1, 1.0, 10.0, 100.0)
 PROBE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 
-#: the most training texts (or pairs) the probe reads: its forward pass over 1,000 texts was 12% of a
-#: LoRA fit of MiniLM, and a probe of 512 of them started training as well (docs/finetuning.md)
+#: the most training texts (or pairs) the probe reads: a probe of 512 of 1,000 texts started training
+#: as well, and its forward pass then costs half (benchmarks/bench_probe_sample.py, docs/finetuning.md)
 PROBE_MAX_ROWS = 512
 
 

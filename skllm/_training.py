@@ -13,8 +13,8 @@ their loss. Everything else lives here, once:
 * :func:`train_epochs`: epochs of batches with a progress bar, the loss curve,
   early stopping on a validation score (keeping the best epoch's weights);
 * :func:`keep_state_on_error`: a failed fit leaves the estimator as it was;
-* :func:`~skllm._dropout.fast_cpu_dropout`: dropout masks on the CPU drawn at a
-  quarter of torch's cost;
+* :func:`~skllm._dropout.fast_cpu_dropout`: dropout masks on the CPU drawn from
+  16-bit random numbers, more cheaply than torch's;
 * :func:`validation_split`: the rows held out for early stopping.
 
 A new estimator supplies ``batches(epoch)`` and ``step_loss(batch)`` and gets
@@ -354,7 +354,7 @@ def train_epochs(
     result.validation_scores = [] if validate is not None else None
     best_score, best_state, stale = -np.inf, None, 0
     last_batch = None
-    # nn.Dropout's CPU masks drawn at a quarter of torch's cost (see _dropout.py)
+    # nn.Dropout's CPU masks drawn more cheaply than torch's (see _dropout.py)
     with fast_cpu_dropout(network) if dropout else contextlib.nullcontext():
         for epoch in range(epochs):
             network.train(dropout)
