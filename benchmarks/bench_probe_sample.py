@@ -15,6 +15,8 @@ its product, torch's and skllm's.
     python benchmarks/bench_probe_sample.py --dataset rt
     python benchmarks/bench_probe_sample.py --dataset debates
     python benchmarks/bench_probe_sample.py --steps --threads 2
+    # the same fits with another skllm (a checkout in ../old): what its dropout masks change
+    PYTHONPATH=../old python benchmarks/bench_probe_sample.py --dataset rt --rows 0
 """
 
 import argparse
@@ -45,7 +47,7 @@ def probe_sample(dataset, rows, seeds):
     X, y, X_test, y_test, max_length = data(dataset)
     print(f"| {dataset} | seed | probe rows | test accuracy | fit CPU s |\n|---|---|---|---|---|")
     for seed in seeds:
-        for bound in (len(X), rows):
+        for bound in (len(X), rows) if rows else (len(X),):
             _probe.PROBE_MAX_ROWS = bound
             clf = FineTuneClassifier(
                 method="lora", max_length=max_length, epochs=3, batch_size=16, random_state=seed,
@@ -121,7 +123,7 @@ def main():
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", choices=["rt", "debates"])
-    parser.add_argument("--rows", type=int, default=512)
+    parser.add_argument("--rows", type=int, default=512, help="0: the probe on every text only")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
     parser.add_argument("--steps", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
