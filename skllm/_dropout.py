@@ -15,22 +15,44 @@ affected, and only inside the ``with`` block: the modules get their own class ba
 when it ends, so that a fitted network (and its pickle) holds torch's modules.
 Dropout that a model applies through ``torch.nn.functional`` (the attention
 probabilities given to ``scaled_dot_product_attention``) and dropout on a GPU,
-whose generator is fast already, keep torch's own. Neither torch nor transformers
+whose generator is fast already, keep torch's own, except in the steps split in two
+halves (``_split_step.py``), which route ``torch.nn.functional.dropout`` here. Neither torch nor transformers
 offers another mask generator: it is internal to ``torch.nn.functional.dropout``, hence
 this module.
 """
 
 import contextlib
+import threading
 
 #: the resolution of the dropout probability: the masks compare 16-bit random numbers
 _LEVELS = 1 << 16
+
+# The generator a thread's masks are drawn from, where one is set (see :func:`thread_generator`).
+_LOCAL = threading.local()
+
+
+@contextlib.contextmanager
+def thread_generator(generator):
+    """Within the block, this thread's masks are drawn from ``generator`` (``None``: torch's default).
+
+    Two halves of a training step that run at once on two threads (``_split_step.py``)
+    each draw from a generator of their own, so that their masks do not depend on which
+    thread draws first.
+    """
+    previous = getattr(_LOCAL, "generator", None)
+    _LOCAL.generator = generator
+    try:
+        yield
+    finally:
+        _LOCAL.generator = previous
 
 
 def keep_mask(shape, p, device):
     """A boolean mask keeping each element with probability ``1 - p'`` and the scale ``1 / (1 - p')``.
 
-    ``p'`` is ``p`` rounded to the nearest multiple of 1/65536. Drawn from torch's
-    generator for ``device``, so that a seeded fit draws the same masks again.
+    ``p'`` is ``p`` rounded to the nearest multiple of 1/65536. Drawn from the thread's
+    generator (:func:`thread_generator`), else torch's for ``device``, so that a seeded fit
+    draws the same masks again.
     """
     import torch
 
@@ -39,7 +61,14 @@ def keep_mask(shape, p, device):
         n *= size
     dropped = round(p * _LEVELS)
     # the full int64 range: every bit of every word is random (``random_()`` leaves the sign bit 0)
-    words = torch.randint(-(1 << 63), (1 << 63) - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
+    words = torch.randint(
+        -(1 << 63),
+        (1 << 63) - 1,
+        ((n + 3) // 4,),
+        dtype=torch.int64,
+        device=device,
+        generator=getattr(_LOCAL, "generator", None),
+    )
     keep = words.view(torch.int16)[:n] >= dropped - _LEVELS // 2
     return keep.view(shape), _LEVELS / (_LEVELS - dropped)
 
@@ -68,6 +97,18 @@ def _masked_scale():
 _CLASSES = {}
 
 
+def _scale_by_mask():
+    """The autograd function of :func:`_masked_scale`, built once."""
+    if "masked_scale" not in _CLASSES:
+        _CLASSES["masked_scale"] = _masked_scale()
+    return _CLASSES["masked_scale"]
+
+
+def _applies(input, p, training, inplace):
+    """Whether these masks serve: not in evaluation, in place, off the CPU, or where ``p`` rounds to 0 or 1."""
+    return training and not inplace and input.device.type == "cpu" and 0 < round(p * _LEVELS) < _LEVELS
+
+
 def _torch_dropout():
     """An empty ``torch.nn.Dropout``, which pickle and ``copy`` then give its state."""
     import torch
@@ -78,13 +119,11 @@ def _torch_dropout():
 def _fast_class(torch):
     """The ``nn.Dropout`` subclass swapped in (built once, on first use, as torch is imported lazily)."""
     if "dropout" not in _CLASSES:
-        scale_by_mask = _masked_scale()
+        scale_by_mask = _scale_by_mask()
 
         class FastCPUDropout(torch.nn.Dropout):
             def forward(self, input):
-                # torch's own in evaluation, in place, off the CPU, and where p rounds to 0 or 1
-                cut = round(self.p * _LEVELS)
-                if not self.training or self.inplace or input.device.type != "cpu" or not 0 < cut < _LEVELS:
+                if not _applies(input, self.p, self.training, self.inplace):
                     return super().forward(input)
                 mask, scale = keep_mask(input.shape, self.p, input.device)
                 return scale_by_mask.apply(input, mask, scale)
@@ -111,3 +150,32 @@ def fast_cpu_dropout(network):
     finally:
         for module in swapped:
             module.__class__ = torch.nn.Dropout
+
+
+@contextlib.contextmanager
+def thread_functional_dropout():
+    """Within the block, ``torch.nn.functional.dropout`` draws from the thread's generator where one is set.
+
+    A model's attention applies its dropout through ``torch.nn.functional`` (transformers'
+    eager attention), not through a module :func:`fast_cpu_dropout` can swap; the two
+    halves of a split step (``_split_step.py``) need those masks from their own generators
+    as well. Elsewhere (no generator set for the thread) it is torch's function. The
+    module attribute is put back when the block ends; training holds a per-process lock
+    (``_training.py``), so blocks do not overlap.
+    """
+    import torch.nn.functional as F
+
+    original = F.dropout
+    scale_by_mask = _scale_by_mask()
+
+    def dropout(input, p=0.5, training=True, inplace=False):
+        if getattr(_LOCAL, "generator", None) is None or not _applies(input, p, training, inplace):
+            return original(input, p, training, inplace)
+        mask, scale = keep_mask(input.shape, p, input.device)
+        return scale_by_mask.apply(input, mask, scale)
+
+    F.dropout = dropout
+    try:
+        yield
+    finally:
+        F.dropout = original

@@ -48,6 +48,7 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
     _live_attributes = ("network_", "tokenizer_")
     _rows_are = "texts"  # what one row of the training data is, in messages
     _min_validation = 1  # validation rows the validation score needs
+    _one_output_per_row = True  # the network gives one output row per training row, in order
     _n_outputs = None  # set per task in fit
 
     def __init__(
@@ -366,9 +367,11 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         targets_t = torch.as_tensor(targets).to(device)
         weights_t = None if loss_weights is None else torch.as_tensor(loss_weights, dtype=torch.float32).to(device)
 
-        def step_loss(rows):
+        def forward(rows):
             with autocast(device, self.dtype_):
-                output = network(*inputs.tensors(rows, device)).float()
+                return network(*inputs.tensors(rows, device)).float()
+
+        def output_loss(output, rows):
             return self._loss(output, targets_t[torch.from_numpy(rows).to(device)], weights_t), len(rows)
 
         def validate():
@@ -379,10 +382,13 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
             network,
             epochs=epochs,
             batches=lambda epoch: [train_idx[b] for b in length_grouped_batches(train_lengths, self.batch_size, rng)],
-            step_loss=step_loss,
+            step_loss=lambda rows: output_loss(forward(rows), rows),
             validate=validate if valid_idx is not None else None,
             n_iter_no_change=self.n_iter_no_change,
             verbose=self.verbose,
+            # a step in two halves joins the halves' outputs: one output row per row
+            forward=forward if self._one_output_per_row else None,
+            output_loss=output_loss,
         )
         self.loss_curve_, self.n_iter_ = result.loss_curve, result.n_iter
         self.validation_scores_ = result.validation_scores

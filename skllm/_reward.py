@@ -349,6 +349,7 @@ class RewardModel(_FineTuneBase):
 
     _n_outputs = 1
     _rows_are = "pairs"
+    _one_output_per_row = False  # a batch of pairs gives its chosen responses' outputs, then its rejected ones'
 
     def fit(self, X, y=None):
         """Learn the reward from preference pairs ``X`` (pairs DataFrame or ranked lists).

@@ -15,6 +15,8 @@ their loss. Everything else lives here, once:
 * :func:`keep_state_on_error`: a failed fit leaves the estimator as it was;
 * :func:`~skllm._dropout.fast_cpu_dropout`: dropout masks on the CPU drawn from
   16-bit random numbers, more cheaply than torch's;
+* :class:`~skllm._split_step.SplitSteps`: a parameter-efficient step on the CPU in
+  two halves of its batch, on two threads at once;
 * :func:`validation_split`: the rows held out for early stopping.
 
 A new estimator supplies ``batches(epoch)`` and ``step_loss(batch)`` and gets
@@ -33,6 +35,7 @@ import threading
 import numpy as np
 
 from ._dropout import fast_cpu_dropout
+from ._split_step import SplitSteps, splits
 from ._validation import check_int, check_number
 from .exceptions import NonFiniteLossError
 
@@ -225,6 +228,7 @@ class Optimisation:
         total_steps = max(int(total_steps), 1)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(warmup_ratio * total_steps), total_steps)
         self.scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and dtype == "float16")
+        self.device = device
         self.max_grad_norm = max_grad_norm
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
@@ -267,14 +271,15 @@ class Optimisation:
             f"keeps the state it had before this fit."
         )
 
-    def step(self, loss, where=""):
+    def step(self, loss, where="", backward=None):
         """One optimisation step on ``loss``; returns its value.
 
         A non-finite loss, or a non-finite gradient outside float16 loss
         scaling (which skips such a step by design), raises
         :class:`~skllm.exceptions.NonFiniteLossError` before any parameter
         changes; so do trainable weights left non-finite by the step itself.
-        ``where`` completes the message (e.g. ``" (epoch 2)"``).
+        ``where`` completes the message (e.g. ``" (epoch 2)"``). ``backward``: what
+        sets the gradients instead of ``loss.backward()`` (a split step's, without loss scaling).
         """
         import torch
 
@@ -282,7 +287,10 @@ class Optimisation:
         if not math.isfinite(value):
             self._stop("loss", value, where)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        if backward is None:
+            self.scaler.scale(loss).backward()
+        else:
+            backward()
         self.scaler.unscale_(self.optimizer)
         limit = self.max_grad_norm if self.max_grad_norm is not None else math.inf
         norm = float(torch.nn.utils.clip_grad_norm_(self.params, limit))
@@ -321,6 +329,8 @@ def train_epochs(
     dropout=True,
     verbose=0,
     desc="epoch",
+    forward=None,
+    output_loss=None,
 ):
     """Train ``network`` for ``epochs`` passes; the one loop of every estimator.
 
@@ -340,6 +350,11 @@ def train_epochs(
         Train in ``train()`` mode (dropout on); ``False`` keeps ``eval()`` mode,
         as the policy-gradient steps need (the sampled answers are scored by
         the model that produced them).
+    forward, output_loss : callable or None
+        Where given (``step_loss(batch)`` is then ``output_loss(forward(batch),
+        batch)`` and batches are arrays of rows), a step of a parameter-efficient
+        network on the CPU runs in two halves on two threads
+        (:mod:`skllm._split_step`).
 
     Each step checks its loss, its gradient and the weights it leaves; the
     weights of the last step, which no later loss sees, are checked once
@@ -354,18 +369,27 @@ def train_epochs(
     result.validation_scores = [] if validate is not None else None
     best_score, best_state, stale = -np.inf, None, 0
     last_batch = None
+    split = None
+    if dropout and forward is not None and splits(network, optimisation.device):
+        split = SplitSteps(network, forward, output_loss, optimisation.params)
     # nn.Dropout's CPU masks drawn more cheaply than torch's (see _dropout.py)
     with fast_cpu_dropout(network) if dropout else contextlib.nullcontext():
         for epoch in range(epochs):
             network.train(dropout)
             epoch_batches = batches(epoch)
+            if split is not None and split.usable is None and len(epoch_batches) and not split.check(epoch_batches[0]):
+                split = None
             running, seen = 0.0, 0.0
             label = f"{desc} {epoch + 1}/{epochs}"
-            with tqdm(total=len(epoch_batches), desc=label, unit="batch", disable=not verbose) as bar:
+            with (
+                tqdm(total=len(epoch_batches), desc=label, unit="batch", disable=not verbose) as bar,
+                split.running() if split is not None else contextlib.nullcontext(),
+            ):
                 for i, batch in enumerate(epoch_batches):
-                    loss, weight = step_loss(batch)
+                    halves = split.step_loss(batch) if split is not None else None
+                    loss, weight, backward = halves if halves is not None else (*step_loss(batch), None)
                     where = f" (epoch {epoch + 1}, batch {i + 1} of {len(epoch_batches)})"
-                    running += optimisation.step(loss, where) * weight
+                    running += optimisation.step(loss, where, backward) * weight
                     last_batch = batch
                     seen += weight
                     bar.update(1)

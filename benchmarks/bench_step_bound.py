@@ -1,0 +1,206 @@
+"""What bounds a fine-tuning step on the CPU: its matrix products, and two ideas measured.
+
+A training step of MiniLM (LoRA as ``FineTuneClassifier`` builds it through peft, and full
+fine-tuning), with skllm's dropout masks (``skllm._dropout.fast_cpu_dropout``), on batches
+of 16 Rotten Tomatoes snippets (``max_length=64``, 12 batches of texts sorted by length,
+as length grouping makes them), on ``--threads`` threads. It prints:
+
+- the profile of 2 x 12 steps under ``torch.profiler`` (``with_flops``): the share of the
+  step spent in matrix products (``aten::mm``, ``addmm``, ``bmm``), the floating-point
+  operations they do and their rate in GFLOP/s;
+- the rate of the same products alone: one ``torch.mm`` of the step's most frequent
+  shapes, and a large square one (4096, the rate the CPU reaches at best);
+- the step's median time, and two ways of doing the same step, alternated with it in one
+  process (8 rounds, the median of rounds 2-8): each half of the batch on a thread of its
+  own with torch on one thread (the two halves' gradients summed, the same update up to
+  rounding and other dropout draws), and the step on one thread (what the second thread
+  buys).
+
+``--fits rt|debates``: what skllm ships (``skllm._split_step``): LoRA fits of
+``FineTuneClassifier`` (3 epochs, batch size 16, model loading inside the clock, one
+embedding cache for the run, so that only the first fit computes the probe's features),
+with the steps split and whole (``skllm._training.splits`` forced off), alternated in one
+process for each of ``--seeds``: test accuracy and fit seconds. The data as
+``bench_probe_sample.py`` takes it: Rotten Tomatoes (1,000 / 1,000 snippets,
+``max_length=64``) and the 2016 debates (785 / 337 statements, ``max_length=128``).
+
+    python benchmarks/bench_step_bound.py --threads 2
+    python benchmarks/bench_step_bound.py --fits rt --seeds 0 1 2
+    python benchmarks/bench_step_bound.py --fits debates --seeds 0 1
+"""
+
+import argparse
+import time
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+GEMMS = ("aten::mm", "aten::addmm", "aten::bmm")
+
+
+def build(name, path):
+    import torch
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    from skllm._dropout import fast_cpu_dropout
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+    if name == "lora":
+        model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1))
+    fast_cpu_dropout(model).__enter__()  # for the life of this process
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    return model, params, torch.optim.AdamW(params, lr=1e-4, fused=True)
+
+
+def gflops(shape_a, shape_b, repeats):
+    import torch
+
+    a, b = torch.randn(*shape_a), torch.randn(*shape_b)
+    torch.mm(a, b)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, b)
+    seconds = (time.perf_counter() - start) / repeats
+    return 2 * shape_a[0] * shape_a[1] * shape_b[1] / seconds / 1e9
+
+
+def fits(dataset, seeds):
+    import tempfile
+
+    from bench_probe_sample import data
+
+    from skllm import FineTuneClassifier, _training
+
+    X, y, X_test, y_test, max_length = data(dataset)
+    cache, splits = tempfile.mkdtemp(), _training.splits
+    print(f"| {dataset} | seed | steps | test accuracy | fit s |\n|---|---|---|---|---|")
+    for seed in seeds:
+        for way in ("split", "whole"):
+            _training.splits = splits if way == "split" else (lambda network, device: False)
+            clf = FineTuneClassifier(
+                method="lora", max_length=max_length, epochs=3, batch_size=16, random_state=seed,
+                cache_dir=cache, device="cpu",
+            )  # fmt: skip
+            start = time.perf_counter()
+            clf.fit(X, y)
+            seconds = time.perf_counter() - start
+            print(f"| {dataset} | {seed} | {way} | {clf.score(X_test, y_test):.4f} | {seconds:.1f} |", flush=True)
+    _training.splits = splits
+
+
+def main():
+    import torch
+    import transformers
+    from bench_finetune_defaults import cpu
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fits", choices=["rt", "debates"])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore")
+    transformers.logging.set_verbosity_error()
+    print(cpu(), flush=True)
+    if args.fits:
+        fits(args.fits, args.seeds)
+    else:
+        steps(args.threads)
+
+
+def steps(threads):
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import AutoTokenizer
+
+    from skllm._models import DEFAULT_ENCODER, resolve_model
+    from skllm.datasets import load_rotten_tomatoes
+
+    path = resolve_model(DEFAULT_ENCODER).location
+    tok = AutoTokenizer.from_pretrained(path)
+    texts = sorted(load_rotten_tomatoes(return_X_y=True)[0][: 16 * 12], key=len)
+
+    def encode(rows):
+        return tok(rows, truncation=True, max_length=64, padding=True, return_tensors="pt")
+
+    batches = [encode(texts[i : i + 16]) for i in range(0, len(texts), 16)]
+    halves = [(encode(texts[i : i + 8]), encode(texts[i + 8 : i + 16])) for i in range(0, len(texts), 16)]
+    labels = torch.zeros(16, dtype=torch.long)
+    tokens = sum(b["input_ids"].numel() for b in batches) / len(batches)
+    print(f"{tokens:.0f} tokens per batch of 16, padding included")
+    pool = ThreadPoolExecutor(2)
+
+    print("| step | ms per step | in matrix products | their GFLOP/s | GFLOP per step |\n|---|---|---|---|---|")
+    runs, shapes = {}, Counter()
+    for name in ("lora", "full"):
+        model, params, optimiser = build(name, path)
+
+        def whole(model=model, optimiser=optimiser):
+            for batch in batches:
+                model(**batch, labels=labels).loss.backward()
+                optimiser.step()
+                optimiser.zero_grad()
+
+        def half(batch, model=model, params=params):
+            loss = model(**batch, labels=labels[:8]).loss / 2
+            return torch.autograd.grad(loss, params, allow_unused=True)
+
+        def split(params=params, optimiser=optimiser, half=half):
+            for pair in halves:
+                first, second = pool.map(half, pair)
+                for p, a, b in zip(params, first, second):
+                    p.grad = None if a is None else a + b
+                optimiser.step()
+                optimiser.zero_grad()
+
+        whole()
+        with profile(activities=[ProfilerActivity.CPU], with_flops=True, record_shapes=True) as prof:
+            whole()
+            whole()
+        events = prof.key_averages(group_by_input_shape=True)
+        total = sum(e.self_cpu_time_total for e in events)
+        products = [e for e in events if e.key in GEMMS]
+        in_products = sum(e.self_cpu_time_total for e in products)
+        flops = sum(e.flops for e in products)
+        for e in products:
+            if e.key == "aten::mm" and len(e.input_shapes) == 2:
+                shapes[tuple(map(tuple, e.input_shapes))] += e.count
+        steps = 2 * len(batches)
+        runs[name] = {"whole": whole, "split": split, "times": {"whole": [], "split": [], "one thread": []}}
+        print(
+            f"| {name} (profiled) | {total / 1e3 / steps:.0f} | {in_products / total:.0%} | "
+            f"{flops / (in_products / 1e6) / 1e9:.0f} | {flops / steps / 1e9:.1f} |",
+            flush=True,
+        )
+
+    common = [shape for shape, _ in shapes.most_common(2)]
+    print("\n| matrix product alone | GFLOP/s |\n|---|---|")
+    for a, b in common:
+        print(f"| {a} x {b} | {gflops(a, b, 200):.0f} |")
+    print(f"| (4096, 4096) x (4096, 4096) | {gflops((4096, 4096), (4096, 4096), 5):.0f} |", flush=True)
+
+    for _ in range(8):
+        for run in runs.values():
+            for way in ("whole", "split", "one thread"):
+                torch.set_num_threads(threads if way == "whole" else 1)
+                start = time.perf_counter()
+                run["split" if way == "split" else "whole"]()
+                run["times"][way].append((time.perf_counter() - start) / len(batches) * 1000)
+    torch.set_num_threads(threads)
+    print(
+        f"\n| step | {threads} threads, ms | two halves on two threads, ms | ratio | one thread, ms | "
+        f"what the threads buy |\n|---|---|---|---|---|---|"
+    )
+    for name, run in runs.items():
+        median = {way: sorted(times[1:])[len(times[1:]) // 2] for way, times in run["times"].items()}
+        print(
+            f"| {name} | {median['whole']:.0f} | {median['split']:.0f} | {median['whole'] / median['split']:.2f}x | "
+            f"{median['one thread']:.0f} | {median['one thread'] / median['whole']:.2f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""A training step on the CPU in two halves of its batch, on two threads at once.
+
+torch runs one step's operations one after the other, each spread over its threads. For
+a parameter-efficient method that spreading pays poorly: LoRA's step on MiniLM is made of
+many small products (the rank-8 adapters) and elementwise operations, and 2 threads ran it
+only 1.6x faster than 1. Here each half of the batch goes forward and backward on a
+thread of its own, with torch's threads shared out between them; the loss is the
+estimator's own, on the two halves' outputs joined in the batch's order, and the two
+halves' gradients are summed. It is the same update up to rounding and other dropout
+draws (a half is padded to its own longest text). ``benchmarks/bench_step_bound.py``
+measures the step both ways (docs/benchmarks.md).
+
+Where it applies (:func:`splits`): on the CPU, when at most :data:`MAX_TRAINABLE_SHARE`
+of the network's weights are trained. Full fine-tuning gained nothing (its weight
+gradients, large products that torch's threads share well, must then be summed). With
+one torch thread the halves run one after the other, so that a ``random_state`` gives the
+same model whatever the thread count (up to rounding). The estimator gives the engine
+its ``forward(rows)``, which must give one output row per row in order (a reward model's
+pairs do not), and ``output_loss(outputs, rows)``; batches are arrays of rows.
+
+Reproducibility: each half draws its dropout masks from a generator of its own, seeded
+from torch's (forked and seeded for the fit) at every step, so a ``random_state`` gives
+the same model whichever thread runs first. For this, nn.Dropout masks come from
+:mod:`skllm._dropout`, ``torch.nn.functional.dropout`` is routed there while the halves
+run, and a model with attention dropout whose attention runs through PyTorch's SDPA
+kernel (which draws its mask from torch's generator) runs transformers' eager attention
+instead (the same computation: SDPA on the CPU with dropout materialises the attention
+as eager does). Before the first step one half goes forward once, without gradient and
+on a copy of torch's random state: if the model still draws from torch's generator
+(dropout of its own making), or gives other than one output row per row, steps stay whole.
+"""
+
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+
+from ._dropout import thread_functional_dropout, thread_generator
+
+#: Split a step only when the trained weights are at most this share of the network's:
+#: LoRA (0.3% of MiniLM's) gained 1.2-1.3x, full fine-tuning (all of them) 0.99-1.08x.
+MAX_TRAINABLE_SHARE = 0.05
+
+# where transformers configs keep the dropout of the attention probabilities
+_ATTENTION_DROPOUT = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
+
+
+def splits(network, device):
+    """Whether :class:`SplitSteps` applies to ``network`` training on ``device``."""
+    if device.type != "cpu":
+        return False
+    total = trained = 0
+    for p in network.parameters():
+        total += p.numel()
+        trained += p.numel() if p.requires_grad else 0
+    return 0 < trained <= MAX_TRAINABLE_SHARE * total
+
+
+def _configs(network):
+    """The transformers configs of ``network``'s modules and their sub-configs, each once."""
+    found, todo = {}, [getattr(m, "config", None) for m in network.modules()]
+    while todo:
+        config = todo.pop()
+        if id(config) in found or not hasattr(config, "_attn_implementation_internal"):
+            continue
+        found[id(config)] = config
+        todo += [getattr(config, key, None) for key in getattr(config, "sub_configs", {})]
+    return list(found.values())
+
+
+@contextlib.contextmanager
+def _eager_attention(network):
+    """Within the block, transformers models of ``network`` with attention dropout run eager attention, not SDPA.
+
+    Every config's implementation is put back as it was when the block ends.
+    """
+    saved = [(config, config._attn_implementation_internal) for config in _configs(network)]
+    try:
+        for module in network.modules():
+            config = getattr(module, "config", None)
+            if (
+                getattr(config, "_attn_implementation", None) == "sdpa"
+                and any((getattr(config, name, 0) or 0) > 0 for name in _ATTENTION_DROPOUT)
+                and hasattr(module, "set_attn_implementation")
+                and getattr(module, "_can_set_attn_implementation", lambda: True)()
+            ):
+                module.set_attn_implementation("eager")
+        yield
+    finally:
+        for config, implementation in saved:
+            config._attn_implementation_internal = implementation
+
+
+class SplitSteps:
+    """Steps of ``network`` in two halves, on two threads where torch has two (see the module's docstring).
+
+    Parameters
+    ----------
+    forward : callable
+        ``forward(rows)``: the network's outputs for ``rows`` (a tensor, one row each, in order).
+    output_loss : callable
+        ``output_loss(outputs, rows)``: ``(loss, weight)`` as the engine's ``step_loss`` gives.
+    params : list of torch.nn.Parameter
+        The trained parameters, which get the summed gradients.
+    """
+
+    def __init__(self, network, forward, output_loss, params):
+        import torch
+
+        self.network, self.forward, self.output_loss, self.params = network, forward, output_loss, params
+        self.concurrent = torch.get_num_threads() >= 2
+        self.usable = None  # decided by check()
+        self._pool = None
+
+    def _routed(self):
+        """Eager attention and ``torch.nn.functional.dropout`` routed to the threads' generators."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(_eager_attention(self.network))
+        stack.enter_context(thread_functional_dropout())
+        return stack
+
+    def check(self, rows):
+        """Decide whether steps split: one forward pass of half of ``rows``, on a copy of torch's random state.
+
+        They do not where it draws from torch's generator (dropout the halves cannot
+        draw from their own) or gives other than one output row per row.
+        """
+        import torch
+
+        part = rows[: max(1, len(rows) // 2)]
+        with self._routed(), torch.random.fork_rng(devices=[]), torch.no_grad():
+            with thread_generator(torch.Generator()):
+                before = torch.get_rng_state()
+                output = self.forward(part)
+            self.usable = torch.equal(before, torch.get_rng_state()) and output.shape[0] == len(part)
+        return self.usable
+
+    @contextlib.contextmanager
+    def running(self):
+        """The block that split steps run in: routed dropout, and torch's threads shared out between two."""
+        import torch
+
+        with self._routed():
+            if not self.concurrent:
+                yield
+                return
+            threads = torch.get_num_threads()
+            # Process-wide, as torch's thread count is: a thread takes it when it first
+            # computes, so it is set before the pool's threads start.
+            torch.set_num_threads(max(1, threads // 2))
+            try:
+                # innermost: its threads have finished before anything above is put back
+                with ThreadPoolExecutor(2, thread_name_prefix="skllm-half") as self._pool:
+                    yield
+            finally:
+                self._pool = None
+                torch.set_num_threads(threads)
+
+    def _map(self, function):
+        if self._pool is None:
+            return [function(0), function(1)]
+        return list(self._pool.map(function, (0, 1)))
+
+    def step_loss(self, rows):
+        """``(loss, weight, backward)`` for a split step on ``rows``; ``None`` for a single row."""
+        import torch
+
+        if len(rows) < 2:
+            return None
+        half = len(rows) // 2
+        parts = (rows[:half], rows[half:])
+        seeds = torch.randint(0, 1 << 62, (2,)).tolist()  # from torch's generator: the fit's seed decides them
+
+        def forward(i):
+            with thread_generator(torch.Generator().manual_seed(seeds[i])):
+                return self.forward(parts[i])
+
+        outputs = self._map(forward)
+        loss, weight = self.output_loss(torch.cat(outputs), rows)
+
+        def backward():
+            # the loss's gradient for each half's outputs, then each half's backward pass on its thread
+            upstream = torch.autograd.grad(loss, outputs)
+
+            def half_backward(i):
+                return torch.autograd.grad(outputs[i], self.params, upstream[i], allow_unused=True)
+
+            first, second = self._map(half_backward)
+            for p, a, b in zip(self.params, first, second):
+                p.grad = a if b is None else b if a is None else a + b
+
+        return loss, weight, backward
