@@ -10,11 +10,12 @@ as length grouping makes them), on ``--threads`` threads. It prints:
   operations they do and their rate in GFLOP/s;
 - the rate of the same products alone: one ``torch.mm`` of the step's most frequent
   shapes, and a large square one (4096, the rate the CPU reaches at best);
-- the step's median time, and two ways of doing the same step, alternated with it in one
-  process (8 rounds, the median of rounds 2-8): each half of the batch on a thread of its
-  own with torch on one thread (the two halves' gradients summed, the same update up to
-  rounding and other dropout draws), and the step on one thread (what the second thread
-  buys).
+- the step's median time, and three other ways of doing it, alternated with it in one
+  process (8 rounds of 12 steps, the median of rounds 2-8): each half of the batch on a
+  thread of its own with torch on one thread (the two halves' losses and gradients
+  summed: the same update up to rounding and other dropout draws); the same through what
+  skllm ships, ``skllm._split_step.SplitSteps`` (its own generators, eager attention, the
+  loss on the joined outputs); and the step on one thread (what the second thread buys).
 
 ``--fits rt|debates``: what skllm ships (``skllm._split_step``): fits of
 ``FineTuneClassifier`` (``--method``, default LoRA; ``--epochs``, default 3; batch size
@@ -136,6 +137,7 @@ def steps(threads):
     from transformers import AutoTokenizer
 
     from skllm._models import DEFAULT_ENCODER, resolve_model
+    from skllm._split_step import SplitSteps
     from skllm.datasets import load_rotten_tomatoes
 
     path = resolve_model(DEFAULT_ENCODER).location
@@ -175,6 +177,27 @@ def steps(threads):
                 optimiser.step()
                 optimiser.zero_grad()
 
+        everything = encode(texts)  # rows padded to the longest of all; a step trims them to its own
+
+        def forward(rows, model=model, everything=everything):
+            mask = everything["attention_mask"][rows]
+            width = int(mask.sum(1).max())
+            return model(input_ids=everything["input_ids"][rows, :width], attention_mask=mask[:, :width]).logits
+
+        def output_loss(output, rows):
+            return torch.nn.functional.cross_entropy(output, labels[: len(rows)]), len(rows)
+
+        shipped_steps = SplitSteps(model, forward, output_loss, params)
+        assert shipped_steps.check(np.arange(16))
+
+        def shipped(optimiser=optimiser, shipped_steps=shipped_steps):
+            with shipped_steps.running():
+                for i in range(0, len(texts), 16):
+                    _, _, backward = shipped_steps.step_loss(np.arange(i, i + 16))
+                    backward()
+                    optimiser.step()
+                    optimiser.zero_grad()
+
         whole()
         with profile(activities=[ProfilerActivity.CPU], with_flops=True, record_shapes=True) as prof:
             whole()
@@ -188,7 +211,7 @@ def steps(threads):
             if e.key == "aten::mm" and len(e.input_shapes) == 2:
                 shapes[tuple(map(tuple, e.input_shapes))] += e.count
         steps = 2 * len(batches)
-        runs[name] = {"whole": whole, "split": split, "times": {"whole": [], "split": [], "one thread": []}}
+        runs[name] = {"whole": whole, "split": split, "shipped": shipped, "times": {}}
         print(
             f"| {name} (profiled) | {total / 1e3 / steps:.0f} | {in_products / total:.0%} | "
             f"{flops / (in_products / 1e6) / 1e9:.0f} | {flops / steps / 1e9:.1f} |",
@@ -201,23 +224,26 @@ def steps(threads):
         print(f"| {a} x {b} | {gflops(a, b, 200):.0f} |")
     print(f"| (4096, 4096) x (4096, 4096) | {gflops((4096, 4096), (4096, 4096), 5):.0f} |", flush=True)
 
+    # way: (torch's threads while it runs, what runs)
+    ways = {"whole": (threads, "whole"), "split": (1, "split"), "shipped": (threads, "shipped"), "one": (1, "whole")}
     for _ in range(8):
         for run in runs.values():
-            for way in ("whole", "split", "one thread"):
-                torch.set_num_threads(threads if way == "whole" else 1)
+            for way, (count, what) in ways.items():
+                torch.set_num_threads(count)
                 start = time.perf_counter()
-                run["split" if way == "split" else "whole"]()
-                run["times"][way].append((time.perf_counter() - start) / len(batches) * 1000)
+                run[what]()
+                run["times"].setdefault(way, []).append((time.perf_counter() - start) / len(batches) * 1000)
     torch.set_num_threads(threads)
     print(
-        f"\n| step | {threads} threads, ms | two halves on two threads, ms | ratio | one thread, ms | "
-        f"what the threads buy |\n|---|---|---|---|---|---|"
+        f"\n| step | {threads} threads, ms | two halves on two threads, ms | ratio | skllm's SplitSteps, ms | ratio | "
+        f"one thread, ms | what the threads buy |\n|---|---|---|---|---|---|---|---|"
     )
     for name, run in runs.items():
         median = {way: sorted(times[1:])[len(times[1:]) // 2] for way, times in run["times"].items()}
         print(
             f"| {name} | {median['whole']:.0f} | {median['split']:.0f} | {median['whole'] / median['split']:.2f}x | "
-            f"{median['one thread']:.0f} | {median['one thread'] / median['whole']:.2f}x |"
+            f"{median['shipped']:.0f} | {median['whole'] / median['shipped']:.2f}x | "
+            f"{median['one']:.0f} | {median['one'] / median['whole']:.2f}x |"
         )
 
 
