@@ -36,7 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from ._dropout import thread_functional_dropout, thread_generator
 
 #: Split a step only when the trained weights are at most this share of the network's:
-#: LoRA (0.3% of MiniLM's) gained 1.2-1.3x, full fine-tuning (all of them) 0.99-1.08x.
+#: LoRA's steps (0.3% of MiniLM's weights trained) ran 1.2-1.3x faster split, full
+#: fine-tuning's 0.99-1.08x (``benchmarks/bench_step_bound.py``).
 MAX_TRAINABLE_SHARE = 0.05
 
 # where transformers configs keep the dropout of the attention probabilities
