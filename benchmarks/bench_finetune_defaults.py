@@ -49,6 +49,19 @@ def cpu():
     return f"{model} | torch cpu capability {capability} | threads {torch.get_num_threads()}"
 
 
+def start(threads):
+    """Set torch's thread count, quieten warnings and transformers' logging, and print the CPU line."""
+    import warnings
+
+    import torch
+    import transformers
+
+    torch.set_num_threads(threads)
+    warnings.simplefilter("ignore")
+    transformers.logging.set_verbosity_error()
+    print(cpu(), flush=True)
+
+
 def load(name):
     from skllm import datasets
 

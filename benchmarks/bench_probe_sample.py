@@ -22,7 +22,6 @@ its product, torch's and skllm's.
 import argparse
 import tempfile
 import time
-import warnings
 
 
 def data(dataset):
@@ -117,9 +116,7 @@ def steps():
 
 
 def main():
-    import torch
-    import transformers
-    from bench_finetune_defaults import cpu
+    from bench_finetune_defaults import start
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", choices=["rt", "debates"])
@@ -128,10 +125,7 @@ def main():
     parser.add_argument("--steps", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    warnings.simplefilter("ignore")
-    transformers.logging.set_verbosity_error()
-    print(cpu(), flush=True)
+    start(args.threads)
     if args.steps:
         steps()
     else:

@@ -35,7 +35,6 @@ prints test accuracy and fit seconds, and the ratio whole / split per seed. The 
 
 import argparse
 import time
-import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -110,9 +109,7 @@ def fits(dataset, seeds, epochs, method):
 
 
 def main():
-    import torch
-    import transformers
-    from bench_finetune_defaults import cpu
+    from bench_finetune_defaults import start
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
@@ -121,10 +118,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--method", default="lora")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    warnings.simplefilter("ignore")
-    transformers.logging.set_verbosity_error()
-    print(cpu(), flush=True)
+    start(args.threads)
     if args.fits:
         fits(args.fits, args.seeds, args.epochs, args.method)
     else:

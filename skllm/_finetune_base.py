@@ -382,13 +382,13 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
             network,
             epochs=epochs,
             batches=lambda epoch: [train_idx[b] for b in length_grouped_batches(train_lengths, self.batch_size, rng)],
-            step_loss=lambda rows: output_loss(forward(rows), rows),
+            forward=forward,
+            output_loss=output_loss,
+            # a step in two halves joins the halves' outputs: one output row per row
+            splittable=self._one_output_per_row,
             validate=validate if valid_idx is not None else None,
             n_iter_no_change=self.n_iter_no_change,
             verbose=self.verbose,
-            # a step in two halves joins the halves' outputs: one output row per row
-            forward=forward if self._one_output_per_row else None,
-            output_loss=output_loss,
         )
         self.loss_curve_, self.n_iter_ = result.loss_curve, result.n_iter
         self.validation_scores_ = result.validation_scores

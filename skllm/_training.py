@@ -323,7 +323,7 @@ def train_epochs(
     *,
     epochs,
     batches,
-    step_loss,
+    step_loss=None,
     validate=None,
     n_iter_no_change=2,
     dropout=True,
@@ -331,6 +331,7 @@ def train_epochs(
     desc="epoch",
     forward=None,
     output_loss=None,
+    splittable=False,
 ):
     """Train ``network`` for ``epochs`` passes; the one loop of every estimator.
 
@@ -339,9 +340,10 @@ def train_epochs(
     batches : callable
         ``batches(epoch)`` gives the list of batches of that epoch (any objects
         ``step_loss`` takes); called at the start of the epoch.
-    step_loss : callable
+    step_loss : callable or None
         ``step_loss(batch)`` gives ``(loss, weight)``: the loss tensor to
         minimise and the weight of its value in the epoch's mean (e.g. texts).
+        ``None``: ``output_loss(forward(batch), batch)``.
     validate : callable or None
         ``validate()`` gives a score (higher is better) after each epoch:
         training stops after ``n_iter_no_change`` epochs without a better one,
@@ -351,10 +353,11 @@ def train_epochs(
         as the policy-gradient steps need (the sampled answers are scored by
         the model that produced them).
     forward, output_loss : callable or None
-        Where given (``step_loss(batch)`` is then ``output_loss(forward(batch),
-        batch)`` and batches are arrays of rows), a step of a parameter-efficient
-        network on the CPU runs in two halves on two threads
-        (:mod:`skllm._split_step`).
+        The network's outputs for a batch, and ``(loss, weight)`` from them.
+    splittable : bool
+        ``forward`` gives one output row per row of a batch (an array of rows), so
+        that a step of a parameter-efficient network on the CPU may run in two
+        halves on two threads (:mod:`skllm._split_step`).
 
     Each step checks its loss, its gradient and the weights it leaves; the
     weights of the last step, which no later loss sees, are checked once
@@ -369,8 +372,13 @@ def train_epochs(
     result.validation_scores = [] if validate is not None else None
     best_score, best_state, stale = -np.inf, None, 0
     last_batch = None
+    if step_loss is None:
+
+        def step_loss(batch):
+            return output_loss(forward(batch), batch)
+
     split = None
-    if dropout and forward is not None and splits(network, optimisation.device):
+    if dropout and splittable and splits(network, optimisation.device):
         split = SplitSteps(network, forward, output_loss, optimisation.params)
     # nn.Dropout's CPU masks drawn more cheaply than torch's (see _dropout.py)
     with fast_cpu_dropout(network) if dropout else contextlib.nullcontext():

@@ -124,8 +124,7 @@ def test_whole_steps_keep_every_thread_where_the_check_fails(two_threads):
     )  # fmt: skip
     train_epochs(
         optimisation, network, epochs=1, batches=lambda epoch: [np.arange(5), np.arange(5, 10)],
-        step_loss=lambda rows: loss_counting_threads(noisy(rows), rows),
-        forward=noisy, output_loss=loss_counting_threads,
+        forward=noisy, output_loss=loss_counting_threads, splittable=True,
     )  # fmt: skip
     assert len(threads) >= 2 and set(threads) == {2}  # the two steps (and the last weights' check)
 
