@@ -23,7 +23,14 @@ as length grouping makes them), on ``--threads`` threads. It prints:
 (``skllm._training.splits`` forced off), for each of ``--seeds``, in one process, the
 order alternating from one seed to the next; an untimed fit first puts the probe's
 features into the run's embedding cache, so that every timed fit reads them from it. It
-prints test accuracy and fit seconds, and the ratio whole / split per seed. The data as
+prints test accuracy and fit seconds, and the ratio whole / split per seed.
+
+``--in-fit rt|debates``: the steps of such a fit (``--method``) themselves, taken from
+inside it (the engine's network, batches, ``forward`` and ``output_loss``, and its
+``Optimisation.step``): 5 rounds of its first 24 batches, alternating the whole step on
+``--threads`` threads, the step through ``SplitSteps``, the whole step on one thread and
+the first half of each batch alone on one thread (what each half costs); the median of
+rounds 2-5. The data as
 ``bench_probe_sample.py`` takes it: Rotten Tomatoes (1,000 / 1,000 snippets,
 ``max_length=64``) and the 2016 debates (785 / 337 statements, ``max_length=128``).
 
@@ -31,9 +38,11 @@ prints test accuracy and fit seconds, and the ratio whole / split per seed. The 
     python benchmarks/bench_step_bound.py --fits rt --seeds 0 1
     python benchmarks/bench_step_bound.py --fits debates --seeds 0 1
     python benchmarks/bench_step_bound.py --fits rt --epochs 1 --seeds 0 1 2 3 4 5
+    python benchmarks/bench_step_bound.py --in-fit rt
 """
 
 import argparse
+import contextlib
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -108,18 +117,96 @@ def fits(dataset, seeds, epochs, method):
     )
 
 
+def in_fit(dataset, method, threads):
+    import tempfile
+
+    import torch
+    from bench_probe_sample import data
+
+    from skllm import FineTuneClassifier, _finetune_base
+    from skllm._dropout import fast_cpu_dropout
+    from skllm._split_step import SplitSteps
+
+    class Measured(Exception):
+        pass
+
+    def measure(optimisation, network, *, batches, forward, output_loss, **_):
+        rows = batches(0)[:24]
+        shapes = []
+        hook = network.register_forward_pre_hook(lambda module, args: shapes.append(tuple(args[0].shape)))
+        with torch.no_grad():
+            for batch in rows:
+                forward(batch)
+        hook.remove()
+        split = SplitSteps(network, forward, output_loss, optimisation.params)
+
+        def whole(batch):
+            optimisation.step(output_loss(forward(batch), batch)[0], "")
+
+        def half(batch):
+            whole(batch[: max(1, len(batch) // 2)])
+
+        def halves(batch):
+            split_step = split.step_loss(batch)  # None for a batch of one row, which the engine steps whole
+            if split_step is None:
+                return whole(batch)
+            loss, _, backward = split_step
+            optimisation.step(loss, "", backward)
+
+        # way: (torch's threads, the step, the block it runs in)
+        ways = {
+            "whole": (threads, whole, contextlib.nullcontext),
+            "split": (threads, halves, split.running),
+            "one thread": (1, whole, contextlib.nullcontext),
+            "a half alone, one thread": (1, half, contextlib.nullcontext),
+        }
+        times = {way: [] for way in ways}
+        with fast_cpu_dropout(network):
+            network.train()
+            assert split.check(rows[0]), "this network's steps do not split"
+            for _ in range(5):
+                for way, (count, step, block) in ways.items():
+                    torch.set_num_threads(count)
+                    with block():
+                        start = time.perf_counter()
+                        for batch in rows:
+                            step(batch)
+                        times[way].append((time.perf_counter() - start) / len(rows) * 1000)
+        torch.set_num_threads(threads)
+        tokens = np.mean([n * width for n, width in shapes])
+        print(f"{dataset}, {method}: the fit's first {len(rows)} batches, {tokens:.0f} tokens per batch with padding")
+        median = {way: float(np.median(t[1:])) for way, t in times.items()}
+        print("| step | ms | ratio to the whole step |\n|---|---|---|")
+        for way, ms in median.items():
+            print(f"| {way} | {ms:.0f} | {median['whole'] / ms:.2f}x |")
+        raise Measured
+
+    X, y, _, _, max_length = data(dataset)
+    train_epochs, _finetune_base.train_epochs = _finetune_base.train_epochs, measure
+    try:
+        settings = dict(max_length=max_length, batch_size=16, random_state=0, device="cpu")
+        FineTuneClassifier(method=method, cache_dir=tempfile.mkdtemp(), **settings).fit(X, y)
+    except Measured:
+        pass
+    finally:
+        _finetune_base.train_epochs = train_epochs
+
+
 def main():
     from bench_finetune_defaults import start
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fits", choices=["rt", "debates"])
+    parser.add_argument("--in-fit", choices=["rt", "debates"])
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--method", default="lora")
     args = parser.parse_args()
     start(args.threads)
-    if args.fits:
+    if args.in_fit:
+        in_fit(args.in_fit, args.method, args.threads)
+    elif args.fits:
         fits(args.fits, args.seeds, args.epochs, args.method)
     else:
         steps(args.threads)
