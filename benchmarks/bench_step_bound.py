@@ -147,10 +147,7 @@ def in_fit(dataset, method, threads):
             whole(batch[: max(1, len(batch) // 2)])
 
         def halves(batch):
-            split_step = split.step_loss(batch)  # None for a batch of one row, which the engine steps whole
-            if split_step is None:
-                return whole(batch)
-            loss, _, backward = split_step
+            loss, _, backward = split.step_loss(batch)  # a batch of one row: a whole step, backward None
             optimisation.step(loss, "", backward)
 
         # way: (torch's threads, the step, the block it runs in)

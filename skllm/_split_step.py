@@ -90,8 +90,31 @@ def _eager_attention(network):
             config._attn_implementation_internal = implementation
 
 
+class WholeSteps:
+    """The engine's steps as they come: ``step_loss(batch)`` on the whole batch, on every torch thread."""
+
+    def __init__(self, step_loss):
+        self._step_loss = step_loss
+
+    def decided(self, batches):
+        """The steps to take for an epoch of ``batches``: these."""
+        return self
+
+    def running(self):
+        """The block an epoch's steps run in: nothing to set."""
+        return contextlib.nullcontext()
+
+    def step_loss(self, batch):
+        """``(loss, weight, None)``: no ``backward`` of its own, the engine runs the loss's backward pass."""
+        loss, weight = self._step_loss(batch)
+        return loss, weight, None
+
+
 class SplitSteps:
     """Steps of ``network`` in two halves, on two threads where torch has two (see the module's docstring).
+
+    It offers what :class:`WholeSteps` does, to the engine: :meth:`decided`, :meth:`running`
+    and :meth:`step_loss`.
 
     Parameters
     ----------
@@ -110,6 +133,16 @@ class SplitSteps:
         self.concurrent = torch.get_num_threads() >= 2
         self.usable = None  # decided by check()
         self._pool = None
+        self.whole = WholeSteps(lambda rows: output_loss(forward(rows), rows))  # where a step cannot split
+
+    def decided(self, batches):
+        """The steps to take for an epoch of ``batches``: these, or whole ones where :meth:`check` refuses.
+
+        The first batch of the first epoch with batches decides, once.
+        """
+        if self.usable is None and len(batches):
+            self.check(batches[0])
+        return self.whole if self.usable is False else self
 
     def _routed(self):
         """Eager attention and ``torch.nn.functional.dropout`` routed to the threads' generators."""
@@ -161,11 +194,11 @@ class SplitSteps:
         return list(self._pool.map(function, (0, 1)))
 
     def step_loss(self, rows):
-        """``(loss, weight, backward)`` for a split step on ``rows``; ``None`` for a single row."""
+        """``(loss, weight, backward)`` for a split step on ``rows``; a whole step's for a single row."""
         import torch
 
         if len(rows) < 2:
-            return None
+            return self.whole.step_loss(rows)
         half = len(rows) // 2
         parts = (rows[:half], rows[half:])
         seeds = torch.randint(0, 1 << 62, (2,)).tolist()  # from torch's generator: the fit's seed decides them

@@ -35,7 +35,7 @@ import threading
 import numpy as np
 
 from ._dropout import fast_cpu_dropout
-from ._split_step import SplitSteps, splits
+from ._split_step import SplitSteps, WholeSteps, splits
 from ._validation import check_int, check_number
 from .exceptions import NonFiniteLossError
 
@@ -377,25 +377,23 @@ def train_epochs(
         def step_loss(batch):
             return output_loss(forward(batch), batch)
 
-    split = None
+    steps = WholeSteps(step_loss)
     if dropout and splittable and splits(network, optimisation.device):
-        split = SplitSteps(network, forward, output_loss, optimisation.params)
+        steps = SplitSteps(network, forward, output_loss, optimisation.params)
     # nn.Dropout's CPU masks drawn more cheaply than torch's (see _dropout.py)
     with fast_cpu_dropout(network) if dropout else contextlib.nullcontext():
         for epoch in range(epochs):
             network.train(dropout)
             epoch_batches = batches(epoch)
-            if split is not None and split.usable is None and len(epoch_batches) and not split.check(epoch_batches[0]):
-                split = None
+            steps = steps.decided(epoch_batches)
             running, seen = 0.0, 0.0
             label = f"{desc} {epoch + 1}/{epochs}"
             with (
                 tqdm(total=len(epoch_batches), desc=label, unit="batch", disable=not verbose) as bar,
-                split.running() if split is not None else contextlib.nullcontext(),
+                steps.running(),
             ):
                 for i, batch in enumerate(epoch_batches):
-                    halves = split.step_loss(batch) if split is not None else None
-                    loss, weight, backward = halves if halves is not None else (*step_loss(batch), None)
+                    loss, weight, backward = steps.step_loss(batch)
                     where = f" (epoch {epoch + 1}, batch {i + 1} of {len(epoch_batches)})"
                     running += optimisation.step(loss, where, backward) * weight
                     last_batch = batch
