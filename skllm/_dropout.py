@@ -3,8 +3,9 @@
 torch draws a CPU dropout mask with ``bernoulli_``: a call of its Mersenne Twister and
 a float32 per element. A LoRA step of MiniLM has four dropouts over the hidden states of
 every block (two of the backbone's, one before each of LoRA's two adapted projections).
-:func:`fast_cpu_dropout` draws those masks from 64-bit words of the same generator, cut
-into four 16-bit numbers each, compared with ``p`` rounded to a multiple of 1/65536 (0.1
+:func:`fast_cpu_dropout` draws those masks from 64-bit words of a torch generator (the
+thread's, where :func:`thread_generator` sets one; otherwise torch's), cut into four
+16-bit numbers each, compared with ``p`` rounded to a multiple of 1/65536 (0.1
 becomes 0.1000061), and the kept values are scaled by ``1 / (1 - p)`` of that rounded
 ``p``, so that the expected output is still the input. The cost per element and the
 training steps with either mask: ``benchmarks/bench_probe_sample.py --steps``
@@ -16,7 +17,9 @@ when it ends, so that a fitted network (and its pickle) holds torch's modules.
 Dropout that a model applies through ``torch.nn.functional`` (the attention
 probabilities given to ``scaled_dot_product_attention``) and dropout on a GPU,
 whose generator is fast already, keep torch's own, except in the steps split in two
-halves (``_split_step.py``), which route ``torch.nn.functional.dropout`` here. Neither torch nor transformers
+halves (``_split_step.py``): they run such models with eager attention, and
+:func:`thread_functional_dropout` routes ``torch.nn.functional.dropout`` here, so that
+every mask of a half comes from its thread's generator. Neither torch nor transformers
 offers another mask generator: it is internal to ``torch.nn.functional.dropout``, hence
 this module.
 """

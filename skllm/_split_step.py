@@ -10,13 +10,21 @@ halves' gradients are summed. It is the same update up to rounding and other dro
 draws (a half is padded to its own longest text). ``benchmarks/bench_step_bound.py``
 measures the step both ways (docs/benchmarks.md).
 
-Where it applies (:func:`splits`): on the CPU, when at most :data:`MAX_TRAINABLE_SHARE`
-of the network's weights are trained. Full fine-tuning gained nothing (its weight
-gradients, large products that torch's threads share well, must then be summed). With
-one torch thread the halves run one after the other, so that a ``random_state`` gives the
-same model whatever the thread count (up to rounding). The estimator gives the engine
-its ``forward(rows)``, which must give one output row per row in order (a reward model's
-pairs do not), and ``output_loss(outputs, rows)``; batches are arrays of rows.
+Where it applies: the engine (:func:`skllm._training.train_epochs`) splits the steps of a
+training with dropout whose estimator passes ``forward(rows)``, which must give one output
+row per row in order, ``output_loss(outputs, rows)`` and ``splittable=True``
+(``FineTuneClassifier`` and ``FineTuneRegressor``; not the reward model, whose batches
+are pairs, nor ``FineTuneGenerator`` or ``PreferenceTuner``); batches are arrays of rows.
+It does so on the CPU, when some and at most :data:`MAX_TRAINABLE_SHARE` of the network's
+weights are trained (:func:`splits`): full fine-tuning gained nothing (its weight
+gradients, large products that torch's threads share well, must then be summed). A batch
+of one row steps whole. With one torch thread the halves run one after the other, so that
+a ``random_state`` gives the same model whatever the thread count (up to rounding).
+
+The engine takes its steps from a :class:`SplitSteps` or a :class:`WholeSteps`, which
+answer the same three calls: ``decided(batches)`` (the steps to take for an epoch),
+``running()`` (the block its steps run in) and ``step_loss(batch)`` (``(loss, weight,
+backward)``, ``backward`` ``None`` where the engine runs the loss's backward pass itself).
 
 Reproducibility: each half draws its dropout masks from a generator of its own, seeded
 from torch's (forked and seeded for the fit) at every step, so a ``random_state`` gives
@@ -37,7 +45,7 @@ from ._dropout import thread_functional_dropout, thread_generator
 
 #: Split a step only when the trained weights are at most this share of the network's:
 #: LoRA's steps (0.3% of MiniLM's weights trained) ran 1.2-1.3x faster split, full
-#: fine-tuning's 0.99-1.08x (``benchmarks/bench_step_bound.py``).
+#: fine-tuning's 0.99-1.03x (``benchmarks/bench_step_bound.py``).
 MAX_TRAINABLE_SHARE = 0.05
 
 # where transformers configs keep the dropout of the attention probabilities

@@ -17,10 +17,15 @@ their loss. Everything else lives here, once:
   16-bit random numbers, more cheaply than torch's;
 * :class:`~skllm._split_step.SplitSteps`: a parameter-efficient step on the CPU in
   two halves of its batch, on two threads at once;
-* :func:`validation_split`: the rows held out for early stopping.
+* :func:`validation_split` and :func:`split_rows`: the rows held out for early stopping;
+* :func:`length_grouped_batches`, :func:`draw_seed`, :func:`check_training_params`
+  and :func:`release_memory`: batches of texts of similar length, seeds drawn from the
+  fit's generator, the checks of the training parameters, and the memory a fit leaves.
 
-A new estimator supplies ``batches(epoch)`` and ``step_loss(batch)`` and gets
-the rest. (Hugging Face's ``Trainer`` would give much of this too, but it wants a
+A new estimator supplies ``batches(epoch)`` and either ``step_loss(batch)`` or
+``forward(batch)`` and ``output_loss(outputs, batch)`` (with ``splittable=True`` where
+``forward`` gives one output row per row, so that its steps may run in two halves), and
+gets the rest. (Hugging Face's ``Trainer`` would give much of this too, but it wants a
 ``datasets``-style dataset, an output folder, its own seeding and its own
 device placement, and RLOO's step is not a supervised batch: a loop of our own,
 this small, keeps one reproducible scheme for every estimator.)

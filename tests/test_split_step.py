@@ -102,12 +102,17 @@ def test_a_network_drawing_from_torch_generator_or_not_one_row_per_row_keeps_who
     assert split.step_loss(np.arange(1))[2] is None  # one row: a whole step, the engine's backward
 
 
-def test_whole_steps_keep_every_thread_where_the_check_fails(two_threads):
+def test_whole_steps_keep_every_thread_where_the_check_fails(two_threads, monkeypatch):
     from skllm._training import Optimisation, train_epochs
 
     network, _, output_loss = _linear_problem()
-    network[0].weight.requires_grad_(False)  # a small share trained: splits() holds
+    network[0].weight.requires_grad_(False)
     network.append(torch.nn.Linear(3, 3, bias=False).requires_grad_(False))
+    monkeypatch.setattr(_split_step, "MAX_TRAINABLE_SHARE", 0.5)  # 3 biases of 30 weights trained: splits() holds
+    assert splits(network, torch.device("cpu"))
+    checks = []
+    check = SplitSteps.check
+    monkeypatch.setattr(SplitSteps, "check", lambda self, rows: checks.append(check(self, rows)) or checks[-1])
 
     def noisy(rows):
         return network(torch.randn(len(rows), 6))
@@ -126,6 +131,7 @@ def test_whole_steps_keep_every_thread_where_the_check_fails(two_threads):
         optimisation, network, epochs=1, batches=lambda epoch: [np.arange(5), np.arange(5, 10)],
         forward=noisy, output_loss=loss_counting_threads, splittable=True,
     )  # fmt: skip
+    assert checks == [False]  # the check ran once, and refused
     assert len(threads) >= 2 and set(threads) == {2}  # the two steps (and the last weights' check)
 
 
