@@ -39,6 +39,7 @@ on a copy of torch's random state: if the model still draws from torch's generat
 """
 
 import contextlib
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ._dropout import thread_functional_dropout, thread_generator
@@ -98,6 +99,72 @@ def _eager_attention(network):
             config._attn_implementation_internal = implementation
 
 
+def _on_a_new_thread(function):
+    """``function()`` on a thread started for it: one that takes torch's process-wide thread count."""
+    result = []
+    thread = threading.Thread(target=lambda: result.append(function()))
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+def _set_own_threads(count):
+    """torch computes with ``count`` threads on the calling thread; the process-wide count may change too."""
+    import torch
+
+    torch.get_num_threads()  # first, the count a thread takes from the process-wide one, which would replace this
+    torch.set_num_threads(count)
+
+
+@contextlib.contextmanager
+def _own_threads(count):
+    """Within the block, torch computes with ``count`` threads on the calling thread, and only there.
+
+    torch keeps a thread count per thread, which a thread takes from a process-wide one
+    when it first computes, and ``torch.set_num_threads`` sets both the calling thread's
+    and the process-wide one. So the process-wide count is put back at once, from a
+    thread started for that: only a thread that first computes in that instant takes
+    ``count``. (Where torch's threads are one pool for the process rather than OpenMP's,
+    the count does not change: slower halves, the same results.)
+    """
+    import torch
+
+    own, process_wide = torch.get_num_threads(), _on_a_new_thread(torch.get_num_threads)
+    _set_own_threads(count)
+    _on_a_new_thread(lambda: _set_own_threads(process_wide))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(own)
+        _on_a_new_thread(lambda: _set_own_threads(process_wide))
+
+
+@contextlib.contextmanager
+def _pool_of_two(count):
+    """Two threads on which torch computes with ``count`` threads each (see :func:`_own_threads`)."""
+    import torch
+
+    process_wide = _on_a_new_thread(torch.get_num_threads)
+    started = threading.Barrier(2, timeout=60)
+    pool = ThreadPoolExecutor(2, initializer=_set_own_threads, initargs=(count,), thread_name_prefix="skllm-half")
+    with pool:
+        try:
+            list(pool.map(lambda _: started.wait(), (0, 1)))  # both threads started (neither can take both tasks)
+        finally:
+            _on_a_new_thread(lambda: _set_own_threads(process_wide))
+        yield pool
+
+
+def _cpu_autocast():
+    """``(enabled, dtype)`` of the calling thread's CPU autocast, for the halves' threads: torch keeps it per thread."""
+    import torch
+
+    try:
+        return torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+    except (AttributeError, TypeError):  # torch before 2.4
+        return torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+
+
 class WholeSteps:
     """The engine's steps as they come: ``step_loss(batch)`` on the whole batch, on every torch thread."""
 
@@ -146,9 +213,12 @@ class SplitSteps:
     def decided(self, batches):
         """The steps to take for an epoch of ``batches``: these, or whole ones where :meth:`check` refuses.
 
-        The first batch of the first epoch with batches decides, once.
+        The first batch of the first epoch with a batch of two rows or more decides, once; an
+        epoch without such a batch steps whole.
         """
-        if self.usable is None and len(batches):
+        if not any(len(batch) >= 2 for batch in batches):
+            return self.whole  # nothing to split: keep every thread
+        if self.usable is None:
             self.check(batches[0])
         return self.whole if self.usable is False else self
 
@@ -177,24 +247,21 @@ class SplitSteps:
 
     @contextlib.contextmanager
     def running(self):
-        """The block that split steps run in: routed dropout, and torch's threads shared out between two."""
+        """The block that split steps run in: routed dropout, and the calling thread's torch threads shared out
+        between the two of a pool; its own count is halved too, so that its idle threads do not spin meanwhile."""
         import torch
 
         with self._routed():
             if not self.concurrent:
                 yield
                 return
-            threads = torch.get_num_threads()
-            # Process-wide, as torch's thread count is: a thread takes it when it first
-            # computes, so it is set before the pool's threads start.
-            torch.set_num_threads(max(1, threads // 2))
+            half = max(1, torch.get_num_threads() // 2)
             try:
                 # innermost: its threads have finished before anything above is put back
-                with ThreadPoolExecutor(2, thread_name_prefix="skllm-half") as self._pool:
+                with _own_threads(half), _pool_of_two(half) as self._pool:
                     yield
             finally:
                 self._pool = None
-                torch.set_num_threads(threads)
 
     def _map(self, function):
         if self._pool is None:
@@ -210,9 +277,12 @@ class SplitSteps:
         half = len(rows) // 2
         parts = (rows[:half], rows[half:])
         seeds = torch.randint(0, 1 << 62, (2,)).tolist()  # from torch's generator: the fit's seed decides them
+        enabled, dtype = _cpu_autocast()
 
         def forward(i):
-            with thread_generator(torch.Generator().manual_seed(seeds[i])):
+            # one autocast per thread (the object keeps the state it puts back), where the caller has one
+            autocast = torch.autocast("cpu", dtype=dtype) if enabled else contextlib.nullcontext()
+            with thread_generator(torch.Generator().manual_seed(seeds[i])), autocast:
                 return self.forward(parts[i])
 
         outputs = self._map(forward)

@@ -74,7 +74,7 @@ def test_a_split_step_gives_the_whole_batch_loss_and_gradient(two_threads):
         p.grad = None
     split = SplitSteps(network, forward, output_loss, params)
     with split.running():
-        assert torch.get_num_threads() == 1
+        assert _threads(split) == (1, 2, 1)  # the halves' threads and the caller have 1, the process keeps 2
         split_loss, weight, backward = split.step_loss(rows)
         backward()
     assert torch.get_num_threads() == 2 and weight == 7
@@ -100,6 +100,53 @@ def test_a_network_drawing_from_torch_generator_or_not_one_row_per_row_keeps_who
     split = SplitSteps(network, forward, output_loss, list(network.parameters()))
     assert split.check(np.arange(6))
     assert split.step_loss(np.arange(1))[2] is None  # one row: a whole step, the engine's backward
+
+
+def _threads(split):
+    """torch's thread count on the calling thread, on a thread started now, and on the halves' threads."""
+    on_the_pool = set(split._pool.map(lambda _: torch.get_num_threads(), range(4)))
+    assert len(on_the_pool) == 1
+    return torch.get_num_threads(), _split_step._on_a_new_thread(torch.get_num_threads), on_the_pool.pop()
+
+
+def test_a_split_from_a_worker_thread_leaves_the_thread_counts_set_since(two_threads):
+    from concurrent.futures import ThreadPoolExecutor
+
+    network, forward, output_loss = _linear_problem()
+    worker = ThreadPoolExecutor(1)
+    split = worker.submit(SplitSteps, network, forward, output_loss, list(network.parameters())).result()
+    torch.set_num_threads(1)  # after the worker took 2: the process-wide count, and this thread's
+
+    def step():
+        with split.running():
+            assert _threads(split) == (1, 1, 1)
+            split.step_loss(np.arange(6))[2]()
+
+    worker.submit(step).result()
+    assert torch.get_num_threads() == 1 and _split_step._on_a_new_thread(torch.get_num_threads) == 1
+    assert worker.submit(torch.get_num_threads).result() == 2
+
+
+def test_the_halves_compute_under_the_callers_autocast(two_threads):
+    network, forward, output_loss = _linear_problem()
+    dtypes = []
+
+    def recording(rows):
+        output = forward(rows)
+        dtypes.append(output.dtype)
+        return output
+
+    split = SplitSteps(network, recording, output_loss, list(network.parameters()))
+    with split.running(), torch.autocast("cpu", dtype=torch.bfloat16):
+        split.step_loss(np.arange(6))
+    assert dtypes == [torch.bfloat16] * 2
+
+
+def test_epochs_of_single_rows_step_whole(two_threads):
+    network, forward, output_loss = _linear_problem()
+    split = SplitSteps(network, forward, output_loss, list(network.parameters()))
+    assert split.decided([np.array([3]), np.array([1])]) is split.whole and split.usable is None
+    assert split.decided([np.array([3]), np.arange(2)]) is split
 
 
 def test_whole_steps_keep_every_thread_where_the_check_fails(two_threads, monkeypatch):
@@ -191,7 +238,7 @@ def test_a_failing_step_puts_back_threads_dropout_and_attention(tiny_bert, two_t
     split = SplitSteps(network, forward, output_loss, [p for p in network.parameters() if p.requires_grad])
     assert split.check(np.arange(6))
     with pytest.raises(IndexError), split.running():
-        assert config._attn_implementation == "eager" and torch.get_num_threads() == 1
+        assert config._attn_implementation == "eager" and _threads(split) == (1, 2, 1)
         split.step_loss(np.array([0, 1, 2, 99]))  # the second half fails on its thread
     assert config._attn_implementation == "sdpa" and torch.get_num_threads() == 2
     assert torch.nn.functional.dropout.__module__ == "torch.nn.functional"
