@@ -125,6 +125,7 @@ def test_a_split_from_a_worker_thread_leaves_the_thread_counts_set_since(two_thr
     worker.submit(step).result()
     assert torch.get_num_threads() == 1 and _split_step._on_a_new_thread(torch.get_num_threads) == 1
     assert worker.submit(torch.get_num_threads).result() == 2
+    worker.shutdown()
 
 
 def test_the_halves_compute_under_the_callers_autocast(two_threads):
