@@ -133,7 +133,7 @@ def in_fit(dataset, method, threads):
     def measure(optimisation, network, *, batches, forward, output_loss, **_):
         rows = batches(0)[:24]
         shapes = []
-        hook = network.register_forward_pre_hook(lambda module, args: shapes.append(tuple(args[0].shape)))
+        hook = network.register_forward_pre_hook(lambda module, args: shapes.append(tuple(args[0].shape[:2])))
         with torch.no_grad():
             for batch in rows:
                 forward(batch)
