@@ -390,15 +390,15 @@ def train_epochs(
         for epoch in range(epochs):
             network.train(dropout)
             epoch_batches = batches(epoch)
-            steps = steps.decided(epoch_batches)
+            epoch_steps = steps.decided(epoch_batches)  # per epoch: one of single rows does not decide the next
             running, seen = 0.0, 0.0
             label = f"{desc} {epoch + 1}/{epochs}"
             with (
                 tqdm(total=len(epoch_batches), desc=label, unit="batch", disable=not verbose) as bar,
-                steps.running(),
+                epoch_steps.running(),
             ):
                 for i, batch in enumerate(epoch_batches):
-                    loss, weight, backward = steps.step_loss(batch)
+                    loss, weight, backward = epoch_steps.step_loss(batch)
                     where = f" (epoch {epoch + 1}, batch {i + 1} of {len(epoch_batches)})"
                     running += optimisation.step(loss, where, backward) * weight
                     last_batch = batch

@@ -150,6 +150,26 @@ def test_epochs_of_single_rows_step_whole(two_threads):
     assert split.decided([np.array([3]), np.arange(2)]) is split
 
 
+def test_an_epoch_of_single_rows_does_not_keep_the_next_from_splitting(two_threads, monkeypatch):
+    from skllm._training import Optimisation, train_epochs
+
+    network, forward, output_loss = _linear_problem()
+    monkeypatch.setattr(_split_step, "MAX_TRAINABLE_SHARE", 1.0)
+    steps = []
+    step_loss = SplitSteps.step_loss
+    monkeypatch.setattr(SplitSteps, "step_loss", lambda self, rows: steps.append(step_loss(self, rows)) or steps[-1])
+    optimisation = Optimisation(
+        network, learning_rate=1e-2, weight_decay=0.0, warmup_ratio=0.0, max_grad_norm=None, total_steps=4,
+        device=torch.device("cpu"), dtype="float32", who="test",
+    )  # fmt: skip
+    epochs = [[np.array([0]), np.array([1])], [np.arange(6)]]  # single rows, then a batch of 6
+    train_epochs(
+        optimisation, network, epochs=2, batches=lambda epoch: epochs[epoch],
+        forward=forward, output_loss=output_loss, splittable=True,
+    )  # fmt: skip
+    assert len(steps) == 1 and steps[0][2] is not None  # the second epoch's batch did split
+
+
 def test_whole_steps_keep_every_thread_where_the_check_fails(two_threads, monkeypatch):
     from skllm._training import Optimisation, train_epochs
 
