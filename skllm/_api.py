@@ -16,7 +16,6 @@ an estimator loaded from a pickle reads it again from ``OPENAI_API_KEY``.
 import concurrent.futures
 import copy
 import email.utils
-import hashlib
 import json
 import logging
 import os
@@ -386,6 +385,12 @@ class Endpoint:
         self._secret = secret
         self._timeout = float(chat.timeout)
 
+    def follow(self, chat):
+        """Ask with the settings of ``chat`` from now on: the estimator's :class:`OpenAIChat`, which
+        ``set_params`` may have replaced by one that differs in how the endpoint is reached (the key,
+        timeout, retries, concurrency), not in what it answers."""
+        self.chat = chat
+
     def _refresh(self):
         """Check the settings again and rebuild the client where the key or timeout changed (``set_params``).
 
@@ -410,6 +415,10 @@ class Endpoint:
         if self._secret and self._secret != NO_KEY:
             text = text.replace(self._secret, "***")
         return text
+
+    def _said(self, exc):
+        """``exc`` in one line, scrubbed of the key before it is cut (a cut key would not match)."""
+        return _short(self._scrub(str(exc)), exc)
 
     def _request(self, conversation, max_tokens, logprobs):
         chat = self.chat
@@ -442,7 +451,7 @@ class Endpoint:
                 logger.info(
                     "%s: %s; retry %d of %d in %.1f s",
                     self.url,
-                    self._scrub(_short(exc)),
+                    self._said(exc),
                     attempt + 1,
                     chat.max_retries,
                     delay,
@@ -482,7 +491,6 @@ class Endpoint:
         if not todo:
             return answers, usage
         stop, lock = threading.Event(), threading.Lock()
-        seed = int.from_bytes(hashlib.sha256(b"".join(todo)).digest()[:4], "little")
         failure = []
 
         def run(key, rows, rng):
@@ -507,10 +515,9 @@ class Endpoint:
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(chat.max_concurrency, len(todo)))
         try:
             with tqdm(total=len(todo), desc=desc, unit="request", disable=not chat.verbose) as progress:
-                futures = {
-                    pool.submit(run, key, rows, random.Random(seed + n)): rows
-                    for n, (key, rows) in enumerate(todo.items())
-                }
+                # Each request's jitter from the system's entropy: processes asking the same prompts (the
+                # candidates of a parallel search) must not wait alike, as a seed drawn from the prompts made them.
+                futures = {pool.submit(run, key, rows, random.Random()): rows for key, rows in todo.items()}
                 for future in concurrent.futures.as_completed(futures):
                     exc = future.exception()
                     if exc is not None and not failure:
@@ -550,7 +557,7 @@ class Endpoint:
         shown = shown if len(shown) <= 80 else "..." + shown[-77:]
         which = f"prompt {rows[0]}" if len(rows) == 1 else f"prompts {rows[:10]} (the same prompt)"
         return APIRequestError(
-            f"The chat endpoint {self.url} (model {self.chat.model!r}) failed {after}: {self._scrub(_short(exc))}, "
+            f"The chat endpoint {self.url} (model {self.chat.model!r}) failed {after}: {self._said(exc)}, "
             f"on {which} of the {len(conversations)} of this call (in the order given: the row of X where each "
             f"row is one prompt), which ends {shown!r}.{hint} {done} of {n_todo} prompts were answered before it "
             f"stopped{earlier}.{kept}",
@@ -561,9 +568,10 @@ class Endpoint:
         )
 
 
-def _short(exc):
+def _short(text, exc):
+    """``exc`` in one line: its type, its status and ``text`` (its message), cut at 300 characters."""
     status = getattr(exc, "status_code", None)
-    text = " ".join(str(exc).split()).rstrip(".")
+    text = " ".join(text.split()).rstrip(".")
     if len(text) > 300:
         text = text[:300] + "..."
     return f"{type(exc).__name__}" + (f" {status}" if status else "") + (f": {text}" if text else "")

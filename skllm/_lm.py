@@ -1,6 +1,7 @@
 """What the in-context estimators share: loading the causal LM, templates, fitting prompts."""
 
 import inspect
+import os
 import string
 import warnings
 
@@ -120,6 +121,16 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
 
     def _restore_live(self):
         if self._prompts_api:
+            identity = self.model_name.identity()  # base_url=None: the environment's OPENAI_BASE_URL of now
+            if identity != self.model_identity_:
+                warnings.warn(
+                    f"This {type(self).__name__} was fitted on {self.model_identity_} and now prompts {identity} "
+                    f"(base_url={self.model_name.base_url!r}, OPENAI_BASE_URL="
+                    f"{os.environ.get('OPENAI_BASE_URL')!r}), with what fit computed from the other endpoint's "
+                    f"answers (the calibration prior): fit it again, or point it back.",
+                    UserWarning,
+                    stacklevel=4,
+                )
             self.model_, self.tokenizer_ = self.model_name.connect(self.cache_dir), None
             return
         source = self._source()
@@ -175,6 +186,7 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
     def _ask(self, prompts, *, max_tokens, logprobs=None):
         """The endpoint's answers to ``prompts`` (chat messages); the usage is added to ``usage_``."""
         chat = self.model_name
+        self.model_.follow(chat)  # set_params may have swapped it for one with another key or timeout
         try:
             answers, usage = self.model_.ask(prompts, max_tokens=chat.max_tokens or max_tokens, logprobs=logprobs)
         except APIRequestError as exc:

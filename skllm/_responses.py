@@ -16,6 +16,8 @@ def answer_of(response):
         body = response.decode(errors="replace") if isinstance(response, bytes) else response
         raise MalformedResponse(f"the response is not JSON: {' '.join(body.split())[:120]!r}")
     choices = getattr(response, "choices", None)
+    if choices and not isinstance(choices, (list, tuple)):
+        raise MalformedResponse(f"the response holds choices that are not a list: {choices!r:.120}")
     if not choices:
         error = getattr(response, "error", None)  # some servers answer 200 with an error object
         said = f"an error instead: {error!r:.200}" if error else f"choices={choices!r}"
@@ -26,7 +28,7 @@ def answer_of(response):
         raise MalformedResponse("the response's first choice holds no message")
     top = None
     content = getattr(getattr(choice, "logprobs", None), "content", None)
-    if content:
+    if content and isinstance(content, (list, tuple)):  # another shape: read as text, as below
         first = content[0]
         pairs = _token_pairs(_field(first, "top_logprobs")) or _token_pairs([first])
         # A token without a number is left out; none left: the answer is read as text.

@@ -4,7 +4,8 @@ Each listens on 127.0.0.1 and a free port, counts the requests it answers,
 records their headers, and can be told to fail: a queue of faults ("429",
 "500", "hang", "drop", and answers with status 200 that are no chat completion:
 "html", a gateway's page; "not-json", a body sent as JSON that is not; "error", an
-error object instead of choices; "no-choices") is consumed one per request, and
+error object instead of choices; "no-choices"; "choices-not-a-list"; and "401-echo", a refusal whose
+long message ends with the key it was sent) is consumed one per request, and
 ``down`` drops every connection (a server that died) until it is cleared.
 """
 
@@ -38,6 +39,7 @@ MALFORMED = {
         b'{"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": []}',
         "application/json",
     ),
+    "choices-not-a-list": (b'{"id": "x", "object": "chat.completion", "choices": {"0": {}}}', "application/json"),
 }
 
 
@@ -78,6 +80,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+                return
+            if fault == "401-echo":  # the key across the 300th character of the error's text, where it is cut
+                key = self.headers.get("authorization", "").split()[-1]
+                self._reply(401, {"error": {"message": "x" * 230 + f" invalid key {key}", "type": "auth"}})
                 return
             if fault == "500":
                 self._reply(500, {"error": {"message": "The server had an error", "type": "server_error"}})

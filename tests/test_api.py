@@ -10,6 +10,7 @@ import logging
 import pickle
 import random
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -412,6 +413,7 @@ def test_answers_that_are_no_chat_completion_are_retried_then_named(fake_chat, t
         ("not-json", "not valid JSON"),
         ("error", r"no choices \(an error instead: .*model overloaded"),
         ("no-choices", r"no choices \(choices=\[\]\)"),
+        ("choices-not-a-list", r"choices that are not a list"),
     ]:
         fake_chat.faults = [fault] * 3
         chat = _chat(fake_chat, max_concurrency=1, max_retries=2)
@@ -479,6 +481,10 @@ def test_the_key_never_shows_in_repr_params_html_logs_errors_cache_or_pickle(fak
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert KEY.encode() not in path.read_bytes()
+    fake_chat.faults = ["401-echo"]  # a key echoed where a message is cut: scrubbed before the cut
+    with pytest.raises(APIRequestError, match=r"invalid key \*") as error:
+        clf.predict(["something else"])
+    assert KEY[:8] not in str(error.value)
     blob = pickle.dumps(clf)
     assert KEY.encode() not in blob
     restored = pickle.loads(blob)
@@ -712,6 +718,35 @@ def test_the_key_timeout_and_retries_set_after_fit_are_used_and_checked(fake_cha
         with pytest.raises(ValueError, match=name):
             clf.predict(["great film"])
         clf.set_params(model_name__max_retries=0, model_name__max_concurrency=1, model_name__timeout=5.0)
+
+
+def test_an_openai_chat_put_in_after_fit_is_the_one_that_asks(fake_chat):
+    clf = ZeroShotClassifier(_chat(fake_chat, api_key="old-key"), classes=["neg", "pos"], calibration=None)
+    clf.set_params(cache_dir=None).fit()
+    clf.set_params(model_name=_chat(fake_chat, api_key="new-key", max_retries=0))  # answers alike: accepted
+    fake_chat.faults = ["500"]
+    with pytest.raises(APIRequestError, match="failed after 0 retries"):
+        clf.predict(["great film"])
+    assert fake_chat.headers[-1]["authorization"] == "Bearer new-key"
+
+
+def test_an_estimator_loaded_where_openai_base_url_names_another_endpoint_warns(fake_chat, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_chat.url)
+    clf = ZeroShotClassifier(OpenAIChat("fake-model", backoff=0.01), classes=["neg", "pos"], cache_dir=None).fit()
+    blob = pickle.dumps(clf)
+    other = FakeChat()
+    try:
+        monkeypatch.setenv("OPENAI_BASE_URL", other.url)
+        restored = pickle.loads(blob)
+        with pytest.warns(UserWarning, match=r"fitted on openai:fake-model@http.* and now prompts .*OPENAI_BASE_URL"):
+            restored.predict(["great film"])
+        assert other.answered == 1
+    finally:
+        other.close()
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_chat.url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        pickle.loads(blob).predict(["great film"])  # the endpoint it was fitted on: no warning
 
 
 def test_a_key_read_from_the_environment_at_fit_stays_when_the_variable_goes(fake_chat, monkeypatch):
