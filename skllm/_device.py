@@ -30,13 +30,18 @@ def resolve_device(device, *, param="device"):
         ) from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"{param}={device!r} but CUDA is not available on this machine.")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"{param}={device!r} but this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0."
+        )
     if resolved.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"{param}={device!r} but MPS is not available on this machine.")
     return resolved
 
 
 def device_for_loading(saved_device):
-    """Device to use after unpickling: the saved one if present, else the CPU."""
+    """Device to use after unpickling: the saved one if present, else the first GPU (a saved ``cuda:N`` this
+    machine lacks), else the CPU."""
     import torch
 
     if saved_device is None:
@@ -44,6 +49,8 @@ def device_for_loading(saved_device):
     saved = torch.device(saved_device)
     if saved.type == "cuda" and not torch.cuda.is_available():
         return torch.device("cpu")
+    if saved.type == "cuda" and saved.index is not None and saved.index >= torch.cuda.device_count():
+        return torch.device("cuda")  # fitted on a GPU this machine lacks: its first one
     if saved.type == "mps" and not torch.backends.mps.is_available():
         return torch.device("cpu")
     return saved

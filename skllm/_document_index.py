@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ._chunking import chunk_spans
+from ._device import device_for_loading
 from ._index_files import check_array_digests, read_index_files, write_index_files
 from ._lexical import BM25, RRF_K, reciprocal_rank_fusion
 from ._search import BACKENDS, FAISS_INT_MAX, SEARCHES, build_search_index, faiss_module, search_index
@@ -492,7 +493,11 @@ class DocumentIndex(BaseEstimator):
         params = dict(state["params"])
         # Indexes saved before hybrid search ranked by embeddings only: keep that.
         params.setdefault("retrieval", "dense")
-        params["embedder"] = TransformerEmbedder(**params["embedder"])
+        embedder = dict(params["embedder"])
+        if embedder.get("device") not in (None, "auto"):
+            # Saved on a GPU, loaded where there is none (or fewer): where a pickled model would run.
+            embedder["device"] = str(device_for_loading(embedder["device"]))
+        params["embedder"] = TransformerEmbedder(**embedder)
         index = cls(**params)
         index.backend_ = index._validate()
         index.embedder_ = params["embedder"].fit()

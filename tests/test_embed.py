@@ -401,3 +401,17 @@ def test_pooling_cls_set_after_fit_on_a_decoder_is_refused_as_at_fit(tiny_llama)
         embedder.transform(["great film", "awful movie"])
     with pytest.raises(ValueError, match="pooling='cls' reads the first token"):
         pickle.loads(pickle.dumps(embedder)).transform(["great film"])  # before the model is loaded again
+
+
+def test_a_gpu_number_the_machine_lacks_is_refused_and_a_model_fitted_there_loads_on_another(monkeypatch):
+    import torch
+
+    from skllm._device import device_for_loading, resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with one GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"device='cuda:3' but this machine has 1 CUDA device\(s\)"):
+        resolve_device("cuda:3")
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    assert device_for_loading("cuda:3") == torch.device("cuda")  # fitted on a fourth GPU: the first one here
+    assert device_for_loading("cuda:0") == torch.device("cuda:0")

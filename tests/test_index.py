@@ -686,3 +686,13 @@ def test_save_refuses_metadata_json_would_change(embedder, tmp_path, metadata, s
     index = DocumentIndex(embedder, backend="numpy").fit(["a"], metadata=[kept])
     loaded = DocumentIndex.load(index.save(tmp_path / "ok"))
     assert loaded._docs[0][1]["tags"] == ["a", "b"] and loaded._docs[0][1]["n"] == 3
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_an_index_saved_with_its_embedder_on_a_gpu_loads_on_the_cpu(saved):
+    state = json.loads((saved / "index.json").read_text())
+    state["params"]["embedder"]["device"] = "cuda"  # as saved on a GPU machine
+    (saved / "index.json").write_text(json.dumps(state))
+    index = DocumentIndex.load(saved)
+    assert index.embedder_.device_ == "cpu"
+    assert index.query(["great film"], 1)[0][0].doc_id == "a"
