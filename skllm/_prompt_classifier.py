@@ -113,6 +113,13 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             )
         if len(set(self.label_words_)) != len(self.label_words_):
             raise ValueError(f"Two classes have the same wording: {self.label_words_!r}; set label_words.")
+        stripped = [w.strip() for w in self.label_words_]
+        spaced = [w for w, bare in zip(self.label_words_, stripped) if stripped.count(bare) > 1]
+        if spaced:
+            raise ValueError(
+                f"The class wordings {spaced!r} differ only by surrounding spaces, which the model would be asked to "
+                f"tell apart: strip the labels (a slip in the data, usually) or set label_words."
+            )
         if self._prompts_api:
             # Answers are read as text, compared after normalize(): wordings must differ there too.
             norms = [normalize(w) for w in self.label_words_]

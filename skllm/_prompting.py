@@ -108,10 +108,15 @@ def prompt_budget(max_length, max_new_tokens):
     """Tokens a prompt may take beside an answer of ``max_new_tokens``; a ``ValueError`` below 8."""
     budget = max_length - max_new_tokens
     if budget < MIN_PROMPT_TOKENS:
+        lower = (
+            f"lower max_new_tokens to at most {max_length - MIN_PROMPT_TOKENS} or "
+            if max_length > MIN_PROMPT_TOKENS
+            else ""
+        )
         raise ValueError(
             f"max_new_tokens={max_new_tokens} leaves {max(budget, 0)} token(s) for the prompt in "
-            f"max_length={max_length}, which needs at least {MIN_PROMPT_TOKENS}: lower max_new_tokens to at most "
-            f"{max_length - MIN_PROMPT_TOKENS} or raise max_length."
+            f"max_length={max_length}, which needs at least {MIN_PROMPT_TOKENS}: {lower}raise max_length to at "
+            f"least {MIN_PROMPT_TOKENS + max_new_tokens}."
         )
     return budget
 

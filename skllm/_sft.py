@@ -29,7 +29,15 @@ from ._training import (
     training_context,
     validation_split,
 )
-from ._validation import check_bool, check_choice, check_int, check_number, check_random_state_param, check_texts
+from ._validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_random_state_param,
+    check_targets,
+    check_texts,
+)
 from .exceptions import SkllmWarning, TruncationWarning
 
 logger = logging.getLogger(__name__)
@@ -434,15 +442,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         """
         method = self._validate_params()
         texts = check_texts(X, estimator=self)
-        targets = check_texts(y, name="y", estimator=self)
-        if len(targets) != len(texts):
-            raise ValueError(f"X has {len(texts)} texts but y has {len(targets)}; they must match row for row.")
-        empty = [i for i, t in enumerate(targets) if not t.strip()]
-        if empty:
-            raise ValueError(
-                f"y has {len(empty)} empty target(s) at positions {empty[:10]}: the model would learn to answer "
-                f"nothing. Drop those rows or give them a target text."
-            )
+        targets = check_targets(y, len(texts), estimator=self)
         import torch
 
         with keep_state_on_error(self):

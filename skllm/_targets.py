@@ -242,6 +242,8 @@ def _numeric_targets(y, n_texts, who):
         raise ValueError(f"y must be numeric for a regressor: {exc}") from exc
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
+    if y.ndim == 0:
+        raise ValueError(f"{who} needs y as one number per text (a list or 1-D array), got the single value {y}.")
     if y.ndim != 1:
         raise ValueError(
             f"{who} predicts one number per text, but y has shape {y.shape}. For several targets per "

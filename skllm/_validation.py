@@ -183,6 +183,24 @@ def _describe_positions(bad, index=None):
     return text
 
 
+def check_targets(y, n_texts, *, estimator=None):
+    """The target texts ``y`` of a generator as a list of ``str``, one per text, none empty.
+
+    An empty (or blank) target would teach the model to answer nothing, whether it is
+    trained on (``FineTuneGenerator``) or shown as a demonstration (``FewShotGenerator``).
+    """
+    targets = check_texts(y, name="y", estimator=estimator)
+    if len(targets) != n_texts:
+        raise ValueError(f"X has {n_texts} texts but y has {len(targets)}; they must match row for row.")
+    empty = [i for i, t in enumerate(targets) if not t.strip()]
+    if empty:
+        raise ValueError(
+            f"y has {len(empty)} empty target(s) at positions {empty[:10]}: the model would learn to answer "
+            f"nothing. Drop those rows or give them a target text."
+        )
+    return targets
+
+
 def check_texts(X, *, name="X", estimator=None):
     """Return ``X`` as a list of ``str`` in input order, or raise a clear error.
 

@@ -461,3 +461,26 @@ def test_a_missing_regression_target_in_a_list_is_named_by_position():
 
     with pytest.raises(ValueError, match=r"missing label\(s\) .* at positions \[1\]"):
         _numeric_targets([1.0, pd.NA, 3.0], 3, "FineTuneRegressor")
+
+
+def test_a_single_number_as_y_is_refused_asking_for_one_per_text(tiny_bert, cache_dir, texts):
+    with pytest.raises(ValueError, match=r"y as one number per text \(a list or 1-D array\), got the single value 3.0"):
+        FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(texts[0][:4], 3.0)
+
+
+def test_a_class_of_one_text_is_trained_on_never_only_held_out_for_early_stopping():
+    from sklearn.model_selection import train_test_split
+
+    from skllm._training import validation_split
+
+    rows, stratify = np.arange(12), np.array([0] * 9 + [1, 2, 2])  # class 1 has one text
+    for seed in range(100):
+        train, valid = validation_split(rows, 0.25, seed, stratify)
+        assert 9 in train and len(valid) == 3, seed  # a plain split held it out 1 time in 4
+        assert sorted([*train, *valid]) == rows.tolist()
+    stratifiable = np.array([0] * 8 + [1] * 4)  # unchanged where every class can be stratified
+    for part, expected in zip(
+        validation_split(rows, 0.25, 3, stratifiable),
+        train_test_split(rows, test_size=0.25, random_state=3, stratify=stratifiable),
+    ):
+        np.testing.assert_array_equal(part, expected)

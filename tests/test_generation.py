@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from skllm import FineTuneGenerator, LoRA, PreferenceTuner, PromptTuning, RewardModel
+from skllm import FewShotGenerator, FineTuneGenerator, LoRA, PreferenceTuner, PromptTuning, RewardModel
 from skllm._causal import IGNORE, build_example, pad_examples, sequence_loss, token_logprobs
 from skllm._reward import bradley_terry_loss, preference_pairs
 from skllm._rl import dpo_loss, rloo_advantages
@@ -147,10 +147,14 @@ def test_bad_generation_input_names_the_problem(tiny_llama):
     gen = FineTuneGenerator(tiny_llama, epochs=1)
     with pytest.raises(ValueError, match=r"empty target\(s\) at positions \[1\]"):
         gen.fit(["a", "b"], ["x", "  "])
+    with pytest.raises(ValueError, match=r"empty target\(s\) at positions \[0, 2\]"):  # demonstrations too
+        FewShotGenerator(tiny_llama, n_examples=2, cache_dir=None).fit(["a", "b", "c"], ["", "x", "\n"])
     with pytest.raises(ValueError, match="X has 2 texts but y has 1"):
         gen.fit(["a", "b"], ["x"])
     with pytest.raises(ValueError, match=r"max_new_tokens=60 leaves 4 token\(s\) for the prompt"):
         FineTuneGenerator(tiny_llama, max_length=64, max_new_tokens=60).fit(["a"], ["b"])
+    with pytest.raises(ValueError, match=r"max_length=8, which needs at least 8: raise max_length to at least 11\."):
+        FineTuneGenerator(tiny_llama, max_length=8, max_new_tokens=3).fit(["a"], ["b"])  # no max_new_tokens fits
     with pytest.raises(ValueError, match="template"):
         FineTuneGenerator(tiny_llama, template="no field").fit(["a"], ["b"])
     long_text = " ".join(["great film"] * 200)

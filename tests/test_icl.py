@@ -752,6 +752,11 @@ def test_zero_shot_classes_listed_twice_are_refused_naming_the_duplicate(tiny_ll
         ZeroShotClassifier(tiny_llama, classes=["pos", "neg", "pos"], cache_dir=None).fit()
 
 
+def test_zero_shot_classes_that_differ_only_by_spaces_are_refused(tiny_llama):
+    with pytest.raises(ValueError, match=r"wordings \['pos', 'pos '\] differ only by surrounding spaces"):
+        ZeroShotClassifier(tiny_llama, classes=["pos", "pos ", "neg"], cache_dir=None).fit()
+
+
 @pytest.mark.parametrize("estimator", [ZeroShotClassifier, FewShotClassifier, FewShotGenerator])
 def test_a_refit_that_fails_after_loading_leaves_the_previous_fit_whole(tiny_llama, pool, estimator, monkeypatch):
     X, y = pool

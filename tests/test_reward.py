@@ -45,6 +45,12 @@ def test_predict_refuses_a_frame_without_a_response_column(fitted):
     )
 
 
+def test_predict_refuses_a_bare_pair_rather_than_score_its_prompt_as_a_response(fitted):
+    with pytest.raises(ValueError, match=r"X is a tuple of 2 items.*pass \[\(prompt, response\)\]"):
+        fitted.predict(("the film was", "great fun"))
+    assert fitted.predict([("the film was", "great fun")]).shape == (1,)
+
+
 def test_fit_and_score_refuse_a_y(tiny_bert, fitted):
     with pytest.raises(ValueError, match=r"RewardModel.fit takes no y: the preferences are in X itself"):
         reward_model(tiny_bert).fit(PAIRS, np.ones(len(PAIRS)))
