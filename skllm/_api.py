@@ -483,11 +483,12 @@ class Endpoint:
         answers = [found.get(k) for k in keys]
         usage = {"requests": 0, "cached": sum(a is not None for a in answers), "retries": 0}
         usage.update(prompt_tokens=0, completion_tokens=0)
-        # A prompt asked twice in one call is sent once.
+        # A prompt asked twice in one call is sent once, unless answers are sampled (temperature > 0):
+        # then each row draws its own.
         todo = {}
         for i, key in enumerate(keys):
             if answers[i] is None:
-                todo.setdefault(key, []).append(i)
+                todo.setdefault(key if float(chat.temperature) == 0.0 else (key, i), []).append(i)
         if not todo:
             return answers, usage
         stop, lock = threading.Event(), threading.Lock()

@@ -26,6 +26,7 @@ from ._validation import (
     check_choice,
     check_one_label_type,
     check_texts,
+    label_kind,
 )
 from .exceptions import TruncationWarning, UnparsedAnswerError, UnparsedAnswerWarning
 
@@ -151,12 +152,14 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
                 counts = [0] * len(classes) if y is None else [list(y).count(c) for c in classes]
                 self.fallback_ = int(np.argmax(counts))
             return
-        if unparsed not in classes:
+        # Compared with the kind of label, as fit compares y with the classes: True is not the class 1.
+        matches = [i for i, c in enumerate(classes) if (label_kind(c), c) == (label_kind(unparsed), unparsed)]
+        if not matches:
             raise ValueError(
                 f"OpenAIChat(unparsed={unparsed!r}) must be one of {list(UNPARSED_CHOICES)} or one of the classes "
                 f"{classes!r}."
             )
-        self.fallback_ = classes.index(unparsed)
+        self.fallback_ = matches[0]
 
     @property
     def _answer_sep(self):

@@ -336,6 +336,16 @@ def test_unparsed_answers_can_be_an_error(tmp_path):
         server.close()
 
 
+def test_an_unparsed_class_is_matched_by_kind_of_label_as_y_is(fake_chat):
+    words = {False: "negative", True: "positive"}
+    with pytest.raises(ValueError, match=r"unparsed=1\) must be one of .* the classes \[False, True\]"):
+        ZeroShotClassifier(_chat(fake_chat, unparsed=1), classes=[False, True], label_words=words, cache_dir=None).fit()
+    clf = ZeroShotClassifier(
+        _chat(fake_chat, unparsed=True), classes=[False, True], label_words=words, cache_dir=None
+    ).fit()
+    assert clf.fallback_ == 1
+
+
 def test_few_shot_and_generation_send_demonstrations_as_turns(fake_chat, tmp_path):
     clf = FewShotClassifier(_chat(fake_chat), n_examples=2, random_state=0, cache_dir=str(tmp_path)).fit(X, Y)
     assert clf.predict(["a delightful film"]).tolist() == ["pos"]
@@ -362,6 +372,15 @@ def test_grid_search_and_cross_validation_send_each_distinct_prompt_once(fake_ch
     assert search.best_score_ == 1.0
     distinct = {json_params(b)["messages"][-1]["content"] for b in fake_chat.bodies}
     assert fake_chat.answered == len(fake_chat.bodies) == len(distinct) <= 2 * 6
+
+
+@pytest.mark.parametrize("temperature, sent", [(0.0, 1), (0.7, 3)])
+def test_a_prompt_asked_twice_in_a_call_is_sent_once_unless_answers_are_sampled(fake_chat, temperature, sent):
+    chat = _chat(fake_chat, temperature=temperature)
+    clf = ZeroShotClassifier(chat, classes=["neg", "pos"], calibration=None, cache_dir=None).fit()
+    n = len(fake_chat.bodies)
+    assert clf.predict(["great film"] * 3).tolist() == ["pos"] * 3
+    assert len(fake_chat.bodies) - n == sent
 
 
 def test_max_concurrency_bounds_requests_in_flight(tmp_path):
