@@ -26,6 +26,10 @@ reports how many times its process loaded a model from disk ("loads"; skllm's re
     python benchmarks/bench_finetune.py --n 200 --only lora trainer-lora-grouped   # a quick check
     python benchmarks/bench_finetune.py --only lora@1 lora@2 lora trainer-lora-grouped@2 trainer-lora-grouped
 
+A skllm contender's name may end in ``-whole`` (``lora-whole``, ``lora-bf16-whole``): its steps
+run whole, on all of torch's threads, not in two halves (``skllm._split_step``), to measure
+what the split costs or saves in time and peak memory.
+
 A name may end in ``@E``: that contender trains E epochs instead of ``--epochs`` (the
 learning-rate schedule spans its own steps, as a user's shorter fit would), so that the
 time each side takes to reach an accuracy is measured within one run.
@@ -96,6 +100,11 @@ def run_skllm(name, X, y, X_test, y_test, epochs=None):
     from skllm import FineTuneClassifier, HeadTuning
 
     warnings.simplefilter("ignore")
+    if name.endswith("-whole"):  # the engine's steps whole: no SplitSteps (skllm._split_step)
+        from skllm import _training
+
+        _training.splits = lambda network, device: False
+        name = name[: -len("-whole")]
     method, dtype = name, "float32"
     if name.endswith("-bf16"):
         method, dtype = name[: -len("-bf16")], "bfloat16"
