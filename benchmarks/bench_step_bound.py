@@ -30,7 +30,7 @@ inside it (the engine's network, batches, ``forward`` and ``output_loss``, and i
 ``Optimisation.step``): 5 rounds of its first 24 batches, alternating the whole step on
 ``--threads`` threads, the step through ``SplitSteps``, the whole step on one thread and
 the first half of each batch alone on one thread (what each half costs); the median of
-rounds 2-5. The data as
+rounds 2-5. ``--dtype bfloat16`` fits under bfloat16 autocast. The data as
 ``bench_probe_sample.py`` takes it: Rotten Tomatoes (1,000 / 1,000 snippets,
 ``max_length=64``) and the 2016 debates (785 / 337 statements, ``max_length=128``).
 
@@ -117,7 +117,7 @@ def fits(dataset, seeds, epochs, method):
     )
 
 
-def in_fit(dataset, method, threads):
+def in_fit(dataset, method, threads, dtype="float32"):
     import tempfile
 
     import torch
@@ -171,7 +171,10 @@ def in_fit(dataset, method, threads):
                         times[way].append((time.perf_counter() - start) / len(rows) * 1000)
         torch.set_num_threads(threads)
         tokens = np.mean([n * width for n, width in shapes])
-        print(f"{dataset}, {method}: the fit's first {len(rows)} batches, {tokens:.0f} tokens per batch with padding")
+        print(
+            f"{dataset}, {method}, {dtype}: the fit's first {len(rows)} batches, {tokens:.0f} tokens per batch with "
+            f"padding"
+        )
         median = {way: float(np.median(t[1:])) for way, t in times.items()}
         print("| step | ms | ratio to the whole step |\n|---|---|---|")
         for way, ms in median.items():
@@ -181,7 +184,7 @@ def in_fit(dataset, method, threads):
     X, y, _, _, max_length = data(dataset)
     train_epochs, _finetune_base.train_epochs = _finetune_base.train_epochs, measure
     try:
-        settings = dict(max_length=max_length, batch_size=16, random_state=0, device="cpu")
+        settings = dict(max_length=max_length, batch_size=16, random_state=0, device="cpu", dtype=dtype)
         FineTuneClassifier(method=method, cache_dir=tempfile.mkdtemp(), **settings).fit(X, y)
     except Measured:
         pass
@@ -199,10 +202,11 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--method", default="lora")
+    parser.add_argument("--dtype", default="float32", help="with --in-fit: the fit's dtype (bfloat16: under autocast)")
     args = parser.parse_args()
     start(args.threads)
     if args.in_fit:
-        in_fit(args.in_fit, args.method, args.threads)
+        in_fit(args.in_fit, args.method, args.threads, args.dtype)
     elif args.fits:
         fits(args.fits, args.seeds, args.epochs, args.method)
     else:
