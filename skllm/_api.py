@@ -386,9 +386,7 @@ class Endpoint:
         self._timeout = float(chat.timeout)
 
     def follow(self, chat):
-        """Ask with the settings of ``chat`` from now on: the estimator's :class:`OpenAIChat`, which
-        ``set_params`` may have replaced by one that differs in how the endpoint is reached (the key,
-        timeout, retries, concurrency), not in what it answers."""
+        """Ask with ``chat``'s settings: ``set_params`` may have put in one that differs in the key, timeout..."""
         self.chat = chat
 
     def _refresh(self):
@@ -409,16 +407,12 @@ class Endpoint:
     def __repr__(self):
         return f"Endpoint({self.chat.identity()!r})"
 
-    def _scrub(self, text):
-        """``text`` without the key, should an endpoint or a library have echoed it."""
-        text = str(text)
+    def _said(self, exc):
+        """``exc`` in one line without the key, should the endpoint have echoed it (removed before the cut)."""
+        text = str(exc)
         if self._secret and self._secret != NO_KEY:
             text = text.replace(self._secret, "***")
-        return text
-
-    def _said(self, exc):
-        """``exc`` in one line, scrubbed of the key before it is cut (a cut key would not match)."""
-        return _short(self._scrub(str(exc)), exc)
+        return _short(text, exc)
 
     def _request(self, conversation, max_tokens, logprobs):
         chat = self.chat
@@ -483,8 +477,7 @@ class Endpoint:
         answers = [found.get(k) for k in keys]
         usage = {"requests": 0, "cached": sum(a is not None for a in answers), "retries": 0}
         usage.update(prompt_tokens=0, completion_tokens=0)
-        # A prompt asked twice in one call is sent once, unless answers are sampled (temperature > 0):
-        # then each row draws its own.
+        # A prompt asked twice in one call is sent once, unless answers are sampled: each row draws its own.
         todo = {}
         for i, key in enumerate(keys):
             if answers[i] is None:
@@ -516,8 +509,7 @@ class Endpoint:
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(chat.max_concurrency, len(todo)))
         try:
             with tqdm(total=len(todo), desc=desc, unit="request", disable=not chat.verbose) as progress:
-                # Each request's jitter from the system's entropy: processes asking the same prompts (the
-                # candidates of a parallel search) must not wait alike, as a seed drawn from the prompts made them.
+                # Jitter from the system's entropy: processes asking the same prompts must not wait alike.
                 futures = {pool.submit(run, key, rows, random.Random()): rows for key, rows in todo.items()}
                 for future in concurrent.futures.as_completed(futures):
                     exc = future.exception()

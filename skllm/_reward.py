@@ -169,8 +169,7 @@ def prompt_response_items(X, name="X"):
         prompts = check_texts([x[0] for x in X], name=f"{name} prompts")
         responses = check_texts([x[1] for x in X], name=f"{name} responses")
         return prompts, responses
-    if isinstance(X, tuple):
-        # Tuples are the pairs here: a bare one is one (prompt, response) pair or a mistake, not a list of texts.
+    if isinstance(X, tuple):  # tuples are the pairs here: a bare one is one pair, or a mistake, not texts
         raise ValueError(
             f"{name} is a tuple of {len(X)} items, not of (prompt, response) tuples: to score one pair, pass "
             f"[(prompt, response)]; response texts go in a list."
