@@ -6,7 +6,9 @@ installed) and the lexical BM25 index are derived from them, built at the first 
 and rebuilt after changes that they cannot follow in place.
 """
 
+import copy
 import numbers
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._chunking import chunk_spans
 from ._device import device_for_loading
-from ._index_files import check_array_digests, read_index_files, write_index_files
+from ._index_files import check_array_digests, damaged_contents, read_index_files, write_index_files
 from ._lexical import BM25, RRF_K, reciprocal_rank_fusion
 from ._search import BACKENDS, FAISS_INT_MAX, SEARCHES, build_search_index, faiss_module, search_index
 from ._selection import resolve_embedder
@@ -209,6 +211,11 @@ class DocumentIndex(BaseEstimator):
         with keep_state_on_error(self):  # a refused fit leaves the index as it was
             self.backend_ = self._validate()
             self.embedder_ = resolve_embedder(self.embedder).fit()
+            if not self.embedder_.normalize:
+                raise ValueError(
+                    "The index ranks chunks by cosine similarity, the inner product of unit vectors; an embedder with "
+                    "normalize=False would rank longer vectors first. Use TransformerEmbedder(normalize=True)."
+                )
             self._set_chunk_size()
             self._docs = {}
             self._chunk_doc, self._chunk_span = [], []
@@ -283,7 +290,8 @@ class DocumentIndex(BaseEstimator):
         self._vectors = np.vstack([self._vectors, vectors.astype(np.float32)])
         self._alive = np.concatenate([self._alive, np.ones(len(chunks), dtype=bool)])
         # Default ids continue after the largest whole-number id (3.0 is the id 3: they are equal keys).
-        whole = [int(i) + 1 for i in ids if isinstance(i, numbers.Real) and not isinstance(i, bool) and _whole(i)]
+        # (True is the id 1, as a key: bools count too.)
+        whole = [int(i) + 1 for i in ids if isinstance(i, (numbers.Real, np.bool_)) and _whole(i)]
         self._next_id = max([start_id + len(texts), *whole])
         self._lexical = None  # word statistics (idf, mean length) change: rebuilt at the next lexical query
         if (
@@ -379,7 +387,8 @@ class DocumentIndex(BaseEstimator):
                 doc_id = self._chunk_doc[pos]
                 text, meta = self._docs[doc_id]
                 start, end = self._chunk_span[pos]
-                row.append(Hit(doc_id, text[start:end], float(score), start, end, int(pos), dict(meta)))
+                # a copy: a caller changing a hit's metadata must not change the index's
+                row.append(Hit(doc_id, text[start:end], float(score), start, end, int(pos), copy.deepcopy(meta)))
             hits.append(row)
         return hits
 
@@ -467,7 +476,18 @@ class DocumentIndex(BaseEstimator):
         :meth:`load` instead of pairing one save's texts with another's vectors.
         """
         check_is_fitted(self, "embedder_")
+        self._validate()  # parameters set since fit that load() would refuse: refused now, not at load
+        paths = [i for i in self._docs if isinstance(i, os.PathLike)]
+        if paths:
+            raise ValueError(
+                f"save() writes document ids as JSON, where a path such as {paths[0]!r} comes back as a string, "
+                f"another id ({len(paths)} such ids). Use str(path) as the id, or pickle the index instead."
+            )
         params = self.get_params(deep=False)
+        # the chunks' own, not any set since (an index pickled before _chunking was recorded: the parameters)
+        params["chunk_size"], params["chunk_overlap"] = getattr(
+            self, "_chunking", (self.chunk_size, self.chunk_overlap)
+        )
         params["embedder"] = self.embedder_.get_params()
         state = {
             "params": params,
@@ -520,8 +540,13 @@ class DocumentIndex(BaseEstimator):
         index._set_chunk_size()
         index._docs = {_key(d): (text, meta) for d, text, meta in state["documents"]}
         index._chunk_doc = [_key(d) for d in state["chunk_doc"]]
-        index._chunk_span = [tuple(s) for s in state["chunk_span"]]
+        index._chunk_span = [tuple(s) if isinstance(s, list) else s for s in state["chunk_span"]]
         index._next_id = state["next_id"]
+        problem = damaged_contents(
+            index._docs, index._chunk_doc, index._chunk_span, alive, index._next_id, state["documents"]
+        )
+        if problem:
+            raise ValueError(f"{folder / 'index.json'} is damaged: {problem}. Save the index again.")
         index._vectors = vectors.astype(np.float32, copy=False)
         index._alive = alive
         index._search_index = index._lexical = None  # derived from vectors and chunk texts

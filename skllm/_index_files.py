@@ -166,3 +166,33 @@ def _npy_bytes(array):
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
+
+
+def damaged_contents(docs, chunk_doc, chunk_span, alive, next_id, saved_documents):
+    """What is wrong with the documents (id -> (text, metadata)), chunks and next id read from ``index.json``.
+
+    None where nothing is; ``saved_documents`` are the file's entries, before equal ids merged. Only live
+    chunks (``alive``) are checked: a removed document's chunks stay, dead, and its id may be in use again.
+
+    The arrays carry digests; the JSON is checked here, so that an edited or damaged file fails at load,
+    naming what is wrong, not with an empty chunk or an error deep inside a later query.
+    """
+    if len(docs) != len(saved_documents):
+        return f"{len(saved_documents)} documents hold {len(docs)} distinct ids"
+    for doc_id, (text, meta) in docs.items():
+        if not isinstance(text, str) or not isinstance(meta, dict):
+            return f"document {doc_id!r} must hold a text and a dict of metadata, got {text!r:.40} and {meta!r:.40}"
+    for pos, (doc_id, span) in enumerate(zip(chunk_doc, chunk_span)):
+        if not alive[pos]:
+            continue
+        if doc_id not in docs:
+            return f"chunk {pos} belongs to a document {doc_id!r} it does not hold"
+        n = len(docs[doc_id][0])
+        ints = isinstance(span, tuple) and len(span) == 2
+        if not ints or not all(isinstance(v, int) and not isinstance(v, bool) for v in span):
+            return f"chunk {pos} spans {span!r}, not two integers [start, end]"
+        if not 0 <= span[0] <= span[1] <= n:
+            return f"chunk {pos} spans {list(span)!r}, not [start, end] with 0 <= start <= end <= {n} in its document"
+    if not isinstance(next_id, int) or isinstance(next_id, bool):
+        return f"next_id must be an integer, got {next_id!r}"
+    return None

@@ -143,6 +143,8 @@ class RetrievalQA(BaseEstimator):
             the generator's ``max_length`` (a ``TruncationWarning`` says so).
         """
         check_is_fitted(self, "generator_")
+        # Read at each prediction, as set_params may change it after fit: checked as fit checks it.
+        check_template(self._template(), "template", {"context", "question"}, {"context", "question"})
         questions = check_texts(X, estimator=self)
         retrieved = self.index.query(questions, k=self.k)
         self.generator_._ensure_live()

@@ -696,3 +696,64 @@ def test_an_index_saved_with_its_embedder_on_a_gpu_loads_on_the_cpu(saved):
     index = DocumentIndex.load(saved)
     assert index.embedder_.device_ == "cpu"
     assert index.query(["great film"], 1)[0][0].doc_id == "a"
+
+
+def test_a_template_set_after_fit_is_checked_at_predict(qa):
+    qa.fit()
+    for template, said in [("Q: {question}\nA:", r"missing \['context'\]"), ("{foo} {context} {question}", "foo")]:
+        qa.set_params(template=template)
+        with pytest.raises(ValueError, match=said):
+            qa.predict_with_sources(["great film"])
+
+
+def test_save_writes_the_chunking_the_chunks_were_cut_with_and_refuses_what_load_would(embedder, tmp_path):
+    long = " ".join(f"the story {i} was long and boring" for i in range(30))
+    index = DocumentIndex(embedder, chunk_size=20, chunk_overlap=4, backend="numpy").fit([long])
+    index.set_params(chunk_size=100)
+    loaded = DocumentIndex.load(index.save(tmp_path / "a"))
+    assert (loaded.chunk_size, loaded.chunk_overlap) == (20, 4)
+    np.testing.assert_array_equal(loaded._vectors, index._vectors)
+    index.set_params(chunk_overlap=300)
+    with pytest.raises(ValueError, match="chunk_overlap"):
+        index.save(tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
+def test_save_refuses_path_ids_that_would_load_as_strings(embedder, tmp_path):
+    from pathlib import Path
+
+    index = DocumentIndex(embedder, backend="numpy").fit(["great film", "awful film"], ids=[Path("a.txt"), "b"])
+    with pytest.raises(ValueError, match=r"a path such as PosixPath\('a.txt'\) comes back as a string"):
+        index.save(tmp_path)
+
+
+def test_an_embedder_without_unit_vectors_is_refused(tiny_bert, cache_dir):
+    with pytest.raises(ValueError, match=r"cosine similarity.*TransformerEmbedder\(normalize=True\)"):
+        DocumentIndex(TransformerEmbedder(tiny_bert, normalize=False, cache_dir=cache_dir)).fit(["great film"])
+
+
+@pytest.mark.parametrize(
+    "edit, said",
+    [
+        (lambda s: s["chunk_span"].__setitem__(0, [5, 2]), r"chunk 0 spans \[5, 2\], not \[start, end\] with 0 <="),
+        (lambda s: s["chunk_span"].__setitem__(0, [0]), r"chunk 0 spans \(0,\), not two integers"),
+        (lambda s: s["documents"].append(list(s["documents"][0])), "3 documents hold 2 distinct ids"),
+        (lambda s: s["documents"][0].__setitem__(2, None), "document 'a' must hold a text and a dict of metadata"),
+        (lambda s: s.__setitem__("next_id", "x"), "next_id must be an integer"),
+    ],
+)
+def test_load_names_chunks_documents_and_ids_that_json_edits_broke(saved, edit, said):
+    state = json.loads((saved / "index.json").read_text())
+    edit(state)
+    (saved / "index.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match=rf"index.json is damaged: {said}"):
+        DocumentIndex.load(saved)
+
+
+def test_default_ids_continue_after_a_true_id_and_hits_hand_out_copies_of_metadata(embedder):
+    index = DocumentIndex(embedder, backend="numpy").fit(["great film"], ids=[True], metadata=[{"tags": ["a"]}])
+    index.partial_fit(["awful film"])  # True is the id 1: the next default id is 2
+    assert sorted(index._docs, key=repr) == [2, True]
+    hit = index.query(["great film"], 1)[0][0]
+    hit.metadata["tags"].append("changed")
+    assert index.query(["great film"], 1)[0][0].metadata == {"tags": ["a"]}
