@@ -401,11 +401,13 @@ class DocumentIndex(BaseEstimator):
         check_is_fitted(self, "embedder_")
         check_int(k, "k")
         vectors = self._check_query_vectors(vectors)
+        if not self._alive.any():  # no live chunk: nothing to build (an IVF structure cannot train on none)
+            return np.empty((len(vectors), 0), np.float32), np.empty((len(vectors), 0), np.int64)
         # Search parameters set since the structure was built take effect now.
         if getattr(self, "_search_index", None) is None or getattr(self, "_built_with", None) != self._search_params():
             self._build()
         k = min(k, len(self._positions))
-        if k == 0:  # no live chunk
+        if k == 0:
             return np.empty((len(vectors), 0), np.float32), np.empty((len(vectors), 0), np.int64)
         scores, idx = search_index(self._search_index, vectors, k)
         return scores, np.where(idx >= 0, self._positions[np.maximum(idx, 0)], -1)

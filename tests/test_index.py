@@ -105,6 +105,15 @@ def test_approximate_search_finds_the_exact_neighbours_on_a_small_corpus(embedde
         assert len({h.chunk_id for h in e} & {h.chunk_id for h in a}) >= 4
 
 
+@pytest.mark.parametrize("search", ["exact", "hnsw", "ivf"])
+def test_searching_vectors_of_an_emptied_index_finds_nothing(embedder, search):
+    pytest.importorskip("faiss")
+    index = DocumentIndex(embedder, backend="faiss", search=search).fit(["great film", "awful film"])
+    index.remove([0, 1])
+    scores, positions = index.search_vectors(np.ones((2, index.embedder_.embedding_dim_)), 3)
+    assert scores.shape == positions.shape == (2, 0)
+
+
 def test_partial_fit_and_remove(embedder, backend):
     index = DocumentIndex(embedder, chunk_size=20, backend=backend).fit(DOCS[:2])
     index.query(["film"])  # builds the search structure, then it must follow the changes
