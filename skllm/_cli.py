@@ -3,13 +3,14 @@
 import argparse
 import json
 import math
+import numbers
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from ._api import parse_llm
-from ._compare import ALL_METHODS, check_folds, check_settings, parse_duration
+from ._compare import ALL_METHODS, check_folds, check_settings, check_targets, parse_duration
 from ._validation import is_collection, is_missing
 from .exceptions import MissingDependencyError
 
@@ -198,7 +199,18 @@ def load_xy(frame, text, label, path, multilabel=None):
         )
     if labels.nunique() < 2:
         raise InputError(f"Column {label!r} holds a single class ({labels.iloc[0]!r}); a comparison needs two or more.")
+    if any(not _a_class_number(v) for v in labels if isinstance(v, numbers.Number) and not isinstance(v, bool)):
+        # 3.5 stars, or ids past int64, read as numbers: no class can be such a number, and a CSV cannot
+        # say "text". Their text is kept instead, as written (the reader made numbers only of exact ones).
+        labels = labels.map(str)
     return texts.tolist(), labels.tolist()
+
+
+def _a_class_number(value):
+    """Whether ``value`` can be a class label as a number: whole, and within int64."""
+    if isinstance(value, numbers.Integral):
+        return -(2**63) <= int(value) < 2**63
+    return math.isfinite(value) and float(value).is_integer() and -(2**63) <= value < 2**63
 
 
 def split_labels(column, separator, name="label"):
@@ -212,7 +224,9 @@ def split_labels(column, separator, name="label"):
         raise InputError("--multilabel needs a separator, e.g. --multilabel '|'.")
     sets = []
     for v in column:
-        if is_missing(v):  # an empty cell
+        if is_collection(v):  # a list of labels (JSON Lines, Parquet): its items, not its printed form
+            sets.append({str(part).strip() for part in v} - {""})
+        elif is_missing(v):  # an empty cell
             sets.append(set())
         else:
             sets.append({part.strip() for part in str(v).split(separator)} - {""})
@@ -238,6 +252,8 @@ def parse_label_words(text, y):
             raise ValueError(f"--label-words: {item!r} is not LABEL=WORDING (e.g. 'ham=normal,spam=spam').")
         if key not in by_text:
             raise ValueError(f"--label-words: {key!r} is not a label of the data; labels are {sorted(by_text)}.")
+        if by_text[key] in words:
+            raise ValueError(f"--label-words names {key!r} twice ({words[by_text[key]]!r}, {wording!r}); give one.")
         words[by_text[key]] = wording
     return words
 
@@ -266,6 +282,7 @@ def compare(args):
     else:
         X, y = load_xy(frame, args.text, args.label, args.data)
     try:
+        check_targets(y, len(X))  # what the labels are, before how they split into folds
         check_folds(y, args.cv, max_samples=args.max_samples, random_state=args.random_state, names=OPTION_NAMES)
     except ValueError as exc:
         args.parser.error(str(exc))

@@ -1,3 +1,4 @@
+import json
 import os
 import re
 import subprocess
@@ -175,6 +176,27 @@ def test_a_list_of_labels_in_a_json_lines_file_is_named(tmp_path, capsys):
     assert "must hold one label per row; rows [0, 1] hold ['pos']" in capsys.readouterr().err
 
 
+def test_lists_of_labels_with_multilabel_are_read_as_label_sets(tmp_path):
+    from skllm._cli import load_xy, read_table
+
+    path = tmp_path / "data.jsonl"
+    rows = [["sports", "politics"], ["sports"], [], ["economy "]]
+    path.write_text("".join(json.dumps({"review": f"text {i}", "topics": t}) + "\n" for i, t in enumerate(rows)))
+    _, indicator, names = load_xy(read_table(path), "review", "topics", path, multilabel="|")
+    assert names == ["economy", "politics", "sports"]
+    assert indicator.tolist() == [[0, 1, 1], [0, 0, 1], [0, 0, 0], [1, 0, 0]]
+
+
+def test_numbers_that_cannot_be_classes_are_kept_as_written(tmp_path):
+    from skllm._cli import load_xy, read_table
+
+    path = tmp_path / "stars.csv"
+    path.write_text("review,stars,id\ngreat,4.5,98765432109876543210\nbad,1.5,2\nfine,3.0,3\n")
+    frame = read_table(path)
+    assert load_xy(frame, "review", "stars", path)[1] == ["4.5", "1.5", "3.0"]  # half stars: their text
+    assert load_xy(frame, "review", "id", path)[1] == ["98765432109876543210", "2", "3"]  # past int64
+
+
 def _unwritable_folder(tmp_path):
     folder = tmp_path / "read-only"
     folder.mkdir()
@@ -280,6 +302,8 @@ def test_label_words_reach_the_prompting_methods_and_are_checked(texts, tiny_lla
 
     assert parse_label_words("pos=good, neg = bad", ["neg", "pos"]) == {"pos": "good", "neg": "bad"}
     assert parse_label_words("1=good", [0, 1]) == {1: "good"}  # matched by their text
+    with pytest.raises(ValueError, match=r"--label-words names 'pos' twice \('good', 'bad'\); give one"):
+        parse_label_words("pos=good,pos=bad", ["neg", "pos"])
     words = {"pos": "good", "neg": "bad"}
     settings = dict(encoder="x", llm=tiny_llama, epochs=1, max_length=8, cache_dir=None, random_state=0)
     for name in ("zero-shot", "few-shot"):
@@ -322,3 +346,15 @@ def test_plot_shows_quality_against_time_and_against_memory():
     fig = _figure(table.drop(columns=["fit_memory_bytes", "fit_gpu_memory_bytes"]), plt)
     assert len(fig.axes) == 1
     plt.close(fig)
+
+
+def test_labels_are_checked_before_the_folds_they_split_into(tmp_path, capsys):
+    path = tmp_path / "data.jsonl"
+    rows = [{"review": f"text {i}", "sentiment": [1, "1"][i % 2]} for i in range(8)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    argv = ["compare", str(path), "--text", "review", "--label", "sentiment", "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "mixes label types" in err and "single class" not in err, err

@@ -161,6 +161,20 @@ def test_label_words_keyed_by_numpy_labels(texts, tiny_bert, cache_dir):
     assert table["status"].tolist() == ["computed"]
 
 
+def test_a_sample_of_all_rows_but_a_few_keeps_each_class_share():
+    from skllm._compare.folds import check_folds, subsample
+
+    y = np.array(["a", "b"] * 12)
+    index, sampled = subsample(y, 23, 0)  # one row left out, fewer than the classes
+    assert len(index) == len(set(index)) == 23 and sorted(np.unique(sampled, return_counts=True)[1]) == [11, 12]
+    six = np.array([c for c in "abcdef" for _ in range(17)] + ["a"] * 3)  # 105 texts in 6 classes, down to 100
+    index, sampled = subsample(six, 100, 0)
+    assert len(set(index)) == 100 and np.unique(sampled, return_counts=True)[1].tolist() == [19, 17, 16, 16, 16, 16]
+    check_folds(y, 2, max_samples=23)
+    with pytest.raises(ValueError, match=r"class 'rare' has 1"):
+        check_folds(np.array(["a", "b"] * 10 + ["rare"]), cv=2, max_samples=20)
+
+
 def test_a_class_with_one_text_asks_for_more_texts_not_fewer_folds():
     from skllm._compare.folds import check_folds
 

@@ -95,8 +95,24 @@ def subsample(y, n, random_state):
     index = np.arange(len(y))
     if n < len(y):
         stratify = y if y.ndim == 1 else None
-        index = np.sort(train_test_split(index, train_size=n, stratify=stratify, random_state=random_state)[0])
+        try:
+            index = train_test_split(index, train_size=n, stratify=stratify, random_state=random_state)[0]
+        except ValueError:  # fewer rows left out than classes, or a class of one text: shares by hand
+            index = _stratified_sample(y, n, random_state)
+        index = np.sort(index)
     return index, y[index]
+
+
+def _stratified_sample(y, n, random_state):
+    """``n`` rows of ``y``, each class's share of them (largest remainders first), drawn at random within it."""
+    from sklearn.utils import check_random_state
+
+    rng = check_random_state(random_state)
+    _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    share = counts * n / len(y)
+    quota = np.floor(share).astype(int)
+    quota[np.argsort(quota - share, kind="stable")[: n - quota.sum()]] += 1
+    return np.concatenate([rng.choice(np.flatnonzero(inverse == i), q, replace=False) for i, q in enumerate(quota)])
 
 
 def cut_folds(y, cv, *, multilabel, random_state):
