@@ -172,7 +172,7 @@ def _embedding_columns(embedder):
     return [f"{prefix}{i}" for i in range(dim)]
 
 
-def _embed_partition(texts, embedder, columns):
+def _embed_partition(texts, embedder, columns, partition_info=None):
     import pandas as pd
     from sklearn.base import clone
 
@@ -180,7 +180,13 @@ def _embed_partition(texts, embedder, columns):
         if not hasattr(embedder, "model_identity_"):
             # fit() only finds the model: the registry of this process holds its weights after the first partition.
             embedder = clone(embedder).fit()
-        vectors = embedder.transform(texts) if len(texts) else np.empty((0, len(columns)), dtype=np.float32)
+        try:
+            vectors = embedder.transform(texts) if len(texts) else np.empty((0, len(columns)), dtype=np.float32)
+        except ValueError as exc:  # a text it refuses: its position counts from this partition's start
+            where = f"partition {partition_info['number']}" if partition_info else "a partition"
+            raise ValueError(
+                f"In {where} of the texts (positions within it; the index labels are the texts'): {exc}"
+            ) from None
     return pd.DataFrame(vectors, index=texts.index, columns=columns)
 
 

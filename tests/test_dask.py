@@ -147,6 +147,15 @@ def test_dask_series_embedded_in_order_by_both_workers_into_one_cache(client, ti
     assert all(texts == [] for texts in client.run(_embedded_counter).values())
 
 
+def test_dask_embed_names_the_partition_of_a_text_it_refuses(tiny_bert):
+    import pandas as pd
+
+    series = dd.from_pandas(pd.Series(["a"] * 10 + [None] + ["b"] * 5, index=range(100, 116)), npartitions=2)
+    embedded = dask_embed(series, TransformerEmbedder(tiny_bert, cache_dir=None))
+    with pytest.raises(ValueError, match=r"In partition 1 of the texts .* at positions \[2\] \(index labels \[110\]\)"):
+        embedded.compute(scheduler="synchronous")
+
+
 def test_dask_embed_rejects_what_it_cannot_embed(tiny_bert):
     import pandas as pd
 
