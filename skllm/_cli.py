@@ -199,9 +199,11 @@ def load_xy(frame, text, label, path, multilabel=None):
         )
     if labels.nunique() < 2:
         raise InputError(f"Column {label!r} holds a single class ({labels.iloc[0]!r}); a comparison needs two or more.")
-    if any(not _a_class_number(v) for v in labels if isinstance(v, numbers.Number) and not isinstance(v, bool)):
-        # 3.5 stars, or ids past int64, read as numbers: no class can be such a number, and a CSV cannot
-        # say "text". Their text is kept instead, as written (the reader made numbers only of exact ones).
+    numeric = all(isinstance(v, numbers.Number) and not isinstance(v, bool) for v in labels)
+    if numeric and not all(map(_a_class_number, labels)):
+        # A column of 3.5 stars, or of ids past int64, read as numbers: no class can be such a number, and a
+        # CSV cannot say "text". Their text is kept instead, as written (the reader made numbers of exact ones
+        # only). A column that mixes numbers and strings is left as it is: refused later, not merged.
         labels = labels.map(str)
     return texts.tolist(), labels.tolist()
 

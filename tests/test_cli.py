@@ -195,6 +195,8 @@ def test_numbers_that_cannot_be_classes_are_kept_as_written(tmp_path):
     frame = read_table(path)
     assert load_xy(frame, "review", "stars", path)[1] == ["4.5", "1.5", "3.0"]  # half stars: their text
     assert load_xy(frame, "review", "id", path)[1] == ["98765432109876543210", "2", "3"]  # past int64
+    mixed = pd.DataFrame({"review": ["a", "b"], "stars": [3.5, "3.5"]})  # as JSON lines may give them
+    assert load_xy(mixed, "review", "stars", "x.jsonl")[1] == [3.5, "3.5"]  # not merged: refused later
 
 
 def _unwritable_folder(tmp_path):
