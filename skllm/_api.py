@@ -212,6 +212,9 @@ class OpenAIChat(BaseEstimator):
             setattr(new, name, copy.deepcopy(value, memo))
         return new
 
+    def __copy__(self):  # as deepcopy and clone: the key stays within the process (only a pickle leaves it out)
+        return self.__deepcopy__({})
+
     def get_params(self, deep=True):
         """The parameters, the key shown as ``'***'`` (a :class:`Secret`, which ``clone`` keeps)."""
         params = super().get_params(deep=deep)

@@ -131,7 +131,7 @@ def test_a_deep_copy_keeps_the_key_and_a_base_url_may_carry_spaces(fake_chat, tm
     import copy
 
     chat = _chat(fake_chat, api_key="sk-test-key", base_url=f" {fake_chat.url} ")
-    assert copy.deepcopy(chat).api_key == "sk-test-key"
+    assert copy.deepcopy(chat).api_key == copy.copy(chat).api_key == "sk-test-key"
     clf = ZeroShotClassifier(chat, classes=["neg", "pos"], calibration=None, cache_dir=str(tmp_path))
     assert copy.deepcopy(clf).fit().predict(["great film"]).tolist() == ["pos"]
 
