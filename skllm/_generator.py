@@ -13,7 +13,7 @@ from ._scoring import check_lengths, exact_match
 from ._selection import FirstSelection, RandomSelection, resolve_selection
 from ._tokens import pad_token_id
 from ._training import keep_state_on_error
-from ._validation import check_bool, check_int, check_random_state_param, check_targets, check_texts
+from ._validation import check_bool, check_int, check_random_state_param, check_target_texts, check_texts
 from .exceptions import SkllmWarning
 
 DEFAULT_GENERATION_TEMPLATE = "{examples}Input: {text}\nOutput:"
@@ -153,7 +153,7 @@ class FewShotGenerator(LMEstimator):
             selection = "first" if self.random_state is None else "random"
         selection = resolve_selection(selection, nearest=self._nearest)
         texts = check_texts(X, estimator=self)
-        outputs = check_targets(y, len(texts), estimator=self)
+        outputs = check_target_texts(y, len(texts), estimator=self)
         with keep_state_on_error(self):  # a refused refit leaves the previous fit whole
             self._load()
             if not self.uses_chat_template_:  # else chat turns hold the demonstrations

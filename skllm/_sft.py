@@ -35,7 +35,7 @@ from ._validation import (
     check_int,
     check_number,
     check_random_state_param,
-    check_targets,
+    check_target_texts,
     check_texts,
 )
 from .exceptions import SkllmWarning, TruncationWarning
@@ -442,7 +442,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         """
         method = self._validate_params()
         texts = check_texts(X, estimator=self)
-        targets = check_targets(y, len(texts), estimator=self)
+        targets = check_target_texts(y, len(texts), estimator=self)
         import torch
 
         with keep_state_on_error(self):

@@ -183,7 +183,7 @@ def _describe_positions(bad, index=None):
     return text
 
 
-def check_targets(y, n_texts, *, estimator=None):
+def check_target_texts(y, n_texts, *, estimator=None):
     """The target texts ``y`` of a generator as a list of ``str``, one per text, none empty.
 
     An empty (or blank) target would teach the model to answer nothing, whether it is
