@@ -202,9 +202,10 @@ def load_xy(frame, text, label, path, multilabel=None):
     numeric = all(isinstance(v, numbers.Number) and not isinstance(v, bool) for v in labels)
     if numeric and not all(map(_a_class_number, labels)):
         # A column of 3.5 stars, or of ids past int64, read as numbers: no class can be such a number, and a
-        # CSV cannot say "text". Their text is kept instead, as written (the reader made numbers of exact ones
-        # only). A column that mixes numbers and strings is left as it is: refused later, not merged.
-        labels = labels.map(str)
+        # CSV cannot say "text". Their text is kept instead: a CSV's as written (the reader made numbers of exact
+        # ones only), other formats' as numpy prints the number. A column mixing numbers and strings is left
+        # as it is: refused later, not merged.
+        return texts.tolist(), [str(v) for v in labels.to_numpy()]
     return texts.tolist(), labels.tolist()
 
 

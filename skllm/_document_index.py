@@ -6,20 +6,18 @@ installed) and the lexical BM25 index are derived from them, built at the first 
 and rebuilt after changes that they cannot follow in place.
 """
 
-import copy
 import numbers
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
 from ._chunking import chunk_spans
 from ._device import device_for_loading
-from ._index_files import check_array_digests, damaged_contents, read_index_files, write_index_files
+from ._index_files import check_array_digests, damaged_contents, holds_a_path, read_index_files, write_index_files
 from ._lexical import BM25, RRF_K, reciprocal_rank_fusion
 from ._search import BACKENDS, FAISS_INT_MAX, SEARCHES, build_search_index, faiss_module, search_index
 from ._selection import resolve_embedder
@@ -388,7 +386,7 @@ class DocumentIndex(BaseEstimator):
                 text, meta = self._docs[doc_id]
                 start, end = self._chunk_span[pos]
                 # a copy: a caller changing a hit's metadata must not change the index's
-                row.append(Hit(doc_id, text[start:end], float(score), start, end, int(pos), copy.deepcopy(meta)))
+                row.append(Hit(doc_id, text[start:end], float(score), start, end, int(pos), _copied(meta)))
             hits.append(row)
         return hits
 
@@ -478,18 +476,17 @@ class DocumentIndex(BaseEstimator):
         :meth:`load` instead of pairing one save's texts with another's vectors.
         """
         check_is_fitted(self, "embedder_")
-        self._validate()  # parameters set since fit that load() would refuse: refused now, not at load
-        paths = [i for i in self._docs if isinstance(i, os.PathLike)]
+        # parameters set since fit that load() would refuse: refused now (the chunking written is the fitted one)
+        chunking = getattr(self, "_chunking", (self.chunk_size, self.chunk_overlap))
+        clone(self).set_params(chunk_size=chunking[0], chunk_overlap=chunking[1])._validate()
+        paths = [i for i in self._docs if holds_a_path(i)]
         if paths:
             raise ValueError(
                 f"save() writes document ids as JSON, where a path such as {paths[0]!r} comes back as a string, "
                 f"another id ({len(paths)} such ids). Use str(path) as the id, or pickle the index instead."
             )
         params = self.get_params(deep=False)
-        # the chunks' own, not any set since (an index pickled before _chunking was recorded: the parameters)
-        params["chunk_size"], params["chunk_overlap"] = getattr(
-            self, "_chunking", (self.chunk_size, self.chunk_overlap)
-        )
+        params["chunk_size"], params["chunk_overlap"] = chunking  # the chunks' own, not any set since
         params["embedder"] = self.embedder_.get_params()
         state = {
             "params": params,
@@ -554,6 +551,15 @@ class DocumentIndex(BaseEstimator):
         index._search_index = index._lexical = None  # derived from vectors and chunk texts
         index._update_counts()
         return index
+
+
+def _copied(value):
+    """``value`` with its dicts and lists copied (JSON's containers); other values as they are."""
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    return value
 
 
 def _check_ids(ids):

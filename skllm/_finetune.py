@@ -85,7 +85,8 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         stopping score), so it can be changed after fitting.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data (stratified; at random for
-        a multi-label ``y``; a class of one text is always trained on), score
+        a multi-label ``y``; a class of one text is trained on where the others
+        leave enough texts to hold out), score
         it after each epoch (accuracy; micro-averaged F1 at ``threshold`` for a
         multi-label ``y``), stop after
         ``n_iter_no_change`` epochs without improvement and keep the best

@@ -196,3 +196,8 @@ def damaged_contents(docs, chunk_doc, chunk_span, alive, next_id, saved_document
     if not isinstance(next_id, int) or isinstance(next_id, bool):
         return f"next_id must be an integer, got {next_id!r}"
     return None
+
+
+def holds_a_path(doc_id):
+    """Whether ``doc_id`` is or holds (in a tuple) a path, which JSON writes as a string: another id once loaded."""
+    return isinstance(doc_id, os.PathLike) or (isinstance(doc_id, tuple) and any(map(holds_a_path, doc_id)))

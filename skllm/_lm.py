@@ -127,7 +127,7 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
                     f"This {type(self).__name__} was fitted on {self.model_identity_} and now prompts {identity} "
                     f"(base_url={self.model_name.base_url!r}, OPENAI_BASE_URL="
                     f"{os.environ.get('OPENAI_BASE_URL')!r}), with what fit computed from the other endpoint's "
-                    f"answers (the calibration prior): fit it again, or point it back.",
+                    f"answers (its calibration, where it has one): fit it again, or point it back.",
                     UserWarning,
                     stacklevel=4,
                 )

@@ -169,10 +169,10 @@ def prompt_response_items(X, name="X"):
         prompts = check_texts([x[0] for x in X], name=f"{name} prompts")
         responses = check_texts([x[1] for x in X], name=f"{name} responses")
         return prompts, responses
-    if isinstance(X, tuple):  # tuples are the pairs here: a bare one is one pair, or a mistake, not texts
+    if isinstance(X, tuple) and len(X) == 2 and all(isinstance(x, str) for x in X):  # one pair, not 2 texts?
         raise ValueError(
-            f"{name} is a tuple of {len(X)} items, not of (prompt, response) tuples: to score one pair, pass "
-            f"[(prompt, response)]; response texts go in a list."
+            f"{name} is a tuple of 2 texts: to score one (prompt, response) pair, pass [(prompt, response)]; to "
+            f"score 2 responses, pass them in a list."
         )
     responses = check_texts(X, name=name)
     return [""] * len(responses), responses

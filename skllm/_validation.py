@@ -195,8 +195,8 @@ def check_target_texts(y, n_texts, *, estimator=None):
     empty = [i for i, t in enumerate(targets) if not t.strip()]
     if empty:
         raise ValueError(
-            f"y has {len(empty)} empty target(s) at positions {empty[:10]}: the model would learn to answer "
-            f"nothing. Drop those rows or give them a target text."
+            f"y has {len(empty)} empty target(s) at positions {empty[:10]}: the model would learn (or be shown) to "
+            f"answer nothing. Drop those rows or give them a target text."
         )
     return targets
 

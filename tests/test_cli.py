@@ -195,6 +195,8 @@ def test_numbers_that_cannot_be_classes_are_kept_as_written(tmp_path):
     frame = read_table(path)
     assert load_xy(frame, "review", "stars", path)[1] == ["4.5", "1.5", "3.0"]  # half stars: their text
     assert load_xy(frame, "review", "id", path)[1] == ["98765432109876543210", "2", "3"]  # past int64
+    json_lines = pd.DataFrame({"review": ["a", "b"], "stars": np.array([0.1, 4.5], dtype=np.float32)})
+    assert load_xy(json_lines, "review", "stars", "x.parquet")[1] == ["0.1", "4.5"]  # numpy's short form
     mixed = pd.DataFrame({"review": ["a", "b"], "stars": [3.5, "3.5"]})  # as JSON lines may give them
     assert load_xy(mixed, "review", "stars", "x.jsonl")[1] == [3.5, "3.5"]  # not merged: refused later
 

@@ -1,6 +1,7 @@
 import itertools
 import json
 import pickle
+import threading
 import warnings
 
 import numpy as np
@@ -722,18 +723,21 @@ def test_save_writes_the_chunking_the_chunks_were_cut_with_and_refuses_what_load
     loaded = DocumentIndex.load(index.save(tmp_path / "a"))
     assert (loaded.chunk_size, loaded.chunk_overlap) == (20, 4)
     np.testing.assert_array_equal(loaded._vectors, index._vectors)
-    index.set_params(chunk_overlap=300)
-    with pytest.raises(ValueError, match="chunk_overlap"):
-        index.save(tmp_path / "b")
-    assert not (tmp_path / "b").exists()
+    index.set_params(chunk_overlap=300)  # pending, not written: no reason to refuse the save
+    assert DocumentIndex.load(index.save(tmp_path / "b")).chunk_overlap == 4
+    index.set_params(retrieval="bm25")  # load would refuse it: refused now, nothing written
+    with pytest.raises(ValueError, match="retrieval"):
+        index.save(tmp_path / "c")
+    assert not (tmp_path / "c").exists()
 
 
 def test_save_refuses_path_ids_that_would_load_as_strings(embedder, tmp_path):
     from pathlib import Path
 
-    index = DocumentIndex(embedder, backend="numpy").fit(["great film", "awful film"], ids=[Path("a.txt"), "b"])
-    with pytest.raises(ValueError, match=r"a path such as PosixPath\('a.txt'\) comes back as a string"):
-        index.save(tmp_path)
+    for ids in ([Path("a.txt"), "b"], [("docs", Path("a.txt")), "b"]):  # a path, or one inside a tuple id
+        index = DocumentIndex(embedder, backend="numpy").fit(["great film", "awful film"], ids=ids)
+        with pytest.raises(ValueError, match=r"a path such as .*PosixPath\('a.txt'\).* comes back as a string"):
+            index.save(tmp_path)
 
 
 def test_an_embedder_without_unit_vectors_is_refused(tiny_bert, cache_dir):
@@ -766,3 +770,6 @@ def test_default_ids_continue_after_a_true_id_and_hits_hand_out_copies_of_metada
     hit = index.query(["great film"], 1)[0][0]
     hit.metadata["tags"].append("changed")
     assert index.query(["great film"], 1)[0][0].metadata == {"tags": ["a"]}
+    lock = threading.Lock()  # in memory, metadata may hold anything: handed out as it is
+    index.partial_fit(["fun story"], ids=["x"], metadata=[{"lock": lock}])
+    assert index.query(["fun story"], 1)[0][0].metadata["lock"] is lock

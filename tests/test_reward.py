@@ -46,9 +46,10 @@ def test_predict_refuses_a_frame_without_a_response_column(fitted):
 
 
 def test_predict_refuses_a_bare_pair_rather_than_score_its_prompt_as_a_response(fitted):
-    with pytest.raises(ValueError, match=r"X is a tuple of 2 items.*pass \[\(prompt, response\)\]"):
+    with pytest.raises(ValueError, match=r"X is a tuple of 2 texts: .* pass \[\(prompt, response\)\]"):
         fitted.predict(("the film was", "great fun"))
     assert fitted.predict([("the film was", "great fun")]).shape == (1,)
+    assert fitted.predict(("great fun", "awful", "ok")).shape == (3,)  # a tuple of 3 texts: 3 responses
 
 
 def test_fit_and_score_refuse_a_y(tiny_bert, fitted):
