@@ -438,7 +438,12 @@ class FineTuneRegressor(RegressorMixin, _FineTuneBase):
             scale = 1.0
             targets = np.zeros(len(y), dtype=np.float32)
         # Staged: a fit that fails keeps the previous model's scale with its weights.
-        self._new_targets = {"target_mean_": unit_mean * bound, "target_scale_": scale}
+        # _constant_targets: a y of one value has no scale, and a warm start must not keep the stand-in 1.0.
+        self._new_targets = {
+            "target_mean_": unit_mean * bound,
+            "target_scale_": scale,
+            "_constant_targets": not unit_std,
+        }
         self._new_y = y
         try:
             return self._fit(method, texts, targets)
@@ -447,7 +452,8 @@ class FineTuneRegressor(RegressorMixin, _FineTuneBase):
             vars(self).pop("_new_y", None)
 
     def _commit_targets(self, keep, targets):
-        if not (keep and hasattr(self, "target_scale_")):
+        if not (keep and hasattr(self, "target_scale_")) or getattr(self, "_constant_targets", False):
+            # (after a fit on one value, the new y is standardised anew: there was no scale to continue)
             return super()._commit_targets(keep, targets)
         # A warm start continues the same function: the kept weights' outputs mean values at the kept
         # scale, so the new y is expressed at that scale rather than standardised anew.

@@ -212,6 +212,15 @@ def test_a_warm_started_regressor_keeps_its_target_scale(tiny_bert, cache_dir):
     assert reg.target_mean_ == pytest.approx(y[30:].mean())
 
 
+def test_a_warm_start_after_a_fit_on_one_value_standardises_the_new_targets(tiny_bert, cache_dir):
+    X, y = [f"t{i} film" for i in range(16)], np.arange(16) * 1e6
+    params = {"method": "head", "epochs": 1, "random_state": 0, "cache_dir": cache_dir, "warm_start": True}
+    reg = FineTuneRegressor(tiny_bert, **params).fit(X, np.full(16, 5.0))  # no spread: no scale to keep
+    reg.fit(X, y)
+    assert (reg.target_mean_, reg.target_scale_) == pytest.approx((y.mean(), y.std()))
+    assert reg.loss_curve_[0] < 10  # standardised targets, not values up to 1.5e7 at the stand-in scale 1
+
+
 def test_labels_of_any_type_and_class_weight(tiny_bert, texts, cache_dir):
     X, y = texts
     ints = [3 if label == "pos" else 7 for label in y]
