@@ -11,7 +11,8 @@ import numpy as np
 
 from ._api import parse_llm
 from ._compare import ALL_METHODS, check_folds, check_settings, check_targets, parse_duration
-from ._validation import is_collection, is_missing
+from ._targets import fits_int64
+from ._validation import differing_by_spaces, is_collection, is_missing
 from .exceptions import MissingDependencyError
 
 OPTION_NAMES = {
@@ -187,11 +188,7 @@ def load_xy(frame, text, label, path, multilabel=None):
             f"Column {label!r} must hold one label per row; rows {nested[:10]} hold {labels.iloc[nested[0]]!r} and "
             f"the like. For several labels per text, join them with a separator and pass --multilabel SEP."
         )
-    spaced = {}
-    for v in labels.unique():
-        if isinstance(v, str):
-            spaced.setdefault(v.strip(), []).append(v)
-    spaced = [sorted(forms) for forms in spaced.values() if len(forms) > 1]
+    spaced = differing_by_spaces(labels.unique())
     if spaced:  # " pos" and "pos" would be two classes
         raise InputError(
             f"Column {label!r} holds labels that differ only by surrounding spaces: {spaced[:5]}; strip them "
@@ -212,8 +209,8 @@ def load_xy(frame, text, label, path, multilabel=None):
 def _a_class_number(value):
     """Whether ``value`` can be a class label as a number: whole, and within int64."""
     if isinstance(value, numbers.Integral):
-        return -(2**63) <= int(value) < 2**63
-    return math.isfinite(value) and float(value).is_integer() and -(2**63) <= value < 2**63
+        return fits_int64(int(value))
+    return math.isfinite(value) and float(value).is_integer() and fits_int64(value)
 
 
 def split_labels(column, separator, name="label"):

@@ -26,6 +26,7 @@ from ._validation import (
     check_choice,
     check_one_label_type,
     check_texts,
+    differing_by_spaces,
     label_kind,
 )
 from .exceptions import TruncationWarning, UnparsedAnswerError, UnparsedAnswerWarning
@@ -114,12 +115,11 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             )
         if len(set(self.label_words_)) != len(self.label_words_):
             raise ValueError(f"Two classes have the same wording: {self.label_words_!r}; set label_words.")
-        stripped = [w.strip() for w in self.label_words_]
-        spaced = [w for w, bare in zip(self.label_words_, stripped) if stripped.count(bare) > 1]
+        spaced = differing_by_spaces(self.label_words_)
         if spaced:
             raise ValueError(
-                f"The class wordings {spaced!r} differ only by surrounding spaces, which the model would be asked to "
-                f"tell apart: strip the labels (a slip in the data, usually) or set label_words."
+                f"The class wordings {spaced[0]!r} differ only by surrounding spaces, which the model would be asked "
+                f"to tell apart: strip the labels (a slip in the data, usually) or set label_words."
             )
         if self._prompts_api:
             # Answers are read as text, compared after normalize(): wordings must differ there too.

@@ -43,10 +43,15 @@ def _refuse_complex(values, who, allowed):
     )
 
 
+def fits_int64(value):
+    """Whether the number ``value`` lies in int64's range, where numpy keeps whole numbers apart as labels."""
+    return -(2**63) <= value < 2**63
+
+
 def _refuse_huge_labels(values):
     """Refuse whole numbers past the int64 range as labels: numpy reads them as floats, where
     2**63 + 1 and 2**63 + 3 are one number (two classes merged)."""
-    huge = [i for i, v in enumerate(values) if isinstance(v, numbers.Number) and not -(2**63) <= v < 2**63]
+    huge = [i for i, v in enumerate(values) if isinstance(v, numbers.Number) and not fits_int64(v)]
     if huge:
         raise ValueError(
             f"y holds numbers past the int64 range as labels (e.g. {values[huge[0]]!r} at position {huge[0]}), "

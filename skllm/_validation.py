@@ -189,9 +189,10 @@ def check_target_texts(y, n_texts, *, estimator=None):
     An empty (or blank) target would teach the model to answer nothing, whether it is
     trained on (``FineTuneGenerator``) or shown as a demonstration (``FewShotGenerator``).
     """
+    from ._scoring import check_lengths
+
     targets = check_texts(y, name="y", estimator=estimator)
-    if len(targets) != n_texts:
-        raise ValueError(f"X has {n_texts} texts but y has {len(targets)}; they must match row for row.")
+    check_lengths(range(n_texts), targets)
     empty = [i for i, t in enumerate(targets) if not t.strip()]
     if empty:
         raise ValueError(
@@ -199,6 +200,15 @@ def check_target_texts(y, n_texts, *, estimator=None):
             f"answer nothing. Drop those rows or give them a target text."
         )
     return targets
+
+
+def differing_by_spaces(values):
+    """The groups of strings in ``values`` that are one string but for surrounding spaces (``"pos"``, ``"pos "``)."""
+    forms = {}
+    for v in dict.fromkeys(values):
+        if isinstance(v, str):
+            forms.setdefault(v.strip(), []).append(v)
+    return [sorted(group) for group in forms.values() if len(group) > 1]
 
 
 def check_texts(X, *, name="X", estimator=None):
