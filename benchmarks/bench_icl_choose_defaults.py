@@ -102,7 +102,7 @@ def raw_scores(template, words, classes, texts, chat):
         use_chat_template=chat,
     ).fit()
     lengths = np.array([len(ids) for ids in clf.label_ids_], dtype=float)
-    return clf.decision_function(texts), lengths, list(clf.classes_)
+    return clf._class_scores(texts), lengths, list(clf.classes_)
 
 
 def evaluate(entry, y):

@@ -63,7 +63,7 @@ def main():
                 else:
                     clf = FewShotClassifier(label_words=WORDS[ds], random_state=0, **params, **extra)
                 clf.fit(X_pool, y_pool)
-                scores = clf.decision_function(X_tune)
+                scores = clf._class_scores(X_tune)
                 cache[key] = {
                     "scores": scores,
                     "prior": clf.label_prior_,

@@ -87,7 +87,7 @@ def main():
             X_anchor, y_anchor = [X_pool[i] for i in keep], np.asarray([y_pool[i] for i in keep])
             D_text = next_token_logprobs(clf, clf._prompts(list(X_tune)))
             D_anchor = next_token_logprobs(clf, clf._prompts(X_anchor))
-            calibrated = clf.classes_[clf.decision_function(list(X_tune)).argmax(1)]
+            calibrated = clf.classes_[clf._class_scores(list(X_tune)).argmax(1)]
             row = [balanced_accuracy_score(y_tune, calibrated)]
             row += [balanced_accuracy_score(y_tune, knn_votes(D_text, D_anchor, y_anchor, k)) for k in (1, 5, 25, 51)]
             words = [ids[0] for ids in clf.label_ids_]

@@ -95,7 +95,7 @@ def main():
             clf = FewShotClassifier(n_examples=args.n_examples, random_state=0, **params)
         else:
             clf = ZeroShotClassifier(**params)
-        scores = clf.fit(X_pool, y_pool).decision_function(X_tune)
+        scores = clf.fit(X_pool, y_pool)._class_scores(X_tune)
         assert list(clf.classes_) == ["ham", "spam"]
         diff = scores[:, 1] - scores[:, 0]
         pred = clf.classes_[scores.argmax(1)]

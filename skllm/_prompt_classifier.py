@@ -173,7 +173,8 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         """Estimate the model's prior over the class wordings in this prompt (a few passes, once per fit).
 
         ``"batch"`` (Zhou et al., 2024): the class probabilities of up to
-        ``CALIBRATION_TEXTS`` texts of ``fit``, as many of each class, averaged;
+        ``CALIBRATION_TEXTS`` texts of ``fit``, as many of each class, averaged
+        within each class and then over the classes;
         without texts, ``"contextual"`` is used. ``"contextual"`` (Zhao et
         al., 2021): the same for the content-free texts. ``"domain"``: the
         log-likelihood of each wording after the prompt with an empty text
@@ -196,27 +197,33 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             rng = check_random_state(0 if random_state is None else random_state)
             chosen = balanced_order(np.arange(len(texts)), [repr(v) for v in y], CALIBRATION_TEXTS, rng)
             sample = [texts[i] for i in sorted(chosen)]
+            groups = np.array([repr(y[i]) for i in sorted(chosen)])
             exclude = None if pool_indices is None else self._copies([pool_indices[i] for i in sorted(chosen)])
         else:
             method = "contextual" if method == "batch" else method
             sample = list(CONTENT_FREE_TEXTS) if method == "contextual" else [""]
-            exclude = None
+            groups, exclude = np.zeros(len(sample)), None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TruncationWarning)
             prompts = self._prompts(sample, exclude=exclude)
             if self._prompts_api:
-                scores = self._api_prior_scores(prompts)
+                scores, kept = self._api_prior_scores(prompts)
                 if scores is None:
                     self.label_prior_ = None
                     return
+                groups = groups[kept]
             else:
                 scores = self._score_prompts(prompts)
         self.calibrated_on_ = method
         if method == "domain":
             self.label_prior_ = scores[0]
         else:
-            # The mean class probabilities, in log space (no underflow to a probability of 0).
-            prior = logsumexp(log_softmax(scores, axis=1), axis=0) - np.log(len(scores))
+            # The mean class probabilities, in log space (no underflow to a probability of 0):
+            # averaged within each class of y, then over the classes, so that a class short of
+            # texts (fewer than its share of CALIBRATION_TEXTS) weighs as much as the others.
+            log_p = log_softmax(scores, axis=1)
+            means = [logsumexp(log_p[groups == g], axis=0) - np.log((groups == g).sum()) for g in np.unique(groups)]
+            prior = logsumexp(means, axis=0) - np.log(len(means))
             self.label_prior_ = np.maximum(prior, CALIBRATION_PRIOR_FLOOR)
 
     # -- scoring ---------------------------------------------------------------------------
@@ -252,7 +259,9 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         return scores, from_logprobs, unparsed, [a["text"] for a in answers], returned
 
     def _api_prior_scores(self, prompts):
-        """Class log-probabilities of the calibration prompts, or None when the endpoint returns none.
+        """Class log-probabilities of the calibration prompts and which prompts they are, or ``(None, None)``.
+
+        ``(None, None)`` when the endpoint returns no log-probabilities.
 
         One prompt is sent first: an endpoint that answers it without log-probabilities
         (``transformers serve``, or ``logprobs=False``) is not asked the rest. Otherwise every
@@ -260,14 +269,14 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         read by its text ("The text is negative") does not turn calibration off.
         """
         if not self.model_name.logprobs or not prompts:
-            return None
+            return None, None
         scores, from_logprobs, _, _, returned = self._api_scores(prompts[:1])
         if not returned[0]:
-            return None
+            return None, None
         if len(prompts) > 1:
             rest, rest_from_logprobs, _, _, _ = self._api_scores(prompts[1:])
             scores, from_logprobs = np.vstack([scores, rest]), np.concatenate([from_logprobs, rest_from_logprobs])
-        return scores[from_logprobs] if from_logprobs.any() else None
+        return (scores[from_logprobs], from_logprobs) if from_logprobs.any() else (None, None)
 
     def _answer_scores(self, prompts):
         """Class scores of the endpoint's answers, the unparsed ones given the fallback class (or an error)."""
@@ -402,12 +411,21 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
     def decision_function(self, X):
         """Log-likelihood of each class's wording (length-normalised if asked), (n_samples, n_classes).
 
+        With two classes, as scikit-learn's binary classifiers, ``(n_samples,)``:
+        the second class's score less the first's, positive for ``classes_[1]``
+        (so that scorers such as ``"roc_auc"`` read it).
+
         With ``calibration``, minus the log of the model's prior over the wordings (``label_prior_``).
         With an :class:`~skllm.OpenAIChat`, the log-probability of the
         answer's first token for each class when the endpoint returns them;
         for an answer read as text, 0 for the class it names (or the fallback
         class of ``unparsed``) and -inf for the others.
         """
+        scores = self._class_scores(X)
+        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+
+    def _class_scores(self, X):
+        """``decision_function`` with a column per class, two classes included."""
         check_is_fitted(self, "classes_")
         self._check_common()  # batch_size and the rest may have been set after fit
         texts = check_texts(X, estimator=self)
@@ -418,18 +436,20 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         return scores
 
     def predict_proba(self, X):
-        """The class scores normalised over the classes (a softmax of ``decision_function``).
+        """The class scores normalised over the classes: a softmax of ``decision_function``'s columns.
+
+        For two classes, a sigmoid of ``decision_function`` (the second class's probability).
 
         Calibrated like ``decision_function``; rows sum to 1 and ``predict`` is their argmax.
         With an :class:`~skllm.OpenAIChat` that returns no log-probabilities
         (``transformers serve``, ``logprobs=False``), one-hot: 1 for the class
         the answer names.
         """
-        return softmax(self.decision_function(X))
+        return softmax(self._class_scores(X))
 
     def predict(self, X):
         """The most likely class of each text; always one of ``classes_``."""
-        scores = self.decision_function(X)
+        scores = self._class_scores(X)
         return self.classes_[scores.argmax(axis=1)]
 
 
@@ -455,8 +475,9 @@ CLASSIFIER_DOC_PARAMS = """
         in ``fit``, in the same prompt as a real text (same template, same
         demonstrations), and stored as ``label_prior_``. ``"batch"`` (Zhou et
         al., 2024, "Batch Calibration"): the mean class probabilities of up to
-        32 texts given to ``fit``, as many of each class (so that the classes'
-        frequencies are not divided out); when ``fit`` gets no texts,
+        32 texts given to ``fit``, as many of each class, averaged within each
+        class and then over the classes (so that the classes' frequencies are
+        not divided out); when ``fit`` gets no texts,
         ``"contextual"``. ``"contextual"`` (Zhao et al., 2021, "Calibrate
         Before Use"): the same for the content-free texts ``"N/A"``, ``""``
         and ``"[MASK]"``. ``"domain"`` (domain-conditional PMI, Holtzman et

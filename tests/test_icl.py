@@ -49,6 +49,11 @@ def naive_scores(clf, texts):
     return naive_prompt_scores(clf, clf._prompts(texts))
 
 
+def as_decision(scores):
+    """Class scores as ``decision_function`` gives them: for two classes, the second's less the first's."""
+    return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+
+
 def naive_prompt_scores(clf, prompts):
     """One full forward pass per (prompt, class), each prompt alone: no shared cache, no padding."""
     model, rows = clf.model_, []
@@ -90,7 +95,7 @@ def test_the_shared_start_of_the_prompts_is_computed_once_with_the_same_scores(l
     # Multi-token wordings continue from the shared cache; single-token ones need no second pass.
     if not clf.uses_chat_template_:  # " great" and " bad" are single tokens of this vocabulary
         assert (max(len(ids) for ids in clf.label_ids_) > 1) == (words["neg"] == "awful film")
-    np.testing.assert_allclose(clf.decision_function(texts), naive_scores(clf, texts), atol=1e-4)
+    np.testing.assert_allclose(clf.decision_function(texts), as_decision(naive_scores(clf, texts)), atol=1e-4)
 
 
 def test_predictions_are_always_classes_and_probabilities_sum_to_one(lm):
@@ -138,9 +143,29 @@ def test_batch_calibration_divides_out_the_mean_prediction_on_the_fit_texts(lm):
     raw = ZeroShotClassifier(lm, calibration=None).fit(X, y)
     batch = ZeroShotClassifier(lm).fit(X, y)
     assert batch.calibrated_on_ == "batch"
-    prior = np.log(softmax_rows(naive_scores(raw, X)).mean(axis=0))
+    # The mean within each class, then over the classes: "x", with 3 texts to "y"'s 2, does
+    # not weigh more (a plain mean over the 5 texts would divide out the classes' frequencies).
+    probs, y = softmax_rows(naive_scores(raw, X)), np.array(y)
+    prior = np.log((probs[y == "x"].mean(axis=0) + probs[y == "y"].mean(axis=0)) / 2)
     np.testing.assert_allclose(batch.label_prior_, prior, atol=1e-4)
-    np.testing.assert_allclose(batch.decision_function(["new"]), naive_scores(raw, ["new"]) - prior, atol=1e-4)
+    expected = as_decision(naive_scores(raw, ["new"]) - prior)
+    np.testing.assert_allclose(batch.decision_function(["new"]), expected, atol=1e-4)
+
+
+def test_batch_calibration_weighs_a_class_short_of_texts_as_much_as_the_others(tiny_llama, monkeypatch):
+    # A model that scores "great" texts 0.8 "pos" and "awful" texts 0.8 "neg": no prior of its own.
+    X = [f"great film {i}" for i in range(2)] + [f"awful film {i}" for i in range(40)]
+    y = ["pos"] * 2 + ["neg"] * 40
+    scores = {"great": np.log([0.2, 0.8]), "awful": np.log([0.8, 0.2])}  # columns: neg, pos
+
+    def score_prompts(self, prompts):
+        return np.array([scores["great" if "great" in self.tokenizer_.decode(p) else "awful"] for p in prompts])
+
+    monkeypatch.setattr(ZeroShotClassifier, "_score_prompts", score_prompts)
+    clf = ZeroShotClassifier(tiny_llama).fit(X, y)
+    # Each class's mean, then their mean: (0.2 + 0.8) / 2 for both classes, not 30 "awful"
+    # rows to 2 "great" ones (0.76 "neg"), which would push a neutral text to "pos".
+    np.testing.assert_allclose(np.exp(clf.label_prior_), [0.5, 0.5], atol=1e-9)
 
 
 def test_domain_calibration_subtracts_the_score_without_the_text(tiny_llama):
@@ -148,7 +173,7 @@ def test_domain_calibration_subtracts_the_score_without_the_text(tiny_llama):
     pmi = ZeroShotClassifier(tiny_llama, classes=["x", "y"], calibration="domain").fit()
     texts = ["one text", "another one"]
     np.testing.assert_allclose(
-        pmi.decision_function(texts), naive_scores(raw, texts) - naive_scores(raw, [""])[0], atol=1e-4
+        pmi.decision_function(texts), as_decision(naive_scores(raw, texts) - naive_scores(raw, [""])[0]), atol=1e-4
     )
 
 
@@ -158,7 +183,8 @@ def test_few_shot_calibration_uses_the_same_demonstrations(tiny_llama, pool):
     calibrated = FewShotClassifier(tiny_llama, n_examples=2, random_state=0, calibration="contextual").fit(X, y)
     prior = np.log(softmax_rows(naive_scores(raw, CONTENT_FREE)).mean(axis=0))
     np.testing.assert_allclose(calibrated.label_prior_, prior, atol=1e-4)
-    np.testing.assert_allclose(calibrated.decision_function(X[:3]), raw.decision_function(X[:3]) - prior, atol=1e-4)
+    expected = as_decision(naive_scores(raw, X[:3]) - prior)
+    np.testing.assert_allclose(calibrated.decision_function(X[:3]), expected, atol=1e-4)
 
 
 def test_calibration_is_reproducible_survives_pickling_and_is_validated(tiny_llama, pool):
@@ -209,6 +235,23 @@ def test_templates_change_the_prompt_and_are_validated(tiny_llama):
 def test_zero_shot_bad_input(tiny_llama, params, fit_args, message):
     with pytest.raises(ValueError, match=message):
         ZeroShotClassifier(tiny_llama, **params).fit(*fit_args)
+
+
+def test_binary_decision_function_is_one_column_as_scikit_learns_and_roc_auc_reads_it(tiny_llama, pool):
+    from sklearn.metrics import get_scorer
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = pool
+    clf = ZeroShotClassifier(tiny_llama).fit(X, y)
+    scores, proba = clf.decision_function(X[:4]), clf.predict_proba(X[:4])
+    assert scores.shape == (4,)  # positive for classes_[1]
+    np.testing.assert_allclose(1 / (1 + np.exp(-scores)), proba[:, 1], atol=1e-6)
+    assert clf.predict(X[:4]).tolist() == clf.classes_[(scores > 0).astype(int)].tolist()
+    assert np.isfinite(get_scorer("roc_auc")(clf, X, y))
+    search = GridSearchCV(ZeroShotClassifier(tiny_llama), {"length_normalize": [True, False]}, cv=2, scoring="roc_auc")
+    assert np.isfinite(search.fit(X, y).best_score_)
+    three = ZeroShotClassifier(tiny_llama, classes=["a", "b", "c"]).fit()
+    assert three.decision_function(X[:4]).shape == (4, 3)
 
 
 def test_unfitted_and_bad_texts(tiny_llama):
@@ -653,7 +696,7 @@ def test_default_zero_shot_beats_the_majority_class_on_balanced_rotten_tomatoes(
     clf = ZeroShotClassifier(label_words={"fresh": "positive", "rotten": "negative"}).fit(X[:16], y[:16])
     assert clf.calibrated_on_ == "batch"
     assert clf.uses_chat_template_  # the instruct model's chat template wraps the prompt
-    scores = clf.decision_function(X)
+    scores = np.log(clf.predict_proba(X))  # the calibrated class scores, up to a constant per row
     accuracy = float((clf.classes_[scores.argmax(1)] == y).mean())
     assert accuracy >= 0.5 + 0.08, accuracy  # the majority class of a balanced sample is 0.5
     # Without the prior divided out, the model leans to one class.
@@ -715,7 +758,7 @@ def test_nearest_demonstrations_that_repeat_are_computed_once_with_the_same_scor
     nodes = _prefix_tree(clf._prompts(texts))
     assert len(nodes) > 1 and sorted(i for node in nodes for i in node.leaves) == list(range(6))
     scores = clf.decision_function(texts)
-    np.testing.assert_allclose(scores, naive_scores(clf, texts), atol=1e-4)
+    np.testing.assert_allclose(scores, as_decision(naive_scores(clf, texts)), atol=1e-4)
 
 
 def test_nearest_selection_refuses_an_embedder_that_is_not_one(tiny_llama, pool):
