@@ -159,7 +159,7 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
     def _encode(self, text):
         return encode(self.tokenizer_, text, self.uses_chat_template_)
 
-    def _fit_prompt(self, render, n_examples, query):
+    def _fit_prompt(self, render, n_examples, query, row=None):
         """Token ids of the prompt, dropping demonstrations (then cutting the query) to fit.
 
         ``render(k, query)`` returns the prompt content with the last ``k``
@@ -180,6 +180,7 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
             query,
             self.prompt_budget_,
             max_length=self.max_length_,
+            row=row,
         )
         return ids, n_examples, cut
 
@@ -205,7 +206,7 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
         for row, (text, indices) in enumerate(zip(texts, selections)):
             # With too long a prompt, the demonstrations furthest from the text
             # (the first rendered) go first.
-            ids, d, c = self._fit_prompt(lambda k, q, idx=indices: render(idx, k, q), len(indices), text)
+            ids, d, c = self._fit_prompt(lambda k, q, idx=indices: render(idx, k, q), len(indices), text, row)
             prompts.append(ids)
             if c:
                 cut.append(row)

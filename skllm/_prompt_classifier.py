@@ -140,6 +140,14 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         self.label_ids_ = [self.tokenizer_(sep + w, add_special_tokens=False)["input_ids"] for w in self.label_words_]
         if any(len(ids) == 0 for ids in self.label_ids_):
             raise ValueError(f"A label wording encodes to no token: {self.label_words_!r}.")
+        same = [w for w, ids in zip(self.label_words_, self.label_ids_) if self.label_ids_.count(ids) > 1]
+        if same:
+            # A tokenizer that normalises (NFC, lower case) can give two strings one encoding:
+            # their scores would be equal and the first class would win every tie.
+            raise ValueError(
+                f"The class wordings {same!r} encode to the same tokens for this model's tokenizer, so the model "
+                f"cannot tell them apart; set label_words."
+            )
         self.prompt_budget_ = self.max_length_ - max(len(ids) for ids in self.label_ids_)
 
     def _set_fallback(self, classes, y):

@@ -44,6 +44,14 @@ def fit_text(tokenizer, prompt_ids, text, budget, *, max_length, row=None, reser
     problem).
     """
     ids = prompt_ids(text)
+    if not ids:
+        # An empty text in a template of nothing else, with a tokenizer that adds no start
+        # token: the model would be asked to continue nothing.
+        where = "" if row is None else f"Row {row}: "
+        raise ValueError(
+            f"{where}the prompt of the text {text!r} has no tokens (the template holds nothing else and the "
+            f"tokenizer adds no start token): give a template with words around {{text}}, or leave out empty texts."
+        )
     if len(ids) <= budget:
         return ids, False
     base = len(prompt_ids(""))

@@ -254,6 +254,37 @@ def test_binary_decision_function_is_one_column_as_scikit_learns_and_roc_auc_rea
     assert three.decision_function(X[:4]).shape == (4, 3)
 
 
+def test_wordings_that_encode_to_the_same_tokens_are_refused(tiny_llama, tmp_path):
+    from tokenizers import normalizers
+    from transformers import AutoTokenizer
+
+    # A tokenizer that composes characters (NFC, as Qwen's does): "café" written two ways is one encoding.
+    shutil.copytree(tiny_llama, tmp_path / "lm")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "lm")
+    tokenizer.backend_tokenizer.normalizer = normalizers.NFC()
+    tokenizer.save_pretrained(tmp_path / "lm")
+    words = {"a": "caf\u00e9", "b": "cafe\u0301"}
+    with pytest.raises(ValueError, match="encode to the same tokens"):
+        ZeroShotClassifier(str(tmp_path / "lm"), classes=["a", "b"], label_words=words).fit()
+    # Without the normaliser they differ, and are accepted.
+    assert ZeroShotClassifier(tiny_llama, classes=["a", "b"], label_words=words).fit().classes_.tolist() == ["a", "b"]
+
+
+def test_a_prompt_of_no_tokens_is_refused_naming_the_row(tiny_llama):
+    # "{text}" alone, no chat template, a tokenizer that adds no start token: "" is no prompt at all.
+    params = dict(template="{text}", use_chat_template=False, calibration=None)
+    clf = ZeroShotClassifier(tiny_llama, classes=["pos", "neg"], **params).fit()
+    assert clf.predict(["great film"]).shape == (1,)
+    for call in (clf.predict_proba, clf.predict):
+        with pytest.raises(ValueError, match=r"Row 1: the prompt of the text '' has no tokens"):
+            call(["great film", ""])
+    with pytest.raises(ValueError, match="has no tokens"):
+        ZeroShotClassifier(tiny_llama, classes=["pos", "neg"], **{**params, "calibration": "domain"}).fit()
+    gen = FewShotGenerator(tiny_llama, n_examples=0, template="{text}", use_chat_template=False)
+    with pytest.raises(ValueError, match=r"Row 0: the prompt of the text '' has no tokens"):
+        gen.fit(["a b", "c d"], ["x", "y"]).predict([""])
+
+
 def test_unfitted_and_bad_texts(tiny_llama):
     from sklearn.exceptions import NotFittedError
 
