@@ -16,8 +16,14 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
 from ._chunking import chunk_spans
-from ._device import device_for_loading
-from ._index_files import check_array_digests, damaged_contents, holds_a_path, read_index_files, write_index_files
+from ._index_files import (
+    check_array_digests,
+    holds_a_path,
+    read_documents,
+    read_index_files,
+    saved_embedder,
+    write_index_files,
+)
 from ._lexical import BM25, RRF_K, reciprocal_rank_fusion
 from ._search import BACKENDS, FAISS_INT_MAX, SEARCHES, build_search_index, faiss_module, search_index
 from ._selection import resolve_embedder
@@ -451,17 +457,30 @@ class DocumentIndex(BaseEstimator):
         return self._docs[self._chunk_doc[pos]][0][start:end]
 
     # -- persistence ---------------------------------------------------------------------------
+    def __copy__(self):
+        # partial_fit and remove change these in place: a copy changes its own, not the original's.
+        own = ("_docs", "_chunk_doc", "_chunk_span", "_alive")
+        new = self.__class__.__new__(self.__class__)
+        new.__dict__.update({name: v.copy() if name in own else v for name, v in vars(self).items()})
+        if getattr(self, "_search_index", None) is not None and self.backend_ == "faiss":
+            new._search_index = faiss_module().clone_index(self._search_index)  # partial_fit adds to it
+        return new
+
     def __getstate__(self):
         # A copy: BaseEstimator.__getstate__ may return the instance's own __dict__, and
         # pickling must not drop the live index's search structures.
         state = dict(super().__getstate__())
         state.pop("_search_index", None)  # derived; rebuilt on the first query
         state.pop("_lexical", None)
+        if "_docs" in state:  # (id, (text, metadata)) pairs: skops writes a dict's keys as JSON, tuple ids fail
+            state["_docs"] = list(state["_docs"].items())
         return state
 
     def __setstate__(self, state):
         # Indexes pickled before hybrid search ranked by embeddings only: keep that.
         state.setdefault("retrieval", "dense")
+        if isinstance(state.get("_docs"), list):
+            state["_docs"] = dict(state["_docs"])
         super().__setstate__(state)
 
     def save(self, path):
@@ -487,9 +506,11 @@ class DocumentIndex(BaseEstimator):
             )
         params = self.get_params(deep=False)
         params["chunk_size"], params["chunk_overlap"] = chunking  # the chunks' own, not any set since
-        params["embedder"] = self.embedder_.get_params()
+        params["embedder"] = self.embedder_.get_params()  # the settings the vectors were made with
+        given = self.embedder  # the parameter as set (a model name stays a name), given back apart by load()
         state = {
             "params": params,
+            "embedder_parameter": given.get_params() if isinstance(given, BaseEstimator) else given,
             "documents": [[doc_id, text, meta] for doc_id, (text, meta) in self._docs.items()],
             "chunk_doc": self._chunk_doc,
             "chunk_span": self._chunk_span,
@@ -505,21 +526,18 @@ class DocumentIndex(BaseEstimator):
 
         A missing, truncated or inconsistent file raises an error naming it.
         """
-        from ._embed import TransformerEmbedder
-
         folder = Path(path)
         state, vectors, alive = read_index_files(folder)
         params = dict(state["params"])
         # Indexes saved before hybrid search ranked by embeddings only: keep that.
         params.setdefault("retrieval", "dense")
-        embedder = dict(params["embedder"])
-        if embedder.get("device") not in (None, "auto"):
-            # Saved on a GPU, loaded where there is none (or fewer): where a pickled model would run.
-            embedder["device"] = str(device_for_loading(embedder["device"]))
-        params["embedder"] = TransformerEmbedder(**embedder)
+        fitted = saved_embedder(params["embedder"])
+        # Two objects, as after fit: setting the parameter leaves the queries alone (older saves hold one).
+        parameter = state.get("embedder_parameter", params["embedder"])
+        params["embedder"] = saved_embedder(parameter) if isinstance(parameter, dict) else parameter
         index = cls(**params)
         index.backend_ = index._validate()
-        index.embedder_ = params["embedder"].fit()
+        index.embedder_ = fitted.fit()
         if vectors.shape[1] != index.embedder_.embedding_dim_:
             raise ValueError(
                 f"{folder / 'vectors.npy'} holds vectors of width {vectors.shape[1]}, but the embedder of "
@@ -537,15 +555,8 @@ class DocumentIndex(BaseEstimator):
                 stacklevel=2,
             )
         index._set_chunk_size()
-        index._docs = {_key(d): (text, meta) for d, text, meta in state["documents"]}
-        index._chunk_doc = [_key(d) for d in state["chunk_doc"]]
-        index._chunk_span = [tuple(s) if isinstance(s, list) else s for s in state["chunk_span"]]
+        index._docs, index._chunk_doc, index._chunk_span = read_documents(folder, state, alive)
         index._next_id = state["next_id"]
-        problem = damaged_contents(
-            index._docs, index._chunk_doc, index._chunk_span, alive, index._next_id, state["documents"]
-        )
-        if problem:
-            raise ValueError(f"{folder / 'index.json'} is damaged: {problem}. Save the index again.")
         index._vectors = vectors.astype(np.float32, copy=False)
         index._alive = alive
         index._search_index = index._lexical = None  # derived from vectors and chunk texts
@@ -580,11 +591,6 @@ def _check_ids(ids):
             f"cannot identify a document: {'; '.join(bad[:10])}."
         )
     return ids
-
-
-def _key(value):
-    # JSON turns tuples into lists, at any depth; lists are not hashable ids.
-    return tuple(_key(v) for v in value) if isinstance(value, list) else value
 
 
 def _whole(number):

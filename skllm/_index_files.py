@@ -168,6 +168,23 @@ def _npy_bytes(array):
     return buffer.getvalue()
 
 
+def read_documents(folder, state, alive):
+    """``(docs, chunk_doc, chunk_span)`` from ``index.json``'s ``state``: id -> (text, metadata), and each chunk's
+    id and span; a ``ValueError`` naming the file where they do not fit together."""
+    docs = {_key(d): (text, meta) for d, text, meta in state["documents"]}
+    chunk_doc = [_key(d) for d in state["chunk_doc"]]
+    chunk_span = [tuple(s) if isinstance(s, list) else s for s in state["chunk_span"]]
+    problem = damaged_contents(docs, chunk_doc, chunk_span, alive, state["next_id"], state["documents"])
+    if problem:
+        raise ValueError(f"{folder / 'index.json'} is damaged: {problem}. Save the index again.")
+    return docs, chunk_doc, chunk_span
+
+
+def _key(value):
+    # JSON turns tuples into lists, at any depth; lists are not hashable ids.
+    return tuple(_key(v) for v in value) if isinstance(value, list) else value
+
+
 def damaged_contents(docs, chunk_doc, chunk_span, alive, next_id, saved_documents):
     """What is wrong with the documents (id -> (text, metadata)), chunks and next id read from ``index.json``.
 
@@ -201,3 +218,15 @@ def damaged_contents(docs, chunk_doc, chunk_span, alive, next_id, saved_document
 def holds_a_path(doc_id):
     """Whether ``doc_id`` is or holds (in a tuple) a path, which JSON writes as a string: another id once loaded."""
     return isinstance(doc_id, os.PathLike) or (isinstance(doc_id, tuple) and any(map(holds_a_path, doc_id)))
+
+
+def saved_embedder(settings):
+    """A ``TransformerEmbedder`` from the parameters ``index.json`` holds; a GPU this machine lacks is replaced."""
+    from ._device import device_for_loading
+    from ._embed import TransformerEmbedder
+
+    settings = dict(settings)
+    if settings.get("device") not in (None, "auto"):
+        # Saved on a GPU, loaded where there is none (or fewer): where a pickled model would run.
+        settings["device"] = str(device_for_loading(settings["device"]))
+    return TransformerEmbedder(**settings)

@@ -33,15 +33,33 @@ def build_search_index(vectors, backend, search="exact", hnsw_m=32, ef_search=12
 
 
 def search_index(index, vectors, k):
-    """Scores and row numbers of the ``k`` best rows for each query vector, best first."""
+    """Scores and row numbers of the ``k`` best rows for each query vector, best first.
+
+    Rows of equal score come in row order, on every backend, so the ``k`` best are the
+    first ``k`` of any larger ``k`` (FAISS alone would return ties highest row first).
+    """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if isinstance(index, np.ndarray):
         sims = vectors @ index.T
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        kth = -np.partition(-sims, k - 1, axis=1)[:, k - 1 : k]
+        above, tied = sims > kth, sims == kth
+        # Of the rows tied with the k-th score, the lowest take the places the better rows leave.
+        tied &= np.cumsum(tied, axis=1) <= k - above.sum(axis=1, keepdims=True)
+        top = np.nonzero(above | tied)[1].reshape(len(sims), k)  # k rows a query, ascending
         top_scores = np.take_along_axis(sims, top, axis=1)
         order = np.argsort(-top_scores, axis=1, kind="stable")
         return np.take_along_axis(top_scores, order, axis=1), np.take_along_axis(top, order, axis=1)
-    return index.search(vectors, k)
+    # One more than k shows whether rows tie with the k-th beyond it; then fetch more until none can.
+    fetch = min(k + 1, max(k, index.ntotal))
+    while True:
+        scores, rows = index.search(vectors, fetch)
+        settled = (scores[:, k - 1] > scores[:, -1]) | (rows[:, -1] < 0)  # rows < 0: nothing more was found
+        if fetch >= index.ntotal or settled.all():
+            break
+        fetch = min(2 * fetch, index.ntotal)
+    # Missing results (row -1, the lowest score) sort last.
+    order = np.lexsort((np.where(rows < 0, index.ntotal, rows), -scores), axis=1)[:, :k]
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
 
 
 def faiss_module():

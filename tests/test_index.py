@@ -1,3 +1,4 @@
+import copy
 import itertools
 import json
 import pickle
@@ -773,3 +774,66 @@ def test_default_ids_continue_after_a_true_id_and_hits_hand_out_copies_of_metada
     lock = threading.Lock()  # in memory, metadata may hold anything: handed out as it is
     index.partial_fit(["fun story"], ids=["x"], metadata=[{"lock": lock}])
     assert index.query(["fun story"], 1)[0][0].metadata["lock"] is lock
+
+
+def test_a_loaded_index_keeps_its_embedder_parameter_apart_from_its_fitted_embedder(
+    tiny_bert, cache_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SKLLM_CACHE_DIR", cache_dir)
+    by_name = DocumentIndex(str(tiny_bert), backend="numpy").fit(DOCS[:2])
+    assert DocumentIndex.load(by_name.save(tmp_path / "name")).get_params()["embedder"] == str(tiny_bert)
+    index = DocumentIndex(TransformerEmbedder(tiny_bert, cache_dir=cache_dir), backend="numpy").fit(DOCS[:2])
+    loaded = DocumentIndex.load(index.save(tmp_path / "idx"))
+    assert loaded.embedder is not loaded.embedder_
+    assert loaded.embedder.get_params() == index.embedder.get_params()
+    expected = loaded.query(["great film"], k=2)
+    # As on the fitted index: parameters set since take effect at the next fit, not on the queries.
+    loaded.set_params(embedder__pooling="cls", embedder__normalize=False)
+    assert loaded.query(["great film"], k=2) == expected
+    again = DocumentIndex.load(loaded.save(tmp_path / "again"))
+    assert again.embedder_.pooling == "mean" and again.embedder_.normalize
+    assert again.embedder.pooling == "cls" and not again.embedder.normalize  # the parameter, as saved
+
+
+def test_a_shallow_copy_adds_and_removes_without_changing_the_original(embedder, backend, tmp_path):
+    index = DocumentIndex(embedder, chunk_size=20, backend=backend).fit(DOCS, ids=["a", "b", "c", "d"])
+    expected = index.query(["great film loved it"], k=100)  # builds the search structures
+    copy.copy(index).remove(["a"])
+    copy.copy(index).partial_fit(["great film loved it too"], ids=["e"])
+    assert index.n_documents_ == 4 and sorted(index._docs) == ["a", "b", "c", "d"]
+    assert index.query(["great film loved it"], k=100) == expected
+    loaded = DocumentIndex.load(index.save(tmp_path / "idx"))
+    assert loaded.query(["great film loved it"], k=100) == expected
+
+
+def test_tuple_ids_save_with_skops_and_pickle(embedder, tmp_path):
+    sio = pytest.importorskip("skops.io")
+    import skllm
+
+    ids = [("films", 1), ("films", 2)]
+    index = DocumentIndex(embedder, backend="numpy").fit(["great film", "awful film"], ids=ids)
+    expected = index.query(["awful film"], k=2)
+    sio.dump(index, tmp_path / "index.skops")
+    for restored in (
+        sio.load(tmp_path / "index.skops", trusted=skllm.trusted_types()),
+        pickle.loads(pickle.dumps(index)),
+    ):
+        assert restored.query(["awful film"], k=2) == expected
+        assert restored._docs == index._docs
+        restored.partial_fit(["fun story"], ids=[("films", 3)])
+        assert restored.n_documents_ == 3
+    assert isinstance(index._docs, dict)  # saving leaves the live index as it was
+
+
+@pytest.mark.parametrize("search", ["exact", "hnsw", "ivf"])
+def test_tied_scores_go_to_the_lowest_position_on_every_backend(embedder, backend, search):
+    if search != "exact" and backend == "numpy":
+        pytest.skip("the NumPy backend is exact only")
+    docs = ["great film loved it", "awful film"] * 6
+    index = DocumentIndex(embedder, retrieval="dense", backend=backend, search=search, n_probe=64).fit(docs)
+    ranked = [[h.chunk_id for h in index.query(["great film loved it"], k=k)[0]] for k in range(1, 13)]
+    assert ranked[5] == [0, 2, 4, 6, 8, 10] and ranked[11][:6] == [0, 2, 4, 6, 8, 10]
+    assert all(ranked[k - 1] == ranked[11][:k] for k in range(1, 13))  # a smaller k gives a prefix
+    vectors = index.embedder_.transform(["great film loved it", "awful film"])
+    _, positions = index.search_vectors(np.repeat(vectors, 30, axis=0), 3)  # FAISS scores 20 or more queries by BLAS
+    assert positions[:30].tolist() == [[0, 2, 4]] * 30 and positions[30:].tolist() == [[1, 3, 5]] * 30
