@@ -37,7 +37,8 @@ _connections_lock = threading.Lock()
 def default_cache_dir():
     """The cache folder used when ``cache_dir="auto"``.
 
-    ``$SKLLM_CACHE_DIR``, else ``$XDG_CACHE_HOME/skllm``, else ``~/.cache/skllm``.
+    ``$SKLLM_CACHE_DIR``, else ``$XDG_CACHE_HOME/skllm``, else ``~/.cache/skllm``. A leading
+    ``~`` is expanded, as in ``cache_dir``: a shell leaves it as it is when quoted.
 
     Examples
     --------
@@ -49,9 +50,9 @@ def default_cache_dir():
     >>> del os.environ["SKLLM_CACHE_DIR"]
     """
     if os.environ.get("SKLLM_CACHE_DIR"):
-        return Path(os.environ["SKLLM_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "skllm"
+        return Path(os.environ["SKLLM_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return Path(base).expanduser() / "skllm"
 
 
 def resolve_cache_dir(cache_dir):

@@ -203,23 +203,27 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         dtype = resolve_dtype(self.dtype, device)
         source = resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
         model, tokenizer = load_backbone(source, device)
-        limit = positions(model, tokenizer)
-        decoder = is_decoder(model)
+        embedding_dim, max_length, decoder = self._shape_of(model, tokenizer)
         check_pooling_fits(self.pooling, decoder, self.model_name)
-        check_room_for_text(tokenizer, int(min(self.max_length, limit)))
+        check_room_for_text(tokenizer, max_length)
         self.model_ = model
         self.tokenizer_ = tokenizer
         self._source = source
         self.model_identity_ = model_identity(source)
         self._decoder = decoder  # pooling set after fit is checked against it at transform
-        self.embedding_dim_ = int(model.config.hidden_size)
+        self.embedding_dim_ = embedding_dim
         self.device_ = str(device)
         self.dtype_ = dtype
-        self.max_length_ = int(min(self.max_length, limit))
+        self.max_length_ = max_length
         if self.max_length_ < self.max_length:
-            logger.info("max_length=%d capped to the model's %d positions", self.max_length, limit)
+            logger.info("max_length=%d capped to the model's %d positions", self.max_length, max_length)
         self._record_load_params()
         return self
+
+    def _shape_of(self, model, tokenizer):
+        """``(embedding_dim_, max_length_, decoder)`` that ``fit`` derives from a loaded model."""
+        limit = int(min(self.max_length, positions(model, tokenizer)))
+        return int(model.config.hidden_size), limit, is_decoder(model)
 
     @property
     def _n_features_out(self):
@@ -232,9 +236,37 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         check_fitted_files(
             self.model_identity_, source, self.model_name, "embeddings will differ from the fitted ones."
         )
-        self.model_identity_ = model_identity(source)
+        identity = model_identity(source)
+        if identity != self.model_identity_:
+            self._check_same_shape(source)
+        self.model_identity_ = identity
         self._source = source
         return source
+
+    def _check_same_shape(self, source):
+        """Load the changed files, and refuse them if ``fit`` would now give other fitted attributes.
+
+        Vectors of another length would not fit the arrays (or the next step of a pipeline) made for the
+        fitted ones, nor the cache's rows; another token limit or kind of model is another embedder.
+        """
+        model, tokenizer = load_backbone(source, restore_placement(self))
+        embedding_dim, max_length, decoder = self._shape_of(model, tokenizer)
+        changes = []
+        if embedding_dim != self.embedding_dim_:
+            changes.append(f"hidden size {embedding_dim} (fitted: {self.embedding_dim_})")
+        if max_length != self.max_length_:
+            changes.append(f"max_length_ {max_length} (fitted: {self.max_length_})")
+        fitted_decoder = getattr(self, "_decoder", decoder)  # unknown in pickles older than the flag
+        if decoder != fitted_decoder:
+            kinds = {True: "a decoder", False: "an encoder"}
+            changes.append(f"{kinds[decoder]} (fitted: {kinds[fitted_decoder]})")
+        if changes:
+            raise ValueError(
+                f"The files of model {self.model_name!r} changed since this TransformerEmbedder was fitted, to a "
+                f"model of another shape: {'; '.join(changes)}. It cannot embed as fitted with them: fit it again "
+                f"(with whatever was fitted on its embeddings), or put the fitted model's files back."
+            )
+        self.model_, self.tokenizer_ = model, tokenizer
 
     def _restore_live(self):
         source = getattr(self, "_source", None) or self._refresh_source()

@@ -300,7 +300,9 @@ def _where():
 def _folder_fingerprint(folder):
     files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and ".git" not in p.parts)
     stats = [(str(p.relative_to(folder)), p.stat()) for p in files]
-    memo_key = (str(folder), tuple((n, s.st_size, s.st_mtime_ns) for n, s in stats))
+    # tar and cp -p keep a file's size and modification time; a file written anew still gets another
+    # change time (and, where it replaced the old file, another inode), which nothing can set back.
+    memo_key = (str(folder), tuple((n, s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino) for n, s in stats))
     if memo_key in _identity_memo:
         return _identity_memo[memo_key]
     total = sum(s.st_size for n, s in stats if n.endswith(_WEIGHT_SUFFIXES))
@@ -391,7 +393,25 @@ def _load(source, device, kind):
         ) from exc
     model.eval()
     model.to(device)
+    _own_weights(model, device)
     return model, tokenizer
+
+
+def _own_weights(model, device):
+    """Copy weights still memory-mapped from the checkpoint into the process's own memory.
+
+    On the CPU, ``from_pretrained`` leaves safetensors weights mapped from the file, and ``to("cpu")``
+    copies nothing: a checkpoint copied over the file in place (``cp``) would change the weights of
+    models already loaded (or crash the process, if the file is cut short meanwhile), which would then
+    embed and predict under a ``model_identity`` naming the old files. Moving to an accelerator copies.
+    """
+    import torch
+
+    if torch.device(device).type != "cpu":
+        return
+    with torch.no_grad():
+        for tensor in (*model.parameters(), *model.buffers()):
+            tensor.data = tensor.data.clone()
 
 
 def _not_causal_error(source, reason):

@@ -270,3 +270,18 @@ def test_a_cache_dir_that_is_a_file_is_refused_at_fit(tiny_bert, tmp_path):
     for bad in (tmp_path / "notes.txt", tmp_path / "notes.txt" / "skllm"):
         with pytest.raises(ValueError, match=r"notes.txt is a file, not a folder"):
             TransformerEmbedder(tiny_bert, cache_dir=str(bad)).fit()
+
+
+def test_a_tilde_in_the_cache_variables_is_the_home_folder(tiny_bert, tmp_path, monkeypatch):
+    # Quoted in a shell (SKLLM_CACHE_DIR="~/x"), the tilde reaches the variable unexpanded.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.setenv("SKLLM_CACHE_DIR", "~/x")
+    assert _cache.default_cache_dir() == tmp_path / "x"
+    TransformerEmbedder(tiny_bert).fit().transform(["great film"])
+    assert len(db_files(tmp_path / "x")) == 1
+    assert not (tmp_path / "work" / "~").exists()  # not a folder named "~" where the process runs
+    monkeypatch.delenv("SKLLM_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", "~/xdg")
+    assert _cache.resolve_cache_dir("auto") == tmp_path / "xdg" / "skllm"

@@ -415,3 +415,34 @@ def test_a_gpu_number_the_machine_lacks_is_refused_and_a_model_fitted_there_load
     assert resolve_device("cuda:0") == torch.device("cuda:0")
     assert device_for_loading("cuda:3") == torch.device("cuda")  # fitted on a fourth GPU: the first one here
     assert device_for_loading("cuda:0") == torch.device("cuda:0")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("hidden_size", r"hidden size 64 \(fitted: 32\)"),
+        ("positions", r"max_length_ 64 \(fitted: 128\)"),
+        ("decoder", r"a decoder \(fitted: an encoder\)"),
+    ],
+)
+def test_an_unpickled_embedder_whose_files_now_hold_another_shape_of_model_says_so(
+    tiny_bert, tiny_llama, tmp_path, change, message
+):
+    import shutil
+
+    from transformers import BertConfig
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_bert, folder)
+    max_length = 64 if change == "decoder" else 256  # the Llama's 512 positions leave it as it was
+    saved = pickle.dumps(TransformerEmbedder(str(folder), max_length=max_length, cache_dir=None).fit())
+    shutil.rmtree(folder)
+    if change == "decoder":
+        shutil.copytree(tiny_llama, folder)
+    else:
+        config = BertConfig.from_pretrained(tiny_bert)
+        setattr(config, {"hidden_size": "hidden_size", "positions": "max_position_embeddings"}[change], 64)
+        _config_model(tiny_bert, folder, config)
+    restored = pickle.loads(saved)
+    with pytest.warns(UserWarning, match="changed since"), pytest.raises(ValueError, match=message + ".*fit it again"):
+        restored.transform(["great film"])

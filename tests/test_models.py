@@ -217,3 +217,59 @@ def test_a_hub_snapshot_holding_only_the_configuration_is_not_a_cached_model(tin
     assert resolve_model("acme/tiny").origin == "hub"  # asked of the Hub, which downloads the weights
     shutil.copy(f"{tiny_bert}/model.safetensors", snapshot)
     assert resolve_model("acme/tiny").origin == "hub-cache"
+
+
+def _other_checkpoint(tiny_bert, folder):
+    """The tiny BERT's files with every weight changed: a checkpoint of the same size, other numbers."""
+    import shutil
+
+    from transformers import BertModel
+
+    shutil.copytree(tiny_bert, folder)
+    _save_again_with_other_weights(str(folder), BertModel)
+    return folder / "model.safetensors"
+
+
+@pytest.mark.parametrize("how", ["replaced", "overwritten"])
+def test_a_checkpoint_of_the_same_size_and_time_put_over_a_folder_is_noticed(tiny_bert, tmp_path, how):
+    import os
+    import shutil
+
+    import numpy as np
+
+    folder = shutil.copytree(tiny_bert, tmp_path / "model")
+    X = ["great film", "awful film"]
+    first = TransformerEmbedder(str(folder), cache_dir=None).fit()
+    before = first.transform(X)
+    weights, other = folder / "model.safetensors", _other_checkpoint(tiny_bert, tmp_path / "other")
+    old = weights.stat()
+    assert other.stat().st_size == old.st_size
+    # As tar extracts an archived file (a new file, or written over the old one with --overwrite): with the
+    # archived modification time, here the same whole second as the old file's.
+    target = tmp_path / "extracted" if how == "replaced" else weights
+    with open(target, "r+b" if how == "overwritten" else "wb") as fh:
+        fh.write(other.read_bytes())
+    os.utime(target, ns=(old.st_atime_ns, old.st_mtime_ns))
+    if how == "replaced":
+        os.replace(target, weights)
+    second = TransformerEmbedder(str(folder), cache_dir=None).fit()
+    assert second.model_identity_ != first.model_identity_
+    assert not np.allclose(second.transform(X), before, atol=1e-3)
+
+
+def test_a_checkpoint_copied_in_place_over_a_loaded_model_leaves_it_as_loaded(tiny_bert, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    folder, cache = shutil.copytree(tiny_bert, tmp_path / "model"), str(tmp_path / "cache")
+    embedder = TransformerEmbedder(str(folder), cache_dir=cache).fit()
+    # cp writes into the file the loaded model was read from (same inode), while the model is in use.
+    shutil.copyfile(_other_checkpoint(tiny_bert, tmp_path / "other"), folder / "model.safetensors")
+    X = ["great film", "awful film"]
+    expected = TransformerEmbedder(tiny_bert, cache_dir=None).fit().transform(X)  # the fitted checkpoint
+    np.testing.assert_allclose(embedder.transform(X), expected, atol=1e-6)
+    # What it wrote to the cache is what another folder holding the fitted checkpoint reads.
+    again = TransformerEmbedder(tiny_bert, cache_dir=cache).fit()
+    assert again.model_identity_ == embedder.model_identity_
+    np.testing.assert_allclose(again.transform(X), expected, atol=1e-6)
