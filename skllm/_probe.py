@@ -181,18 +181,23 @@ def probe_classifier(features, y, n_classes, class_weight):
 def probe_labels(features, targets, class_weights):
     """Weights (n_labels, d) and biases whose sigmoids are one logistic regression per label.
 
-    The multi-label counterpart of :func:`probe_classifier`; ``None`` (the method's own
-    initialisation stays) when a label is on or off for every training text.
-    ``class_weights`` is None or an array (2, n_labels): the weights of "off" and "on".
+    The multi-label counterpart of :func:`probe_classifier`. A label on, or off, for every
+    training text has no regression to fit (its intercept would grow without bound): its
+    weights are 0 and its bias the log-odds of its frequency smoothed by half a text each
+    way (Jeffreys), so that it starts predicted as it was seen, and the other labels keep
+    their probes. ``class_weights`` is None or an array (2, n_labels): the weights of
+    "off" and "on".
     """
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
     labels = targets.astype(np.int64)
     positives = labels.sum(axis=0)
-    if ((positives == 0) | (positives == len(labels))).any():
-        return None
     coef, intercept = [], []
     for j in range(labels.shape[1]):
+        if positives[j] in (0, len(labels)):
+            coef.append(np.zeros(features.shape[1]))
+            intercept.append(np.log((positives[j] + 0.5) / (len(labels) - positives[j] + 0.5)))
+            continue
         weight = None if class_weights is None else {0: float(class_weights[0, j]), 1: float(class_weights[1, j])}
         if min(positives[j], len(labels) - positives[j]) >= 3:
             model = LogisticRegressionCV(

@@ -140,6 +140,33 @@ def test_a_label_on_for_every_text_is_learnt(tiny_bert, cache_dir, multi):
     assert clf.predict(X)[:, -1].all()
 
 
+def test_a_constant_label_starts_at_its_smoothed_frequency_and_leaves_the_other_probes_alone():
+    from skllm._probe import probe_labels
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(24, 5))
+    Y = (features[:, :2] > 0).astype(int)
+    coef, intercept = probe_labels(features, Y, None)
+    for column, k in ((np.zeros((24, 1), int), 0), (np.ones((24, 1), int), 24)):
+        more_coef, more_intercept = probe_labels(features, np.hstack([Y, column]), None)
+        np.testing.assert_array_equal(more_coef[:2], coef)
+        np.testing.assert_array_equal(more_intercept[:2], intercept)
+        assert not more_coef[2].any()
+        np.testing.assert_allclose(more_intercept[2], np.log((k + 0.5) / (24 - k + 0.5)))
+
+
+def test_a_label_off_for_every_text_does_not_spoil_the_others(tiny_bert, cache_dir, multi):
+    X, Y, _ = multi
+    base = head(tiny_bert, cache_dir, epochs=1, head_init="linear_probe").fit(X, Y).predict(X)
+    with pytest.warns(SkllmWarning, match="positive for no text"):
+        more = head(tiny_bert, cache_dir, epochs=1, head_init="linear_probe").fit(
+            X, np.hstack([Y, np.zeros((len(Y), 1), dtype=Y.dtype)])
+        )
+    predicted = more.predict(X)
+    assert not predicted[:, -1].any()  # never predicted, as it was never seen
+    assert (predicted[:, :-1] == Y).mean() >= (base == Y).mean() - 0.05
+
+
 def test_a_label_never_positive_is_warned_of(tiny_bert, cache_dir, multi):
     X, Y, _ = multi
     never = np.hstack([np.zeros((len(Y), 1), dtype=Y.dtype), Y])
