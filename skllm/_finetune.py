@@ -289,6 +289,15 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
                 for label, weight in self.class_weight.items():
                     check_number(weight, f"class_weight[{label!r}]", 0, low_inclusive=False)
             weights = compute_class_weight(self.class_weight, classes=classes, y=np.asarray(classes)[encoded])
+            # The loss divides them by the largest (the same cross-entropy); one that float32 then holds as 0
+            # would leave a batch of its class no weight at all.
+            small = np.flatnonzero(weights / weights.max() < np.finfo(np.float32).tiny)
+            if small.size:
+                label = classes.tolist()[small[0]]
+                raise ValueError(
+                    f"class_weight[{label!r}]={weights[small[0]]:g} is too small next to the largest weight "
+                    f"({weights.max():g}) to be computed with: weights may differ by a factor of up to 1e37."
+                )
         self._new_targets = {"classes_": classes, "multilabel_": False, "sparse_output_": False}
         try:
             return self._fit(method, texts, encoded.astype(np.int64), stratify=encoded, class_weights=weights)
@@ -342,6 +351,8 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         if getattr(self, "multilabel_", False):
             weight = None if weights is None else torch.where(target > 0.5, weights[1], weights[0])
             return torch.nn.functional.binary_cross_entropy_with_logits(output, target, weight=weight)
+        # A weighted mean: dividing the weights by the largest changes nothing but their range (no overflow).
+        weights = None if weights is None else weights / weights.max()
         return torch.nn.functional.cross_entropy(output, target, weight=weights)
 
     def _validation_score(self, outputs, targets):

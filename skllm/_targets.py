@@ -118,7 +118,19 @@ def _encode_labels(y, n_texts, who):
     if len(classes) < 2:
         raise ValueError(f"y has a single class ({classes[0]!r}); a classifier needs at least 2.")
     if kind in ("str", "number", "bool"):
-        classes = np.asarray(classes.tolist())  # a plain dtype (str, int, float, bool)
+        plain = np.asarray(classes.tolist())  # a plain dtype (str, int, float, bool)
+        if len(np.unique(plain)) != len(classes):
+            # ints and floats together become float64, where ints past 2**53 lose their last digits.
+            merged = next(
+                (a, b)
+                for a, b in zip(classes.tolist(), classes.tolist()[1:])
+                if plain.dtype.type(a) == plain.dtype.type(b)
+            )
+            raise ValueError(
+                f"The labels {merged[0]!r} and {merged[1]!r} in y are one number once ints and floats are held as "
+                f"{plain.dtype}; give y labels of one type (e.g. all int)."
+            )
+        classes = plain
     return classes, encoded.ravel()
 
 

@@ -170,6 +170,15 @@ def test_a_validation_fraction_that_leaves_nothing_to_train_on_is_named(
             RewardModel(tiny_bert, method="head", cache_dir=cache_dir, **early).fit(pairs)
 
 
+def test_int_and_float_labels_that_float64_makes_one_are_refused(tiny_bert, cache_dir):
+    # Two classes: 2**53 + 1 (an int) and 2.0**53; as float64 both are 2**53 (classes_ held it twice).
+    y = [2**53 + 1, 2.0**53, 2**53 + 1, 2.0**53]
+    with pytest.raises(ValueError, match=r"The labels 9007199254740992.0 and 9007199254740993 in y are one number"):
+        FineTuneClassifier(**head(tiny_bert, cache_dir)).fit(["a", "b", "c", "d"], y)
+    clf = FineTuneClassifier(**head(tiny_bert, cache_dir, epochs=1)).fit(["a", "b", "c", "d"], [1, 2.0, 1, 2.0])
+    assert clf.classes_.tolist() == [1.0, 2.0]
+
+
 @pytest.mark.parametrize("y", [[1 + 1j, 2, 1, 2], np.array([1.0, 2.0, 1.0, 2.0]) + 0j])
 @pytest.mark.parametrize("estimator", [FineTuneClassifier, FineTuneRegressor])
 def test_complex_targets_are_refused(tiny_bert, cache_dir, y, estimator):
@@ -183,6 +192,25 @@ def test_class_weights_must_be_positive_finite_numbers(tiny_bert, cache_dir, tex
     clf = FineTuneClassifier(**head(tiny_bert, cache_dir, class_weight={"pos": 2.0, "neg": weight}))
     with pytest.raises(ValueError, match=rf"class_weight\['neg'\] must be a number > 0, got {shown}\."):
         clf.fit(*texts)
+
+
+@pytest.mark.parametrize("weights, named", [({"neg": 1e-50}, r"'neg'\]=1e-50 "), ({"pos": 1e39}, r"'neg'\]=1 ")])
+def test_class_weights_too_far_apart_for_float32_are_refused_naming_the_class(
+    tiny_bert, cache_dir, texts, weights, named
+):
+    # They used to pass, and the loss of a batch of the tiny class's texts was 0 / 0 (a NaN, blamed on the data).
+    with pytest.raises(ValueError, match=rf"class_weight\[{named}is too small next to the largest"):
+        FineTuneClassifier(**head(tiny_bert, cache_dir, class_weight=weights, batch_size=1)).fit(*texts)
+
+
+def test_the_loss_weights_are_the_class_weights_up_to_a_factor(tiny_bert, cache_dir, texts):
+    # Cross-entropy is a weighted mean: weights 10x each give the same model (the loss divides by the largest).
+    # (The linear probe's regularisation does see their scale: a random start here.)
+    params = dict(head_init="random")
+    a = FineTuneClassifier(**head(tiny_bert, cache_dir, class_weight={"pos": 2.0, "neg": 1.0}, **params)).fit(*texts)
+    b = FineTuneClassifier(**head(tiny_bert, cache_dir, class_weight={"pos": 20.0, "neg": 10.0}, **params))
+    b.fit(*texts)
+    np.testing.assert_allclose(a.predict_proba(texts[0]), b.predict_proba(texts[0]), atol=1e-5)
 
 
 def test_class_weight_given_as_an_array_and_y_as_a_generator_are_named(tiny_bert, cache_dir, texts):
