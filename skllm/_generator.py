@@ -153,7 +153,7 @@ class FewShotGenerator(LMEstimator):
             selection = "first" if self.random_state is None else "random"
         selection = resolve_selection(selection, nearest=self._nearest)
         texts = check_texts(X, estimator=self)
-        outputs = check_target_texts(y, len(texts), estimator=self)
+        outputs = check_target_texts(y, len(texts), estimator=self, stop_at_newline=self.stop_at_newline)
         with keep_state_on_error(self):  # a refused refit leaves the previous fit whole
             self._load()
             if not self.uses_chat_template_:  # else chat turns hold the demonstrations

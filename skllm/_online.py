@@ -102,6 +102,9 @@ class OnlineRun:
             seed=draw_seed(self.rng),
             max_new_tokens=self.max_new,
             temperature=tuner.temperature,
+            # The whole distribution at that temperature, which token_logprobs reads: the generator's
+            # top_p (for predict) would draw from a truncated one, and narrow the answers RLOO compares.
+            top_p=1.0,
             keep_eos=True,
         )
         # With stop_at_newline the reward reads the first line: the tokens after it are neither

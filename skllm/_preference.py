@@ -162,7 +162,9 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
     temperature : float, default=1.0
         Sampling temperature of the training answers (at least 1e-6). The policy gradient, PPO's
         ratios and the KL read the log-probabilities at this temperature, those
-        the answers were drawn with (as TRL's online trainers do).
+        the answers were drawn with (as TRL's online trainers do): they are drawn
+        from the whole distribution, whatever the generator's ``top_p`` (which
+        ``predict`` uses).
     max_new_tokens : int, default=None
         Longest answer sampled in training; ``None``: the generator's.
     ppo_epochs : int, default=4

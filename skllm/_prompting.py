@@ -75,12 +75,24 @@ def fit_text(tokenizer, prompt_ids, text, budget, *, max_length, row=None, reser
         keep = max(0, keep - max(1, len(ids) - budget))
 
 
-def generate(new_tokens, prompts, *, pad_id, device, dtype, batch_size, eos_id=None, keep_eos=False, seed=None):
+def end_ids(model, tokenizer):
+    """The token ids that end an answer: the tokenizer's end-of-sequence and the model's generation config's.
+
+    An instruct model may end its turn with a token of its own (``<end_of_turn>``,
+    ``<|end|>``) that is not the tokenizer's ``eos_token``; generating would run past it.
+    """
+    config = getattr(model, "generation_config", None)
+    extra = getattr(config, "eos_token_id", None)
+    ids = [tokenizer.eos_token_id, *(extra if isinstance(extra, (list, tuple)) else [extra])]
+    return list(dict.fromkeys(int(i) for i in ids if i is not None))
+
+
+def generate(new_tokens, prompts, *, pad_id, device, dtype, batch_size, eos_ids=(), keep_eos=False, seed=None):
     """The generated token ids of each prompt (a list of id lists), in batches of prompts of similar length.
 
     ``new_tokens(input_ids, attention_mask)`` runs the model on a left-padded
-    batch and returns the new tokens only. With ``eos_id``, each answer is cut
-    at its first end-of-sequence token (kept with ``keep_eos``); without it,
+    batch and returns the new tokens only. With ``eos_ids``, each answer is cut
+    at its first end-of-sequence token (kept with ``keep_eos``); without them,
     all ``max_new_tokens`` come back (the padding after the end included).
     ``seed`` seeds sampling; the global random state is left untouched.
     """
@@ -100,8 +112,9 @@ def generate(new_tokens, prompts, *, pad_id, device, dtype, batch_size, eos_id=N
             generated = new_tokens(ids, mask).cpu().numpy()
             for row, i in enumerate(batch):
                 tokens = generated[row].tolist()
-                if eos_id is not None and eos_id in tokens:
-                    tokens = tokens[: tokens.index(eos_id) + keep_eos]
+                end = next((k for k, token in enumerate(tokens) if token in eos_ids), None)
+                if end is not None:
+                    tokens = tokens[: end + keep_eos]
                 out[i] = tokens
     return out
 

@@ -15,7 +15,7 @@ from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
 from ._lm import check_template
 from ._methods import NamedMethodParamsMixin, resolve_method, same_method
 from ._models import DEFAULT_CAUSAL_LM, check_fitted_files, load_backbone, model_identity, positions, resolve_model
-from ._prompting import MIN_TEMPERATURE, decode_answer, encode, fit_text, generate, prompt_budget, wrap
+from ._prompting import MIN_TEMPERATURE, decode_answer, encode, end_ids, fit_text, generate, prompt_budget, wrap
 from ._scoring import SCORERS, check_lengths, chrf  # noqa: F401 (chrf: skllm._sft.chrf stays importable)
 from ._tokens import pad_token_id
 from ._training import (
@@ -409,7 +409,9 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
     def _examples(self, texts, targets, rows=None):
         """``(ids, labels)`` lists of the training pairs; prompts masked in the labels.
 
-        ``rows``: the row of each pair that warnings name (default: its position).
+        ``rows``: the row of each pair that warnings name (default: its position). Pairs of
+        one row (DPO's chosen and rejected answers to a prompt) share one cut of the prompt, the
+        one that fits the longest of their targets: their answers are scored after the same text.
         """
         target_ids = self._target_ids(targets)
         base = len(self._encode_prompt(""))
@@ -428,7 +430,13 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
             )
             for i in long_targets:
                 target_ids[i] = target_ids[i][:room]
-        prompts = self._prompt_ids(texts, [self.max_length_ - len(t) for t in target_ids], rows)
+        budgets = [self.max_length_ - len(t) for t in target_ids]
+        if rows is not None:
+            least = {}
+            for row, budget in zip(rows, budgets):
+                least[row] = min(least.get(row, budget), budget)
+            budgets = [least[row] for row in rows]
+        prompts = self._prompt_ids(texts, budgets, rows)
         pairs = [build_example(p, t) for p, t in zip(prompts, target_ids)]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
@@ -442,7 +450,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         """
         method = self._validate_params()
         texts = check_texts(X, estimator=self)
-        targets = check_target_texts(y, len(texts), estimator=self)
+        targets = check_target_texts(y, len(texts), estimator=self, stop_at_newline=self.stop_at_newline)
         import torch
 
         with keep_state_on_error(self):
@@ -521,11 +529,21 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
 
     # -- generation -------------------------------------------------------------------------
     def _generate_ids(
-        self, prompts, *, network=None, do_sample=None, seed=None, max_new_tokens=None, temperature=None, keep_eos=False
+        self,
+        prompts,
+        *,
+        network=None,
+        do_sample=None,
+        seed=None,
+        max_new_tokens=None,
+        temperature=None,
+        top_p=None,
+        keep_eos=False,
     ):
         """The generated token ids of each prompt (a list of id lists), cut at end-of-sequence.
 
-        ``keep_eos`` keeps the end-of-sequence token where the answer ended with one.
+        ``keep_eos`` keeps the end-of-sequence token where the answer ended with one;
+        ``temperature`` and ``top_p``, where given, replace the estimator's for this call.
         """
         import torch
 
@@ -533,13 +551,14 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         do_sample = self.do_sample if do_sample is None else do_sample
         max_new_tokens = self.max_new_tokens if max_new_tokens is None else max_new_tokens
         tokenizer, device = self.tokenizer_, torch.device(self.device_)
-        pad, eos = pad_token_id(tokenizer), tokenizer.eos_token_id
+        pad, eos = pad_token_id(tokenizer), end_ids(network._base(), tokenizer)
         options = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, "pad_token_id": pad}
-        if eos is not None:
+        if eos:
             options["eos_token_id"] = eos
         if do_sample:
             temperature = self.temperature if temperature is None else temperature
-            options.update(temperature=float(temperature), top_p=float(self.top_p), top_k=0)
+            top_p = self.top_p if top_p is None else top_p
+            options.update(temperature=float(temperature), top_p=float(top_p), top_k=0)
         else:
             # The model's generation config may hold sampling settings; greedy ignores them.
             options.update(temperature=None, top_p=None, top_k=None)
@@ -552,7 +571,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
             device=device,
             dtype=self.dtype_,
             batch_size=self.batch_size,
-            eos_id=eos,
+            eos_ids=eos,
             keep_eos=keep_eos,
             seed=seed,
         )

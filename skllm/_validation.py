@@ -2,8 +2,11 @@
 
 import datetime
 import numbers
+import warnings
 
 import numpy as np
+
+from .exceptions import SkllmWarning
 
 _MAX_LISTED = 10
 
@@ -183,11 +186,13 @@ def _describe_positions(bad, index=None):
     return text
 
 
-def check_target_texts(y, n_texts, *, estimator=None):
+def check_target_texts(y, n_texts, *, estimator=None, stop_at_newline=False):
     """The target texts ``y`` of a generator as a list of ``str``, one per text, none empty.
 
     An empty (or blank) target would teach the model to answer nothing, whether it is
     trained on (``FineTuneGenerator``) or shown as a demonstration (``FewShotGenerator``).
+    With ``stop_at_newline``, targets of several lines get a warning: every answer is cut
+    at its first line break, so none could match them.
     """
     from ._scoring import check_lengths
 
@@ -198,6 +203,15 @@ def check_target_texts(y, n_texts, *, estimator=None):
         raise ValueError(
             f"y has {len(empty)} empty target(s) at positions {empty[:10]}: the model would learn (or be shown) to "
             f"answer nothing. Drop those rows or give them a target text."
+        )
+    lines = [i for i, t in enumerate(targets) if "\n" in t.strip()]
+    if stop_at_newline and lines:
+        warnings.warn(
+            f"{len(lines)} of {len(targets)} targets span several lines (positions {lines[:10]}), but "
+            f"stop_at_newline=True cuts every answer at its first line break: set stop_at_newline=False to "
+            f"generate them whole.",
+            SkllmWarning,
+            stacklevel=3,
         )
     return targets
 

@@ -12,7 +12,7 @@ from skllm import FewShotGenerator, FineTuneGenerator, LoRA, PreferenceTuner, Pr
 from skllm._causal import IGNORE, build_example, pad_examples, sequence_loss, token_logprobs
 from skllm._reward import bradley_terry_loss, preference_pairs
 from skllm._rl import dpo_loss, rloo_advantages
-from skllm.exceptions import TruncationWarning
+from skllm.exceptions import SkllmWarning, TruncationWarning
 
 from helpers import untrained_generator
 
@@ -48,6 +48,35 @@ def test_labels_mask_exactly_the_prompt_tokens(untrained):
         assert row == prompt + target_ids
         assert lab == [IGNORE] * len(prompt) + target_ids
     assert build_example([5, 6], [7]) == ([5, 6, 7], [IGNORE, IGNORE, 7])
+
+
+def test_an_answer_ends_at_the_models_own_end_of_turn_token_too(tiny_llama):
+    # An instruct model may end its turn with a token of its generation config's, not the tokenizer's eos.
+    generator = untrained_generator(tiny_llama, max_new_tokens=6, random_state=0)
+    prompts = [generator._encode_prompt("great film")]
+    tokens = generator._generate_ids(prompts)[0]
+    assert len(tokens) == 6 and generator.tokenizer_.eos_token_id not in tokens
+    config = generator.network_._base().generation_config
+    config.eos_token_id = [generator.tokenizer_.eos_token_id, tokens[2]]
+    cut = tokens[: tokens.index(tokens[2])]
+    assert generator._generate_ids(prompts)[0] == cut
+    assert generator._generate_ids(prompts, keep_eos=True)[0] == [*cut, tokens[2]]
+
+
+@pytest.mark.parametrize("estimator", ["FineTuneGenerator", "FewShotGenerator"])
+def test_targets_of_several_lines_are_warned_of_where_answers_stop_at_the_first(tiny_llama, estimator):
+    import skllm
+
+    X_, y_ = ["lisbon", "paris", "rome"], ["Portugal\nEurope", "France", "Italy\n"]  # a final line break is one line
+    params = {"epochs": 1, "max_new_tokens": 2} if estimator == "FineTuneGenerator" else {"n_examples": 2}
+    make = getattr(skllm, estimator)
+    with pytest.warns(
+        SkllmWarning, match=r"1 of 3 targets span several lines \(positions \[0\]\), but stop_at_newline"
+    ):
+        make(tiny_llama, stop_at_newline=True, random_state=0, **params).fit(X_, y_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SkllmWarning)
+        make(tiny_llama, stop_at_newline=False, random_state=0, **params).fit(X_, y_)
 
 
 def test_special_token_strings_in_a_target_are_learnt_as_text(untrained):

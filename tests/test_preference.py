@@ -13,7 +13,7 @@ from sklearn.model_selection import GridSearchCV
 
 from skllm import FineTuneGenerator, PreferenceTuner, PromptTuning, RewardModel
 from skllm._rl import RunningMoments, _HackingGuard, adaptive_kl_coef, gae_advantages, ppo_loss
-from skllm.exceptions import RewardHackingWarning
+from skllm.exceptions import RewardHackingWarning, TruncationWarning
 
 from helpers import untrained_generator
 
@@ -275,6 +275,21 @@ def test_a_reward_returning_a_list_of_tensors_that_require_grad_is_read(policy):
     assert np.isfinite(tuner.history_["reward"]).all()
 
 
+def test_the_answers_of_a_pair_are_scored_after_the_same_cut_of_its_prompt(tiny_llama):
+    g = untrained_generator(tiny_llama, max_length=24, max_new_tokens=4, random_state=0)
+    prompt = "the film was great and the story was fun and the actor was good and it was long"
+    answers = ["ok", "the worst movie and bad acting"]
+    with pytest.warns(TruncationWarning):
+        ids, labels = g._examples([prompt, prompt], answers, rows=[0, 0])
+    prompts = [row[: lab.count(-100)] for row, lab in zip(ids, labels)]
+    assert prompts[0] == prompts[1] and max(map(len, ids)) <= 24
+    # Alone, the short answer's prompt keeps more of the text.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TruncationWarning)
+        _, alone_labels = g._examples([prompt], answers[:1])
+    assert alone_labels[0].count(-100) > len(prompts[0])
+
+
 def test_dpo_refuses_a_reward_it_would_ignore(policy):
     with pytest.raises(ValueError, match=r"algorithm='dpo' learns from the preference pairs alone.*\['reward'\]"):
         PreferenceTuner(length, policy, algorithm="dpo").fit(PAIRS)
@@ -399,6 +414,25 @@ def test_the_policy_gradient_reads_the_probabilities_the_answers_were_sampled_wi
         expected = torch.log_softmax(logits / 0.7, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         got, _ = _causal.token_logprobs(policy.network_, ids, torch.ones_like(ids), labels, 0.7)
     torch.testing.assert_close(got, expected)
+
+
+def test_training_answers_are_drawn_from_the_whole_distribution_whatever_the_generators_top_p(tiny_llama):
+    from skllm._sft import FineTuneGenerator
+
+    narrow = untrained_generator(tiny_llama, max_new_tokens=4, random_state=0, top_p=0.1, do_sample=True)
+    drawn = []
+    real = FineTuneGenerator._generate_ids
+
+    def recording(self, prompts, **kwargs):
+        drawn.append(kwargs.get("top_p"))
+        return real(self, prompts, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FineTuneGenerator, "_generate_ids", recording)
+        tuner = PreferenceTuner(length, narrow, algorithm="rloo", batch_size=2, n_generations=2)
+        quiet_fit(tuner.set_params(epochs=1, random_state=0), PROMPTS[:2])
+    assert drawn and set(drawn) == {1.0}  # token_logprobs reads the whole tempered distribution
+    assert tuner.generator_.top_p == 0.1  # predict keeps the generator's
 
 
 def test_a_bound_predict_of_another_object_taking_prompts_and_completions_is_a_reward(policy):
