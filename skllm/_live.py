@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 
+from ._training import first_non_finite
 from ._version import __version__
 from .exceptions import InconsistentVersionWarning
 
@@ -115,8 +116,8 @@ def check_saved_state(state):
     The cheap check that can run before any model is loaded: a file whose
     arrays were replaced (by hand, or by a format that keeps only some of them)
     fails here, naming the attribute, instead of predicting with other weights.
-    The shapes are checked tensor by tensor when the network is rebuilt
-    (:func:`put_back_trained_state`).
+    The shapes, and that the values are finite, are checked tensor by tensor
+    when the network is rebuilt (:func:`put_back_trained_state`).
     """
     trained, n_params = state.get("trainable_state_"), state.get("n_trainable_params_")
     if trained is None or n_params is None:
@@ -132,7 +133,7 @@ def check_saved_state(state):
 
 
 def put_back_trained_state(network, trainable_state, what):
-    """Load ``trainable_state_`` into ``network``'s trained parameters, checking names and shapes first.
+    """Load ``trainable_state_`` into ``network``'s trained parameters, checking names, shapes and values first.
 
     ``what`` names the model in the errors (model name and method). The frozen
     rest of the network comes from the backbone.
@@ -155,6 +156,15 @@ def put_back_trained_state(network, trainable_state, what):
                 f"expects {shape}. Was the file altered, or the model changed since fitting?"
             )
     state = {k: torch.from_numpy(np.array(v)) for k, v in trainable_state.items()}
+    # Training stops before it stores a NaN or an infinity (NonFiniteLossError): one here
+    # comes from a damaged file, and would predict one class for every row.
+    position = first_non_finite(state.values())
+    if position is not None:
+        name = list(state)[position]
+        raise ValueError(
+            f"The saved weights of {what} are damaged: trainable_state_[{name!r}] holds NaN or infinite values, "
+            f"which training never stores. Was the file altered? Load an intact copy, or fit again."
+        )
     network.load_state_dict(state, strict=False)
     return network
 

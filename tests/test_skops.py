@@ -226,6 +226,23 @@ def test_skops_file_with_an_array_of_another_shape_is_refused_on_first_use(saved
         _output(model, X)
 
 
+@pytest.mark.parametrize("name", TRAINED)
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_saved_non_finite_weights_are_refused_on_first_use(saved, name, value, texts):
+    skops_file, joblib_file, _, _ = _case(saved, name)
+    tensor, entry = list(_trained_arrays(_schema(skops_file)[0]).items())[-1]
+    with zipfile.ZipFile(skops_file) as archive:
+        array = np.load(io.BytesIO(archive.read(entry)))
+    altered = _replace_entry(skops_file, entry, np.full_like(array, value))
+    from_skops = sio.load(altered, trusted=skllm.trusted_types())  # same sizes and shapes
+    from_joblib = joblib.load(joblib_file)
+    _estimator(from_joblib).trainable_state_[tensor][...] = value
+    X, _ = case_data(CASES[name][1], texts)
+    for model in from_skops, from_joblib:
+        with pytest.raises(ValueError, match=rf"trainable_state_\['{tensor}'\] holds NaN or infinite values"):
+            _output(model, X)
+
+
 def test_tuner_history_loads_as_the_same_dataframe(saved):
     import pandas as pd
 
