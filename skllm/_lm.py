@@ -188,12 +188,13 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
         """The endpoint's answers to ``prompts`` (chat messages); the usage is added to ``usage_``."""
         chat = self.model_name
         self.model_.follow(chat)  # set_params may have swapped it for one with another key or timeout
+        # usage_ is replaced, never updated in place: a shallow copy of the estimator counts its own requests.
         try:
             answers, usage = self.model_.ask(prompts, max_tokens=chat.max_tokens or max_tokens, logprobs=logprobs)
         except APIRequestError as exc:
-            add_usage(self.usage_, exc.usage)  # the requests answered before the failure are billed too
+            self.usage_ = add_usage(dict(self.usage_), exc.usage)  # those answered before the failure are billed
             raise
-        add_usage(self.usage_, usage)
+        self.usage_ = add_usage(dict(self.usage_), usage)
         return answers
 
     def _fit_prompts(self, texts, selections, render):

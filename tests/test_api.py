@@ -136,6 +136,18 @@ def test_a_deep_copy_keeps_the_key_and_a_base_url_may_carry_spaces(fake_chat, tm
     assert copy.deepcopy(clf).fit().predict(["great film"]).tolist() == ["pos"]
 
 
+def test_a_shallow_copy_counts_its_own_requests(fake_chat):
+    import copy
+
+    clf = ZeroShotClassifier(_chat(fake_chat), cache_dir=None).fit(X[:2], Y[:2])
+    clf.predict(X[:4])
+    before = dict(clf.usage_)
+    copied = copy.copy(clf)
+    copied.predict(X[2:])
+    assert clf.usage_ == before
+    assert copied.usage_["requests"] == before["requests"] + len(X[2:])
+
+
 def test_the_endpoints_parameters_set_after_fit_are_refused_until_the_next_fit(fake_chat, tmp_path):
     clf = ZeroShotClassifier(_chat(fake_chat), classes=["neg", "pos"], calibration=None, cache_dir=str(tmp_path)).fit()
     clf.set_params(model_name__max_concurrency=2, model_name__timeout=9.0)  # how it is reached: fine
