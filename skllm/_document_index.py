@@ -7,7 +7,6 @@ and rebuilt after changes that they cannot follow in place.
 """
 
 import numbers
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,8 +15,10 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
 from ._chunking import chunk_spans
+from ._embed import check_stored_vectors
 from ._index_files import (
     check_array_digests,
+    check_ids,
     holds_a_path,
     read_documents,
     read_index_files,
@@ -28,9 +29,10 @@ from ._lexical import BM25, RRF_K, reciprocal_rank_fusion
 from ._search import BACKENDS, FAISS_INT_MAX, SEARCHES, build_search_index, faiss_module, search_index
 from ._selection import resolve_embedder
 from ._training import keep_state_on_error
-from ._validation import check_choice, check_int, check_labels, check_texts, is_missing
+from ._validation import check_choice, check_int, check_texts
 
 RETRIEVALS = ("hybrid", "dense", "lexical")
+_REMEDY = "Build the index again (fit), or restore the model files it was saved with."
 # Each ranking fused by ``retrieval="hybrid"`` contributes its best max(k, FUSION_DEPTH) chunks.
 FUSION_DEPTH = 100
 
@@ -122,6 +124,10 @@ class DocumentIndex(BaseEstimator):
     ----------
     embedder_ : TransformerEmbedder
         The fitted embedder.
+    model_identity_ : str
+        The model files the stored vectors were made with (the embedder's
+        ``model_identity_`` at fit), kept through saves: a loaded copy warns
+        at its first embedding if the files have changed since.
     n_documents_, n_chunks_ : int
         Documents and chunks held (after removals).
     backend_ : str
@@ -215,6 +221,7 @@ class DocumentIndex(BaseEstimator):
         with keep_state_on_error(self):  # a refused fit leaves the index as it was
             self.backend_ = self._validate()
             self.embedder_ = resolve_embedder(self.embedder).fit()
+            self.model_identity_ = self.embedder_.model_identity_
             if not self.embedder_.normalize:
                 raise ValueError(
                     "The index ranks chunks by cosine similarity, the inner product of unit vectors; an embedder with "
@@ -253,7 +260,7 @@ class DocumentIndex(BaseEstimator):
         start_id = self._next_id
         if ids is None:
             ids = list(range(start_id, start_id + len(texts)))
-        ids = _check_ids(ids)
+        ids = check_ids(ids)
         if len(ids) != len(texts):
             raise ValueError(f"documents has {len(texts)} entries but ids has {len(ids)}.")
         seen = set()
@@ -278,6 +285,7 @@ class DocumentIndex(BaseEstimator):
                 f"at positions {bad[:10]}: {kinds}. Use {{}} for a document without metadata."
             )
         self.embedder_._ensure_live()  # its tokenizer is not pickled
+        check_stored_vectors(self, "index", _REMEDY)
         tokenizer = self.embedder_.tokenizer_
         chunks, owners, spans = [], [], []
         for doc_id, text in zip(ids, texts):
@@ -314,7 +322,7 @@ class DocumentIndex(BaseEstimator):
     def remove(self, ids):
         """Remove the documents with these ids; unknown ids raise a ``KeyError``, repeated ids a ``ValueError``."""
         check_is_fitted(self, "embedder_")
-        ids = _check_ids(ids)
+        ids = check_ids(ids)
         seen = set()
         repeated = [i for i in ids if i in seen or seen.add(i)]
         if repeated:
@@ -371,13 +379,16 @@ class DocumentIndex(BaseEstimator):
         queries = check_texts(texts, name="texts", estimator=self)
         if self.n_chunks_ == 0:
             return [[] for _ in queries]
+        if self.retrieval != "lexical":
+            vectors = self.embedder_.transform(queries)
+            check_stored_vectors(self, "index", _REMEDY)
         if self.retrieval == "dense":
-            ranked = zip(*self.search_vectors(self.embedder_.transform(queries), k))
+            ranked = zip(*self.search_vectors(vectors, k))
         elif self.retrieval == "lexical":
             ranked = zip(*self.search_words(queries, k))
         else:
             depth = max(k, FUSION_DEPTH)
-            _, dense = self.search_vectors(self.embedder_.transform(queries), depth)
+            _, dense = self.search_vectors(vectors, depth)
             words, lexical = self.search_words(queries, depth)
             lexical = np.where(words > 0, lexical, -1)  # a chunk sharing no word is not in that ranking
             fused = reciprocal_rank_fusion(list(zip(dense, lexical)), k, RRF_K)
@@ -472,6 +483,7 @@ class DocumentIndex(BaseEstimator):
         state = dict(super().__getstate__())
         state.pop("_search_index", None)  # derived; rebuilt on the first query
         state.pop("_lexical", None)
+        state.pop("_vectors_checked", None)  # each loaded copy checks its model files again
         if "_docs" in state:  # (id, (text, metadata)) pairs: skops writes a dict's keys as JSON, tuple ids fail
             state["_docs"] = list(state["_docs"].items())
         return state
@@ -481,6 +493,8 @@ class DocumentIndex(BaseEstimator):
         state.setdefault("retrieval", "dense")
         if isinstance(state.get("_docs"), list):
             state["_docs"] = dict(state["_docs"])
+        if "embedder_" in state:  # pickled before the index kept its own record: the embedder's, as pickled
+            state.setdefault("model_identity_", state["embedder_"].model_identity_)
         super().__setstate__(state)
 
     def save(self, path):
@@ -516,7 +530,7 @@ class DocumentIndex(BaseEstimator):
             "chunk_span": self._chunk_span,
             "next_id": self._next_id,
             # The model files the vectors were made with: load() warns if the model has changed since.
-            "model_identity": self.embedder_.model_identity_,
+            "model_identity": self.model_identity_,
         }
         return write_index_files(Path(path), state, {"vectors.npy": self._vectors, "alive.npy": self._alive})
 
@@ -544,16 +558,8 @@ class DocumentIndex(BaseEstimator):
                 f"index.json ({index.embedder_.model_name!r}) makes vectors of width {index.embedder_.embedding_dim_}."
             )
         check_array_digests(folder, state)
-        saved_identity = state.get("model_identity")  # older saves hold none
-        if saved_identity is not None and saved_identity != index.embedder_.model_identity_:
-            warnings.warn(
-                f"The files of model {index.embedder_.model_name!r} changed since this index was saved "
-                f"({saved_identity} -> {index.embedder_.model_identity_}): queries are embedded by the new model and "
-                f"the stored vectors by the old one, so their scores mean nothing. Build the index again (fit), or "
-                f"restore the model files it was saved with.",
-                UserWarning,
-                stacklevel=2,
-            )
+        index.model_identity_ = state.get("model_identity", index.embedder_.model_identity_)  # older saves: none
+        check_stored_vectors(index, "index", _REMEDY)
         index._set_chunk_size()
         index._docs, index._chunk_doc, index._chunk_span = read_documents(folder, state, alive)
         index._next_id = state["next_id"]
@@ -571,26 +577,6 @@ def _copied(value):
     if isinstance(value, list):
         return [_copied(v) for v in value]
     return value
-
-
-def _check_ids(ids):
-    """``ids`` as a list, or a ``ValueError`` naming the ids that cannot identify a document."""
-    ids = check_labels(ids, "ids")
-    bad = []
-    for position, value in enumerate(ids):
-        if is_missing(value):
-            bad.append(f"{value!r} at position {position} (a missing id)")
-            continue
-        try:
-            hash(value)
-        except TypeError:
-            bad.append(f"{type(value).__name__} {value!r:.40} at position {position} (not hashable)")
-    if bad:
-        raise ValueError(
-            f"ids must be hashable values such as str, int or tuples, never None or NaN; got {len(bad)} that "
-            f"cannot identify a document: {'; '.join(bad[:10])}."
-        )
-    return ids
 
 
 def _whole(number):

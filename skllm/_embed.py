@@ -1,6 +1,7 @@
 """TransformerEmbedder: a frozen transformer as a cached scikit-learn transformer."""
 
 import logging
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
@@ -382,3 +383,26 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         if self.normalize:
             vectors = l2_normalize(vectors)
         return vectors[inverse]
+
+
+def check_stored_vectors(owner, what, remedy):
+    """Warn where ``owner.embedder_`` embeds with other model files than ``owner``'s stored vectors were made with.
+
+    ``owner.model_identity_`` records those files at fit. The embedder's own
+    record follows the files it loads after unpickling (its cache keys must name
+    them), so a copy saved again since would have lost the old identity, and
+    the warning with it. Checked at the first embedding of each loaded copy:
+    ``owner`` leaves ``_vectors_checked`` out of its pickles.
+    """
+    if getattr(owner, "_vectors_checked", False):
+        return
+    owner._vectors_checked = True
+    fitted, embedder = owner.model_identity_, owner.embedder_
+    if fitted is not None and fitted != embedder.model_identity_:
+        warnings.warn(
+            f"The files of model {embedder.model_name!r} changed since this {what} was saved ({fitted} -> "
+            f"{embedder.model_identity_}): texts are now embedded by the new model and the stored vectors by the "
+            f"old one, so their scores mean nothing. {remedy}",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -4,6 +4,7 @@ Nothing in it is pickled: the state is JSON, the arrays are read with
 ``allow_pickle=False``. Each file is written whole (under a temporary name,
 then renamed), the arrays first and ``index.json`` last, which records a digest
 of each array, so files left from two different saves are refused on reading.
+The document ids it holds are checked here too, as given and as read back.
 """
 
 import hashlib
@@ -13,6 +14,8 @@ import math
 import os
 
 import numpy as np
+
+from ._validation import check_labels, is_missing
 
 _FORMAT = 1
 _STATE_KEYS = ("params", "documents", "chunk_doc", "chunk_span", "next_id")
@@ -213,6 +216,26 @@ def damaged_contents(docs, chunk_doc, chunk_span, alive, next_id, saved_document
     if not isinstance(next_id, int) or isinstance(next_id, bool):
         return f"next_id must be an integer, got {next_id!r}"
     return None
+
+
+def check_ids(ids):
+    """``ids`` as a list, or a ``ValueError`` naming the ids that cannot identify a document."""
+    ids = check_labels(ids, "ids")
+    bad = []
+    for position, value in enumerate(ids):
+        if is_missing(value):
+            bad.append(f"{value!r} at position {position} (a missing id)")
+            continue
+        try:
+            hash(value)
+        except TypeError:
+            bad.append(f"{type(value).__name__} {value!r:.40} at position {position} (not hashable)")
+    if bad:
+        raise ValueError(
+            f"ids must be hashable values such as str, int or tuples, never None or NaN; got {len(bad)} that "
+            f"cannot identify a document: {'; '.join(bad[:10])}."
+        )
+    return ids
 
 
 def holds_a_path(doc_id):

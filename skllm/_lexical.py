@@ -11,6 +11,9 @@ source, so the choice rests on BM25 being the ranking that retrieval stacks
 use and tune (term-frequency saturation, length normalisation with ``b``).
 """
 
+import functools
+import unicodedata
+
 import numpy as np
 
 # Okapi BM25 constants (Robertson & Zaragoza; Lucene's defaults).
@@ -41,7 +44,9 @@ class BM25:
     def __init__(self, texts, k1=BM25_K1, b=BM25_B):
         from sklearn.feature_extraction.text import CountVectorizer
 
-        self.vectorizer = CountVectorizer(token_pattern=TOKEN_PATTERN, strip_accents="unicode", dtype=np.float32)
+        self.vectorizer = CountVectorizer(
+            token_pattern=TOKEN_PATTERN, strip_accents=strip_latin_accents, dtype=np.float32
+        )
         try:
             counts = self.vectorizer.fit_transform(texts).tocsr()
         except ValueError:  # no word at all in any text (empty chunks only)
@@ -75,6 +80,33 @@ class BM25:
         in index order, so that ``k`` rows are always returned (when there are).
         """
         return top_k(self.scores(queries), k)
+
+
+def strip_latin_accents(text):
+    """``text`` without the accents of Latin letters ("café" as "cafe"); the marks of other scripts stay.
+
+    scikit-learn's ``strip_accents="unicode"`` drops every combining mark after
+    NFKD, which merges words that differ by a letter in other scripts: "が" and
+    "か", "パ" and "バ" (a voicing mark), "й" and "и". Here a mark is dropped only
+    after a Latin letter, and what remains is composed again (NFC), so "が" is
+    one character, as typed. The compatibility forms (full-width "Ａ",
+    half-width "ｶﾞ") are still read as their plain letters.
+    """
+    if text.isascii():
+        return text
+    kept, base = [], ""
+    for char in unicodedata.normalize("NFKD", text):
+        if not unicodedata.combining(char):
+            base = char
+        elif base and _is_latin(base):
+            continue
+        kept.append(char)
+    return unicodedata.normalize("NFC", "".join(kept))
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_latin(char):
+    return char.isascii() or unicodedata.name(char, "").startswith("LATIN ")
 
 
 def top_k(scores, k):

@@ -230,6 +230,10 @@ class NearestSelection(ExampleSelection):
         The fitted embedder (no weights pickled); ``None`` with ``retrieval="lexical"``.
     embeddings_ : ndarray of shape (n_pool, dim) or None
         The pool's embeddings; ``None`` with ``retrieval="lexical"``.
+    model_identity_ : str or None
+        The model files ``embeddings_`` were made with (the embedder's
+        ``model_identity_`` at fit), kept through pickles: a loaded copy warns
+        at its first embedding if the files have changed since.
     pool_ : list of str or None
         The pool's texts, for the BM25 ranking (``None`` with ``retrieval="dense"``).
     labels_ : list
@@ -253,8 +257,15 @@ class NearestSelection(ExampleSelection):
         self.balance = balance
         self.retrieval = retrieval
 
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_vectors_checked", None)  # each loaded copy checks its model files again
+        return state
+
     def __setstate__(self, state):
         state.setdefault("retrieval", "dense")  # pickled before `retrieval` existed
+        if state.get("embedder_") is not None:  # pickled before it kept its own record: the embedder's, as pickled
+            state.setdefault("model_identity_", state["embedder_"].model_identity_)
         super().__setstate__(state)
 
     def fit(self, X, y, *, n_examples=4, random_state=None):
@@ -262,9 +273,10 @@ class NearestSelection(ExampleSelection):
         check_choice(self.retrieval, "retrieval", ("dense", "lexical", "hybrid"))
         embedder = resolve_embedder(self.embedder)
         X, y, k = self._check_pool(X, y, n_examples)
-        self.embedder_ = self.embeddings_ = self.pool_ = None
+        self.embedder_ = self.embeddings_ = self.pool_ = self.model_identity_ = None
         if self.retrieval != "lexical":
             self.embedder_ = embedder.fit()
+            self.model_identity_ = self.embedder_.model_identity_
             self.embeddings_ = self.embedder_.transform(X)
         if self.retrieval != "dense":
             self.pool_ = [str(text) for text in X]
@@ -274,10 +286,15 @@ class NearestSelection(ExampleSelection):
 
     def _rankings(self, X):
         """The whole pool ranked for each text of ``X``, best first."""
+        from ._embed import check_stored_vectors
         from ._lexical import BM25, reciprocal_rank_fusion
 
         if self.embeddings_ is not None:
-            dense = np.argsort(-(self.embedder_.transform(X) @ self.embeddings_.T), axis=1, kind="stable")
+            vectors = self.embedder_.transform(X)
+            check_stored_vectors(
+                self, "NearestSelection", "Fit it again, or restore the model files it was fitted with."
+            )
+            dense = np.argsort(-(vectors @ self.embeddings_.T), axis=1, kind="stable")
             if getattr(self, "pool_", None) is None:  # also a selection pickled before `retrieval`
                 return dense
         # Built per call from the pool's texts: cheap for a pool, and no private object in the pickle.

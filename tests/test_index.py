@@ -75,6 +75,21 @@ def test_bm25_reads_chinese_and_japanese_characters_as_words():
     assert scores[0][0] > 0 and scores[0][1] == 0  # a katakana run is one word
 
 
+def test_bm25_strips_the_accents_of_latin_letters_only():
+    from skllm._lexical import BM25
+
+    scores, ranked = BM25(["café au lait", "CAFE noir", "thé"]).top(["Café"], 3)
+    assert sorted(ranked[0][:2].tolist()) == [0, 1] and scores[0][1] > 0 and scores[0][2] == 0
+    # A voicing mark makes another word: が is not か, パ and バ are not ハ (nor й и).
+    scores, ranked = BM25(["かき", "がき", "天気"]).top(["がき"], 3)
+    assert ranked[0][0] == 1 and scores[0][0] > scores[0][1] > 0  # the second shares き only
+    for texts, query in [(["ハト", "パト", "バト"], "パト"), (["иод", "йод", "код"], "йод")]:
+        scores, ranked = BM25(texts).top([query], 3)
+        assert ranked[0][0] == 1 and scores[0][0] > 0 and scores[0][1:].tolist() == [0, 0]
+    scores, ranked = BM25(["ﾊﾟﾄ", "ﾊﾞﾄ"]).top(["パト"], 2)  # half-width kana: the same words
+    assert ranked[0][0] == 0 and scores[0][0] > 0 and scores[0][1] == 0
+
+
 def test_fit_query_and_hits(embedder, backend):
     index = DocumentIndex(embedder, chunk_size=20, chunk_overlap=4, backend=backend)
     index.fit(DOCS, ids=["a", "b", "c", "d"], metadata=[{"n": i} for i in range(4)])
@@ -657,10 +672,17 @@ def test_search_parameters_set_after_fit_are_checked_and_take_effect_at_the_next
         numpy_index.set_params(search="hnsw").query(["film"])
 
 
+def _retrain_in_place(folder):
+    from transformers import BertModel
+
+    model = BertModel.from_pretrained(folder)
+    with torch.no_grad():
+        model.embeddings.word_embeddings.weight.mul_(-1)
+    model.save_pretrained(folder)
+
+
 def test_load_warns_when_the_model_files_changed_since_the_save(tiny_bert, cache_dir, tmp_path):
     import shutil
-
-    from transformers import BertModel
 
     folder = shutil.copytree(tiny_bert, tmp_path / "model")
     index = DocumentIndex(TransformerEmbedder(str(folder), cache_dir=cache_dir), backend="numpy").fit(DOCS[:2])
@@ -668,12 +690,47 @@ def test_load_warns_when_the_model_files_changed_since_the_save(tiny_bert, cache
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         DocumentIndex.load(saved)  # unchanged: no warning
-    model = BertModel.from_pretrained(folder)
-    with torch.no_grad():
-        model.embeddings.word_embeddings.weight.mul_(-1)
-    model.save_pretrained(folder)  # the model retrained in place
+    _retrain_in_place(folder)
     with pytest.warns(UserWarning, match="changed since this index was saved.*Build the index again"):
         DocumentIndex.load(saved)
+
+
+@pytest.mark.filterwarnings("ignore:The files of model .* changed since this model was fitted")
+def test_the_warning_that_the_model_files_changed_outlives_saving_and_pickling_again(tiny_bert, cache_dir, tmp_path):
+    import shutil
+
+    from skllm import NearestSelection
+
+    folder = shutil.copytree(tiny_bert, tmp_path / "model")
+    embedder = TransformerEmbedder(str(folder), cache_dir=cache_dir)
+    index = DocumentIndex(embedder, backend="numpy").fit(DOCS[:2])
+    selection = NearestSelection(embedder).fit(DOCS[:2], ["a", "b"], n_examples=1)
+    pickled, saved = pickle.dumps((index, selection)), index.save(tmp_path / "idx")
+    _retrain_in_place(folder)
+    changed = "changed since this (index|NearestSelection) was saved"
+    with pytest.warns(UserWarning, match=changed):
+        loaded = DocumentIndex.load(saved)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded.query(["film"])  # told once per loaded copy
+    index, selection = pickle.loads(pickled)
+    with pytest.warns(UserWarning, match=changed):
+        index.query(["film"])  # the embedder now records the new files
+    with pytest.warns(UserWarning, match=changed):
+        selection.select(["film"])
+    # The vectors are still the old model's, however often the index is saved again.
+    for again in (loaded, index):
+        with pytest.warns(UserWarning, match=changed):
+            DocumentIndex.load(again.save(tmp_path / "again"))
+    index, selection = pickle.loads(pickle.dumps((index, selection)))
+    with pytest.warns(UserWarning, match=changed):
+        index.query(["film"])
+    with pytest.warns(UserWarning, match=changed):
+        selection.select(["film"])
+    refitted = index.fit(DOCS[:2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DocumentIndex.load(refitted.save(tmp_path / "refitted")).query(["film"])
 
 
 def test_an_embedder_with_a_path_cache_dir_saves_and_loads(tiny_bert, tmp_path):
