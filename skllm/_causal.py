@@ -174,3 +174,21 @@ def sequence_loss(network, input_ids, attention_mask, labels):
     return torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE
     )
+
+
+def mean_token_loss(network, ids, labels, rows, pad_id, device, dtype, batch_size):
+    """Mean loss per target token of the pairs ``rows`` of ``ids`` and ``labels``, without training."""
+    import torch
+
+    from ._device import autocast
+
+    total, count = 0.0, 0
+    network.eval()
+    with torch.inference_mode(), autocast(device, dtype):
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
+            input_ids, mask, batch_labels = pad_examples(ids, labels, batch, pad_id, device)
+            logp, scored = token_logprobs(network, input_ids, mask, batch_labels)
+            total -= float(logp.sum())
+            count += int(scored.sum())
+    return total / max(count, 1)

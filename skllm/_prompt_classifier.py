@@ -142,8 +142,7 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             raise ValueError(f"A label wording encodes to no token: {self.label_words_!r}.")
         same = [w for w, ids in zip(self.label_words_, self.label_ids_) if self.label_ids_.count(ids) > 1]
         if same:
-            # A tokenizer that normalises (NFC, lower case) can give two strings one encoding:
-            # their scores would be equal and the first class would win every tie.
+            # A tokenizer that normalises (NFC, lower case) can give two strings one encoding: equal scores.
             raise ValueError(
                 f"The class wordings {same!r} encode to the same tokens for this model's tokenizer, so the model "
                 f"cannot tell them apart; set label_words."
@@ -226,9 +225,8 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         if method == "domain":
             self.label_prior_ = scores[0]
         else:
-            # The mean class probabilities, in log space (no underflow to a probability of 0):
-            # averaged within each class of y, then over the classes, so that a class short of
-            # texts (fewer than its share of CALIBRATION_TEXTS) weighs as much as the others.
+            # The mean class probabilities, in log space (no underflow to 0): within each class of y, then
+            # over the classes, so that a class short of texts weighs as much as the others.
             log_p = log_softmax(scores, axis=1)
             means = [logsumexp(log_p[groups == g], axis=0) - np.log((groups == g).sum()) for g in np.unique(groups)]
             prior = logsumexp(means, axis=0) - np.log(len(means))

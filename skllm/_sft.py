@@ -9,7 +9,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._cache import resolve_cache_dir
-from ._causal import build_example, check_generative_method, pad_examples, sequence_loss
+from ._causal import build_example, check_generative_method, mean_token_loss, pad_examples, sequence_loss
 from ._device import autocast, resolve_device, resolve_dtype, restore_placement
 from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
 from ._lm import check_template
@@ -492,7 +492,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
                 return sequence_loss(network, input_ids, mask, batch_labels), len(batch)
 
         def validate():
-            return -self._mean_loss(network, ids, labels, valid_rows, device)
+            return -mean_token_loss(network, ids, labels, valid_rows, pad, device, self.dtype_, self.batch_size)
 
         result = train_epochs(
             optimisation,
@@ -508,24 +508,6 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         self.validation_scores_ = result.validation_scores
         # None without early stopping, not a previous fit's score.
         self.best_validation_score_ = result.best_validation_score
-
-    def _mean_loss(self, network, ids, labels, rows, device):
-        """Mean loss per target token of the pairs ``rows``, without training."""
-        import torch
-
-        from ._causal import token_logprobs
-
-        pad = pad_token_id(self.tokenizer_)
-        total, count = 0.0, 0
-        network.eval()
-        with torch.inference_mode(), autocast(device, self.dtype_):
-            for start in range(0, len(rows), self.batch_size):
-                batch = rows[start : start + self.batch_size]
-                input_ids, mask, batch_labels = pad_examples(ids, labels, batch, pad, device)
-                logp, scored = token_logprobs(network, input_ids, mask, batch_labels)
-                total -= float(logp.sum())
-                count += int(scored.sum())
-        return total / max(count, 1)
 
     # -- generation -------------------------------------------------------------------------
     def _generate_ids(
