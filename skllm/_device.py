@@ -28,6 +28,10 @@ def resolve_device(device, *, param="device"):
         raise ValueError(
             f"{param}={device!r} is not a valid device; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
         ) from exc
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{param}={device!r} is not supported; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+    if resolved.type == "cpu" and resolved.index not in (None, 0):
+        raise ValueError(f"{param}={device!r}: torch has one CPU device, which uses every core; use 'cpu'.")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"{param}={device!r} but CUDA is not available on this machine.")
     if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():

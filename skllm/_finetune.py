@@ -69,9 +69,10 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         starts from its weights: training begins where a linear model on
         frozen features ends (linear probing then fine-tuning, Kumar et al.,
         2022). It costs one forward pass over the training texts; for the
-        methods that start as the frozen backbone (LoRA, adapters, full,
-        partial) it is read from the embedding cache (``cache_dir``), so a
-        cross-validation or grid search runs it once for all its fits.
+        methods that start as the frozen backbone (LoRA, adapters, full, and
+        partial with ``cache_frozen=False``) it is read from the embedding
+        cache (``cache_dir``), so a cross-validation or grid search runs it
+        once for all its fits.
         ``"random"``: PyTorch's default initialisation.
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the loss; a dict maps labels of ``y`` to

@@ -46,6 +46,8 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
     """Training machinery shared by the classifier and the regressor."""
 
     _live_attributes = ("network_", "tokenizer_")
+    # What fit builds the network from: set after fit, predict would ignore it (refused until the next fit).
+    _load_params = ("model_name", "revision", "method", "pooling", "max_length", "dtype", "device")
     _rows_are = "texts"  # what one row of the training data is, in messages
     _min_validation = 1  # validation rows the validation score needs
     _one_output_per_row = True  # the network gives one output row per training row, in order
@@ -173,7 +175,9 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         consequence = "its frozen weights now come from the new files."
         check_fitted_files(self.model_identity_, source, self.model_name, consequence)
         backbone, tokenizer = load_backbone(source, device)
-        network = self._rebuild_network(backbone)
+        # Building draws initial weights (then replaced): from a forked generator, as in fit, not the user's.
+        with training_context(0, device):
+            network = self._rebuild_network(backbone)
         network = self.method_.for_inference(network)
         network.to(device).eval()
         self.network_, self.tokenizer_ = network, tokenizer

@@ -351,7 +351,8 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         consequence = "its frozen weights now come from the new files."
         check_fitted_files(self.model_identity_, source, self.model_name, consequence)
         lm, tokenizer = load_backbone(source, device, kind="causal-lm")
-        network = self._network_from_state(lm, device)
+        with training_context(0, device):  # initial weights (then replaced) drawn apart from the user's generator
+            network = self._network_from_state(lm, device)
         network.eval()
         self.network_, self.tokenizer_ = network, tokenizer
 

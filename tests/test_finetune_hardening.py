@@ -1,5 +1,6 @@
 """Edge cases of the fine-tuners' inputs, the method contract, restoring and the training loop."""
 
+import copy
 import inspect
 import os
 import pickle
@@ -512,3 +513,31 @@ def test_a_class_of_one_text_is_trained_on_never_only_held_out_for_early_stoppin
         train_test_split(rows, test_size=0.25, random_state=3, stratify=stratifiable),
     ):
         np.testing.assert_array_equal(part, expected)
+
+
+@pytest.mark.parametrize(
+    "params", [{"method__r": 2}, {"method": "full"}, {"pooling": "cls"}, {"max_length": 8}, {"dtype": "bfloat16"}]
+)
+def test_network_settings_set_after_fit_are_refused_by_name_not_ignored(tiny_bert, cache_dir, texts, params):
+    clf = FineTuneClassifier(**head(tiny_bert, cache_dir, method="lora", epochs=1)).fit(*texts)
+    proba = clf.predict_proba(texts[0])
+    name = next(iter(params)).split("__")[0]
+    original = copy.deepcopy(clf.get_params(deep=False)[name])
+    clf.set_params(**params)
+    with pytest.raises(ValueError, match=rf"fitted with {name}=.*take effect at the next fit"):
+        clf.predict(texts[0])
+    clf.set_params(**{name: original})
+    np.testing.assert_array_equal(clf.predict_proba(texts[0]), proba)  # set back: as fitted
+
+
+@pytest.mark.parametrize("method", ["lora", "adapter", "prefix"])
+def test_loading_a_fitted_model_leaves_the_users_random_state_alone(tiny_bert, cache_dir, texts, method):
+    import torch
+
+    clf = FineTuneClassifier(**head(tiny_bert, cache_dir, method=method, epochs=1)).fit(*texts)
+    restored = pickle.loads(pickle.dumps(clf))
+    torch.manual_seed(0)
+    restored.predict(texts[0][:2])  # rebuilds the network
+    drawn = torch.rand(1).item()
+    torch.manual_seed(0)
+    assert drawn == torch.rand(1).item()
