@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._finetune_base import _FineTuneBase
 from ._training import keep_state_on_error
-from ._validation import check_texts
+from ._validation import check_texts, differing_by_spaces
 from .exceptions import TruncationWarning
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
@@ -54,11 +54,9 @@ def _column(frame, column, name):
 def expand_rankings(frame, name="pairs"):
     """``(prompts, chosen, rejected)`` from ranked responses: every better-ranked one against every worse one.
 
-    ``frame`` has columns ``prompt``, ``response`` and ``rank`` (lower is
-    better: 1 is the best). Responses of equal rank express no preference and
-    are not paired with each other; a prompt whose responses all share one
-    rank gives no pair. A fourth list holds each pair's source: the index
-    labels of its chosen and rejected rows.
+    ``frame`` has columns ``prompt``, ``response`` and ``rank`` (lower is better: 1 is the
+    best). Responses of equal rank are not paired (a prompt whose responses share one rank
+    gives no pair). A fourth list holds each pair's chosen and rejected rows by index label.
     """
     prompts = _column(frame, "prompt", name)
     responses = _column(frame, "response", name)
@@ -69,6 +67,9 @@ def expand_rankings(frame, name="pairs"):
     if bad:
         raise ValueError(f"{name}['rank'] must hold finite numbers; rows {bad[:10]} do not ({ranks[bad[0]]!r}).")
     ranks = [r.item() if isinstance(r, np.generic) else r for r in ranks]  # plain numbers, whatever the dtype
+    spaced = differing_by_spaces(prompts)
+    if spaced:  # their responses would be ranked in two groups, each without the other's
+        raise ValueError(f"{name} holds prompts that differ only by surrounding spaces: {spaced[0]!r}; strip them.")
     groups = {}
     for i, p in enumerate(prompts):
         groups.setdefault(p, []).append(i)

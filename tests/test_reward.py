@@ -80,6 +80,16 @@ def test_a_rank_column_of_objects_and_a_frame_index_are_read_as_given():
         preference_pairs(shifted)
 
 
+def test_ranked_prompts_that_differ_only_by_spaces_are_refused():
+    # "review the film " would be a prompt of its own: its response, alone there, would be in no pair.
+    ranked = pd.DataFrame(
+        {"prompt": ["review the film"] * 2 + ["review the film "], "response": ["a", "b", "c"], "rank": [1, 3, 2]}
+    )
+    with pytest.raises(ValueError, match=r"prompts that differ only by surrounding spaces: \['review the film'"):
+        preference_pairs(ranked)
+    assert len(preference_pairs(ranked.assign(prompt=ranked["prompt"].str.strip()))[0]) == 3
+
+
 def test_a_misspelt_prompt_column_is_named_not_read_as_no_prompt(fitted):
     with pytest.raises(
         ValueError, match=r"no 'prompt' column but has 'Prompt'.*rename\(columns=\{'Prompt': 'prompt'\}\)"
