@@ -83,7 +83,8 @@ def _read_json(path, lines):
     # names stay strings ("1" is a name, not the number 1). From pandas 3, dtype=False covers the
     # dates (convert_dates is deprecated there); pandas 2 needs it said.
     dates = {"convert_dates": False} if int(pd.__version__.split(".")[0]) < 3 else {}
-    frame = pd.read_json(path, lines=lines, dtype=False, convert_axes=False, **dates)
+    # utf-8-sig: a byte-order mark, as some editors write, is read past (as for CSV), not refused.
+    frame = pd.read_json(path, lines=lines, dtype=False, convert_axes=False, encoding="utf-8-sig", **dates)
     if frame.shape[1] == 0:
         raise pd.errors.EmptyDataError("no rows")
     return frame
@@ -323,7 +324,8 @@ def compare(args):
     table.to_csv(out / "results.csv", index=False)
     shown = shown_table(table)
     try:
-        (out / "results.md").write_text(shown.to_markdown(index=False, floatfmt=".3g") + "\n")
+        cells = shown.apply(lambda c: c.str.replace("|", "\\|") if c.dtype == object else c)  # a | ends a cell
+        (out / "results.md").write_text(cells.to_markdown(index=False, floatfmt=".3g") + "\n")
     except ImportError:  # tabulate is in the [compare] extra; the results, the plot and the model do not need it
         print("results.md not written: it needs tabulate (pip install 'skllm-toolkit[compare]')")
         (out / "results.md").unlink(missing_ok=True)

@@ -71,6 +71,9 @@ def test_cli_end_to_end_and_resume(data_file, tmp_path, tiny_bert, tiny_llama, c
     assert run(data_file, out, tiny_bert, "no-such-org/no-such-model", cache_dir, "--methods", "zero-shot") == 1
     assert pd.read_csv(out / "results.csv")["status"].tolist() == ["failed"]
     assert not (out / "best_model.joblib").exists() and not (out / "results.png").exists()
+    # The error, whatever its line breaks or bars, stays in its cell: a header, a rule and one row.
+    lines = (out / "results.md").read_text().splitlines()
+    assert len(lines) == 3 and lines[2].count(" | ") == lines[0].count(" | ")
 
 
 def test_a_failing_method_is_reported_and_the_others_go_on(texts, tiny_bert, tiny_llama, cache_dir):
@@ -135,6 +138,9 @@ def test_cells_are_read_as_written(tmp_path):
     wide = tmp_path / "wide.csv"  # an integer too large for a float
     wide.write_text(f"review,n\nok,{'1' * 400}\nbad,2\n")
     assert read_table(wide)["n"].tolist() == [int("1" * 400), 2]
+    marked = tmp_path / "marked.jsonl"  # a byte-order mark, as some editors write, is read past
+    marked.write_bytes(b"\xef\xbb\xbf" + lines.read_bytes())
+    assert read_table(marked)["sentiment"].tolist() == ["01", "1"]
     array = tmp_path / "data.json"  # an array of records under .json
     array.write_text('[{"review": "ok", "sentiment": 1}, {"review": "bad", "sentiment": 0}]')
     assert read_table(array)["sentiment"].tolist() == [1, 0]

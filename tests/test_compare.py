@@ -173,6 +173,30 @@ def test_a_sample_of_all_rows_but_a_few_keeps_each_class_share():
     check_folds(y, 2, max_samples=23)
     with pytest.raises(ValueError, match=r"class 'rare' has 1"):
         check_folds(np.array(["a", "b"] * 10 + ["rare"]), cv=2, max_samples=20)
+    # A class the sample leaves out entirely is named too, whatever its place in the sorted labels.
+    for rare in ("aaa_rare", "zzz_rare"):
+        y = np.array(["neg"] * 500 + ["pos"] * 498 + [rare] * 2)
+        with pytest.raises(ValueError, match=rf"class '{rare}' has 0 of the 100 sampled"):
+            check_folds(y, cv=2, max_samples=100)
+
+
+def test_copies_of_a_text_go_to_one_fold():
+    from skllm._compare.folds import cut_folds
+
+    texts = np.array([f"text {i % 24}" for i in range(72)], dtype=object)  # each text 3 times
+    y = np.array([i % 2 for i in range(72)])
+    folds = cut_folds(y, 3, multilabel=False, random_state=0, texts=texts)
+    assert sorted(np.concatenate([test for _, test in folds]).tolist()) == list(range(72))
+    for train, test in folds:
+        assert not set(texts[train]) & set(texts[test]) and np.bincount(y[test]).tolist() == [12, 12]
+    plain = cut_folds(y[:24], 3, multilabel=False, random_state=0, texts=texts[:24])  # no copies: the plain folds
+    expected = cut_folds(y[:24], 3, multilabel=False, random_state=0)
+    assert all((a == c).all() and (b == d).all() for (a, b), (c, d) in zip(plain, expected))
+    indicator = np.stack([y, 1 - y], axis=1)
+    for train, test in cut_folds(indicator, 3, multilabel=True, random_state=0, texts=texts):
+        assert not set(texts[train]) & set(texts[test])
+    with pytest.raises(ValueError, match=r"cv=3 folds need 3 distinct texts of class 0, but there are 2"):
+        cut_folds(y[:6], 3, multilabel=False, random_state=0, texts=np.array(["a", "b", "c", "b", "a", "b"]))
 
 
 def test_a_class_with_one_text_asks_for_more_texts_not_fewer_folds():
@@ -312,6 +336,38 @@ def test_a_method_that_overruns_its_estimate_is_stopped_between_folds(texts, tin
     )
     assert table["status"].tolist() == ["skipped", "computed"], messages
     assert "linear-svm: stopped after 1 of 2 folds, it would end after the time budget" in messages
+
+
+class FailsOnAll(ClassifierMixin, BaseEstimator):
+    """Fits the folds, fails on all ``n`` texts (as running out of memory would)."""
+
+    def __init__(self, n=0):
+        self.n = n
+
+    def fit(self, X, y):
+        if len(X) == self.n:
+            raise RuntimeError("out of memory\nwhile fitting | all")
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        return np.repeat(self.classes_[0], len(X))
+
+
+def test_a_failed_refit_keeps_the_folds_results_and_returns_no_model(texts, tiny_bert, cache_dir, monkeypatch):
+    from skllm._compare import run
+
+    n = len(texts[0])
+    monkeypatch.setattr(run, "make_estimator", lambda name, **kw: FailsOnAll(n))
+    messages = []
+    table, best = _compare.run_comparison(
+        *texts, ["logreg"], cv=2, encoder=tiny_bert, llm=None, epochs=1, max_length=64, max_samples=None,
+        time_budget=None, cache_dir=cache_dir, random_state=0, out_dir=None, verbose=0, report=messages.append,
+        refit=True,
+    )  # fmt: skip
+    assert best is None and table["status"].tolist() == ["computed"]
+    assert table.attrs["refit_error"] == "RuntimeError: out of memory while fitting | all"  # one line
+    assert any("The refit of logreg on all the texts failed, so no model is returned" in m for m in messages)
 
 
 def test_memory_and_trained_state_columns(texts, tiny_bert, cache_dir):

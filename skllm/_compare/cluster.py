@@ -110,5 +110,10 @@ def _until(completed, deadline):
 
 
 def refit(client, template, texts, y):
-    """``clone(template).fit(texts, y)`` on a worker; the fitted estimator comes back without its weights' backbone."""
+    """``clone(template).fit(texts, y)``: here without a ``client``, else on a worker (the fitted estimator
+    comes back without its weights' backbone)."""
+    if client is None:
+        from sklearn.base import clone
+
+        return clone(template).fit(list(texts), y)
     return client.submit(_refit_task, template, list(texts), y, pure=False).result()

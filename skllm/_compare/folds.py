@@ -72,7 +72,8 @@ def check_folds(y, cv, *, max_samples=None, random_state=0, names=None):
                 f"{names.get('cv', 'cv')}={cv} with {len(labels)} classes: every class needs {cv} texts, "
                 f"so use at least {cv * len(labels)}."
             )
-        counts = np.bincount(np.searchsorted(labels, subsample(np.asarray(y), max_samples, random_state)[1]))
+        sampled = subsample(np.asarray(y), max_samples, random_state)[1]
+        counts = np.bincount(np.searchsorted(labels, sampled), minlength=len(labels))  # a class left out counts 0
     smallest = int(np.argmin(counts))
     if counts[smallest] < cv:
         sampled = f" of the {max_samples} sampled" if max_samples is not None and max_samples < len(y) else ""
@@ -115,13 +116,32 @@ def _stratified_sample(y, n, random_state):
     return np.concatenate([rng.choice(np.flatnonzero(inverse == i), q, replace=False) for i, q in enumerate(quota)])
 
 
-def cut_folds(y, cv, *, multilabel, random_state):
-    """``cv`` shuffled folds of ``y``: ``[(train rows, test rows), ...]``, stratified unless multi-label."""
-    from sklearn.model_selection import KFold, StratifiedKFold
+def cut_folds(y, cv, *, multilabel, random_state, texts=None):
+    """``cv`` shuffled folds of ``y``: ``[(train rows, test rows), ...]``, stratified unless multi-label.
+
+    Copies of one text in ``texts`` go to one fold, so that no text is tested on after
+    being trained on (which would score memory, not generalisation); without copies
+    the folds are the plain ones.
+    """
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
     # Multi-label folds are plain: stratifying on label sets leaves most sets with one text.
-    splitter = KFold if multilabel else StratifiedKFold
-    return list(splitter(cv, shuffle=True, random_state=random_state).split(np.zeros(len(y)), y))
+    groups = None if texts is None else np.unique(np.asarray(texts, dtype=str), return_inverse=True)[1].ravel()
+    if groups is None or groups.max() + 1 == len(groups):
+        splitter = KFold if multilabel else StratifiedKFold
+        return list(splitter(cv, shuffle=True, random_state=random_state).split(np.zeros(len(y)), y))
+    classes = [None] if multilabel else np.unique(y)
+    for label in classes:
+        distinct = len(np.unique(groups if label is None else groups[y == label]))
+        if distinct < cv:
+            which = "" if label is None else f" of class {plain(label)!r}"
+            raise ValueError(
+                f"cv={cv} folds need {cv} distinct texts{which}, but there are {distinct}: copies of a text go to "
+                f"one fold, so that none is tested on after being trained on. Use fewer folds or more texts."
+            )
+    splitter = GroupKFold if multilabel else StratifiedGroupKFold
+    folds = splitter(cv, shuffle=True, random_state=random_state).split(np.zeros(len(y)), y, groups)
+    return [(np.sort(train), np.sort(test)) for train, test in folds]
 
 
 def plain(value):

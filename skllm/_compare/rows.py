@@ -40,7 +40,8 @@ def skipped_row(name, why="does not fit in the time budget"):
 
 
 def failed_row(name, exc):
-    return {"method": name, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]}
+    # One line: a table cell (results.md, the printed table) cannot hold a line break.
+    return {"method": name, "status": "failed", "error": " ".join(f"{type(exc).__name__}: {exc}".split())[:300]}
 
 
 def result_table(rows, methods, **attrs):

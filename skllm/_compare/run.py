@@ -216,7 +216,8 @@ def run_comparison(
 ):
     """``compare_methods``, and with ``refit`` also the best method refitted on all the texts used.
 
-    Returns ``(table, best)``; ``best`` is ``None`` without ``refit`` or when every method failed.
+    Returns ``(table, best)``; ``best`` is ``None`` without ``refit``, when every method failed, or when
+    the refit failed (``table.attrs["refit_error"]`` says why).
     ``report`` receives the lines meant for people (default: printed when ``verbose``).
     ``client``: a ``distributed.Client`` or a scheduler address (the tasks run on that cluster).
     """
@@ -318,7 +319,9 @@ class _Comparison:
         self.texts_used, self.y_used = self.texts[index], y_used
         if self.plan["n"] < len(self.y):
             check_folds(y_used, self.plan["cv"], random_state=self.random_state)
-        self.folds = cut_folds(y_used, self.plan["cv"], multilabel=self.multilabel, random_state=self.random_state)
+        self.folds = cut_folds(
+            y_used, self.plan["cv"], multilabel=self.multilabel, random_state=self.random_state, texts=self.texts_used
+        )
         rows = self._prepare_rows(saved)
         reused = [name for name, row in rows.items() if row["status"] == "reused"]
         self.plan["reused"] = reused
@@ -548,7 +551,8 @@ class _Comparison:
                 )
             return fold_row(name, results)
         except Exception as exc:  # one method failing must not stop the others
-            logger.exception("method %s failed", name)
+            logger.warning("method %s failed: %s", name, exc)  # the row says so; the traceback for debugging
+            logger.debug("method %s failed", name, exc_info=True)
             return failed_row(name, exc)
 
     # -- after the folds ---------------------------------------------------------------------
@@ -559,14 +563,15 @@ class _Comparison:
             return None, None
         name = ok.loc[ok[table.attrs["score"]].idxmax(), "method"]
         start = time.perf_counter()
-        if client is not None:
-            from .cluster import refit as refit_on_cluster
+        try:
+            from .cluster import refit
 
-            best = refit_on_cluster(client, self.templates[name], self.texts_used, self.y_used)
-        else:
-            from sklearn.base import clone
-
-            best = clone(self.templates[name]).fit(list(self.texts_used), self.y_used)
+            best = refit(client, self.templates[name], self.texts_used, self.y_used)
+        except Exception as exc:  # the folds' results stand: the table is still returned, without a model
+            table.attrs["refit_error"] = failed_row(name, exc)["error"]
+            self.report(f"The refit of {name} on all the texts failed, so no model is returned: {exc}")
+            logger.debug("refit of %s failed", name, exc_info=True)
+            return None, None
         estimate = self.plan.get("refit_per_method", {}).get(name, self.plan.get("refit_seconds", 0.0))
         return best, (name, estimate, time.perf_counter() - start)
 

@@ -50,13 +50,15 @@ def measure_costs(texts, y, methods, *, encoder, llm, max_length, random_state, 
             _time_encoder(costs, sample, encoder, max_length)
         if any(trains_the_encoder(m) for m in methods):
             _time_fine_tuning(costs, sample, settings)
-    except Exception:  # a model that cannot load fails in its methods' rows, quickly
-        logger.warning("could not time the encoder %r", encoder, exc_info=True)
+    except Exception as exc:  # a model that cannot load fails in its methods' rows, quickly
+        logger.warning("could not time the encoder %r: %s", encoder, exc)
+        logger.debug("could not time the encoder %r", encoder, exc_info=True)
     try:
         if any(uses_llm(m) for m in methods):
             _time_prompting(costs, texts, y, sample, methods, settings, rng)
-    except Exception:
-        logger.warning("could not time the language model %r", llm, exc_info=True)
+    except Exception as exc:
+        logger.warning("could not time the language model %r: %s", llm, exc)
+        logger.debug("could not time the language model %r", llm, exc_info=True)
     return costs
 
 
@@ -74,8 +76,9 @@ def load_backbones(methods, *, encoder, llm, cache_dir):
     for name, kind in wanted:
         try:
             load_backbone(resolve_model(name, cache_dir=cache_dir), device, kind=kind)
-        except Exception:  # a model that cannot load fails in its methods' rows
-            logger.warning("could not load %r before the comparison", name, exc_info=True)
+        except Exception as exc:  # a model that cannot load fails in its methods' rows
+            logger.warning("could not load %r before the comparison: %s", name, exc)
+            logger.debug("could not load %r before the comparison", name, exc_info=True)
 
 
 def _time_encoder(costs, sample, encoder, max_length):
