@@ -197,8 +197,7 @@ class _PairTexts:
 class _PairInputs:
     """Network inputs of ``n`` pairs: rows ``0..n-1`` of ``inner`` are the chosen, ``n..2n-1`` the rejected.
 
-    A batch of pair rows gives the chosen responses then the rejected ones, so
-    the network's ``2 * len(rows)`` outputs split in two halves.
+    A batch of pair rows gives the chosen then the rejected: ``2 * len(rows)`` outputs, in two halves.
     """
 
     def __init__(self, inner, n):
