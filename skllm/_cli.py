@@ -506,7 +506,7 @@ def main(argv=None):
     cmp.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs, 1 or more (default 3)")
     cmp.add_argument("--max-length", type=int, default=64, help="tokens per text, 2 or more (default 64)")
     cmp.add_argument("--cache-dir", default="auto")
-    cmp.add_argument("--random-state", type=int, default=0, help="seed, 0 or more (default 0)")
+    cmp.add_argument("--random-state", type=int, default=0, help="seed, 0 to 2**32 - 1 (default 0)")
     cmp.add_argument(
         "--label-words",
         default=None,

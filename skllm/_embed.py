@@ -101,8 +101,8 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         the device supports it, and falls back to float32 with a
         :class:`~skllm.exceptions.PrecisionWarning` where it does not.
     cache_dir : str, path, "auto" or None, default="auto"
-        Folder of the embedding cache. ``"auto"`` is ``$SKLLM_CACHE_DIR`` or
-        ``~/.cache/skllm``; ``None`` disables caching. Symbolic links are
+        Folder of the embedding cache. ``"auto"`` is ``$SKLLM_CACHE_DIR``, else
+        ``$XDG_CACHE_HOME/skllm``, else ``~/.cache/skllm``; ``None`` disables caching. Symbolic links are
         followed; an empty string, or a link to nowhere, is refused in ``fit``.
     verbose : int, default=0
         ``1`` shows a progress bar over batches.

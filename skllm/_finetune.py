@@ -405,7 +405,7 @@ class FineTuneRegressor(RegressorMixin, _FineTuneBase):
     """Predict a number from text by adapting a pretrained transformer.
 
     The same machinery and parameters as :class:`FineTuneClassifier` (without
-    ``class_weight``), trained with the mean squared error on standardised
+    ``class_weight`` and ``threshold``), trained with the mean squared error on standardised
     targets. Early stopping scores the validation split by R².
 
     Attributes

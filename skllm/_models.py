@@ -122,7 +122,7 @@ def resolve_model(name, revision=None, *, param="model_name", cache_dir="auto"):
         _check_local_folder(name, param)
         return ModelSource(name, revision, os.path.abspath(name), "local")
     if name.startswith((".", "/", "~")) or os.path.isfile(name):
-        raise ValueError(f"{param}={name!r} looks like a path, but no such folder exists{_where()}.")
+        raise MissingFolderError(f"{param}={name!r} looks like a path, but no such folder exists{_where()}.")
     cached = _hub_cached_folder(name, revision)
     if cached is not None:
         return ModelSource(name, revision, cached, "hub-cache")
@@ -295,6 +295,10 @@ def _where():
         if name:
             return f" on {name}"
     return ""
+
+
+class MissingFolderError(FileNotFoundError, ValueError):
+    """A ``model_name`` written as a path to no folder: a bad parameter at fit, a file gone after unpickling."""
 
 
 def _folder_fingerprint(folder):

@@ -99,7 +99,7 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
     KL first reaches ``target_kl`` (a fit starts at the reference, where the
     KL is 0), then follows the adaptive controller of Ziegler et al. (2019),
     as InstructGPT used it: after each step it is multiplied by
-    ``1 + e * n / 64``, where
+    ``1 + e * min(n / 64, 1)``, where
     ``e = clip(KL / target_kl - 1, -0.2, 0.2)``, ``KL`` is the step's mean
     per-answer KL and ``n`` its number of answers. ``target_kl=None`` keeps
     ``kl_coef`` fixed.

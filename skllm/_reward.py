@@ -300,8 +300,8 @@ class RewardModel(_FineTuneBase):
     method : str or FineTuningMethod, default="lora"
         Any method of :class:`FineTuneClassifier`.
     max_length : int, default=128
-        Tokens of prompt plus response; longer ones lose their end, with a
-        :class:`~skllm.exceptions.TruncationWarning`.
+        Tokens of prompt plus response; longer ones lose the start of their
+        prompt (the response is kept), with a :class:`~skllm.exceptions.TruncationWarning`.
     batch_size : int, default=16
         Pairs per optimisation step.
     early_stopping : bool, default=False

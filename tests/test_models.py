@@ -157,6 +157,12 @@ def test_an_unpickled_model_whose_folder_is_gone_names_it(tiny_bert, tiny_llama,
     shutil.move("enc", "elsewhere")
     with pytest.raises(FileNotFoundError, match=r"'enc' was a local folder when this model was fitted, and there is"):
         pickle.loads(saved).predict(texts[0][:2])
+    # Named by its absolute path, as a folder usually is: a FileNotFoundError too (and a ValueError at fit).
+    model, _, _ = _fitted_on_a_copy(kind, tiny_bert, tiny_llama, str(tmp_path / "abs"), texts)
+    saved = pickle.dumps(model)
+    shutil.rmtree(tmp_path / "abs")
+    with pytest.raises(FileNotFoundError, match=r"abs' looks like a path, but no such folder exists"):
+        pickle.loads(saved).predict(texts[0][:2])
 
 
 def _model_folder_with(tiny_bert, folder, state_dict):
