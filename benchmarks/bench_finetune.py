@@ -30,6 +30,12 @@ A skllm contender's name may end in ``-whole`` (``lora-whole``, ``lora-bf16-whol
 run whole, on all of torch's threads, not in two halves (``skllm._split_step``), to measure
 what the split costs or saves in time and peak memory.
 
+``lora-dropout`` is LoRA with every dropout on, as skllm trained it before ``LoRA`` turned
+dropout off by default (``LoRA(dropout=0.1, backbone_dropout=True)``: MiniLM's 0.1 on its
+hidden states and attention, and peft's ``lora_dropout=0.1``); a Trainer contender ending in
+``-nodrop`` loads the model with those dropouts at 0 and sets ``lora_dropout=0`` (what skllm's
+LoRA now trains with, written by hand), so that both recipes are timed on both sides.
+
 A name may end in ``@E``: that contender trains E epochs instead of ``--epochs`` (the
 learning-rate schedule spans its own steps, as a user's shorter fit would), so that the
 time each side takes to reach an accuracy is measured within one run.
@@ -61,6 +67,8 @@ CONTENDERS = [
     "trainer-lora",
     "trainer-lora-grouped",
     "trainer-lora-grouped-bf16",
+    "lora-dropout",
+    "trainer-lora-grouped-nodrop",
     "trainer-full-grouped",
     "trainer-full-grouped-bf16",
     "forward-pass",
@@ -106,6 +114,10 @@ def run_skllm(name, X, y, X_test, y_test, epochs=None):
         _training.splits = lambda network, device: False
         name = name[: -len("-whole")]
     method, dtype = name, "float32"
+    if name == "lora-dropout":  # every dropout on, as before LoRA's defaults turned them off
+        from skllm import LoRA
+
+        method, name = LoRA(dropout=0.1, backbone_dropout=True), "lora"
     if name.endswith("-bf16"):
         method, dtype = name[: -len("-bf16")], "bfloat16"
     if name == "head":
@@ -179,6 +191,7 @@ def trainer_script(
     batch=BATCH,
     max_length=MAX_LENGTH,
     seed=0,
+    dropout=True,
 ):
     """What a user writes by hand: the packaged encoder (+ peft LoRA) and a Trainer; gives (tokenizer, trainer)."""
     from peft import LoraConfig, TaskType, get_peft_model
@@ -194,9 +207,11 @@ def trainer_script(
 
     path = resolve_model(DEFAULT_ENCODER).location
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=n_labels)
+    off = {} if dropout else {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=n_labels, **off)
     if lora:
-        model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1))
+        config = LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1 if dropout else 0.0)
+        model = get_peft_model(model, config)
     args = TrainingArguments(
         output_dir=tempfile.mkdtemp(),
         num_train_epochs=epochs,
@@ -223,7 +238,7 @@ def trainer_script(
     return tok, trainer
 
 
-def run_trainer(X, y, X_test, y_test, grouped=False, lora=True, bf16=False, epochs=None):
+def run_trainer(X, y, X_test, y_test, grouped=False, lora=True, bf16=False, epochs=None, dropout=True):
     """The hand-written script, timed from loading the model to the end of training, and scored."""
     import torch
 
@@ -239,6 +254,7 @@ def run_trainer(X, y, X_test, y_test, grouped=False, lora=True, bf16=False, epoc
         bf16=bf16,
         epochs=epochs,
         seed=SEED,
+        dropout=dropout,
     )
     model = trainer.model
     trainer.train()
@@ -311,8 +327,9 @@ def one(contender):
             y_test,
             grouped="grouped" in name,
             lora="lora" in name,
-            bf16=name.endswith("-bf16"),
+            bf16="-bf16" in name,
             epochs=epochs,
+            dropout=not name.endswith("-nodrop"),
         )
     elif name == "zero-shot-predict":
         result = run_zero_shot(X_test)
@@ -369,6 +386,7 @@ def main():
         for skllm in ("lora", "full", "lora-bf16", "full-bf16")
         for grouping in ("", "-grouped")
     ]
+    pairs += [("lora", "trainer-lora-grouped-nodrop"), ("lora-dropout", "trainer-lora-grouped")]
     for name, trainer in pairs:
         if name in results and trainer in results:
             print(

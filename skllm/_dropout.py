@@ -34,6 +34,45 @@ _LEVELS = 1 << 16
 _LOCAL = threading.local()
 
 
+# where transformers configs keep the dropout of the attention probabilities
+ATTENTION_DROPOUT = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
+
+
+def transformers_configs(network):
+    """The transformers configs of ``network``'s modules and their sub-configs, each once."""
+    found, todo = {}, [getattr(m, "config", None) for m in network.modules()]
+    while todo:
+        config = todo.pop()
+        if id(config) in found or not hasattr(config, "_attn_implementation_internal"):
+            continue
+        found[id(config)] = config
+        todo += [getattr(config, key, None) for key in getattr(config, "sub_configs", {})]
+    return list(found.values())
+
+
+def without_dropout(model):
+    """Turn off ``model``'s own dropout, in place; for a private copy of a backbone.
+
+    Every ``nn.Dropout`` module gets ``p=0`` (transformers models read the attention's
+    dropout from such a module too: BERT's and GPT-2's ``self.dropout.p``), and the
+    configs' attention-dropout fields are set to 0, so that the steps split in two halves
+    keep PyTorch's SDPA attention (``_split_step.py`` runs eager attention only for a
+    model whose config has attention dropout). Prediction runs without dropout anyway;
+    only training changes. Dropout a model applies from a number of its own (an attention
+    module's float ``attention_dropout``, 0 in Llama-style models) is left as it is.
+    """
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    for config in transformers_configs(model):
+        for name in ATTENTION_DROPOUT:
+            if getattr(config, name, None):
+                setattr(config, name, 0.0)
+    return model
+
+
 @contextlib.contextmanager
 def thread_generator(generator):
     """Within the block, this thread's masks are drawn from ``generator`` (``None``: torch's default).

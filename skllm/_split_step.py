@@ -42,16 +42,13 @@ import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from ._dropout import thread_functional_dropout, thread_generator
+from ._dropout import ATTENTION_DROPOUT, thread_functional_dropout, thread_generator, transformers_configs
 
 #: Split a step only when the trained weights are at most this share of the network's:
 #: LoRA's steps (0.3% of MiniLM's weights trained) ran 1.2-1.3x faster split, prefix
 #: tuning's (5.4%: its reparametrisation network) 1.14x in a fit, full fine-tuning's
 #: 0.99-1.03x (``benchmarks/bench_step_bound.py``).
 MAX_TRAINABLE_SHARE = 0.1
-
-# where transformers configs keep the dropout of the attention probabilities
-_ATTENTION_DROPOUT = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
 
 
 def splits(network, device):
@@ -65,31 +62,19 @@ def splits(network, device):
     return 0 < trained <= MAX_TRAINABLE_SHARE * total
 
 
-def _configs(network):
-    """The transformers configs of ``network``'s modules and their sub-configs, each once."""
-    found, todo = {}, [getattr(m, "config", None) for m in network.modules()]
-    while todo:
-        config = todo.pop()
-        if id(config) in found or not hasattr(config, "_attn_implementation_internal"):
-            continue
-        found[id(config)] = config
-        todo += [getattr(config, key, None) for key in getattr(config, "sub_configs", {})]
-    return list(found.values())
-
-
 @contextlib.contextmanager
 def _eager_attention(network):
     """Within the block, transformers models of ``network`` with attention dropout run eager attention, not SDPA.
 
     Every config's implementation is put back as it was when the block ends.
     """
-    saved = [(config, config._attn_implementation_internal) for config in _configs(network)]
+    saved = [(config, config._attn_implementation_internal) for config in transformers_configs(network)]
     try:
         for module in network.modules():
             config = getattr(module, "config", None)
             if (
                 getattr(config, "_attn_implementation", None) == "sdpa"
-                and any((getattr(config, name, 0) or 0) > 0 for name in _ATTENTION_DROPOUT)
+                and any((getattr(config, name, 0) or 0) > 0 for name in ATTENTION_DROPOUT)
                 and hasattr(module, "set_attn_implementation")
                 and getattr(module, "_can_set_attn_implementation", lambda: True)()
             ):

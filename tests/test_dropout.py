@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from skllm import FineTuneClassifier
-from skllm._dropout import fast_cpu_dropout, keep_mask
+from skllm import FineTuneClassifier, LoRA
+from skllm._dropout import fast_cpu_dropout, keep_mask, transformers_configs
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.03])
@@ -75,11 +75,12 @@ def test_the_modules_get_their_class_back_when_training_fails():
 
 def test_a_fitted_network_holds_torch_dropout_and_a_seed_gives_the_same_model(tiny_bert, texts, cache_dir):
     X, y = texts
-    first = FineTuneClassifier(tiny_bert, method="lora", epochs=1, batch_size=8, random_state=0, cache_dir=cache_dir)
+    method = LoRA(dropout=0.1, backbone_dropout=True)  # every dropout of the network on
+    first = FineTuneClassifier(tiny_bert, method=method, epochs=1, batch_size=8, random_state=0, cache_dir=cache_dir)
     first.fit(X, y)
     dropouts = [m for m in first.network_.modules() if isinstance(m, torch.nn.Dropout)]
     assert dropouts and all(type(m) is torch.nn.Dropout for m in dropouts)
-    again = FineTuneClassifier(tiny_bert, method="lora", epochs=1, batch_size=8, random_state=0, cache_dir=cache_dir)
+    again = FineTuneClassifier(tiny_bert, method=method, epochs=1, batch_size=8, random_state=0, cache_dir=cache_dir)
     again.fit(X, y)
     for name, value in first.trainable_state_.items():
         np.testing.assert_array_equal(value, again.trainable_state_[name])
@@ -94,3 +95,37 @@ def test_a_p_that_rounds_to_zero_or_one_is_torch_own(p):
         out = net[0](input=x)  # torch's argument name
         torch.manual_seed(0)
         torch.testing.assert_close(out, torch.nn.functional.dropout(x, p, True))
+
+
+@pytest.mark.parametrize("backbone_dropout", [False, True])
+def test_lora_trains_without_the_backbone_dropout_unless_asked_and_leaves_the_loaded_backbone_alone(
+    tiny_bert, backbone_dropout
+):
+    from skllm._models import load_backbone, resolve_model
+
+    backbone, tokenizer = load_backbone(resolve_model(tiny_bert), torch.device("cpu"))
+    assert backbone.config.attention_probs_dropout_prob > 0 and backbone.config.hidden_dropout_prob > 0
+    network = LoRA(backbone_dropout=backbone_dropout).build_network(backbone, 2, "mean")
+    model = network.encoder.model
+    batch = tokenizer(["a great film", "so dull and long"], padding=True, return_tensors="pt")
+    network.train()
+    with torch.no_grad():
+        first, second = (model(**batch).last_hidden_state for _ in range(2))
+    # the backbone's own dropout (hidden states and attention) is what makes two training passes differ
+    assert torch.equal(first, second) is not backbone_dropout
+    attention = [c.attention_probs_dropout_prob for c in transformers_configs(network)]
+    assert attention and all((a > 0) is backbone_dropout for a in attention)  # SDPA stays for the split steps
+    # the loaded backbone, shared by every fit and by TransformerEmbedder, is unchanged
+    assert all(m.p > 0 for m in backbone.modules() if isinstance(m, torch.nn.Dropout))
+    assert backbone.config.attention_probs_dropout_prob > 0
+    head = [m.p for m in network.head.modules() if isinstance(m, torch.nn.Dropout)]
+    assert head == [0.1]  # the output layer's dropout is the method's, kept
+
+
+def test_lora_saved_before_backbone_dropout_existed_keeps_the_backbone_dropout_it_trained_with():
+    old = LoRA(dropout=0.1)
+    state = {k: v for k, v in vars(old).items() if k != "backbone_dropout"}
+    unpickled = LoRA.__new__(LoRA)
+    unpickled.__setstate__(state)
+    assert unpickled.get_params()["backbone_dropout"] is True
+    assert LoRA().get_params()["backbone_dropout"] is False

@@ -106,6 +106,9 @@ class FineTuningMethod(BaseEstimator):
     extra_positions_parameter = None
     #: names of the estimator's fitted attributes that ``prepare`` returns
     fitted_attributes = ()
+    #: False when the backbone's own dropout (its ``nn.Dropout`` layers) is off while training
+    #: (a parameter of the methods that offer the choice; needs ``modifies_backbone``)
+    backbone_dropout = True
     #: ``(name, value)`` pairs for parameters added after models were first saved: the value
     #: that gives what a method unpickled without them did (others take their default)
     _value_before_added = ()
@@ -168,11 +171,14 @@ class FineTuningMethod(BaseEstimator):
         """Encoder from ``build``, ``pooling`` of its hidden states, and a linear output layer."""
         import copy
 
+        from .._dropout import without_dropout
         from ._encoders import MLP, Network
 
         if self.modifies_backbone:
             # The loaded backbone is shared by every fit; it must stay as it is.
             backbone = copy.deepcopy(backbone)
+            if not self.backbone_dropout:
+                without_dropout(backbone)  # its own layers only: the method adds its own after
         for p in backbone.parameters():
             p.requires_grad_(False)
         encoder = self.build(backbone)

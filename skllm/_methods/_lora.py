@@ -15,8 +15,16 @@ class LoRA(FineTuningMethod):
         Rank of the update matrices.
     alpha : float, default=16
         Scaling: the update is multiplied by ``alpha / r``.
-    dropout : float, default=0.1
-        Dropout on the adapter's input.
+    dropout : float, default=0.0
+        Dropout on the adapter's input (peft's ``lora_dropout``; 0, peft's default).
+    backbone_dropout : bool, default=False
+        Keep the frozen backbone's own dropout (MiniLM's 0.1 on its hidden states
+        and attention) while training. Off by default: with both dropouts off, LoRA
+        fits of MiniLM ran 1.2-1.3x faster at the same test accuracy on Rotten
+        Tomatoes and the 2016 debates (seeds 0-2; see docs/benchmarks.md), as no
+        dropout masks are drawn and the attention keeps PyTorch's SDPA kernel.
+        Prediction is the same either way (no dropout at prediction). Models
+        saved before this parameter existed load with ``True``, as they trained.
     target_modules : tuple of str, default=None
         Names of the linear layers to adapt. ``None`` lets peft choose per
         architecture (``query``/``value`` for BERT, ``q_proj``/``v_proj`` for
@@ -34,8 +42,9 @@ class LoRA(FineTuningMethod):
     Examples
     --------
     >>> from skllm import FineTuneClassifier, LoRA
-    >>> LoRA(r=4).get_params()
-    {'alpha': 16, 'dropout': 0.1, 'merge_for_inference': True, 'r': 4, 'target_modules': None}
+    >>> sorted(LoRA(r=4).get_params().items())  # doctest: +NORMALIZE_WHITESPACE
+    [('alpha', 16), ('backbone_dropout', False), ('dropout', 0.0), ('merge_for_inference', True), ('r', 4),
+     ('target_modules', None)]
     >>> X = ["a great film", "loved it", "awful", "so dull"] * 2
     >>> y = ["pos", "pos", "neg", "neg"] * 2
     >>> clf = FineTuneClassifier(method=LoRA(r=4), epochs=1, max_length=16, random_state=0).fit(X, y)
@@ -45,15 +54,20 @@ class LoRA(FineTuningMethod):
 
     name = "lora"
     default_learning_rate = 1e-3
-    # One epoch over 1,000 Rotten Tomatoes texts (a 3-epoch fit less a 1-epoch fit, halved):
-    # 10.2 s against 12.9 s for full fine-tuning (benchmarks/bench_finetune.py, docs/benchmarks.md).
-    relative_cost = 0.79
+    # One epoch over 1,000 Rotten Tomatoes texts (a 3-epoch fit less a 1-epoch fit, halved), without
+    # dropout: 7.6 s against 13.1 s for full fine-tuning (benchmarks/bench_finetune.py, docs/benchmarks.md).
+    relative_cost = 0.58
     supports_generation = True
 
-    def __init__(self, r=8, alpha=16, dropout=0.1, target_modules=None, merge_for_inference=True):
+    _value_before_added = (("backbone_dropout", True),)
+
+    def __init__(
+        self, r=8, alpha=16, dropout=0.0, backbone_dropout=False, target_modules=None, merge_for_inference=True
+    ):
         self.r = r
         self.alpha = alpha
         self.dropout = dropout
+        self.backbone_dropout = backbone_dropout
         self.target_modules = target_modules
         self.merge_for_inference = merge_for_inference
 
@@ -61,6 +75,7 @@ class LoRA(FineTuningMethod):
         check_int(self.r, "r")
         check_number(self.alpha, "alpha", 0.0, low_inclusive=False)
         check_number(self.dropout, "dropout", 0.0, 1.0)
+        check_bool(self.backbone_dropout, "backbone_dropout")
         check_target_modules(self.target_modules, regex_in_list=False)
         check_bool(self.merge_for_inference, "merge_for_inference")
 
