@@ -1,8 +1,10 @@
-"""LoRA fits with and without dropout: test accuracy and fit seconds, alternating in one process.
+"""LoRA (or adapter) fits with and without dropout: test accuracy and fit seconds, alternating in one process.
 
-Three recipes, each seed in turn (``random_state``), 3 epochs, batch size 16, the
-packaged MiniLM, model loading inside the first fit's clock (the registry loads it once
-per process, so the first fit of a run is the slower):
+Three recipes of LoRA (``--method adapter``: ``old`` and ``new`` of ``BottleneckAdapter``,
+which has no dropout of its own: ``backbone_dropout=True``, then its default), each seed
+in turn (``random_state``), 3 epochs, batch size 16, the packaged MiniLM, model loading
+inside the first fit's clock (the registry loads it once per process, so the first fit of
+a run is the slower):
 
 - ``old``: ``LoRA(dropout=0.1, backbone_dropout=True)``, every dropout on (MiniLM's 0.1 on
   its hidden states and attention, peft's ``lora_dropout=0.1``): LoRA's defaults before
@@ -15,6 +17,7 @@ snippets, ``max_length=64``) or the 2016 debates (785 / 337 statements, ``max_le
 
     python benchmarks/bench_lora_dropout.py debates old,lora-drop,new 0,1,2
     python benchmarks/bench_lora_dropout.py rt old,lora-drop,new 0,1,2
+    python benchmarks/bench_lora_dropout.py rt old,new 0,1,2 --method adapter
 """
 
 import sys
@@ -26,8 +29,8 @@ from bench_finetune_defaults import cpu  # CPU model, torch capability, threads
 from bench_probe_sample import data
 
 
-def main(dataset, variants, seeds):
-    from skllm import FineTuneClassifier, LoRA
+def main(dataset, variants, seeds, method="lora"):
+    from skllm import BottleneckAdapter, FineTuneClassifier, LoRA
 
     warnings.simplefilter("ignore")
     recipes = {
@@ -35,6 +38,8 @@ def main(dataset, variants, seeds):
         "lora-drop": LoRA(dropout=0.1, backbone_dropout=False),
         "new": LoRA(),
     }
+    if method == "adapter":
+        recipes = {"old": BottleneckAdapter(backbone_dropout=True), "new": BottleneckAdapter()}
     print(cpu(), flush=True)
     X, y, X_test, y_test, max_length = data(dataset)
     print("| data | recipe | seed | test accuracy | fit s |\n|---|---|---|---|---|")
@@ -47,8 +52,12 @@ def main(dataset, variants, seeds):
             start = time.perf_counter()
             clf.fit(X, y)
             seconds = time.perf_counter() - start
-            print(f"| {dataset} | {name} | {seed} | {clf.score(X_test, y_test):.4f} | {seconds:.1f} |", flush=True)
+            print(
+                f"| {dataset} | {method} {name} | {seed} | {clf.score(X_test, y_test):.4f} | {seconds:.1f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2].split(","), [int(s) for s in sys.argv[3].split(",")])
+    method = sys.argv[5] if sys.argv[4:5] == ["--method"] else "lora"
+    main(sys.argv[1], sys.argv[2].split(","), [int(s) for s in sys.argv[3].split(",")], method)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from skllm import FineTuneClassifier, LoRA
+from skllm import BottleneckAdapter, FineTuneClassifier, LoRA
 from skllm._dropout import fast_cpu_dropout, keep_mask, transformers_configs
 
 
@@ -98,14 +98,16 @@ def test_a_p_that_rounds_to_zero_or_one_is_torch_own(p):
 
 
 @pytest.mark.parametrize("backbone_dropout", [False, True])
-def test_lora_trains_without_the_backbone_dropout_unless_asked_and_leaves_the_loaded_backbone_alone(
-    tiny_bert, backbone_dropout
+@pytest.mark.parametrize("method", [LoRA, BottleneckAdapter])
+def test_lora_and_adapters_train_without_the_backbone_dropout_unless_asked_and_leave_the_loaded_backbone_alone(
+    tiny_bert, method, backbone_dropout
 ):
     from skllm._models import load_backbone, resolve_model
 
     backbone, tokenizer = load_backbone(resolve_model(tiny_bert), torch.device("cpu"))
     assert backbone.config.attention_probs_dropout_prob > 0 and backbone.config.hidden_dropout_prob > 0
-    network = LoRA(backbone_dropout=backbone_dropout).build_network(backbone, 2, "mean")
+    assert method().backbone_dropout is False
+    network = method(backbone_dropout=backbone_dropout).build_network(backbone, 2, "mean")
     model = network.encoder.model
     batch = tokenizer(["a great film", "so dull and long"], padding=True, return_tensors="pt")
     network.train()
@@ -122,10 +124,10 @@ def test_lora_trains_without_the_backbone_dropout_unless_asked_and_leaves_the_lo
     assert head == [0.1]  # the output layer's dropout is the method's, kept
 
 
-def test_lora_saved_before_backbone_dropout_existed_keeps_the_backbone_dropout_it_trained_with():
-    old = LoRA(dropout=0.1)
-    state = {k: v for k, v in vars(old).items() if k != "backbone_dropout"}
-    unpickled = LoRA.__new__(LoRA)
+@pytest.mark.parametrize("method", [LoRA, BottleneckAdapter])
+def test_a_method_saved_before_backbone_dropout_existed_keeps_the_backbone_dropout_it_trained_with(method):
+    state = {k: v for k, v in vars(method()).items() if k != "backbone_dropout"}
+    unpickled = method.__new__(method)
     unpickled.__setstate__(state)
     assert unpickled.get_params()["backbone_dropout"] is True
-    assert LoRA().get_params()["backbone_dropout"] is False
+    assert method().get_params()["backbone_dropout"] is False
