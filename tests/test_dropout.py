@@ -131,3 +131,27 @@ def test_a_method_saved_before_backbone_dropout_existed_keeps_the_backbone_dropo
     unpickled.__setstate__(state)
     assert unpickled.get_params()["backbone_dropout"] is True
     assert method().get_params()["backbone_dropout"] is False
+
+
+@pytest.mark.parametrize("method", [LoRA(), LoRA(dropout=0.1, backbone_dropout=True)])
+def test_a_fit_trains_the_network_the_method_asks_for_and_an_unpickled_model_rebuilds_it(
+    tiny_bert, texts, cache_dir, method
+):
+    # The way a user reaches backbone_dropout: through the estimator's fit, and a saved model loaded again.
+    X, y = texts
+    clf = FineTuneClassifier(tiny_bert, method=method, epochs=1, batch_size=8, random_state=0, cache_dir=cache_dir)
+    clf.fit(X, y)
+    loaded = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6)  # rebuilds its network
+    for network in (clf.network_, loaded.network_):
+        model = network.encoder.model
+        probs = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+        assert probs and all((p > 0) is method.backbone_dropout for p in probs)
+        attention = [c.attention_probs_dropout_prob for c in transformers_configs(model)]
+        assert attention and all((a > 0) is method.backbone_dropout for a in attention)
+    # the shared, loaded backbone that TransformerEmbedder and other fits use keeps its dropout
+    from skllm._models import load_backbone, resolve_model
+
+    backbone, _ = load_backbone(resolve_model(tiny_bert), torch.device("cpu"))
+    assert backbone.config.attention_probs_dropout_prob > 0
+    assert all(m.p > 0 for m in backbone.modules() if isinstance(m, torch.nn.Dropout))
