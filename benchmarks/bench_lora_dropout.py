@@ -1,8 +1,9 @@
-"""LoRA (or adapter) fits with and without dropout: test accuracy and fit seconds, alternating in one process.
+"""LoRA (or another method's) fits with and without dropout: test accuracy and fit seconds, alternating in one process.
 
 Three recipes of LoRA (``--method adapter``: ``old`` and ``new`` of ``BottleneckAdapter``,
-which has no dropout of its own: ``backbone_dropout=True``, then its default; ``--method
-full``: ``FullFineTuning()``, then the same with the backbone's dropout off), each seed
+which has no dropout of its own, and ``--method prompt``, ``PromptTuning``: ``backbone_dropout=True``,
+then its default; ``--method full`` or ``prefix``: ``FullFineTuning()`` or ``PrefixTuning()``,
+then the same with the backbone's dropout off), each seed
 in turn (``random_state``), 3 epochs, batch size 16, the packaged MiniLM, model loading
 inside the first fit's clock (the registry loads it once per process, so the first fit of
 a run is the slower):
@@ -20,6 +21,8 @@ snippets, ``max_length=64``) or the 2016 debates (785 / 337 statements, ``max_le
     python benchmarks/bench_lora_dropout.py rt old,lora-drop,new 0,1,2
     python benchmarks/bench_lora_dropout.py rt old,new 0,1,2 --method adapter
     python benchmarks/bench_lora_dropout.py rt old,new 0,1,2 --method full
+    python benchmarks/bench_lora_dropout.py rt old,new 0,1,2 --method prompt
+    python benchmarks/bench_lora_dropout.py rt old,new 0,1,2 --method prefix
 """
 
 import sys
@@ -32,7 +35,7 @@ from bench_probe_sample import data
 
 
 def main(dataset, variants, seeds, method="lora"):
-    from skllm import BottleneckAdapter, FineTuneClassifier, FullFineTuning, LoRA
+    from skllm import BottleneckAdapter, FineTuneClassifier, FullFineTuning, LoRA, PrefixTuning, PromptTuning
 
     warnings.simplefilter("ignore")
     recipes = {
@@ -42,12 +45,15 @@ def main(dataset, variants, seeds, method="lora"):
     }
     if method == "adapter":
         recipes = {"old": BottleneckAdapter(backbone_dropout=True), "new": BottleneckAdapter()}
-    if method == "full":  # full fine-tuning has no such parameter: the class attribute the engine reads
+    if method == "prompt":
+        recipes = {"old": PromptTuning(backbone_dropout=True), "new": PromptTuning()}
+    if method in ("full", "prefix"):  # no such parameter: the class attribute the engine reads
+        kind = {"full": FullFineTuning, "prefix": PrefixTuning}[method]
 
-        class WithoutDropout(FullFineTuning):
+        class WithoutDropout(kind):
             backbone_dropout = False
 
-        recipes = {"old": FullFineTuning(), "new": WithoutDropout()}
+        recipes = {"old": kind(), "new": WithoutDropout()}
     print(cpu(), flush=True)
     X, y, X_test, y_test, max_length = data(dataset)
     print("| data | recipe | seed | test accuracy | fit s |\n|---|---|---|---|---|")

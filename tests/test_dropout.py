@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from skllm import BottleneckAdapter, FineTuneClassifier, LoRA
+from skllm import BottleneckAdapter, FineTuneClassifier, LoRA, PromptTuning
 from skllm._dropout import fast_cpu_dropout, keep_mask, transformers_configs
 
 
@@ -97,9 +97,13 @@ def test_a_p_that_rounds_to_zero_or_one_is_torch_own(p):
         torch.testing.assert_close(out, torch.nn.functional.dropout(x, p, True))
 
 
+# the methods with a backbone_dropout parameter, off by default
+WITHOUT_BACKBONE_DROPOUT = [LoRA, BottleneckAdapter, PromptTuning]
+
+
 @pytest.mark.parametrize("backbone_dropout", [False, True])
-@pytest.mark.parametrize("method", [LoRA, BottleneckAdapter])
-def test_lora_and_adapters_train_without_the_backbone_dropout_unless_asked_and_leave_the_loaded_backbone_alone(
+@pytest.mark.parametrize("method", WITHOUT_BACKBONE_DROPOUT)
+def test_methods_train_without_the_backbone_dropout_unless_asked_and_leave_the_loaded_backbone_alone(
     tiny_bert, method, backbone_dropout
 ):
     from skllm._models import load_backbone, resolve_model
@@ -108,11 +112,10 @@ def test_lora_and_adapters_train_without_the_backbone_dropout_unless_asked_and_l
     assert backbone.config.attention_probs_dropout_prob > 0 and backbone.config.hidden_dropout_prob > 0
     assert method().backbone_dropout is False
     network = method(backbone_dropout=backbone_dropout).build_network(backbone, 2, "mean")
-    model = network.encoder.model
     batch = tokenizer(["a great film", "so dull and long"], padding=True, return_tensors="pt")
     network.train()
     with torch.no_grad():
-        first, second = (model(**batch).last_hidden_state for _ in range(2))
+        first, second = (network.encoder(batch["input_ids"], batch["attention_mask"]) for _ in range(2))
     # the backbone's own dropout (hidden states and attention) is what makes two training passes differ
     assert torch.equal(first, second) is not backbone_dropout
     attention = [c.attention_probs_dropout_prob for c in transformers_configs(network)]
@@ -124,7 +127,7 @@ def test_lora_and_adapters_train_without_the_backbone_dropout_unless_asked_and_l
     assert head == [0.1]  # the output layer's dropout is the method's, kept
 
 
-@pytest.mark.parametrize("method", [LoRA, BottleneckAdapter])
+@pytest.mark.parametrize("method", WITHOUT_BACKBONE_DROPOUT)
 def test_a_method_saved_before_backbone_dropout_existed_keeps_the_backbone_dropout_it_trained_with(method):
     state = {k: v for k, v in vars(method()).items() if k != "backbone_dropout"}
     unpickled = method.__new__(method)
@@ -133,7 +136,7 @@ def test_a_method_saved_before_backbone_dropout_existed_keeps_the_backbone_dropo
     assert method().get_params()["backbone_dropout"] is False
 
 
-@pytest.mark.parametrize("method", [LoRA(), LoRA(dropout=0.1, backbone_dropout=True)])
+@pytest.mark.parametrize("method", [LoRA(), LoRA(dropout=0.1, backbone_dropout=True), PromptTuning(n_virtual_tokens=2)])
 def test_a_fit_trains_the_network_the_method_asks_for_and_an_unpickled_model_rebuilds_it(
     tiny_bert, texts, cache_dir, method
 ):
