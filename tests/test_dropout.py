@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from skllm import BottleneckAdapter, FineTuneClassifier, LoRA, PromptTuning
+from skllm import BottleneckAdapter, FineTuneClassifier, FullFineTuning, LoRA, PrefixTuning, PromptTuning
 from skllm._dropout import fast_cpu_dropout, keep_mask, transformers_configs
 
 
@@ -99,18 +99,30 @@ def test_a_p_that_rounds_to_zero_or_one_is_torch_own(p):
 
 # the methods with a backbone_dropout parameter, off by default
 WITHOUT_BACKBONE_DROPOUT = [LoRA, BottleneckAdapter, PromptTuning]
+# those whose parameter keeps it by default
+WITH_BACKBONE_DROPOUT = [FullFineTuning, PrefixTuning]
+
+
+def test_every_method_that_copies_the_backbone_has_the_parameter():
+    from skllm._methods import METHODS
+
+    copying = {cls for cls in METHODS.values() if cls.modifies_backbone}
+    assert copying == set(WITHOUT_BACKBONE_DROPOUT + WITH_BACKBONE_DROPOUT)
+    for cls in copying:
+        assert cls().get_params()["backbone_dropout"] is (cls in WITH_BACKBONE_DROPOUT)
+        with pytest.raises(ValueError, match="backbone_dropout"):
+            cls(backbone_dropout="no").validate()
 
 
 @pytest.mark.parametrize("backbone_dropout", [False, True])
-@pytest.mark.parametrize("method", WITHOUT_BACKBONE_DROPOUT)
-def test_methods_train_without_the_backbone_dropout_unless_asked_and_leave_the_loaded_backbone_alone(
+@pytest.mark.parametrize("method", WITHOUT_BACKBONE_DROPOUT + WITH_BACKBONE_DROPOUT)
+def test_methods_train_without_the_backbone_dropout_when_asked_and_leave_the_loaded_backbone_alone(
     tiny_bert, method, backbone_dropout
 ):
     from skllm._models import load_backbone, resolve_model
 
     backbone, tokenizer = load_backbone(resolve_model(tiny_bert), torch.device("cpu"))
     assert backbone.config.attention_probs_dropout_prob > 0 and backbone.config.hidden_dropout_prob > 0
-    assert method().backbone_dropout is False
     network = method(backbone_dropout=backbone_dropout).build_network(backbone, 2, "mean")
     batch = tokenizer(["a great film", "so dull and long"], padding=True, return_tensors="pt")
     network.train()

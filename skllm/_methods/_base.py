@@ -107,7 +107,7 @@ class FineTuningMethod(BaseEstimator):
     #: names of the estimator's fitted attributes that ``prepare`` returns
     fitted_attributes = ()
     #: False when the backbone's own dropout (its ``nn.Dropout`` layers) is off while training
-    #: (a parameter of the methods that offer the choice; needs ``modifies_backbone``)
+    #: (a parameter of every method that trains a copy of the backbone, ``modifies_backbone``)
     backbone_dropout = True
     #: ``(name, value)`` pairs for parameters added after models were first saved: the value
     #: that gives what a method unpickled without them did (others take their default)

@@ -82,12 +82,19 @@ class PrefixTuning(FineTuningMethod):
         Keep the MLP after training: it is then stored and pickled, and
         ``warm_start`` trains on through it. By default a warm start trains the
         stored prefixes directly.
+    backbone_dropout : bool, default=True
+        Keep the frozen backbone's own dropout (MiniLM's 0.1 on its hidden states and
+        attention) while training. ``False`` trains without it: fits of MiniLM ran 1.17x
+        and 1.22x faster on Rotten Tomatoes and the 2016 debates, as accurate on the first
+        but 0.016 less on the second (lower with each of seeds 0-2; docs/benchmarks.md), so
+        it stays on by default. Prediction is the same either way.
 
     Examples
     --------
     >>> from skllm import FineTuneClassifier, PrefixTuning
-    >>> PrefixTuning(n_prefix_tokens=4, projection_size=32).get_params()
-    {'keep_projection': False, 'n_prefix_tokens': 4, 'projection_size': 32, 'reparametrize': True}
+    >>> sorted(PrefixTuning(n_prefix_tokens=4, projection_size=32).get_params().items())
+    [('backbone_dropout', True), ('keep_projection', False), ('n_prefix_tokens', 4), ('projection_size', 32),
+     ('reparametrize', True)]
     >>> X = ["a great film", "loved it", "awful", "so dull"] * 2
     >>> y = ["pos", "pos", "neg", "neg"] * 2
     >>> method = PrefixTuning(n_prefix_tokens=4, projection_size=32)
@@ -107,17 +114,21 @@ class PrefixTuning(FineTuningMethod):
     # Models saved before the MLP was dropped after training stored it.
     _value_before_added = (("keep_projection", True),)
 
-    def __init__(self, n_prefix_tokens=16, reparametrize=True, projection_size=256, keep_projection=False):
+    def __init__(
+        self, n_prefix_tokens=16, reparametrize=True, projection_size=256, keep_projection=False, backbone_dropout=True
+    ):
         self.n_prefix_tokens = n_prefix_tokens
         self.reparametrize = reparametrize
         self.projection_size = projection_size
         self.keep_projection = keep_projection
+        self.backbone_dropout = backbone_dropout
 
     def validate(self):
         check_int(self.n_prefix_tokens, "n_prefix_tokens")
         check_int(self.projection_size, "projection_size")
         check_bool(self.reparametrize, "reparametrize")
         check_bool(self.keep_projection, "keep_projection")
+        check_bool(self.backbone_dropout, "backbone_dropout")
 
     def build(self, backbone):
         import torch
