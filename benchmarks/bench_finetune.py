@@ -13,7 +13,10 @@ defaults, "trainer-lora-grouped" the same with batches of similar length
 (``train_sampling_strategy="group_by_length"``), as a knowledgeable user would set;
 "trainer-full-grouped" the same script without peft (every weight trained, learning rate
 5e-5 as skllm's full fine-tuning). A "-bf16" suffix trains under bfloat16 autocast
-(skllm's ``dtype="bfloat16"``, the Trainer's ``bf16=True``). "zero-shot-predict" is the
+(skllm's ``dtype="bfloat16"``, the Trainer's ``bf16=True``); a Trainer contender whose
+name has ``-eager`` also loads the model with ``attn_implementation="eager"``: on the CPU,
+PyTorch's SDPA attention is slow to train in bfloat16, and skllm runs eager attention
+there (``skllm._training.train_epochs``). "zero-shot-predict" is the
 peak memory of ZeroShotClassifier (SmolLM2-135M) predicting 200 test snippets.
 
 The fit clock includes loading the model and tokenising the texts on every side (skllm's
@@ -32,7 +35,7 @@ what the split costs or saves in time and peak memory.
 
 ``lora-dropout`` is LoRA with every dropout on, as skllm trained it before ``LoRA`` turned
 dropout off by default (``LoRA(dropout=0.1, backbone_dropout=True)``: MiniLM's 0.1 on its
-hidden states and attention, and peft's ``lora_dropout=0.1``); a Trainer contender ending in
+hidden states and attention, and peft's ``lora_dropout=0.1``); a Trainer contender whose name has
 ``-nodrop`` loads the model with those dropouts at 0 and sets ``lora_dropout=0`` (what skllm's
 LoRA now trains with, written by hand), so that both recipes are timed on both sides.
 
@@ -71,6 +74,9 @@ CONTENDERS = [
     "trainer-lora-grouped-nodrop",
     "trainer-full-grouped",
     "trainer-full-grouped-bf16",
+    "trainer-lora-grouped-bf16-eager",
+    "trainer-full-grouped-bf16-eager",
+    "trainer-lora-grouped-bf16-nodrop-eager",
     "forward-pass",
     "zero-shot-predict",
 ]
@@ -192,6 +198,7 @@ def trainer_script(
     max_length=MAX_LENGTH,
     seed=0,
     dropout=True,
+    eager=False,
 ):
     """What a user writes by hand: the packaged encoder (+ peft LoRA) and a Trainer; gives (tokenizer, trainer)."""
     from peft import LoraConfig, TaskType, get_peft_model
@@ -208,6 +215,8 @@ def trainer_script(
     path = resolve_model(DEFAULT_ENCODER).location
     tok = AutoTokenizer.from_pretrained(path)
     off = {} if dropout else {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    if eager:
+        off["attn_implementation"] = "eager"
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=n_labels, **off)
     if lora:
         config = LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1 if dropout else 0.0)
@@ -238,7 +247,7 @@ def trainer_script(
     return tok, trainer
 
 
-def run_trainer(X, y, X_test, y_test, grouped=False, lora=True, bf16=False, epochs=None, dropout=True):
+def run_trainer(X, y, X_test, y_test, grouped=False, lora=True, bf16=False, epochs=None, dropout=True, eager=False):
     """The hand-written script, timed from loading the model to the end of training, and scored."""
     import torch
 
@@ -255,6 +264,7 @@ def run_trainer(X, y, X_test, y_test, grouped=False, lora=True, bf16=False, epoc
         epochs=epochs,
         seed=SEED,
         dropout=dropout,
+        eager=eager,
     )
     model = trainer.model
     trainer.train()
@@ -329,7 +339,8 @@ def one(contender):
             lora="lora" in name,
             bf16="-bf16" in name,
             epochs=epochs,
-            dropout=not name.endswith("-nodrop"),
+            dropout="-nodrop" not in name,
+            eager="-eager" in name,
         )
     elif name == "zero-shot-predict":
         result = run_zero_shot(X_test)
@@ -387,6 +398,8 @@ def main():
         for grouping in ("", "-grouped")
     ]
     pairs += [("lora", "trainer-lora-grouped-nodrop"), ("lora-dropout", "trainer-lora-grouped")]
+    pairs += [(f"{m}-bf16", f"trainer-{m}-grouped-bf16-eager") for m in ("lora", "full")]
+    pairs += [("lora-bf16", "trainer-lora-grouped-bf16-nodrop-eager")]
     for name, trainer in pairs:
         if name in results and trainer in results:
             print(

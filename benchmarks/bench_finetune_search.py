@@ -8,7 +8,10 @@ both sides. Dropout: skllm's LoRA trains without any by default; the Trainer scr
 MiniLM's (0.1 on the hidden states and attention) and sets ``lora_dropout=0.1``.
 "skllm-dropout" is skllm with every dropout on (``LoRA(dropout=0.1,
 backbone_dropout=True)``), "trainer-nodrop" the Trainer script without any (see
-``bench_finetune.py``), so that both recipes are timed on both sides.
+``bench_finetune.py``), so that both recipes are timed on both sides. A name with ``-bf16``
+trains under bfloat16 autocast (skllm's ``dtype="bfloat16"``, the Trainer's ``bf16=True``),
+one with ``-eager`` loads the Trainer script's model with ``attn_implementation="eager"``
+(what skllm's training runs under bfloat16 on the CPU).
 
 "skllm" is ``GridSearchCV(FineTuneClassifier(method="lora", ...))`` with a fresh (empty)
 embedding cache. "trainer" is what a user writes to search over a Trainer script: a
@@ -22,6 +25,7 @@ the models loaded from disk (skllm's registry; the Trainer script loads once per
 
     python benchmarks/bench_finetune_search.py --n 300
     python benchmarks/bench_finetune_search.py --n 300 --only skllm trainer skllm-dropout trainer-nodrop
+    python benchmarks/bench_finetune_search.py --n 300 --only skllm-bf16 trainer-bf16 trainer-nodrop-bf16-eager
 """
 
 import argparse
@@ -56,9 +60,11 @@ def data(n):
 class TrainerLoRA(ClassifierMixin, BaseEstimator):
     """The Trainer + peft script behind fit/predict, so that GridSearchCV can search it."""
 
-    def __init__(self, learning_rate=1e-3, dropout=True):
+    def __init__(self, learning_rate=1e-3, dropout=True, bf16=False, eager=False):
         self.learning_rate = learning_rate
         self.dropout = dropout
+        self.bf16 = bf16
+        self.eager = eager
 
     def fit(self, X, y):
         from bench_finetune import trainer_script
@@ -75,6 +81,8 @@ class TrainerLoRA(ClassifierMixin, BaseEstimator):
             batch=BATCH,
             max_length=MAX_LENGTH,
             dropout=self.dropout,
+            bf16=self.bf16,
+            eager=self.eager,
         )
         LOADS.append(resolve_model(DEFAULT_ENCODER).location)
         trainer.train()
@@ -111,16 +119,17 @@ def one(name, n):
         from skllm import LoRA
 
         estimator = FineTuneClassifier(
-            method=LoRA(dropout=0.1, backbone_dropout=True) if name == "skllm-dropout" else LoRA(),
+            method=LoRA(dropout=0.1, backbone_dropout=True) if name.startswith("skllm-dropout") else LoRA(),
             max_length=MAX_LENGTH,
             epochs=EPOCHS,
             batch_size=BATCH,
             random_state=0,
             cache_dir=tempfile.mkdtemp(),
             device="cpu",
+            dtype="bfloat16" if "-bf16" in name else "float32",
         )
     else:
-        estimator = TrainerLoRA(dropout=name != "trainer-nodrop")
+        estimator = TrainerLoRA(dropout="-nodrop" not in name, bf16="-bf16" in name, eager="-eager" in name)
     search = GridSearchCV(estimator, GRID, cv=StratifiedKFold(5, shuffle=True, random_state=0))
     start = time.perf_counter()
     search.fit(X, y)
@@ -164,7 +173,9 @@ def main():
             f"| {name} | {r['search_s']:.1f} | {r['best_learning_rate']:g} | {r['cv_accuracy']:.3f} | "
             f"{r['test_accuracy']:.3f} | {r['peak_rss_mb']:.0f} | {r['loads']} |"
         )
-    for ours, theirs in [("skllm", "trainer"), ("skllm", "trainer-nodrop"), ("skllm-dropout", "trainer")]:
+    pairs = [("skllm", "trainer"), ("skllm", "trainer-nodrop"), ("skllm-dropout", "trainer")]
+    pairs += [("skllm-bf16", "trainer-bf16"), ("skllm-bf16", "trainer-nodrop-bf16-eager")]
+    for ours, theirs in pairs:
         if ours in results and theirs in results:
             print(f"{ours}'s search is {results[theirs]['search_s'] / results[ours]['search_s']:.2f}x {theirs}'s")
 

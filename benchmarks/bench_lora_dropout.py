@@ -23,6 +23,7 @@ snippets, ``max_length=64``) or the 2016 debates (785 / 337 statements, ``max_le
     python benchmarks/bench_lora_dropout.py rt old,new 0,1,2 --method full
     python benchmarks/bench_lora_dropout.py rt old,new 0,1,2 --method prompt
     python benchmarks/bench_lora_dropout.py rt old,new 0,1,2 --method prefix
+    python benchmarks/bench_lora_dropout.py rt new 0,1,2 --dtype bfloat16     # LoRA's default under bfloat16
 """
 
 import sys
@@ -34,7 +35,7 @@ from bench_finetune_defaults import cpu  # CPU model, torch capability, threads
 from bench_probe_sample import data
 
 
-def main(dataset, variants, seeds, method="lora"):
+def main(dataset, variants, seeds, method="lora", dtype="float32"):
     from skllm import BottleneckAdapter, FineTuneClassifier, FullFineTuning, LoRA, PrefixTuning, PromptTuning
 
     warnings.simplefilter("ignore")
@@ -57,7 +58,7 @@ def main(dataset, variants, seeds, method="lora"):
         for name in variants:
             clf = FineTuneClassifier(
                 method=recipes[name], max_length=max_length, epochs=3, batch_size=16, random_state=seed,
-                cache_dir=tempfile.mkdtemp(), device="cpu",
+                cache_dir=tempfile.mkdtemp(), device="cpu", dtype=dtype,
             )  # fmt: skip
             start = time.perf_counter()
             clf.fit(X, y)
@@ -69,5 +70,6 @@ def main(dataset, variants, seeds, method="lora"):
 
 
 if __name__ == "__main__":
-    method = sys.argv[5] if sys.argv[4:5] == ["--method"] else "lora"
-    main(sys.argv[1], sys.argv[2].split(","), [int(s) for s in sys.argv[3].split(",")], method)
+    options = dict(zip(sys.argv[4::2], sys.argv[5::2]))  # --method M, --dtype D
+    method, dtype = options.get("--method", "lora"), options.get("--dtype", "float32")
+    main(sys.argv[1], sys.argv[2].split(","), [int(s) for s in sys.argv[3].split(",")], method, dtype)

@@ -63,10 +63,12 @@ def splits(network, device):
 
 
 @contextlib.contextmanager
-def _eager_attention(network):
+def eager_attention(network, every=False):
     """Within the block, transformers models of ``network`` with attention dropout run eager attention, not SDPA.
 
-    Every config's implementation is put back as it was when the block ends.
+    ``every``: all of them do, with or without dropout (the engine's choice for training
+    under bfloat16 on the CPU, see :func:`skllm._training.train_epochs`). Every config's
+    implementation is put back as it was when the block ends.
     """
     saved = [(config, config._attn_implementation_internal) for config in transformers_configs(network)]
     try:
@@ -74,7 +76,7 @@ def _eager_attention(network):
             config = getattr(module, "config", None)
             if (
                 getattr(config, "_attn_implementation", None) == "sdpa"
-                and any((getattr(config, name, 0) or 0) > 0 for name in ATTENTION_DROPOUT)
+                and (every or any((getattr(config, name, 0) or 0) > 0 for name in ATTENTION_DROPOUT))
                 and hasattr(module, "set_attn_implementation")
                 and getattr(module, "_can_set_attn_implementation", lambda: True)()
             ):
@@ -211,7 +213,7 @@ class SplitSteps:
     def _routed(self):
         """Eager attention and ``torch.nn.functional.dropout`` routed to the threads' generators."""
         stack = contextlib.ExitStack()
-        stack.enter_context(_eager_attention(self.network))
+        stack.enter_context(eager_attention(self.network))
         stack.enter_context(thread_functional_dropout())
         return stack
 

@@ -40,7 +40,7 @@ import threading
 import numpy as np
 
 from ._dropout import fast_cpu_dropout
-from ._split_step import SplitSteps, WholeSteps, splits
+from ._split_step import SplitSteps, WholeSteps, eager_attention, splits
 from ._validation import check_int, check_number
 from .exceptions import NonFiniteLossError
 
@@ -243,7 +243,7 @@ class Optimisation:
         total_steps = max(int(total_steps), 1)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(warmup_ratio * total_steps), total_steps)
         self.scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and dtype == "float16")
-        self.device = device
+        self.device, self.dtype = device, dtype
         self.max_grad_norm = max_grad_norm
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
@@ -385,8 +385,15 @@ def train_epochs(
     steps = WholeSteps(step_loss)
     if dropout and splittable and splits(network, optimisation.device):
         steps = SplitSteps(network, forward, output_loss, optimisation.params)
+    # Under bfloat16 on the CPU, attention runs eager, not through PyTorch's SDPA kernels, which
+    # took 56 of a MiniLM LoRA step's 124 ms (7x their float32 time): the step took 69 ms eager;
+    # SmolLM2's 953 ms and 729 ms. In float32 both ran alike (benchmarks/bench_attention.py).
+    eager = optimisation.device.type == "cpu" and optimisation.dtype == "bfloat16"
     # nn.Dropout's CPU masks drawn more cheaply than torch's (see _dropout.py)
-    with fast_cpu_dropout(network) if dropout else contextlib.nullcontext():
+    with (
+        fast_cpu_dropout(network) if dropout else contextlib.nullcontext(),
+        eager_attention(network, every=True) if eager else contextlib.nullcontext(),
+    ):
         for epoch in range(epochs):
             network.train(dropout)
             epoch_batches = batches(epoch)

@@ -306,3 +306,26 @@ def test_a_reward_model_does_not_split_its_pairs(tiny_bert, monkeypatch, two_thr
     whole = reward_model(tiny_bert, method="lora", epochs=2).fit(PAIRS)
     for name, value in first.trainable_state_.items():
         np.testing.assert_array_equal(value, whole.trainable_state_[name])
+
+
+@pytest.mark.parametrize("dtype, device, during", [("bfloat16", "cpu", "eager"), ("float32", "cpu", "sdpa")])
+def test_training_under_bfloat16_on_the_cpu_runs_eager_attention_and_puts_sdpa_back(tiny_bert, dtype, device, during):
+    # SDPA's CPU backward pass is slow in bfloat16 (see train_epochs); the same model, whole or split steps
+    from skllm._training import Optimisation, train_epochs
+
+    network, forward, output_loss = _lora_bert(tiny_bert, 0.0)
+    config = network.get_base_model().config
+    seen = []
+
+    def recording(rows):
+        seen.append(config._attn_implementation)
+        return forward(rows)
+
+    optimisation = Optimisation(
+        network, learning_rate=1e-3, weight_decay=0.0, warmup_ratio=0.0, max_grad_norm=None, total_steps=2,
+        device=torch.device(device), dtype=dtype, who="Test",
+    )  # fmt: skip
+    train_epochs(optimisation, network, epochs=1, batches=lambda epoch: [np.arange(6)], forward=recording,
+                 output_loss=output_loss, splittable=True)  # fmt: skip
+    assert seen and set(seen) == {during}
+    assert config._attn_implementation == "sdpa"
