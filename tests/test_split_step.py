@@ -329,3 +329,36 @@ def test_training_under_bfloat16_on_the_cpu_runs_eager_attention_and_puts_sdpa_b
                  output_loss=output_loss, splittable=True)  # fmt: skip
     assert seen and set(seen) == {during}
     assert config._attn_implementation == "sdpa"
+
+
+def test_estimators_fit_under_bfloat16_and_keep_sdpa_for_prediction(
+    tiny_bert, tiny_llama, texts, cache_dir, monkeypatch
+):
+    # where the CPU lacks bfloat16, dtype falls back to float32 (a PrecisionWarning) and this checks that path
+    import warnings
+
+    import pandas as pd
+
+    from skllm import FineTuneGenerator, RewardModel, _training
+    from skllm._device import _bf16_supported
+    from skllm.exceptions import PrecisionWarning
+
+    eager = []
+    monkeypatch.setattr(
+        _training, "eager_attention", lambda *a, **k: eager.append(k) or _split_step.eager_attention(*a, **k)
+    )
+    X, y = texts
+    pairs = pd.DataFrame({"prompt": ["the film was"] * 8, "chosen": X[:8], "rejected": X[12:20]})
+    bf16 = {"epochs": 1, "dtype": "bfloat16", "random_state": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PrecisionWarning)
+        fitted = [
+            FineTuneClassifier(tiny_bert, method="lora", batch_size=8, cache_dir=cache_dir, **bf16).fit(X, y),
+            FineTuneGenerator(tiny_llama, max_new_tokens=2, **bf16).fit(X[:8], y[:8]),
+            RewardModel(tiny_bert, **bf16).fit(pairs),
+        ]
+    for estimator in fitted:
+        configs = [m.config for m in estimator.network_.modules() if hasattr(m, "config")]
+        assert configs and all(c._attn_implementation == "sdpa" for c in configs), type(estimator).__name__
+    assert eager == ([{"every": True}] * 3 if _bf16_supported(torch.device("cpu")) else [])  # one training each
+    assert np.isfinite(fitted[0].decision_function(X[:4])).all()
