@@ -9,10 +9,12 @@ median of rounds 2 to ``--rounds``); then one round of each under ``torch.profil
 gives the self time of the attention's own kernels (``scaled_dot_product`` in their
 names: SDPA's forward and backward; eager attention has none, its products count as
 matrix products). Models: the packaged MiniLM on Rotten Tomatoes snippets
-(``max_length=64``) or SmolLM2-135M on the 2016 debates' statements (``max_length=128``).
+(``max_length=64``) or SmolLM2-135M on the 2016 debates' statements (``max_length=128``);
+``--tokens N``: rows of N random token ids instead (``--batch-size`` of them a batch).
 
     python benchmarks/bench_attention.py --model encoder
     python benchmarks/bench_attention.py --model llm
+    python benchmarks/bench_attention.py --model encoder --tokens 512 --batch-size 4 --batches 4
 """
 
 import argparse
@@ -24,12 +26,12 @@ from bench_finetune_defaults import cpu  # CPU model, torch capability, threads
 from bench_probe_sample import data
 
 
-def batches(tokenizer, texts, max_length, count):
+def batches(tokenizer, texts, max_length, count, size=16):
     import torch
 
     ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    picked = [order[i : i + 16] for i in range(0, len(order), 16)][:: max(1, len(order) // 16 // count)][:count]
+    picked = [order[i : i + size] for i in range(0, len(order), size)][:: max(1, len(order) // size // count)][:count]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out = []
     for rows in picked:
@@ -53,6 +55,8 @@ def main():
     parser.add_argument("--model", choices=["encoder", "llm"], default="encoder")
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tokens", type=int, help="batches of random token ids this long instead of texts")
+    parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(2)
@@ -64,9 +68,17 @@ def main():
     backbone, tokenizer = load_backbone(resolve_model(model), torch.device("cpu"))
     network = LoRA().build_network(backbone, 2, pooling)
     network.train()
-    work = batches(tokenizer, X, max_length, args.batches)
+    work = batches(tokenizer, X, max_length, args.batches, args.batch_size)
+    if args.tokens:  # attention's cost depends on the length, not on the tokens
+        generator = torch.Generator().manual_seed(0)
+        shape = (args.batch_size, args.tokens)
+        work = [(torch.randint(100, 20000, shape, generator=generator), torch.ones(shape, dtype=torch.long))] * len(
+            work
+        )
     tokens = sum(int(mask.sum()) for _, mask in work) / len(work)
-    print(f"{model}: {len(work)} batches of 16 texts, {tokens:.0f} tokens a batch (padded to its longest)")
+    print(
+        f"{model}: {len(work)} batches of {args.batch_size} texts, {tokens:.0f} tokens a batch (padded to its longest)"
+    )
 
     def steps(dtype):
         for ids, mask in work:

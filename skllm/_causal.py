@@ -74,6 +74,10 @@ def _module():
         def __init__(self, method, lm):
             super().__init__()
             lm = copy.deepcopy(lm)  # the loaded model is shared by every fit
+            if not method.backbone_dropout:
+                from ._dropout import without_dropout
+
+                without_dropout(lm)  # as FineTuningMethod.build_network does for the other estimators
             for p in lm.parameters():
                 p.requires_grad_(False)
             # The methods build an encoder around the model they adapt; a causal

@@ -390,6 +390,7 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
             output_loss=output_loss,
             # a step in two halves joins the halves' outputs: one output row per row
             splittable=self._one_output_per_row,
+            max_width=self.max_length_ + self.method_.extra_positions(),
             validate=validate if valid_idx is not None else None,
             n_iter_no_change=self.n_iter_no_change,
             verbose=self.verbose,

@@ -30,7 +30,15 @@ from ._reward import pairwise_accuracy, preference_pairs, where_pairs
 from ._rl import check_scorer, dpo_loss, unfreeze
 from ._sft import FineTuneGenerator
 from ._tokens import pad_token_id
-from ._training import Optimisation, check_training_params, draw_seed, release_memory, train_epochs, training_context
+from ._training import (
+    Optimisation,
+    check_training_params,
+    draw_seed,
+    release_memory,
+    train_epochs,
+    training_attention,
+    training_context,
+)
 from ._validation import check_choice, check_int, check_number, check_random_state_param, check_texts
 
 ALGORITHMS = ("rloo", "ppo", "dpo")
@@ -493,7 +501,8 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
             p.requires_grad_(False)
         # The tuner's own attributes are set only once training has succeeded: a failed
         # fit leaves them (and the given generator, of which the policy is a copy) as they were.
-        with training_context(seed, device):
+        # the reference computes as the policy trains (its log-probs and the policy's agree at the start)
+        with training_context(seed, device), training_attention(reference, device, policy.dtype_):
             if self.algorithm == "dpo":
                 records = self._fit_dpo(policy, reference, *data, rng)
                 best_step, kl_coef = None, self.kl_coef

@@ -66,9 +66,10 @@ def splits(network, device):
 def eager_attention(network, every=False):
     """Within the block, transformers models of ``network`` with attention dropout run eager attention, not SDPA.
 
-    ``every``: all of them do, with or without dropout (the engine's choice for training
-    under bfloat16 on the CPU, see :func:`skllm._training.train_epochs`). Every config's
-    implementation is put back as it was when the block ends.
+    ``every``: all of them do, with or without dropout (``benchmarks/bench_attention.py``
+    times steps so; the engine chooses per batch under bfloat16, see
+    :func:`skllm._training.training_attention`). Every config's implementation is put
+    back as it was when the block ends.
     """
     saved = [(config, config._attn_implementation_internal) for config in transformers_configs(network)]
     try:

@@ -170,3 +170,18 @@ def test_a_fit_trains_the_network_the_method_asks_for_and_an_unpickled_model_reb
     backbone, _ = load_backbone(resolve_model(tiny_bert), torch.device("cpu"))
     assert backbone.config.attention_probs_dropout_prob > 0
     assert all(m.p > 0 for m in backbone.modules() if isinstance(m, torch.nn.Dropout))
+
+
+@pytest.mark.parametrize("method", [LoRA(), LoRA(backbone_dropout=True), PromptTuning(n_virtual_tokens=2)])
+def test_a_causal_lm_trains_without_its_dropout_when_the_method_says_so(method):
+    # FineTuneGenerator and PreferenceTuner build their network here; SmolLM2 has no dropout, GPT-2 has
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from skllm._causal import CausalNetwork
+
+    lm = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64, n_positions=64))
+    network = CausalNetwork.build(method, lm)
+    probs = [m.p for m in network.modules() if isinstance(m, torch.nn.Dropout)]
+    assert probs and all((p > 0) is method.backbone_dropout for p in probs)
+    assert [c.attn_pdrop > 0 for c in transformers_configs(network)] == [method.backbone_dropout]
+    assert all(m.p == 0.1 for m in lm.modules() if isinstance(m, torch.nn.Dropout))  # the loaded model keeps its own

@@ -443,3 +443,18 @@ def test_a_bound_predict_of_another_object_taking_prompts_and_completions_is_a_r
             return [float(len(c)) for c in completions]
 
     check_scorer(Scorer().predict, "reward")  # only a RewardModel's predict takes pairs
+
+
+@pytest.mark.parametrize("algorithm", ["dpo", "rloo"])
+def test_under_bfloat16_the_first_step_is_at_the_reference(tiny_llama, algorithm):
+    # Training under bfloat16 on the CPU runs eager attention; the reference must compute as the policy does.
+    from skllm.exceptions import PrecisionWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PrecisionWarning)  # a CPU without bfloat16 computes in float32
+        generator = untrained_generator(tiny_llama, max_new_tokens=4, random_state=0, dtype="bfloat16")
+        extra = {"n_generations": 2} if algorithm == "rloo" else {}
+        tuner = PreferenceTuner(None if algorithm == "dpo" else length, generator, algorithm=algorithm, batch_size=2,
+                                epochs=1, random_state=0, **extra)  # fmt: skip
+        quiet_fit(tuner, PAIRS if algorithm == "dpo" else PROMPTS[:4])
+    assert tuner.history_["kl"].iloc[0] == 0.0

@@ -1,5 +1,7 @@
 """Training steps in two halves on two threads (skllm._split_step)."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -308,27 +310,34 @@ def test_a_reward_model_does_not_split_its_pairs(tiny_bert, monkeypatch, two_thr
         np.testing.assert_array_equal(value, whole.trainable_state_[name])
 
 
-@pytest.mark.parametrize("dtype, device, during", [("bfloat16", "cpu", "eager"), ("float32", "cpu", "sdpa")])
-def test_training_under_bfloat16_on_the_cpu_runs_eager_attention_and_puts_sdpa_back(tiny_bert, dtype, device, during):
-    # SDPA's CPU backward pass is slow in bfloat16 (see train_epochs); the same model, whole or split steps
+@pytest.mark.parametrize("splittable", [False, True])
+@pytest.mark.parametrize(
+    "dtype, limit, during", [("bfloat16", 256, "eager"), ("float32", 256, "sdpa"), ("bfloat16", 8, "sdpa")]
+)
+def test_training_under_bfloat16_on_the_cpu_runs_eager_attention_for_short_batches_and_puts_sdpa_back(
+    tiny_bert, monkeypatch, dtype, limit, during, splittable
+):
+    # SDPA's CPU backward pass is slow in bfloat16, eager attention's memory grows with the width squared
+    # (see training_attention); these batches are 9 positions wide. Whole steps choose per forward call,
+    # split ones once, from the widest a row can be.
+    from skllm import _training
     from skllm._training import Optimisation, train_epochs
 
+    monkeypatch.setattr(_training, "EAGER_MAX_WIDTH", limit)
     network, forward, output_loss = _lora_bert(tiny_bert, 0.0)
-    config = network.get_base_model().config
+    model = network.get_base_model()
     seen = []
-
-    def recording(rows):
-        seen.append(config._attn_implementation)
-        return forward(rows)
-
+    model.register_forward_hook(lambda *_: seen.append(model.config._attn_implementation))
     optimisation = Optimisation(
         network, learning_rate=1e-3, weight_decay=0.0, warmup_ratio=0.0, max_grad_norm=None, total_steps=2,
-        device=torch.device(device), dtype=dtype, who="Test",
+        device=torch.device("cpu"), dtype=dtype, who="Test",
     )  # fmt: skip
-    train_epochs(optimisation, network, epochs=1, batches=lambda epoch: [np.arange(6)], forward=recording,
-                 output_loss=output_loss, splittable=True)  # fmt: skip
-    assert seen and set(seen) == {during}
-    assert config._attn_implementation == "sdpa"
+    train_epochs(optimisation, network, epochs=1, batches=lambda epoch: [np.arange(6)], forward=forward,
+                 output_loss=output_loss, splittable=splittable, max_width=9)  # fmt: skip
+    assert len(seen) == (4 if splittable else 2)  # split: the check, two halves; and the last weights' check
+    assert set(seen) == {during}
+    assert model.config._attn_implementation == "sdpa"
+    assert not any(m._forward_pre_hooks for m in network.modules())  # the engine's hooks are gone
 
 
 def test_estimators_fit_under_bfloat16_and_keep_sdpa_for_prediction(
@@ -343,10 +352,13 @@ def test_estimators_fit_under_bfloat16_and_keep_sdpa_for_prediction(
     from skllm._device import _bf16_supported
     from skllm.exceptions import PrecisionWarning
 
-    eager = []
-    monkeypatch.setattr(
-        _training, "eager_attention", lambda *a, **k: eager.append(k) or _split_step.eager_attention(*a, **k)
-    )
+    eager, training_attention = [], _training.training_attention
+
+    def recording(network, device, dtype, **kw):
+        eager.append(device.type == "cpu" and dtype == "bfloat16")
+        return training_attention(network, device, dtype, **kw)
+
+    monkeypatch.setattr(_training, "training_attention", recording)
     X, y = texts
     pairs = pd.DataFrame({"prompt": ["the film was"] * 8, "chosen": X[:8], "rejected": X[12:20]})
     bf16 = {"epochs": 1, "dtype": "bfloat16", "random_state": 0}
@@ -360,5 +372,35 @@ def test_estimators_fit_under_bfloat16_and_keep_sdpa_for_prediction(
     for estimator in fitted:
         configs = [m.config for m in estimator.network_.modules() if hasattr(m, "config")]
         assert configs and all(c._attn_implementation == "sdpa" for c in configs), type(estimator).__name__
-    assert eager == ([{"every": True}] * 3 if _bf16_supported(torch.device("cpu")) else [])  # one training each
+    assert eager == [_bf16_supported(torch.device("cpu"))] * 3  # one training each, under bfloat16 where supported
     assert np.isfinite(fitted[0].decision_function(X[:4])).all()
+
+
+def test_under_bfloat16_split_steps_keep_eager_attention_for_a_model_with_attention_dropout(
+    tiny_bert, monkeypatch, two_threads
+):
+    # the halves draw the attention's dropout masks from their own generators: SDPA would draw from torch's
+    from skllm import _training
+    from skllm._training import Optimisation, train_epochs
+
+    monkeypatch.setattr(_split_step, "MAX_TRAINABLE_SHARE", 1.0)
+    monkeypatch.setattr(_training, "EAGER_MAX_WIDTH", 8)  # these batches are wider: SDPA would be chosen
+    network, forward, output_loss = _lora_bert(tiny_bert, 0.1)
+    model = network.get_base_model()
+    seen = []
+    model.register_forward_hook(
+        lambda *_: seen.append((threading.current_thread().name, model.config._attn_implementation))
+    )
+    steps = []
+    step_loss = SplitSteps.step_loss
+    monkeypatch.setattr(SplitSteps, "step_loss", lambda self, rows: steps.append(step_loss(self, rows)) or steps[-1])
+    optimisation = Optimisation(
+        network, learning_rate=1e-3, weight_decay=0.0, warmup_ratio=0.0, max_grad_norm=None, total_steps=2,
+        device=torch.device("cpu"), dtype="bfloat16", who="Test",
+    )  # fmt: skip
+    train_epochs(optimisation, network, epochs=1, batches=lambda epoch: [np.arange(6)], forward=forward,
+                 output_loss=output_loss, splittable=True)  # fmt: skip
+    assert steps and all(backward is not None for _, _, backward in steps)  # the steps did split
+    halves = [implementation for thread, implementation in seen if thread.startswith("skllm-half")]
+    assert len(halves) == 2 and set(halves) == {"eager"}
+    assert model.config._attn_implementation == "sdpa"
