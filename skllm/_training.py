@@ -439,9 +439,8 @@ def train_epochs(
         that a step of a parameter-efficient network on the CPU may run in two
         halves on two threads (:mod:`skllm._split_step`).
     max_width : int or None
-        The most positions a row of a batch can have (with a method's virtual tokens);
-        with split steps under bfloat16 on the CPU it decides their attention once
-        (:func:`training_attention`). ``None``: not known, SDPA.
+        The most positions a row can have (with virtual tokens): split steps under bfloat16 on
+        the CPU choose their attention from it (:func:`training_attention`); ``None``: SDPA.
 
     Each step checks its loss, its gradient and the weights it leaves; the
     weights of the last step, which no later loss sees, are checked once
@@ -464,13 +463,10 @@ def train_epochs(
     steps = WholeSteps(step_loss)
     if dropout and splittable and splits(network, optimisation.device):
         steps = SplitSteps(network, forward, output_loss, optimisation.params)
+    split = isinstance(steps, SplitSteps)
+    attention = training_attention(network, optimisation.device, optimisation.dtype, split, max_width)
     # nn.Dropout's CPU masks drawn more cheaply than torch's (see _dropout.py)
-    with (
-        fast_cpu_dropout(network) if dropout else contextlib.nullcontext(),
-        training_attention(
-            network, optimisation.device, optimisation.dtype, split=isinstance(steps, SplitSteps), max_width=max_width
-        ),
-    ):
+    with fast_cpu_dropout(network) if dropout else contextlib.nullcontext(), attention:
         for epoch in range(epochs):
             network.train(dropout)
             epoch_batches = batches(epoch)

@@ -354,9 +354,9 @@ def test_estimators_fit_under_bfloat16_and_keep_sdpa_for_prediction(
 
     eager, training_attention = [], _training.training_attention
 
-    def recording(network, device, dtype, **kw):
+    def recording(network, device, dtype, *args, **kw):
         eager.append(device.type == "cpu" and dtype == "bfloat16")
-        return training_attention(network, device, dtype, **kw)
+        return training_attention(network, device, dtype, *args, **kw)
 
     monkeypatch.setattr(_training, "training_attention", recording)
     X, y = texts
