@@ -152,18 +152,25 @@ def test_epochs_of_single_rows_step_whole(two_threads):
     assert split.decided([np.array([3]), np.arange(2)]) is split
 
 
+def _optimisation(network, learning_rate, total_steps, dtype="float32"):
+    """The engine's optimiser on the CPU, without weight decay, warm-up or clipping."""
+    from skllm._training import Optimisation
+
+    return Optimisation(
+        network, learning_rate=learning_rate, weight_decay=0.0, warmup_ratio=0.0, max_grad_norm=None,
+        total_steps=total_steps, device=torch.device("cpu"), dtype=dtype, who="Test",
+    )  # fmt: skip
+
+
 def test_an_epoch_of_single_rows_does_not_keep_the_next_from_splitting(two_threads, monkeypatch):
-    from skllm._training import Optimisation, train_epochs
+    from skllm._training import train_epochs
 
     network, forward, output_loss = _linear_problem()
     monkeypatch.setattr(_split_step, "MAX_TRAINABLE_SHARE", 1.0)
     steps = []
     step_loss = SplitSteps.step_loss
     monkeypatch.setattr(SplitSteps, "step_loss", lambda self, rows: steps.append(step_loss(self, rows)) or steps[-1])
-    optimisation = Optimisation(
-        network, learning_rate=1e-2, weight_decay=0.0, warmup_ratio=0.0, max_grad_norm=None, total_steps=4,
-        device=torch.device("cpu"), dtype="float32", who="test",
-    )  # fmt: skip
+    optimisation = _optimisation(network, 1e-2, 4, "float32")
     epochs = [[np.array([0]), np.array([1])], [np.arange(6)]]  # single rows, then a batch of 6
     train_epochs(
         optimisation, network, epochs=2, batches=lambda epoch: epochs[epoch],
@@ -173,7 +180,7 @@ def test_an_epoch_of_single_rows_does_not_keep_the_next_from_splitting(two_threa
 
 
 def test_whole_steps_keep_every_thread_where_the_check_fails(two_threads, monkeypatch):
-    from skllm._training import Optimisation, train_epochs
+    from skllm._training import train_epochs
 
     network, _, output_loss = _linear_problem()
     network[0].weight.requires_grad_(False)
@@ -193,10 +200,7 @@ def test_whole_steps_keep_every_thread_where_the_check_fails(two_threads, monkey
         threads.append(torch.get_num_threads())
         return output_loss(output, rows)
 
-    optimisation = Optimisation(
-        network, learning_rate=1e-2, weight_decay=0.0, warmup_ratio=0.0, max_grad_norm=None, total_steps=2,
-        device=torch.device("cpu"), dtype="float32", who="test",
-    )  # fmt: skip
+    optimisation = _optimisation(network, 1e-2, 2, "float32")
     train_epochs(
         optimisation, network, epochs=1, batches=lambda epoch: [np.arange(5), np.arange(5, 10)],
         forward=noisy, output_loss=loss_counting_threads, splittable=True,
@@ -321,17 +325,14 @@ def test_training_under_bfloat16_on_the_cpu_runs_eager_attention_for_short_batch
     # (see training_attention); these batches are 9 positions wide. Whole steps choose per forward call,
     # split ones once, from the widest a row can be.
     from skllm import _training
-    from skllm._training import Optimisation, train_epochs
+    from skllm._training import train_epochs
 
     monkeypatch.setattr(_training, "EAGER_MAX_WIDTH", limit)
     network, forward, output_loss = _lora_bert(tiny_bert, 0.0)
     model = network.get_base_model()
     seen = []
     model.register_forward_hook(lambda *_: seen.append(model.config._attn_implementation))
-    optimisation = Optimisation(
-        network, learning_rate=1e-3, weight_decay=0.0, warmup_ratio=0.0, max_grad_norm=None, total_steps=2,
-        device=torch.device("cpu"), dtype=dtype, who="Test",
-    )  # fmt: skip
+    optimisation = _optimisation(network, 1e-3, 2, dtype)
     train_epochs(optimisation, network, epochs=1, batches=lambda epoch: [np.arange(6)], forward=forward,
                  output_loss=output_loss, splittable=splittable, max_width=9)  # fmt: skip
     assert len(seen) == (4 if splittable else 2)  # split: the check, two halves; and the last weights' check
@@ -381,7 +382,7 @@ def test_under_bfloat16_split_steps_keep_eager_attention_for_a_model_with_attent
 ):
     # the halves draw the attention's dropout masks from their own generators: SDPA would draw from torch's
     from skllm import _training
-    from skllm._training import Optimisation, train_epochs
+    from skllm._training import train_epochs
 
     monkeypatch.setattr(_split_step, "MAX_TRAINABLE_SHARE", 1.0)
     monkeypatch.setattr(_training, "EAGER_MAX_WIDTH", 8)  # these batches are wider: SDPA would be chosen
@@ -394,10 +395,7 @@ def test_under_bfloat16_split_steps_keep_eager_attention_for_a_model_with_attent
     steps = []
     step_loss = SplitSteps.step_loss
     monkeypatch.setattr(SplitSteps, "step_loss", lambda self, rows: steps.append(step_loss(self, rows)) or steps[-1])
-    optimisation = Optimisation(
-        network, learning_rate=1e-3, weight_decay=0.0, warmup_ratio=0.0, max_grad_norm=None, total_steps=2,
-        device=torch.device("cpu"), dtype="bfloat16", who="Test",
-    )  # fmt: skip
+    optimisation = _optimisation(network, 1e-3, 2, "bfloat16")
     train_epochs(optimisation, network, epochs=1, batches=lambda epoch: [np.arange(6)], forward=forward,
                  output_loss=output_loss, splittable=True)  # fmt: skip
     assert steps and all(backward is not None for _, _, backward in steps)  # the steps did split
