@@ -164,11 +164,19 @@ def keep_state_on_error(estimator):
 
 
 def release_memory(device):
-    """Free what a finished fit left behind (the optimiser's moments, gradients) on ``device``."""
-    gc.collect()
+    """Give ``device`` back what a finished fit left behind (the optimiser's moments, gradients).
+
+    Reference counting frees them when the fit's optimisation goes out of scope: no cycle
+    holds it (tests/test_training.py). On the CPU nothing more is done; a full
+    ``gc.collect()`` took 0.2 s a fit with transformers and torch imported, a twentieth of
+    each fit of a grid search over 300 texts, and found no tensor to free. CUDA's caching
+    allocator keeps freed blocks for the process: cycles are collected, then the cache
+    emptied, so that other processes and models get the memory.
+    """
     if device.type == "cuda":
         import torch
 
+        gc.collect()
         torch.cuda.empty_cache()
 
 

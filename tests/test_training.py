@@ -133,6 +133,46 @@ def test_the_fused_optimiser_takes_the_unfused_step():
         torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("estimator", ["lora", "full", "early stopping", "generator", "rloo", "dpo"])
+def test_a_finished_fit_frees_its_optimiser_without_the_garbage_collector(
+    estimator, tiny_bert, tiny_llama, texts, cache_dir, monkeypatch
+):
+    # release_memory does not run gc.collect on the CPU: no reference cycle may keep the
+    # optimiser's moments (as large as the trained weights) alive after fit.
+    import gc
+    import weakref
+
+    from skllm import _training
+
+    optimisers = []
+    real_init = _training.Optimisation.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        optimisers.append(weakref.ref(self.optimizer))
+
+    monkeypatch.setattr(_training.Optimisation, "__init__", init)
+    gc.collect()
+    gc.disable()
+    try:
+        if estimator == "generator":
+            FineTuneGenerator(tiny_llama, epochs=1, max_new_tokens=2, random_state=0).fit(X, Y)
+        elif estimator in ("rloo", "dpo"):
+            generator = FineTuneGenerator(tiny_llama, max_new_tokens=2)
+            reward = None if estimator == "dpo" else (lambda p, c: [float(len(a)) for a in c])
+            tuner = PreferenceTuner(reward, generator, algorithm=estimator)
+            tuner.set_params(batch_size=2, n_generations=2, random_state=0).fit(PAIRS if estimator == "dpo" else X[:4])
+            optimisers[:] = optimisers[-1:]  # the tuner's own (the generator's fit has one too)
+        else:
+            X_, y = texts
+            params = {"early_stopping": True, "epochs": 3} if estimator == "early stopping" else {"epochs": 1}
+            method = "full" if estimator == "full" else "lora"
+            FineTuneClassifier(tiny_bert, method=method, cache_dir=cache_dir, random_state=0, **params).fit(X_, y)
+        assert len(optimisers) == 1 and optimisers[0]() is None
+    finally:
+        gc.enable()
+
+
 def test_the_weight_check_tells_finite_weights_whose_sum_overflows_from_a_non_finite_weight():
     import torch
 
