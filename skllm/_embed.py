@@ -328,6 +328,13 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
                     cache.put(keys[start:stop], vectors[start:stop], n_tokens[start:stop])
         return vectors, n_tokens
 
+    def _embed_uncached(self, texts):
+        """The unnormalised vectors of ``texts`` (a list of str), computed now, in batches as ``transform``
+        forms them, and not stored: what the model gives them in one batch, not in the batches they were
+        cached from (float32 gives the same up to 1e-6 either way; bfloat16 does not)."""
+        check_is_fitted(self, "model_identity_")
+        return self._embed_new(list(texts), None, None)[0]
+
     def transform(self, X):
         """Embed each text.
 

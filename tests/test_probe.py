@@ -128,12 +128,14 @@ def test_the_probe_reads_the_backbone_features_from_the_embedding_cache(
     X, y = texts
     record = _probe_passes(monkeypatch)
     clf = FineTuneClassifier(tiny_bert, method=method, cache_dir=cache_dir, **FROZEN).fit(X, y)
-    # The network runs on a few rows to check that its features are the backbone's; the
-    # embedder computes the others once and caches them.
-    assert record["rows"] == [8] and sorted(record["embedded"]) == sorted(set(X))
+    # The network and the backbone run on a few rows to check that the network's features
+    # are the backbone's; the embedder computes every text once and caches it.
+    assert record["rows"] == [8] and record["embedded"][:8] == X[:8]
+    assert sorted(record["embedded"][8:]) == sorted(set(X))
     record["rows"].clear(), record["embedded"].clear()
     again = FineTuneClassifier(tiny_bert, method=method, cache_dir=cache_dir, **FROZEN).fit(X[:40], y[:40])
-    assert record["rows"] == [8] and record["embedded"] == []  # another fold or candidate: no forward pass
+    # another fold or candidate: no forward pass but the check's
+    assert record["rows"] == [8] and record["embedded"] == X[:8]
     # The same starting point as the network's own pass over every text (no cache).
     uncached = FineTuneClassifier(tiny_bert, method=method, cache_dir=None, **FROZEN).fit(X, y)
     assert record["rows"][-1] == len(X)
@@ -144,6 +146,25 @@ def test_the_probe_reads_the_backbone_features_from_the_embedding_cache(
     own = FineTuneClassifier(tiny_bert, method=method, cache_dir=None, **trained).fit(X, y)
     np.testing.assert_allclose(cached.predict_proba(X), own.predict_proba(X), atol=1e-4)
     assert again.predict_proba(X).shape == (len(X), 2)
+
+
+def test_the_check_embeds_its_rows_afresh_not_from_the_cache(tiny_bert, texts, cache_dir, monkeypatch):
+    # A cached text was embedded in the batch it came with, padded to that batch's width:
+    # under bfloat16 that changes its features by up to 4.7e-3 of their scale (MiniLM),
+    # above the check's tolerance. Cached vectors off by that much still serve the next
+    # fold, whose check compares the network with the backbone on the same batch.
+    from skllm import _cache
+
+    real_put = _cache.EmbeddingCache.put
+    monkeypatch.setattr(
+        _cache.EmbeddingCache, "put", lambda self, keys, vectors, *rest: real_put(self, keys, vectors * 1.005, *rest)
+    )
+    X, y = texts
+    record = _probe_passes(monkeypatch)
+    FineTuneClassifier(tiny_bert, method="lora", cache_dir=cache_dir, **FROZEN).fit(X, y)
+    record["rows"].clear(), record["embedded"].clear()
+    FineTuneClassifier(tiny_bert, method="lora", cache_dir=cache_dir, **FROZEN).fit(X[8:40], y[8:40])
+    assert record["rows"] == [8] and record["embedded"] == X[8:16]
 
 
 def test_methods_that_change_the_features_probe_their_own(tiny_bert, texts, cache_dir, monkeypatch):
