@@ -48,8 +48,8 @@ def main():
     import torch
 
     from skllm import LoRA
+    from skllm._attention import eager_attention
     from skllm._models import DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, load_backbone, resolve_model
-    from skllm._split_step import eager_attention
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", choices=["encoder", "llm"], default="encoder")

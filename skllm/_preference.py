@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from ._attention import training_attention
 from ._causal import pad_examples, token_logprobs
 from ._device import autocast
 from ._methods import NamedMethodParamsMixin
@@ -36,7 +37,6 @@ from ._training import (
     draw_seed,
     release_memory,
     train_epochs,
-    training_attention,
     training_context,
 )
 from ._validation import check_choice, check_int, check_number, check_random_state_param, check_texts

@@ -42,7 +42,8 @@ import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from ._dropout import ATTENTION_DROPOUT, thread_functional_dropout, thread_generator, transformers_configs
+from ._attention import eager_attention
+from ._dropout import thread_functional_dropout, thread_generator
 
 #: Split a step only when the trained weights are at most this share of the network's:
 #: LoRA's steps (0.3% of MiniLM's weights trained) ran 1.2-1.3x faster split, prefix
@@ -60,32 +61,6 @@ def splits(network, device):
         total += p.numel()
         trained += p.numel() if p.requires_grad else 0
     return 0 < trained <= MAX_TRAINABLE_SHARE * total
-
-
-@contextlib.contextmanager
-def eager_attention(network, every=False):
-    """Within the block, transformers models of ``network`` with attention dropout run eager attention, not SDPA.
-
-    ``every``: all of them do, with or without dropout (``benchmarks/bench_attention.py``
-    times steps so; the engine chooses per batch under bfloat16, see
-    :func:`skllm._training.training_attention`). Every config's implementation is put
-    back as it was when the block ends.
-    """
-    saved = [(config, config._attn_implementation_internal) for config in transformers_configs(network)]
-    try:
-        for module in network.modules():
-            config = getattr(module, "config", None)
-            if (
-                getattr(config, "_attn_implementation", None) == "sdpa"
-                and (every or any((getattr(config, name, 0) or 0) > 0 for name in ATTENTION_DROPOUT))
-                and hasattr(module, "set_attn_implementation")
-                and getattr(module, "_can_set_attn_implementation", lambda: True)()
-            ):
-                module.set_attn_implementation("eager")
-        yield
-    finally:
-        for config, implementation in saved:
-            config._attn_implementation_internal = implementation
 
 
 def _on_a_new_thread(function):
@@ -155,7 +130,12 @@ def _cpu_autocast():
 
 
 class WholeSteps:
-    """The engine's steps as they come: ``step_loss(batch)`` on the whole batch, on every torch thread."""
+    """The engine's steps as they come: ``step_loss(batch)`` on the whole batch, on every torch thread.
+
+    ``choose`` (see :class:`SplitSteps`) is not needed: the forward calls choose their attention.
+    """
+
+    choose = None
 
     def __init__(self, step_loss):
         self._step_loss = step_loss
@@ -188,12 +168,20 @@ class SplitSteps:
         ``output_loss(outputs, rows)``: ``(loss, weight)`` as the engine's ``step_loss`` gives.
     params : list of torch.nn.Parameter
         The trained parameters, which get the summed gradients.
+    width : callable or None
+        ``width(rows)``: the most positions a row of ``rows`` attends over.
+
+    The engine sets ``choose``, ``choose(width)`` of :func:`skllm._attention.training_attention`
+    (or ``None``): the halves of a step on ``rows`` run the attention it chooses for ``width(rows)``.
     """
 
-    def __init__(self, network, forward, output_loss, params):
+    choose = None
+
+    def __init__(self, network, forward, output_loss, params, width=None):
         import torch
 
         self.network, self.forward, self.output_loss, self.params = network, forward, output_loss, params
+        self.width = width
         self.concurrent = torch.get_num_threads() >= 2
         self.usable = None  # decided by check()
         self._pool = None
@@ -263,6 +251,8 @@ class SplitSteps:
 
         if len(rows) < 2:
             return self.whole.step_loss(rows)
+        if self.choose is not None:
+            self.choose(None if self.width is None else self.width(rows))
         half = len(rows) // 2
         parts = (rows[:half], rows[half:])
         seeds = torch.randint(0, 1 << 62, (2,)).tolist()  # from torch's generator: the fit's seed decides them

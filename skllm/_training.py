@@ -39,8 +39,9 @@ import threading
 
 import numpy as np
 
-from ._dropout import fast_cpu_dropout, transformers_configs
-from ._split_step import SplitSteps, WholeSteps, eager_attention, splits
+from ._attention import training_attention
+from ._dropout import fast_cpu_dropout
+from ._split_step import SplitSteps, WholeSteps, splits
 from ._validation import check_int, check_number
 from .exceptions import NonFiniteLossError
 
@@ -330,80 +331,6 @@ class TrainingResult:
         self.n_iter = 0
 
 
-#: Training under bfloat16 on the CPU runs a batch with eager attention when its rows have at
-#: most this many positions (keys, with a prompt's virtual tokens and the tokens generated so
-#: far), else with SDPA: see :func:`training_attention`.
-EAGER_MAX_WIDTH = 256
-
-
-def _width(args, kwargs):
-    """The positions a transformers model's forward call attends over, from its attention mask or inputs."""
-    mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
-    if getattr(mask, "ndim", 0) >= 2:
-        return int(mask.shape[-1])
-    inputs = kwargs.get("input_ids", args[0] if args else None)
-    if inputs is None:
-        inputs = kwargs.get("inputs_embeds")
-    return int(inputs.shape[1]) if getattr(inputs, "ndim", 0) >= 2 else None
-
-
-@contextlib.contextmanager
-def training_attention(network, device, dtype, split=False, max_width=None):
-    """Within the block, ``network`` computes attention as it trains: eager for short batches under bfloat16 on the CPU.
-
-    PyTorch's SDPA kernels took 56 of a MiniLM LoRA step's 124 ms under bfloat16 (7x their
-    float32 time): the step took 69 ms with transformers' eager attention; SmolLM2's 953 ms
-    and 729 ms. Eager attention keeps each layer's attention matrix, positions squared, for
-    the backward pass, and gained less with longer rows: MiniLM's steps of 16 x 256 positions
-    1.40x, of 8 x 512 0.92x; SmolLM2's of 8 x 256 1.06x, of 4 x 512 0.60x. So each forward
-    call of a transformers model in ``network`` (an SDPA one) chooses by its width:
-    eager up to :data:`EAGER_MAX_WIDTH` positions, else SDPA. In float32 SDPA was as fast or
-    faster (``benchmarks/bench_attention.py``). ``split``: the steps run in two halves
-    (``_split_step.py``) on two threads, whose forward calls would race on the model's
-    config: the choice is then made once, eager for every batch where ``max_width`` (the
-    widest a row can be) is at most :data:`EAGER_MAX_WIDTH`, else SDPA (the halves
-    themselves choose eager attention for a model with attention dropout). A frozen model
-    that must compute what the trained one did before its first step (``PreferenceTuner``'s
-    reference) is put in the same block.
-    """
-    if device.type != "cpu" or dtype != "bfloat16":
-        yield
-        return
-    if split:
-        short = max_width is not None and max_width <= EAGER_MAX_WIDTH
-        with eager_attention(network, every=True) if short else contextlib.nullcontext():
-            yield
-        return
-    saved = [(config, config._attn_implementation_internal) for config in transformers_configs(network)]
-    handles = []
-
-    def choose(configs):
-        def hook(module, args, kwargs):
-            width = _width(args, kwargs)
-            implementation = "eager" if width is not None and width <= EAGER_MAX_WIDTH else "sdpa"
-            for config in configs:
-                config._attn_implementation_internal = implementation
-
-        return hook
-
-    try:
-        for module in network.modules():
-            config = getattr(module, "config", None)
-            if (
-                getattr(config, "_attn_implementation", None) == "sdpa"
-                and hasattr(module, "set_attn_implementation")
-                and getattr(module, "_can_set_attn_implementation", lambda: True)()
-            ):
-                hook = choose(transformers_configs(module))
-                handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-        for config, implementation in saved:
-            config._attn_implementation_internal = implementation
-
-
 def train_epochs(
     optimisation,
     network,
@@ -419,7 +346,7 @@ def train_epochs(
     forward=None,
     output_loss=None,
     splittable=False,
-    max_width=None,
+    width=None,
 ):
     """Train ``network`` for ``epochs`` passes; the one loop of every estimator.
 
@@ -446,9 +373,9 @@ def train_epochs(
         ``forward`` gives one output row per row of a batch (an array of rows), so
         that a step of a parameter-efficient network on the CPU may run in two
         halves on two threads (:mod:`skllm._split_step`).
-    max_width : int or None
-        The most positions a row can have (with virtual tokens): split steps under bfloat16 on
-        the CPU choose their attention from it (:func:`training_attention`); ``None``: SDPA.
+    width : callable or None
+        ``width(batch)``: the most positions a row of ``batch`` attends over (with virtual tokens);
+        split steps under bfloat16 on the CPU choose their attention from it (``None``: SDPA).
 
     Each step checks its loss, its gradient and the weights it leaves; the
     weights of the last step, which no later loss sees, are checked once
@@ -470,11 +397,10 @@ def train_epochs(
 
     steps = WholeSteps(step_loss)
     if dropout and splittable and splits(network, optimisation.device):
-        steps = SplitSteps(network, forward, output_loss, optimisation.params)
-    split = isinstance(steps, SplitSteps)
-    attention = training_attention(network, optimisation.device, optimisation.dtype, split, max_width)
+        steps = SplitSteps(network, forward, output_loss, optimisation.params, width)
+    attention = training_attention(network, optimisation.device, optimisation.dtype, isinstance(steps, SplitSteps))
     # nn.Dropout's CPU masks drawn more cheaply than torch's (see _dropout.py)
-    with fast_cpu_dropout(network) if dropout else contextlib.nullcontext(), attention:
+    with fast_cpu_dropout(network) if dropout else contextlib.nullcontext(), attention as steps.choose:
         for epoch in range(epochs):
             network.train(dropout)
             epoch_batches = batches(epoch)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from skllm import FineTuneClassifier, _split_step
+from skllm import FineTuneClassifier, _attention, _split_step
 from skllm._dropout import keep_mask, thread_functional_dropout, thread_generator
 from skllm._split_step import SplitSteps, splits
 
@@ -323,22 +323,86 @@ def test_training_under_bfloat16_on_the_cpu_runs_eager_attention_for_short_batch
 ):
     # SDPA's CPU backward pass is slow in bfloat16, eager attention's memory grows with the width squared
     # (see training_attention); these batches are 9 positions wide. Whole steps choose per forward call,
-    # split ones once, from the widest a row can be.
-    from skllm import _training
+    # split ones per batch, from its widest row, before the halves start.
     from skllm._training import train_epochs
 
-    monkeypatch.setattr(_training, "EAGER_MAX_WIDTH", limit)
+    monkeypatch.setattr(_attention, "EAGER_MAX_WIDTH", limit)
     network, forward, output_loss = _lora_bert(tiny_bert, 0.0)
     model = network.get_base_model()
     seen = []
     model.register_forward_hook(lambda *_: seen.append(model.config._attn_implementation))
     optimisation = _optimisation(network, 1e-3, 2, dtype)
     train_epochs(optimisation, network, epochs=1, batches=lambda epoch: [np.arange(6)], forward=forward,
-                 output_loss=output_loss, splittable=splittable, max_width=9)  # fmt: skip
+                 output_loss=output_loss, splittable=splittable, width=lambda rows: 9)  # fmt: skip
     assert len(seen) == (4 if splittable else 2)  # split: the check, two halves; and the last weights' check
     assert set(seen) == {during}
     assert model.config._attn_implementation == "sdpa"
     assert not any(m._forward_pre_hooks for m in network.modules())  # the engine's hooks are gone
+
+
+def test_under_bfloat16_split_steps_choose_the_attention_of_each_batch_before_its_halves_start(
+    tiny_bert, monkeypatch, two_threads
+):
+    # the halves' forward calls run on two threads and would race on the config: the engine chooses
+    # for the batch, from its widest row, on its own thread; a batch too wide for eager runs SDPA
+    from skllm._training import train_epochs
+
+    monkeypatch.setattr(_split_step, "MAX_TRAINABLE_SHARE", 1.0)
+    monkeypatch.setattr(_attention, "EAGER_MAX_WIDTH", 8)
+    network, forward, output_loss = _lora_bert(tiny_bert, 0.0)
+    model = network.get_base_model()
+    seen = []
+    model.register_forward_hook(
+        lambda *_: seen.append((threading.current_thread().name, model.config._attn_implementation))
+    )
+    widths = {0: 6, 5: 9, 1: 8}  # each batch's widest row as the caller counts it, by the batch's first row
+
+    def batches(epoch):
+        return [np.arange(6), np.arange(6)[::-1].copy(), np.arange(1, 5)]
+
+    optimisation = _optimisation(network, 1e-3, 3, "bfloat16")
+    train_epochs(optimisation, network, epochs=1, batches=batches, forward=forward, output_loss=output_loss,
+                 splittable=True, width=lambda rows: widths[rows[0]])  # fmt: skip
+    halves = [implementation for thread, implementation in seen if thread.startswith("skllm-half")]
+    assert halves == ["eager"] * 2 + ["sdpa"] * 2 + ["eager"] * 2
+    assert model.config._attn_implementation == "sdpa"
+    assert not any(m._forward_pre_hooks for m in network.modules())
+
+
+@pytest.mark.parametrize("method", ["prefix", "prompt"])
+def test_a_split_step_counts_the_virtual_tokens_or_prefix_in_its_width(tiny_bert, texts, monkeypatch, method):
+    # the width the engine chooses from is the widest mask a half of the batch attends over
+    from skllm import _training
+
+    monkeypatch.setattr(_split_step, "MAX_TRAINABLE_SHARE", 1.0)
+    real_training_attention, chosen, masks = _training.training_attention, [], []
+
+    def recording(network, device, dtype, split=False):  # under bfloat16's rules whatever the CPU
+        from transformers import PreTrainedModel
+
+        for model in [m for m in network.modules() if isinstance(m, PreTrainedModel)]:  # not peft's wrapper
+            model.register_forward_pre_hook(
+                lambda m, args, kwargs: masks.append(kwargs["attention_mask"].shape[-1]), with_kwargs=True
+            )
+        attention = real_training_attention(network, device, "bfloat16", split)
+
+        class Recorded:
+            def __enter__(self):
+                choose = attention.__enter__()
+                return lambda width: chosen.append(width) or choose(width)
+
+            def __exit__(self, *exc):
+                return attention.__exit__(*exc)
+
+        return Recorded()
+
+    monkeypatch.setattr(_training, "training_attention", recording)
+    X, y = texts
+    params = {"epochs": 1, "batch_size": 8, "max_length": 16, "random_state": 0}
+    FineTuneClassifier(tiny_bert, method=method, cache_dir=None, head_init="random", **params).fit(X, y)
+    assert chosen and len(masks) == 1 + 2 * len(chosen) + 1  # the check, two halves a step, the last weights'
+    steps = masks[1:-1]
+    assert chosen == [max(steps[2 * i], steps[2 * i + 1]) for i in range(len(chosen))]
 
 
 def test_estimators_fit_under_bfloat16_and_keep_sdpa_for_prediction(
@@ -381,11 +445,10 @@ def test_under_bfloat16_split_steps_keep_eager_attention_for_a_model_with_attent
     tiny_bert, monkeypatch, two_threads
 ):
     # the halves draw the attention's dropout masks from their own generators: SDPA would draw from torch's
-    from skllm import _training
     from skllm._training import train_epochs
 
     monkeypatch.setattr(_split_step, "MAX_TRAINABLE_SHARE", 1.0)
-    monkeypatch.setattr(_training, "EAGER_MAX_WIDTH", 8)  # these batches are wider: SDPA would be chosen
+    monkeypatch.setattr(_attention, "EAGER_MAX_WIDTH", 8)  # these batches are wider: SDPA would be chosen
     network, forward, output_loss = _lora_bert(tiny_bert, 0.1)
     model = network.get_base_model()
     seen = []
