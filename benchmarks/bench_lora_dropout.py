@@ -24,6 +24,7 @@ snippets, ``max_length=64``) or the 2016 debates (785 / 337 statements, ``max_le
     python benchmarks/bench_lora_dropout.py rt old,new 0,1,2 --method prompt
     python benchmarks/bench_lora_dropout.py rt old,new 0,1,2 --method prefix
     python benchmarks/bench_lora_dropout.py rt new 0,1,2 --dtype bfloat16     # LoRA's default under bfloat16
+    python benchmarks/bench_lora_dropout.py rt new 0,1 --dtype bfloat16 --max-length 512   # a larger max_length
 """
 
 import sys
@@ -35,7 +36,7 @@ from bench_finetune_defaults import cpu  # CPU model, torch capability, threads
 from bench_probe_sample import data
 
 
-def main(dataset, variants, seeds, method="lora", dtype="float32"):
+def main(dataset, variants, seeds, method="lora", dtype="float32", max_length=None):
     from skllm import BottleneckAdapter, FineTuneClassifier, FullFineTuning, LoRA, PrefixTuning, PromptTuning
 
     warnings.simplefilter("ignore")
@@ -52,7 +53,9 @@ def main(dataset, variants, seeds, method="lora", dtype="float32"):
         kind = {"full": FullFineTuning, "prefix": PrefixTuning}[method]
         recipes = {"old": kind(), "new": kind(backbone_dropout=False)}
     print(cpu(), flush=True)
-    X, y, X_test, y_test, max_length = data(dataset)
+    X, y, X_test, y_test, data_max_length = data(dataset)
+    max_length = max_length or data_max_length
+    print(f"max_length={max_length}", flush=True)
     print("| data | recipe | seed | test accuracy | fit s |\n|---|---|---|---|---|")
     for seed in seeds:
         for name in variants:
@@ -70,6 +73,7 @@ def main(dataset, variants, seeds, method="lora", dtype="float32"):
 
 
 if __name__ == "__main__":
-    options = dict(zip(sys.argv[4::2], sys.argv[5::2]))  # --method M, --dtype D
+    options = dict(zip(sys.argv[4::2], sys.argv[5::2]))  # --method M, --dtype D, --max-length N
     method, dtype = options.get("--method", "lora"), options.get("--dtype", "float32")
-    main(sys.argv[1], sys.argv[2].split(","), [int(s) for s in sys.argv[3].split(",")], method, dtype)
+    max_length = int(options["--max-length"]) if "--max-length" in options else None
+    main(sys.argv[1], sys.argv[2].split(","), [int(s) for s in sys.argv[3].split(",")], method, dtype, max_length)
