@@ -540,14 +540,11 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
             with autocast(device, policy.dtype_):
                 return token_logprobs(net, input_ids, mask, batch_labels)[0].sum(dim=1).float()
 
-        with torch.no_grad():
-            ref = torch.cat(
-                [
-                    logps(reference, np.arange(i, min(i + 2 * self.batch_size, 2 * n)))
-                    for i in range(0, 2 * n, 2 * self.batch_size)
-                ]
-            )
         plan = self._batches(n, rng)
+        ref = torch.empty(2 * n, device=device)
+        with torch.no_grad():  # in the first epoch's batches: its first step computes the policy's the same way
+            for rows in (np.concatenate([batch, batch + n]) for batch in plan[0]):
+                ref[torch.as_tensor(rows)] = logps(reference, rows)
         optimisation = self._optimisation(policy, network, sum(map(len, plan)))
         records = []
 

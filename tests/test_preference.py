@@ -445,16 +445,29 @@ def test_a_bound_predict_of_another_object_taking_prompts_and_completions_is_a_r
     check_scorer(Scorer().predict, "reward")  # only a RewardModel's predict takes pairs
 
 
+@pytest.mark.parametrize("dtype, limit", [("float32", 256), ("bfloat16", 256), ("bfloat16", 1)])
 @pytest.mark.parametrize("algorithm", ["dpo", "rloo"])
-def test_under_bfloat16_the_first_step_is_at_the_reference(tiny_llama, algorithm):
-    # Training under bfloat16 on the CPU runs eager attention; the reference must compute as the policy does.
+def test_the_first_step_is_at_the_reference(tiny_llama, algorithm, dtype, limit, monkeypatch):
+    # The reference must compute as the policy does: under bfloat16 on the CPU with the same attention
+    # (eager for batches of at most `limit` positions, else SDPA), and in the same batches, as padding
+    # changes sums (DPO's pairs of many lengths, in batches of 3, gave a KL of 3e-6 computed otherwise).
+    from skllm import _attention
     from skllm.exceptions import PrecisionWarning
 
+    monkeypatch.setattr(_attention, "EAGER_MAX_WIDTH", limit)
+    words = "great fun loved it the best movie good acting awful dull hated worst bad".split()
+    pairs = pd.DataFrame(
+        {
+            "prompt": ["the film was " + " ".join(words[: 1 + i % 7]) for i in range(12)],
+            "chosen": [" ".join(words[i % 5 : i % 5 + 1 + (i * 7) % 11]) for i in range(12)],
+            "rejected": [" ".join(words[(i + 3) % 5 : (i + 3) % 5 + 1 + (i * 5) % 9]) for i in range(12)],
+        }
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PrecisionWarning)  # a CPU without bfloat16 computes in float32
-        generator = untrained_generator(tiny_llama, max_new_tokens=4, random_state=0, dtype="bfloat16")
-        extra = {"n_generations": 2} if algorithm == "rloo" else {}
-        tuner = PreferenceTuner(None if algorithm == "dpo" else length, generator, algorithm=algorithm, batch_size=2,
+        generator = untrained_generator(tiny_llama, max_new_tokens=4, random_state=0, dtype=dtype)
+        extra = {"n_generations": 2, "batch_size": 2} if algorithm == "rloo" else {"batch_size": 3}
+        tuner = PreferenceTuner(None if algorithm == "dpo" else length, generator, algorithm=algorithm,
                                 epochs=1, random_state=0, **extra)  # fmt: skip
-        quiet_fit(tuner, PAIRS if algorithm == "dpo" else PROMPTS[:4])
+        quiet_fit(tuner, pairs if algorithm == "dpo" else PROMPTS[:4])
     assert tuner.history_["kl"].iloc[0] == 0.0
