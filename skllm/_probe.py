@@ -12,7 +12,8 @@ at zero; full and partial fine-tuning start from its weights): the output layer 
 receives the backbone's pooled features, which :class:`~skllm.TransformerEmbedder` keeps
 in its embedding cache. :func:`cached_layer_inputs` reads them from there, so that the
 folds and candidates of a cross-validation or grid search probe the texts embedded before
-without a forward pass, and a single fit stores them for the next one. Past
+without a forward pass over them (but the check's, on 8 texts), and a single fit stores them
+for the next one. Past
 :data:`PROBE_MAX_ROWS` training texts the probe reads a sample (:func:`probe_rows`).
 """
 
@@ -145,7 +146,8 @@ def cached_layer_inputs(network, layer, inputs, rows, device, dtype, batch_size,
     cached in another batch was padded to another width, which changes its bfloat16
     features by up to 4.7e-3 of their scale (MiniLM, texts of Rotten Tomatoes), more than
     the tolerance, where float32's change by 1e-6: 6 of the 11 fits of a bfloat16 grid search
-    over 300 texts then ran the network over all their training texts.
+    over 300 texts then ran the network over all their training texts. Check texts the
+    cache lacks are stored as embedded here, so that the probe reads what it read before.
     """
     from .exceptions import TruncationWarning
 
@@ -153,7 +155,7 @@ def cached_layer_inputs(network, layer, inputs, rows, device, dtype, batch_size,
     own = layer_inputs(network, layer, inputs, check, device, dtype, max(batch_size, len(check)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TruncationWarning)  # the estimator warned about these texts
-        backbone = embedder._embed_uncached(texts[: len(check)]).astype(np.float64)
+        backbone = embedder._embed_fresh(texts[: len(check)]).astype(np.float64)
         scale = max(1.0, float(np.abs(own).max()))
         if own.shape != backbone.shape or not np.allclose(own, backbone, rtol=0, atol=SAME_FEATURES_TOLERANCE * scale):
             return None

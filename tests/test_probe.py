@@ -130,8 +130,7 @@ def test_the_probe_reads_the_backbone_features_from_the_embedding_cache(
     clf = FineTuneClassifier(tiny_bert, method=method, cache_dir=cache_dir, **FROZEN).fit(X, y)
     # The network and the backbone run on a few rows to check that the network's features
     # are the backbone's; the embedder computes every text once and caches it.
-    assert record["rows"] == [8] and record["embedded"][:8] == X[:8]
-    assert sorted(record["embedded"][8:]) == sorted(set(X))
+    assert record["rows"] == [8] and sorted(record["embedded"]) == sorted(set(X))
     record["rows"].clear(), record["embedded"].clear()
     again = FineTuneClassifier(tiny_bert, method=method, cache_dir=cache_dir, **FROZEN).fit(X[:40], y[:40])
     # another fold or candidate: no forward pass but the check's
