@@ -10,14 +10,14 @@ put back:
   draws its dropout mask from torch's generator, which the halves cannot share;
 * :func:`training_attention`: under bfloat16 on the CPU, a batch of at most
   :data:`EAGER_MAX_WIDTH` positions runs eager attention, whose backward pass is much
-  faster there than SDPA's.
+  faster there than SDPA's; each forward call chooses by its width, but the halves of a
+  split step, which run the choice made for their batch (:class:`AttentionChoice`).
 
 (Neither torch nor transformers chooses the kernel by dtype and width for training:
 hence these, by hand.)
 """
 
 import contextlib
-import threading
 
 from ._dropout import ATTENTION_DROPOUT, transformers_configs
 
@@ -83,14 +83,52 @@ def _width(args, kwargs):
     return int(inputs.shape[1]) if getattr(inputs, "ndim", 0) >= 2 else None
 
 
-def _set(configs, width):
-    implementation = "eager" if width is not None and width <= EAGER_MAX_WIDTH else "sdpa"
+def _implementation(width):
+    return "eager" if width is not None and width <= EAGER_MAX_WIDTH else "sdpa"
+
+
+def _set(configs, implementation):
     for config in configs:
         config._attn_implementation_internal = implementation
 
 
+class AttentionChoice:
+    """What :func:`training_attention` yields: each forward call of ``models`` chooses its attention, but within
+    :meth:`fixed`."""
+
+    def __init__(self, models):
+        self.models = models
+        self.held = False
+
+    def hook(self, configs):
+        """A forward pre-hook setting ``configs`` by the width of the call."""
+
+        def hook(module, args, kwargs):
+            if not self.held:
+                _set(configs, _implementation(_width(args, kwargs)))
+
+        return hook
+
+    @contextlib.contextmanager
+    def fixed(self, width):
+        """Within the block, forward calls, on any thread, run the attention chosen here for a batch ``width`` wide.
+
+        Eager attention for a model with attention dropout whatever the width: the halves of a
+        split step draw its masks from generators of their own, and SDPA would draw from torch's
+        (see :func:`eager_attention`).
+        """
+        for model in self.models:
+            implementation = "eager" if has_attention_dropout(model) else _implementation(width)
+            _set(transformers_configs(model), implementation)
+        self.held = True
+        try:
+            yield
+        finally:
+            self.held = False
+
+
 @contextlib.contextmanager
-def training_attention(network, device, dtype, split=False):
+def training_attention(network, device, dtype):
     """Within the block, ``network`` computes attention as it trains: eager for short batches under bfloat16 on the CPU.
 
     PyTorch's SDPA kernels took 56 of a MiniLM LoRA step's 124 ms under bfloat16 (7x their
@@ -102,30 +140,18 @@ def training_attention(network, device, dtype, split=False):
     positions of its attention mask: eager up to :data:`EAGER_MAX_WIDTH`, else SDPA. In
     float32 SDPA was as fast or faster (``benchmarks/bench_attention.py``).
 
-    Yields ``choose(width)`` there (else ``None``), for steps whose forward calls run on
-    other threads (``split``: the halves of :mod:`skllm._split_step`), which would race on
-    the model's config: the calls choose only on the thread that entered the block, and the
-    caller chooses for the batch, by its widest row, before the halves start. ``split``
-    leaves models with attention dropout to :func:`eager_attention`, which the halves run
-    under. A frozen model that must compute what the trained one did before its first step
+    Yields an :class:`AttentionChoice` there (else ``None``). The two halves of a split step
+    (:mod:`skllm._split_step`) would race on the model's config, each choosing by its own
+    width: they run within its ``fixed(width)``, the batch's choice made before they start. A
+    frozen model that must compute what the trained one did before its first step
     (``PreferenceTuner``'s reference) is put in the same block.
     """
     if device.type != "cpu" or dtype != "bfloat16":
         yield None
         return
-    owner = threading.get_ident()
-    models = [m for m in _settable(network, every=True) if not (split and has_attention_dropout(m))]
-    configs = {id(c): c for model in models for c in transformers_configs(model)}.values()
-
-    def choose(model_configs):
-        def hook(module, args, kwargs):
-            if threading.get_ident() == owner:
-                _set(model_configs, _width(args, kwargs))
-
-        return hook
-
+    choice = AttentionChoice(_settable(network, every=True))
     with _restored(network), contextlib.ExitStack() as handles:
-        for model in models:
-            handle = model.register_forward_pre_hook(choose(transformers_configs(model)), with_kwargs=True)
+        for model in choice.models:
+            handle = model.register_forward_pre_hook(choice.hook(transformers_configs(model)), with_kwargs=True)
             handles.callback(handle.remove)
-        yield lambda width: _set(configs, width)
+        yield choice

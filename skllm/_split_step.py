@@ -132,10 +132,10 @@ def _cpu_autocast():
 class WholeSteps:
     """The engine's steps as they come: ``step_loss(batch)`` on the whole batch, on every torch thread.
 
-    ``choose`` (see :class:`SplitSteps`) is not needed: the forward calls choose their attention.
+    ``attention`` (see :class:`SplitSteps`) is not needed: the forward calls choose their own.
     """
 
-    choose = None
+    attention = None
 
     def __init__(self, step_loss):
         self._step_loss = step_loss
@@ -171,11 +171,12 @@ class SplitSteps:
     width : callable or None
         ``width(rows)``: the most positions a row of ``rows`` attends over.
 
-    The engine sets ``choose``, ``choose(width)`` of :func:`skllm._attention.training_attention`
-    (or ``None``): the halves of a step on ``rows`` run the attention it chooses for ``width(rows)``.
+    The engine sets ``attention``, the :class:`~skllm._attention.AttentionChoice` of its
+    training (or ``None``): the halves of a step on ``rows`` run the attention it fixes for
+    ``width(rows)``, on one thread or two.
     """
 
-    choose = None
+    attention = None
 
     def __init__(self, network, forward, output_loss, params, width=None):
         import torch
@@ -206,6 +207,12 @@ class SplitSteps:
         stack.enter_context(thread_functional_dropout())
         return stack
 
+    def _fixed_attention(self, rows):
+        """The block the halves of a step on ``rows`` go forward in: the attention chosen for its widest row."""
+        if self.attention is None:
+            return contextlib.nullcontext()
+        return self.attention.fixed(None if self.width is None else self.width(rows))
+
     def check(self, rows):
         """Decide whether steps split: one forward pass of half of ``rows``, on a copy of torch's random state.
 
@@ -215,7 +222,7 @@ class SplitSteps:
         import torch
 
         part = rows[: max(1, len(rows) // 2)]
-        with self._routed(), torch.random.fork_rng(devices=[]), torch.no_grad():
+        with self._routed(), self._fixed_attention(part), torch.random.fork_rng(devices=[]), torch.no_grad():
             with thread_generator(torch.Generator()):
                 before = torch.get_rng_state()
                 output = self.forward(part)
@@ -251,8 +258,6 @@ class SplitSteps:
 
         if len(rows) < 2:
             return self.whole.step_loss(rows)
-        if self.choose is not None:
-            self.choose(None if self.width is None else self.width(rows))
         half = len(rows) // 2
         parts = (rows[:half], rows[half:])
         seeds = torch.randint(0, 1 << 62, (2,)).tolist()  # from torch's generator: the fit's seed decides them
@@ -264,7 +269,8 @@ class SplitSteps:
             with thread_generator(torch.Generator().manual_seed(seeds[i])), autocast:
                 return self.forward(parts[i])
 
-        outputs = self._map(forward)
+        with self._fixed_attention(rows):
+            outputs = self._map(forward)
         loss, weight = self.output_loss(torch.cat(outputs), rows)
 
         def backward():

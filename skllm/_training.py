@@ -398,9 +398,9 @@ def train_epochs(
     steps = WholeSteps(step_loss)
     if dropout and splittable and splits(network, optimisation.device):
         steps = SplitSteps(network, forward, output_loss, optimisation.params, width)
-    attention = training_attention(network, optimisation.device, optimisation.dtype, isinstance(steps, SplitSteps))
+    attention = training_attention(network, optimisation.device, optimisation.dtype)
     # nn.Dropout's CPU masks drawn more cheaply than torch's (see _dropout.py)
-    with fast_cpu_dropout(network) if dropout else contextlib.nullcontext(), attention as steps.choose:
+    with fast_cpu_dropout(network) if dropout else contextlib.nullcontext(), attention as steps.attention:
         for epoch in range(epochs):
             network.train(dropout)
             epoch_batches = batches(epoch)

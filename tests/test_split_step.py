@@ -369,40 +369,62 @@ def test_under_bfloat16_split_steps_choose_the_attention_of_each_batch_before_it
     assert not any(m._forward_pre_hooks for m in network.modules())
 
 
+def test_on_one_thread_the_halves_keep_the_attention_chosen_for_their_batch(tiny_bert, monkeypatch):
+    # with one torch thread the halves run one after the other on the calling thread: their own forward
+    # calls must not choose again by their own width (a thread count must not change the model)
+    from skllm._training import train_epochs
+
+    monkeypatch.setattr(_split_step, "MAX_TRAINABLE_SHARE", 1.0)
+    monkeypatch.setattr(_attention, "EAGER_MAX_WIDTH", 8)
+    network, forward, output_loss = _lora_bert(tiny_bert, 0.0)
+    model = network.get_base_model()
+    seen = []
+    model.register_forward_hook(lambda *_: seen.append(model.config._attn_implementation))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        optimisation = _optimisation(network, 1e-3, 1, "bfloat16")
+        train_epochs(optimisation, network, epochs=1, batches=lambda epoch: [np.arange(6)], forward=forward,
+                     output_loss=output_loss, splittable=True, width=lambda rows: 6)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    # the check and the two halves, fixed for a batch counted 6 wide; the last weights' check by its mask, 9
+    assert seen == ["eager", "eager", "eager", "sdpa"]
+
+
 @pytest.mark.parametrize("method", ["prefix", "prompt"])
 def test_a_split_step_counts_the_virtual_tokens_or_prefix_in_its_width(tiny_bert, texts, monkeypatch, method):
     # the width the engine chooses from is the widest mask a half of the batch attends over
     from skllm import _training
 
     monkeypatch.setattr(_split_step, "MAX_TRAINABLE_SHARE", 1.0)
-    real_training_attention, chosen, masks = _training.training_attention, [], []
+    real_training_attention, real_fixed, chosen, masks = (
+        _training.training_attention,
+        _attention.AttentionChoice.fixed,
+        [],
+        [],
+    )
 
-    def recording(network, device, dtype, split=False):  # under bfloat16's rules whatever the CPU
+    def recording(network, device, dtype):  # under bfloat16's rules whatever the CPU
         from transformers import PreTrainedModel
 
         for model in [m for m in network.modules() if isinstance(m, PreTrainedModel)]:  # not peft's wrapper
             model.register_forward_pre_hook(
                 lambda m, args, kwargs: masks.append(kwargs["attention_mask"].shape[-1]), with_kwargs=True
             )
-        attention = real_training_attention(network, device, "bfloat16", split)
-
-        class Recorded:
-            def __enter__(self):
-                choose = attention.__enter__()
-                return lambda width: chosen.append(width) or choose(width)
-
-            def __exit__(self, *exc):
-                return attention.__exit__(*exc)
-
-        return Recorded()
+        return real_training_attention(network, device, "bfloat16")
 
     monkeypatch.setattr(_training, "training_attention", recording)
+    monkeypatch.setattr(
+        _attention.AttentionChoice, "fixed", lambda self, width: chosen.append(width) or real_fixed(self, width)
+    )
     X, y = texts
     params = {"epochs": 1, "batch_size": 8, "max_length": 16, "random_state": 0}
     FineTuneClassifier(tiny_bert, method=method, cache_dir=None, head_init="random", **params).fit(X, y)
-    assert chosen and len(masks) == 1 + 2 * len(chosen) + 1  # the check, two halves a step, the last weights'
+    # the check (half a batch), two halves a step, the last weights' check (whole, choosing by itself)
+    assert len(chosen) > 1 and len(masks) == 1 + 2 * (len(chosen) - 1) + 1
     steps = masks[1:-1]
-    assert chosen == [max(steps[2 * i], steps[2 * i + 1]) for i in range(len(chosen))]
+    assert chosen[0] == masks[0] and chosen[1:] == [max(steps[2 * i], steps[2 * i + 1]) for i in range(len(chosen) - 1)]
 
 
 def test_estimators_fit_under_bfloat16_and_keep_sdpa_for_prediction(
@@ -441,14 +463,16 @@ def test_estimators_fit_under_bfloat16_and_keep_sdpa_for_prediction(
     assert np.isfinite(fitted[0].decision_function(X[:4])).all()
 
 
+@pytest.mark.parametrize("limit", [8, 256])
 def test_under_bfloat16_split_steps_keep_eager_attention_for_a_model_with_attention_dropout(
-    tiny_bert, monkeypatch, two_threads
+    tiny_bert, monkeypatch, two_threads, limit
 ):
-    # the halves draw the attention's dropout masks from their own generators: SDPA would draw from torch's
+    # the halves draw the attention's dropout masks from their own generators: SDPA would draw from torch's;
+    # outside the halves (the last weights' check) the model chooses by width as any other
     from skllm._training import train_epochs
 
     monkeypatch.setattr(_split_step, "MAX_TRAINABLE_SHARE", 1.0)
-    monkeypatch.setattr(_attention, "EAGER_MAX_WIDTH", 8)  # these batches are wider: SDPA would be chosen
+    monkeypatch.setattr(_attention, "EAGER_MAX_WIDTH", limit)  # these batches are 9 wide
     network, forward, output_loss = _lora_bert(tiny_bert, 0.1)
     model = network.get_base_model()
     seen = []
@@ -460,8 +484,10 @@ def test_under_bfloat16_split_steps_keep_eager_attention_for_a_model_with_attent
     monkeypatch.setattr(SplitSteps, "step_loss", lambda self, rows: steps.append(step_loss(self, rows)) or steps[-1])
     optimisation = _optimisation(network, 1e-3, 2, "bfloat16")
     train_epochs(optimisation, network, epochs=1, batches=lambda epoch: [np.arange(6)], forward=forward,
-                 output_loss=output_loss, splittable=True)  # fmt: skip
+                 output_loss=output_loss, splittable=True, width=lambda rows: 9)  # fmt: skip
     assert steps and all(backward is not None for _, _, backward in steps)  # the steps did split
     halves = [implementation for thread, implementation in seen if thread.startswith("skllm-half")]
     assert len(halves) == 2 and set(halves) == {"eager"}
+    others = [implementation for thread, implementation in seen if not thread.startswith("skllm-half")]
+    assert others == ["eager", "sdpa" if limit == 8 else "eager"]  # the split check, the last weights' check
     assert model.config._attn_implementation == "sdpa"
