@@ -117,7 +117,7 @@ def run_skllm(name, X, y, X_test, y_test, epochs=None):
     if name.endswith("-whole"):  # the engine's steps whole: no SplitSteps (skllm._split_step)
         from skllm import _training
 
-        _training.splits = lambda network, device: False
+        _training.splits = lambda *args: False
         name = name[: -len("-whole")]
     method, dtype = name, "float32"
     if name == "lora-dropout":  # every dropout on, as before LoRA's defaults turned them off

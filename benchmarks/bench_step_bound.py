@@ -19,18 +19,23 @@ as length grouping makes them), on ``--threads`` threads. It prints:
 
 ``--fits rt|debates``: what skllm ships (``skllm._split_step``): fits of
 ``FineTuneClassifier`` (``--method``, default LoRA; ``--epochs``, default 3; batch size
-16, model loading inside the clock) with the steps split and whole
-(``skllm._training.splits`` forced off), for each of ``--seeds``, in one process, the
+16, model loading inside the clock) with the steps split (as the engine splits them in
+float32, forced under bfloat16, where it does not) and whole (``skllm._training.splits``
+forced off), for each of ``--seeds``, in one process, the
 order alternating from one seed to the next; an untimed fit first puts the probe's
 features into the run's embedding cache, so that every timed fit reads them from it. It
-prints test accuracy and fit seconds, and the ratio whole / split per seed.
+prints test accuracy and fit seconds, and the ratio whole / split per seed; ``--dtype``
+as below.
 
 ``--in-fit rt|debates``: the steps of such a fit (``--method``) themselves, taken from
 inside it (the engine's network, batches, ``forward`` and ``output_loss``, and its
 ``Optimisation.step``): 5 rounds of its first 24 batches, alternating the whole step on
 ``--threads`` threads, the step through ``SplitSteps``, the whole step on one thread and
 the first half of each batch alone on one thread (what each half costs); the median of
-rounds 2-5. ``--dtype bfloat16`` fits under bfloat16 autocast. The data as
+rounds 2-5; each under the engine's attention choice, by the width of each forward call
+(since cda6346; before, SDPA but for the halves of a model with attention dropout; under
+bfloat16 the halves' calls race to set it, which changes the speed only).
+``--dtype bfloat16`` fits under bfloat16 autocast. The data as
 ``bench_probe_sample.py`` takes it: Rotten Tomatoes (1,000 / 1,000 snippets,
 ``max_length=64``) and the 2016 debates (785 / 337 statements, ``max_length=128``).
 
@@ -81,7 +86,7 @@ def gflops(shape_a, shape_b, repeats):
     return 2 * shape_a[0] * shape_a[1] * shape_b[1] / seconds / 1e9
 
 
-def fits(dataset, seeds, epochs, method):
+def fits(dataset, seeds, epochs, method, dtype="float32"):
     import tempfile
 
     from bench_probe_sample import data
@@ -92,17 +97,21 @@ def fits(dataset, seeds, epochs, method):
     cache, splits = tempfile.mkdtemp(), _training.splits
 
     def fit(way, seed, epochs):
-        _training.splits = splits if way == "split" else (lambda network, device: False)
+        # split: as in float32, where the engine splits, whatever the dtype (it does not under bfloat16)
+        _training.splits = (
+            (lambda network, device, dtype: splits(network, device)) if way == "split" else (lambda *args: False)
+        )
         clf = FineTuneClassifier(
             method=method, max_length=max_length, epochs=epochs, batch_size=16, random_state=seed,
-            cache_dir=cache, device="cpu",
+            cache_dir=cache, device="cpu", dtype=dtype,
         )  # fmt: skip
         start = time.perf_counter()
         clf.fit(X, y)
         return clf, time.perf_counter() - start
 
     fit("whole", 0, 1)  # untimed: the probe's features into the cache, so that no timed fit computes them
-    print(f"| {dataset}, {method}, {epochs} epochs | seed | steps | test accuracy | fit s |\n|---|---|---|---|---|")
+    print(f"| {dataset}, {method}, {dtype}, {epochs} epochs | seed | steps | test accuracy | fit s |")
+    print("|---|---|---|---|---|")
     times = {"split": [], "whole": []}
     for i, seed in enumerate(seeds):
         for way in ("split", "whole") if i % 2 == 0 else ("whole", "split"):
@@ -124,6 +133,7 @@ def in_fit(dataset, method, threads, dtype="float32"):
     from bench_probe_sample import data
 
     from skllm import FineTuneClassifier, _finetune_base
+    from skllm._attention import training_attention
     from skllm._dropout import fast_cpu_dropout
     from skllm._split_step import SplitSteps
 
@@ -158,7 +168,8 @@ def in_fit(dataset, method, threads, dtype="float32"):
             "a half alone, one thread": (1, half, contextlib.nullcontext),
         }
         times = {way: [] for way in ways}
-        with fast_cpu_dropout(network):
+        # the engine's attention (under bfloat16, eager for batches of at most 256 positions)
+        with fast_cpu_dropout(network), training_attention(network, optimisation.device, optimisation.dtype):
             network.train()
             assert split.check(rows[0]), "this network's steps do not split"
             for _ in range(5):
@@ -202,13 +213,13 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--method", default="lora")
-    parser.add_argument("--dtype", default="float32", help="with --in-fit: the fit's dtype (bfloat16: under autocast)")
+    parser.add_argument("--dtype", default="float32", help="the fits' dtype (bfloat16: under autocast)")
     args = parser.parse_args()
     start(args.threads)
     if args.in_fit:
         in_fit(args.in_fit, args.method, args.threads, args.dtype)
     elif args.fits:
-        fits(args.fits, args.seeds, args.epochs, args.method)
+        fits(args.fits, args.seeds, args.epochs, args.method, args.dtype)
     else:
         steps(args.threads)
 

@@ -10,8 +10,7 @@ put back:
   draws its dropout mask from torch's generator, which the halves cannot share;
 * :func:`training_attention`: under bfloat16 on the CPU, a batch of at most
   :data:`EAGER_MAX_WIDTH` positions runs eager attention, whose backward pass is much
-  faster there than SDPA's; each forward call chooses by its width, but the halves of a
-  split step, which run the choice made for their batch (:class:`AttentionChoice`).
+  faster there than SDPA's.
 
 (Neither torch nor transformers chooses the kernel by dtype and width for training:
 hence these, by hand.)
@@ -87,46 +86,6 @@ def _implementation(width):
     return "eager" if width is not None and width <= EAGER_MAX_WIDTH else "sdpa"
 
 
-def _set(configs, implementation):
-    for config in configs:
-        config._attn_implementation_internal = implementation
-
-
-class AttentionChoice:
-    """What :func:`training_attention` yields: each forward call of ``models`` chooses its attention, but within
-    :meth:`fixed`."""
-
-    def __init__(self, models):
-        self.models = models
-        self.held = False
-
-    def hook(self, configs):
-        """A forward pre-hook setting ``configs`` by the width of the call."""
-
-        def hook(module, args, kwargs):
-            if not self.held:
-                _set(configs, _implementation(_width(args, kwargs)))
-
-        return hook
-
-    @contextlib.contextmanager
-    def fixed(self, width):
-        """Within the block, forward calls, on any thread, run the attention chosen here for a batch ``width`` wide.
-
-        Eager attention for a model with attention dropout whatever the width: the halves of a
-        split step draw its masks from generators of their own, and SDPA would draw from torch's
-        (see :func:`eager_attention`).
-        """
-        for model in self.models:
-            implementation = "eager" if has_attention_dropout(model) else _implementation(width)
-            _set(transformers_configs(model), implementation)
-        self.held = True
-        try:
-            yield
-        finally:
-            self.held = False
-
-
 @contextlib.contextmanager
 def training_attention(network, device, dtype):
     """Within the block, ``network`` computes attention as it trains: eager for short batches under bfloat16 on the CPU.
@@ -137,21 +96,28 @@ def training_attention(network, device, dtype):
     the backward pass, and gained less with longer rows: MiniLM's steps of 16 x 256 positions
     1.40x, of 8 x 512 0.92x; SmolLM2's of 8 x 256 1.06x, of 4 x 512 0.60x. So each forward
     call of a transformers model in ``network`` (an SDPA one) chooses by its width, the
-    positions of its attention mask: eager up to :data:`EAGER_MAX_WIDTH`, else SDPA. In
-    float32 SDPA was as fast or faster (``benchmarks/bench_attention.py``).
-
-    Yields an :class:`AttentionChoice` there (else ``None``). The two halves of a split step
-    (:mod:`skllm._split_step`) would race on the model's config, each choosing by its own
-    width: they run within its ``fixed(width)``, the batch's choice made before they start. A
-    frozen model that must compute what the trained one did before its first step
-    (``PreferenceTuner``'s reference) is put in the same block.
+    positions of its attention mask (with a prompt's virtual tokens or a prefix's keys):
+    eager up to :data:`EAGER_MAX_WIDTH`, else SDPA. In float32 SDPA was as fast or faster
+    (``benchmarks/bench_attention.py``). The choice is made on the model's config, which
+    forward calls on two threads at once would race on: the engine's steps do not run in two
+    halves under bfloat16 (:func:`skllm._split_step.splits`). A frozen model that must
+    compute what the trained one did before its first step (``PreferenceTuner``'s
+    reference) is put in the same block.
     """
     if device.type != "cpu" or dtype != "bfloat16":
-        yield None
+        yield
         return
-    choice = AttentionChoice(_settable(network, every=True))
+
+    def choose(configs):
+        def hook(module, args, kwargs):
+            implementation = _implementation(_width(args, kwargs))
+            for config in configs:
+                config._attn_implementation_internal = implementation
+
+        return hook
+
     with _restored(network), contextlib.ExitStack() as handles:
-        for model in choice.models:
-            handle = model.register_forward_pre_hook(choice.hook(transformers_configs(model)), with_kwargs=True)
+        for model in _settable(network, every=True):
+            handle = model.register_forward_pre_hook(choose(transformers_configs(model)), with_kwargs=True)
             handles.callback(handle.remove)
-        yield choice
+        yield

@@ -354,8 +354,7 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
     def _train(self, network, inputs, targets, train_idx, valid_idx, loss_weights, rng, device):
         import torch
 
-        lengths = inputs.lengths()
-        train_lengths = lengths[train_idx]
+        train_lengths = inputs.lengths()[train_idx]
         epochs = self.epochs if self.epochs is not None else self.method_.default_epochs
         optimisation = Optimisation(
             network,
@@ -391,7 +390,6 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
             output_loss=output_loss,
             # a step in two halves joins the halves' outputs: one output row per row
             splittable=self._one_output_per_row,
-            width=lambda rows: int(lengths[rows].max()) + self.method_.attended_positions(),
             validate=validate if valid_idx is not None else None,
             n_iter_no_change=self.n_iter_no_change,
             verbose=self.verbose,

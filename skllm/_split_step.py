@@ -15,10 +15,10 @@ training with dropout whose estimator passes ``forward(rows)``, which must give 
 row per row in order, ``output_loss(outputs, rows)`` and ``splittable=True``
 (``FineTuneClassifier`` and ``FineTuneRegressor``; not the reward model, whose batches
 are pairs, nor ``FineTuneGenerator`` or ``PreferenceTuner``); batches are arrays of rows.
-It does so on the CPU, when some and at most :data:`MAX_TRAINABLE_SHARE` of the network's
-weights are trained (:func:`splits`): full fine-tuning gained nothing (its weight
-gradients, large products that torch's threads share well, must then be summed). A batch
-of one row steps whole. With one torch thread the halves run one after the other, so that
+It does so on the CPU in float32 (not under bfloat16, see :func:`splits`), when some and at
+most :data:`MAX_TRAINABLE_SHARE` of the network's weights are trained: full fine-tuning
+gained nothing (its weight gradients, large products that torch's threads share well,
+must then be summed). A batch of one row steps whole. With one torch thread the halves run one after the other, so that
 a ``random_state`` gives the same model whatever the thread count (up to rounding).
 
 The engine takes its steps from a :class:`SplitSteps` or a :class:`WholeSteps`, which
@@ -52,9 +52,17 @@ from ._dropout import thread_functional_dropout, thread_generator
 MAX_TRAINABLE_SHARE = 0.1
 
 
-def splits(network, device):
-    """Whether :class:`SplitSteps` applies to ``network`` training on ``device``."""
-    if device.type != "cpu":
+def splits(network, device, dtype="float32"):
+    """Whether :class:`SplitSteps` applies to ``network`` training on ``device`` in ``dtype``.
+
+    Not under bfloat16: LoRA fits with whole steps were 1.13x faster than split ones on two
+    datasets (4 seeds each, alternating in one process; ``benchmarks/bench_step_bound.py
+    --fits rt --dtype bfloat16``, docs/benchmarks.md), although the same steps timed again
+    and again inside a fit were 1.08-1.11x faster split: what the fits pay besides (each
+    half, padded to its own longest text, meets more shapes, and a bfloat16 product's first
+    of a shape costs 10-30 ms) was not measured apart.
+    """
+    if device.type != "cpu" or dtype != "float32":
         return False
     total = trained = 0
     for p in network.parameters():
@@ -130,12 +138,7 @@ def _cpu_autocast():
 
 
 class WholeSteps:
-    """The engine's steps as they come: ``step_loss(batch)`` on the whole batch, on every torch thread.
-
-    ``attention`` (see :class:`SplitSteps`) is not needed: the forward calls choose their own.
-    """
-
-    attention = None
+    """The engine's steps as they come: ``step_loss(batch)`` on the whole batch, on every torch thread."""
 
     def __init__(self, step_loss):
         self._step_loss = step_loss
@@ -168,21 +171,12 @@ class SplitSteps:
         ``output_loss(outputs, rows)``: ``(loss, weight)`` as the engine's ``step_loss`` gives.
     params : list of torch.nn.Parameter
         The trained parameters, which get the summed gradients.
-    width : callable or None
-        ``width(rows)``: the most positions a row of ``rows`` attends over.
-
-    The engine sets ``attention``, the :class:`~skllm._attention.AttentionChoice` of its
-    training (or ``None``): the halves of a step on ``rows`` run the attention it fixes for
-    ``width(rows)``, on one thread or two.
     """
 
-    attention = None
-
-    def __init__(self, network, forward, output_loss, params, width=None):
+    def __init__(self, network, forward, output_loss, params):
         import torch
 
         self.network, self.forward, self.output_loss, self.params = network, forward, output_loss, params
-        self.width = width
         self.concurrent = torch.get_num_threads() >= 2
         self.usable = None  # decided by check()
         self._pool = None
@@ -207,12 +201,6 @@ class SplitSteps:
         stack.enter_context(thread_functional_dropout())
         return stack
 
-    def _fixed_attention(self, rows):
-        """The block the halves of a step on ``rows`` go forward in: the attention chosen for its widest row."""
-        if self.attention is None:
-            return contextlib.nullcontext()
-        return self.attention.fixed(None if self.width is None else self.width(rows))
-
     def check(self, rows):
         """Decide whether steps split: one forward pass of half of ``rows``, on a copy of torch's random state.
 
@@ -222,7 +210,7 @@ class SplitSteps:
         import torch
 
         part = rows[: max(1, len(rows) // 2)]
-        with self._routed(), self._fixed_attention(part), torch.random.fork_rng(devices=[]), torch.no_grad():
+        with self._routed(), torch.random.fork_rng(devices=[]), torch.no_grad():
             with thread_generator(torch.Generator()):
                 before = torch.get_rng_state()
                 output = self.forward(part)
@@ -269,8 +257,7 @@ class SplitSteps:
             with thread_generator(torch.Generator().manual_seed(seeds[i])), autocast:
                 return self.forward(parts[i])
 
-        with self._fixed_attention(rows):
-            outputs = self._map(forward)
+        outputs = self._map(forward)
         loss, weight = self.output_loss(torch.cat(outputs), rows)
 
         def backward():

@@ -346,7 +346,6 @@ def train_epochs(
     forward=None,
     output_loss=None,
     splittable=False,
-    width=None,
 ):
     """Train ``network`` for ``epochs`` passes; the one loop of every estimator.
 
@@ -373,9 +372,6 @@ def train_epochs(
         ``forward`` gives one output row per row of a batch (an array of rows), so
         that a step of a parameter-efficient network on the CPU may run in two
         halves on two threads (:mod:`skllm._split_step`).
-    width : callable or None
-        ``width(batch)``: the most positions a row of ``batch`` attends over (with virtual tokens);
-        split steps under bfloat16 on the CPU choose their attention from it (``None``: SDPA).
 
     Each step checks its loss, its gradient and the weights it leaves; the
     weights of the last step, which no later loss sees, are checked once
@@ -396,11 +392,11 @@ def train_epochs(
             return output_loss(forward(batch), batch)
 
     steps = WholeSteps(step_loss)
-    if dropout and splittable and splits(network, optimisation.device):
-        steps = SplitSteps(network, forward, output_loss, optimisation.params, width)
+    if dropout and splittable and splits(network, optimisation.device, optimisation.dtype):
+        steps = SplitSteps(network, forward, output_loss, optimisation.params)
     attention = training_attention(network, optimisation.device, optimisation.dtype)
     # nn.Dropout's CPU masks drawn more cheaply than torch's (see _dropout.py)
-    with fast_cpu_dropout(network) if dropout else contextlib.nullcontext(), attention as steps.attention:
+    with fast_cpu_dropout(network) if dropout else contextlib.nullcontext(), attention:
         for epoch in range(epochs):
             network.train(dropout)
             epoch_batches = batches(epoch)

@@ -1,7 +1,5 @@
 """Training steps in two halves on two threads (skllm._split_step)."""
 
-import threading
-
 import numpy as np
 import pytest
 import torch
@@ -216,6 +214,7 @@ def test_splits_is_for_parameter_efficient_networks_on_the_cpu():
     net[0].requires_grad_(False)
     assert splits(net, cpu)  # 202 of 10,302
     assert not splits(net, torch.device("meta"))
+    assert not splits(net, cpu, "bfloat16")  # whole steps were the faster there
 
 
 def _lora_bert(folder, dropout):
@@ -308,7 +307,7 @@ def test_a_reward_model_does_not_split_its_pairs(tiny_bert, monkeypatch, two_thr
 
     monkeypatch.setattr(_split_step, "MAX_TRAINABLE_SHARE", 1.0)
     first = reward_model(tiny_bert, method="lora", epochs=2).fit(PAIRS)
-    monkeypatch.setattr(_training, "splits", lambda network, device: False)
+    monkeypatch.setattr(_training, "splits", lambda *args: False)
     whole = reward_model(tiny_bert, method="lora", epochs=2).fit(PAIRS)
     for name, value in first.trainable_state_.items():
         np.testing.assert_array_equal(value, whole.trainable_state_[name])
@@ -322,8 +321,8 @@ def test_training_under_bfloat16_on_the_cpu_runs_eager_attention_for_short_batch
     tiny_bert, monkeypatch, dtype, limit, during, splittable
 ):
     # SDPA's CPU backward pass is slow in bfloat16, eager attention's memory grows with the width squared
-    # (see training_attention); these batches are 9 positions wide. Whole steps choose per forward call,
-    # split ones per batch, from its widest row, before the halves start.
+    # (see training_attention); these batches are 9 positions wide. Each forward call chooses by its width;
+    # under bfloat16 steps do not split, as the two halves' calls would race on the config.
     from skllm._training import train_epochs
 
     monkeypatch.setattr(_attention, "EAGER_MAX_WIDTH", limit)
@@ -333,98 +332,12 @@ def test_training_under_bfloat16_on_the_cpu_runs_eager_attention_for_short_batch
     model.register_forward_hook(lambda *_: seen.append(model.config._attn_implementation))
     optimisation = _optimisation(network, 1e-3, 2, dtype)
     train_epochs(optimisation, network, epochs=1, batches=lambda epoch: [np.arange(6)], forward=forward,
-                 output_loss=output_loss, splittable=splittable, width=lambda rows: 9)  # fmt: skip
-    assert len(seen) == (4 if splittable else 2)  # split: the check, two halves; and the last weights' check
+                 output_loss=output_loss, splittable=splittable)  # fmt: skip
+    # split (float32 only): the check, two halves; and the last weights' check
+    assert len(seen) == (4 if splittable and dtype == "float32" else 2)
     assert set(seen) == {during}
     assert model.config._attn_implementation == "sdpa"
     assert not any(m._forward_pre_hooks for m in network.modules())  # the engine's hooks are gone
-
-
-def test_under_bfloat16_split_steps_choose_the_attention_of_each_batch_before_its_halves_start(
-    tiny_bert, monkeypatch, two_threads
-):
-    # the halves' forward calls run on two threads and would race on the config: the engine chooses
-    # for the batch, from its widest row, on its own thread; a batch too wide for eager runs SDPA
-    from skllm._training import train_epochs
-
-    monkeypatch.setattr(_split_step, "MAX_TRAINABLE_SHARE", 1.0)
-    monkeypatch.setattr(_attention, "EAGER_MAX_WIDTH", 8)
-    network, forward, output_loss = _lora_bert(tiny_bert, 0.0)
-    model = network.get_base_model()
-    seen = []
-    model.register_forward_hook(
-        lambda *_: seen.append((threading.current_thread().name, model.config._attn_implementation))
-    )
-    widths = {0: 6, 5: 9, 1: 8}  # each batch's widest row as the caller counts it, by the batch's first row
-
-    def batches(epoch):
-        return [np.arange(6), np.arange(6)[::-1].copy(), np.arange(1, 5)]
-
-    optimisation = _optimisation(network, 1e-3, 3, "bfloat16")
-    train_epochs(optimisation, network, epochs=1, batches=batches, forward=forward, output_loss=output_loss,
-                 splittable=True, width=lambda rows: widths[rows[0]])  # fmt: skip
-    halves = [implementation for thread, implementation in seen if thread.startswith("skllm-half")]
-    assert halves == ["eager"] * 2 + ["sdpa"] * 2 + ["eager"] * 2
-    assert model.config._attn_implementation == "sdpa"
-    assert not any(m._forward_pre_hooks for m in network.modules())
-
-
-def test_on_one_thread_the_halves_keep_the_attention_chosen_for_their_batch(tiny_bert, monkeypatch):
-    # with one torch thread the halves run one after the other on the calling thread: their own forward
-    # calls must not choose again by their own width (a thread count must not change the model)
-    from skllm._training import train_epochs
-
-    monkeypatch.setattr(_split_step, "MAX_TRAINABLE_SHARE", 1.0)
-    monkeypatch.setattr(_attention, "EAGER_MAX_WIDTH", 8)
-    network, forward, output_loss = _lora_bert(tiny_bert, 0.0)
-    model = network.get_base_model()
-    seen = []
-    model.register_forward_hook(lambda *_: seen.append(model.config._attn_implementation))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        optimisation = _optimisation(network, 1e-3, 1, "bfloat16")
-        train_epochs(optimisation, network, epochs=1, batches=lambda epoch: [np.arange(6)], forward=forward,
-                     output_loss=output_loss, splittable=True, width=lambda rows: 6)  # fmt: skip
-    finally:
-        torch.set_num_threads(threads)
-    # the check and the two halves, fixed for a batch counted 6 wide; the last weights' check by its mask, 9
-    assert seen == ["eager", "eager", "eager", "sdpa"]
-
-
-@pytest.mark.parametrize("method", ["prefix", "prompt"])
-def test_a_split_step_counts_the_virtual_tokens_or_prefix_in_its_width(tiny_bert, texts, monkeypatch, method):
-    # the width the engine chooses from is the widest mask a half of the batch attends over
-    from skllm import _training
-
-    monkeypatch.setattr(_split_step, "MAX_TRAINABLE_SHARE", 1.0)
-    real_training_attention, real_fixed, chosen, masks = (
-        _training.training_attention,
-        _attention.AttentionChoice.fixed,
-        [],
-        [],
-    )
-
-    def recording(network, device, dtype):  # under bfloat16's rules whatever the CPU
-        from transformers import PreTrainedModel
-
-        for model in [m for m in network.modules() if isinstance(m, PreTrainedModel)]:  # not peft's wrapper
-            model.register_forward_pre_hook(
-                lambda m, args, kwargs: masks.append(kwargs["attention_mask"].shape[-1]), with_kwargs=True
-            )
-        return real_training_attention(network, device, "bfloat16")
-
-    monkeypatch.setattr(_training, "training_attention", recording)
-    monkeypatch.setattr(
-        _attention.AttentionChoice, "fixed", lambda self, width: chosen.append(width) or real_fixed(self, width)
-    )
-    X, y = texts
-    params = {"epochs": 1, "batch_size": 8, "max_length": 16, "random_state": 0}
-    FineTuneClassifier(tiny_bert, method=method, cache_dir=None, head_init="random", **params).fit(X, y)
-    # the check (half a batch), two halves a step, the last weights' check (whole, choosing by itself)
-    assert len(chosen) > 1 and len(masks) == 1 + 2 * (len(chosen) - 1) + 1
-    steps = masks[1:-1]
-    assert chosen[0] == masks[0] and chosen[1:] == [max(steps[2 * i], steps[2 * i + 1]) for i in range(len(chosen) - 1)]
 
 
 def test_estimators_fit_under_bfloat16_and_keep_sdpa_for_prediction(
@@ -461,33 +374,3 @@ def test_estimators_fit_under_bfloat16_and_keep_sdpa_for_prediction(
         assert configs and all(c._attn_implementation == "sdpa" for c in configs), type(estimator).__name__
     assert eager == [_bf16_supported(torch.device("cpu"))] * 3  # one training each, under bfloat16 where supported
     assert np.isfinite(fitted[0].decision_function(X[:4])).all()
-
-
-@pytest.mark.parametrize("limit", [8, 256])
-def test_under_bfloat16_split_steps_keep_eager_attention_for_a_model_with_attention_dropout(
-    tiny_bert, monkeypatch, two_threads, limit
-):
-    # the halves draw the attention's dropout masks from their own generators: SDPA would draw from torch's;
-    # outside the halves (the last weights' check) the model chooses by width as any other
-    from skllm._training import train_epochs
-
-    monkeypatch.setattr(_split_step, "MAX_TRAINABLE_SHARE", 1.0)
-    monkeypatch.setattr(_attention, "EAGER_MAX_WIDTH", limit)  # these batches are 9 wide
-    network, forward, output_loss = _lora_bert(tiny_bert, 0.1)
-    model = network.get_base_model()
-    seen = []
-    model.register_forward_hook(
-        lambda *_: seen.append((threading.current_thread().name, model.config._attn_implementation))
-    )
-    steps = []
-    step_loss = SplitSteps.step_loss
-    monkeypatch.setattr(SplitSteps, "step_loss", lambda self, rows: steps.append(step_loss(self, rows)) or steps[-1])
-    optimisation = _optimisation(network, 1e-3, 2, "bfloat16")
-    train_epochs(optimisation, network, epochs=1, batches=lambda epoch: [np.arange(6)], forward=forward,
-                 output_loss=output_loss, splittable=True, width=lambda rows: 9)  # fmt: skip
-    assert steps and all(backward is not None for _, _, backward in steps)  # the steps did split
-    halves = [implementation for thread, implementation in seen if thread.startswith("skllm-half")]
-    assert len(halves) == 2 and set(halves) == {"eager"}
-    others = [implementation for thread, implementation in seen if not thread.startswith("skllm-half")]
-    assert others == ["eager", "sdpa" if limit == 8 else "eager"]  # the split check, the last weights' check
-    assert model.config._attn_implementation == "sdpa"

@@ -131,10 +131,6 @@ class FineTuningMethod(BaseEstimator):
         """Positions the method adds in front of the input (prompt tokens)."""
         return 0
 
-    def attended_positions(self):
-        """Positions every row attends over besides its tokens: prompt tokens, or a prefix's keys."""
-        return self.extra_positions()
-
     def text_positions(self, n_positions):
         """Positions left for the text in a model of ``n_positions``, after ``extra_positions()``.
 

@@ -130,9 +130,6 @@ class PrefixTuning(FineTuningMethod):
         check_bool(self.keep_projection, "keep_projection")
         check_bool(self.backbone_dropout, "backbone_dropout")
 
-    def attended_positions(self):
-        return self.n_prefix_tokens  # keys and values in front of the text's, at no position of its own
-
     def build(self, backbone):
         import torch
 
