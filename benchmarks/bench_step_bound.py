@@ -33,8 +33,10 @@ inside it (the engine's network, batches, ``forward`` and ``output_loss``, and i
 ``--threads`` threads, the step through ``SplitSteps``, the whole step on one thread and
 the first half of each batch alone on one thread (what each half costs); the median of
 rounds 2-5; each under the engine's attention choice, by the width of each forward call
-(since cda6346; before, SDPA but for the halves of a model with attention dropout; under
-bfloat16 the halves' calls race to set it, which changes the speed only).
+(since 80d9a0b; before, SDPA but for the halves of a model with attention dropout). Under
+bfloat16 the engine does not split: the halves' calls here race to set the choice, which
+may change their speed, and for a model with attention dropout may run SDPA, whose
+dropout draws from torch's generator (not reproducible; LoRA's default has no dropout).
 ``--dtype bfloat16`` fits under bfloat16 autocast. The data as
 ``bench_probe_sample.py`` takes it: Rotten Tomatoes (1,000 / 1,000 snippets,
 ``max_length=64``) and the 2016 debates (785 / 337 statements, ``max_length=128``).
@@ -99,7 +101,9 @@ def fits(dataset, seeds, epochs, method, dtype="float32"):
     def fit(way, seed, epochs):
         # split: as in float32, where the engine splits, whatever the dtype (it does not under bfloat16)
         _training.splits = (
-            (lambda network, device, dtype: splits(network, device)) if way == "split" else (lambda *args: False)
+            (lambda network, device, dtype: splits(network, device, "float32"))
+            if way == "split"
+            else (lambda *args: False)
         )
         clf = FineTuneClassifier(
             method=method, max_length=max_length, epochs=epochs, batch_size=16, random_state=seed,

@@ -328,26 +328,15 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
                     cache.put(keys[start:stop], vectors[start:stop], n_tokens[start:stop])
         return vectors, n_tokens
 
-    def _embed_fresh(self, texts):
+    def _embed_uncached(self, texts):
         """The unnormalised vectors of ``texts`` (a list of str), computed now as ``transform`` batches them.
 
-        Whatever the cache holds for them: what the model gives these texts in one batch, not
-        in the batches they were cached from (float32 gives the same up to 1e-6 either way,
-        bfloat16 does not). Those the cache lacks are stored in it, as ``transform`` would.
+        Whatever the cache holds for them, and not stored: what the model gives these texts in
+        one batch, not in the batches they were cached from (float32 gives the same up to 1e-6
+        either way, bfloat16 does not).
         """
         check_is_fitted(self, "model_identity_")
-        first = {}
-        inverse = [first.setdefault(t, len(first)) for t in texts]
-        unique = list(first)
-        vectors, n_tokens = self._embed_new(unique, None, None)
-        cache = self._cache()
-        if cache is not None:
-            keys = [text_key(t) for t in unique]
-            found = cache.get(keys)
-            new = [i for i, key in enumerate(keys) if found.get(key) is None]
-            if new:
-                cache.put([keys[i] for i in new], vectors[new], n_tokens[new])
-        return vectors[inverse]
+        return self._embed_new(list(texts), None, None)[0]
 
     def transform(self, X):
         """Embed each text.

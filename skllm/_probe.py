@@ -147,7 +147,8 @@ def cached_layer_inputs(network, layer, inputs, rows, device, dtype, batch_size,
     features by up to 4.7e-3 of their scale (MiniLM, texts of Rotten Tomatoes), more than
     the tolerance, where float32's change by 1e-6: 6 of the 11 fits of a bfloat16 grid search
     over 300 texts then ran the network over all their training texts. Check texts the
-    cache lacks are stored as embedded here, so that the probe reads what it read before.
+    cache lacks are first embedded and stored by ``transform``, as before, so that the probe
+    reads what it read before (in float32 bit for bit).
     """
     from .exceptions import TruncationWarning
 
@@ -155,7 +156,8 @@ def cached_layer_inputs(network, layer, inputs, rows, device, dtype, batch_size,
     own = layer_inputs(network, layer, inputs, check, device, dtype, max(batch_size, len(check)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TruncationWarning)  # the estimator warned about these texts
-        backbone = embedder._embed_fresh(texts[: len(check)]).astype(np.float64)
+        embedder.transform(texts[: len(check)])  # caches those it lacks as it always did, in batches of their own
+        backbone = embedder._embed_uncached(texts[: len(check)]).astype(np.float64)
         scale = max(1.0, float(np.abs(own).max()))
         if own.shape != backbone.shape or not np.allclose(own, backbone, rtol=0, atol=SAME_FEATURES_TOLERANCE * scale):
             return None

@@ -52,7 +52,7 @@ from ._dropout import thread_functional_dropout, thread_generator
 MAX_TRAINABLE_SHARE = 0.1
 
 
-def splits(network, device, dtype="float32"):
+def splits(network, device, dtype):
     """Whether :class:`SplitSteps` applies to ``network`` training on ``device`` in ``dtype``.
 
     Not under bfloat16: LoRA fits with whole steps were 1.13x faster than split ones on two

@@ -105,7 +105,7 @@ def _probe_passes(monkeypatch):
     """Record how many rows each forward pass of the probe runs, and the texts the embedder embeds."""
     from skllm import _embed, _probe
 
-    record = {"rows": [], "embedded": []}
+    record = {"rows": [], "embedded": [], "uncached": []}
     real_layer_inputs, real_embed_new = _probe.layer_inputs, _embed.TransformerEmbedder._embed_new
 
     def layer_inputs(network, layer, inputs, rows, *args):
@@ -113,7 +113,7 @@ def _probe_passes(monkeypatch):
         return real_layer_inputs(network, layer, inputs, rows, *args)
 
     def embed_new(self, texts, cache, keys):
-        record["embedded"].extend(texts)
+        record["embedded" if cache is not None else "uncached"].extend(texts)
         return real_embed_new(self, texts, cache, keys)
 
     monkeypatch.setattr(_probe, "layer_inputs", layer_inputs)
@@ -129,12 +129,13 @@ def test_the_probe_reads_the_backbone_features_from_the_embedding_cache(
     record = _probe_passes(monkeypatch)
     clf = FineTuneClassifier(tiny_bert, method=method, cache_dir=cache_dir, **FROZEN).fit(X, y)
     # The network and the backbone run on a few rows to check that the network's features
-    # are the backbone's; the embedder computes every text once and caches it.
-    assert record["rows"] == [8] and sorted(record["embedded"]) == sorted(set(X))
-    record["rows"].clear(), record["embedded"].clear()
+    # are the backbone's (the backbone's afresh, not stored); the embedder computes every
+    # text once and caches it.
+    assert record["rows"] == [8] and record["uncached"] == X[:8] and sorted(record["embedded"]) == sorted(set(X))
+    record["rows"].clear(), record["embedded"].clear(), record["uncached"].clear()
     again = FineTuneClassifier(tiny_bert, method=method, cache_dir=cache_dir, **FROZEN).fit(X[:40], y[:40])
     # another fold or candidate: no forward pass but the check's
-    assert record["rows"] == [8] and record["embedded"] == X[:8]
+    assert record["rows"] == [8] and record["uncached"] == X[:8] and record["embedded"] == []
     # The same starting point as the network's own pass over every text (no cache).
     uncached = FineTuneClassifier(tiny_bert, method=method, cache_dir=None, **FROZEN).fit(X, y)
     assert record["rows"][-1] == len(X)
@@ -161,9 +162,9 @@ def test_the_check_embeds_its_rows_afresh_not_from_the_cache(tiny_bert, texts, c
     X, y = texts
     record = _probe_passes(monkeypatch)
     FineTuneClassifier(tiny_bert, method="lora", cache_dir=cache_dir, **FROZEN).fit(X, y)
-    record["rows"].clear(), record["embedded"].clear()
+    record["rows"].clear(), record["embedded"].clear(), record["uncached"].clear()
     FineTuneClassifier(tiny_bert, method="lora", cache_dir=cache_dir, **FROZEN).fit(X[8:40], y[8:40])
-    assert record["rows"] == [8] and record["embedded"] == X[8:16]
+    assert record["rows"] == [8] and record["uncached"] == X[8:16] and record["embedded"] == []
 
 
 def test_methods_that_change_the_features_probe_their_own(tiny_bert, texts, cache_dir, monkeypatch):

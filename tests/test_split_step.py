@@ -184,7 +184,7 @@ def test_whole_steps_keep_every_thread_where_the_check_fails(two_threads, monkey
     network[0].weight.requires_grad_(False)
     network.append(torch.nn.Linear(3, 3, bias=False).requires_grad_(False))
     monkeypatch.setattr(_split_step, "MAX_TRAINABLE_SHARE", 0.5)  # 3 biases of 30 weights trained: splits() holds
-    assert splits(network, torch.device("cpu"))
+    assert splits(network, torch.device("cpu"), "float32")
     checks = []
     check = SplitSteps.check
     monkeypatch.setattr(SplitSteps, "check", lambda self, rows: checks.append(check(self, rows)) or checks[-1])
@@ -210,10 +210,10 @@ def test_whole_steps_keep_every_thread_where_the_check_fails(two_threads, monkey
 def test_splits_is_for_parameter_efficient_networks_on_the_cpu():
     net = torch.nn.Sequential(torch.nn.Linear(100, 100), torch.nn.Linear(100, 2))
     cpu = torch.device("cpu")
-    assert not splits(net, cpu)  # every weight trained
+    assert not splits(net, cpu, "float32")  # every weight trained
     net[0].requires_grad_(False)
-    assert splits(net, cpu)  # 202 of 10,302
-    assert not splits(net, torch.device("meta"))
+    assert splits(net, cpu, "float32")  # 202 of 10,302
+    assert not splits(net, torch.device("meta"), "float32")
     assert not splits(net, cpu, "bfloat16")  # whole steps were the faster there
 
 
