@@ -18,8 +18,9 @@ are pairs, nor ``FineTuneGenerator`` or ``PreferenceTuner``); batches are arrays
 It does so on the CPU in float32 (not under bfloat16, see :func:`splits`), when some and at
 most :data:`MAX_TRAINABLE_SHARE` of the network's weights are trained: full fine-tuning
 gained nothing (its weight gradients, large products that torch's threads share well,
-must then be summed). A batch of one row steps whole. With one torch thread the halves run one after the other, so that
-a ``random_state`` gives the same model whatever the thread count (up to rounding).
+must then be summed). A batch of one row steps whole. With one torch thread the halves run
+one after the other, so that a ``random_state`` gives the same model whatever the thread
+count (up to rounding).
 
 The engine takes its steps from a :class:`SplitSteps` or a :class:`WholeSteps`, which
 answer the same three calls: ``decided(batches)`` (the steps to take for an epoch),
