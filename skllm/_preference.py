@@ -31,14 +31,7 @@ from ._reward import pairwise_accuracy, preference_pairs, where_pairs
 from ._rl import check_scorer, dpo_loss, unfreeze
 from ._sft import FineTuneGenerator
 from ._tokens import pad_token_id
-from ._training import (
-    Optimisation,
-    check_training_params,
-    draw_seed,
-    release_memory,
-    train_epochs,
-    training_context,
-)
+from ._training import Optimisation, check_training_params, draw_seed, release_memory, train_epochs, training_context
 from ._validation import check_choice, check_int, check_number, check_random_state_param, check_texts
 
 ALGORITHMS = ("rloo", "ppo", "dpo")

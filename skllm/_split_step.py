@@ -61,7 +61,7 @@ def splits(network, device, dtype):
     --fits rt --dtype bfloat16``, docs/benchmarks.md), although the same steps timed again
     and again inside a fit were 1.08-1.11x faster split: what the fits pay besides (each
     half, padded to its own longest text, meets more shapes, and a bfloat16 product's first
-    of a shape costs 10-30 ms) was not measured apart.
+    of a shape cost 10-30 ms in a scratch timing) was not measured apart.
     """
     if device.type != "cpu" or dtype != "float32":
         return False
