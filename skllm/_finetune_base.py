@@ -27,6 +27,7 @@ from ._models import (
     resolve_model,
 )
 from ._probe import probe_rows
+from ._seen_rows import seen_rows
 from ._tokens import check_room_for_text
 from ._training import (
     Optimisation,
@@ -356,18 +357,6 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
 
         train_lengths = inputs.lengths()[train_idx]
         epochs = self.epochs if self.epochs is not None else self.method_.default_epochs
-        optimisation = Optimisation(
-            network,
-            learning_rate=self.learning_rate if self.learning_rate is not None else self.method_.default_learning_rate,
-            weight_decay=self.weight_decay,
-            warmup_ratio=self.warmup_ratio,
-            max_grad_norm=self.max_grad_norm,
-            total_steps=-(-len(train_idx) // self.batch_size) * epochs,
-            device=device,
-            dtype=self.dtype_,
-            who=type(self).__name__,
-            hint="targets of extreme magnitude, or texts that make the backbone overflow.",
-        )
         targets_t = torch.as_tensor(targets).to(device)
         weights_t = None if loss_weights is None else torch.as_tensor(loss_weights, dtype=torch.float32).to(device)
 
@@ -381,19 +370,37 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         def validate():
             return self._validation_score(self._outputs(inputs.subset(valid_idx)), targets[valid_idx])
 
-        result = train_epochs(
-            optimisation,
-            network,
-            epochs=epochs,
-            batches=lambda epoch: [train_idx[b] for b in length_grouped_batches(train_lengths, self.batch_size, rng)],
-            forward=forward,
-            output_loss=output_loss,
-            # a step in two halves joins the halves' outputs: one output row per row
-            splittable=self._one_output_per_row,
-            validate=validate if valid_idx is not None else None,
-            n_iter_no_change=self.n_iter_no_change,
-            verbose=self.verbose,
-        )
+        # Embedding rows of tokens no text holds stay as they are: not trained (see _seen_rows.py).
+        with seen_rows(network, inputs.token_ids()):
+            optimisation = Optimisation(
+                network,
+                learning_rate=self.learning_rate
+                if self.learning_rate is not None
+                else self.method_.default_learning_rate,
+                weight_decay=self.weight_decay,
+                warmup_ratio=self.warmup_ratio,
+                max_grad_norm=self.max_grad_norm,
+                total_steps=-(-len(train_idx) // self.batch_size) * epochs,
+                device=device,
+                dtype=self.dtype_,
+                who=type(self).__name__,
+                hint="targets of extreme magnitude, or texts that make the backbone overflow.",
+            )
+            result = train_epochs(
+                optimisation,
+                network,
+                epochs=epochs,
+                batches=lambda epoch: [
+                    train_idx[b] for b in length_grouped_batches(train_lengths, self.batch_size, rng)
+                ],
+                forward=forward,
+                output_loss=output_loss,
+                # a step in two halves joins the halves' outputs: one output row per row
+                splittable=self._one_output_per_row,
+                validate=validate if valid_idx is not None else None,
+                n_iter_no_change=self.n_iter_no_change,
+                verbose=self.verbose,
+            )
         self.loss_curve_, self.n_iter_ = result.loss_curve, result.n_iter
         self.validation_scores_ = result.validation_scores
         # None without early stopping, not a previous fit's score.

@@ -217,6 +217,9 @@ class _PairInputs:
     def subset(self, rows):
         return _PairInputs(self.inner.subset(self._both(rows)), len(rows))
 
+    def token_ids(self):
+        return self.inner.token_ids()
+
     def tensors(self, rows, device):
         return self.inner.tensors(self._both(rows), device)
 

@@ -17,6 +17,7 @@ from ._methods import NamedMethodParamsMixin, resolve_method, same_method
 from ._models import DEFAULT_CAUSAL_LM, check_fitted_files, load_backbone, model_identity, positions, resolve_model
 from ._prompting import MIN_TEMPERATURE, decode_answer, encode, end_ids, fit_text, generate, prompt_budget, wrap
 from ._scoring import SCORERS, check_lengths, chrf  # noqa: F401 (chrf: skllm._sft.chrf stays importable)
+from ._seen_rows import seen_rows
 from ._tokens import pad_token_id
 from ._training import (
     Optimisation,
@@ -473,17 +474,6 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         if self.early_stopping:
             train_rows, valid_rows = validation_split(rows, self.validation_fraction, seed, what="pairs")
         epochs = self.epochs if self.epochs is not None else self.method_.default_epochs
-        optimisation = Optimisation(
-            network,
-            learning_rate=self.learning_rate if self.learning_rate is not None else self.method_.default_learning_rate,
-            weight_decay=self.weight_decay,
-            warmup_ratio=self.warmup_ratio,
-            max_grad_norm=self.max_grad_norm,
-            total_steps=-(-len(train_rows) // self.batch_size) * epochs,
-            device=device,
-            dtype=self.dtype_,
-            who=type(self).__name__,
-        )
         lengths = np.fromiter((len(ids[i]) for i in train_rows), dtype=np.int64, count=len(train_rows))
         pad = pad_token_id(self.tokenizer_)
 
@@ -495,16 +485,30 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         def validate():
             return -mean_token_loss(network, ids, labels, valid_rows, pad, device, self.dtype_, self.batch_size)
 
-        result = train_epochs(
-            optimisation,
-            network,
-            epochs=epochs,
-            batches=lambda epoch: [train_rows[b] for b in length_grouped_batches(lengths, self.batch_size, rng)],
-            step_loss=step_loss,
-            validate=validate if valid_rows is not None else None,
-            n_iter_no_change=self.n_iter_no_change,
-            verbose=self.verbose,
-        )
+        with seen_rows(network, [*ids, [pad]]):  # see _seen_rows.py
+            optimisation = Optimisation(
+                network,
+                learning_rate=self.learning_rate
+                if self.learning_rate is not None
+                else self.method_.default_learning_rate,
+                weight_decay=self.weight_decay,
+                warmup_ratio=self.warmup_ratio,
+                max_grad_norm=self.max_grad_norm,
+                total_steps=-(-len(train_rows) // self.batch_size) * epochs,
+                device=device,
+                dtype=self.dtype_,
+                who=type(self).__name__,
+            )
+            result = train_epochs(
+                optimisation,
+                network,
+                epochs=epochs,
+                batches=lambda epoch: [train_rows[b] for b in length_grouped_batches(lengths, self.batch_size, rng)],
+                step_loss=step_loss,
+                validate=validate if valid_rows is not None else None,
+                n_iter_no_change=self.n_iter_no_change,
+                verbose=self.verbose,
+            )
         self.loss_curve_, self.n_iter_ = result.loss_curve, result.n_iter
         self.validation_scores_ = result.validation_scores
         # None without early stopping, not a previous fit's score.

@@ -17,6 +17,8 @@ their loss. Everything else lives here, once:
   16-bit random numbers, more cheaply than torch's;
 * :class:`~skllm._split_step.SplitSteps`: a parameter-efficient step on the CPU in
   two halves of its batch, on two threads at once;
+* :func:`~skllm._seen_rows.seen_rows`: a fit that trains the token embedding trains
+  only the rows its texts use (callers open it around the optimiser and the epochs);
 * :func:`validation_split` and :func:`split_rows`: the rows held out for early stopping;
 * :func:`length_grouped_batches`, :func:`draw_seed`, :func:`check_training_params`
   and :func:`release_memory`: batches of texts of similar length, seeds drawn from the
@@ -41,6 +43,7 @@ import numpy as np
 
 from ._attention import training_attention
 from ._dropout import fast_cpu_dropout
+from ._seen_rows import token_embedding
 from ._split_step import SplitSteps, WholeSteps, splits
 from ._validation import check_int, check_number
 from .exceptions import NonFiniteLossError
@@ -202,7 +205,9 @@ class Optimisation:
     ----------
     network : torch.nn.Module
         Trained parameters are those with ``requires_grad``; weight matrices
-        (2-D and up) get ``weight_decay``, biases and norms none.
+        (2-D and up) get ``weight_decay``; biases, norms and the token embedding
+        none (:func:`~skllm._seen_rows.token_embedding`; minGPT's convention): decay
+        alone would shrink the rows of tokens the training texts never hold.
     learning_rate, weight_decay, warmup_ratio, max_grad_norm : float
         As the estimators document them; ``max_grad_norm=None``: no clipping.
     total_steps : int
@@ -241,9 +246,12 @@ class Optimisation:
                 f"{who} has nothing to train: the method leaves no parameter of this model trainable (for "
                 f"example a method that trains bias terms, on a model without any)."
             )
+        embedding = token_embedding(network)
+        undecayed = set() if embedding is None else {id(p) for p in embedding.parameters()}
+        decays = [p.ndim >= 2 and id(p) not in undecayed for p in self.params]
         groups = [
-            {"params": [p for p in self.params if p.ndim >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in self.params if p.ndim < 2], "weight_decay": 0.0},
+            {"params": [p for p, d in zip(self.params, decays) if d], "weight_decay": weight_decay},
+            {"params": [p for p, d in zip(self.params, decays) if not d], "weight_decay": 0.0},
         ]
         # The fused kernel (one pass over each tensor; the Trainer's default, "adamw_torch_fused"),
         # not torch's default on the CPU, a loop of elementwise ops per tensor: full fine-tuning

@@ -20,6 +20,10 @@ class TokenInputs:
     def subset(self, rows):
         return TokenInputs([self.ids[i] for i in rows], self.pad_id)
 
+    def token_ids(self):
+        """Every token id its batches may hold, as sequences: the texts', then the padding."""
+        return [*self.ids, [self.pad_id]]
+
     def tensors(self, rows, device):
         """The network's positional arguments for ``rows``, on ``device``."""
         from .._tokens import pad_batch
@@ -35,6 +39,10 @@ class FeatureInputs:
 
     def __len__(self):
         return len(self.features)
+
+    def token_ids(self):
+        """No token ids: the network is fed features."""
+        return []
 
     def lengths(self):
         return np.ones(len(self.features), dtype=np.int64)
@@ -59,6 +67,10 @@ class HiddenInputs:
 
     def __len__(self):
         return len(self.states)
+
+    def token_ids(self):
+        """No token ids: the network is fed features."""
+        return []
 
     def lengths(self):
         return np.fromiter((len(s) for s in self.states), dtype=np.int64, count=len(self.states))
