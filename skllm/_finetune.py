@@ -55,7 +55,8 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         full 5e-5, lora 1e-3, prefix 5e-3, prompt 3e-2, adapter 1e-3, partial
         1e-4).
     weight_decay : float, default=0.01
-        AdamW weight decay, applied to weight matrices only.
+        AdamW weight decay, applied to weight matrices only; not to the token
+        embedding, whose rows of tokens the texts never hold it would only shrink.
     warmup_ratio : float, default=0.06
         Fraction of the steps with a linearly rising learning rate (from 0);
         it then decays linearly to zero.

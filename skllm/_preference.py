@@ -27,8 +27,9 @@ from ._device import autocast
 from ._methods import NamedMethodParamsMixin
 from ._online import OnlineRun
 from ._prompting import MIN_TEMPERATURE
-from ._reward import pairwise_accuracy, preference_pairs, where_pairs
+from ._reward import preference_pairs, where_pairs
 from ._rl import check_scorer, dpo_loss, unfreeze
+from ._scoring import pairwise_accuracy
 from ._sft import FineTuneGenerator
 from ._tokens import pad_token_id
 from ._training import Optimisation, check_training_params, draw_seed, release_memory, train_epochs, training_context
@@ -190,7 +191,8 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
         by 10 (DPO): 5e-3, 1e-3 and 1e-4 with LoRA, where these scales were
         measured; other methods get the same scales, unmeasured.
     weight_decay : float, default=0.01
-        AdamW weight decay, on weight matrices only.
+        AdamW weight decay, on weight matrices only (not on a token embedding
+        that is not also the output layer, as for :class:`FineTuneClassifier`).
     warmup_ratio : float, default=0.06
         Fraction of the optimisation steps with a linearly rising learning
         rate; it then decays linearly to zero (as in the other estimators).

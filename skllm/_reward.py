@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from ._finetune_base import _FineTuneBase
+from ._scoring import pairwise_accuracy
 from ._training import keep_state_on_error
 from ._validation import check_texts, differing_by_spaces
 from .exceptions import TruncationWarning
@@ -222,12 +223,6 @@ class _PairInputs:
 
     def tensors(self, rows, device):
         return self.inner.tensors(self._both(rows), device)
-
-
-def pairwise_accuracy(diff):
-    """Share of pairs whose chosen response gets the higher reward (``diff`` = chosen - rejected); a tie is half."""
-    diff = np.asarray(diff)
-    return float(np.mean((diff > 0) + 0.5 * (diff == 0)))
 
 
 def _token_starts(tokenizer, text):

@@ -3,7 +3,8 @@
 ``FewShotGenerator``, ``FineTuneGenerator`` and ``RetrievalQA`` score with
 these, so that an answer counts as right the same way everywhere and a
 mismatch between the numbers of answers and references is an error, never a
-silently shorter comparison.
+silently shorter comparison. ``RewardModel`` and DPO score preference pairs with
+:func:`pairwise_accuracy`.
 """
 
 import re
@@ -61,6 +62,12 @@ def chrf(predicted, expected, *, n=6, beta=2.0):
         b2 = beta * beta
         scores.append(0.0 if prec + rec == 0 else (1 + b2) * prec * rec / (b2 * prec + rec))
     return float(np.mean(scores))
+
+
+def pairwise_accuracy(diff):
+    """Share of pairs whose chosen response gets the higher reward (``diff`` = chosen - rejected); a tie is half."""
+    diff = np.asarray(diff)
+    return float(np.mean((diff > 0) + 0.5 * (diff == 0)))
 
 
 # The metrics FineTuneGenerator.score offers, by name.

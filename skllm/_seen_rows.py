@@ -7,8 +7,9 @@ token embeddings no weight decay (:func:`token_embedding`, read by
 a dense embedding makes every step pay for all of them: torch builds a gradient of the
 whole vocabulary, clips it and runs AdamW over it. In full fine-tuning of MiniLM that is
 11.7M of 22.7M weights (30,522 rows of 384), where 1,000 Rotten Tomatoes snippets use a
-few thousand rows; freezing the whole embedding made such a fit 1.21x faster under
-bfloat16 (docs/benchmarks.md).
+few thousand rows. Training those rows only made such fits 1.10-1.24x faster under
+bfloat16, with the same test probabilities (``benchmarks/bench_seen_rows.py``,
+docs/benchmarks.md).
 
 :func:`seen_rows` swaps the embedding for :class:`SeenRows` while a fit trains: one
 trainable parameter of the rows the training texts use, the rest read from the frozen

@@ -107,7 +107,8 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         AdamW learning rate; ``None`` uses the method's default (lora 1e-3,
         full 5e-5, prompt 3e-2, adapter 1e-3).
     weight_decay : float, default=0.01
-        AdamW weight decay, on weight matrices only (as for
+        AdamW weight decay, on weight matrices only, the token embedding
+        excepted where it is not also the output layer (as for
         :class:`FineTuneClassifier`; models saved before it was the default
         keep the 0.0 they were fitted with).
     warmup_ratio : float, default=0.06

@@ -8,7 +8,8 @@ import pytest
 from sklearn.utils import check_random_state
 
 from skllm import RewardModel
-from skllm._reward import pairwise_accuracy, preference_pairs
+from skllm._reward import preference_pairs
+from skllm._scoring import pairwise_accuracy
 from skllm._training import draw_seed
 
 PAIRS = pd.DataFrame(
