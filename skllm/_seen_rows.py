@@ -24,13 +24,18 @@ import contextlib
 
 import numpy as np
 
+_CLASSES = {}  # the SeenRows class, built on first use (torch is imported lazily)
+
 
 def token_embedding(network):
     """The trainable token embedding of the transformers model in ``network`` that only reads tokens, or ``None``.
 
-    ``None`` where it is frozen, or tied to the output layer (a language model
-    whose output projection is the same matrix trains every row as an output).
+    ``None`` where it is frozen, where it is not an ``nn.Embedding`` (peft's LoRA on
+    the embedding: dense low-rank factors, whose decay stays), or where it is tied to
+    the output layer (a language model whose output projection is the same matrix trains
+    every row as an output).
     """
+    from torch import nn
     from transformers import PreTrainedModel
 
     model = next((m for m in network.modules() if isinstance(m, PreTrainedModel)), None)
@@ -40,7 +45,10 @@ def token_embedding(network):
         embedding = model.get_input_embeddings()
     except NotImplementedError:  # a model that does not say
         return None
-    if embedding is None or not any(p.requires_grad for p in embedding.parameters()):
+    stand_in = _CLASSES.get("seen_rows")  # SeenRows, while a fit trains (and once one did)
+    if not (isinstance(embedding, nn.Embedding) or (stand_in is not None and isinstance(embedding, stand_in))):
+        return None
+    if not any(p.requires_grad for p in embedding.parameters()):
         return None
     own = {id(p) for p in embedding.parameters()}
     for module in network.modules():
@@ -85,9 +93,6 @@ def _parents(network, module):
     ]
 
 
-_CLASSES = {}
-
-
 def _seen_rows_class():
     """The :class:`SeenRows` module class (built once, on first use, as torch is imported lazily)."""
     if "seen_rows" in _CLASSES:
@@ -99,8 +104,8 @@ def _seen_rows_class():
     class SeenRows(nn.Module):
         """A frozen ``nn.Embedding`` (``table``) and a trainable copy (``rows``) of its rows ``seen``.
 
-        A lookup of seen tokens only (every training batch) reads the copy; one with
-        other tokens too (validation texts) reads those from the frozen table.
+        A lookup reads the copy; tokens outside it (never in a fit, whose rows hold its
+        validation texts' tokens too) are read from the frozen table.
         """
 
         def __init__(self, embedding, seen):
@@ -129,6 +134,22 @@ def _seen_rows_class():
 
     _CLASSES["seen_rows"] = SeenRows
     return SeenRows
+
+
+def weights_as_trained(network):
+    """``(size, trained)`` of each weight tensor of ``network``; a :class:`SeenRows` counts as its table, trained.
+
+    What share of a network a fit trains (:func:`~skllm._split_step.splits`) is the
+    share the whole table's fit would train.
+    """
+    cls = _CLASSES.get("seen_rows")
+    stand_ins = [m for m in network.modules() if cls is not None and isinstance(m, cls)]
+    inside = {id(p) for m in stand_ins for p in m.parameters()}
+    for m in stand_ins:
+        yield m.table.weight.numel(), True
+    for p in network.parameters():
+        if id(p) not in inside:
+            yield p.numel(), p.requires_grad
 
 
 @contextlib.contextmanager

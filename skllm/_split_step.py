@@ -45,6 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ._attention import eager_attention
 from ._dropout import thread_functional_dropout, thread_generator
+from ._seen_rows import weights_as_trained
 
 #: Split a step only when the trained weights are at most this share of the network's:
 #: LoRA's steps (0.3% of MiniLM's weights trained) ran 1.2-1.3x faster split, prefix
@@ -66,9 +67,9 @@ def splits(network, device, dtype):
     if device.type != "cpu" or dtype != "float32":
         return False
     total = trained = 0
-    for p in network.parameters():
-        total += p.numel()
-        trained += p.numel() if p.requires_grad else 0
+    for size, is_trained in weights_as_trained(network):  # an embedding's seen rows count as its table
+        total += size
+        trained += size if is_trained else 0
     return 0 < trained <= MAX_TRAINABLE_SHARE * total
 
 

@@ -63,11 +63,12 @@ def test_the_seen_rows_train_the_model_the_whole_table_trains(
     dense = _fit(estimator, tiny_bert, tiny_llama, texts, **params)
     assert len(spy) == 1  # the second fit trained the whole table
     assert sorted(compact.trainable_state_) == sorted(dense.trainable_state_)
+    # The same to the bit (in theory up to the rounding of the gradient norm, a sum over fewer zeros).
     for name, value in dense.trainable_state_.items():
-        np.testing.assert_allclose(compact.trainable_state_[name], value, rtol=0, atol=1e-6, err_msg=name)
+        np.testing.assert_array_equal(compact.trainable_state_[name], value, err_msg=name)
     if estimator == "classifier":
         unseen = texts[0] + ["zebra quantum xylophone", "a film of no words ~"]
-        np.testing.assert_allclose(compact.predict_proba(unseen), dense.predict_proba(unseen), rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(compact.predict_proba(unseen), dense.predict_proba(unseen))
 
 
 def test_rows_of_tokens_no_text_holds_end_the_fit_as_loaded(tiny_bert, texts, spy):
@@ -194,3 +195,35 @@ def test_the_token_embedding_gets_no_weight_decay_other_matrices_do(tiny_bert, t
     # Tied to the output layer, the matrix is the output's weights too: decayed as before.
     tied = _tied(tiny_llama)
     assert id(tied.get_input_embeddings().weight) in decayed(tied)
+
+
+def test_the_seen_rows_count_as_their_whole_table_in_the_split_decision():
+    # A model whose table is nearly all its weights: its full fit must not turn into a
+    # parameter-efficient one (steps in two halves, skllm._split_step) for training its rows.
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from skllm._split_step import splits
+
+    config = BertConfig(vocab_size=30_000, hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    config.intermediate_size = 37
+    model = BertModel(config)
+    assert not splits(model, torch.device("cpu"), "float32")
+    with _seen_rows.seen_rows(model, [[5, 6, 7]]):
+        assert type(model.get_input_embeddings()).__name__ == "SeenRows"
+        assert not splits(model, torch.device("cpu"), "float32")
+
+
+def test_lora_factors_on_the_embedding_keep_their_weight_decay(tiny_bert):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(_bert(tiny_bert), LoraConfig(r=2, target_modules=["word_embeddings", "query"]))
+    assert _seen_rows.token_embedding(model) is None
+    optimisation = Optimisation(
+        model, learning_rate=1e-3, weight_decay=0.1, warmup_ratio=0.0, max_grad_norm=None, total_steps=1,
+        device=torch.device("cpu"), dtype="float32", who="test",
+    )  # fmt: skip
+    decayed = {id(p) for p in optimisation.optimizer.param_groups[0]["params"]}
+    factors = [p for n, p in model.named_parameters() if "lora_embedding" in n]
+    assert factors and all(id(p) in decayed for p in factors)
