@@ -512,6 +512,13 @@ def load_backbone(source, device, kind="base"):
         return _registry[key][1]
 
 
+def shared_tensors():
+    """The ids of the tensors of every model the registry holds: other estimators may be running them."""
+    with _registry_lock:
+        models = [loaded[0] for _, loaded in _registry.values()]
+    return {id(t) for model in models for t in (*model.parameters(), *model.buffers())}
+
+
 def clear_model_registry():
     """Drop every model loaded by this process (frees their memory).
 

@@ -44,6 +44,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ._attention import eager_attention
+from ._device import autocast_state
 from ._dropout import thread_functional_dropout, thread_generator
 from ._seen_rows import weights_as_trained
 
@@ -127,16 +128,6 @@ def _pool_of_two(count):
         finally:
             _on_a_new_thread(lambda: _set_own_threads(process_wide))
         yield pool
-
-
-def _cpu_autocast():
-    """``(enabled, dtype)`` of the calling thread's CPU autocast, for the halves' threads: torch keeps it per thread."""
-    import torch
-
-    try:
-        return torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
-    except (AttributeError, TypeError):  # torch before 2.4
-        return torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
 
 
 class WholeSteps:
@@ -251,7 +242,7 @@ class SplitSteps:
         half = len(rows) // 2
         parts = (rows[:half], rows[half:])
         seeds = torch.randint(0, 1 << 62, (2,)).tolist()  # from torch's generator: the fit's seed decides them
-        enabled, dtype = _cpu_autocast()
+        enabled, dtype = autocast_state("cpu")
 
         def forward(i):
             # one autocast per thread (the object keeps the state it puts back), where the caller has one

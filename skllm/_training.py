@@ -42,6 +42,7 @@ import threading
 import numpy as np
 
 from ._attention import training_attention
+from ._device import frozen_weights_in
 from ._dropout import fast_cpu_dropout
 from ._seen_rows import token_embedding
 from ._split_step import SplitSteps, WholeSteps, splits
@@ -403,8 +404,9 @@ def train_epochs(
     if dropout and splittable and splits(network, optimisation.device, optimisation.dtype):
         steps = SplitSteps(network, forward, output_loss, optimisation.params)
     attention = training_attention(network, optimisation.device, optimisation.dtype)
+    frozen = frozen_weights_in(network, optimisation.device, optimisation.dtype)  # autocast's casts, done once
     # nn.Dropout's CPU masks drawn more cheaply than torch's (see _dropout.py)
-    with fast_cpu_dropout(network) if dropout else contextlib.nullcontext(), attention:
+    with fast_cpu_dropout(network) if dropout else contextlib.nullcontext(), attention, frozen:
         for epoch in range(epochs):
             network.train(dropout)
             epoch_batches = batches(epoch)

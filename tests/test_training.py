@@ -381,3 +381,86 @@ def test_partial_fine_tuning_predicts_in_threads_as_one_at_a_time(tiny_bert, tex
     for got, want in zip(results, expected):
         for proba in got:
             np.testing.assert_allclose(proba, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("estimator", ["lora", "prefix", "adapter", "early stopping", "generator", "rloo", "dpo"])
+def test_frozen_weights_held_in_bfloat16_train_the_model_autocast_trains(
+    estimator, tiny_bert, tiny_llama, texts, monkeypatch
+):
+    # Held cast for the whole fit (skllm._device.frozen_weights_in), not cast at each call.
+    import contextlib
+
+    import torch
+
+    from skllm import _training
+
+    held, real = [], _training.frozen_weights_in
+
+    @contextlib.contextmanager
+    def counting(network, device, dtype):
+        # Within each call of a layer, after the engine's hook: its weight in bfloat16 (outside, float32).
+        with real(network, device, dtype):
+            linear = [m for m in network.modules() if type(m) is torch.nn.Linear]
+            hooks = [m.register_forward_pre_hook(lambda m, a: held.append(m.weight.dtype)) for m in linear]
+            yield
+            assert all(m.weight.dtype == torch.float32 for m in linear)
+        for hook in hooks:
+            hook.remove()
+
+    def fit():
+        common = {"random_state": 0, "dtype": "bfloat16"}
+        if estimator == "generator":
+            return FineTuneGenerator(tiny_llama, epochs=1, max_new_tokens=2, **common).fit(X, Y)
+        if estimator in ("rloo", "dpo"):
+            generator = FineTuneGenerator(tiny_llama, max_new_tokens=2, **common)
+            reward = None if estimator == "dpo" else (lambda p, c: [float(len(a)) for a in c])
+            tuner = PreferenceTuner(reward, generator, algorithm=estimator, batch_size=2, n_generations=2)
+            return tuner.set_params(random_state=0).fit(PAIRS if estimator == "dpo" else X[:4]).generator_
+        params = {"early_stopping": True, "epochs": 3} if estimator == "early stopping" else {"epochs": 2}
+        method = "lora" if estimator == "early stopping" else estimator
+        clf = FineTuneClassifier(tiny_bert, method=method, cache_dir=None, batch_size=4, **common, **params)
+        return clf.fit(*texts)
+
+    monkeypatch.setattr(_training, "frozen_weights_in", counting)
+    held_cast = fit()
+    assert torch.bfloat16 in held
+    monkeypatch.setattr(_training, "frozen_weights_in", lambda *args: contextlib.nullcontext())
+    cast_per_call = fit()
+    assert sorted(held_cast.trainable_state_) == sorted(cast_per_call.trainable_state_)
+    for name, value in cast_per_call.trainable_state_.items():
+        np.testing.assert_array_equal(held_cast.trainable_state_[name], value, err_msg=name)
+    assert all(p.dtype == torch.float32 for p in held_cast.network_.parameters())  # back in float32 after the fit
+
+
+def test_tied_and_shared_weights_are_not_held_cast(tiny_llama):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from skllm._device import frozen_weights_in
+    from skllm._models import load_backbone, resolve_model
+
+    tied = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    tied.lm_head.weight = tied.get_input_embeddings().weight
+    tied.requires_grad_(False)
+
+    def weights_in_calls(model):
+        seen = {}
+        hooks = [
+            m.register_forward_pre_hook(lambda m, a, name=name: seen.setdefault(name, set()).add(m.weight.dtype))
+            for name, m in model.named_modules()
+            if type(m) is torch.nn.Linear
+        ]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(torch.tensor([[1, 2, 3]]))
+        model(torch.tensor([[1, 2, 3]]))  # without autocast: float32
+        for hook in hooks:
+            hook.remove()
+        return seen
+
+    with frozen_weights_in(tied, torch.device("cpu"), "bfloat16"):
+        seen = weights_in_calls(tied)
+    assert seen["lm_head"] == {torch.float32}  # the embedding's lookup would return bfloat16
+    assert seen["model.layers.0.self_attn.q_proj"] == {torch.bfloat16, torch.float32}
+    shared, _ = load_backbone(resolve_model(tiny_llama), torch.device("cpu"), kind="causal-lm")
+    with frozen_weights_in(shared, torch.device("cpu"), "bfloat16"):  # other estimators may be running it
+        assert set().union(*weights_in_calls(shared).values()) == {torch.float32}
