@@ -146,7 +146,10 @@ def frozen_weights_in(network, device, dtype):
     call (a model that turns autocast off for a part, code that reads a weight) the
     layer holds its float32 weights, as without this. Layers whose weights another module
     holds too (an output layer tied to the embedding) stay as they are, and so do those of
-    the models of the registry, shared by every estimator of the process.
+    the models of the registry, shared by every estimator of the process: the network must
+    be the fit's own (one thread calls it), and its frozen weights must not change within
+    the block (the copies are taken on entry). The copies take 2 bytes per frozen weight
+    for the whole fit; a step's backward pass kept autocast's casts of them anyway.
     """
     if dtype == "float32":
         yield
@@ -172,12 +175,14 @@ def frozen_weights_in(network, device, dtype):
         own = {n: p for n, p in m._parameters.items() if held(p)}
         swaps[m] = (own, {n: torch.nn.Parameter(p.detach().to(compute), requires_grad=False) for n, p in own.items()})
 
+    # A copy of a layer (deepcopy keeps its hooks) is not swapped: it is not in swaps.
     def swap_in(module, args):
-        if autocast_state(device.type) == (True, compute):
+        if module in swaps and autocast_state(device.type) == (True, compute):
             module._parameters.update(swaps[module][1])
 
     def swap_out(module, args, output):
-        module._parameters.update(swaps[module][0])
+        if module in swaps:
+            module._parameters.update(swaps[module][0])
 
     handles = [m.register_forward_pre_hook(swap_in) for m in layers]
     handles += [m.register_forward_hook(swap_out, always_call=True) for m in layers]
@@ -186,3 +191,5 @@ def frozen_weights_in(network, device, dtype):
     finally:
         for handle in handles:
             handle.remove()
+        for m, (own, _) in swaps.items():  # torch skips swap_out for a KeyboardInterrupt inside a call
+            m._parameters.update(own)

@@ -464,3 +464,32 @@ def test_tied_and_shared_weights_are_not_held_cast(tiny_llama):
     shared, _ = load_backbone(resolve_model(tiny_llama), torch.device("cpu"), kind="causal-lm")
     with frozen_weights_in(shared, torch.device("cpu"), "bfloat16"):  # other estimators may be running it
         assert set().union(*weights_in_calls(shared).values()) == {torch.float32}
+
+
+def test_held_weights_go_back_after_an_interrupt_and_a_copy_of_the_network_runs(tiny_llama):
+    # torch skips a forward hook for a KeyboardInterrupt inside the call; deepcopy keeps the hooks.
+    import copy
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from skllm._device import frozen_weights_in
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).requires_grad_(False)
+    query = model.model.layers[0].self_attn.q_proj
+    ids = torch.tensor([[1, 2, 3]])
+
+    def interrupt(module, args, output):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        with frozen_weights_in(model, torch.device("cpu"), "bfloat16"):
+            handle = query.register_forward_hook(interrupt)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                model(ids)
+    handle.remove()
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    expected = model(ids).logits
+    with frozen_weights_in(model, torch.device("cpu"), "bfloat16"):
+        copied = copy.deepcopy(model)
+    torch.testing.assert_close(copied(ids).logits, expected, rtol=0, atol=0)
