@@ -371,12 +371,11 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
             return self._validation_score(self._outputs(inputs.subset(valid_idx)), targets[valid_idx])
 
         # Embedding rows of tokens no text holds stay as they are: not trained (see _seen_rows.py).
+        learning_rate = self.learning_rate if self.learning_rate is not None else self.method_.default_learning_rate
         with seen_rows(network, inputs.token_ids()):
             optimisation = Optimisation(
                 network,
-                learning_rate=self.learning_rate
-                if self.learning_rate is not None
-                else self.method_.default_learning_rate,
+                learning_rate=learning_rate,
                 weight_decay=self.weight_decay,
                 warmup_ratio=self.warmup_ratio,
                 max_grad_norm=self.max_grad_norm,

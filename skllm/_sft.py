@@ -486,12 +486,11 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         def validate():
             return -mean_token_loss(network, ids, labels, valid_rows, pad, device, self.dtype_, self.batch_size)
 
+        learning_rate = self.learning_rate if self.learning_rate is not None else self.method_.default_learning_rate
         with seen_rows(network, [*ids, [pad]]):  # see _seen_rows.py
             optimisation = Optimisation(
                 network,
-                learning_rate=self.learning_rate
-                if self.learning_rate is not None
-                else self.method_.default_learning_rate,
+                learning_rate=learning_rate,
                 weight_decay=self.weight_decay,
                 warmup_ratio=self.warmup_ratio,
                 max_grad_norm=self.max_grad_norm,

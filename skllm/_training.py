@@ -19,6 +19,8 @@ their loss. Everything else lives here, once:
   two halves of its batch, on two threads at once;
 * :func:`~skllm._seen_rows.seen_rows`: a fit that trains the token embedding trains
   only the rows its texts use (callers open it around the optimiser and the epochs);
+* :func:`~skllm._device.frozen_weights_in`: under reduced precision, the frozen linear
+  weights cast once per fit rather than by autocast at every call;
 * :func:`validation_split` and :func:`split_rows`: the rows held out for early stopping;
 * :func:`length_grouped_batches`, :func:`draw_seed`, :func:`check_training_params`
   and :func:`release_memory`: batches of texts of similar length, seeds drawn from the
