@@ -8,9 +8,11 @@ put back:
 * :func:`eager_attention`: a model with attention dropout runs eager attention while the
   halves of a split step (:mod:`skllm._split_step`) run on two threads: SDPA on the CPU
   draws its dropout mask from torch's generator, which the halves cannot share;
-* :func:`training_attention`: under bfloat16 on the CPU, a batch of at most
-  :data:`EAGER_MAX_WIDTH` positions runs eager attention, whose backward pass is much
-  faster there than SDPA's.
+* :func:`training_attention`: on the CPU, a model that trains with attention dropout runs
+  eager attention (SDPA on the CPU computes the attention as eager does then, but draws its
+  mask with torch's costlier generator), and under bfloat16 so does a batch of at most
+  :data:`EAGER_MAX_WIDTH` positions, as eager attention's backward pass is much faster there
+  than SDPA's.
 
 (Neither torch nor transformers chooses the kernel by dtype and width for training:
 hence these, by hand.)
@@ -82,42 +84,57 @@ def _width(args, kwargs):
     return int(inputs.shape[1]) if getattr(inputs, "ndim", 0) >= 2 else None
 
 
-def _implementation(width):
-    return "eager" if width is not None and width <= EAGER_MAX_WIDTH else "sdpa"
+def _implementation(model, width, bf16):
+    if model.training and has_attention_dropout(model):
+        return "eager"
+    return "eager" if bf16 and width is not None and width <= EAGER_MAX_WIDTH else "sdpa"
 
 
 @contextlib.contextmanager
 def training_attention(network, device, dtype):
-    """Within the block, ``network`` computes attention as it trains: eager for short batches under bfloat16 on the CPU.
+    """Within the block, ``network`` computes attention as it trains: eager where that is faster on the CPU.
 
-    PyTorch's SDPA kernels took 56 of a MiniLM LoRA step's 124 ms under bfloat16 (7x their
-    float32 time): the step took 69 ms with transformers' eager attention; SmolLM2's 953 ms
-    and 729 ms. Eager attention keeps each layer's attention matrix, positions squared, for
-    the backward pass, and gained less with longer rows: MiniLM's steps of 16 x 256 positions
-    1.40x, of 8 x 512 0.92x; SmolLM2's of 8 x 256 1.06x, of 4 x 512 0.60x. So each forward
-    call of a transformers model in ``network`` (an SDPA one) chooses by its width, the
-    positions of its attention mask (with a prompt's virtual tokens or a prefix's keys):
-    eager up to :data:`EAGER_MAX_WIDTH`, else SDPA. In float32 SDPA was as fast or faster
-    (``benchmarks/bench_attention.py``). The choice is made on the model's config, which
-    forward calls on two threads at once would race on: the engine's steps do not run in two
-    halves under bfloat16 (:func:`skllm._split_step.splits`). A frozen model that must
-    compute what the trained one did before its first step (``PreferenceTuner``'s
-    reference) is put in the same block.
+    Each forward call of a transformers model in ``network`` (an SDPA one) chooses, on the CPU:
+
+    * eager attention where the model is in training mode with attention dropout. SDPA on
+      the CPU then computes the attention as eager does (its fused kernels take no
+      dropout), but draws the mask with torch's ``bernoulli_``: 3.6% of a full
+      fine-tuning fit of MiniLM in float32. Eager attention applies it through
+      ``torch.nn.functional.dropout``, which the engine's cheaper masks serve
+      (:func:`skllm._dropout.fast_cpu_dropout`): such fits ran 1.01-1.10x faster on two
+      datasets (``benchmarks/bench_attention_dropout.py``);
+    * under bfloat16, eager attention for a call of at most :data:`EAGER_MAX_WIDTH`
+      positions, the width of its attention mask (with a prompt's virtual tokens or a
+      prefix's keys). PyTorch's SDPA kernels took 56 of a MiniLM LoRA step's 124 ms under
+      bfloat16 (7x their float32 time): the step took 69 ms with transformers' eager
+      attention; SmolLM2's 953 ms and 729 ms. Eager attention keeps each layer's attention
+      matrix, positions squared, for the backward pass, and gained less with longer rows:
+      MiniLM's steps of 16 x 256 positions 1.40x, of 8 x 512 0.92x; SmolLM2's of 8 x 256
+      1.06x, of 4 x 512 0.60x. In float32 SDPA was as fast or faster
+      (``benchmarks/bench_attention.py``);
+    * SDPA otherwise, evaluation included.
+
+    The choice is made on the model's config, which forward calls on two threads at once
+    would race on: the two halves of a split step (float32 only,
+    :func:`skllm._split_step.splits`) write the same choice, as they share the model's
+    mode and no width enters it. A frozen model that must compute what the trained one
+    did before its first step (``PreferenceTuner``'s reference) is put in the same block.
     """
-    if device.type != "cpu" or dtype != "bfloat16":
+    if device.type != "cpu":
         yield
         return
+    bf16 = dtype == "bfloat16"
 
     def choose(configs):
         def hook(module, args, kwargs):
-            implementation = _implementation(_width(args, kwargs))
+            implementation = _implementation(module, _width(args, kwargs) if bf16 else None, bf16)
             for config in configs:
                 config._attn_implementation_internal = implementation
 
         return hook
 
     with _restored(network), contextlib.ExitStack() as handles:
-        for model in _settable(network, every=True):
+        for model in _settable(network, every=bf16):
             handle = model.register_forward_pre_hook(choose(transformers_configs(model)), with_kwargs=True)
             handles.callback(handle.remove)
         yield

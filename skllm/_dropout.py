@@ -11,17 +11,17 @@ becomes 0.1000061), and the kept values are scaled by ``1 / (1 - p)`` of that ro
 training steps with either mask: ``benchmarks/bench_probe_sample.py --steps``
 (docs/benchmarks.md).
 
-Only the ``nn.Dropout`` modules of a network, on the CPU and in training, are
-affected, and only inside the ``with`` block: the modules get their own class back
-when it ends, so that a fitted network (and its pickle) holds torch's modules.
-Dropout that a model applies through ``torch.nn.functional`` (the attention
-probabilities given to ``scaled_dot_product_attention``) and dropout on a GPU,
-whose generator is fast already, keep torch's own, except in the steps split in two
-halves (``_split_step.py``): they run such models with eager attention, and
-:func:`thread_functional_dropout` routes ``torch.nn.functional.dropout`` here, so that
-every mask of a half comes from its thread's generator. Neither torch nor transformers
-offers another mask generator: it is internal to ``torch.nn.functional.dropout``, hence
-this module.
+Within the block, the ``nn.Dropout`` modules of a network, on the CPU and in training,
+draw these masks, and so does ``torch.nn.functional.dropout`` called by the thread that
+opened the block (transformers' eager attention applies its dropout so, and the engine
+runs eager attention where a model trains with attention dropout on the CPU:
+:func:`skllm._attention.training_attention`). The modules get their own class back when
+the block ends, so that a fitted network (and its pickle) holds torch's modules. Dropout
+on a GPU, whose generator is fast already, keeps torch's own. The two halves of a split
+step (``_split_step.py``) run on threads of their own: :func:`thread_functional_dropout`
+routes their ``torch.nn.functional.dropout`` here too, so that every mask of a half comes
+from its thread's generator. Neither torch nor transformers offers another mask
+generator: it is internal to ``torch.nn.functional.dropout``, hence this module.
 """
 
 import contextlib
@@ -30,7 +30,8 @@ import threading
 #: the resolution of the dropout probability: the masks compare 16-bit random numbers
 _LEVELS = 1 << 16
 
-# The generator a thread's masks are drawn from, where one is set (see :func:`thread_generator`).
+# Per thread: ``generator``, the generator its masks are drawn from, where one is set (see
+# :func:`thread_generator`); ``functional``, whether its functional dropout draws them too.
 _LOCAL = threading.local()
 
 
@@ -180,30 +181,36 @@ def _fast_class(torch):
 
 @contextlib.contextmanager
 def fast_cpu_dropout(network):
-    """Within the block, ``network``'s ``nn.Dropout`` modules draw their CPU masks as :func:`keep_mask` does."""
+    """Within the block, ``network``'s ``nn.Dropout`` modules, and ``torch.nn.functional.dropout`` called by this
+    thread, draw their CPU masks as :func:`keep_mask` does."""
     import torch
 
     fast = _fast_class(torch)
     swapped = [m for m in network.modules() if type(m) is torch.nn.Dropout]
     for module in swapped:
         module.__class__ = fast
+    functional = getattr(_LOCAL, "functional", False)
+    _LOCAL.functional = True
     try:
-        yield
+        with thread_functional_dropout():
+            yield
     finally:
+        _LOCAL.functional = functional
         for module in swapped:
             module.__class__ = torch.nn.Dropout
 
 
 @contextlib.contextmanager
 def thread_functional_dropout():
-    """Within the block, ``torch.nn.functional.dropout`` draws from the thread's generator where one is set.
+    """Within the block, ``torch.nn.functional.dropout`` draws its masks as :func:`keep_mask` does, in the threads
+    that have a generator set or run :func:`fast_cpu_dropout`'s block.
 
     A model's attention applies its dropout through ``torch.nn.functional`` (transformers'
     eager attention), not through a module :func:`fast_cpu_dropout` can swap; the two
     halves of a split step (``_split_step.py``) need those masks from their own generators
-    as well. Elsewhere (no generator set for the thread) it is torch's function. The
-    module attribute is put back when the block ends; training holds a per-process lock
-    (``_training.py``), so blocks do not overlap.
+    as well. In any other thread it is torch's function. The module attribute is put back
+    when the block ends; training holds a per-process lock (``_training.py``), so blocks
+    do not overlap.
     """
     import torch.nn.functional as F
 
@@ -211,7 +218,8 @@ def thread_functional_dropout():
     scale_by_mask = _scale_by_mask()
 
     def dropout(input, p=0.5, training=True, inplace=False):
-        if getattr(_LOCAL, "generator", None) is None or not _applies(input, p, training, inplace):
+        routed = getattr(_LOCAL, "generator", None) is not None or getattr(_LOCAL, "functional", False)
+        if not routed or not _applies(input, p, training, inplace):
             return original(input, p, training, inplace)
         mask, scale = keep_mask(input.shape, p, input.device)
         return scale_by_mask.apply(input, mask, scale)

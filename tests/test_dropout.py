@@ -86,6 +86,26 @@ def test_a_fitted_network_holds_torch_dropout_and_a_seed_gives_the_same_model(ti
         np.testing.assert_array_equal(value, again.trainable_state_[name])
 
 
+def test_functional_dropout_in_the_block_draws_these_masks_in_its_thread_only():
+    from concurrent.futures import ThreadPoolExecutor
+
+    F = torch.nn.functional
+    original, x = F.dropout, torch.randn(64, 6)
+    with fast_cpu_dropout(torch.nn.Sequential()):
+        torch.manual_seed(2)
+        out = F.dropout(x, 0.25, True)
+        torch.manual_seed(2)
+        mask, scale = keep_mask(x.shape, 0.25, x.device)
+        torch.testing.assert_close(out, x * mask * scale)
+        torch.testing.assert_close(F.dropout(x, 0.25, False), x)  # evaluation drops nothing
+        with ThreadPoolExecutor(1) as other:  # another thread, without a generator of its own: torch's
+            torch.manual_seed(2)
+            elsewhere = other.submit(F.dropout, x, 0.25, True).result()
+    assert F.dropout is original
+    torch.manual_seed(2)
+    torch.testing.assert_close(elsewhere, original(x, 0.25, True))
+
+
 @pytest.mark.parametrize("p", [1 - 2**-18, 2**-18])
 def test_a_p_that_rounds_to_zero_or_one_is_torch_own(p):
     net = torch.nn.Sequential(torch.nn.Dropout(p))

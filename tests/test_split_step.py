@@ -340,6 +340,31 @@ def test_training_under_bfloat16_on_the_cpu_runs_eager_attention_for_short_batch
     assert not any(m._forward_pre_hooks for m in network.modules())  # the engine's hooks are gone
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_training_with_attention_dropout_on_the_cpu_runs_eager_attention_and_draws_no_torch_mask(
+    tiny_bert, monkeypatch, dtype
+):
+    # SDPA on the CPU draws an attention-dropout mask with torch's bernoulli_; eager attention's goes
+    # through torch.nn.functional.dropout, which the engine serves with its cheaper masks (see _dropout.py)
+    from torch.profiler import ProfilerActivity, profile
+
+    from skllm._training import train_epochs
+
+    monkeypatch.setattr(_attention, "EAGER_MAX_WIDTH", 8)  # these batches are 9 wide: only the dropout decides
+    network, forward, output_loss = _lora_bert(tiny_bert, 0.1)
+    model = network.get_base_model()
+    seen = []
+    model.register_forward_hook(lambda module, *_: seen.append((module.training, module.config._attn_implementation)))
+    optimisation = _optimisation(network, 1e-3, 2, dtype)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        train_epochs(optimisation, network, epochs=1, batches=lambda epoch: [np.arange(6)], forward=forward,
+                     output_loss=output_loss)  # fmt: skip
+    assert seen == [(True, "eager"), (False, "sdpa")]  # the step; the last weights' check, in evaluation
+    assert not [e for e in prof.events() if e.name == "aten::bernoulli_"]
+    assert model.config._attn_implementation == "sdpa"
+    assert not any(m._forward_pre_hooks for m in network.modules())
+
+
 def test_estimators_fit_under_bfloat16_and_keep_sdpa_for_prediction(
     tiny_bert, tiny_llama, texts, cache_dir, monkeypatch
 ):
