@@ -11,13 +11,19 @@ names: SDPA's forward and backward; eager attention has none, its products count
 matrix products). Models: the packaged MiniLM on Rotten Tomatoes snippets
 (``max_length=64``) or SmolLM2-135M on the 2016 debates' statements (``max_length=128``);
 ``--tokens N``: rows of N random token ids instead (``--batch-size`` of them a batch).
+``--dropout``: the backbone keeps its dropout (``LoRA(backbone_dropout=True)``: MiniLM's 0.1
+on its hidden states and attention probabilities), and the steps run in
+``skllm._dropout.fast_cpu_dropout``'s block, as the engine's do: SDPA then draws its
+attention mask with torch's ``bernoulli_``, eager attention's dropout skllm's masks.
 
     python benchmarks/bench_attention.py --model encoder
     python benchmarks/bench_attention.py --model llm
     python benchmarks/bench_attention.py --model encoder --tokens 512 --batch-size 4 --batches 4
+    python benchmarks/bench_attention.py --model encoder --tokens 512 --batch-size 8 --batches 4 --dropout
 """
 
 import argparse
+import contextlib
 import statistics
 import time
 import warnings
@@ -49,6 +55,7 @@ def main():
 
     from skllm import LoRA
     from skllm._attention import eager_attention
+    from skllm._dropout import fast_cpu_dropout
     from skllm._models import DEFAULT_CAUSAL_LM, DEFAULT_ENCODER, load_backbone, resolve_model
 
     parser = argparse.ArgumentParser()
@@ -57,6 +64,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tokens", type=int, help="batches of random token ids this long instead of texts")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--dropout", action="store_true", help="the backbone's own dropout on, skllm's masks")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(2)
@@ -66,8 +74,13 @@ def main():
     )
     X, _, _, _, max_length = data(dataset)
     backbone, tokenizer = load_backbone(resolve_model(model), torch.device("cpu"))
-    network = LoRA().build_network(backbone, 2, pooling)
+    network = LoRA(backbone_dropout=args.dropout).build_network(backbone, 2, pooling)
     network.train()
+    masks = (lambda: fast_cpu_dropout(network)) if args.dropout else contextlib.nullcontext
+
+    def attention(eager):  # SDPA as loaded (eager_attention would switch a model with attention dropout too)
+        return eager_attention(network, every=True) if eager else contextlib.nullcontext()
+
     work = batches(tokenizer, X, max_length, args.batches, args.batch_size)
     if args.tokens:  # attention's cost depends on the length, not on the tokens
         generator = torch.Generator().manual_seed(0)
@@ -87,7 +100,7 @@ def main():
             loss.backward()
 
     def timed(dtype, eager):
-        with eager_attention(network, every=eager):
+        with attention(eager), masks():
             start = time.perf_counter()
             steps(dtype)
             return (time.perf_counter() - start) / len(work) * 1000
@@ -101,7 +114,7 @@ def main():
         for eager in (False, True):
             from torch.profiler import ProfilerActivity, profile
 
-            with eager_attention(network, every=eager), profile(activities=[ProfilerActivity.CPU]) as prof:
+            with attention(eager), masks(), profile(activities=[ProfilerActivity.CPU]) as prof:
                 steps(dtype)
             kernels = sum(e.self_cpu_time_total for e in prof.key_averages() if "scaled_dot_product" in e.key)
             median = statistics.median(rounds[eager][1:])

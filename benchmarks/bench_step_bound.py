@@ -33,7 +33,9 @@ inside it (the engine's network, batches, ``forward`` and ``output_loss``, and i
 ``--threads`` threads, the step through ``SplitSteps``, the whole step on one thread and
 the first half of each batch alone on one thread (what each half costs); the median of
 rounds 2-5; each under the engine's attention choice, by the width of each forward call
-(since 80d9a0b; before, SDPA but for the halves of a model with attention dropout). Under
+(since 80d9a0b; before, SDPA but for the halves of a model with attention dropout) and, for
+a model training with attention dropout, eager at any width (since the engine's
+``training_attention`` chose so). Under
 bfloat16 the engine does not split: the halves' calls here race to set the choice, which
 may change their speed, and for a model with attention dropout may run SDPA, whose
 dropout draws from torch's generator (not reproducible; LoRA's default has no dropout).

@@ -24,7 +24,8 @@ from ._dropout import ATTENTION_DROPOUT, transformers_configs
 
 #: Training under bfloat16 on the CPU runs a batch with eager attention when its rows have at
 #: most this many positions (keys, with a prompt's virtual tokens or a prefix, and the tokens
-#: generated so far), else with SDPA: see :func:`training_attention`.
+#: generated so far), else with SDPA unless the model trains with attention dropout: see
+#: :func:`training_attention`.
 EAGER_MAX_WIDTH = 256
 
 
@@ -111,14 +112,15 @@ def training_attention(network, device, dtype):
       matrix, positions squared, for the backward pass, and gained less with longer rows:
       MiniLM's steps of 16 x 256 positions 1.40x, of 8 x 512 0.92x; SmolLM2's of 8 x 256
       1.06x, of 4 x 512 0.60x. In float32 SDPA was as fast or faster
-      (``benchmarks/bench_attention.py``);
+      (``benchmarks/bench_attention.py``). With attention dropout, eager attention was the
+      faster at 8 x 512 too: 1.04x in float32, 2.0x under bfloat16 (``--dropout``);
     * SDPA otherwise, evaluation included.
 
     The choice is made on the model's config, which forward calls on two threads at once
     would race on: the two halves of a split step (float32 only,
     :func:`skllm._split_step.splits`) write the same choice, as they share the model's
     mode and no width enters it. A frozen model that must compute what the trained one
-    did before its first step (``PreferenceTuner``'s reference) is put in the same block.
+    did before its first step (``PreferenceTuner``'s reference) runs in such a block too.
     """
     if device.type != "cpu":
         yield

@@ -56,9 +56,9 @@ def without_dropout(model):
 
     Every ``nn.Dropout`` module gets ``p=0`` (transformers models read the attention's
     dropout from such a module too: BERT's and GPT-2's ``self.dropout.p``), and the
-    configs' attention-dropout fields are set to 0, so that the steps split in two halves
-    keep PyTorch's SDPA attention (``_split_step.py`` runs eager attention only for a
-    model whose config has attention dropout). Prediction runs without dropout anyway;
+    configs' attention-dropout fields are set to 0, so that training keeps PyTorch's SDPA
+    attention (the engine runs eager attention for a model whose config has attention
+    dropout: :func:`skllm._attention.training_attention`). Prediction runs without dropout anyway;
     only training changes. Dropout a model applies from a number of its own (an attention
     module's float ``attention_dropout``, 0 in Llama-style models) is left as it is.
     """

@@ -407,7 +407,7 @@ def train_epochs(
         steps = SplitSteps(network, forward, output_loss, optimisation.params)
     attention = training_attention(network, optimisation.device, optimisation.dtype)
     frozen = frozen_weights_in(network, optimisation.device, optimisation.dtype)  # autocast's casts, done once
-    # nn.Dropout's CPU masks drawn more cheaply than torch's (see _dropout.py)
+    # nn.Dropout's and the thread's functional dropout's CPU masks drawn more cheaply than torch's (see _dropout.py)
     with fast_cpu_dropout(network) if dropout else contextlib.nullcontext(), attention, frozen:
         for epoch in range(epochs):
             network.train(dropout)
