@@ -15,7 +15,9 @@ Within the block, the ``nn.Dropout`` modules of a network, on the CPU and in tra
 draw these masks, and so does ``torch.nn.functional.dropout`` called by the thread that
 opened the block (transformers' eager attention applies its dropout so, and the engine
 runs eager attention where a model trains with attention dropout on the CPU:
-:func:`skllm._attention.training_attention`). The modules get their own class back when
+:func:`skllm._attention.training_attention`). That takes in any other model this thread
+runs in training mode within the block (``nn.Dropout`` calls that function too); the
+engine runs no other model but in evaluation mode. The modules get their own class back when
 the block ends, so that a fitted network (and its pickle) holds torch's modules. Dropout
 on a GPU, whose generator is fast already, keeps torch's own. The two halves of a split
 step (``_split_step.py``) run on threads of their own: :func:`thread_functional_dropout`
