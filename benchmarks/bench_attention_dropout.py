@@ -22,8 +22,6 @@ accuracy, fit seconds and the mean of each, with the CPU model.
 
 import argparse
 import contextlib
-import tempfile
-import time
 import warnings
 
 import numpy as np
@@ -39,46 +37,27 @@ def main():
     args = parser.parse_args()
 
     import peft  # noqa: F401  (imported before any clock)
-    import torch
-    from bench_finetune_defaults import cpu
-    from bench_probe_sample import data
+    from bench_probe_sample import alternating_fits
 
-    from skllm import FineTuneClassifier, _attention, _dropout
+    from skllm import _attention, _dropout
 
     warnings.simplefilter("ignore")
-    X, y, X_test, y_test, max_length = data(args.data)
-    cache, shipped = tempfile.mkdtemp(), _attention._implementation
-    routed = _dropout.thread_functional_dropout
+    shipped, routed = _attention._implementation, _dropout.thread_functional_dropout
 
     def before(model, width, bf16):  # the choice as it was: by width under bfloat16 only
         return "eager" if bf16 and width is not None and width <= _attention.EAGER_MAX_WIDTH else "sdpa"
 
-    def fit(way, seed, epochs):
+    @contextlib.contextmanager
+    def patched(way):
         _attention._implementation = shipped if way == "eager" else before
         # "sdpa": eager attention's functional dropout (bfloat16, short batches) with torch's masks, as before
         _dropout.thread_functional_dropout = routed if way == "eager" else contextlib.nullcontext
-        clf = FineTuneClassifier(
-            method="full", max_length=max_length, epochs=epochs, batch_size=16, random_state=seed,
-            cache_dir=cache, device="cpu", dtype=args.dtype,
-        )  # fmt: skip
         try:
-            start = time.perf_counter()
-            clf.fit(X, y)
-            return clf, time.perf_counter() - start
+            yield
         finally:
             _attention._implementation, _dropout.thread_functional_dropout = shipped, routed
 
-    print(cpu(), "| torch", torch.__version__)
-    fit("eager", 0, 1)  # untimed: the probe's features into the cache, so that no timed fit computes them
-    print(f"| {args.data}, full, {args.dtype}, 3 epochs | seed | way | test accuracy | fit s |")
-    print("|---|---|---|---|---|")
-    times, scores = {w: [] for w in WAYS}, {w: [] for w in WAYS}
-    for i, seed in enumerate(args.seeds):
-        for way in WAYS if i % 2 == 0 else WAYS[::-1]:
-            clf, seconds = fit(way, seed, 3)
-            times[way].append(seconds)
-            scores[way].append(clf.score(X_test, y_test))
-            print(f"| {args.data} | {seed} | {way} | {scores[way][-1]:.4f} | {seconds:.1f} |", flush=True)
+    times, scores, _ = alternating_fits(args.data, WAYS, patched, method="full", dtype=args.dtype, seeds=args.seeds)
     ratios = [s / e for s, e in zip(times["sdpa"], times["eager"])]
     print(f"means: eager {np.mean(times['eager']):.1f} s, {np.mean(scores['eager']):.4f}; sdpa "
           f"{np.mean(times['sdpa']):.1f} s, {np.mean(scores['sdpa']):.4f}; sdpa / eager per seed: "

@@ -19,8 +19,6 @@ test probabilities (0 where they are the same model), with the CPU model.
 
 import argparse
 import contextlib
-import tempfile
-import time
 import warnings
 
 import numpy as np
@@ -36,41 +34,23 @@ def main():
     args = parser.parse_args()
 
     import peft  # noqa: F401  (imported before any clock)
-    from bench_finetune_defaults import cpu
-    from bench_probe_sample import data
+    from bench_probe_sample import alternating_fits
 
-    from skllm import FineTuneClassifier, _training
+    from skllm import _training
 
     warnings.simplefilter("ignore")
-    X, y, X_test, y_test, max_length = data(args.data)
-    cache, held = tempfile.mkdtemp(), _training.frozen_weights_in
+    held = _training.frozen_weights_in
 
-    def fit(way, seed, epochs):
+    @contextlib.contextmanager
+    def patched(way):
         _training.frozen_weights_in = held if way == "held" else (lambda *a: contextlib.nullcontext())
-        clf = FineTuneClassifier(
-            method=args.method, max_length=max_length, epochs=epochs, batch_size=16, random_state=seed,
-            cache_dir=cache, device="cpu", dtype="bfloat16",
-        )  # fmt: skip
         try:
-            start = time.perf_counter()
-            clf.fit(X, y)
-            return clf, time.perf_counter() - start
+            yield
         finally:
             _training.frozen_weights_in = held
 
-    print(cpu())
-    fit("held", 0, 1)  # untimed: the probe's features into the cache, so that no timed fit computes them
-    print(f"| {args.data}, {args.method}, bfloat16, 3 epochs | seed | way | test accuracy | fit s |")
-    print("|---|---|---|---|---|")
-    times, gaps = {w: [] for w in WAYS}, []
-    for i, seed in enumerate(args.seeds):
-        proba = {}
-        for way in WAYS if i % 2 == 0 else WAYS[::-1]:
-            clf, seconds = fit(way, seed, 3)
-            proba[way] = clf.predict_proba(X_test)
-            times[way].append(seconds)
-            print(f"| {args.data} | {seed} | {way} | {clf.score(X_test, y_test):.4f} | {seconds:.1f} |", flush=True)
-        gaps.append(float(np.abs(proba["held"] - proba["per-call"]).max()))
+    times, _, proba = alternating_fits(args.data, WAYS, patched, method=args.method, dtype="bfloat16", seeds=args.seeds)
+    gaps = [float(np.abs(h - c).max()) for h, c in zip(proba["held"], proba["per-call"])]
     ratios = [c / h for c, h in zip(times["per-call"], times["held"])]
     print(f"means: held {np.mean(times['held']):.1f} s, per-call {np.mean(times['per-call']):.1f} s; per-call / held "
           f"per seed: {', '.join(f'{r:.2f}' for r in ratios)}; largest probability difference: "

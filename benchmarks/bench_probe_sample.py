@@ -60,6 +60,48 @@ def probe_sample(dataset, rows, seeds):
             print(f"| {dataset} | {seed} | {label} | {clf.score(X_test, y_test):.4f} | {seconds:.1f} |", flush=True)
 
 
+def alternating_fits(dataset, ways, patched, *, method, dtype, seeds, epochs=3, order=None):
+    """``FineTuneClassifier`` fits of ``dataset``, ``ways`` per seed in one process, timed; prints a row per fit.
+
+    ``patched(way)`` is the block a fit of that way runs in (what it changes in skllm, put
+    back on leaving). Batch size 16, model loading inside the clock, the probe's features
+    put in the run's embedding cache by an untimed fit first. ``order(i)``: the ways of the
+    ``i``-th seed in the order they run (default: alternating). Returns ``(seconds, accuracy,
+    probabilities)``, each a dict by way of lists by seed.
+    """
+    import torch
+    from bench_finetune_defaults import cpu
+
+    from skllm import FineTuneClassifier
+
+    X, y, X_test, y_test, max_length = data(dataset)
+    cache = tempfile.mkdtemp()
+
+    def fit(way, seed, epochs):
+        clf = FineTuneClassifier(
+            method=method, max_length=max_length, epochs=epochs, batch_size=16, random_state=seed,
+            cache_dir=cache, device="cpu", dtype=dtype,
+        )  # fmt: skip
+        with patched(way):
+            start = time.perf_counter()
+            clf.fit(X, y)
+            return clf, time.perf_counter() - start
+
+    print(cpu(), "| torch", torch.__version__)
+    fit(ways[0], 0, 1)  # untimed: the probe's features into the cache, so that no timed fit computes them
+    print(f"| {dataset}, {method}, {dtype}, {epochs} epochs | seed | way | test accuracy | fit s |")
+    print("|---|---|---|---|---|")
+    seconds, accuracy, proba = ({w: [] for w in ways} for _ in range(3))
+    for i, seed in enumerate(seeds):
+        for way in order(i) if order else (ways if i % 2 == 0 else ways[::-1]):
+            clf, took = fit(way, seed, epochs)
+            seconds[way].append(took)
+            accuracy[way].append(clf.score(X_test, y_test))
+            proba[way].append(clf.predict_proba(X_test))
+            print(f"| {dataset} | {seed} | {way} | {accuracy[way][-1]:.4f} | {took:.1f} |", flush=True)
+    return seconds, accuracy, proba
+
+
 def steps():
     import torch
     from peft import LoraConfig, TaskType, get_peft_model

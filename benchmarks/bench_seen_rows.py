@@ -22,8 +22,7 @@ It prints test accuracy, fit seconds, and the largest difference between ``seen`
 """
 
 import argparse
-import tempfile
-import time
+import contextlib
 import warnings
 
 import numpy as np
@@ -40,44 +39,27 @@ def main():
     args = parser.parse_args()
 
     import peft  # noqa: F401  (imported before any clock)
-    from bench_finetune_defaults import cpu
-    from bench_probe_sample import data
+    from bench_probe_sample import alternating_fits
 
-    from skllm import FineTuneClassifier, _seen_rows, _training
+    from skllm import _seen_rows, _training
 
     warnings.simplefilter("ignore")
-    X, y, X_test, y_test, max_length = data(args.data)
-    cache = tempfile.mkdtemp()
     compactable, token_embedding = _seen_rows._compactable, _training.token_embedding
 
-    def fit(way, seed, epochs):
+    @contextlib.contextmanager
+    def patched(way):
         _seen_rows._compactable = compactable if way == "seen" else (lambda embedding: False)
         _training.token_embedding = (lambda network: None) if way == "decayed" else token_embedding
-        clf = FineTuneClassifier(
-            method="full", max_length=max_length, epochs=epochs, batch_size=16, random_state=seed,
-            cache_dir=cache, device="cpu", dtype=args.dtype,
-        )  # fmt: skip
         try:
-            start = time.perf_counter()
-            clf.fit(X, y)
-            return clf, time.perf_counter() - start
+            yield
         finally:
             _seen_rows._compactable, _training.token_embedding = compactable, token_embedding
 
-    print(cpu())
-    fit("seen", 0, 1)  # untimed: the probe's features into the cache, so that no timed fit computes them
-    print(f"| {args.data}, full, {args.dtype}, {args.epochs} epochs | seed | way | test accuracy | fit s |")
-    print("|---|---|---|---|---|")
-    times, accuracy, gaps = {w: [] for w in WAYS}, {w: [] for w in WAYS}, []
-    for i, seed in enumerate(args.seeds):
-        proba = {}
-        for way in WAYS[i % 3 :] + WAYS[: i % 3]:
-            clf, seconds = fit(way, seed, args.epochs)
-            proba[way] = clf.predict_proba(X_test)
-            times[way].append(seconds)
-            accuracy[way].append(clf.score(X_test, y_test))
-            print(f"| {args.data} | {seed} | {way} | {accuracy[way][-1]:.4f} | {seconds:.1f} |", flush=True)
-        gaps.append(float(np.abs(proba["seen"] - proba["whole"]).max()))
+    times, accuracy, proba = alternating_fits(
+        args.data, WAYS, patched, method="full", dtype=args.dtype, seeds=args.seeds, epochs=args.epochs,
+        order=lambda i: WAYS[i % 3 :] + WAYS[: i % 3],
+    )  # fmt: skip
+    gaps = [float(np.abs(s - w).max()) for s, w in zip(proba["seen"], proba["whole"])]
     ratios = [w / s for w, s in zip(times["whole"], times["seen"])]
     print("means: " + ", ".join(f"{w} {np.mean(times[w]):.1f} s, accuracy {np.mean(accuracy[w]):.4f}" for w in WAYS))
     print(f"whole / seen per seed: {', '.join(f'{r:.2f}' for r in ratios)}; largest |seen - whole| probability: "
