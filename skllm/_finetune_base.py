@@ -371,18 +371,12 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
             return self._validation_score(self._outputs(inputs.subset(valid_idx)), targets[valid_idx])
 
         # Embedding rows of tokens no text holds stay as they are: not trained (see _seen_rows.py).
-        learning_rate = self.learning_rate if self.learning_rate is not None else self.method_.default_learning_rate
         with seen_rows(network, inputs.token_ids()):
-            optimisation = Optimisation(
+            optimisation = Optimisation.of(
+                self,
                 network,
-                learning_rate=learning_rate,
-                weight_decay=self.weight_decay,
-                warmup_ratio=self.warmup_ratio,
-                max_grad_norm=self.max_grad_norm,
                 total_steps=-(-len(train_idx) // self.batch_size) * epochs,
                 device=device,
-                dtype=self.dtype_,
-                who=type(self).__name__,
                 hint="targets of extreme magnitude, or texts that make the backbone overflow.",
             )
             result = train_epochs(

@@ -442,14 +442,12 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
         lr = self.learning_rate
         if lr is None:
             lr = policy.method_.default_learning_rate * LEARNING_RATE_SCALE[self.algorithm]
-        return Optimisation(
+        return Optimisation.of(
+            self,
             module,
-            learning_rate=lr,
-            weight_decay=self.weight_decay,
-            warmup_ratio=self.warmup_ratio,
-            max_grad_norm=self.max_grad_norm,
             total_steps=total_steps,
             device=torch.device(policy.device_),
+            learning_rate=lr,
             dtype=policy.dtype_,
             who=f"{type(self).__name__}({self.algorithm!r})",
             hint=hint,

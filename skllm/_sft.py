@@ -486,19 +486,9 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         def validate():
             return -mean_token_loss(network, ids, labels, valid_rows, pad, device, self.dtype_, self.batch_size)
 
-        learning_rate = self.learning_rate if self.learning_rate is not None else self.method_.default_learning_rate
         with seen_rows(network, [*ids, [pad]]):  # see _seen_rows.py
-            optimisation = Optimisation(
-                network,
-                learning_rate=learning_rate,
-                weight_decay=self.weight_decay,
-                warmup_ratio=self.warmup_ratio,
-                max_grad_norm=self.max_grad_norm,
-                total_steps=-(-len(train_rows) // self.batch_size) * epochs,
-                device=device,
-                dtype=self.dtype_,
-                who=type(self).__name__,
-            )
+            steps = -(-len(train_rows) // self.batch_size) * epochs
+            optimisation = Optimisation.of(self, network, total_steps=steps, device=device)
             result = train_epochs(
                 optimisation,
                 network,

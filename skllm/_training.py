@@ -270,6 +270,31 @@ class Optimisation:
         self.who, self.hint = who, hint
         self.n_steps = 0
 
+    @classmethod
+    def of(cls, estimator, network, *, total_steps, device, learning_rate=None, dtype=None, who=None, hint=""):
+        """The optimisation ``estimator``'s parameters ask for, over ``total_steps``.
+
+        The learning rate is ``learning_rate`` where given, else the estimator's, else its
+        method's default; the estimator gives ``weight_decay``, ``warmup_ratio`` and
+        ``max_grad_norm``, and ``dtype_`` and its class name where ``dtype`` and ``who`` are not given.
+        """
+        if learning_rate is None:
+            learning_rate = estimator.learning_rate
+        if learning_rate is None:
+            learning_rate = estimator.method_.default_learning_rate
+        return cls(
+            network,
+            learning_rate=learning_rate,
+            weight_decay=estimator.weight_decay,
+            warmup_ratio=estimator.warmup_ratio,
+            max_grad_norm=estimator.max_grad_norm,
+            total_steps=total_steps,
+            device=device,
+            dtype=estimator.dtype_ if dtype is None else dtype,
+            who=type(estimator).__name__ if who is None else who,
+            hint=hint,
+        )
+
     def _stop(self, what, value, where):
         hint = f" Likely causes: {self.hint}" if self.hint else ""
         raise NonFiniteLossError(
