@@ -106,6 +106,21 @@ def test_functional_dropout_in_the_block_draws_these_masks_in_its_thread_only():
     torch.testing.assert_close(elsewhere, original(x, 0.25, True))
 
 
+def test_a_full_fine_tuning_fit_on_the_cpu_draws_no_torch_mask_and_predicts_with_sdpa(tiny_bert, texts, cache_dir):
+    # as a user reaches it: the backbone's attention dropout goes through eager attention and skllm's masks
+    from torch.profiler import ProfilerActivity, profile
+
+    X, y = texts
+    clf = FineTuneClassifier(tiny_bert, method="full", epochs=1, batch_size=8, random_state=0, cache_dir=cache_dir)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        clf.fit(X, y)
+    assert not [e for e in prof.events() if e.name == "aten::bernoulli_"]
+    configs = transformers_configs(clf.network_)
+    assert configs and all(c.attention_probs_dropout_prob > 0 for c in configs)
+    assert all(c._attn_implementation == "sdpa" for c in configs)
+    assert torch.nn.functional.dropout.__module__ == "torch.nn.functional"
+
+
 @pytest.mark.parametrize("p", [1 - 2**-18, 2**-18])
 def test_a_p_that_rounds_to_zero_or_one_is_torch_own(p):
     net = torch.nn.Sequential(torch.nn.Dropout(p))
