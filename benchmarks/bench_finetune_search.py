@@ -22,10 +22,14 @@ covers the whole search (model loading, tokenising, training, scoring the folds 
 refit); imports happen before it. Reported: search seconds, the best learning rate and
 its mean cross-validated accuracy, the test accuracy of ``best_estimator_``, peak RSS and
 the models loaded from disk (skllm's registry; the Trainer script loads once per fit).
+``--n-jobs`` is GridSearchCV's ``n_jobs`` on both sides: with 2, joblib runs the folds in
+two worker processes of one torch thread each, and the refit in the main process; the
+peak RSS and the loads are then the main process's only.
 
     python benchmarks/bench_finetune_search.py --n 300
     python benchmarks/bench_finetune_search.py --n 300 --only skllm trainer skllm-dropout trainer-nodrop
     python benchmarks/bench_finetune_search.py --n 300 --only skllm-bf16 trainer-bf16 trainer-nodrop-bf16-eager
+    python benchmarks/bench_finetune_search.py --n 300 --n-jobs 2 --only skllm-bf16 trainer-bf16-eager
 """
 
 import argparse
@@ -103,7 +107,7 @@ class TrainerLoRA(ClassifierMixin, BaseEstimator):
         return self.classes_[out]
 
 
-def one(name, n):
+def one(name, n, n_jobs):
     import warnings
 
     import peft  # noqa: F401  (imports before the clock on both sides)
@@ -130,7 +134,7 @@ def one(name, n):
         )
     else:
         estimator = TrainerLoRA(dropout="-nodrop" not in name, bf16="-bf16" in name, eager="-eager" in name)
-    search = GridSearchCV(estimator, GRID, cv=StratifiedKFold(5, shuffle=True, random_state=0))
+    search = GridSearchCV(estimator, GRID, cv=StratifiedKFold(5, shuffle=True, random_state=0), n_jobs=n_jobs)
     start = time.perf_counter()
     search.fit(X, y)
     seconds = time.perf_counter() - start
@@ -150,15 +154,18 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=300, help="training texts of the search")
     parser.add_argument("--only", nargs="*", default=["skllm", "trainer"])
+    parser.add_argument("--n-jobs", type=int, default=1, help="GridSearchCV's n_jobs, on both sides")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        return one(args.one, args.n)
-    print(cpu(), f"| load average {os.getloadavg()[0]:.2f} | n={args.n}", flush=True)
+        return one(args.one, args.n, args.n_jobs)
+    print(cpu(), f"| load average {os.getloadavg()[0]:.2f} | n={args.n} | n_jobs={args.n_jobs}", flush=True)
     results = {}
     for name in args.only:
         out = subprocess.run(
-            [sys.executable, __file__, "--one", name, "--n", str(args.n)], capture_output=True, text=True
+            [sys.executable, __file__, "--one", name, "--n", str(args.n), "--n-jobs", str(args.n_jobs)],
+            capture_output=True,
+            text=True,
         )
         if out.returncode:
             print(f"{name} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
@@ -174,7 +181,7 @@ def main():
             f"{r['test_accuracy']:.3f} | {r['peak_rss_mb']:.0f} | {r['loads']} |"
         )
     pairs = [("skllm", "trainer"), ("skllm", "trainer-nodrop"), ("skllm-dropout", "trainer")]
-    pairs += [("skllm-bf16", "trainer-bf16"), ("skllm-bf16", "trainer-nodrop-bf16-eager")]
+    pairs += [("skllm-bf16", name) for name in ("trainer-bf16", "trainer-bf16-eager", "trainer-nodrop-bf16-eager")]
     for ours, theirs in pairs:
         if ours in results and theirs in results:
             print(f"{ours}'s search is {results[theirs]['search_s'] / results[ours]['search_s']:.2f}x {theirs}'s")
