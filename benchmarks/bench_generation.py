@@ -7,7 +7,8 @@ training (FewShotGenerator without demonstrations). After: LoRA (r=8) supervised
 training sample. Both are scored on the same balanced held-out sample, by the
 estimator's own ``score`` (exact match) and by a lenient accuracy (the answer,
 lower-cased, starts with the right word). Also reported: training time and
-target tokens per second, and the size of the fitted model's pickle.
+target tokens per second, the size of the fitted model's pickle, and the process's peak
+memory (max RSS) before and after the fit (the model is loaded before it).
 
     python benchmarks/bench_generation.py [--train 160] [--test 60] [--epochs 1]
 """
@@ -15,6 +16,7 @@ target tokens per second, and the size of the fitted model's pickle.
 import argparse
 import pickle
 import platform
+import resource
 import time
 import warnings
 
@@ -86,9 +88,11 @@ def main():
     )
 
     gen = FineTuneGenerator(method=LoRA(r=8), epochs=args.epochs, **common)
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
     gen.fit(X, y)
     fit_s = time.perf_counter() - start
+    peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     _, labels = gen._examples(X, y)
     target_tokens = sum(sum(t != -100 for t in row) for row in labels) * args.epochs
     all_tokens = sum(len(row) for row in labels) * args.epochs
@@ -101,7 +105,7 @@ def main():
     print(
         f"fit {fit_s:.1f} s ({all_tokens / fit_s:.0f} tokens/s, {target_tokens} target tokens), loss per epoch "
         f"{[round(v, 4) for v in gen.loss_curve_]}, trainable parameters {gen.n_trainable_params_:,}, "
-        f"pickle {size / 1e6:.2f} MB"
+        f"pickle {size / 1e6:.2f} MB, peak RSS {peak_before:.0f} MB before the fit and {peak_after:.0f} MB after"
     )
     restored = pickle.loads(pickle.dumps(gen))
     print("pickle round trip gives the same answers:", restored.predict(X_test[:8]).tolist() == answers[:8].tolist())

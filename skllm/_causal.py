@@ -63,17 +63,17 @@ class CausalNetwork:
 
 
 def _module():
-    import copy
-
     import torch
     from torch import nn
+
+    from ._methods._base import frozen_copy, own_trained_weights
 
     class _CausalNetwork(nn.Module):
         """A causal LM adapted by a method; ``forward`` gives the logits of the input positions."""
 
         def __init__(self, method, lm):
             super().__init__()
-            lm = copy.deepcopy(lm)  # the loaded model is shared by every fit
+            loaded, lm = lm, frozen_copy(lm)  # the loaded model is shared by every fit
             if not method.backbone_dropout:
                 from ._dropout import without_dropout
 
@@ -83,6 +83,7 @@ def _module():
             # The methods build an encoder around the model they adapt; a causal
             # LM keeps its output layer, so only the adapted model is kept.
             encoder = method.build(lm)
+            own_trained_weights(encoder, loaded)
             self.model = encoder.model
             self.n_virtual = int(method.extra_positions())
 

@@ -74,6 +74,51 @@ def test_exactly_the_intended_parameters_change(backbone, method, texts, cache_d
     assert clf.n_trainable_params_ == sum(v.size for v in clf.trainable_state_.values())
 
 
+@pytest.mark.parametrize("method", ["lora", "prefix", "prompt", "adapter", "full", "partial"])
+def test_the_network_holds_the_loaded_weights_it_does_not_train_and_leaves_them_as_they_are(
+    backbone, method, texts, cache_dir
+):
+    # skllm._methods._base.frozen_copy: the network's copy of the backbone shares the loaded model's frozen
+    # weights; what it trains, and what LoRA merges for prediction, are its own.
+    shared = _models.load_backbone(_models.resolve_model(backbone), torch.device("cpu"))[0]
+    shared_before = {k: v.clone() for k, v in shared.state_dict().items()}
+    loaded = {p.untyped_storage().data_ptr() for p in shared.parameters()}
+
+    clf = fit(backbone, method, *texts, cache_dir, learning_rate=1e-2)
+    clf.predict(texts[0][:4])
+    holds = {n for n, p in clf.network_.named_parameters() if p.untyped_storage().data_ptr() in loaded}
+    trained = set(clf.trainable_state_)
+    assert not holds & trained
+    if method == "full":
+        assert not holds
+    elif method != "partial":  # most of the backbone: all but what the method trains or merges (partial
+        # keeps the blocks it trains, and runs the frozen ones outside the network: FrozenLayers)
+        assert len(holds) >= 0.5 * len(list(shared.parameters())), (len(holds), sorted(holds)[:5])
+    if method == "lora":  # merged for prediction into the adapted layers' own weights (not their biases)
+        adapted = [n for n in clf.network_.state_dict() if n.split(".")[-2] in ("query", "value", "q_proj", "v_proj")]
+        assert adapted and not [n for n in adapted if n.endswith(".weight") and n in holds]
+    for name, value in shared.state_dict().items():
+        assert torch.equal(value, shared_before[name]), name
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt", "full"])
+def test_a_generators_network_leaves_the_loaded_model_as_it_is(tiny_llama, method):
+    from skllm import FineTuneGenerator
+
+    shared = _models.load_backbone(_models.resolve_model(tiny_llama), torch.device("cpu"), kind="causal-lm")[0]
+    shared_before = {k: v.clone() for k, v in shared.state_dict().items()}
+    loaded = {p.untyped_storage().data_ptr() for p in shared.parameters()}
+    X = ["a great film", "so dull", "loved it", "awful"]
+    gen = FineTuneGenerator(tiny_llama, method=method, epochs=2, learning_rate=1e-2, max_new_tokens=2, random_state=0)
+    gen.fit(X, ["good", "bad", "good", "bad"])
+    gen.predict(X[:2])
+    holds = [p for p in gen.network_.parameters() if p.untyped_storage().data_ptr() in loaded]
+    assert not [p for p in holds if p.requires_grad]
+    assert (not holds) if method == "full" else holds
+    for name, value in shared.state_dict().items():
+        assert torch.equal(value, shared_before[name]), name
+
+
 def test_head_method_trains_only_new_layers_on_cached_features(tiny_bert, texts, cache_dir):
     from helpers import count_rows
 

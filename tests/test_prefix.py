@@ -65,9 +65,12 @@ def test_the_text_keeps_its_positions_and_the_prefix_takes_none(tiny_bert):
     _, tokenizer, encoder = _network(tiny_bert)
     input_ids, mask = _batch(tokenizer, TEXTS[:1])
     n = input_ids.shape[1]
+    positions = encoder.model.embeddings.position_embeddings
+    # The network's frozen weights are the loaded model's (frozen_copy): the layer changed here gets its own.
+    positions.weight = torch.nn.Parameter(positions.weight.detach().clone(), requires_grad=False)
     with torch.no_grad():
         before = encoder(input_ids, mask)
-        later = encoder.model.embeddings.position_embeddings.weight[n:]
+        later = positions.weight[n:]
         later += torch.randn_like(later)
         after = encoder(input_ids, mask)
     torch.testing.assert_close(after, before)

@@ -71,7 +71,9 @@ class FineTuningMethod(BaseEstimator):
        further. Default: the network unchanged.
 
     The default ``build_network`` gives ``build(backbone)`` a private copy of
-    the backbone (when ``modifies_backbone``) with every parameter frozen; the
+    the backbone (when ``modifies_backbone``, :func:`frozen_copy`: its frozen
+    weights are the loaded model's, what ``build`` makes trainable becomes the
+    copy's own) with every parameter frozen; the
     encoder it returns maps ``(input_ids, attention_mask)`` to the last hidden
     states, which are pooled and fed to a linear output layer.
 
@@ -169,19 +171,20 @@ class FineTuningMethod(BaseEstimator):
 
     def build_network(self, backbone, n_outputs, pooling):
         """Encoder from ``build``, ``pooling`` of its hidden states, and a linear output layer."""
-        import copy
-
         from .._dropout import without_dropout
         from ._encoders import MLP, Network
 
+        loaded = backbone
         if self.modifies_backbone:
             # The loaded backbone is shared by every fit; it must stay as it is.
-            backbone = copy.deepcopy(backbone)
+            backbone = frozen_copy(backbone)
             if not self.backbone_dropout:
                 without_dropout(backbone)  # its own layers only: the method adds its own after
         for p in backbone.parameters():
             p.requires_grad_(False)
         encoder = self.build(backbone)
+        if self.modifies_backbone:
+            own_trained_weights(encoder, loaded)
         head = MLP(backbone.config.hidden_size, n_outputs, (), 0.1)
         return Network(encoder, head, pooling)
 
@@ -196,3 +199,36 @@ class FineTuningMethod(BaseEstimator):
     def for_inference(self, network):
         """The network in the form used for prediction (default: as is)."""
         return network
+
+
+def frozen_copy(model):
+    """A copy of ``model`` for a method to adapt, every parameter frozen, sharing the weights' memory.
+
+    The modules, buffers and parameter objects are the copy's own, so a method may
+    replace or wrap modules and unfreeze parameters without touching ``model``, which
+    the registry shares with every estimator of the process. The parameters hold
+    ``model``'s tensors, though, not copies of them (a LoRA fit of SmolLM2-135M peaked
+    539 MB lower, docs/benchmarks.md): whatever the method then trains is given its own
+    (:func:`own_trained_weights`), and nothing may write into a frozen one in place
+    (LoRA's merge gives the layers it merges their own first, ``LoRA.for_inference``).
+    """
+    import copy
+
+    import torch
+
+    memo = {id(p): torch.nn.Parameter(p.detach(), requires_grad=False) for p in model.parameters()}
+    return copy.deepcopy(model, memo)  # a weight tied to two modules stays one parameter
+
+
+def own_trained_weights(model, loaded):
+    """Give every parameter of ``model`` that trains and holds a tensor of ``loaded`` a copy of its own."""
+    import torch
+
+    shared = {p.untyped_storage().data_ptr() for p in loaded.parameters()}
+    own = {}
+    for module in model.modules():
+        for name, p in list(module._parameters.items()):
+            if p is not None and p.requires_grad and p.untyped_storage().data_ptr() in shared:
+                if id(p) not in own:  # a tied weight: one copy for its modules
+                    own[id(p)] = torch.nn.Parameter(p.detach().clone(), requires_grad=True)
+                module._parameters[name] = own[id(p)]

@@ -106,6 +106,14 @@ class LoRA(FineTuningMethod):
     def for_inference(self, network):
         """With ``merge_for_inference``: the low-rank updates merged into the weights, peft removed."""
         if self.merge_for_inference:
-            # The network's own copy of the backbone is merged; the shared one is untouched.
+            import torch
+            from peft.tuners.lora import LoraLayer
+
+            # peft merges into the adapted layers' weights in place, and the network's copy of the backbone
+            # holds the loaded model's (frozen_copy): the merged layers get their own first.
+            for layer in network.encoder.model.modules():
+                if isinstance(layer, LoraLayer):
+                    base = layer.get_base_layer()
+                    base.weight = torch.nn.Parameter(base.weight.detach().clone(), requires_grad=False)
             network.encoder.model = network.encoder.model.merge_and_unload()
         return network
