@@ -169,6 +169,18 @@ class FewShotClassifier(PromptClassifier):
         embedder = resolve_embedder(embedder, cache_dir=self.cache_dir, device=self.device)
         return NearestSelection(embedder, balance=self.balance_nearest)
 
+    # The demonstrations' settings too: fit chooses the pool, and the calibration prior is computed with them.
+    _load_params = (
+        *PromptClassifier._load_params,
+        "n_examples",
+        "example_selection",
+        "balance_nearest",
+        "example_template",
+        "embedder",
+        "embedder_model",
+        "random_state",
+    )
+
     def fit(self, X, y):
         """Record the classes and the pool of demonstrations, choose them if fixed, load the model."""
         template = self._check_classifier_params()
@@ -204,7 +216,7 @@ class FewShotClassifier(PromptClassifier):
         """Prompt content (a string, or chat messages) with the last ``k`` demonstrations of ``indices``."""
         words = dict(zip(self.classes_.tolist(), self.label_words_))
         shown = [(self.examples_[i][0], words[self.examples_[i][1]]) for i in indices[len(indices) - k :]]
-        # As fit checked it and computed the calibration prior with it, whatever is set after fit.
+        # As fit checked it and computed the calibration prior with it (refused after fit: _load_params).
         example_template = getattr(self, "_example_template", self.example_template)
         if example_template is not None:
             return self._content(text, "".join(example_template.format(text=t, label=w) for t, w in shown))

@@ -46,11 +46,15 @@ def check_template(template, name, required, allowed):
     missing = required - fields
     unknown = fields - allowed
     if missing or unknown:
+        # A field that is no plain name is most likely literal text in braces (JSON, code) meant as such.
+        literal = any(not f.isidentifier() for f in unknown)
+        hint = " Literal braces (JSON, code) are written doubled: {{ and }}." if literal else ""
         raise ValueError(
             f"{name}={template!r} must contain {sorted('{' + f + '}' for f in required)} and may contain "
             f"{sorted('{' + f + '}' for f in allowed)}; "
             + (f"missing {sorted(missing)}" if missing else f"unknown fields {sorted(unknown)}")
             + "."
+            + hint
         )
     try:  # a format spec or conversion that text cannot take ("{text:d}", "{text!x}", "{label:{width}}")
         template.format(**dict.fromkeys(fields, "text"))

@@ -50,6 +50,21 @@ CALIBRATION_PRIOR_FLOOR = np.log(1e-30)
 class PromptClassifier(ClassifierMixin, LMEstimator):
     """Scoring of class verbalisations, shared by the zero- and few-shot classifiers."""
 
+    # Read by fit (the model, the prompt, the wordings and the calibration prior computed with them):
+    # set after fit, predict would score as fit did, so they are refused until the next fit.
+    _load_params = (
+        "model_name",
+        "revision",
+        "template",
+        "label_words",
+        "length_normalize",
+        "calibration",
+        "max_length",
+        "use_chat_template",
+        "dtype",
+        "device",
+    )
+
     def __setstate__(self, state):
         # Estimators pickled before calibration existed predict as they did:
         # uncalibrated, with the template that was the default then.
@@ -78,7 +93,8 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
     def _record_prompt_settings(self, template):
         """What the prompts and the calibration prior of this fit are made with (call where a refused fit is undone).
 
-        Predict reads these, whatever is set after fit: the scores and the prior come from one prompt.
+        Predict reads these (the parameters are refused after fit until the next): the scores and the prior
+        come from one prompt.
         """
         self.template_ = template
         self._length_normalize = self.length_normalize

@@ -95,6 +95,8 @@ class ZeroShotClassifier(PromptClassifier):
         self.dtype = dtype
         self.cache_dir = cache_dir
 
+    _load_params = (*PromptClassifier._load_params, "classes")
+
     def fit(self, X=None, y=None):
         """Record the classes (``classes``, else those of ``y``) and load the model.
 

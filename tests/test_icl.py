@@ -211,7 +211,8 @@ def test_templates_change_the_prompt_and_are_validated(tiny_llama):
     assert a._prompts(["hello"]) != b._prompts(["hello"])
     for template, message in [
         ("no text field", r"missing \['text'\]"),
-        ("{text} {oops}", r"unknown fields \['oops'\]"),
+        ("{text} {oops}", r"unknown fields \['oops'\]\.$"),
+        ('JSON {"label": 1} {text}', r"unknown fields \['\"label\"'\]\. Literal braces .* doubled: \{\{ and \}\}"),
     ]:
         with pytest.raises(ValueError, match=message):
             ZeroShotClassifier(tiny_llama, classes=["x", "y"], template=template).fit()
@@ -419,19 +420,31 @@ def test_long_prompts_drop_demonstrations_not_the_text(tiny_llama, pool):
         zero.set_params(max_length=n_base - 5).fit().predict(["hello"])
 
 
-def test_scoring_settings_stay_those_of_fit(tiny_chat_llama, pool):
+def test_scoring_settings_set_after_fit_are_refused_until_the_next(tiny_chat_llama, pool):
     X, y = pool
     clf = FewShotClassifier(
         tiny_chat_llama, n_examples=2, template="Text: {text}\n{examples}Answer:", random_state=0
     ).fit(X, y)  # fmt: skip
     before = clf.decision_function(X[:3])
-    # The calibration prior was computed with these: set after fit, they take effect at the next fit.
-    clf.set_params(length_normalize=False, example_template="{text} -> {label}\n")
+    # The calibration prior was computed with these: set after fit, they are refused until the next fit.
+    for params in ({"length_normalize": False}, {"example_template": "{text} -> {label}\n"}, {"n_examples": 1}):
+        clf.set_params(**params)
+        with pytest.raises(ValueError, match=rf"fitted with {next(iter(params))}=.*take effect at the next fit"):
+            clf.decision_function(X[:3])
+        clf.set_params(length_normalize=True, example_template=None, n_examples=2)
     np.testing.assert_allclose(clf.decision_function(X[:3]), before)
+    zero = ZeroShotClassifier(tiny_chat_llama).fit(X, y)
+    fitted_with = zero.get_params()
+    for params in ({"classes": sorted(set(y))}, {"template": "{text}?"}, {"calibration": None}):
+        zero.set_params(**params)
+        with pytest.raises(ValueError, match=rf"fitted with {next(iter(params))}=.*take effect at the next fit"):
+            zero.predict(X[:1])
+        zero.set_params(**fitted_with)
+    assert len(zero.predict(X[:1])) == 1
     with pytest.raises(ValueError, match="mixes label types"):
         clf.fit(X, [1, *y[1:]])  # a refused refit keeps what the previous fit scored with
     np.testing.assert_allclose(clf.decision_function(X[:3]), before)
-    refit = clone(clf).fit(X, y)
+    refit = clone(clf).set_params(length_normalize=False, example_template="{text} -> {label}\n").fit(X, y)
     assert not np.allclose(refit.decision_function(X[:3]), before)
 
 
