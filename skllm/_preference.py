@@ -27,7 +27,7 @@ from ._device import autocast
 from ._methods import NamedMethodParamsMixin
 from ._online import OnlineRun
 from ._prompting import MIN_TEMPERATURE
-from ._reward import preference_pairs, where_pairs
+from ._reward import _refuse_y, preference_pairs, where_pairs
 from ._rl import check_scorer, dpo_loss, unfreeze
 from ._scoring import pairwise_accuracy
 from ._sft import FineTuneGenerator
@@ -465,7 +465,7 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
 
     # -- fit ----------------------------------------------------------------------------
     def fit(self, X, y=None):
-        """Tune the generator: ``X`` are prompts (RLOO, PPO) or preference pairs (DPO); ``y`` is ignored.
+        """Tune the generator: ``X`` are prompts (RLOO, PPO) or preference pairs (DPO); ``y`` must be None.
 
         Returns
         -------
@@ -475,6 +475,9 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
         import torch
 
         self._validate_params()
+        # A y (labels such as "first preferred") would otherwise be dropped without a word.
+        in_x = "X holds all it trains on: the prompts (RLOO, PPO) or the preference pairs (DPO)"
+        _refuse_y(y, f"{type(self).__name__}.fit", in_x)
         if self.algorithm == "dpo":
             data = preference_pairs(X, "X", sources=True)
             empty = [i for i, text in enumerate(data[1]) if not text.strip()]

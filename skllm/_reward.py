@@ -240,13 +240,16 @@ def _token_starts(tokenizer, text):
         return starts
 
 
-def _refuse_y(y, who):
+_PREFERENCES_IN_X = (
+    "the preferences are in X itself, in its 'chosen' and 'rejected' columns (one pair per row) or its 'rank' "
+    "column (ranked lists, lower is better)"
+)
+
+
+def _refuse_y(y, who, in_x=_PREFERENCES_IN_X):
+    """Refuse a ``y`` given to ``who``, which reads everything from X (``in_x`` says what X holds)."""
     if y is not None:
-        raise ValueError(
-            f"{who} takes no y: the preferences are in X itself, in its 'chosen' and 'rejected' columns (one pair "
-            f"per row) or its 'rank' column (ranked lists, lower is better). Got y of type {type(y).__name__}; "
-            f"pass X alone."
-        )
+        raise ValueError(f"{who} takes no y: {in_x}. Got y of type {type(y).__name__}; pass X alone.")
 
 
 def _summary(rewards):

@@ -99,6 +99,17 @@ def test_ppo_loss_clips_the_ratio():
 # -- RLOO and PPO on the tiny Llama -------------------------------------------------------
 
 
+@pytest.mark.parametrize(("algorithm", "X"), [("rloo", PROMPTS), ("dpo", PAIRS)])
+def test_a_y_is_refused_not_dropped(policy, algorithm, X):
+    # "First preferred" labels and the like would otherwise be ignored without a word.
+    tuner = PreferenceTuner(None if algorithm == "dpo" else length, policy, algorithm=algorithm)
+    with pytest.raises(
+        ValueError, match=r"PreferenceTuner.fit takes no y: X holds all it trains on.*Got y of type list"
+    ):
+        tuner.fit(X, [1] * len(X))
+    assert not hasattr(tuner, "generator_")
+
+
 def test_ppo_trains_a_value_head_and_drops_it(policy):
     tuner = PreferenceTuner(
         length,
