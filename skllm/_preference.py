@@ -13,7 +13,6 @@ give one generation path, one pickling scheme and runs reproducible from
 ``random_state`` in a forked RNG. (TRL 1.x has no PPO trainer any more.)
 """
 
-import copy
 import pickle
 
 import numpy as np
@@ -25,6 +24,7 @@ from ._attention import training_attention
 from ._causal import pad_examples, token_logprobs
 from ._device import autocast
 from ._methods import NamedMethodParamsMixin
+from ._methods._base import frozen_copy
 from ._online import OnlineRun
 from ._prompting import MIN_TEMPERATURE
 from ._reward import _refuse_y, preference_pairs, where_pairs
@@ -492,9 +492,9 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
         seed = draw_seed(rng)
         policy = self._policy(seed)
         device = torch.device(policy.device_)
-        reference = copy.deepcopy(policy.network_).eval()
-        for p in reference.parameters():
-            p.requires_grad_(False)
+        # The policy's frozen weights are never written (frozen_copy): the reference shares them, and copies
+        # only what the policy trains (for LoRA, the adapters, not the model).
+        reference = frozen_copy(policy.network_, shares=lambda p: not p.requires_grad).eval()
         # The tuner's own attributes are set only once training has succeeded: a failed
         # fit leaves them (and the given generator, of which the policy is a copy) as they were.
         # the reference computes as the policy trains (its log-probs and the policy's agree at the start)

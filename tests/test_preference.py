@@ -167,6 +167,31 @@ def test_with_stop_at_newline_only_the_first_line_is_rewarded_trained_and_counte
     assert (tuner.history_["length"] == len(line)).all()  # not len(sampled): the rest is never read
 
 
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_the_reference_shares_the_policys_frozen_weights_and_copies_the_trained(tiny_llama, method, monkeypatch):
+    from skllm import _preference
+
+    real, seen = _preference.frozen_copy, {}
+
+    def recording(network, shares=None):
+        reference = real(network, shares)
+        frozen = {p.untyped_storage().data_ptr() for p in network.parameters() if not p.requires_grad}
+        trained = {p.untyped_storage().data_ptr() for p in network.parameters() if p.requires_grad}
+        held = [p.untyped_storage().data_ptr() for p in reference.parameters()]
+        seen.update(frozen=sum(q in frozen for q in held), trained=sum(q in trained for q in held), all=len(held))
+        seen["requires_grad"] = any(p.requires_grad for p in reference.parameters())
+        return reference
+
+    monkeypatch.setattr(_preference, "frozen_copy", recording)
+    policy = untrained_generator(tiny_llama, method=method, max_new_tokens=4, random_state=0)
+    PreferenceTuner(length, policy, batch_size=2, n_generations=2, random_state=0).fit(PROMPTS[:4])
+    assert seen["trained"] == 0 and not seen["requires_grad"]
+    if method == "full":
+        assert seen["frozen"] == 0
+    else:  # all but the adapters
+        assert seen["frozen"] >= 0.5 * seen["all"]
+
+
 def test_a_fixed_kl_coef_without_target_kl(policy):
     tuner = PreferenceTuner(length, policy, target_kl=None, kl_coef=0.3, batch_size=2, n_generations=2, random_state=0)
     tuner.fit(PROMPTS[:4])

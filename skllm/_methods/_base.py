@@ -201,8 +201,11 @@ class FineTuningMethod(BaseEstimator):
         return network
 
 
-def frozen_copy(model):
+def frozen_copy(model, shares=None):
     """A copy of ``model`` for a method to adapt, every parameter frozen, sharing the weights' memory.
+
+    ``shares(parameter)`` chooses the parameters shared (default: all); the others are
+    copied, as the frozen reference of a policy needs the weights the policy trains.
 
     The modules, buffers and parameter objects are the copy's own, so a method may
     replace or wrap modules and unfreeze parameters without touching ``model``, which
@@ -216,8 +219,12 @@ def frozen_copy(model):
 
     import torch
 
-    memo = {id(p): torch.nn.Parameter(p.detach(), requires_grad=False) for p in model.parameters()}
-    return copy.deepcopy(model, memo)  # a weight tied to two modules stays one parameter
+    shared = [p for p in model.parameters() if shares is None or shares(p)]
+    memo = {id(p): torch.nn.Parameter(p.detach(), requires_grad=False) for p in shared}
+    copied = copy.deepcopy(model, memo)  # a weight tied to two modules stays one parameter
+    for p in copied.parameters():
+        p.requires_grad_(False)
+    return copied
 
 
 def own_trained_weights(model, loaded):
