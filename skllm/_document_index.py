@@ -269,6 +269,11 @@ class DocumentIndex(BaseEstimator):
             raise ValueError(f"Document ids must be unique; already present or repeated: {duplicated[:10]!r}.")
         if metadata is None:
             metadata = [{} for _ in texts]
+        if hasattr(metadata, "to_dict") and hasattr(metadata, "columns"):  # iterating a DataFrame gives its columns
+            raise ValueError(
+                f"metadata must be a sequence of dicts, one per document, got a DataFrame of {len(metadata)} rows: "
+                f"pass metadata.to_dict('records')."
+            )
         if isinstance(metadata, (str, bytes, dict)) or not hasattr(metadata, "__iter__"):
             raise ValueError(f"metadata must be a sequence of dicts, one per document, got {type(metadata).__name__}.")
         metadata = list(metadata)

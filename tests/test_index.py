@@ -6,6 +6,7 @@ import threading
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -546,6 +547,8 @@ def test_saved_vectors_with_nan_are_refused_naming_the_file_and_rows(embedder, t
         ([{}], "documents has 2 entries but metadata has 1"),
         ([{}, None], r"1 that are not dicts, at positions \[1\]: NoneType None"),
         ({"a": 1}, "got dict"),
+        # iterating a DataFrame gives its column names, which would read as one entry
+        (pd.DataFrame({"n": [1, 2]}), r"got a DataFrame of 2 rows: pass metadata.to_dict\('records'\)"),
     ],
 )
 def test_metadata_errors_name_the_counts_or_rows(embedder, metadata, message):
