@@ -116,17 +116,7 @@ class FewShotGenerator(LMEstimator):
         self.cache_dir = cache_dir
 
     # Read by fit (the model, and the demonstrations it chooses): refused after fit until the next.
-    _load_params = (
-        "model_name",
-        "revision",
-        "max_length",
-        "use_chat_template",
-        "dtype",
-        "device",
-        "n_examples",
-        "example_selection",
-        "random_state",
-    )
+    _load_params = (*LMEstimator._load_params, "n_examples", "example_selection", "random_state")
 
     def __setstate__(self, state):
         # skllm 0.1 had no example_selection: the pairs were in fixed_examples_.

@@ -78,6 +78,9 @@ def output_cache(output):
 class LMEstimator(LiveStateMixin, BaseEstimator):
     """Loading, prompting and pickling shared by the in-context estimators."""
 
+    # What fit loads and how: set after fit, predict would not read them (refused until the next fit).
+    _load_params = ("model_name", "revision", "max_length", "use_chat_template", "dtype", "device")
+
     _live_attributes = ("model_", "tokenizer_")
 
     def __sklearn_tags__(self):

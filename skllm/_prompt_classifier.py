@@ -50,20 +50,7 @@ CALIBRATION_PRIOR_FLOOR = np.log(1e-30)
 class PromptClassifier(ClassifierMixin, LMEstimator):
     """Scoring of class verbalisations, shared by the zero- and few-shot classifiers."""
 
-    # Read by fit (the model, the prompt, the wordings and the calibration prior computed with them):
-    # set after fit, predict would score as fit did, so they are refused until the next fit.
-    _load_params = (
-        "model_name",
-        "revision",
-        "template",
-        "label_words",
-        "length_normalize",
-        "calibration",
-        "max_length",
-        "use_chat_template",
-        "dtype",
-        "device",
-    )
+    _load_params = (*LMEstimator._load_params, "template", "label_words", "length_normalize", "calibration")
 
     def __setstate__(self, state):
         # Estimators pickled before calibration existed predict as they did:
@@ -91,11 +78,8 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         return template
 
     def _record_prompt_settings(self, template):
-        """What the prompts and the calibration prior of this fit are made with (call where a refused fit is undone).
-
-        Predict reads these (the parameters are refused after fit until the next): the scores and the prior
-        come from one prompt.
-        """
+        """What this fit's prompts and calibration prior are made with; predict reads these (call where a refused
+        fit is undone): the scores and the prior come from one prompt, whatever is set after fit (refused)."""
         self.template_ = template
         self._length_normalize = self.length_normalize
 

@@ -247,7 +247,6 @@ _PREFERENCES_IN_X = (
 
 
 def _refuse_y(y, who, in_x=_PREFERENCES_IN_X):
-    """Refuse a ``y`` given to ``who``, which reads everything from X (``in_x`` says what X holds)."""
     if y is not None:
         raise ValueError(f"{who} takes no y: {in_x}. Got y of type {type(y).__name__}; pass X alone.")
 
