@@ -66,25 +66,14 @@ def _module():
     import torch
     from torch import nn
 
-    from ._methods._base import frozen_copy, own_trained_weights
-
     class _CausalNetwork(nn.Module):
         """A causal LM adapted by a method; ``forward`` gives the logits of the input positions."""
 
         def __init__(self, method, lm):
             super().__init__()
-            loaded, lm = lm, frozen_copy(lm)  # the loaded model is shared by every fit
-            if not method.backbone_dropout:
-                from ._dropout import without_dropout
-
-                without_dropout(lm)  # as FineTuningMethod.build_network does for the other estimators
-            for p in lm.parameters():
-                p.requires_grad_(False)
-            # The methods build an encoder around the model they adapt; a causal
-            # LM keeps its output layer, so only the adapted model is kept.
-            encoder = method.build(lm)
-            own_trained_weights(encoder, loaded)
-            self.model = encoder.model
+            # The methods build an encoder around the model they adapt (a copy: the loaded model is shared by
+            # every fit); a causal LM keeps its output layer, so only the adapted model is kept.
+            self.model = method.adapted(lm).model
             self.n_virtual = int(method.extra_positions())
 
         def _embeds(self, input_ids, attention_mask):

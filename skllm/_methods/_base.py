@@ -171,8 +171,18 @@ class FineTuningMethod(BaseEstimator):
 
     def build_network(self, backbone, n_outputs, pooling):
         """Encoder from ``build``, ``pooling`` of its hidden states, and a linear output layer."""
-        from .._dropout import without_dropout
         from ._encoders import MLP, Network
+
+        head = MLP(backbone.config.hidden_size, n_outputs, (), 0.1)
+        return Network(self.adapted(backbone), head, pooling)
+
+    def adapted(self, backbone):
+        """``build`` on a frozen copy of ``backbone`` (:func:`frozen_copy`) when ``modifies_backbone``, else on it.
+
+        The copy loses its own dropout unless ``backbone_dropout``; what ``build`` makes
+        trainable gets its own values. ``FineTuneGenerator``'s network adapts its causal LM so too.
+        """
+        from .._dropout import without_dropout
 
         loaded = backbone
         if self.modifies_backbone:
@@ -185,8 +195,7 @@ class FineTuningMethod(BaseEstimator):
         encoder = self.build(backbone)
         if self.modifies_backbone:
             own_trained_weights(encoder, loaded)
-        head = MLP(backbone.config.hidden_size, n_outputs, (), 0.1)
-        return Network(encoder, head, pooling)
+        return encoder
 
     def build(self, backbone):
         """Return the encoder built on ``backbone`` (frozen; a copy the method may modify)."""
