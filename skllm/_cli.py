@@ -5,6 +5,7 @@ import json
 import math
 import numbers
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from ._api import parse_llm
 from ._compare import ALL_METHODS, check_folds, check_settings, check_targets, parse_duration
 from ._targets import fits_int64
 from ._validation import differing_by_spaces, is_collection, is_missing
-from .exceptions import MissingDependencyError
+from .exceptions import MissingDependencyError, SkllmWarning
 
 OPTION_NAMES = {
     "cv": "--cv",
@@ -125,6 +126,7 @@ def _check_quotes(path, sep, compression):
         return  # zip and zstd: pandas reads them, the check is skipped
     opener = importlib.import_module(_OPENERS[compression]).open if compression else open
     limit = csv.field_size_limit(sys.maxsize)  # a long text is no error here (pandas reads it)
+    unquoted = []  # lines with a field like '"The Matrix" is great'
     try:
         with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle, delimiter=sep, strict=True)
@@ -133,10 +135,11 @@ def _check_quotes(path, sep, compression):
                 try:
                     next(reader)
                 except StopIteration:
-                    return
+                    break
                 except csv.Error as exc:
                     if reader.line_num == start:
-                        continue  # '"The Matrix" is great': one line, read as one row by pandas too
+                        unquoted.append(start)  # one line, read as one row by pandas too, without those quotes
+                        continue
                     raise InputError(
                         f'{path}, lines {start} to {reader.line_num}: {exc}. A field that starts with a quote (") '
                         f"runs to the next quote, over line breaks: a stray quote at the start of a text merges the "
@@ -145,6 +148,15 @@ def _check_quotes(path, sep, compression):
                     ) from None
     finally:
         csv.field_size_limit(limit)
+    if unquoted:
+        warnings.warn(
+            f'{path}, line(s) {unquoted[:10]}{" ..." if len(unquoted) > 10 else ""}: a field starts with a quote (") '
+            f"and goes on after the quote that closes it (as in '\"The Matrix\" is great'). It is read as CSV "
+            f"reads it, without those quotes ('The Matrix is great'). To keep them, quote the whole field and "
+            f"double the quotes inside (as pandas' to_csv and Excel write it).",
+            SkllmWarning,
+            stacklevel=4,  # read_table's caller
+        )
 
 
 def _as_numbers_if_exact(column):

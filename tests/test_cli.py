@@ -3,6 +3,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from skllm import compare_methods
 from skllm._cli import main
+from skllm.exceptions import SkllmWarning
 
 
 @pytest.fixture
@@ -134,7 +136,17 @@ def test_cells_are_read_as_written(tmp_path):
     assert read_table(numbered)["2"].tolist() == ["pos", "neg"]
     quoted = tmp_path / "quoted.csv"  # a quote on one line, and a text longer than the csv module's field limit
     quoted.write_text(f'review,sentiment\n"The Matrix" is great,pos\n{"x" * 200_000},neg\n')
-    assert read_table(quoted)["sentiment"].tolist() == ["pos", "neg"]
+    with pytest.warns(SkllmWarning, match=r"line\(s\) \[2\]: a field starts with a quote.*whole field") as caught:
+        read = read_table(quoted)
+    assert read["sentiment"].tolist() == ["pos", "neg"]
+    assert read["review"][0] == "The Matrix is great"  # as CSV reads it, and the warning says so
+    assert len(caught) == 1
+    whole = tmp_path / "whole.tsv"  # quoted fields, as pandas writes them: read back as written, no warning
+    texts = ['"Great" movie', '"Awful"', 'ok "so"']
+    pd.DataFrame({"review": texts, "y": [1, 0, 1]}).to_csv(whole, sep="\t", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_table(whole)["review"].tolist() == texts
     wide = tmp_path / "wide.csv"  # an integer too large for a float
     wide.write_text(f"review,n\nok,{'1' * 400}\nbad,2\n")
     assert read_table(wide)["n"].tolist() == [int("1" * 400), 2]
