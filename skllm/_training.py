@@ -35,6 +35,7 @@ device placement, and RLOO's step is not a supervised batch: a loop of our own,
 this small, keeps one reproducible scheme for every estimator.)
 """
 
+import collections
 import contextlib
 import gc
 import logging
@@ -60,7 +61,9 @@ def validation_split(rows, fraction, seed, stratify=None, what="texts", min_vali
     Stratified by ``stratify`` where every class can be. A class of one row is
     trained on, never held out alone, where the others leave enough rows to split: a plain
     split would drop its only row from training (1 time in 4 at ``fraction=0.25``), and
-    the model would never see the class. A split that leaves no row to train on, or fewer
+    the model would never see the class. Where the split cannot be stratified (fewer rows
+    held out than classes), every class still keeps a row to train on
+    (:func:`_train_on_every_class`). A split that leaves no row to train on, or fewer
     than ``min_valid`` to score (R² needs 2), is a ``ValueError`` naming
     ``validation_fraction``.
     """
@@ -76,14 +79,48 @@ def validation_split(rows, fraction, seed, stratify=None, what="texts", min_vali
             f"needs {min_valid}: early stopping would compare undefined scores. Give more {what}, a larger "
             f"validation_fraction, or early_stopping=False."
         )
-    if stratify is not None:
-        rows, stratify = np.asarray(rows), np.asarray(stratify)
-        values, counts = np.unique(stratify, return_counts=True)
-        lone = np.isin(stratify, values[counts < 2])
-        if lone.any() and (~lone).sum() > n_valid:
-            train, valid = split_rows(rows[~lone], n_valid, seed, stratify[~lone])
-            return np.concatenate([rows[lone], train]), valid
-    return split_rows(rows, fraction, seed, stratify)
+    if stratify is None:
+        return split_rows(rows, fraction, seed)
+    rows, stratify = np.asarray(rows), np.asarray(stratify)
+    values, counts = np.unique(stratify, return_counts=True)
+    lone = np.isin(stratify, values[counts < 2])
+    if lone.any() and (~lone).sum() > n_valid:
+        train, valid = split_rows(rows[~lone], n_valid, seed, stratify[~lone])
+        train = np.concatenate([rows[lone], train])
+    else:
+        train, valid = split_rows(rows, fraction, seed, stratify)
+    class_of = dict(zip(rows.tolist(), stratify.tolist()))
+    return _train_on_every_class(train, valid, class_of, seed, min_valid, fraction, what)
+
+
+def _train_on_every_class(train, valid, class_of, seed, min_valid, fraction, what):
+    """``train`` and ``valid`` with a row of every class in ``train``, swapped in from ``valid``.
+
+    A split that cannot be stratified (fewer rows held out than there are classes) is a
+    plain one, which can hold out every row of a class: the model would never see it. Each
+    such class gets one of its held-out rows back, in exchange for a training row of a
+    class that keeps another, so that as many rows are held out (fewer where no class has
+    one to spare).
+    """
+    rng = np.random.RandomState(seed)
+    train, valid = list(train), list(valid)
+    for label in sorted(set(map(class_of.get, valid)) - set(map(class_of.get, train)), key=repr):
+        back = [r for r in valid if class_of[r] == label][rng.randint(sum(class_of[r] == label for r in valid))]
+        valid.remove(back)
+        in_train = collections.Counter(map(class_of.get, train))
+        spare = [r for r in train if in_train[class_of[r]] > 1]
+        if spare:
+            out = spare[rng.randint(len(spare))]
+            train.remove(out)
+            valid.append(out)
+        train.append(back)
+    if len(valid) < max(min_valid, 1):
+        raise ValueError(
+            f"early_stopping with validation_fraction={fraction}: the {what} it would hold out are each the only one "
+            f"of their class, so none can be held out without leaving that class untrained. Give more {what} per "
+            f"class, or early_stopping=False."
+        )
+    return np.asarray(train), np.asarray(valid)
 
 
 def split_rows(rows, test_size, seed, stratify=None):

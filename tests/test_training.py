@@ -493,3 +493,28 @@ def test_held_weights_go_back_after_an_interrupt_and_a_copy_of_the_network_runs(
     with frozen_weights_in(model, torch.device("cpu"), "bfloat16"):
         copied = copy.deepcopy(model)
     torch.testing.assert_close(copied(ids).logits, expected, rtol=0, atol=0)
+
+
+def test_early_stopping_keeps_a_text_of_every_class_in_training():
+    from sklearn.model_selection import train_test_split
+
+    from skllm._training import validation_split
+
+    # 3 of 10 held out for 4 classes: too few to stratify; a plain split held out both texts of a
+    # class for 34 of 200 seeds, and the model never trained on it.
+    labels = np.array(list("aabbccdddd"))
+    for seed in range(200):
+        train, valid = validation_split(np.arange(10), 0.3, seed, labels)
+        assert set(labels[train]) == set("abcd"), seed
+        assert len(valid) == 3 and sorted([*train, *valid]) == list(range(10))
+    # A split that can be stratified is left as it was.
+    expected = train_test_split(np.arange(10), test_size=0.4, random_state=0, stratify=labels)
+    for got, want in zip(validation_split(np.arange(10), 0.4, 0, labels), expected):
+        np.testing.assert_array_equal(got, want)
+    # No class has a text to spare: fewer are held out, and none where every class has one text.
+    few = np.array(list("aabc"))
+    for seed in range(20):
+        train, valid = validation_split(np.arange(4), 0.75, seed, few)
+        assert set(few[train]) == set("abc") and len(valid) == 1
+    with pytest.raises(ValueError, match=r"validation_fraction=0.5: .* each the only one of their class"):
+        validation_split(np.arange(2), 0.5, 0, np.array(["a", "b"]))
