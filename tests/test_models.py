@@ -1,5 +1,7 @@
 """Finding models by name: local folders, revisions."""
 
+import warnings
+
 import pytest
 
 from skllm import TransformerEmbedder
@@ -144,6 +146,25 @@ def test_an_unpickled_model_whose_files_changed_warns(tiny_bert, tiny_llama, tmp
     _save_again_with_other_weights(folder, cls)
     with pytest.warns(UserWarning, match=rf"files of model .* changed since this model was fitted .*{message}"):
         pickle.loads(saved).predict(texts[0][:2])
+
+
+def test_partial_fine_tuning_warns_when_its_frozen_blocks_would_run_from_changed_files(tiny_bert, tmp_path, texts):
+    # It runs its frozen blocks from the files at every predict (the others hold their network).
+    import shutil
+
+    from transformers import BertModel
+
+    from skllm import FineTuneClassifier
+
+    folder = str(tmp_path / "model")
+    shutil.copytree(tiny_bert, folder)
+    model = FineTuneClassifier(folder, method="partial", epochs=1, cache_dir=None, random_state=0).fit(*texts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict(texts[0][:2])
+    _save_again_with_other_weights(folder, BertModel)
+    with pytest.warns(UserWarning, match=r"files of model .* changed since this model was fitted .*frozen blocks now"):
+        model.predict(texts[0][:2])
 
 
 @pytest.mark.parametrize("kind", ["fine-tuned", "generator", "prompted"])

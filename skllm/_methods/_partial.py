@@ -85,13 +85,17 @@ class PartialFineTuning(FineTuningMethod):
         import torch
 
         from .._device import autocast
-        from .._models import load_backbone, resolve_model
+        from .._models import check_fitted_files, load_backbone, resolve_model
         from ._encoders import FrozenLayers
         from ._inputs import HiddenInputs
 
         check_int(estimator.batch_size, "batch_size", 1)  # may have been set after fit
         device = torch.device(estimator.device_)
         source = resolve_model(estimator.model_name, estimator.revision, cache_dir=estimator.cache_dir)
+        # The frozen blocks are run from the files at every call (fit names them first): files
+        # saved again since fit would feed the trained blocks states they were not trained on.
+        consequence = "the frozen blocks now run from the new files, and the trained blocks get other states."
+        check_fitted_files(estimator.model_identity_, source, estimator.model_name, consequence)
         backbone = load_backbone(source, device)[0]  # shared, loaded once per process
         frozen = FrozenLayers(backbone, *self._split(backbone))
         lengths = tokens.lengths()
