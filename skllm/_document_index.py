@@ -300,7 +300,8 @@ class DocumentIndex(BaseEstimator):
                 spans.append((start, end))
         vectors = self.embedder_.transform(chunks) if chunks else np.empty((0, self._vectors.shape[1]), np.float32)
         # Embedded: from here on nothing can fail halfway.
-        self._docs.update(zip(ids, zip(texts, metadata)))
+        # copies, as hits return: a caller changing its dicts after fit must not change the index's
+        self._docs.update(zip(ids, zip(texts, map(_copied, metadata))))
         first = len(self._chunk_doc)
         self._chunk_doc += owners
         self._chunk_span += spans

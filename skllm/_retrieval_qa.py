@@ -5,10 +5,14 @@ import warnings
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
+from ._live import _snapshot, same_value
 from ._lm import check_template
 from ._scoring import check_lengths, exact_match, normalize_answer
 from ._validation import check_int, check_texts
 from .exceptions import TruncationWarning
+
+# The generator's parameters RetrievalQA sets: the whole prompt is its {text}, with no demonstrations.
+_REPLACED = {"template": "{examples}{text}", "n_examples": 0}
 
 DEFAULT_QA_TEMPLATE = (
     "Answer the question using only the context.\n\nContext:\n{context}\n\nQuestion: {question}\nAnswer:"
@@ -35,7 +39,9 @@ class RetrievalQA(BaseEstimator):
     generator : FewShotGenerator, default=None
         The LM, cloned in ``fit``; ``None`` means ``FewShotGenerator(max_new_tokens=64)``
         on the default causal LM. Its prompt is this estimator's ``template``
-        (its own ``template`` and ``n_examples`` are replaced).
+        (its own ``template`` and ``n_examples`` are replaced). Its parameters
+        set after ``fit`` reach ``generator_`` at ``predict``, which reads them or
+        refuses them until the next ``fit``, as for its own.
     k : int, default=4
         Chunks per question.
     template : str, default=None
@@ -104,7 +110,6 @@ class RetrievalQA(BaseEstimator):
             Reference answers, one per question (used by :meth:`score`);
             given without ``X``, a ``ValueError``.
         """
-        from ._generator import FewShotGenerator
 
         if not hasattr(self.index, "query"):
             raise ValueError(f"index must be a fitted DocumentIndex, got {self.index!r}.")
@@ -120,16 +125,32 @@ class RetrievalQA(BaseEstimator):
                 "RetrievalQA.fit got answers y without questions X: y holds one reference answer per question. "
                 "Pass both, fit(questions, answers), or neither, fit()."
             )
+        fitted = clone(self._generator()).set_params(**_REPLACED).fit(["-"], ["-"])
+        self.generator_ = fitted  # only once fitted: a refused refit keeps the previous generator
+        return self
+
+    def _generator(self):
+        from ._generator import FewShotGenerator
+
         generator = self.generator if self.generator is not None else FewShotGenerator(max_new_tokens=64)
         if not isinstance(generator, FewShotGenerator):
             raise ValueError(
                 f"generator must be a FewShotGenerator (the LM that writes the answers; its template and n_examples "
                 f"are replaced) or None for FewShotGenerator(max_new_tokens=64), got {type(generator).__name__}."
             )
-        # The generator sees the whole prompt as its {text}; it needs no demonstrations.
-        fitted = clone(generator).set_params(template="{examples}{text}", n_examples=0).fit(["-"], ["-"])
-        self.generator_ = fitted  # only once fitted: a refused refit keeps the previous generator
-        return self
+        return generator
+
+    def _pass_on_generator_params(self):
+        """The generator's parameters set since fit (``generator__max_new_tokens``, or a new ``generator``) reach
+        ``generator_``, which reads them at predict or refuses them until the next fit, as it does its own."""
+        current, fitted = self._generator().get_params(deep=False), self.generator_.get_params(deep=False)
+        changed = {
+            name: value
+            for name, value in current.items()
+            if name not in _REPLACED and not same_value(_snapshot(value), _snapshot(fitted[name]))
+        }
+        if changed:
+            self.generator_.set_params(**changed)
 
     def predict_with_sources(self, X):
         """The answer to each question and the chunks it was given.
@@ -145,6 +166,7 @@ class RetrievalQA(BaseEstimator):
         check_is_fitted(self, "generator_")
         # Read at each prediction, as set_params may change it after fit: checked as fit checks it.
         check_template(self._template(), "template", {"context", "question"}, {"context", "question"})
+        self._pass_on_generator_params()
         questions = check_texts(X, estimator=self)
         retrieved = self.index.query(questions, k=self.k)
         self.generator_._ensure_live()

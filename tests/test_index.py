@@ -777,6 +777,22 @@ def test_a_template_set_after_fit_is_checked_at_predict(qa):
             qa.predict_with_sources(["great film"])
 
 
+def test_generator_parameters_set_after_fit_are_read_or_refused_at_predict(qa, tiny_llama):
+    from skllm import FewShotGenerator
+
+    qa.set_params(generator__stop_at_newline=False).fit()
+    long = qa.predict(["great film"])[0]
+    qa.set_params(generator__max_new_tokens=1)  # read at predict, as by the generator itself
+    short = qa.predict(["great film"])[0]
+    assert long.startswith(short) and len(short) <= len(long)
+    assert qa.generator_.max_new_tokens == 1 and qa.generator_.template == "{examples}{text}"
+    qa.set_params(generator__model_name="/nonexistent/model")  # chooses what fit loaded: refused
+    with pytest.raises(ValueError, match=r"fitted with model_name=.* set to model_name='/nonexistent/model' since"):
+        qa.predict(["great film"])
+    qa.set_params(generator=FewShotGenerator(tiny_llama, max_new_tokens=4, stop_at_newline=False))  # back again
+    assert qa.predict(["great film"])[0] == long
+
+
 def test_save_writes_the_chunking_the_chunks_were_cut_with_and_refuses_what_load_would(embedder, tmp_path):
     long = " ".join(f"the story {i} was long and boring" for i in range(30))
     index = DocumentIndex(embedder, chunk_size=20, chunk_overlap=4, backend="numpy").fit([long])
@@ -824,8 +840,11 @@ def test_load_names_chunks_documents_and_ids_that_json_edits_broke(saved, edit, 
         DocumentIndex.load(saved)
 
 
-def test_default_ids_continue_after_a_true_id_and_hits_hand_out_copies_of_metadata(embedder):
-    index = DocumentIndex(embedder, backend="numpy").fit(["great film"], ids=[True], metadata=[{"tags": ["a"]}])
+def test_default_ids_continue_after_a_true_id_and_the_index_keeps_copies_of_metadata(embedder):
+    given = [{"tags": ["a"]}]
+    index = DocumentIndex(embedder, backend="numpy").fit(["great film"], ids=[True], metadata=given)
+    given[0]["tags"].append("changed after fit")  # the index holds copies too
+    given[0]["new"] = 1
     index.partial_fit(["awful film"])  # True is the id 1: the next default id is 2
     assert sorted(index._docs, key=repr) == [2, True]
     hit = index.query(["great film"], 1)[0][0]
