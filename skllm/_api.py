@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import random
-import re
 import threading
 import time
 
@@ -578,18 +577,6 @@ def add_usage(total, usage):
     for name, value in usage.items():
         total[name] = total.get(name, 0) + value
     return total
-
-
-def parse_llm(spec):
-    """``--llm`` of ``skllm compare``: ``openai:MODEL[@BASE_URL]`` is an :class:`OpenAIChat`, anything else a name.
-
-    >>> parse_llm("openai:llama3.2@http://127.0.0.1:11434/v1")
-    OpenAIChat(base_url='http://127.0.0.1:11434/v1', model='llama3.2')
-    """
-    match = re.fullmatch(r"openai:(?P<model>.+?)(?:@(?P<url>https?://\S+))?", spec)
-    if match is None:
-        return spec
-    return OpenAIChat(match["model"], base_url=match["url"])
 
 
 def as_messages(content):

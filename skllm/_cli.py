@@ -4,13 +4,14 @@ import argparse
 import json
 import math
 import numbers
+import re
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ._api import parse_llm
+from ._api import OpenAIChat, _check_url
 from ._compare import ALL_METHODS, check_folds, check_settings, check_targets, parse_duration
 from ._targets import fits_int64
 from ._validation import differing_by_spaces, is_collection, is_missing
@@ -271,6 +272,24 @@ def parse_label_words(text, y):
     return words
 
 
+def parse_llm(spec):
+    """``--llm``: ``openai:MODEL[@BASE_URL]`` is an :class:`~skllm.OpenAIChat`, anything else a model name.
+
+    What follows an ``@`` is the URL where it has a scheme, a ``:`` or a ``/`` (a host and
+    port), and must then be an http(s) URL: ``openai:m@127.0.0.1:8000/v1`` is refused, not
+    read as the model ``m@127.0.0.1:8000/v1`` on the default endpoint, where the texts would go.
+
+    >>> parse_llm("openai:llama3.2@http://127.0.0.1:11434/v1")
+    OpenAIChat(base_url='http://127.0.0.1:11434/v1', model='llama3.2')
+    """
+    match = re.fullmatch(r"openai:(?P<model>.+?)(?:@(?P<url>(?:\w[\w+.-]*://|[^@]*[:/]).*))?", spec, re.DOTALL)
+    if match is None:
+        return spec
+    if match["url"] is not None:
+        _check_url(match["url"], f"the URL of --llm {spec!r}")
+    return OpenAIChat(match["model"], base_url=match["url"])
+
+
 def compare(args):
     import joblib
 
@@ -316,7 +335,7 @@ def compare(args):
             args.methods,
             cv=args.cv,
             encoder=args.encoder,
-            llm=parse_llm(args.llm),
+            llm=args.llm,
             label_words=label_words,
             epochs=args.epochs,
             max_length=args.max_length,
@@ -542,6 +561,7 @@ def main(argv=None):
         args.max_samples = args.budget
     try:
         args.time_budget = parse_duration(args.time_budget, "--time-budget")
+        args.llm = parse_llm(args.llm)  # an OpenAIChat for openai:MODEL@URL, else the name
         check_settings(
             cv=args.cv,
             epochs=args.epochs,

@@ -565,11 +565,16 @@ def test_openai_chat_is_a_plain_valued_sklearn_object(check):
 
 def test_skllm_compare_has_an_api_row_with_the_tokens_it_used(fake_chat, tmp_path):
     from skllm import compare_methods
-    from skllm._api import parse_llm
+    from skllm._cli import parse_llm
 
     llm = parse_llm(f"openai:fake-model@{fake_chat.url}")
     assert isinstance(llm, OpenAIChat) and llm.base_url == fake_chat.url
     assert parse_llm("openai:gpt-4o-mini").base_url is None and parse_llm("HuggingFaceTB/x") == "HuggingFaceTB/x"
+    assert parse_llm("openai:claude@20240229").model == "claude@20240229"  # no URL after the @: part of the name
+    # A URL it cannot use is refused, not read as part of the model name on the default endpoint.
+    for bad in ("openai:m@127.0.0.1:8000/v1", "openai:m@localhost:11434/v1", "openai:m@ftp://x/v1"):
+        with pytest.raises(ValueError, match=r"the URL of --llm .* must be an http:// or https:// URL"):
+            parse_llm(bad)
     table = compare_methods(X * 2, Y * 2, methods=["zero-shot"], cv=2, llm=llm, cache_dir=str(tmp_path), verbose=0)
     row = table.iloc[0]
     assert row["status"] == "computed" and row["accuracy_mean"] == 1.0 and row["api_tokens"] > 0

@@ -119,6 +119,16 @@ def test_bad_input_files_get_clear_messages_and_exit_2(tmp_path, content, args, 
     assert message in capsys.readouterr().err
 
 
+def test_an_llm_url_without_its_scheme_is_refused_before_anything_runs(tmp_path, capsys):
+    path = tmp_path / "data.csv"
+    path.write_text("review,sentiment\nok,pos\nbad,neg\n")
+    argv = ["compare", str(path), "--text", "review", "--label", "sentiment", "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as stopped:  # as argparse stops on a bad option
+        main([*argv, "--llm", "openai:m@127.0.0.1:8000/v1"])
+    assert stopped.value.code == 2
+    assert "the URL of --llm 'openai:m@127.0.0.1:8000/v1' must be an http:// or https:// URL" in capsys.readouterr().err
+
+
 def test_cells_are_read_as_written(tmp_path):
     from skllm._cli import read_table
 
