@@ -393,6 +393,8 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
                     "method must be None with a fitted generator: it is tuned further with its own method "
                     f"({generator.method_!r}). Pass an unfitted generator to choose another method."
                 )
+            # What generation reads may have been set since its fit: checked as its predict checks it.
+            generator._check_answer_params()
             # A copy through pickle: the given generator stays as it is, and the
             # copy rebuilds its network from the trained state.
             policy = pickle.loads(pickle.dumps(generator))

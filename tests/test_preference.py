@@ -99,6 +99,27 @@ def test_ppo_loss_clips_the_ratio():
 # -- RLOO and PPO on the tiny Llama -------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("param", "value", "message"),
+    [
+        ("template", "{txt}", r"template='\{txt\}' must contain"),
+        ("max_new_tokens", 0, "max_new_tokens must be an integer >= 1, got 0"),
+        ("batch_size", 0, "batch_size must be an integer >= 1, got 0"),
+        ("stop_at_newline", "yes", "stop_at_newline must be True or False"),  # was read as True
+    ],
+)
+def test_a_fitted_generators_settings_changed_since_its_fit_are_checked_as_its_predict_does(
+    policy, param, value, message
+):
+    generator = pickle.loads(pickle.dumps(policy)).set_params(**{param: value})
+    with pytest.raises(ValueError, match=message):
+        generator.predict(PROMPTS[:1])
+    tuner = PreferenceTuner(length, generator, n_generations=2, batch_size=2, random_state=0)
+    with pytest.raises(ValueError, match=message):
+        tuner.fit(PROMPTS)
+    assert not hasattr(tuner, "generator_")
+
+
 @pytest.mark.parametrize(("algorithm", "X"), [("rloo", PROMPTS), ("dpo", PAIRS)])
 def test_a_y_is_refused_not_dropped(policy, algorithm, X):
     # "First preferred" labels and the like would otherwise be ignored without a word.
