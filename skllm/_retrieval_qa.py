@@ -110,7 +110,6 @@ class RetrievalQA(BaseEstimator):
             Reference answers, one per question (used by :meth:`score`);
             given without ``X``, a ``ValueError``.
         """
-
         if not hasattr(self.index, "query"):
             raise ValueError(f"index must be a fitted DocumentIndex, got {self.index!r}.")
         check_is_fitted(self.index, "embedder_", msg="index must be a fitted DocumentIndex: fit it on your documents.")
