@@ -324,3 +324,11 @@ def test_label_encoded_classifier_refuses_missing_labels_naming_positions(y):
     X = np.array([[0.0], [1.0], [2.0], [3.0]])
     with pytest.raises(ValueError, match=r"y has 1 missing label\(s\) \(None, NaN, NaT or NA\) at positions \[2\]"):
         LabelEncodedClassifier(LogisticRegression()).fit(X, y)
+
+
+def test_label_encoded_classifier_refit_on_an_array_keeps_no_feature_names_from_a_frame():
+    frame = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
+    clf = LabelEncodedClassifier(LogisticRegression()).fit(frame, ["x", "y", "x", "y"])
+    assert list(clf.feature_names_in_) == ["a", "b"]
+    clf.fit(frame.to_numpy(), ["x", "y", "x", "y"])
+    assert not hasattr(clf, "feature_names_in_") and clf.n_features_in_ == 2
