@@ -34,6 +34,9 @@ class LiveStateMixin:
         loaded = getattr(self, "_loaded_with", None)  # None: pickled before this was recorded
         current = {n: _snapshot(getattr(self, n, None)) for n in loaded or {}}
         changed = [n for n, v in (loaded or {}).items() if not same_value(current[n], v)]
+        if changed == ["model_name"] and self._same_files_at(self.model_name):
+            loaded["model_name"] = current["model_name"]  # the folder moved: the fitted files, at a new place
+            changed = []
         if changed:
             was = ", ".join(f"{n}={_shown(loaded[n])}" for n in changed)
             now = ", ".join(f"{n}={_shown(current[n])}" for n in changed)
@@ -42,6 +45,19 @@ class LiveStateMixin:
                 f"by fit (the model it loads and how), and take effect at the next fit: call fit again, or set them "
                 f"back."
             )
+
+    def _same_files_at(self, name):
+        """Whether ``name`` is a local folder holding the files this estimator was fitted with."""
+        import os
+
+        from ._models import model_identity, resolve_model
+
+        fitted = getattr(self, "model_identity_", None)
+        if not (isinstance(fitted, str) and fitted.startswith("files:") and isinstance(name, (str, os.PathLike))):
+            return False
+        if not os.path.isdir(os.path.expanduser(name)):
+            return False
+        return model_identity(resolve_model(name, cache_dir=getattr(self, "cache_dir", "auto"))) == fitted
 
     def __getstate__(self):
         # A copy: object.__getstate__ may return the instance's own __dict__.

@@ -353,8 +353,8 @@ def check_fitted_files(fitted_identity, source, model_name, consequence):
     if fitted_identity.startswith("files:") and source.origin == "hub":
         raise FileNotFoundError(
             f"{model_name!r} was a local folder when this model was fitted, and there is no such folder now"
-            f"{_where()} (working directory {os.getcwd()}). Put the folder back there, or run from the folder "
-            f"the name is relative to."
+            f"{_where()} (working directory {os.getcwd()}). Put the folder back there, run from the folder "
+            f"the name is relative to, or set model_name to where the folder is now (the same files)."
         )
     identity = model_identity(source)
     if identity != fitted_identity:

@@ -1,6 +1,8 @@
 """The contract every skllm estimator honours, run over all of them."""
 
+import os
 import pickle
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -231,7 +233,7 @@ class TestContract:
         with pytest.raises(ValueError, match="batch_size must be"):
             _output(estimator, X)
 
-    def test_a_model_set_after_fit_is_refused_until_the_next_fit(self, case, tiny_bert):
+    def test_a_model_set_after_fit_is_refused_until_the_next_fit(self, case, tiny_bert, tmp_path):
         estimator, X, y, _ = case
         if "model_name" not in estimator.get_params(deep=False):
             pytest.skip("no model_name parameter")
@@ -243,6 +245,11 @@ class TestContract:
             with pytest.raises(ValueError, match=r"was fitted with model_name=.* call fit again, or set them back"):
                 _output(model, X)
         _assert_same(_output(estimator.set_params(model_name=fitted_with), X), out)
+        if isinstance(fitted_with, str) and os.path.isdir(fitted_with):
+            # The same files at another place (a folder moved, a model shipped): found there.
+            moved = str(shutil.copytree(fitted_with, tmp_path / "moved"))
+            _assert_same(_output(estimator.set_params(model_name=moved), X), out)
+            _assert_same(_output(pickle.loads(pickle.dumps(estimator)), X), out)
 
     def test_works_in_pipeline_and_gridsearch(self, case):
         estimator, X, y, grid = case
