@@ -24,9 +24,8 @@ from ._tokens import pad_batch, pad_token_id
 from ._validation import (
     check_bool,
     check_choice,
-    check_one_label_type,
     check_texts,
-    differing_by_spaces,
+    class_wordings,
     label_kind,
 )
 from .exceptions import TruncationWarning, UnparsedAnswerError, UnparsedAnswerWarning
@@ -85,42 +84,11 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
 
     def _set_classes(self, classes, y=None):
         classes = list(classes)
-        if len(classes) < 2:
-            raise ValueError(f"A classifier needs at least 2 classes, got {classes!r}.")
-        if len(set(map(repr, classes))) != len(classes):
-            raise ValueError(f"The classes must be distinct, got {classes!r}.")
-        check_one_label_type(classes, "classes")
-        words = self.label_words or {}
-        unknown = [k for k in words if k not in classes]
-        if unknown:
-            raise ValueError(f"label_words names labels that are not classes: {unknown!r}; classes are {classes!r}.")
+        self.label_words_ = class_wordings(classes, self.label_words or {})
         self.classes_ = np.asarray(classes) if all(isinstance(c, (str, numbers.Number)) for c in classes) else None
         if self.classes_ is None:
             self.classes_ = np.empty(len(classes), dtype=object)
             self.classes_[:] = classes
-        self.label_words_ = [str(words.get(c, c)) for c in classes]
-        empty = [c for c, w in zip(classes, self.label_words_) if not w.strip()]
-        if empty:
-            raise ValueError(
-                f"The classes {empty!r} have an empty wording: the model cannot answer them. Give each a wording "
-                f"with label_words, e.g. {{{empty[0]!r}: 'none'}}, or remove the empty labels (often missing values)."
-            )
-        codes = [c for c in classes if c not in words and isinstance(c, numbers.Number)]
-        if codes:
-            warnings.warn(
-                f"The classes {codes!r} are numbers, shown to the model as {[str(c) for c in codes]!r}, which say "
-                f"nothing about the task; give label_words, e.g. {{{codes[0]!r}: 'negative'}}.",
-                UserWarning,
-                stacklevel=3,
-            )
-        if len(set(self.label_words_)) != len(self.label_words_):
-            raise ValueError(f"Two classes have the same wording: {self.label_words_!r}; set label_words.")
-        spaced = differing_by_spaces(self.label_words_)
-        if spaced:
-            raise ValueError(
-                f"The class wordings {spaced[0]!r} differ only by surrounding spaces, which the model would be asked "
-                f"to tell apart: strip the labels (a slip in the data, usually) or set label_words."
-            )
         if self._prompts_api:
             # Answers are read as text, compared after normalize(): wordings must differ there too.
             norms = [normalize(w) for w in self.label_words_]

@@ -136,6 +136,69 @@ def label_kind(value):
     return type(value).__name__
 
 
+def class_wordings(classes, label_words):
+    """What the model is shown for each of ``classes``: its ``label_words`` entry, else the class as text.
+
+    Refused: fewer than 2 classes, repeated ones, ``label_words`` naming a label that is
+    not a class, an empty wording, two classes with one wording or wordings that differ
+    only by surrounding spaces. Numbers shown as they are (which say nothing about the
+    task) are warned about.
+    """
+    if len(classes) < 2:
+        raise ValueError(f"A classifier needs at least 2 classes, got {classes!r}.")
+    if len(set(map(repr, classes))) != len(classes):
+        raise ValueError(f"The classes must be distinct, got {classes!r}.")
+    check_one_label_type(classes, "classes")
+    unknown = [k for k in label_words if k not in classes]
+    if unknown:
+        raise ValueError(
+            f"label_words names labels that are not classes: {unknown!r}; classes are {classes!r}."
+            + encoded_labels_hint(classes)
+        )
+    wordings = [str(label_words.get(c, c)) for c in classes]
+    empty = [c for c, w in zip(classes, wordings) if not w.strip()]
+    if empty:
+        raise ValueError(
+            f"The classes {empty!r} have an empty wording: the model cannot answer them. Give each a wording "
+            f"with label_words, e.g. {{{empty[0]!r}: 'none'}}, or remove the empty labels (often missing values)."
+        )
+    codes = [c for c in classes if c not in label_words and isinstance(c, numbers.Number)]
+    if codes:
+        warnings.warn(
+            f"The classes {codes!r} are numbers, shown to the model as {[str(c) for c in codes]!r}, which say "
+            f"nothing about the task; give label_words, e.g. {{{codes[0]!r}: 'negative'}}."
+            + encoded_labels_hint(classes),
+            UserWarning,
+            stacklevel=4,  # class_wordings, _set_classes, fit: fit's caller
+        )
+    if len(set(wordings)) != len(wordings):
+        raise ValueError(f"Two classes have the same wording: {wordings!r}; set label_words.")
+    spaced = differing_by_spaces(wordings)
+    if spaced:
+        raise ValueError(
+            f"The class wordings {spaced[0]!r} differ only by surrounding spaces, which the model would be asked "
+            f"to tell apart: strip the labels (a slip in the data, usually) or set label_words."
+        )
+    return wordings
+
+
+def encoded_labels_hint(labels):
+    """A hint where ``labels`` are 0, 1, ..., n-1: scikit-learn's codes for them, perhaps, not the user's labels.
+
+    ``cross_val_predict(method="predict_proba")`` (and ``"decision_function"``) fits on ``y``
+    encoded so; a prompting classifier would then name the codes to the model.
+    """
+    values = list(labels)
+    if values and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+        if sorted(values) == list(range(len(values))):
+            return (
+                " If these are codes scikit-learn made (cross_val_predict with method='predict_proba' or "
+                "'decision_function' encodes y as 0, 1, ... before fit), the prompts name the codes, not your "
+                "labels: use method='predict', or label_words keyed by the codes."
+            )
+    return ""
+
+
 def check_one_label_type(labels, name="y"):
     """Raise a ``ValueError`` naming ``name`` when ``labels`` mix types (str, bool, numbers...).
 

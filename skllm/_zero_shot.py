@@ -4,7 +4,7 @@ from ._models import DEFAULT_CAUSAL_LM
 from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier
 from ._targets import plain_labels, unique_labels
 from ._training import keep_state_on_error
-from ._validation import check_texts, check_unique, label_kind
+from ._validation import check_texts, check_unique, encoded_labels_hint, label_kind
 
 
 class ZeroShotClassifier(PromptClassifier):
@@ -119,7 +119,7 @@ class ZeroShotClassifier(PromptClassifier):
             if unknown:
                 raise ValueError(
                     f"y has labels that are not in classes={classes!r}: {unknown!r}. Add them to classes, or leave "
-                    f"classes=None to take the classes from y."
+                    f"classes=None to take the classes from y." + encoded_labels_hint(unique_labels(labels, "y"))
                 )
         else:
             classes = unique_labels(labels, "y")

@@ -509,6 +509,24 @@ def test_numpy_labels_and_mixed_classes(tiny_llama, pool):
     assert clf.label_words_ == ["bad", "good"]
 
 
+def test_labels_cross_val_predict_encoded_are_said_to_be_codes(tiny_llama, pool):
+    from sklearn.model_selection import cross_val_predict
+
+    # For predict_proba, scikit-learn fits on y encoded as 0, 1: the prompts would name the codes.
+    X, y = pool
+    hint = r"If these are codes scikit-learn made \(cross_val_predict with method='predict_proba'"
+    words = {"neg": "negative", "pos": "positive"}
+    with pytest.raises(ValueError, match=r"label_words names labels that are not classes: .*" + hint):
+        cross_val_predict(ZeroShotClassifier(tiny_llama, label_words=words), X, y, cv=2, method="predict_proba")
+    with pytest.raises(ValueError, match=r"y has labels that are not in classes=\['neg', 'pos'\]: \[0, 1\].*" + hint):
+        cross_val_predict(ZeroShotClassifier(tiny_llama, classes=["neg", "pos"]), X, y, cv=2, method="predict_proba")
+    with pytest.warns(UserWarning, match=r"are numbers.*" + hint):
+        FewShotClassifier(tiny_llama, n_examples=1, random_state=0).fit(X, np.unique(y, return_inverse=True)[1])
+    with pytest.warns(UserWarning, match="are numbers") as caught:  # other numbers: no hint
+        ZeroShotClassifier(tiny_llama, classes=[1, 5]).fit()
+    assert "codes scikit-learn made" not in str(caught[0].message)
+
+
 def test_pickle_holds_no_weights(tiny_llama, pool):
     X, y = pool
     clf = FewShotClassifier(tiny_llama, n_examples=2, random_state=0).fit(X, y)
