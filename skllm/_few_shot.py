@@ -136,6 +136,18 @@ class FewShotClassifier(PromptClassifier):
         self.dtype = dtype
         self.cache_dir = cache_dir
 
+    def set_params(self, **params):
+        selection = params.get("example_selection", getattr(self, "example_selection", None))
+        nested = sorted(k for k in params if k.startswith("example_selection__"))
+        if nested and not hasattr(selection, "set_params"):
+            # A name's strategy is built in fit ("nearest" from embedder and balance_nearest): nothing to set yet.
+            raise ValueError(
+                f"{', '.join(nested)} sets a parameter of a selection object, but example_selection={selection!r}. "
+                f"Pass the object, e.g. example_selection=NearestSelection(balance=True), to tune its parameters "
+                f"(with the name 'nearest', balance_nearest and embedder are its settings)."
+            )
+        return super().set_params(**params)
+
     def __setstate__(self, state):
         # Saved before ``embedder`` replaced ``embedder_model``: the name is kept as given.
         state.setdefault("embedder", None)

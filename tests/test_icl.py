@@ -669,6 +669,11 @@ def test_selection_object_is_cloned_and_its_parameters_are_tunable(tiny_llama, t
     assert not hasattr(selection, "embedder_")  # the given object is a prototype, never fitted itself
     best = search.best_estimator_.example_selection_
     assert isinstance(best, NearestSelection) and best is not selection
+    # A name's strategy is built in fit: its parameters are refused by name, not a bare AttributeError.
+    with pytest.raises(ValueError, match=r"example_selection__balance sets a parameter .* example_selection='nearest'"):
+        FewShotClassifier(tiny_llama, example_selection="nearest").set_params(example_selection__balance=True)
+    both = {"example_selection": NearestSelection(), "example_selection__balance": True}  # the object given with it
+    assert FewShotClassifier(tiny_llama).set_params(**both).example_selection.balance is True
 
 
 def test_generator_takes_the_same_strategies(tiny_llama, tiny_bert, pool, cache_dir):
