@@ -58,6 +58,19 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             state.setdefault("calibration", None)
             state["label_prior_"] = state["calibrated_on_"] = None
             state["template_"] = state.get("template") or LEGACY_TEMPLATE
+        prior, classes = state.get("label_prior_"), state.get("classes_")
+        if prior is not None and classes is not None:
+            # An altered file: a NaN prior predicts one class for every row, another length broadcasts.
+            try:
+                prior = np.asarray(prior, dtype=np.float64)
+            except (TypeError, ValueError):  # not numbers at all
+                prior = np.full(0, np.nan)
+            if prior.shape != (len(classes),) or not np.all(np.isfinite(prior)):
+                raise ValueError(
+                    f"The saved label_prior_ must hold one finite number per class ({len(classes)}), got shape "
+                    f"{prior.shape} with {int(np.sum(~np.isfinite(prior)))} not finite: the file was altered or "
+                    f"damaged. Fit the model again."
+                )
         super().__setstate__(state)
 
     def _check_classifier_params(self):

@@ -527,6 +527,16 @@ def test_labels_cross_val_predict_encoded_are_said_to_be_codes(tiny_llama, pool)
     assert "codes scikit-learn made" not in str(caught[0].message)
 
 
+@pytest.mark.parametrize("prior", [[np.nan, 0.0], [0.5], [0.1, 0.2, 0.3], ["a", "b"]])
+def test_an_altered_calibration_prior_is_refused_on_loading(tiny_llama, prior):
+    clf = ZeroShotClassifier(tiny_llama, classes=["neg", "pos"], calibration="contextual").fit()
+    state = clf.__getstate__()
+    assert state["label_prior_"].shape == (2,)
+    state["label_prior_"] = np.asarray(prior)  # NaN predicted one class for every row; length 1 broadcast
+    with pytest.raises(ValueError, match=r"saved label_prior_ must hold one finite number per class \(2\)"):
+        ZeroShotClassifier.__new__(ZeroShotClassifier).__setstate__(state)
+
+
 def test_pickle_holds_no_weights(tiny_llama, pool):
     X, y = pool
     clf = FewShotClassifier(tiny_llama, n_examples=2, random_state=0).fit(X, y)
