@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._chunking import chunk_spans
 from ._embed import check_stored_vectors
 from ._index_files import (
+    arrays_problem,
     check_array_digests,
     check_ids,
     holds_a_path,
@@ -501,6 +502,13 @@ class DocumentIndex(BaseEstimator):
             state["_docs"] = dict(state["_docs"])
         if "embedder_" in state:  # pickled before the index kept its own record: the embedder's, as pickled
             state.setdefault("model_identity_", state["embedder_"].model_identity_)
+        if "_vectors" in state:  # an altered file: NaN rows were never found, other shapes failed deep in a query
+            width = getattr(state.get("embedder_"), "embedding_dim_", None)
+            problem = arrays_problem(state["_vectors"], state.get("_alive"), len(state.get("_chunk_doc", ())), width)
+            if problem is None and len(state.get("_chunk_span", ())) != len(state["_chunk_doc"]):
+                problem = "chunk spans", f"number {len(state['_chunk_span'])} for {len(state['_chunk_doc'])} chunks."
+            if problem is not None:
+                raise ValueError(f"This pickled DocumentIndex was altered or damaged: its {' '.join(problem)}")
         super().__setstate__(state)
 
     def save(self, path):

@@ -46,23 +46,10 @@ def read_index_files(folder):
     state = _read_state(folder / "index.json")
     vectors = _read_array(folder / "vectors.npy")
     alive = _read_array(folder / "alive.npy")
-    n_chunks = len(state["chunk_doc"])
-    if vectors.ndim != 2 or vectors.shape[0] != n_chunks or not np.issubdtype(vectors.dtype, np.floating):
-        raise ValueError(
-            f"{folder / 'vectors.npy'} holds a {vectors.dtype} array of shape {vectors.shape}; index.json lists "
-            f"{n_chunks} chunks, so it must be a float array of shape ({n_chunks}, embedding size)."
-        )
-    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
-    if len(bad):
-        raise ValueError(
-            f"{folder / 'vectors.npy'} is damaged: {len(bad)} row(s) hold NaN or infinite values, at rows "
-            f"{bad[:10].tolist()}. Save the index again."
-        )
-    if alive.shape != (n_chunks,) or alive.dtype != bool:
-        raise ValueError(
-            f"{folder / 'alive.npy'} holds a {alive.dtype} array of shape {alive.shape}; index.json lists "
-            f"{n_chunks} chunks, so it must be a bool array of shape ({n_chunks},)."
-        )
+    problem = arrays_problem(vectors, alive, len(state["chunk_doc"]))
+    if problem is not None:
+        name, what = problem
+        raise ValueError(f"{folder / (name + '.npy')} {what}")
     # The chunks of removed documents stay, marked dead in alive.npy, as in the live index.
     known = {json.dumps(d[0]) for d in state["documents"]}
     orphans = [d for d, live in zip(state["chunk_doc"], alive) if live and json.dumps(d) not in known]
@@ -71,6 +58,34 @@ def read_index_files(folder):
             f"{folder / 'index.json'} is damaged: chunks belong to documents it does not hold: {orphans[:10]!r}."
         )
     return state, vectors, alive
+
+
+def arrays_problem(vectors, alive, n_chunks, width=None):
+    """``(array name, what is wrong)`` with an index's ``vectors`` and ``alive`` flags for ``n_chunks`` chunks of
+    embeddings ``width`` wide (``None``: any), or None where nothing is."""
+    if not (isinstance(vectors, np.ndarray) and vectors.ndim == 2 and vectors.shape[0] == n_chunks) or not (
+        np.issubdtype(vectors.dtype, np.floating)
+    ):
+        kind, shape = getattr(vectors, "dtype", type(vectors).__name__), getattr(vectors, "shape", "?")
+        return "vectors", (
+            f"holds a {kind} array of shape {shape}; the index lists {n_chunks} chunks, so it must be a float "
+            f"array of shape ({n_chunks}, embedding size)."
+        )
+    if width is not None and vectors.shape[1] != width:
+        return "vectors", f"holds vectors of width {vectors.shape[1]}, but the embedder makes vectors of width {width}."
+    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+    if len(bad):
+        return "vectors", (
+            f"is damaged: {len(bad)} row(s) hold NaN or infinite values, at rows {bad[:10].tolist()}. "
+            f"Save the index again."
+        )
+    if not isinstance(alive, np.ndarray) or alive.shape != (n_chunks,) or alive.dtype != bool:
+        kind, shape = getattr(alive, "dtype", type(alive).__name__), getattr(alive, "shape", "?")
+        return "alive", (
+            f"holds a {kind} array of shape {shape}; the index lists {n_chunks} chunks, so it must be a bool "
+            f"array of shape ({n_chunks},)."
+        )
+    return None
 
 
 def check_array_digests(folder, state):

@@ -793,6 +793,25 @@ def test_generator_parameters_set_after_fit_are_read_or_refused_at_predict(qa, t
     assert qa.predict(["great film"])[0] == long
 
 
+@pytest.mark.parametrize(
+    "alter, message",
+    [
+        (lambda s: s["_vectors"].__setitem__((0, 0), np.nan), r"its vectors is damaged: 1 row\(s\) hold NaN"),
+        (lambda s: s.__setitem__("_vectors", s["_vectors"][:, :8]), r"its vectors holds vectors of width 8, but"),
+        (lambda s: s.__setitem__("_vectors", s["_vectors"][:1]), r"its vectors holds a float32 array of shape \(1, "),
+        (lambda s: s.__setitem__("_alive", s["_alive"][:1]), r"its alive holds a bool array of shape \(1,\)"),
+    ],
+)
+def test_an_altered_pickled_index_is_refused_on_loading(embedder, alter, message):
+    index = DocumentIndex(embedder, backend="numpy").fit(DOCS[:2])
+    state = index.__getstate__()
+    state["_vectors"] = state["_vectors"].copy()
+    alter(state)  # NaN rows used to give no hits at all, other shapes an error deep in a query
+    with pytest.raises(ValueError, match=r"This pickled DocumentIndex was altered or damaged: " + message):
+        DocumentIndex.__new__(DocumentIndex).__setstate__(state)
+    pickle.loads(pickle.dumps(index)).query(["great film"], 1)  # unaltered: loads and queries
+
+
 def test_save_writes_the_chunking_the_chunks_were_cut_with_and_refuses_what_load_would(embedder, tmp_path):
     long = " ".join(f"the story {i} was long and boring" for i in range(30))
     index = DocumentIndex(embedder, chunk_size=20, chunk_overlap=4, backend="numpy").fit([long])
