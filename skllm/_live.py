@@ -1,5 +1,7 @@
 """Fitted attributes holding live objects (models, tokenizers): never pickled, loaded explicitly."""
 
+import math
+import numbers
 import warnings
 
 import numpy as np
@@ -135,6 +137,11 @@ def check_saved_state(state):
     The shapes, and that the values are finite, are checked tensor by tensor
     when the network is rebuilt (:func:`put_back_trained_state`).
     """
+    for name in ("target_mean_", "target_scale_"):  # a regressor's: NaN would predict NaN for every row
+        value = state.get(name, 1.0)
+        if not (isinstance(value, numbers.Real) and math.isfinite(value)) or (name == "target_scale_" and value <= 0):
+            raise ValueError(f"The saved {name} must be a finite number (a scale > 0), got {value!r}: the file was "
+                             f"altered or damaged.")  # fmt: skip
     trained, n_params = state.get("trainable_state_"), state.get("n_trainable_params_")
     if trained is None or n_params is None:
         return

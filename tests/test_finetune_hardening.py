@@ -541,3 +541,17 @@ def test_loading_a_fitted_model_leaves_the_users_random_state_alone(tiny_bert, c
     drawn = torch.rand(1).item()
     torch.manual_seed(0)
     assert drawn == torch.rand(1).item()
+
+
+ALTERED = [("target_scale_", np.nan), ("target_scale_", 0.0), ("target_mean_", np.inf)]
+
+
+@pytest.mark.parametrize(("name", "value"), ALTERED)
+def test_an_altered_target_scale_is_refused_on_loading(tiny_bert, texts, cache_dir, name, value):
+    X, labels = texts
+    reg = FineTuneRegressor(**head(tiny_bert, cache_dir, epochs=1)).fit(X, [float(v == "pos") for v in labels])
+    state = reg.__getstate__()
+    state[name] = value  # NaN predicted NaN for every row
+    with pytest.raises(ValueError, match=rf"The saved {name} must be a finite number .* altered or damaged"):
+        FineTuneRegressor.__new__(FineTuneRegressor).__setstate__(state)
+    pickle.loads(pickle.dumps(reg)).predict(X[:2])
