@@ -503,10 +503,8 @@ class DocumentIndex(BaseEstimator):
         if "embedder_" in state:  # pickled before the index kept its own record: the embedder's, as pickled
             state.setdefault("model_identity_", state["embedder_"].model_identity_)
         if "_vectors" in state:  # an altered file: NaN rows were never found, other shapes failed deep in a query
-            width = getattr(state.get("embedder_"), "embedding_dim_", None)
-            problem = arrays_problem(state["_vectors"], state.get("_alive"), len(state.get("_chunk_doc", ())), width)
-            if problem is None and len(state.get("_chunk_span", ())) != len(state["_chunk_doc"]):
-                problem = "chunk spans", f"number {len(state['_chunk_span'])} for {len(state['_chunk_doc'])} chunks."
+            n_chunks, width = len(state.get("_chunk_doc", ())), getattr(state.get("embedder_"), "embedding_dim_", None)
+            problem = arrays_problem(state["_vectors"], state.get("_alive"), n_chunks, width)
             if problem is not None:
                 raise ValueError(f"This pickled DocumentIndex was altered or damaged: its {' '.join(problem)}")
         super().__setstate__(state)
