@@ -315,7 +315,9 @@ def compare(args):
         X, y = load_xy(frame, args.text, args.label, args.data)
     try:
         check_targets(y, len(X))  # what the labels are, before how they split into folds
-        check_folds(y, args.cv, max_samples=args.max_samples, random_state=args.random_state, names=OPTION_NAMES)
+        check_folds(
+            y, args.cv, max_samples=args.max_samples, random_state=args.random_state, names=OPTION_NAMES, texts=X
+        )
     except ValueError as exc:
         args.parser.error(str(exc))
     label_words = None

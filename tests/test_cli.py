@@ -129,6 +129,17 @@ def test_an_llm_url_without_its_scheme_is_refused_before_anything_runs(tmp_path,
     assert "the URL of --llm 'openai:m@127.0.0.1:8000/v1' must be an http:// or https:// URL" in capsys.readouterr().err
 
 
+def test_copies_too_few_for_the_folds_stop_the_command_before_it_runs(tmp_path, capsys):
+    path = tmp_path / "data.csv"
+    rows = ["a,pos", "a,pos", "a,pos", "b,pos", "c,pos", "d,neg", "e,neg", "f,neg", "g,neg", "h,neg"]
+    path.write_text("review,sentiment\n" + "\n".join(rows) + "\n")  # 5 texts of 'pos', 3 distinct
+    argv = ["compare", str(path), "--text", "review", "--label", "sentiment", "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as stopped:
+        main([*argv, "--cv", "5"])
+    assert stopped.value.code == 2 and not (tmp_path / "o").exists()
+    assert "cv=5 folds need 5 distinct texts of class 'pos', but there are 3" in capsys.readouterr().err
+
+
 def test_cells_are_read_as_written(tmp_path):
     from skllm._cli import read_table
 

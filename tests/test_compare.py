@@ -199,6 +199,17 @@ def test_copies_of_a_text_go_to_one_fold():
         cut_folds(y[:6], 3, multilabel=False, random_state=0, texts=np.array(["a", "b", "c", "b", "a", "b"]))
 
 
+def test_copies_too_few_for_the_folds_are_refused_before_any_model_runs(monkeypatch):
+    from skllm._compare import run
+
+    # Counted as texts, each class has 4 (enough for cv=3); as distinct texts, "pos" has 2.
+    X = ["great film", "loved it", "great film", "great film", "awful film", "hated it", "dull story", "bad acting"]
+    y = ["pos"] * 4 + ["neg"] * 4
+    monkeypatch.setattr(run, "measure_costs", lambda *a, **k: pytest.fail("the time budget was measured first"))
+    with pytest.raises(ValueError, match=r"cv=3 folds need 3 distinct texts of class 'pos', but there are 2"):
+        compare_methods(X, y, methods=["logreg", "full"], cv=3, time_budget=120, verbose=0)
+
+
 def test_a_class_with_one_text_asks_for_more_texts_not_fewer_folds():
     from skllm._compare.folds import check_folds
 

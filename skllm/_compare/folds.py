@@ -45,13 +45,23 @@ def check_targets(y, n_texts):
     return np.asarray(values), False
 
 
-def check_folds(y, cv, *, max_samples=None, random_state=0, names=None):
+def check_folds(y, cv, *, max_samples=None, random_state=0, names=None, texts=None):
     """Raise a ``ValueError`` unless every class can be split into ``cv`` folds (after sampling).
 
     For a multi-label ``y`` (an indicator matrix) the folds are not stratified: there must
-    be ``cv`` texts.
+    be ``cv`` texts. With ``texts``, copies of a text count once, as :func:`cut_folds` puts
+    them in one fold: checked here, before any model runs, not after the time budget's
+    measurement.
     """
-    names = names or {}
+    _check_fold_counts(y, cv, max_samples, random_state, names or {})
+    if texts is not None:
+        y = np.asarray(y)
+        index = subsample(y, len(y) if max_samples is None else min(max_samples, len(y)), random_state)[0]
+        texts = np.asarray(texts, dtype=object)[index]
+        cut_folds(y[index], cv, multilabel=y.ndim == 2, random_state=random_state, texts=texts)
+
+
+def _check_fold_counts(y, cv, max_samples, random_state, names):
     y = np.asarray(y)
     if y.ndim == 2:
         n = len(y) if max_samples is None else min(max_samples, len(y))

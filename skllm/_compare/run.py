@@ -292,7 +292,7 @@ class _Comparison:
             cache_dir=settings["cache_dir"],
         )
         check_int(verbose, "verbose", 0)
-        check_folds(self.y, cv, max_samples=max_samples, random_state=random_state)
+        check_folds(self.y, cv, max_samples=max_samples, random_state=random_state, texts=self.texts)
         _check_label_words(label_words, self.y, self.multilabel)
         self.cv, self.epochs, self.max_samples, self.time_budget = cv, epochs, max_samples, time_budget
         self.random_state, self.verbose = random_state, verbose
