@@ -2,6 +2,7 @@
 
 import warnings
 
+import numpy as np
 import pytest
 
 from skllm import TransformerEmbedder
@@ -174,10 +175,13 @@ def test_an_unpickled_model_whose_folder_is_gone_names_it(tiny_bert, tiny_llama,
 
     monkeypatch.chdir(tmp_path)  # the folder is named relative to here, as a user's "models/enc"
     model, _, _ = _fitted_on_a_copy(kind, tiny_bert, tiny_llama, "enc", texts)
+    before = model.predict(texts[0][:2])
     saved = pickle.dumps(model)
     shutil.move("enc", "elsewhere")
-    with pytest.raises(FileNotFoundError, match=r"'enc' was a local folder when this model was fitted, and there is"):
+    with pytest.raises(FileNotFoundError, match=r"'enc' was a local folder .* or set model_name to where"):
         pickle.loads(saved).predict(texts[0][:2])
+    # Told where the folder is now (the same files), the model predicts as it did.
+    np.testing.assert_array_equal(pickle.loads(saved).set_params(model_name="elsewhere").predict(texts[0][:2]), before)
     # Named by its absolute path, as a folder usually is: a FileNotFoundError too (and a ValueError at fit).
     model, _, _ = _fitted_on_a_copy(kind, tiny_bert, tiny_llama, str(tmp_path / "abs"), texts)
     saved = pickle.dumps(model)

@@ -96,8 +96,11 @@ class HeadTuning(FineTuningMethod):
 
         from ._inputs import FeatureInputs
 
+        embedder = estimator.embedder_
+        if embedder.model_name != estimator.model_name:  # the folder moved: the estimator took its new place
+            embedder.set_params(model_name=estimator.model_name)
         with warnings.catch_warnings(record=not warn):
-            return FeatureInputs(estimator.embedder_.transform(texts))
+            return FeatureInputs(embedder.transform(texts))
 
     def build_network(self, backbone, n_outputs, pooling):
         """The output layers alone: the backbone's features come from the cache."""
