@@ -119,6 +119,15 @@ def test_bad_input_files_get_clear_messages_and_exit_2(tmp_path, content, args, 
     assert message in capsys.readouterr().err
 
 
+def test_the_command_warns_of_quotes_csv_drops(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text('review,sentiment\n"The Matrix" is great,pos\nbad,neg\n')
+    argv = ["compare", str(path), "--text", "review", "--label", "sentiment", "--out", str(tmp_path / "o")]
+    with pytest.warns(SkllmWarning, match=r"line\(s\) \[2\]: a field starts with a quote"):
+        with pytest.raises(SystemExit):  # then too few texts for 5 folds: stopped before any model runs
+            main(argv)
+
+
 def test_an_llm_url_without_its_scheme_is_refused_before_anything_runs(tmp_path, capsys):
     path = tmp_path / "data.csv"
     path.write_text("review,sentiment\nok,pos\nbad,neg\n")

@@ -12,6 +12,7 @@ from sklearn.model_selection import GridSearchCV
 
 import skllm
 from skllm import FineTuneClassifier, FineTuneGenerator, FineTuneRegressor, PreferenceTuner, RewardModel
+from skllm._training import validation_split as base_split
 from skllm.exceptions import NonFiniteLossError
 
 X = ["great film", "awful film", "loved it", "hated it"] * 3
@@ -518,3 +519,20 @@ def test_early_stopping_keeps_a_text_of_every_class_in_training():
         assert set(few[train]) == set("abc") and len(valid) == 1
     with pytest.raises(ValueError, match=r"validation_fraction=0.5: .* each the only one of their class"):
         validation_split(np.arange(2), 0.5, 0, np.array(["a", "b"]))
+
+
+def test_a_classifier_with_early_stopping_trains_on_every_class(tiny_bert, cache_dir, monkeypatch):
+    import skllm._finetune_base as base
+
+    # As a user reaches the split: 3 of 10 texts held out for 4 classes (seed 0 held out both 'c' texts).
+    splits = []
+    monkeypatch.setattr(base, "validation_split", lambda *a, **k: splits.append(base_split(*a, **k)) or splits[-1])
+    X_ = ["great film", "loved it", "awful film", "hated it", "dull story", "boring and long",
+          "fun story", "good acting", "best movie", "funny and great"]  # fmt: skip
+    y = ["a", "a", "b", "b", "c", "c", "d", "d", "d", "d"]
+    FineTuneClassifier(
+        tiny_bert, method="head", epochs=1, max_length=16, cache_dir=cache_dir, early_stopping=True,
+        validation_fraction=0.3, random_state=0,
+    ).fit(X_, y)  # fmt: skip
+    ((train, valid),) = splits
+    assert {y[i] for i in train} == set("abcd") and len(valid) == 3
