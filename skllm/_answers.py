@@ -19,8 +19,31 @@ def normalize(text):
 # The least probability left to the classes no listed token names (log 1e-12 = -27.6).
 MIN_LEFT = 1e-12
 
-# Words that rule out the wording they precede ("not positive"): such an answer names no class.
-NEGATIONS = ("not", "no", "isn t", "isnt", "never", "neither", "nor", "hardly", "without")
+# Words that rule out the wording they precede ("not positive", "not really positive", "non-toxic"):
+# such an answer names no class.
+NEGATIONS = ("not", "no", "non", "isn t", "isnt", "never", "neither", "nor", "hardly", "without")
+# Words that may stand between a negation and the wording it rules out ("not really positive", "not a spam").
+_FILLERS = (
+    "a",
+    "an",
+    "the",
+    "really",
+    "very",
+    "so",
+    "too",
+    "quite",
+    "that",
+    "exactly",
+    "entirely",
+    "completely",
+    "totally",
+    "particularly",
+    "especially",
+    "necessarily",
+    "overly",
+    "at all",
+)
+_NEGATED = r"\b(?:{})(?: (?:" + "|".join(_FILLERS) + r"))? {}\b"
 
 
 def parse_label(answer, words):
@@ -30,7 +53,10 @@ def parse_label(answer, words):
     the answer starts with, or that starts with the answer (a cut answer such
     as ``"neg"``), unless it names another class too; else the one wording it
     contains as whole words ("The review is positive."), a wording contained
-    in a longer one that also matches counting as that one.
+    in a longer one that also matches counting as that one. None where a
+    negation rules a wording out ("Not positive.", "not really positive",
+    "non-toxic", "It isn't spam." with classes ``spam`` and ``not spam``),
+    unless the negated phrase is itself a wording that the answer says.
     """
     text = normalize(answer)
     norms = [normalize(w) for w in words]
@@ -40,14 +66,14 @@ def parse_label(answer, words):
     if len(exact) == 1:
         return exact[0]
     padded = f" {text} "
-    negated = [
-        w
-        for w in norms
-        if w
-        and any(f" {n} {w} " in padded for n in NEGATIONS)
-        and not any(f" {n} {w} " in f" {v} " for n in NEGATIONS for v in norms)  # "not spam" may be a wording
-    ]
-    if negated:
+    # A wording that holds a negation ("not spam") is no negation of another ("spam") where the answer says
+    # it; elsewhere ("it isn't spam") the negation counts.
+    masked = padded
+    for v in sorted(norms, key=len, reverse=True):
+        if v and any(re.search(_NEGATED.format(n, re.escape(w)), v) for n in NEGATIONS for w in norms if w and w != v):
+            masked = re.sub(rf"\b{re.escape(v)}\b", "|", masked)
+    negations = "|".join(NEGATIONS)
+    if any(w and re.search(_NEGATED.format(negations, re.escape(w)), masked) for w in norms):
         return None  # "Not positive." names a class it rules out
     inside = [i for i, w in enumerate(norms) if w and f" {w} " in padded]
     # "very positive" contains "positive": the longer wording is the answer.

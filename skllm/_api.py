@@ -147,7 +147,10 @@ class OpenAIChat(BaseEstimator):
     max_concurrency : int, default=4
         Requests in flight at once.
     timeout : float, default=60.0
-        Seconds one request may take before it is retried.
+        Seconds a request may wait to connect, or for the next bytes of its
+        answer, before it is retried (the HTTP client's timeouts). It is no
+        limit on a whole answer: one that keeps arriving, however slowly, is
+        waited for.
     max_retries : int, default=5
         Tries after the first, on rate limits (429), server errors (5xx),
         timeouts and lost connections. Other errors (a bad key, an unknown
@@ -387,9 +390,18 @@ class Endpoint:
         self._secret = secret
         self._timeout = float(chat.timeout)
 
-    def follow(self, chat):
-        """Ask with ``chat``'s settings: ``set_params`` may have put in one that differs in the key, timeout..."""
+    def follow(self, chat, cache_dir):
+        """Ask with ``chat``'s settings and cache under ``cache_dir``: ``set_params`` may have changed either.
+
+        A new ``chat`` may differ in the key, timeout... (what fit computed does
+        not depend on them); a new ``cache_dir`` (None: no cache) is used from now on.
+        """
+        from ._cache import ResponseCache, resolve_cache_dir
+
         self.chat = chat
+        root = resolve_cache_dir(cache_dir)
+        if root != (None if self.cache is None else self.cache.root):
+            self.cache = ResponseCache(root) if root is not None else None
 
     def _refresh(self):
         """Check the settings again and rebuild the client where the key or timeout changed (``set_params``).
@@ -456,8 +468,13 @@ class Endpoint:
                     return None
         return None
 
-    def ask(self, conversations, *, max_tokens, logprobs=None, desc="requests"):
+    def ask(self, conversations, *, max_tokens, logprobs=None, desc="requests", part_of=None):
         """The answer to each conversation (a list of chat messages), and the usage of this call.
+
+        ``part_of``: ``(first, total, what)`` where the conversations are those
+        from ``first`` on of ``total`` prompts that ``what`` describes (an
+        error names the failed one's position among them); by default, the
+        rows of X.
 
         An answer is a dict: ``text``, ``top_logprobs`` (the first token's
         ``(token, logprob)`` alternatives, or None) and the request's
@@ -524,10 +541,10 @@ class Endpoint:
             pool.shutdown(wait=True, cancel_futures=True)
         if failure:
             exc, rows = failure[0]
-            raise self._failure(exc, rows, conversations, usage, len(todo), cacheable) from None
+            raise self._failure(exc, rows, conversations, usage, len(todo), cacheable, part_of) from None
         return answers, usage
 
-    def _failure(self, exc, rows, conversations, usage, n_todo, cached):
+    def _failure(self, exc, rows, conversations, usage, n_todo, cached, part_of=None):
         done = usage["requests"]
         retry, retry_after = _retryable(exc)
         if retry:
@@ -550,16 +567,17 @@ class Endpoint:
             content = str(conversations[rows[0]])
         shown = " ".join(content.split())
         shown = shown if len(shown) <= 80 else "..." + shown[-77:]
+        first, total, what = part_of or (0, len(conversations), "this call (in the order given: the row of X)")
+        rows = [first + r for r in rows]
         which = f"prompt {rows[0]}" if len(rows) == 1 else f"prompts {rows[:10]} (the same prompt)"
         return APIRequestError(
             f"The chat endpoint {self.url} (model {self.chat.model!r}) failed {after}: {self._said(exc)}, "
-            f"on {which} of the {len(conversations)} of this call (in the order given: the row of X where each "
-            f"row is one prompt), which ends {shown!r}.{hint} {done} of {n_todo} prompts were answered before it "
-            f"stopped{earlier}.{kept}",
+            f"on {which} of the {total} of {what}, which ends {shown!r}.{hint} {done} of {n_todo} prompts were "
+            f"answered before it stopped{earlier}.{kept}",
             n_done=done,
             n_total=n_todo,
             usage=usage,
-            rows=list(rows),
+            rows=rows,
         )
 
 

@@ -162,7 +162,9 @@ class FewShotGenerator(LMEstimator):
         return self.max_length_ - self.max_new_tokens
 
     def _check_budget(self):
-        prompt_budget(self.max_length_, self.max_new_tokens)
+        # An endpoint tokenizes and limits lengths itself: max_length does not apply to it.
+        if not self._prompts_api:
+            prompt_budget(self.max_length_, self.max_new_tokens)
 
     def _check_prompt_params(self):
         """Check what prompting reads (fit, and predict: it may be set after fit); return the template."""

@@ -191,13 +191,19 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
         )
         return ids, n_examples, cut
 
-    def _ask(self, prompts, *, max_tokens, logprobs=None):
-        """The endpoint's answers to ``prompts`` (chat messages); the usage is added to ``usage_``."""
+    def _ask(self, prompts, *, max_tokens, logprobs=None, part_of=None):
+        """The endpoint's answers to ``prompts`` (chat messages); the usage is added to ``usage_``.
+
+        ``part_of``: what the prompts are, for an error to name the failed one (see ``Endpoint.ask``).
+        """
         chat = self.model_name
-        self.model_.follow(chat)  # set_params may have swapped it for one with another key or timeout
+        # set_params may have swapped it for one with another key or timeout, or changed cache_dir.
+        self.model_.follow(chat, self.cache_dir)
         # usage_ is replaced, never updated in place: a shallow copy of the estimator counts its own requests.
         try:
-            answers, usage = self.model_.ask(prompts, max_tokens=chat.max_tokens or max_tokens, logprobs=logprobs)
+            answers, usage = self.model_.ask(
+                prompts, max_tokens=chat.max_tokens or max_tokens, logprobs=logprobs, part_of=part_of
+            )
         except APIRequestError as exc:
             self.usage_ = add_usage(dict(self.usage_), exc.usage)  # those answered before the failure are billed
             raise

@@ -16,7 +16,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.utils.extmath import softmax
 from sklearn.utils.validation import check_is_fitted
 
-from ._answers import class_logprobs, normalize, parse_label, starts_like
+from ._answers import MIN_LEFT, class_logprobs, normalize, parse_label, starts_like
 from ._api import CLASSIFIER_MAX_TOKENS, UNPARSED_CHOICES
 from ._device import autocast
 from ._lm import LMEstimator, cache_kwarg, check_template, output_cache
@@ -214,18 +214,19 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             self.label_prior_ = np.maximum(prior, CALIBRATION_PRIOR_FLOOR)
 
     # -- scoring ---------------------------------------------------------------------------
-    def _api_scores(self, prompts):
+    def _api_scores(self, prompts, part_of=None):
         """The endpoint's answers as class scores: ``(scores, from_logprobs, unparsed rows, answer texts, returned)``.
 
         ``returned``: whether each answer came with log-probabilities at all.
 
         A row is the classes' log-probabilities when the answer came with
         them (:func:`~skllm._api.class_logprobs`), else 0 for the class its
-        text names (:func:`~skllm._api.parse_label`) and -inf for the others;
-        an unparsed row is all -inf.
+        text names (:func:`~skllm._api.parse_label`) and log(1e-12) for the
+        others: finite, so that a binary ``decision_function`` stays finite
+        for ranking scorers (``"roc_auc"``). An unparsed row is all log(1e-12).
         """
-        answers = self._ask(prompts, max_tokens=CLASSIFIER_MAX_TOKENS)
-        scores = np.full((len(prompts), len(self.label_words_)), -np.inf)
+        answers = self._ask(prompts, max_tokens=CLASSIFIER_MAX_TOKENS, part_of=part_of)
+        scores = np.full((len(prompts), len(self.label_words_)), np.log(MIN_LEFT))
         from_logprobs = np.zeros(len(prompts), dtype=bool)
         unparsed = []
         for i, answer in enumerate(answers):
@@ -257,11 +258,13 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         """
         if not self.model_name.logprobs or not prompts:
             return None, None
-        scores, from_logprobs, _, _, returned = self._api_scores(prompts[:1])
+        # An error names the failed prompt among these, which are no rows of X.
+        what = f"the calibration prompts of fit (calibration={self.calibration!r}; no rows of X)"
+        scores, from_logprobs, _, _, returned = self._api_scores(prompts[:1], part_of=(0, len(prompts), what))
         if not returned[0]:
             return None, None
         if len(prompts) > 1:
-            rest, rest_from_logprobs, _, _, _ = self._api_scores(prompts[1:])
+            rest, rest_from_logprobs, _, _, _ = self._api_scores(prompts[1:], part_of=(1, len(prompts), what))
             scores, from_logprobs = np.vstack([scores, rest]), np.concatenate([from_logprobs, rest_from_logprobs])
         return (scores[from_logprobs], from_logprobs) if from_logprobs.any() else (None, None)
 
@@ -406,7 +409,7 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         With an :class:`~skllm.OpenAIChat`, the log-probability of the
         answer's first token for each class when the endpoint returns them;
         for an answer read as text, 0 for the class it names (or the fallback
-        class of ``unparsed``) and -inf for the others.
+        class of ``unparsed``) and log(1e-12) = -27.6 for the others.
         """
         scores = self._class_scores(X)
         return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from chat_servers import FakeChat, sentiment
 from sklearn.base import clone
+from sklearn.metrics import get_scorer
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.utils import estimator_checks as ec
 
@@ -61,6 +62,9 @@ def _no_env_key(monkeypatch):
         ("", None),
         ("Not positive.", None),  # a class it rules out
         ("It isn't negative at all", None),
+        ("Not really positive.", None),  # a negation, a filler, the wording
+        ("non-negative", None),
+        ("No doubt, positive.", 0),  # "doubt" is no filler: the negation is of something else
     ],
 )
 def test_answers_map_to_one_class_or_none(answer, expected):
@@ -88,6 +92,10 @@ def test_class_logprobs_sum_the_tokens_that_start_each_wording():
 def test_a_negated_wording_that_is_itself_a_class_is_that_class():
     assert parse_label("It is not spam.", ["not spam", "spam"]) == 0
     assert parse_label("spam", ["not spam", "spam"]) == 1
+    # Other negations of "spam" are not the wording "not spam": they name no class.
+    for answer in ("It isn't spam.", "This is no spam.", "Never spam.", "Not really spam"):
+        assert parse_label(answer, ["not spam", "spam"]) is None, answer
+    assert parse_label("Definitely not spam, not spam!", ["not spam", "spam"]) == 0
 
 
 def test_the_answered_token_must_count_for_one_class_or_its_alternatives_say_nothing():
@@ -236,8 +244,13 @@ def test_zero_shot_reads_text_answers_and_caches_them(fake_chat, tmp_path):
     assert clf.label_prior_ is None and clf.calibrated_on_ is None
     assert fake_chat.answered == 1
     assert clf.predict(X).tolist() == Y
-    # Answers read as text: one-hot probabilities (classes_ is ["neg", "pos"]).
-    np.testing.assert_array_equal(clf.predict_proba(X), [[0.0, 1.0] if v == "pos" else [1.0, 0.0] for v in Y])
+    # Answers read as text: one-hot probabilities to 1e-12 (classes_ is ["neg", "pos"]), and a finite
+    # decision_function that ranking scorers read.
+    np.testing.assert_allclose(
+        clf.predict_proba(X), [[0.0, 1.0] if v == "pos" else [1.0, 0.0] for v in Y], rtol=0, atol=1e-11
+    )
+    np.testing.assert_allclose(clf.decision_function(X), [27.631 if v == "pos" else -27.631 for v in Y], atol=1e-3)
+    assert get_scorer("roc_auc")(clf, X, Y) == 1.0
     assert clf.n_unparsed_ == 0
     sent = fake_chat.answered
     assert sent == len(set(X))  # the probe was one of X
@@ -246,6 +259,18 @@ def test_zero_shot_reads_text_answers_and_caches_them(fake_chat, tmp_path):
     clone(clf).fit(X, Y).predict(X)
     assert fake_chat.answered == sent
     assert clf.usage_["requests"] == sent and clf.usage_["cached"] > 0 and clf.usage_["prompt_tokens"] > 0
+
+
+def test_cache_dir_set_after_fit_is_the_one_used(fake_chat, tmp_path):
+    clf = ZeroShotClassifier(_chat(fake_chat), classes=["neg", "pos"], cache_dir=str(tmp_path / "a")).fit()
+    clf.predict(X)
+    sent, n = fake_chat.answered, len(set(X))
+    clf.set_params(cache_dir=None).predict(X)  # no cache: every text asked again
+    assert fake_chat.answered == sent + n
+    clf.set_params(cache_dir=str(tmp_path / "b")).predict(X)
+    assert fake_chat.answered == sent + 2 * n and (tmp_path / "b" / "responses").is_dir()
+    clf.predict(X)  # answered from the new cache
+    assert fake_chat.answered == sent + 2 * n
 
 
 def test_logprobs_give_calibrated_probabilities(tmp_path):
@@ -368,6 +393,10 @@ def test_few_shot_and_generation_send_demonstrations_as_turns(fake_chat, tmp_pat
     gen = FewShotGenerator(_chat(fake_chat), n_examples=1, max_new_tokens=5, cache_dir=str(tmp_path))
     assert gen.fit(["hund"], ["dog"]).predict(["katze"]).tolist() == ["KATZE"]
     assert json_params(fake_chat.bodies[-1])["max_tokens"] == 5
+    # max_length is the local model's: an endpoint's answer may be longer, at fit and after it.
+    gen.set_params(max_new_tokens=2000).fit(["hund"], ["dog"]).predict(["maus"])
+    gen.set_params(max_new_tokens=3000).predict(["hase"])
+    assert json_params(fake_chat.bodies[-1])["max_tokens"] == 3000
 
 
 def json_params(body):
@@ -706,9 +735,25 @@ def test_a_refused_request_names_its_prompt():
     try:
         clf = ZeroShotClassifier(_chat(server, max_concurrency=1), classes=["neg", "pos"], calibration=None)
         clf.set_params(cache_dir=None).fit()
-        with pytest.raises(APIRequestError, match=r"BadRequestError 400.*on prompt 1 of the 6 of this call") as e:
+        with pytest.raises(
+            APIRequestError,
+            match=r"BadRequestError 400.*on prompt 1 of the 6 of this call \(in the order given: the row of X\)",
+        ) as e:
             clf.predict(X)
         assert e.value.rows == [1] and "awful film" in str(e.value)
+    finally:
+        server.close()
+
+
+def test_a_refused_calibration_request_names_its_place_among_the_calibration_prompts():
+    # calibration="batch" sends the texts of fit, one first (does the endpoint return log-probabilities?)
+    # and then the rest: the refused "awful film" is the second of the six, which are no rows of X.
+    server = _RefusesOne(logprobs=lambda messages: [("pos", -0.1), ("neg", -2.5)])
+    try:
+        clf = ZeroShotClassifier(_chat(server, max_concurrency=1), calibration="batch", cache_dir=None)
+        with pytest.raises(APIRequestError, match=r"on prompt 1 of the 6 of the calibration prompts of fit") as e:
+            clf.fit(X, Y)
+        assert e.value.rows == [1] and "awful film" in str(e.value) and "row of X" not in str(e.value)
     finally:
         server.close()
 
