@@ -112,7 +112,11 @@ def _stable_repr(value):
     holds its memory address by its type (a loaded copy of the estimator would otherwise differ)."""
     if callable(value) and hasattr(value, "__qualname__") and not isinstance(value, type):
         return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
-    shown = repr(value)
+    from sklearn import config_context
+
+    # An estimator's repr follows scikit-learn's display settings: recorded and compared under the default.
+    with config_context(print_changed_only=True):
+        shown = repr(value)
     return f"<{type(value).__qualname__}>" if " at 0x" in shown else shown
 
 

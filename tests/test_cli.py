@@ -48,7 +48,7 @@ def run(data, out, tiny_bert, tiny_llama, cache, *extra):
     )
 
 
-def test_cli_end_to_end_and_resume(data_file, tmp_path, tiny_bert, tiny_llama, cache_dir, capsys):
+def test_cli_end_to_end_and_resume(data_file, tmp_path, tiny_bert, tiny_llama, cache_dir, capsys, monkeypatch):
     out = tmp_path / "out"
     code = run(data_file, out, tiny_bert, tiny_llama, cache_dir, "--methods", "logreg", "lora", "zero-shot")
     assert code == 0
@@ -69,6 +69,17 @@ def test_cli_end_to_end_and_resume(data_file, tmp_path, tiny_bert, tiny_llama, c
     printed = capsys.readouterr().out
     assert "reused 2 of 2 row(s)" in printed
     assert pd.read_csv(out / "results.csv")["status"].tolist() == ["reused", "reused"]
+    # Stopped while writing (Ctrl-C at the plot): no earlier run's model is left beside the new table.
+    from skllm._compare import report
+
+    def interrupted(table, path):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(report, "plot", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run(data_file, out, tiny_bert, tiny_llama, cache_dir, "--methods", "logreg")
+    assert (out / "results.csv").exists() and not (out / "best_model.joblib").exists()
     # A run where every method fails leaves no model or plot of an earlier run beside its results.
     assert run(data_file, out, tiny_bert, "no-such-org/no-such-model", cache_dir, "--methods", "zero-shot") == 1
     assert pd.read_csv(out / "results.csv")["status"].tolist() == ["failed"]
@@ -186,6 +197,9 @@ def test_cells_are_read_as_written(tmp_path):
     array = tmp_path / "data.json"  # an array of records under .json
     array.write_text('[{"review": "ok", "sentiment": 1}, {"review": "bad", "sentiment": 0}]')
     assert read_table(array)["sentiment"].tolist() == [1, 0]
+    decimals = tmp_path / "decimals.jsonl"  # JSON numbers as printed: 0.3 is no 0.30000000000000004
+    decimals.write_text("".join(f'{{"review": "r{i}", "score": {v}}}\n' for i, v in enumerate(["0.3", "0.7", "1.7"])))
+    assert [str(v) for v in read_table(decimals)["score"]] == ["0.3", "0.7", "1.7"]
     tsv = tmp_path / "data.TSV.xz"  # the format from the suffix before the compression's, in any case
     frame.to_csv(tsv, sep="\t", index=False)
     assert read_table(tsv)["sentiment"].tolist() == ["01", "1", "NA"]
@@ -283,6 +297,15 @@ def test_an_out_folder_that_cannot_hold_the_results_exits_2_in_one_line(data_fil
         compare_methods(["a", "b", "c", "d"], ["x", "y", "x", "y"], cv=2, out_dir=out, verbose=0)
 
 
+def test_an_out_folder_whose_results_would_overwrite_the_data_exits_2(data_file, tmp_path, capsys):
+    data = tmp_path / "results.csv"  # a table kept where a run wrote it, compared again in the same folder
+    data.write_bytes(data_file.read_bytes())
+    argv = ["compare", str(data), "--text", "review", "--label", "sentiment", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "would write results.csv over the data file" in capsys.readouterr().err
+    assert data.read_bytes() == data_file.read_bytes()
+
+
 def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "skllm", "compare", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--max-samples" in out.stdout
@@ -370,7 +393,7 @@ def test_plot_shows_quality_against_time_and_against_memory():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from skllm._cli import _figure
+    from skllm._compare.report import figure
 
     table = pd.DataFrame(
         {
@@ -384,7 +407,7 @@ def test_plot_shows_quality_against_time_and_against_memory():
             "status": ["computed", "computed", "reused", "failed"],
         }
     )
-    fig = _figure(table, plt)
+    fig = figure(table, plt)
     time_ax, memory_ax = fig.axes
     assert "fit seconds" in time_ax.get_xlabel()
     assert memory_ax.get_xlabel() == "peak training memory on the CPU, MiB (log scale)"
@@ -395,7 +418,7 @@ def test_plot_shows_quality_against_time_and_against_memory():
     np.testing.assert_allclose(np.asarray(memory_ax.lines[0].get_xdata(), dtype=float), [1.0, 300.0, 1.0])
     plt.close(fig)
     # Without memory columns (a table written before they existed): the time panel only.
-    fig = _figure(table.drop(columns=["fit_memory_bytes", "fit_gpu_memory_bytes"]), plt)
+    fig = figure(table.drop(columns=["fit_memory_bytes", "fit_gpu_memory_bytes"]), plt)
     assert len(fig.axes) == 1
     plt.close(fig)
 
