@@ -67,7 +67,7 @@ class LiveStateMixin:
         for name in self._live_attributes:
             state.pop(name, None)
         state["_skllm_version"] = __version__  # as scikit-learn records its own
-        return state
+        return {name: _encode_bool_keys(value) for name, value in state.items()}
 
     def __setstate__(self, state):
         saved = state.pop("_skllm_version", None)  # None: saved before versions were recorded
@@ -79,7 +79,7 @@ class LiveStateMixin:
                 InconsistentVersionWarning,
                 stacklevel=2,
             )
-        super().__setstate__(state)
+        super().__setstate__({name: _decode_bool_keys(value) for name, value in state.items()})
 
     def _ensure_live(self):
         """Load the live attributes if this fitted estimator was unpickled (or copied without them)."""
@@ -89,6 +89,29 @@ class LiveStateMixin:
 
     def _restore_live(self):
         raise NotImplementedError
+
+
+# A dict with a bool key is saved as its items under this one key: skops (0.16) loads a saved
+# ``False`` key as ``True`` (``bool("False")``), so ``label_words={False: "ham", True: "spam"}``
+# would come back as ``{True: "spam"}``. Pickles take the same way, and read back either form.
+_BOOL_KEYED = "__skllm_bool_keyed_dict__"
+
+
+def _encode_bool_keys(value):
+    if type(value) is not dict:
+        return value
+    items = [(key, _encode_bool_keys(v)) for key, v in value.items()]
+    if any(isinstance(key, (bool, np.bool_)) for key in value):
+        return {_BOOL_KEYED: items}
+    return dict(items)
+
+
+def _decode_bool_keys(value):
+    if type(value) is not dict:
+        return value
+    if list(value) == [_BOOL_KEYED]:
+        return {key: _decode_bool_keys(v) for key, v in value[_BOOL_KEYED]}
+    return {key: _decode_bool_keys(v) for key, v in value.items()}
 
 
 def _snapshot(value):

@@ -289,3 +289,25 @@ def test_every_method_saves_its_trained_tensors_as_arrays(method, tiny_bert, tex
     assert set(_trained_arrays(schema).values()) <= set(entries)
     loaded = sio.load(tmp_path / "m.skops", trusted=skllm.trusted_types())
     np.testing.assert_allclose(loaded.predict_proba(texts[0]), clf.predict_proba(texts[0]), atol=1e-6)
+
+
+def test_dict_parameters_keyed_by_bools_come_back_whole(tiny_llama, tiny_bert, tmp_path, cache_dir):
+    # skops 0.16 alone loads a saved False key as True: {False: "awful", True: "great"} came back {True: "great"}.
+    X = ["great film", "awful film", "loved it", "hated it"] * 2
+    y = np.array([True, False, True, False] * 2)
+    words = {False: "awful", True: "great"}
+    zero = skllm.ZeroShotClassifier(tiny_llama, label_words=words, calibration=None, cache_dir=cache_dir).fit(X, y)
+    weighted = skllm.FineTuneClassifier(
+        tiny_bert, method="head", class_weight={False: 5.0, True: 1.0}, epochs=1, max_length=16, random_state=0
+    ).fit(X, y)
+    for model, name, value in [(zero, "label_words", words), (weighted, "class_weight", {False: 5.0, True: 1.0})]:
+        sio.dump(model, tmp_path / "model.skops")
+        loaded = sio.load(tmp_path / "model.skops", trusted=skllm.trusted_types())
+        assert loaded.get_params()[name] == value
+        np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X))
+        assert joblib.load(_dumped(model, tmp_path)).get_params()[name] == value
+
+
+def _dumped(model, tmp_path):
+    joblib.dump(model, tmp_path / "model.joblib")
+    return tmp_path / "model.joblib"
