@@ -14,7 +14,8 @@ def chunk_spans(text, tokenizer, chunk_size, chunk_overlap):
     ``chunk_overlap`` tokens are shared. A word longer than ``chunk_size`` tokens
     (text written without spaces, as Chinese or Japanese is, or a long URL) is cut
     between its tokens, each piece counting as a word (so that chunks of it share
-    ``chunk_overlap`` tokens too).
+    ``chunk_overlap`` tokens too). Tokens of whitespace only count with the word
+    after them, never as a part of one. A chunk never lies within the one before.
     A text of at most ``chunk_size`` tokens is one chunk, kept whole.
     """
     words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
@@ -22,17 +23,27 @@ def chunk_spans(text, tokenizer, chunk_size, chunk_overlap):
         return [(0, len(text))]
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     tokens = [[] for _ in words]
+    # Tokens of whitespace only (a byte-level BPE's "Ċ" and "ĠĠ" runs between paragraphs), counted with the
+    # word after them: never a part of a word, so they never make one look too long to keep whole.
+    gaps = [0] * len(words)
     starts = np.array([w[0] for w in words])
     for begin, end in enc["offset_mapping"]:
-        if end > begin:
-            tokens[max(0, np.searchsorted(starts, begin, side="right") - 1)].append((begin, end))
-    if sum(max(len(t), 1) for t in tokens) <= chunk_size:
+        if end <= begin:
+            continue
+        piece = text[begin:end]
+        space = len(piece) - len(piece.lstrip())  # a byte-level BPE's "Ġword" begins at the space before it
+        if space == len(piece):
+            gaps[min(int(np.searchsorted(starts, begin, side="right")), len(words) - 1)] += 1
+        else:
+            tokens[max(0, np.searchsorted(starts, begin + space, side="right") - 1)].append((begin + space, end))
+    if sum(max(len(t), 1) for t in tokens) + sum(gaps) <= chunk_size:
         return [(0, len(text))]
-    pieces, counts = [], []
-    for (start, stop), spans in zip(words, tokens):
+    pieces, counts, spaces = [], [], []  # each piece's tokens, and those of the whitespace before it
+    for (start, stop), spans, gap in zip(words, tokens, gaps):
         if len(spans) <= chunk_size:
             pieces.append((start, stop))
             counts.append(max(len(spans), 1))
+            spaces.append(gap)
             continue
         # Cut where a token begins (kept inside the word: a SentencePiece token can begin at the space
         # before it); tokens that begin at one character (bytes of one character) stay in one piece.
@@ -42,20 +53,27 @@ def chunk_spans(text, tokenizer, chunk_size, chunk_overlap):
         n_tokens = np.diff(np.searchsorted(begins, [*bounds[:-1], stop + 1], side="left"))
         pieces += list(itertools.pairwise(bounds))
         counts += np.maximum(n_tokens, 1).tolist()
-    words, counts = pieces, np.array(counts, dtype=np.int64)
+        spaces += [gap] + [0] * (len(n_tokens) - 1)
+    words = pieces
     spans, first = [], 0
     while first < len(words):
+        # A chunk starts at its first word: the whitespace before that word is not in it.
         last, total = first, counts[first]
-        while last + 1 < len(words) and total + counts[last + 1] <= chunk_size:
+        while last + 1 < len(words) and total + spaces[last + 1] + counts[last + 1] <= chunk_size:
             last += 1
-            total += counts[last]
+            total += spaces[last] + counts[last]
         spans.append((words[first][0], words[last][1]))
         if last + 1 >= len(words):
             break
-        # Step back over at most chunk_overlap tokens, always moving forward.
+        # Step back over at most chunk_overlap tokens, always moving forward, and no further than leaves
+        # room for the word after this chunk (else the next chunk would lie within this one).
         nxt, shared = last + 1, 0
-        while nxt - 1 > first and shared + counts[nxt - 1] <= chunk_overlap:
+        after = spaces[last + 1] + counts[last + 1]
+        while nxt - 1 > first:
+            step = counts[nxt - 1] + (spaces[nxt] if nxt <= last else 0)
+            if shared + step > chunk_overlap or shared + step + after > chunk_size:
+                break
             nxt -= 1
-            shared += counts[nxt]
+            shared += step
         first = nxt
     return spans

@@ -90,7 +90,10 @@ def strip_latin_accents(text):
     "か", "パ" and "バ" (a voicing mark), "й" and "и". Here a mark is dropped only
     after a Latin letter, and what remains is composed again (NFC), so "が" is
     one character, as typed. The compatibility forms (full-width "Ａ",
-    half-width "ｶﾞ") are still read as their plain letters.
+    half-width "ｶﾞ", the mathematical bold "𝐁", "™") are still read as their
+    plain letters, in lower case: the vectorizer lower-cases before this runs, and
+    "𝐁" has no lower case of its own, so it would stay the "B" that no lower-cased
+    query matches.
     """
     if text.isascii():
         return text
@@ -101,7 +104,7 @@ def strip_latin_accents(text):
         elif base and _is_latin(base):
             continue
         kept.append(char)
-    return unicodedata.normalize("NFC", "".join(kept))
+    return unicodedata.normalize("NFC", "".join(kept)).lower()
 
 
 @functools.lru_cache(maxsize=4096)

@@ -66,6 +66,23 @@ def test_text_without_spaces_is_cut_between_tokens(embedder):
     assert hits[0].chunk.endswith("and then some words")
 
 
+def test_whitespace_tokens_of_a_byte_level_bpe_cut_no_word(tiny_llama):
+    # GPT-2-style tokenizers give runs of spaces and line breaks tokens of their own, and a word's token
+    # begins at the space before it: neither is a part of the word before.
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    text = " \n" * 30 + "call me at storytime" + "  " * 40 + "thanks" + " \n" * 30 + "see you later ok"
+    spans = chunk_spans(text, tok, 12, 2)  # "call me at storytime" is 9 tokens
+    assert [text[a:b] for a, b in spans] == ["call me at storytime", "thanks", "see you later ok"]
+    # A long word after a chunk: the next chunk steps back no further than leaves room for it, so that
+    # it never lies within the chunk before.
+    text = "see you later ok " + "qz" * 8
+    spans = chunk_spans(text, tok, 10, 4)
+    assert all(b > a for (_, a), (_, b) in itertools.pairwise(spans))
+    assert spans[-1][1] == len(text) and spans[0][0] == 0
+
+
 def test_bm25_reads_chinese_and_japanese_characters_as_words():
     from skllm._lexical import BM25
 
@@ -89,6 +106,9 @@ def test_bm25_strips_the_accents_of_latin_letters_only():
         assert ranked[0][0] == 1 and scores[0][0] > 0 and scores[0][1:].tolist() == [0, 0]
     scores, ranked = BM25(["ﾊﾟﾄ", "ﾊﾞﾄ"]).top(["パト"], 2)  # half-width kana: the same words
     assert ranked[0][0] == 0 and scores[0][0] > 0 and scores[0][1] == 0
+    # Letters with no lower case of their own (mathematical bold and sans) read as the plain lower case.
+    scores = BM25(["𝐁𝐑𝐄𝐀𝐊𝐈𝐍𝐆 news", "𝗙𝗥𝗘𝗘 prize", "ＦＲＥＥ prize", "breaking free"]).scores(["breaking", "FREE"])
+    assert (scores > 0).tolist() == [[True, False, False, True], [False, True, True, True]]
 
 
 def test_fit_query_and_hits(embedder, backend):
