@@ -428,6 +428,7 @@ class FineTuneRegressor(RegressorMixin, _FineTuneBase):
 
     _n_outputs = 1
     _min_validation = 2  # R² of one row is undefined
+    _held_out_targets_vary = True  # R² of equal targets is 0 whatever the predictions
 
     def fit(self, X, y):
         """Fit the model to texts ``X`` and numeric targets ``y``.

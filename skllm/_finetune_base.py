@@ -51,6 +51,7 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
     _load_params = ("model_name", "revision", "method", "pooling", "max_length", "dtype", "device")
     _rows_are = "texts"  # what one row of the training data is, in messages
     _min_validation = 1  # validation rows the validation score needs
+    _held_out_targets_vary = False  # the validation score needs held-out targets of two values (R²)
     _one_output_per_row = True  # the network gives one output row per training row, in order
     _n_outputs = None  # set per task in fit
 
@@ -248,7 +249,7 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
             setattr(self, name, value)
         inputs = self._inputs(texts)
         self.embedding_dim_ = int(backbone.config.hidden_size)
-        train_idx, valid_idx = self._split(len(texts), seed, stratify)
+        train_idx, valid_idx = self._split(len(texts), seed, stratify, targets)
 
         with training_context(seed, device):
             if keep:
@@ -280,13 +281,19 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         release_memory(device)
         return self
 
-    def _split(self, n, seed, stratify):
+    def _split(self, n, seed, stratify, targets):
         """Training and validation rows (``None`` without early stopping)."""
         train_idx = np.arange(n)
         if not self.early_stopping:
             return train_idx, None
         return validation_split(
-            train_idx, self.validation_fraction, seed, stratify, what=self._rows_are, min_valid=self._min_validation
+            train_idx,
+            self.validation_fraction,
+            seed,
+            stratify,
+            what=self._rows_are,
+            min_valid=self._min_validation,
+            varied=targets if self._held_out_targets_vary else None,
         )
 
     def _probe_output_layer(self, network, inputs, texts, targets, rows, class_weights, device):

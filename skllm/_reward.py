@@ -388,7 +388,7 @@ class RewardModel(_FineTuneBase):
             vars(self).pop("_pair_prompts", None)
         return self
 
-    def _split(self, n, seed, stratify):
+    def _split(self, n, seed, stratify, targets):
         """Training and validation pairs; with two prompts or more, every pair of a prompt on one side.
 
         Pairs of one prompt share their responses (ranked lists pair each with
@@ -404,7 +404,7 @@ class RewardModel(_FineTuneBase):
                 return next(split.split(np.arange(n), groups=prompts))
             except ValueError:  # too few prompts for this fraction: split the pairs
                 pass
-        return super()._split(n, seed, stratify)
+        return super()._split(n, seed, stratify, targets)
 
     def _rewards(self, items, *, warn=True):
         """Rewards of ``(prompt, response)`` items, float64, in their order."""

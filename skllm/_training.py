@@ -55,7 +55,7 @@ from .exceptions import NonFiniteLossError
 logger = logging.getLogger(__name__)
 
 
-def validation_split(rows, fraction, seed, stratify=None, what="texts", min_valid=1):
+def validation_split(rows, fraction, seed, stratify=None, what="texts", min_valid=1, varied=None):
     """``(training rows, validation rows)`` for early stopping: ``fraction`` of ``rows`` held out.
 
     Stratified by ``stratify`` where every class can be. A class of one row is
@@ -65,7 +65,10 @@ def validation_split(rows, fraction, seed, stratify=None, what="texts", min_vali
     held out than classes), every class still keeps a row to train on
     (:func:`_train_on_every_class`). A split that leaves no row to train on, or fewer
     than ``min_valid`` to score (R² needs 2), is a ``ValueError`` naming
-    ``validation_fraction``.
+    ``validation_fraction``. ``varied``: targets (aligned with ``rows``) of which the held-out
+    rows must hold two values where the rows do (R² of equal targets is 0 whatever the
+    predictions: early stopping would stop on nothing); a held-out row is swapped for a
+    training row of another value where they do not.
     """
     n_valid = math.ceil(fraction * len(rows))  # as train_test_split counts them
     if len(rows) - n_valid < 1:
@@ -80,7 +83,8 @@ def validation_split(rows, fraction, seed, stratify=None, what="texts", min_vali
             f"validation_fraction, or early_stopping=False."
         )
     if stratify is None:
-        return split_rows(rows, fraction, seed)
+        train, valid = split_rows(rows, fraction, seed)
+        return (train, valid) if varied is None else _held_out_varies(train, valid, dict(zip(rows, varied)), seed)
     rows, stratify = np.asarray(rows), np.asarray(stratify)
     values, counts = np.unique(stratify, return_counts=True)
     lone = np.isin(stratify, values[counts < 2])
@@ -121,6 +125,21 @@ def _train_on_every_class(train, valid, class_of, seed, min_valid, fraction, wha
             f"class, or early_stopping=False."
         )
     return np.asarray(train), np.asarray(valid)
+
+
+def _held_out_varies(train, valid, value_of, seed):
+    """``train`` and ``valid``, a held-out row swapped for a training row of another value if all held out are equal."""
+    first = value_of[valid[0]]
+    if any(value_of[r] != first for r in valid):
+        return train, valid
+    others = [i for i, r in enumerate(train) if value_of[r] != first]
+    if not others:  # every target the same: nothing to swap
+        return train, valid
+    rng = np.random.RandomState(seed)
+    train, valid = np.array(train), np.array(valid)
+    i, j = others[rng.randint(len(others))], rng.randint(len(valid))
+    train[i], valid[j] = valid[j], train[i]
+    return train, valid
 
 
 def split_rows(rows, test_size, seed, stratify=None):

@@ -536,3 +536,27 @@ def test_a_classifier_with_early_stopping_trains_on_every_class(tiny_bert, cache
     ).fit(X_, y)  # fmt: skip
     ((train, valid),) = splits
     assert {y[i] for i in train} == set("abcd") and len(valid) == 3
+
+
+def test_a_regressor_holds_out_targets_of_two_values_where_it_has_them(tiny_bert, cache_dir, monkeypatch):
+    import skllm._finetune_base as base
+
+    # 18 of 24 targets equal: a plain split held out 3 rows of 5.0 for random_state 1, 2 and 5 of 0-5, and
+    # R² (0 for equal targets, whatever the predictions) stopped the fit on nothing.
+    y = np.array([5.0] * 18 + [1, 2, 3, 4, 2, 1])
+    for seed in range(30):
+        train, valid = base_split(np.arange(24), 0.1, seed, varied=y)
+        assert len(set(y[valid])) >= 2 and len(valid) == 3 and sorted([*train, *valid]) == list(range(24)), seed
+    # Equal targets everywhere: nothing to swap.
+    train, valid = base_split(np.arange(24), 0.1, 0, varied=np.zeros(24))
+    assert len(valid) == 3 and len(train) == 21
+    # As a user reaches it: the regressor's split holds out targets that vary.
+    splits = []
+    monkeypatch.setattr(base, "validation_split", lambda *a, **k: splits.append(base_split(*a, **k)) or splits[-1])
+    X_ = [f"great film {i}" for i in range(24)]
+    FineTuneRegressor(
+        tiny_bert, method="head", epochs=1, max_length=16, cache_dir=cache_dir, early_stopping=True,
+        validation_fraction=0.1, random_state=1,
+    ).fit(X_, y)  # fmt: skip
+    ((train, valid),) = splits
+    assert len(set(y[valid])) >= 2
