@@ -68,7 +68,7 @@ def test_targets_of_several_lines_are_warned_of_where_answers_stop_at_the_first(
     import skllm
 
     X_, y_ = ["lisbon", "paris", "rome"], ["Portugal\nEurope", "France", "Italy\n"]  # a final line break is one line
-    params = {"epochs": 1, "max_new_tokens": 2} if estimator == "FineTuneGenerator" else {"n_examples": 2}
+    params = {"epochs": 1, "max_new_tokens": 24} if estimator == "FineTuneGenerator" else {"n_examples": 2}
     make = getattr(skllm, estimator)
     with pytest.warns(
         SkllmWarning, match=r"1 of 3 targets span several lines \(positions \[0\]\), but stop_at_newline"
@@ -77,6 +77,17 @@ def test_targets_of_several_lines_are_warned_of_where_answers_stop_at_the_first(
     with warnings.catch_warnings():
         warnings.simplefilter("error", SkllmWarning)
         make(tiny_llama, stop_at_newline=False, random_state=0, **params).fit(X_, y_)
+
+
+def test_targets_longer_than_max_new_tokens_are_warned_of(tiny_llama):
+    X_, y_ = ["good", "bad"], ["great film and fun story", "ok"]  # 6 tokens and 1
+    gen = FineTuneGenerator(tiny_llama, epochs=1, max_new_tokens=3, random_state=0)
+    with pytest.warns(SkllmWarning, match=r"1 of 2 targets \(rows \[0\]\) are longer than max_new_tokens=3 tokens"):
+        gen.fit(X_, y_)
+    longest = len(gen._target_ids(y_[:1])[0]) - 1  # less the end of sequence
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SkllmWarning)
+        gen.set_params(max_new_tokens=longest).fit(X_, y_)
 
 
 def test_special_token_strings_in_a_target_are_learnt_as_text(untrained):
