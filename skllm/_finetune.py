@@ -374,7 +374,7 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
 
         For a multi-label ``y``: one logit per label, shape (n_samples, n_labels).
         """
-        logits = self._raw_outputs(X)
+        logits = self._raw_outputs(X).astype(np.float64)  # as scikit-learn's classifiers return them
         if getattr(self, "multilabel_", False):
             return logits
         return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
@@ -385,7 +385,7 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         For a multi-label ``y``: the probability of each label, shape (n_samples, n_labels);
         a row need not sum to one.
         """
-        logits = self._raw_outputs(X)
+        logits = self._raw_outputs(X).astype(np.float64)  # as scikit-learn's classifiers return them
         return expit(logits) if getattr(self, "multilabel_", False) else softmax(logits)
 
     def predict(self, X):
@@ -474,7 +474,8 @@ class FineTuneRegressor(RegressorMixin, _FineTuneBase):
         mean, scale = self.target_mean_, self.target_scale_
         with np.errstate(over="ignore"):
             kept = self._new_y / scale - mean / scale
-        if not np.isfinite(kept).all():
+        # Trained in float32: the squared errors of a batch must stay finite there too (a bound with room).
+        if not (np.abs(kept) < np.sqrt(np.finfo(np.float32).max) / 1e3).all():
             raise ValueError(
                 f"warm_start=True keeps the previous fit's target scale ({scale:.3g} around {mean:.3g}), at which "
                 f"these targets overflow; fit with warm_start=False."

@@ -258,6 +258,15 @@ def _numeric_targets(y, n_texts, who):
             check_no_missing(values, "y")
         raise ValueError(f"y must be numeric for a regressor: {exc}") from exc
     if y.ndim == 2 and y.shape[1] == 1:
+        from sklearn.exceptions import DataConversionWarning
+
+        # As scikit-learn's regressors: read as its one column, and said (predict returns (n_samples,)).
+        warnings.warn(
+            f"A column-vector y was passed when a 1d array was expected: {who} reads its one column and predicts "
+            f"shape (n_samples,). Pass y.ravel() (or the column itself) to say so.",
+            DataConversionWarning,
+            stacklevel=3,
+        )
         y = y[:, 0]
     if y.ndim == 0:
         raise ValueError(f"{who} needs y as one number per text (a list or 1-D array), got the single value {y}.")

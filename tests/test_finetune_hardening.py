@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from sklearn.exceptions import DataConversionWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 
@@ -91,6 +92,15 @@ def test_regressor_standardises_targets_near_float64_limits(tiny_bert, cache_dir
         assert np.isinf(reg.predict(["a"])).all()
 
 
+@pytest.mark.parametrize("factor", [1e308, 1e40])
+def test_a_warm_start_whose_targets_overflow_at_the_kept_scale_is_refused_by_name(tiny_bert, cache_dir, texts, factor):
+    # 1e40: finite in float64, past float32's range (and its squared errors long before).
+    X, y = texts[0][:8], np.linspace(0.0, 1.0, 8)
+    reg = FineTuneRegressor(**head(tiny_bert, cache_dir), warm_start=True).fit(X, y)
+    with pytest.raises(ValueError, match=r"warm_start=True keeps the previous fit's target scale"):
+        reg.fit(X, y * factor)
+
+
 def test_regressor_constant_and_bad_targets(tiny_bert, cache_dir, texts):
     X = texts[0][:8]
     reg = FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, [4.0] * 8)
@@ -141,8 +151,17 @@ def test_partial_fine_tuning_checks_a_batch_size_set_after_fit(tiny_bert, cache_
 def test_regressor_takes_a_sparse_column_of_targets(tiny_bert, cache_dir, texts):
     X, y = texts[0][:8], np.arange(8.0)
     dense = FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, y).predict(X)
-    sparse = FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, sp.csr_matrix(y[:, None])).predict(X)
+    # A column: read as its values, with scikit-learn's warning (its regressors give it too).
+    with pytest.warns(DataConversionWarning, match="column-vector y"):
+        sparse = FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, sp.csr_matrix(y[:, None])).predict(X)
     np.testing.assert_allclose(sparse, dense)
+    assert sparse.shape == (8,)
+
+
+def test_classifier_scores_are_float64_as_scikit_learns(tiny_bert, cache_dir, texts):
+    clf = FineTuneClassifier(**head(tiny_bert, cache_dir)).fit(*texts)
+    assert clf.predict_proba(texts[0]).dtype == np.float64 and clf.decision_function(texts[0]).dtype == np.float64
+    assert clf.classes_[clf.predict_proba(texts[0]).argmax(axis=1)].tolist() == clf.predict(texts[0]).tolist()
 
 
 def test_a_regressor_validation_split_of_one_text_is_refused_as_r2_needs_two(tiny_bert, cache_dir, texts):
