@@ -156,7 +156,7 @@ def test_validation_accuracy_is_the_kept_epochs_accuracy_on_held_out_prompts(tin
     assert rm.validation_accuracy_ == max(rm.validation_scores_)
     # The split fit made, again: whole prompts are held out.
     rm._pair_prompts = list(PAIRS["prompt"])
-    train, valid = rm._split(len(PAIRS), draw_seed(check_random_state(0)), None)
+    train, valid = rm._split(len(PAIRS), draw_seed(check_random_state(0)), None, None)
     del rm._pair_prompts
     assert len(valid) == 4 and not set(PAIRS["prompt"][train]) & set(PAIRS["prompt"][valid])
     assert rm.score(PAIRS.iloc[valid]) == pytest.approx(rm.validation_accuracy_)
