@@ -5,6 +5,7 @@ log-probabilities of its first token where the endpoint returns them, else
 its text, mapped to a class only when that is unambiguous.
 """
 
+import functools
 import math
 import re
 
@@ -44,6 +45,18 @@ _FILLERS = (
     "at all",
 )
 _NEGATED = r"\b(?:{})(?: (?:" + "|".join(_FILLERS) + r"))? {}\b"
+_NEGATIONS = "|".join(NEGATIONS)
+
+
+@functools.lru_cache(maxsize=64)
+def _negating(norms):
+    """The wordings that hold a negation of another ("not spam" of "spam"), longest first: once per set of classes."""
+    found = [
+        v
+        for v in norms
+        if v and any(w and w != v and re.search(_NEGATED.format(_NEGATIONS, re.escape(w)), v) for w in norms)
+    ]
+    return tuple(sorted(found, key=len, reverse=True))
 
 
 def parse_label(answer, words):
@@ -69,11 +82,9 @@ def parse_label(answer, words):
     # A wording that holds a negation ("not spam") is no negation of another ("spam") where the answer says
     # it; elsewhere ("it isn't spam") the negation counts.
     masked = padded
-    for v in sorted(norms, key=len, reverse=True):
-        if v and any(re.search(_NEGATED.format(n, re.escape(w)), v) for n in NEGATIONS for w in norms if w and w != v):
-            masked = re.sub(rf"\b{re.escape(v)}\b", "|", masked)
-    negations = "|".join(NEGATIONS)
-    if any(w and re.search(_NEGATED.format(negations, re.escape(w)), masked) for w in norms):
+    for v in _negating(tuple(norms)):
+        masked = re.sub(rf"\b{re.escape(v)}\b", "|", masked)
+    if any(w and re.search(_NEGATED.format(_NEGATIONS, re.escape(w)), masked) for w in norms):
         return None  # "Not positive." names a class it rules out
     inside = [i for i, w in enumerate(norms) if w and f" {w} " in padded]
     # "very positive" contains "positive": the longer wording is the answer.
