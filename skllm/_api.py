@@ -391,11 +391,7 @@ class Endpoint:
         self._timeout = float(chat.timeout)
 
     def follow(self, chat, cache_dir):
-        """Ask with ``chat``'s settings and cache under ``cache_dir``: ``set_params`` may have changed either.
-
-        A new ``chat`` may differ in the key, timeout... (what fit computed does
-        not depend on them); a new ``cache_dir`` (None: no cache) is used from now on.
-        """
+        """Ask with ``chat``'s settings (the key, timeout...) and cache under ``cache_dir``, both settable after fit."""
         from ._cache import ResponseCache, resolve_cache_dir
 
         self.chat = chat
@@ -471,10 +467,8 @@ class Endpoint:
     def ask(self, conversations, *, max_tokens, logprobs=None, desc="requests", part_of=None):
         """The answer to each conversation (a list of chat messages), and the usage of this call.
 
-        ``part_of``: ``(first, total, what)`` where the conversations are those
-        from ``first`` on of ``total`` prompts that ``what`` describes (an
-        error names the failed one's position among them); by default, the
-        rows of X.
+        ``part_of``: ``(first, total, what)``: the conversations are those from ``first`` on of ``total``
+        prompts that ``what`` describes, for an error to name the failed one (default: the rows of X).
 
         An answer is a dict: ``text``, ``top_logprobs`` (the first token's
         ``(token, logprob)`` alternatives, or None) and the request's

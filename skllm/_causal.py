@@ -4,7 +4,11 @@ Shared by FineTuneGenerator (supervised fine-tuning) and PreferenceTuner (the
 RL and DPO steps), so that both train, score and generate with one definition.
 """
 
+import warnings
+
 import numpy as np
+
+from .exceptions import SkllmWarning
 
 IGNORE = -100  # label of a position that is not scored (torch cross_entropy's ignore_index)
 
@@ -21,6 +25,20 @@ def check_generative_method(method):
         raise ValueError(
             f"method={method.name!r} does not apply to generation; use one of {generative_methods()} "
             f"or their objects (LoRA(...), FullFineTuning(), PromptTuning(...), BottleneckAdapter(...))."
+        )
+
+
+def warn_long_targets(target_ids, max_new_tokens, ends_with_eos):
+    """Warn where a target is longer than ``max_new_tokens``: the model learns answers that predict then cuts."""
+    lengths = np.array([len(t) - ends_with_eos for t in target_ids])
+    long = np.flatnonzero(lengths > max_new_tokens).tolist()
+    if long:
+        warnings.warn(
+            f"{len(long)} of {len(target_ids)} targets (rows {long[:10]}) are longer than max_new_tokens="
+            f"{max_new_tokens} tokens (the longest: {lengths.max()}): predict cuts its answers there. "
+            f"Raise max_new_tokens (it may be set after fit).",
+            SkllmWarning,
+            stacklevel=3,  # fit's caller
         )
 
 

@@ -9,7 +9,14 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._cache import resolve_cache_dir
-from ._causal import build_example, check_generative_method, mean_token_loss, pad_examples, sequence_loss
+from ._causal import (
+    build_example,
+    check_generative_method,
+    mean_token_loss,
+    pad_examples,
+    sequence_loss,
+    warn_long_targets,
+)
 from ._device import autocast, resolve_device, resolve_dtype, restore_placement
 from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
 from ._lm import check_template
@@ -461,7 +468,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
             seed = draw_seed(rng)
             network = self._setup(method, seed)
             ids, labels = self._examples(texts, targets)
-            self._warn_long_targets(targets)
+            warn_long_targets(self._target_ids(targets), self.max_new_tokens, self.tokenizer_.eos_token_id is not None)
             device = torch.device(self.device_)
             with training_context(seed, device):
                 self._train(network, ids, labels, rng, seed, device)
@@ -469,20 +476,6 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
             self._record_state()
             release_memory(device)
         return self
-
-    def _warn_long_targets(self, targets):
-        """Warn where a target is longer than ``max_new_tokens``: the model learns answers that predict cuts."""
-        eos = self.tokenizer_.eos_token_id is not None
-        lengths = np.array([len(t) - eos for t in self._target_ids(targets)])
-        long = np.flatnonzero(lengths > self.max_new_tokens).tolist()
-        if long:
-            warnings.warn(
-                f"{len(long)} of {len(targets)} targets (rows {long[:10]}) are longer than max_new_tokens="
-                f"{self.max_new_tokens} tokens (the longest: {lengths.max()}): predict cuts its answers there. "
-                f"Raise max_new_tokens (it may be set after fit).",
-                SkllmWarning,
-                stacklevel=3,
-            )
 
     def _train(self, network, ids, labels, rng, seed, device):
         rows = np.arange(len(ids))
