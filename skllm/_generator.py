@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from ._causal import warn_long_targets
 from ._lm import LMEstimator, check_examples_field, check_template
 from ._models import DEFAULT_CAUSAL_LM
 from ._prompting import clean_answer, decode_answer, generate, prompt_budget
@@ -150,6 +151,9 @@ class FewShotGenerator(LMEstimator):
                 check_examples_field(template, self.n_examples)
             self._check_example_template()
             self._check_budget()
+            if self.n_examples and not self._prompts_api:  # answers imitate them (an endpoint counts its own tokens)
+                ids = self.tokenizer_(outputs, add_special_tokens=False)["input_ids"]
+                warn_long_targets(ids, self.max_new_tokens, ends_with_eos=False)
             self.examples_ = list(zip(texts, outputs))
             self.example_selection_ = selection.fit(
                 texts, outputs, n_examples=self.n_examples, random_state=self.random_state

@@ -88,6 +88,9 @@ def test_targets_longer_than_max_new_tokens_are_warned_of(tiny_llama):
     with warnings.catch_warnings():
         warnings.simplefilter("error", SkllmWarning)
         gen.set_params(max_new_tokens=longest).fit(X_, y_)
+    # Few-shot answers imitate their demonstrations: the same warning.
+    with pytest.warns(SkllmWarning, match=r"1 of 2 targets \(rows \[0\]\) are longer than max_new_tokens=3"):
+        FewShotGenerator(tiny_llama, n_examples=1, max_new_tokens=3).fit(X_, y_)
 
 
 def test_special_token_strings_in_a_target_are_learnt_as_text(untrained):
