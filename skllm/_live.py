@@ -35,7 +35,11 @@ class LiveStateMixin:
     def _check_load_params(self):
         loaded = getattr(self, "_loaded_with", None)  # None: pickled before this was recorded
         current = {n: _snapshot(getattr(self, n, None)) for n in loaded or {}}
-        changed = [n for n, v in (loaded or {}).items() if not same_value(current[n], v)]
+        changed = [
+            n
+            for n, v in (loaded or {}).items()
+            if not same_value(self._comparable(n, current[n]), self._comparable(n, v))
+        ]
         if changed == ["model_name"] and self._same_files_at(self.model_name):
             loaded["model_name"] = current["model_name"]  # the folder moved: the fitted files, at a new place
             changed = []
@@ -47,6 +51,10 @@ class LiveStateMixin:
                 f"by fit (the model it loads and how), and take effect at the next fit: call fit again, or set them "
                 f"back."
             )
+
+    def _comparable(self, name, recorded):
+        """A recorded value of ``name`` as it compares with another (a subclass may equate two forms of one value)."""
+        return recorded
 
     def _same_files_at(self, name):
         """Whether ``name`` is a local folder holding the files this estimator was fitted with."""

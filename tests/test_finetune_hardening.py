@@ -137,6 +137,19 @@ def test_warm_start_compares_whole_methods_not_reprs_cut_at_700_characters():
     a, b = BottleneckAdapter(target_modules=modules), BottleneckAdapter(target_modules=other)
     assert repr(a) == repr(b)  # scikit-learn elides the middle
     assert not same_method(a, b) and same_method(a, BottleneckAdapter(target_modules=list(modules)))
+    # A list of names is the same setting as a tuple of them.
+    assert same_method(BottleneckAdapter(target_modules=tuple(modules)), a)
+
+
+def test_a_method_by_name_set_to_its_defaults_after_fit_is_no_change(tiny_bert, cache_dir, texts):
+    from skllm import LoRA
+
+    clf = FineTuneClassifier(**head(tiny_bert, cache_dir, method="lora", epochs=1)).fit(*texts)
+    expected = clf.predict_proba(texts[0])
+    clf.set_params(method__r=LoRA().r)  # "lora" becomes LoRA(), the method it was fitted with
+    np.testing.assert_array_equal(clf.predict_proba(texts[0]), expected)
+    with pytest.raises(ValueError, match=r"fitted with method='lora', set to method=LoRA\(.*r=2,"):
+        clf.set_params(method__r=2).predict(texts[0])
 
 
 def test_partial_fine_tuning_checks_a_batch_size_set_after_fit(tiny_bert, cache_dir, texts):

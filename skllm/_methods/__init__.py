@@ -5,7 +5,7 @@ contract is in its docstring), its import here and one line in ``METHODS``, the
 only list of method names.
 """
 
-from .._live import same_value
+from .._live import _snapshot, same_value
 from ._adapter import BottleneckAdapter
 from ._base import FineTuningMethod
 from ._full import FullFineTuning
@@ -35,7 +35,11 @@ def same_method(a, b):
     By their parameters, not their reprs: scikit-learn's repr elides long lists
     (``target_modules``) and anything past 700 characters.
     """
-    return type(a) is type(b) and same_value(a.get_params(), b.get_params())
+
+    def plain(params):  # a list of names is the same setting as a tuple of them (target_modules)
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+
+    return type(a) is type(b) and same_value(plain(a.get_params()), plain(b.get_params()))
 
 
 def resolve_method(method):
@@ -69,6 +73,12 @@ class NamedMethodParamsMixin:
         if deep and isinstance(method, str) and method in METHODS:
             params.update({f"method__{name}": value for name, value in METHODS[method]().get_params().items()})
         return params
+
+    def _comparable(self, name, recorded):
+        # "lora" is LoRA() with its defaults: set_params(method__r=8) on it changes nothing.
+        if name == "method" and isinstance(recorded, str) and recorded in METHODS:
+            return _snapshot(METHODS[recorded]())
+        return super()._comparable(name, recorded)
 
     def set_params(self, **params):
         if any(key.startswith("method__") for key in params):
