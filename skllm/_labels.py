@@ -32,7 +32,9 @@ class LabelEncodedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
     ----------
     estimator : classifier
         Cloned and fitted on the encoded labels. Its parameters are tunable as
-        ``estimator__<name>``.
+        ``estimator__<name>``. A ``class_weight`` dict among them (its own, or
+        a nested one's) is keyed by the original labels: the clone gets it
+        keyed by their codes.
 
     Attributes
     ----------
@@ -79,13 +81,32 @@ class LabelEncodedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         check_classification_targets(y)
         self.label_encoder_ = LabelEncoder().fit(y)
         self.classes_ = self.label_encoder_.classes_
-        self.estimator_ = clone(self.estimator).fit(X, self.label_encoder_.transform(y), **fit_params)
+        self.estimator_ = self._encoded_weights(clone(self.estimator)).fit(
+            X, self.label_encoder_.transform(y), **fit_params
+        )
         for name in ("n_features_in_", "feature_names_in_"):  # as the fitted estimator has them, none from before
             if hasattr(self.estimator_, name):
                 setattr(self, name, getattr(self.estimator_, name))
             elif name in vars(self):
                 delattr(self, name)
         return self
+
+    def _encoded_weights(self, estimator):
+        """``estimator`` with each ``class_weight`` dict keyed by the codes of its labels, not the labels."""
+        codes = {label: i for i, label in enumerate(self.classes_.tolist())}
+        encoded = {}
+        for name, weights in estimator.get_params(deep=True).items():
+            if name.rpartition("__")[2] != "class_weight" or not isinstance(weights, dict):
+                continue
+            keys = [k.item() if isinstance(k, np.generic) else k for k in weights]
+            unknown = [k for k in keys if k not in codes]
+            if unknown:
+                raise ValueError(
+                    f"estimator__{name} names labels that are not classes of y: {unknown!r}. Its keys are the labels "
+                    f"of y ({self.classes_.tolist()!r}), which LabelEncodedClassifier encodes for the estimator."
+                )
+            encoded[name] = {codes[k]: w for k, w in zip(keys, weights.values())}
+        return estimator.set_params(**encoded)
 
     def predict(self, X):
         """Predict original labels."""

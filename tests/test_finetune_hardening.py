@@ -509,6 +509,27 @@ def test_label_encoded_classifier_refuses_labels_of_mixed_types(y):
         LabelEncodedClassifier(LogisticRegression()).fit(np.arange(6.0).reshape(-1, 1), y)
 
 
+def test_label_encoded_classifier_gives_class_weight_keyed_by_labels_to_their_codes():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from skllm import LabelEncodedClassifier
+
+    # Labels 1 and 2: the weight of label 1 went to code 1, which is label 2, and the model leant the other way.
+    X, y = np.array([[0.0], [0.2], [0.8], [1.0]] * 3), np.array([1, 1, 2, 2] * 3)
+    heavy = LogisticRegression(C=0.01, class_weight={1: 1000.0})
+    plain = heavy.fit(X, y).predict(X)
+    assert (plain == 1).all()
+    wrapped = LabelEncodedClassifier(heavy).fit(X, y)
+    np.testing.assert_array_equal(wrapped.predict(X), plain)
+    assert wrapped.estimator_.class_weight == {0: 1000.0} and heavy.class_weight == {1: 1000.0}
+    nested = LabelEncodedClassifier(make_pipeline(StandardScaler(), heavy)).fit(X, y)
+    assert nested.estimator_.get_params()["logisticregression__class_weight"] == {0: 1000.0}
+    with pytest.raises(ValueError, match=r"estimator__class_weight names labels that are not classes of y: \[3\]"):
+        LabelEncodedClassifier(LogisticRegression(class_weight={3: 2.0})).fit(X, y)
+
+
 def test_a_sparse_indicator_with_a_cell_given_twice_is_refused_not_summed_to_2():
     from skllm._targets import _multilabel_indicator
 
