@@ -28,7 +28,7 @@ from ._validation import (
     class_wordings,
     label_kind,
 )
-from .exceptions import TruncationWarning, UnparsedAnswerError, UnparsedAnswerWarning
+from .exceptions import SkllmWarning, TruncationWarning, UnparsedAnswerError, UnparsedAnswerWarning
 
 DEFAULT_TEMPLATE = "{examples}Text: {text}\n\nWhich category fits the text: {labels}? Answer with one word."
 # The default of skllm 0.1, kept for the estimators it pickled.
@@ -176,6 +176,19 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             self.label_prior_ = None
             return
         method = self.calibration
+        if method == "batch" and texts:
+            # A prior averaged over some of the classes only would divide their signal out of the others.
+            kinds = {(label_kind(v), v) for v in y}
+            missing = [c for c in self.classes_.tolist() if (label_kind(c), c) not in kinds]
+            if missing:
+                warnings.warn(
+                    f"calibration='batch' has no text of fit for the class(es) {missing!r} (a FewShotClassifier "
+                    f"leaves out its fixed demonstrations and their copies): calibrated on content-free texts "
+                    f"instead (calibrated_on_='contextual'). Give more texts of each class, or fewer n_examples.",
+                    SkllmWarning,
+                    stacklevel=3,
+                )
+                texts = None
         if method == "batch" and texts:
             from sklearn.utils import check_random_state
 

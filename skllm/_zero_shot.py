@@ -1,10 +1,13 @@
 """ZeroShotClassifier: classify texts by prompting a local causal LM, without examples."""
 
+import warnings
+
 from ._models import DEFAULT_CAUSAL_LM
 from ._prompt_classifier import CLASSIFIER_DOC_PARAMS, PromptClassifier
 from ._targets import plain_labels, unique_labels
 from ._training import keep_state_on_error
 from ._validation import check_texts, check_unique, encoded_labels_hint, label_kind
+from .exceptions import SkllmWarning
 
 
 class ZeroShotClassifier(PromptClassifier):
@@ -130,6 +133,14 @@ class ZeroShotClassifier(PromptClassifier):
             if texts is not None and labels is not None:
                 self._fit_calibration(texts, labels)
             else:
+                if texts and self.calibration == "batch":
+                    warnings.warn(
+                        "fit(X) without y: calibration='batch' averages within each class of y, so X is not used; "
+                        "calibrated on content-free texts instead (calibrated_on_='contextual'). Pass y to calibrate "
+                        "on X.",
+                        SkllmWarning,
+                        stacklevel=2,
+                    )
                 self._fit_calibration()
         return self
 

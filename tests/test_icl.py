@@ -20,7 +20,7 @@ from skllm import (
     TransformerEmbedder,
     ZeroShotClassifier,
 )
-from skllm.exceptions import MissingDependencyError, QuantizedModelWarning, TruncationWarning
+from skllm.exceptions import MissingDependencyError, QuantizedModelWarning, SkllmWarning, TruncationWarning
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
@@ -151,6 +151,23 @@ def test_batch_calibration_divides_out_the_mean_prediction_on_the_fit_texts(lm):
     np.testing.assert_allclose(batch.label_prior_, prior, atol=1e-4)
     expected = as_decision(naive_scores(raw, ["new"]) - prior)
     np.testing.assert_allclose(batch.decision_function(["new"]), expected, atol=1e-4)
+
+
+def test_batch_calibration_without_a_text_of_every_class_falls_back_to_the_content_free_texts(lm):
+    # The pool's 3 "neg" texts all become demonstrations: a prior from "pos" texts only would divide
+    # the "pos" signal out.
+    pool = ["awful film", "hated it", "dull story"] + [f"great film {i}" for i in range(10)]
+    labels = ["neg"] * 3 + ["pos"] * 10
+    contextual = FewShotClassifier(lm, n_examples=8, calibration="contextual", random_state=0).fit(pool, labels)
+    with pytest.warns(SkllmWarning, match=r"no text of fit for the class\(es\) \['neg'\].*'contextual'"):
+        few = FewShotClassifier(lm, n_examples=8, random_state=0).fit(pool, labels)
+    assert few.calibrated_on_ == "contextual"
+    np.testing.assert_array_equal(few.label_prior_, contextual.label_prior_)
+    with pytest.warns(SkllmWarning, match=r"no text of fit for the class\(es\) \['neg'\]"):
+        assert ZeroShotClassifier(lm, classes=["neg", "pos"]).fit(pool[3:6], labels[3:6]).calibrated_on_ == "contextual"
+    # Texts without labels: "batch" averages within each class of y, so they are not used, and it says so.
+    with pytest.warns(SkllmWarning, match=r"fit\(X\) without y: .* X is not used"):
+        assert ZeroShotClassifier(lm, classes=["neg", "pos"]).fit(pool).calibrated_on_ == "contextual"
 
 
 def test_batch_calibration_weighs_a_class_short_of_texts_as_much_as_the_others(tiny_llama, monkeypatch):
