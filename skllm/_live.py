@@ -1,5 +1,6 @@
 """Fitted attributes holding live objects (models, tokenizers): never pickled, loaded explicitly."""
 
+import copy
 import math
 import numbers
 import warnings
@@ -135,7 +136,8 @@ def _snapshot(value):
             f"{k}={_stable_repr(v)}" for k, v in sorted(value.get_params(deep=False).items()) if k not in skip
         )
         return (type(value).__name__, params)  # plain data: what a saved model may hold
-    return value
+    # A copy: the caller's dict (label_words) edited in place after fit is a change, not the record's too.
+    return copy.deepcopy(value) if isinstance(value, (dict, list, set)) else value
 
 
 def _stable_repr(value):

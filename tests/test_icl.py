@@ -459,6 +459,12 @@ def test_scoring_settings_set_after_fit_are_refused_until_the_next(tiny_chat_lla
             zero.predict(X[:1])
         zero.set_params(**fitted_with)
     assert len(zero.predict(X[:1])) == 1
+    # The caller's dict edited in place after fit is a change too (the record holds a copy).
+    words = {label: f"class {label}" for label in sorted(set(y))}
+    worded = ZeroShotClassifier(tiny_chat_llama, label_words=words).fit(X, y)
+    words[sorted(set(y))[0]] = "another wording"
+    with pytest.raises(ValueError, match=r"fitted with label_words=.*take effect at the next fit"):
+        worded.predict(X[:1])
     with pytest.raises(ValueError, match="mixes label types"):
         clf.fit(X, [1, *y[1:]])  # a refused refit keeps what the previous fit scored with
     np.testing.assert_allclose(clf.decision_function(X[:3]), before)
