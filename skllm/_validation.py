@@ -142,7 +142,7 @@ def class_wordings(classes, label_words):
     Refused: fewer than 2 classes, repeated ones, ``label_words`` naming a label that is
     not a class, an empty wording, two classes with one wording or wordings that differ
     only by surrounding spaces. Numbers shown as they are (which say nothing about the
-    task) are warned about.
+    task) are warned about. Wordings are returned without surrounding whitespace.
     """
     if len(classes) < 2:
         raise ValueError(f"A classifier needs at least 2 classes, got {classes!r}.")
@@ -179,7 +179,9 @@ def class_wordings(classes, label_words):
             f"The class wordings {spaced[0]!r} differ only by surrounding spaces, which the model would be asked "
             f"to tell apart: strip the labels (a slip in the data, usually) or set label_words."
         )
-    return wordings
+    # The prompt puts its own space or line break before a wording: one in the wording (" positive", as GPT-2
+    # writes words) would be a second one, scored as part of the answer.
+    return [w.strip() for w in wordings]
 
 
 def encoded_labels_hint(labels):

@@ -289,6 +289,15 @@ def test_wordings_that_encode_to_the_same_tokens_are_refused(tiny_llama, tmp_pat
     assert ZeroShotClassifier(tiny_llama, classes=["a", "b"], label_words=words).fit().classes_.tolist() == ["a", "b"]
 
 
+def test_wordings_are_scored_without_surrounding_whitespace(tiny_llama):
+    # " positive" (as GPT-2 writes words) would be scored after the prompt's own space: two spaces.
+    plain = ZeroShotClassifier(tiny_llama, label_words={"pos": "positive", "neg": "negative"}, calibration=None)
+    spaced = ZeroShotClassifier(tiny_llama, label_words={"pos": " positive", "neg": "negative\n"}, calibration=None)
+    plain.fit(["a", "b"], ["pos", "neg"]), spaced.fit(["a", "b"], ["pos", "neg"])
+    assert spaced.label_words_ == ["negative", "positive"] and spaced.label_ids_ == plain.label_ids_
+    np.testing.assert_array_equal(spaced.decision_function(["great film"]), plain.decision_function(["great film"]))
+
+
 def test_a_prompt_of_no_tokens_is_refused_naming_the_row(tiny_llama):
     # "{text}" alone, no chat template, a tokenizer that adds no start token: "" is no prompt at all.
     params = dict(template="{text}", use_chat_template=False, calibration=None)
