@@ -608,3 +608,13 @@ def test_an_altered_target_scale_is_refused_on_loading(tiny_bert, texts, cache_d
     with pytest.raises(ValueError, match=rf"The saved {name} must be a finite number .* altered or damaged"):
         FineTuneRegressor.__new__(FineTuneRegressor).__setstate__(state)
     pickle.loads(pickle.dumps(reg)).predict(X[:2])
+
+
+def test_lora_target_modules_that_match_nothing_name_the_models_linear_layers(tiny_bert, cache_dir, texts):
+    from skllm import LoRA
+
+    # peft matches a string as a regular expression against a layer's whole name: "dense" matches none.
+    with pytest.raises(ValueError, match=r"names of its linear layers \(dense, key, query, value\).*r'\.\*\\\.dense'"):
+        FineTuneClassifier(**head(tiny_bert, cache_dir, method=LoRA(target_modules="dense"))).fit(*texts)
+    fitted = FineTuneClassifier(**head(tiny_bert, cache_dir, method=LoRA(target_modules=r".*\.dense"), epochs=1))
+    assert fitted.fit(*texts).n_trainable_params_ > 0

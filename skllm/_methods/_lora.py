@@ -97,9 +97,17 @@ class LoRA(FineTuningMethod):
                 warnings.simplefilter("ignore", FutureWarning)
                 model = get_peft_model(backbone, config)
         except ValueError as exc:
+            import torch
+
+            linear = sorted(
+                {n.rpartition(".")[2] for n, m in backbone.named_modules() if isinstance(m, torch.nn.Linear)}
+            )
             raise ValueError(
-                f"LoRA cannot be applied to {type(backbone).__name__}: {exc} "
-                f"Pass target_modules, e.g. LoRA(target_modules=('q_proj', 'v_proj'))."
+                f"LoRA cannot be applied to {type(backbone).__name__}: {exc} Pass target_modules: a tuple of the "
+                f"names of its linear layers ({', '.join(linear[:10])}), each matching the end of a layer's name, or "
+                f"a string, a regular expression that must match a layer's whole name (e.g. r'.*\\.{linear[0]}')."
+                if linear
+                else f"LoRA cannot be applied to {type(backbone).__name__}: {exc} It has no linear layers to adapt."
             ) from exc
         return PlainEncoder(model)
 
