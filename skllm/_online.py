@@ -75,8 +75,11 @@ class OnlineRun:
         self.prompts = [prompts[i] for i in train_rows]
         self.validation = [prompts[i] for i in validation_rows]
         self.prompt_ids = policy._prompt_ids(self.prompts, [budget] * len(self.prompts), train_rows)
+        # The held-out prompts are answered as predict answers them: the generator's max_new_tokens.
+        self.validation_max_new = policy.max_new_tokens
+        validation_budget = prompt_budget(policy, self.validation_max_new)
         self.validation_ids = (
-            policy._prompt_ids(self.validation, [budget] * len(self.validation), validation_rows)
+            policy._prompt_ids(self.validation, [validation_budget] * len(self.validation), validation_rows)
             if self.validation
             else []
         )
@@ -186,7 +189,7 @@ class OnlineRun:
     def validation_score(self):
         """Greedy answers to the validation prompts, scored into the last record; the score the guard watches."""
         tuner, policy, record = self.tuner, self.policy, self.records[-1]
-        answers = policy._generate_ids(self.validation_ids, do_sample=False, max_new_tokens=self.max_new)
+        answers = policy._generate_ids(self.validation_ids, do_sample=False, max_new_tokens=self.validation_max_new)
         texts = [policy._decode(a) for a in answers]
         record["val_reward"] = float(tuner._rewards(self.validation, texts).mean())
         if tuner.eval_reward is None:

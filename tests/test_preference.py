@@ -255,8 +255,10 @@ def test_the_guard_warns_when_the_training_reward_rises_and_the_validation_score
                 guard.check(score)
 
 
-def test_validation_records_both_scorers_and_keeps_the_best_step(policy):
+@pytest.mark.parametrize("max_new_tokens", [None, 2])
+def test_validation_records_both_scorers_and_keeps_the_best_step(policy, max_new_tokens):
     # The judge disagrees with the reward: it prefers short answers while the reward pays for length.
+    # Training answers of 2 tokens: the validation answers are still predict's, of the generator's 4.
     seen = []
 
     def judge(prompts, completions):
@@ -274,6 +276,7 @@ def test_validation_records_both_scorers_and_keeps_the_best_step(policy):
         learning_rate=0.3,
         target_kl=None,
         kl_coef=0.0,
+        max_new_tokens=max_new_tokens,
         random_state=0,
     )
     quiet_fit(tuner, PROMPTS[:4] + PROMPTS[:1])
