@@ -55,9 +55,8 @@ def _column(frame, column, name):
 def expand_rankings(frame, name="pairs"):
     """``(prompts, chosen, rejected)`` from ranked responses: every better-ranked one against every worse one.
 
-    ``frame`` has columns ``prompt``, ``response`` and ``rank`` (lower is better: 1 is the
-    best). Responses of equal rank are not paired (a prompt whose responses share one rank
-    gives no pair). A fourth list holds each pair's chosen and rejected rows by index label.
+    ``frame`` has columns ``prompt``, ``response`` and ``rank`` (lower is better: 1 is the best). Responses
+    of equal rank are not paired. A fourth list holds each pair's chosen and rejected rows by index label.
     """
     prompts = _column(frame, "prompt", name)
     responses = _column(frame, "response", name)
@@ -79,11 +78,12 @@ def expand_rankings(frame, name="pairs"):
         for i in rows:
             seen.setdefault(responses[i], []).append(i)
         for response, where in seen.items():
-            if len({ranks[i] for i in where}) > 1:  # it would be preferred to itself
+            if len(where) > 1:  # ranked differently, it would be preferred to itself; alike, its pairs count twice
+                how = "differently" if len({ranks[i] for i in where}) > 1 else "alike (each pair would count twice)"
                 raise ValueError(
                     f"{name} ranks the response {response!r:.60} of the prompt {prompt!r:.60} more than once, "
-                    f"differently: rows {where[:10]} with ranks {[ranks[i] for i in where[:10]]}. Give each "
-                    f"response of a prompt one rank."
+                    f"{how}: rows {where[:10]} with ranks {[ranks[i] for i in where[:10]]}. Give each response of "
+                    f"a prompt once, with one rank."
                 )
     out = ([], [], [], [])
     labels = frame.index.tolist()

@@ -75,6 +75,12 @@ def test_a_rank_column_of_objects_and_a_frame_index_are_read_as_given():
     with pytest.raises(ValueError, match=r"ranks the response 'a' .* more than once, differently: rows \[0, 1\]"):
         preference_pairs(ranked)
     assert preference_pairs(ranked.iloc[1:]) == (["p"], ["a"], ["b"])
+    # Given twice with one rank, each of its pairs would count twice.
+    twice = pd.DataFrame({"prompt": ["p"] * 4, "response": ["a", "a", "b", "c"], "rank": [1, 1, 2, 3]})
+    with pytest.raises(
+        ValueError, match=r"'a' .* more than once, alike \(each pair would count twice\): rows \[0, 1\]"
+    ):
+        preference_pairs(twice)
     shifted = PAIRS.set_axis(range(100, 100 + len(PAIRS)))
     shifted.loc[105, "chosen"] = None
     with pytest.raises(ValueError, match=r"positions \[5\] \(index labels \[105\]\)"):
