@@ -83,6 +83,8 @@ def parse_label(answer, words):
     # it; elsewhere ("it isn't spam") the negation counts.
     masked = padded
     for v in _negating(tuple(norms)):
+        if re.search(_NEGATED.format(_NEGATIONS, re.escape(v)), padded):
+            return None  # "not non-toxic" rules that wording out in turn
         masked = re.sub(rf"\b{re.escape(v)}\b", "|", masked)
     if any(w and re.search(_NEGATED.format(_NEGATIONS, re.escape(w)), masked) for w in norms):
         return None  # "Not positive." names a class it rules out

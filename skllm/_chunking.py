@@ -25,7 +25,7 @@ def chunk_spans(text, tokenizer, chunk_size, chunk_overlap):
     tokens = [[] for _ in words]
     # Tokens of whitespace only (a byte-level BPE's "Ċ" and "ĠĠ" runs between paragraphs), counted with the
     # word after them: never a part of a word, so they never make one look too long to keep whole.
-    gaps = [0] * len(words)
+    gaps, trailing = [0] * len(words), 0  # (whitespace after the last word is in no chunk but a whole text)
     starts = np.array([w[0] for w in words])
     for begin, end in enc["offset_mapping"]:
         if end <= begin:
@@ -33,10 +33,14 @@ def chunk_spans(text, tokenizer, chunk_size, chunk_overlap):
         piece = text[begin:end]
         space = len(piece) - len(piece.lstrip())  # a byte-level BPE's "Ġword" begins at the space before it
         if space == len(piece):
-            gaps[min(int(np.searchsorted(starts, begin, side="right")), len(words) - 1)] += 1
+            after = int(np.searchsorted(starts, begin, side="right"))
+            if after < len(words):
+                gaps[after] += 1
+            else:
+                trailing += 1
         else:
             tokens[max(0, np.searchsorted(starts, begin + space, side="right") - 1)].append((begin + space, end))
-    if sum(max(len(t), 1) for t in tokens) + sum(gaps) <= chunk_size:
+    if sum(max(len(t), 1) for t in tokens) + sum(gaps) + trailing <= chunk_size:
         return [(0, len(text))]
     pieces, counts, spaces = [], [], []  # each piece's tokens, and those of the whitespace before it
     for (start, stop), spans, gap in zip(words, tokens, gaps):

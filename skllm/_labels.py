@@ -100,12 +100,16 @@ class LabelEncodedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
                 continue
             keys = [k.item() if isinstance(k, np.generic) else k for k in weights]
             unknown = [k for k in keys if k not in codes]
-            if unknown:
+            unweighted = [label for label in codes if label not in keys]
+            # As scikit-learn: a key of a class this y lacks (a fold without a rare class) is fine where every
+            # class of y has a weight.
+            if unknown and unweighted:
                 raise ValueError(
-                    f"estimator__{name} names labels that are not classes of y: {unknown!r}. Its keys are the labels "
-                    f"of y ({self.classes_.tolist()!r}), which LabelEncodedClassifier encodes for the estimator."
+                    f"estimator__{name} names labels that are not classes of y, {unknown!r}, and leaves the classes "
+                    f"{unweighted!r} without a weight. Its keys are the labels of y, which LabelEncodedClassifier "
+                    f"encodes for the estimator."
                 )
-            encoded[name] = {codes[k]: w for k, w in zip(keys, weights.values())}
+            encoded[name] = {codes[k]: w for k, w in zip(keys, weights.values()) if k in codes}
         return estimator.set_params(**encoded)
 
     def predict(self, X):

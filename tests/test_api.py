@@ -96,6 +96,10 @@ def test_a_negated_wording_that_is_itself_a_class_is_that_class():
     for answer in ("It isn't spam.", "This is no spam.", "Never spam.", "Not really spam"):
         assert parse_label(answer, ["not spam", "spam"]) is None, answer
     assert parse_label("Definitely not spam, not spam!", ["not spam", "spam"]) == 0
+    # Such a wording negated in turn is ruled out too.
+    assert parse_label("It isn't 'not spam', it's spam", ["not spam", "spam"]) is None
+    assert parse_label("not non-toxic", ["toxic", "non-toxic"]) is None
+    assert parse_label("Non-toxic.", ["toxic", "non-toxic"]) == 1
 
 
 def test_the_answered_token_must_count_for_one_class_or_its_alternatives_say_nothing():

@@ -526,8 +526,13 @@ def test_label_encoded_classifier_gives_class_weight_keyed_by_labels_to_their_co
     assert wrapped.estimator_.class_weight == {0: 1000.0} and heavy.class_weight == {1: 1000.0}
     nested = LabelEncodedClassifier(make_pipeline(StandardScaler(), heavy)).fit(X, y)
     assert nested.estimator_.get_params()["logisticregression__class_weight"] == {0: 1000.0}
-    with pytest.raises(ValueError, match=r"estimator__class_weight names labels that are not classes of y: \[3\]"):
-        LabelEncodedClassifier(LogisticRegression(class_weight={3: 2.0})).fit(X, y)
+    with pytest.raises(
+        ValueError, match=r"names labels that are not classes of y, \[3\], and leaves the classes \[2\]"
+    ):
+        LabelEncodedClassifier(LogisticRegression(class_weight={1: 1.0, 3: 2.0})).fit(X, y)
+    # A weight for a class this y lacks (a fold without a rare class), every class weighted: as scikit-learn.
+    extra = LabelEncodedClassifier(LogisticRegression(class_weight={1: 1.0, 2: 3.0, 3: 2.0})).fit(X, y)
+    assert extra.estimator_.class_weight == {0: 1.0, 1: 3.0}
 
 
 def test_a_sparse_indicator_with_a_cell_given_twice_is_refused_not_summed_to_2():

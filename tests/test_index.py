@@ -75,6 +75,11 @@ def test_whitespace_tokens_of_a_byte_level_bpe_cut_no_word(tiny_llama):
     text = " \n" * 30 + "call me at storytime" + "  " * 40 + "thanks" + " \n" * 30 + "see you later ok"
     spans = chunk_spans(text, tok, 12, 2)  # "call me at storytime" is 9 tokens
     assert [text[a:b] for a, b in spans] == ["call me at storytime", "thanks", "see you later ok"]
+    # Whitespace after the last word (a file's final line break) is in no chunk: it changes none.
+    for size in (4, 5, 12):
+        plain = "good film great bad"
+        kept_whole = [(0, len(plain) + 3)]
+        assert chunk_spans(plain + "\n\n\n", tok, size, 1) in (chunk_spans(plain, tok, size, 1), kept_whole)
     # A long word after a chunk: the next chunk steps back no further than leaves room for it, so that
     # it never lies within the chunk before.
     text = "see you later ok " + "qz" * 8
