@@ -491,3 +491,15 @@ def test_a_text_cut_to_fit_keeps_whole_characters(tiny_llama):
         ids, cut = fit_text(tokenizer, prompt_ids, text, budget, max_length=100)
         assert cut and len(ids) <= budget
         assert "\ufffd" not in tokenizer.decode(ids), budget
+
+
+def test_an_answer_cut_inside_a_character_leaves_that_character_out(tiny_llama):
+    from transformers import AutoTokenizer
+
+    from skllm._prompting import decode_answer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    ids = tokenizer("ok 明白", add_special_tokens=False)["input_ids"]  # byte-level: 3 tokens a character
+    answers = [decode_answer(tokenizer, ids[:n], stop_at_newline=False) for n in range(1, len(ids) + 1)]
+    assert not any("\ufffd" in a for a in answers), answers
+    assert answers[-1] == "ok 明白" and "ok 明" in answers and answers.count("ok") >= 3
