@@ -21,7 +21,7 @@ def chunk_spans(text, tokenizer, chunk_size, chunk_overlap):
     words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
     if not words:
         return [(0, len(text))]
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)  # nothing is cut here
     tokens = [[] for _ in words]
     # Tokens of whitespace only (a byte-level BPE's "Ċ" and "ĠĠ" runs between paragraphs), counted with the
     # word after them: never a part of a word, so they never make one look too long to keep whole.
