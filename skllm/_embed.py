@@ -20,7 +20,16 @@ from ._models import (
     positions,
     resolve_model,
 )
-from ._tokens import POOLINGS, check_room_for_text, pad_batch, pad_token_id, pool, tokenize, truncation_warning
+from ._tokens import (
+    POOLINGS,
+    check_room_for_text,
+    pad_batch,
+    pad_token_id,
+    pool,
+    tokenize,
+    truncation_warning,
+    unknown_tokens_warning,
+)
 from ._validation import check_bool, check_choice, check_int, check_texts
 
 logger = logging.getLogger(__name__)
@@ -44,6 +53,8 @@ def embed_texts(model, tokenizer, texts, *, pooling, normalize, max_length, batc
     import torch
 
     ids, n_tokens = tokenize(tokenizer, texts, max_length)
+    # embed_texts, _embed_new, transform, scikit-learn's set_output wrapper: its caller
+    unknown_tokens_warning(tokenizer, texts, ids, stacklevel=5)
     lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
     order = np.argsort(-lengths, kind="stable")
     pad_id = pad_token_id(tokenizer)

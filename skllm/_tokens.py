@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from .exceptions import TruncationWarning
+from .exceptions import TruncationWarning, UnknownTokensWarning
 
 POOLINGS = ("mean", "cls", "max", "last")
 
@@ -89,6 +89,32 @@ def tokenize(tokenizer, texts, max_length):
     # A decoder tokenizer may map "" to no token at all; the model needs one.
     ids = [row if len(row) else [filler] for row in ids]
     return ids, n_tokens
+
+
+def unknown_tokens_warning(tokenizer, texts, ids, stacklevel):
+    """Warn where a text is mostly the tokenizer's unknown token (a script or symbols its vocabulary lacks).
+
+    Such texts keep little of their content, and texts unknown alike (three Thai sentences, two
+    emoji) become the same input to the model.
+    """
+    unk = tokenizer.unk_token_id
+    if unk is None:  # byte-level tokenizers know every text
+        return
+    special = set(tokenizer.all_special_ids) - {unk}
+    unknown = []
+    for text, row in zip(texts, ids):
+        content = [t for t in row if t not in special]
+        if content and 2 * sum(t == unk for t in content) >= len(content):
+            unknown.append(text)
+    if unknown:
+        warnings.warn(
+            f"{len(unknown)} of {len(texts)} texts are mostly tokens unknown to this tokenizer "
+            f"({tokenizer.unk_token}), e.g. {unknown[0]!r:.60}: the model reads little of them, and texts unknown "
+            f"alike read the same. Its vocabulary lacks their script or symbols: use a model that covers them (a "
+            f"multilingual one).",
+            UnknownTokensWarning,
+            stacklevel=stacklevel + 1,
+        )
 
 
 def truncation_warning(n_cut, n_texts, max_length, stacklevel):

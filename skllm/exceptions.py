@@ -12,6 +12,7 @@ __all__ = [
     "RewardHackingWarning",
     "SkllmWarning",
     "TruncationWarning",
+    "UnknownTokensWarning",
     "UnparsedAnswerError",
     "UnparsedAnswerWarning",
 ]
@@ -23,6 +24,10 @@ class SkllmWarning(UserWarning):
 
 class TruncationWarning(SkllmWarning):
     """Some texts were longer than ``max_length`` tokens and were truncated."""
+
+
+class UnknownTokensWarning(SkllmWarning):
+    """Texts mostly made of the tokenizer's unknown token: a script or symbols its vocabulary lacks."""
 
 
 class CacheWarning(SkllmWarning):

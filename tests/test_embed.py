@@ -449,3 +449,21 @@ def test_an_unpickled_embedder_whose_files_now_hold_another_shape_of_model_says_
     restored = pickle.loads(saved)
     with pytest.warns(UserWarning, match="changed since"), pytest.raises(ValueError, match=message + ".*fit it again"):
         restored.transform(["great film"])
+
+
+def test_texts_mostly_unknown_to_the_tokenizer_are_warned_of(tiny_bert, cache_dir, texts):
+    from skllm import FineTuneClassifier
+    from skllm.exceptions import UnknownTokensWarning
+
+    # The tiny vocabulary has no Thai: two different sentences read as [UNK] alike.
+    embedder = TransformerEmbedder(tiny_bert, cache_dir=cache_dir).fit()
+    with pytest.warns(UnknownTokensWarning, match=r"2 of 3 texts are mostly tokens unknown .*\(\[UNK\]\), e.g. 'หนัง"):
+        vectors = embedder.transform(["หนังดีมาก", "great film", "แย่มาก"])
+    np.testing.assert_allclose(vectors[0], vectors[2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownTokensWarning)
+        embedder.transform(["great film", "a film with a ✓ in it"])
+    with pytest.warns(UnknownTokensWarning, match=r"1 of 24 texts"):
+        FineTuneClassifier(tiny_bert, method="lora", epochs=1, cache_dir=cache_dir).fit(
+            ["หนังดีมาก", *texts[0][1:24]], texts[1][:24]
+        )

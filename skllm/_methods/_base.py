@@ -160,13 +160,14 @@ class FineTuningMethod(BaseEstimator):
         """Token ids of ``texts``, truncated to ``estimator.max_length_`` (with a warning if ``warn``)."""
         import numpy as np
 
-        from .._tokens import pad_token_id, tokenize, truncation_warning
+        from .._tokens import pad_token_id, tokenize, truncation_warning, unknown_tokens_warning
         from ._inputs import TokenInputs
 
         ids, n_tokens = tokenize(estimator.tokenizer_, texts, estimator.max_length_)
         if warn:
             n_cut = int((np.asarray(n_tokens) > estimator.max_length_).sum())
             truncation_warning(n_cut, len(texts), estimator.max_length_, 4)
+            unknown_tokens_warning(estimator.tokenizer_, texts, ids, 4)
         return TokenInputs(ids, pad_token_id(estimator.tokenizer_))
 
     def build_network(self, backbone, n_outputs, pooling):
