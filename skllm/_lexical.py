@@ -25,9 +25,28 @@ RRF_K = 60
 # and numbers ("7", "x", "B-52" as "b" + "52") count. Chinese characters and
 # hiragana, written without spaces, are a word each, and a run of katakana is one
 # word (as Lucene's standard analyzer reads them): a whole run of such text as one
-# word would match only itself.
+# word would match only itself. The marks that letters carry (Hindi's vowel signs,
+# Arabic's harakat, Hebrew's niqqud) stay in their word, as in Lucene: Python's \w
+# does not match them, and "किताब" would be the three words "क", "त", "ब". The
+# pattern is the `regex` package's (transformers requires it), which knows \p{M} and
+# set differences (V1): letters, digits and numbers ("½", "m²", as Python's \w) and
+# marks, less the characters that are a word each.
 _CJK = "\u3040-\u309f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-TOKEN_PATTERN = rf"(?u)[{_CJK}]|[^\W{_CJK}]+"
+TOKEN_PATTERN = rf"[{_CJK}]|[[\w\p{{N}}\p{{M}}]--[{_CJK}]]+"
+
+
+@functools.cache
+def _word_pattern():
+    import regex
+
+    return regex.compile(TOKEN_PATTERN, regex.V1)
+
+
+def words(text):
+    """The words of a (lower-cased, accent-stripped) text, as BM25 counts them."""
+    return _word_pattern().findall(text)
+
+
 # Queries scored per sparse product (bounds the dense score block in memory).
 _QUERY_BLOCK = 256
 
@@ -45,7 +64,7 @@ class BM25:
         from sklearn.feature_extraction.text import CountVectorizer
 
         self.vectorizer = CountVectorizer(
-            token_pattern=TOKEN_PATTERN, strip_accents=strip_latin_accents, dtype=np.float32
+            tokenizer=words, token_pattern=None, strip_accents=strip_latin_accents, dtype=np.float32
         )
         try:
             counts = self.vectorizer.fit_transform(texts).tocsr()

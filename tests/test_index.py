@@ -114,6 +114,13 @@ def test_bm25_strips_the_accents_of_latin_letters_only():
     # Letters with no lower case of their own (mathematical bold and sans) read as the plain lower case.
     scores = BM25(["𝐁𝐑𝐄𝐀𝐊𝐈𝐍𝐆 news", "𝗙𝗥𝗘𝗘 prize", "ＦＲＥＥ prize", "breaking free"]).scores(["breaking", "FREE"])
     assert (scores > 0).tolist() == [[True, False, False, True], [False, True, True, True]]
+    # The marks letters carry stay in their word: "किताब" (book) is no "क" + "त" + "ब".
+    for docs, query in [
+        (["किताब पढ़ो", "उसने कहा कि बात सही है"], "किताब"),
+        (["هذا كِتَابٌ جميل", "قال إن الأمر صحيح"], "كِتَابٌ"),
+        (["שָׁלוֹם לכולם", "הוא אמר שלום"], "שָׁלוֹם"),
+    ]:
+        assert (BM25(docs).scores([query])[0] > 0).tolist() == [True, False], query
 
 
 def test_fit_query_and_hits(embedder, backend):
