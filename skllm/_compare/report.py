@@ -7,7 +7,7 @@ import numpy as np
 
 # Every file a run writes in its folder. An earlier run's are removed before this run's are written: a run
 # that stops while writing leaves some of its own files, never one of the earlier run's beside them.
-OUTPUTS = ("results.csv", "results.md", "results.png", "labels.json", "best_model.joblib")
+OUTPUTS = ("results.csv", "results.md", "results.png", "labels.json", "best_model.joblib", "best_model.joblib.partial")
 
 
 def write_results(out, table, best, names):
@@ -23,9 +23,11 @@ def write_results(out, table, best, names):
     plan = table.attrs["plan"]
     table.to_csv(out / "results.csv", index=False)
     shown = shown_table(table)
+    tables = [out / "results.csv"]
     try:
         cells = shown.apply(lambda c: c.str.replace("|", "\\|") if c.dtype == object else c)  # a | ends a cell
         (out / "results.md").write_text(cells.to_markdown(index=False, floatfmt=".3g") + "\n")
+        tables.append(out / "results.md")
     except ImportError:  # tabulate is in the [compare] extra; the results, the plot and the model do not need it
         print("results.md not written: it needs tabulate (pip install 'skllm-toolkit[compare]')")
     print(f"\n{plan['n']} texts, {plan['cv']}-fold cross-validation, same folds for every method:\n")
@@ -39,13 +41,17 @@ def write_results(out, table, best, names):
         score = table.attrs["score"]
         name = ok.loc[ok[score].idxmax(), "method"]
         partial = out / "best_model.joblib.partial"  # renamed once whole: no half-written model file
-        joblib.dump(best, partial)
+        try:
+            joblib.dump(best, partial)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         os.replace(partial, out / "best_model.joblib")
         print(
             f"\nbest: {name} (by {score.removesuffix('_mean')}); refitted on all {plan['n']} texts and saved to "
             f"{out / 'best_model.joblib'}"
         )
-    print(f"tables: {out / 'results.csv'}, {out / 'results.md'}")
+    print(f"tables: {', '.join(map(str, tables))}")
 
 
 def format_bytes(n):
