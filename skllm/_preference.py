@@ -28,7 +28,7 @@ from ._methods._base import frozen_copy
 from ._online import OnlineRun
 from ._prompting import MIN_TEMPERATURE
 from ._reward import _refuse_y, preference_pairs, where_pairs
-from ._rl import check_scorer, dpo_loss, unfreeze
+from ._rl import check_scorer, dpo_loss, read_rewards, unfreeze
 from ._scoring import pairwise_accuracy
 from ._sft import FineTuneGenerator
 from ._tokens import pad_token_id
@@ -50,16 +50,6 @@ LEARNING_RATE_SCALE = {"rloo": 5.0, "ppo": 1.0, "dpo": 0.1}
 # of two passes (17 on 80 prompts, one of them with the guard; 12 on 156 or 160).
 # RLOO with two passes ran past 5 nats.
 EPOCHS = {"rloo": 1, "ppo": 2, "dpo": 1}
-
-
-def _by_position(series, n, name):
-    """A reward's pandas Series as one value per completion, read by its index (0 to n-1, in any order)."""
-    if len(series) == n and series.index.is_unique and set(series.index) == set(range(n)):
-        return series.sort_index().to_numpy()
-    raise ValueError(
-        f"The {name} returned a pandas Series indexed {series.index[:5].tolist()!r}...; its index must be the "
-        f"completions' positions 0 to {n - 1} (in any order), or return a list or array in their order."
-    )
 
 
 class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
@@ -409,34 +399,17 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
     def _rewards(self, prompts, completions, scorer=None, name="reward"):
         scorer = self.reward if scorer is None else scorer
         if hasattr(scorer, "predict"):
-            values = scorer.predict(list(zip(prompts, completions)))
+            try:
+                values = scorer.predict(list(zip(prompts, completions)))
+            except (TypeError, AttributeError, ValueError) as exc:  # e.g. a classifier of texts
+                raise ValueError(
+                    f"The {name}, a {type(scorer).__name__}, is called as {name}.predict(pairs), with (prompt, "
+                    f"completion) pairs as a RewardModel takes them, and failed on them: {exc!r:.200}. For a "
+                    f"classifier of texts, pass a callable of (prompts, completions) (the user guide's Judge)."
+                ) from exc
         else:
             values = scorer(list(prompts), list(completions))
-        if hasattr(values, "index") and hasattr(values, "to_numpy"):  # a pandas Series: read by its index
-            values = _by_position(values, len(completions), name)
-        if hasattr(values, "detach"):  # a torch tensor, perhaps one that requires grad
-            values = values.detach().cpu()
-        elif isinstance(values, (list, tuple)):  # ... or a list of them
-            values = [v.detach().cpu() if hasattr(v, "detach") else v for v in values]
-        raw = np.asarray(values, dtype=object) if isinstance(values, (list, tuple)) else np.asarray(values)
-        if raw.dtype.kind in "USO" and any(isinstance(v, (str, bytes)) for v in raw.ravel()):
-            raise ValueError(f"The {name} must return numbers, one per completion; it returned text: {raw[:3]!r}.")
-        try:
-            values = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"The {name} must return numbers, one per completion: {exc}") from exc
-        if values.shape != (len(completions),):
-            raise ValueError(
-                f"The {name} returned {values.shape} values for {len(completions)} completions; it must return "
-                f"one number per completion."
-            )
-        bad = np.flatnonzero(~np.isfinite(values))
-        if bad.size:
-            raise ValueError(
-                f"The {name} returned {bad.size} NaN or infinite value(s), e.g. for completion "
-                f"{completions[bad[0]]!r:.60} of prompt {prompts[bad[0]]!r:.60}; it must return finite numbers."
-            )
-        return values
+        return read_rewards(values, prompts, completions, name)
 
     def _optimisation(self, policy, module, total_steps, hint=""):
         import torch

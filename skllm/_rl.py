@@ -260,3 +260,52 @@ def check_scorer(scorer, name):
                 f"unfits the estimators among the parameters: wrap a fitted reward model in "
                 f"sklearn.frozen.FrozenEstimator to keep it fitted."
             ) from None
+
+
+def _numpy_ready(tensor):
+    """A torch tensor detached on the CPU; bfloat16 (a bfloat16 reward model's output) as float32, as NumPy lacks it."""
+    tensor = tensor.detach().cpu()
+    return tensor.float() if str(tensor.dtype) == "torch.bfloat16" else tensor
+
+
+def _by_position(series, n, name):
+    """A reward's pandas Series as one value per completion, read by its index (0 to n-1, in any order)."""
+    if len(series) == n and series.index.is_unique and set(series.index) == set(range(n)):
+        return series.sort_index().to_numpy()
+    raise ValueError(
+        f"The {name} returned a pandas Series indexed {series.index[:5].tolist()!r}...; its index must be the "
+        f"completions' positions 0 to {n - 1} (in any order), or return a list or array in their order."
+    )
+
+
+def read_rewards(values, prompts, completions, name):
+    """What a reward returned for ``completions`` (of ``prompts``), as float64, one finite number each.
+
+    A pandas Series is read by its index, torch tensors (one, or a list) are detached; text, a
+    wrong count or shape and NaN or infinite values are a ValueError naming ``name``.
+    """
+    if hasattr(values, "index") and hasattr(values, "to_numpy"):  # a pandas Series: read by its index
+        values = _by_position(values, len(completions), name)
+    if hasattr(values, "detach"):  # a torch tensor, perhaps one that requires grad
+        values = _numpy_ready(values)
+    elif isinstance(values, (list, tuple)):  # ... or a list of them
+        values = [_numpy_ready(v) if hasattr(v, "detach") else v for v in values]
+    raw = np.asarray(values, dtype=object) if isinstance(values, (list, tuple)) else np.asarray(values)
+    if raw.dtype.kind in "USO" and any(isinstance(v, (str, bytes)) for v in raw.ravel()):
+        raise ValueError(f"The {name} must return numbers, one per completion; it returned text: {raw[:3]!r}.")
+    try:
+        values = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"The {name} must return numbers, one per completion: {exc}") from exc
+    if values.shape != (len(completions),):
+        raise ValueError(
+            f"The {name} returned {values.shape} values for {len(completions)} completions; it must return "
+            f"one number per completion."
+        )
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise ValueError(
+            f"The {name} returned {bad.size} NaN or infinite value(s), e.g. for completion "
+            f"{completions[bad[0]]!r:.60} of prompt {prompts[bad[0]]!r:.60}; it must return finite numbers."
+        )
+    return values

@@ -388,6 +388,25 @@ def test_a_reward_given_as_a_tensor_that_requires_grad_is_read(tiny_llama):
     gen = untrained_generator(tiny_llama, max_new_tokens=3)
     tuner = PreferenceTuner(reward, gen, algorithm="rloo", batch_size=2, n_generations=2, random_state=0).fit(X[:2])
     assert np.isfinite(tuner.history_["reward"]).all()
+    # A bfloat16 reward model's output (NumPy has no bfloat16), as a tensor or a list of them.
+    from skllm._rl import read_rewards
+
+    half = torch.tensor([1.5, -2.0], dtype=torch.bfloat16)
+    for values in (half, list(half)):
+        np.testing.assert_array_equal(read_rewards(values, ["p", "q"], ["a", "b"], "reward"), [1.5, -2.0])
+
+
+def test_an_estimator_reward_that_cannot_read_pairs_is_named(tiny_llama):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    # A classifier of texts: it has predict, but of texts, not of (prompt, completion) pairs.
+    judge = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(["good film", "bad film"], [1, 0])
+    gen = untrained_generator(tiny_llama, max_new_tokens=3)
+    tuner = PreferenceTuner(lambda p, c: [1.0] * len(c), gen, eval_reward=judge, batch_size=2, n_generations=2)
+    with pytest.raises(ValueError, match=r"The eval_reward, a Pipeline, is called as eval_reward.predict\(pairs\)"):
+        tuner.fit(X[:2])
 
 
 def test_bad_tuner_parameters_are_named(tiny_llama):
