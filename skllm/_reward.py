@@ -47,8 +47,7 @@ def _check_prompt_column(frame, name):
         )
 
 
-def _column(frame, column, name):
-    # The frame's own index, so that an error names the rows by their labels; the texts come back in row order.
+def _column(frame, column, name):  # errors name rows by the frame's index labels; texts in row order
     return check_texts(frame[column], name=f"{name}[{column!r}]")
 
 
@@ -374,7 +373,8 @@ class RewardModel(_FineTuneBase):
         _refuse_y(y, f"{type(self).__name__}.fit")
         method = self._validate_params()
         prompts, chosen, rejected, sources = preference_pairs(X, "X", sources=True)
-        self._pair_prompts = prompts  # read by _split: validation holds out whole prompts
+        codes, groups = {}, prompts if len(set(prompts)) >= 2 else list(zip(chosen, rejected))
+        self._pair_groups = [codes.setdefault(g, len(codes)) for g in groups]  # _split holds out whole groups
         try:
             with keep_state_on_error(self):
                 pairs = _PairTexts(prompts, chosen, rejected, sources)
@@ -385,23 +385,23 @@ class RewardModel(_FineTuneBase):
                 responses = list(dict.fromkeys([*zip(prompts, chosen), *zip(prompts, rejected)]))
                 self.training_rewards_ = self._rewards(responses, warn=False)
         finally:
-            vars(self).pop("_pair_prompts", None)
+            vars(self).pop("_pair_groups", None)
         return self
 
     def _split(self, n, seed, stratify, targets):
         """Training and validation pairs; with two prompts or more, every pair of a prompt on one side.
 
-        Pairs of one prompt share their responses (ranked lists pair each with
-        several others): holding out whole prompts keeps the validation
-        accuracy an estimate on prompts the model has not seen.
+        Pairs of one prompt share their responses (ranked lists pair each with several others): holding
+        out whole prompts keeps the validation accuracy an estimate on prompts the model has not seen.
+        With one prompt, the copies of a pair stay on one side.
         """
-        prompts = getattr(self, "_pair_prompts", None)
-        if self.early_stopping and prompts is not None and len(set(prompts)) >= 2:
+        groups = getattr(self, "_pair_groups", None)
+        if self.early_stopping and groups is not None and len(set(groups)) >= 2:
             from sklearn.model_selection import GroupShuffleSplit
 
             split = GroupShuffleSplit(n_splits=1, test_size=self.validation_fraction, random_state=seed)
             try:
-                return next(split.split(np.arange(n), groups=prompts))
+                return next(split.split(np.arange(n), groups=groups))
             except ValueError:  # too few prompts for this fraction: split the pairs
                 pass
         return super()._split(n, seed, stratify, targets)

@@ -161,9 +161,10 @@ def test_validation_accuracy_is_the_kept_epochs_accuracy_on_held_out_prompts(tin
     assert len(rm.validation_scores_) == rm.n_iter_ == 6
     assert rm.validation_accuracy_ == max(rm.validation_scores_)
     # The split fit made, again: whole prompts are held out.
-    rm._pair_prompts = list(PAIRS["prompt"])
+    codes = {}
+    rm._pair_groups = [codes.setdefault(p, len(codes)) for p in PAIRS["prompt"]]
     train, valid = rm._split(len(PAIRS), draw_seed(check_random_state(0)), None, None)
-    del rm._pair_prompts
+    del rm._pair_groups
     assert len(valid) == 4 and not set(PAIRS["prompt"][train]) & set(PAIRS["prompt"][valid])
     assert rm.score(PAIRS.iloc[valid]) == pytest.approx(rm.validation_accuracy_)
 
@@ -211,3 +212,16 @@ def test_method_none_is_refused_at_fit_as_by_the_fine_tuned_estimators(tiny_bert
         RewardModel(tiny_bert, method=None).fit(PAIRS)
     with pytest.raises(ValueError, match=r"method=None is not supported"):
         FineTuneClassifier(tiny_bert, method=None).fit(["a", "b"], ["x", "y"])
+
+
+def test_with_one_prompt_the_copies_of_a_pair_are_held_out_together(tiny_bert, monkeypatch):
+    # One prompt, 4 pairs each given twice: a split of the pairs held out copies of training pairs.
+    twice = pd.DataFrame({"prompt": ["p"] * 8, "chosen": [f"good {i}" for i in range(4)] * 2})
+    twice["rejected"] = [f"bad {i}" for i in range(4)] * 2
+    splits = []
+    split = RewardModel._split
+    monkeypatch.setattr(RewardModel, "_split", lambda *a: splits.append(split(*a)) or splits[-1])
+    reward_model(tiny_bert, early_stopping=True, validation_fraction=0.5, n_iter_no_change=1).fit(twice)
+    ((train, valid),) = splits
+    pairs = list(zip(twice["chosen"], twice["rejected"]))
+    assert not {pairs[i] for i in train} & {pairs[i] for i in valid} and len(valid) == 4
