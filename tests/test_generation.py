@@ -394,6 +394,9 @@ def test_a_reward_given_as_a_tensor_that_requires_grad_is_read(tiny_llama):
     half = torch.tensor([1.5, -2.0], dtype=torch.bfloat16)
     for values in (half, list(half)):
         np.testing.assert_array_equal(read_rewards(values, ["p", "q"], ["a", "b"], "reward"), [1.5, -2.0])
+    for values in (np.array([1 + 2j, 1.0]), [1 + 2j, 1.0], np.array(["2026-01-01", "2026-01-02"], "datetime64[D]")):
+        with pytest.raises(ValueError, match="must return real numbers"):
+            read_rewards(values, ["p", "q"], ["a", "b"], "reward")
 
 
 def test_an_estimator_reward_that_cannot_read_pairs_is_named(tiny_llama):
