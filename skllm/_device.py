@@ -66,10 +66,13 @@ def restore_placement(estimator):
     The saved device when present, else the CPU (:func:`device_for_loading`). The precision is resolved
     again on the device found, as ``fit`` would: a model fitted in float16 on a GPU computes in float32 on
     a CPU, and one fitted in bfloat16 on a CPU or GPU that has it computes in float32 on one that has
-    not (an AVX2 CPU, an older GPU), each with a ``PrecisionWarning``. Returns the device.
+    not (an AVX2 CPU, an older GPU), each with a ``PrecisionWarning``. Resolved from the precision of
+    the fit, kept through such a fallback (a copy saved again there computes in bfloat16 back where
+    bfloat16 runs). Returns the device.
     """
     device = device_for_loading(estimator.device_)
-    estimator.dtype_ = resolve_dtype(estimator.dtype_, device)
+    fitted = vars(estimator).setdefault("_fitted_dtype", estimator.dtype_)  # (fit drops it: _record_load_params)
+    estimator.dtype_ = resolve_dtype(fitted, device)
     estimator.device_ = str(device)
     return device
 

@@ -32,6 +32,7 @@ class LiveStateMixin:
     def _record_load_params(self):
         """Note the values of ``_load_params`` that this fit loaded the model with."""
         self._loaded_with = {name: _snapshot(getattr(self, name)) for name in self._load_params}
+        vars(self).pop("_fitted_dtype", None)  # a new fit's precision is its dtype_ (see restore_placement)
 
     def _check_load_params(self):
         loaded = getattr(self, "_loaded_with", None)  # None: pickled before this was recorded
@@ -55,6 +56,8 @@ class LiveStateMixin:
 
     def _comparable(self, name, recorded):
         """A recorded value of ``name`` as it compares with another (a subclass may equate two forms of one value)."""
+        if name == "device" and type(recorded).__name__ == "device":  # torch.device("cpu") is "cpu"
+            return str(recorded)
         return recorded
 
     def _same_files_at(self, name):

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
@@ -230,6 +231,19 @@ def test_a_model_fitted_in_bfloat16_runs_in_float32_where_bfloat16_is_not_suppor
     with pytest.warns(PrecisionWarning, match="bfloat16' is not supported on cpu"):
         restored.transform(["great film"])
     assert (restored.device_, restored.dtype_) == ("cpu", "float32")
+    # Saved again there and loaded back where bfloat16 runs: bfloat16, as it was fitted.
+    monkeypatch.setattr(_device, "_bf16_supported", lambda device: True)
+    back = pickle.loads(pickle.dumps(restored))
+    back.transform(["great film"])
+    assert back.dtype_ == "bfloat16"
+    # A new fit's precision is its own.
+    assert back.fit().dtype_ == "float32" and "_fitted_dtype" not in vars(back)
+
+
+def test_a_device_given_as_a_torch_device_is_the_same_as_its_name(tiny_bert):
+    embedder = TransformerEmbedder(tiny_bert, cache_dir=None, device=torch.device("cpu")).fit()
+    expected = embedder.transform(["great film"])
+    np.testing.assert_array_equal(embedder.set_params(device="cpu").transform(["great film"]), expected)
 
 
 def test_missing_local_folder_is_named(cache_dir):
