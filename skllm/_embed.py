@@ -53,8 +53,7 @@ def embed_texts(model, tokenizer, texts, *, pooling, normalize, max_length, batc
     import torch
 
     ids, n_tokens = tokenize(tokenizer, texts, max_length)
-    # embed_texts, _embed_new, transform, scikit-learn's set_output wrapper: its caller
-    unknown_tokens_warning(tokenizer, texts, ids, stacklevel=5)
+    unknown_tokens_warning(tokenizer, texts, ids)
     lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
     order = np.argsort(-lengths, kind="stable")
     pad_id = pad_token_id(tokenizer)

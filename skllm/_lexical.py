@@ -29,10 +29,12 @@ RRF_K = 60
 # Arabic's harakat, Hebrew's niqqud) stay in their word, as in Lucene: Python's \w
 # does not match them, and "किताब" would be the three words "क", "त", "ब". The
 # pattern is the `regex` package's (transformers requires it), which knows \p{M} and
-# set differences (V1): letters, digits and numbers ("½", "m²", as Python's \w) and
-# marks, less the characters that are a word each.
+# set differences (V1): letters, digits and numbers ("½", "m²", as Python's \w), less
+# the characters that are a word each, then marks too; a mark never starts a word, and
+# the variation selectors (of emoji) are in none.
 _CJK = "\u3040-\u309f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-TOKEN_PATTERN = rf"[{_CJK}]|[[\w\p{{N}}\p{{M}}]--[{_CJK}]]+"
+_SELECTORS = "\ufe00-\ufe0f\U000e0100-\U000e01ef"
+TOKEN_PATTERN = rf"[{_CJK}]|[[\w\p{{N}}]--[{_CJK}\p{{M}}\u200c\u200d]][[\w\p{{N}}\p{{M}}]--[{_CJK}{_SELECTORS}]]*"
 
 
 @functools.cache

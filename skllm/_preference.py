@@ -27,7 +27,7 @@ from ._methods import NamedMethodParamsMixin
 from ._methods._base import frozen_copy
 from ._online import OnlineRun
 from ._prompting import MIN_TEMPERATURE
-from ._reward import _refuse_y, preference_pairs, where_pairs
+from ._reward import RewardModel, _refuse_y, preference_pairs, where_pairs
 from ._rl import check_scorer, dpo_loss, read_rewards, unfreeze
 from ._scoring import pairwise_accuracy
 from ._sft import FineTuneGenerator
@@ -402,6 +402,8 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
             try:
                 values = scorer.predict(list(zip(prompts, completions)))
             except (TypeError, AttributeError, ValueError) as exc:  # e.g. a classifier of texts
+                if isinstance(unfreeze(scorer), RewardModel):  # it reads pairs: its own error says what is wrong
+                    raise
                 raise ValueError(
                     f"The {name}, a {type(scorer).__name__}, is called as {name}.predict(pairs), with (prompt, "
                     f"completion) pairs as a RewardModel takes them, and failed on them: {exc!r:.200}. For a "

@@ -150,12 +150,13 @@ def cached_layer_inputs(network, layer, inputs, rows, device, dtype, batch_size,
     cache lacks are first embedded and stored by ``transform``, as before, so that the probe
     reads what it read before (in float32 bit for bit).
     """
-    from .exceptions import TruncationWarning
+    from .exceptions import TruncationWarning, UnknownTokensWarning
 
     check = rows[:CHECK_ROWS]
     own = layer_inputs(network, layer, inputs, check, device, dtype, max(batch_size, len(check)))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", TruncationWarning)  # the estimator warned about these texts
+        for said in (TruncationWarning, UnknownTokensWarning):  # the estimator warned about these texts
+            warnings.simplefilter("ignore", said)
         embedder.transform(texts[: len(check)])  # caches those it lacks as it always did, in batches of their own
         backbone = embedder._embed_uncached(texts[: len(check)]).astype(np.float64)
         scale = max(1.0, float(np.abs(own).max()))

@@ -162,17 +162,11 @@ def decode_answer(tokenizer, tokens, stop_at_newline):
     """The text of generated ``tokens``, special tokens skipped, stripped; cut at the first line break if asked.
 
     An answer cut at ``max_new_tokens`` can end inside a character (SmolLM2 writes a Chinese
-    one in two tokens), whose bytes decode as U+FFFD: the tokens of that character are left
-    out, as a prompt cut between them is moved back.
+    one in two tokens), whose bytes decode as U+FFFD: that character is left out, as a prompt
+    cut between its tokens is moved back.
     """
-    tokens = list(tokens)
-    text = tokenizer.decode(tokens, skip_special_tokens=True)
-    for n in range(1, min(4, len(tokens)) + 1) if text.endswith("\ufffd") else ():  # a character is <= 4 bytes
-        shorter = tokenizer.decode(tokens[:-n], skip_special_tokens=True)
-        if not shorter.endswith("\ufffd"):
-            text = shorter if text[len(shorter) :].strip("\ufffd") == "" and text.startswith(shorter) else text
-            break
-    return clean_answer(text, stop_at_newline)
+    # (A model that writes U+FFFD itself at the end of an answer loses it too: rare, and no text.)
+    return clean_answer(tokenizer.decode(tokens, skip_special_tokens=True).rstrip("\ufffd"), stop_at_newline)
 
 
 def clean_answer(text, stop_at_newline):

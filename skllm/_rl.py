@@ -293,7 +293,9 @@ def read_rewards(values, prompts, completions, name):
     raw = np.asarray(values, dtype=object) if isinstance(values, (list, tuple)) else np.asarray(values)
     if raw.dtype.kind in "USO" and any(isinstance(v, (str, bytes)) for v in raw.ravel()):
         raise ValueError(f"The {name} must return numbers, one per completion; it returned text: {raw[:3]!r}.")
-    if raw.dtype.kind in "cmM" or (raw.dtype.kind == "O" and any(isinstance(v, complex) for v in raw.ravel())):
+    if raw.dtype.kind in "cmM" or (
+        raw.dtype.kind == "O" and any(np.asarray(v).dtype.kind in "cmM" for v in raw.ravel())
+    ):
         # NumPy would drop an imaginary part, or read dates as nanosecond counts
         raise ValueError(f"The {name} must return real numbers, one per completion; it returned {raw[:3]!r}.")
     try:

@@ -91,20 +91,42 @@ def tokenize(tokenizer, texts, max_length):
     return ids, n_tokens
 
 
-def unknown_tokens_warning(tokenizer, texts, ids, stacklevel):
+def user_stacklevel():
+    """``warnings.warn``'s stacklevel for the first frame outside skllm and scikit-learn: the user's call.
+
+    For a warning raised along paths of different depths (fit, predict, a Pipeline, a method's
+    inputs), which no constant fits; Python 3.12's ``skip_file_prefixes`` does this.
+    """
+    import os
+    import sys
+
+    import joblib
+    import sklearn
+
+    # (joblib: a Pipeline's fit runs its steps through joblib's Memory)
+    inside = tuple(os.path.dirname(os.path.abspath(m.__file__)) for m in (sys.modules[__package__], sklearn, joblib))
+    frame, level = sys._getframe(1), 1  # the frame that calls warnings.warn
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def unknown_tokens_warning(tokenizer, texts, ids):
     """Warn where a text is mostly the tokenizer's unknown token (a script or symbols its vocabulary lacks).
 
     Such texts keep little of their content, and texts unknown alike (three Thai sentences, two
-    emoji) become the same input to the model.
+    emoji) become the same input to the model. Not where the unknown token is also a token the
+    tokenizer adds or pads with (GPT-2's <|endoftext|>): it would be counted in every text.
     """
     unk = tokenizer.unk_token_id
-    if unk is None:  # byte-level tokenizers know every text
+    added = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.cls_token_id}
+    if unk is None or unk in added | {tokenizer.sep_token_id}:  # byte-level tokenizers know every text
         return
     special = set(tokenizer.all_special_ids) - {unk}
     unknown = []
     for text, row in zip(texts, ids):
         content = [t for t in row if t not in special]
-        if content and 2 * sum(t == unk for t in content) >= len(content):
+        if content and 2 * sum(t == unk for t in content) > len(content):
             unknown.append(text)
     if unknown:
         warnings.warn(
@@ -113,7 +135,7 @@ def unknown_tokens_warning(tokenizer, texts, ids, stacklevel):
             f"alike read the same. Its vocabulary lacks their script or symbols: use a model that covers them (a "
             f"multilingual one).",
             UnknownTokensWarning,
-            stacklevel=stacklevel + 1,
+            stacklevel=user_stacklevel(),
         )
 
 

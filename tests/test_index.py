@@ -121,6 +121,10 @@ def test_bm25_strips_the_accents_of_latin_letters_only():
         (["שָׁלוֹם לכולם", "הוא אמר שלום"], "שָׁלוֹם"),
     ]:
         assert (BM25(docs).scores([query])[0] > 0).tolist() == [True, False], query
+    # A mark, a joiner or an emoji's variation selector starts no word of its own.
+    from skllm._lexical import words
+
+    assert words("❤️ love 👨\u200d👩\u200d👧 family 1️⃣") == ["love", "family", "1"]
 
 
 def test_fit_query_and_hits(embedder, backend):

@@ -167,7 +167,7 @@ class FineTuningMethod(BaseEstimator):
         if warn:
             n_cut = int((np.asarray(n_tokens) > estimator.max_length_).sum())
             truncation_warning(n_cut, len(texts), estimator.max_length_, 4)
-            unknown_tokens_warning(estimator.tokenizer_, texts, ids, 4)
+            unknown_tokens_warning(estimator.tokenizer_, texts, ids)
         return TokenInputs(ids, pad_token_id(estimator.tokenizer_))
 
     def build_network(self, backbone, n_outputs, pooling):
