@@ -260,8 +260,16 @@ def parse_label_words(text, y):
     by_text = {str(label): label for label in y}
     words = {}
     for item in text.split(","):
-        key, sep, wording = item.partition("=")
-        key, wording = key.strip(), wording.strip()
+        # A label may hold "=" itself ("a=b"): the split is where the text before it is a label.
+        splits = [(item[:i].strip(), item[i + 1 :].strip()) for i, c in enumerate(item) if c == "="]
+        known = [(k, w) for k, w in splits if k in by_text]
+        if len(known) > 1:
+            raise ValueError(
+                f"--label-words: {item!r} reads as more than one LABEL=WORDING ({', '.join(f'{k!r}' for k, _ in known)}"
+                f" are labels of the data); rename the labels so that one is meant."
+            )
+        key, wording = known[0] if known else (splits[0] if splits else ("", ""))
+        sep = bool(splits)
         if not sep or not key or not wording:
             raise ValueError(f"--label-words: {item!r} is not LABEL=WORDING (e.g. 'ham=normal,spam=spam').")
         if key not in by_text:

@@ -379,6 +379,10 @@ def test_label_words_reach_the_prompting_methods_and_are_checked(texts, tiny_lla
     assert parse_label_words("1=good", [0, 1]) == {1: "good"}  # matched by their text
     with pytest.raises(ValueError, match=r"--label-words names 'pos' twice \('good', 'bad'\); give one"):
         parse_label_words("pos=good,pos=bad", ["neg", "pos"])
+    # A label that holds "=": split where the text before is a label; refused where two readings are.
+    assert parse_label_words("a=b=negative, pos=x=y", ["a=b", "pos"]) == {"a=b": "negative", "pos": "x=y"}
+    with pytest.raises(ValueError, match=r"'a=b=negative' reads as more than one LABEL=WORDING \('a', 'a=b'"):
+        parse_label_words("a=b=negative", ["a", "a=b"])
     words = {"pos": "good", "neg": "bad"}
     settings = dict(encoder="x", llm=tiny_llama, epochs=1, max_length=8, cache_dir=None, random_state=0)
     for name in ("zero-shot", "few-shot"):
