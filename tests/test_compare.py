@@ -463,3 +463,31 @@ def rows_digest_before(texts, y):
     from skllm._compare.rows import digest
 
     return digest([list(texts), [repr(plain(v)) for v in y]])
+
+
+class _Memorised(ClassifierMixin, BaseEstimator):
+    """Predicts every text's labels as given: a perfect model."""
+
+    def __init__(self, truth=None):
+        self.truth = truth
+
+    def fit(self, X, y):
+        return self
+
+    def predict(self, X):
+        return np.array([self.truth[t] for t in X])
+
+
+def test_a_perfect_multilabel_model_scores_1_though_a_fold_lacks_a_label():
+    from skllm._compare.folds import evaluate_fold
+
+    texts = np.array([f"t{i}" for i in range(8)], dtype=object)
+    y = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 1, 0], [1, 0, 1], [0, 1, 0], [1, 0, 0], [0, 1, 1]])
+    train, test = np.arange(4, 8), np.arange(4)
+    # The test half holds no text of the third label, and none is predicted: it is not a 0 of the mean.
+    perfect = _Memorised(dict(zip(texts, y)))
+    scores = evaluate_fold(perfect, texts, y, train, test, multilabel=True, measure_model=False)
+    assert scores["accuracy"] == scores["f1_macro"] == scores["f1_micro"] == 1.0
+    empty = np.zeros_like(y)
+    scores = evaluate_fold(_Memorised(dict(zip(texts, empty))), texts, empty, train, test, multilabel=True)
+    assert scores["f1_macro"] == 1.0

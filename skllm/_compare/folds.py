@@ -220,9 +220,13 @@ def evaluate_fold(template, texts, y, train, test, *, multilabel=False, measure_
     if hasattr(pred, "toarray"):  # a sparse indicator matrix
         pred = pred.toarray()
     truth = y[test]
+    # Multi-label: over the labels the fold's texts hold or the model predicts; a label with neither
+    # would count as F1 = 0 (scikit-learn's zero_division), and a perfect model would score below 1.
+    seen = {"labels": np.flatnonzero(truth.sum(axis=0) + pred.sum(axis=0))} if multilabel else {}
+    none = multilabel and not len(seen["labels"])  # no label held nor predicted: nothing wrong
     result = {
         "accuracy": float(accuracy_score(truth, pred)),
-        "f1_macro": float(f1_score(truth, pred, average="macro", zero_division=0)),
+        "f1_macro": 1.0 if none else float(f1_score(truth, pred, average="macro", zero_division=0, **seen)),
         "fit_seconds": fit_s,
         "predict_seconds_per_1000": pred_s,
         "fit_memory_bytes": memory.rss_bytes,
