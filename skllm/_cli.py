@@ -11,7 +11,7 @@ from pathlib import Path
 from ._api import OpenAIChat, _check_url
 from ._compare import ALL_METHODS, check_folds, check_settings, check_targets, parse_duration
 from ._targets import fits_int64
-from ._validation import differing_by_spaces, is_collection, is_missing
+from ._validation import check_one_label_type, differing_by_spaces, is_collection, is_missing
 from .exceptions import MissingDependencyError, SkllmWarning
 
 OPTION_NAMES = {
@@ -236,6 +236,18 @@ def split_labels(column, separator, name="label"):
 
     if not separator:
         raise InputError("--multilabel needs a separator, e.g. --multilabel '|'.")
+    try:  # list cells keep their items' types: 1 and "1" would become one label
+        check_one_label_type([part for v in column if is_collection(v) for part in v], f"Column {name!r}")
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    cells = [str(v) for v in column if not is_collection(v) and not is_missing(v)]
+    if len(cells) > 1 and not any(separator in cell for cell in cells):
+        warnings.warn(
+            f"No cell of column {name!r} holds the separator {separator!r}: every text has one label. Check "
+            f"--multilabel's separator.",
+            SkllmWarning,
+            stacklevel=2,
+        )
     sets = []
     for v in column:
         if is_collection(v):  # a list of labels (JSON Lines, Parquet): its items, not its printed form

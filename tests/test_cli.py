@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from skllm import compare_methods
-from skllm._cli import main
+from skllm._cli import InputError, main
 from skllm.exceptions import SkllmWarning
 
 
@@ -247,6 +247,14 @@ def test_lists_of_labels_with_multilabel_are_read_as_label_sets(tmp_path):
     _, indicator, names = load_xy(read_table(path), "review", "topics", path, multilabel="|")
     assert names == ["economy", "politics", "sports"]
     assert indicator.tolist() == [[0, 1, 1], [0, 0, 1], [0, 0, 0], [1, 0, 0]]
+    # 1 and "1" in the lists would become one label: refused, as in single-label data.
+    mixed = pd.DataFrame({"review": ["a", "b"], "topics": [[1, "1"], [2]]})
+    with pytest.raises(InputError, match=r"Column 'topics' mixes label types"):
+        load_xy(mixed, "review", "topics", path, multilabel="|")
+    # A separator that no cell holds: said (every text would have one label).
+    joined = pd.DataFrame({"review": ["a", "b", "c"], "topics": ["x|y", "y", "x"]})
+    with pytest.warns(SkllmWarning, match=r"No cell of column 'topics' holds the separator ';'"):
+        load_xy(joined, "review", "topics", path, multilabel=";")
 
 
 def test_numbers_that_cannot_be_classes_are_kept_as_written(tmp_path):
