@@ -178,6 +178,9 @@ def test_a_sample_of_all_rows_but_a_few_keeps_each_class_share():
         y = np.array(["neg"] * 500 + ["pos"] * 498 + [rare] * 2)
         with pytest.raises(ValueError, match=rf"class '{rare}' has 0 of the 100 sampled"):
             check_folds(y, cv=2, max_samples=100)
+    # The data holds enough of it: the remedy is a larger sample.
+    with pytest.raises(ValueError, match=r"raise max_samples \(the data holds 2 of that class\)"):
+        check_folds(y, cv=2, max_samples=100)
 
 
 def test_copies_of_a_text_go_to_one_fold():

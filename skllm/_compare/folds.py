@@ -93,6 +93,11 @@ def _check_fold_counts(y, cv, max_samples, random_state, names):
             if counts[smallest] >= 2
             else "add texts of that class or leave it out"
         )
+        whole = int(np.sum(y == labels[smallest]))
+        if sampled and whole >= cv:  # the data has enough: the sample took too few
+            remedy = (
+                f"raise {names.get('max_samples', 'max_samples')} (the data holds {whole} of that class), or {remedy}"
+            )
         raise ValueError(
             f"{names.get('cv', 'cv')}={cv} needs at least {cv} texts of every class, but class "
             f"{plain(labels[smallest])!r} has {counts[smallest]}{sampled}; {remedy}."
