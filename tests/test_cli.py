@@ -157,7 +157,8 @@ def test_copies_too_few_for_the_folds_stop_the_command_before_it_runs(tmp_path, 
     with pytest.raises(SystemExit) as stopped:
         main([*argv, "--cv", "5"])
     assert stopped.value.code == 2 and not (tmp_path / "o").exists()
-    assert "cv=5 folds need 5 distinct texts of class 'pos', but there are 3" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--cv=5 folds need 5 distinct texts of class 'pos', but there are 3" in err and "use --cv <= 3" in err
 
 
 def test_cells_are_read_as_written(tmp_path):

@@ -58,7 +58,14 @@ def check_folds(y, cv, *, max_samples=None, random_state=0, names=None, texts=No
         y = np.asarray(y)
         index = subsample(y, len(y) if max_samples is None else min(max_samples, len(y)), random_state)[0]
         texts = np.asarray(texts, dtype=object)[index]
-        cut_folds(y[index], cv, multilabel=y.ndim == 2, random_state=random_state, texts=texts)
+        cut_folds(
+            y[index],
+            cv,
+            multilabel=y.ndim == 2,
+            random_state=random_state,
+            texts=texts,
+            cv_name=(names or {}).get("cv"),
+        )
 
 
 def _check_fold_counts(y, cv, max_samples, random_state, names):
@@ -131,7 +138,7 @@ def _stratified_sample(y, n, random_state):
     return np.concatenate([rng.choice(np.flatnonzero(inverse == i), q, replace=False) for i, q in enumerate(quota)])
 
 
-def cut_folds(y, cv, *, multilabel, random_state, texts=None):
+def cut_folds(y, cv, *, multilabel, random_state, texts=None, cv_name=None):
     """``cv`` shuffled folds of ``y``: ``[(train rows, test rows), ...]``, stratified unless multi-label.
 
     Copies of one text in ``texts`` go to one fold, so that no text is tested on after
@@ -150,9 +157,13 @@ def cut_folds(y, cv, *, multilabel, random_state, texts=None):
         distinct = len(np.unique(groups if label is None else groups[y == label]))
         if distinct < cv:
             which = "" if label is None else f" of class {plain(label)!r}"
+            name = cv_name or "cv"  # (the command's --cv)
+            remedy = (
+                f"use {name} <= {distinct}" if distinct >= 2 else "give more distinct texts, or leave the class out"
+            )
             raise ValueError(
-                f"cv={cv} folds need {cv} distinct texts{which}, but there are {distinct}: copies of a text go to "
-                f"one fold, so that none is tested on after being trained on. Use fewer folds or more texts."
+                f"{name}={cv} folds need {cv} distinct texts{which}, but there are {distinct}: copies of a text go to "
+                f"one fold, so that none is tested on after being trained on; {remedy}."
             )
     splitter = GroupKFold if multilabel else StratifiedGroupKFold
     folds = splitter(cv, shuffle=True, random_state=random_state).split(np.zeros(len(y)), y, groups)
