@@ -1,9 +1,10 @@
 """What ``skllm compare`` writes: the results table (CSV, Markdown), its plot, the labels and the best model."""
 
 import json
-import os
 
 import numpy as np
+
+from .rows import write_whole
 
 # Every file a run writes in its folder. An earlier run's are removed before this run's are written: a run
 # that stops while writing leaves some of its own files, never one of the earlier run's beside them.
@@ -40,13 +41,7 @@ def write_results(out, table, best, names):
         ok = table[table["status"].isin(["computed", "reused"])]
         score = table.attrs["score"]
         name = ok.loc[ok[score].idxmax(), "method"]
-        partial = out / "best_model.joblib.partial"  # renamed once whole: no half-written model file
-        try:
-            joblib.dump(best, partial)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        os.replace(partial, out / "best_model.joblib")
+        write_whole(out / "best_model.joblib", lambda partial: joblib.dump(best, partial))
         print(
             f"\nbest: {name} (by {score.removesuffix('_mean')}); refitted on all {plan['n']} texts and saved to "
             f"{out / 'best_model.joblib'}"

@@ -35,6 +35,18 @@ COLUMNS = [
 ]
 
 
+def write_whole(path, write):
+    """``write(partial)`` writes the file aside, then it is renamed ``path``: an interrupted or failed write
+    never leaves half a file under the real name (nor the partial one behind, where it failed)."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        write(partial)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, path)
+
+
 def skipped_row(name, why="does not fit in the time budget"):
     return {"method": name, "status": "skipped", "error": why}
 
@@ -176,11 +188,8 @@ class SavedRows:
         content = json.loads(
             json.dumps({"fingerprint": fingerprint, "row": {k: v for k, v in row.items() if k != "status"}})
         )
-        path = self.folder / f"{name}.json"
-        partial = path.with_name(path.name + ".partial")
-        # Written aside, then renamed: an interrupted write never leaves half a row under the real name.
-        partial.write_text(json.dumps({**content, "checksum": digest(content)}))
-        os.replace(partial, path)
+        text = json.dumps({**content, "checksum": digest(content)})
+        write_whole(self.folder / f"{name}.json", lambda partial: partial.write_text(text))
 
 
 def _not_reused(path, why):
