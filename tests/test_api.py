@@ -102,6 +102,18 @@ def test_a_negated_wording_that_is_itself_a_class_is_that_class():
     assert parse_label("Non-toxic.", ["toxic", "non-toxic"]) == 1
 
 
+def test_a_negated_answer_from_the_endpoint_predicts_no_class(tmp_path):
+    # As a user reaches parse_label: the endpoint answers "It isn't spam." with classes spam and not spam.
+    server = FakeChat(answer=lambda messages: "It isn't spam.")
+    try:
+        chat = _chat(server, unparsed="error")
+        clf = ZeroShotClassifier(chat, classes=["not spam", "spam"], calibration=None, cache_dir=str(tmp_path)).fit()
+        with pytest.raises(UnparsedAnswerError, match="answers name none of the classes"):
+            clf.predict(["win a prize now"])
+    finally:
+        server.close()
+
+
 def test_the_answered_token_must_count_for_one_class_or_its_alternatives_say_nothing():
     words = ["very negative", "negative", "positive", "very positive"]
     # "very" starts two wordings: the scores would come from the unlikely alternatives.

@@ -12,6 +12,7 @@ import torch
 
 from skllm import DocumentIndex, TransformerEmbedder
 from skllm._chunking import chunk_spans
+from skllm.exceptions import UnknownTokensWarning
 
 DOCS = [
     "great film loved it",
@@ -86,6 +87,24 @@ def test_whitespace_tokens_of_a_byte_level_bpe_cut_no_word(tiny_llama):
     spans = chunk_spans(text, tok, 10, 4)
     assert all(b > a for (_, a), (_, b) in itertools.pairwise(spans))
     assert spans[-1][1] == len(text) and spans[0][0] == 0
+
+
+def test_an_index_finds_whole_words_after_blank_lines_and_words_with_marks(tiny_llama, tiny_bert, cache_dir):
+    # As a user reaches both: a DocumentIndex searched by its words.
+    # A byte-level BPE embedder and blank lines: no word cut into pieces.
+    embedder = TransformerEmbedder(tiny_llama, cache_dir=cache_dir, max_length=14)
+    index = DocumentIndex(embedder, retrieval="lexical").fit(["call me at storytime" + " \n" * 40 + "thanks"])
+    chunks = [index._chunk_text(i).strip() for i in range(index.n_chunks_)]
+    assert chunks == ["call me at storytime", "thanks"]
+    (hits,) = index.query(["storytime"], k=1)
+    assert hits[0].chunk.strip() == "call me at storytime"
+    # Hindi: "book" comes first from the only document that holds it (split at its vowel signs, the
+    # query's pieces matched "he said that the matter is right" better).
+    docs = ["मैंने कल एक किताब खरीदी", "उसने कहा कि बात तो सही है", "आज मौसम बहुत अच्छा है"]
+    with pytest.warns(UnknownTokensWarning):  # the tiny vocabulary has no Devanagari
+        index = DocumentIndex(TransformerEmbedder(tiny_bert, cache_dir=cache_dir), retrieval="lexical").fit(docs)
+    (hits,) = index.query(["किताब"], k=3)
+    assert [h.doc_id for h in hits if h.score > 0] == [0]
 
 
 def test_bm25_reads_chinese_and_japanese_characters_as_words():
