@@ -31,10 +31,15 @@ RRF_K = 60
 # pattern is the `regex` package's (transformers requires it), which knows \p{M} and
 # set differences (V1): letters, digits and numbers ("½", "m²", as Python's \w), less
 # the characters that are a word each, then marks too; a mark never starts a word, and
-# the variation selectors (of emoji) are in none.
+# the variation selectors (of emoji) are in none. A katakana run ends where another
+# script starts ("iPhoneケース" is "iphone" and "ケース", as Unicode's word boundaries split it).
 _CJK = "\u3040-\u309f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_KANA = "\u30a1-\u30fa\u30fc-\u30ff\u31f0-\u31ff\uff66-\uff9f"  # katakana, the long vowel mark, half-width
 _SELECTORS = "\ufe00-\ufe0f\U000e0100-\U000e01ef"
-TOKEN_PATTERN = rf"[{_CJK}]|[[\w\p{{N}}]--[{_CJK}\p{{M}}\u200c\u200d]][[\w\p{{N}}\p{{M}}]--[{_CJK}{_SELECTORS}]]*"
+TOKEN_PATTERN = (
+    rf"[{_CJK}]|[{_KANA}][{_KANA}\u3099\u309a]*"
+    rf"|[[\w\p{{N}}]--[{_CJK}{_KANA}\p{{M}}\u200c\u200d]][[\w\p{{N}}\p{{M}}]--[{_CJK}{_KANA}{_SELECTORS}]]*"
+)
 
 
 @functools.cache

@@ -115,6 +115,13 @@ def test_bm25_reads_chinese_and_japanese_characters_as_words():
     assert ranked[0].tolist() == [0, 1, 2]
     scores, ranked = BM25(["コンピューター", "コンピュータ・ゲーム"]).top(["コンピューター"], 2)
     assert scores[0][0] > 0 and scores[0][1] == 0  # a katakana run is one word
+    # ... which ends where Latin letters or digits start, so each finds the document on its own
+    docs = ["新しいiPhoneケースを買いました。", "3Dプリンターを使う", "古い本"]
+    scores = BM25(docs).scores(["iPhone", "ケース", "プリンター", "3D"])
+    expected = [[True, False, False], [True, False, False], [False, True, False], [False, True, False]]
+    assert (scores > 0).tolist() == expected
+
+
 
 
 def test_bm25_strips_the_accents_of_latin_letters_only():
