@@ -10,10 +10,31 @@ IVF_POINTS_PER_LIST = 39
 FAISS_INT_MAX = 2**31 - 1
 
 
+class ExactRows:
+    """The NumPy backend's structure: the rows, each scored once where several are the same.
+
+    A matrix product gives two equal rows scores that can differ in the last bit, by
+    where they fall in its blocks (a copy of a document scored above the original in 2 of
+    10 pairs, and which came first changed with the number of queries scored together):
+    equal rows are scored as one, so that they tie and come in row order.
+    """
+
+    def __init__(self, vectors):
+        self.ntotal = len(vectors)
+        self.rows, self.inverse = vectors, None
+        unique, inverse = np.unique(vectors, axis=0, return_inverse=True)
+        if len(unique) < len(vectors):
+            self.rows, self.inverse = unique, inverse.ravel()
+
+    def scores(self, vectors):
+        sims = vectors @ self.rows.T
+        return sims if self.inverse is None else sims[:, self.inverse]
+
+
 def build_search_index(vectors, backend, search="exact", hnsw_m=32, ef_search=128, n_lists=None, n_probe=16):
     """The search structure over unit-length float32 ``vectors`` (rows)."""
     if backend == "numpy":
-        return vectors
+        return ExactRows(vectors)
     faiss = faiss_module()
     dim = vectors.shape[1]
     if search == "hnsw":
@@ -39,8 +60,8 @@ def search_index(index, vectors, k):
     first ``k`` of any larger ``k`` (FAISS alone would return ties highest row first).
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if isinstance(index, np.ndarray):
-        sims = vectors @ index.T
+    if isinstance(index, (ExactRows, np.ndarray)):  # an array: a structure built before ExactRows
+        sims = index.scores(vectors) if isinstance(index, ExactRows) else vectors @ index.T
         kth = -np.partition(-sims, k - 1, axis=1)[:, k - 1 : k]
         above, tied = sims > kth, sims == kth
         # Of the rows tied with the k-th score, the lowest take the places the better rows leave.

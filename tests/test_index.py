@@ -122,8 +122,6 @@ def test_bm25_reads_chinese_and_japanese_characters_as_words():
     assert (scores > 0).tolist() == expected
 
 
-
-
 def test_bm25_strips_the_accents_of_latin_letters_only():
     from skllm._lexical import BM25
 
@@ -983,6 +981,27 @@ def test_tuple_ids_save_with_skops_and_pickle(embedder, tmp_path):
         restored.partial_fit(["fun story"], ids=[("films", 3)])
         assert restored.n_documents_ == 3
     assert isinstance(index._docs, dict)  # saving leaves the live index as it was
+
+
+def test_copies_of_a_document_tie_among_many_chunks(embedder, backend):
+    # The matrix product of many rows gave a copy's equal vector another last bit than the original's, by
+    # where it fell in the product's blocks: the copy could come first, and which one did varied with the
+    # number of queries scored together.
+    import random
+
+    from conftest import WORDS
+
+    rng = random.Random(0)
+    docs = [" ".join(rng.choices(WORDS, k=rng.randint(1, 12))) for _ in range(160)]
+    docs += docs[:10]  # 160..169 copy 0..9
+    index = DocumentIndex(embedder, retrieval="dense", backend=backend).fit(docs)
+    alone = index.query(["story"], k=170)[0]
+    rank = {h.doc_id: r for r, h in enumerate(alone)}
+    for original in range(10):
+        assert rank[original] < rank[original + 160]
+        assert alone[rank[original]].score == alone[rank[original + 160]].score
+    together = index.query(["story"] * 25, k=170)
+    assert all([h.chunk_id for h in hits] == [h.chunk_id for h in alone] for hits in together)
 
 
 @pytest.mark.parametrize("search", ["exact", "hnsw", "ivf"])
