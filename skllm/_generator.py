@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._causal import warn_long_targets
 from ._lm import LMEstimator, check_examples_field, check_template
 from ._models import DEFAULT_CAUSAL_LM
-from ._prompting import clean_answer, decode_answer, generate, prompt_budget
+from ._prompting import clean_answer, decode_answer, end_ids, generate, line_end_stop, prompt_budget
 from ._scoring import check_lengths, exact_match
 from ._selection import FirstSelection, RandomSelection, resolve_selection
 from ._tokens import pad_token_id
@@ -247,16 +247,19 @@ class FewShotGenerator(LMEstimator):
                     stacklevel=2,
                 )
             return np.asarray([clean_answer(a["text"], self.stop_at_newline) for a in answers], dtype=object)
-        pad = pad_token_id(self.tokenizer_)
+        pad, eos = pad_token_id(self.tokenizer_), end_ids(self.model_, self.tokenizer_)
 
         def new_tokens(ids, mask):
-            # Greedy; the end of an answer is the model's own (its generation config's end-of-sequence tokens).
+            # Greedy; an answer ends at the tokenizer's end-of-sequence token or the generation config's, whichever
+            # comes first: a chat model's config may name another token than the end of its turn.
             out = self.model_.generate(
                 input_ids=ids,
                 attention_mask=mask,
                 max_new_tokens=self.max_new_tokens,
                 do_sample=False,
                 pad_token_id=pad,
+                **({"eos_token_id": eos} if eos else {}),
+                **line_end_stop(self.tokenizer_, self.stop_at_newline),
             )
             return out[:, ids.shape[1] :]
 
@@ -267,6 +270,7 @@ class FewShotGenerator(LMEstimator):
             device=torch.device(self.device_),
             dtype=self.dtype_,
             batch_size=self.batch_size,
+            eos_ids=eos,
         )
         answers = [decode_answer(self.tokenizer_, tokens, self.stop_at_newline) for tokens in generated]
         return np.asarray(answers, dtype=object)

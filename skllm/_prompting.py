@@ -8,6 +8,7 @@ budget, and batched generation with left padding.
 """
 
 import contextlib
+import functools
 
 import numpy as np
 
@@ -156,6 +157,41 @@ def answer_tokens(tokenizer, tokens, stop_at_newline):
         if "\n" in tokenizer.decode(tokens[:n], skip_special_tokens=True).lstrip():
             return list(tokens[:n])
     return list(tokens)
+
+
+def line_end_stop(tokenizer, stop_at_newline):
+    """Options of ``generate`` that stop an answer at the token ending its first line, with ``stop_at_newline``.
+
+    The line is the one :func:`answer_tokens` keeps (leading line breaks end
+    nothing); the rest was decoded only to be cut off, up to ``max_new_tokens``
+    (64 by default) for every answer of a plain prompt, which rarely ends with
+    an end-of-sequence token. Each row stops on its own, and the others are
+    computed as before, so the answers are the same.
+    """
+    if not stop_at_newline:
+        return {}
+    from transformers import StoppingCriteriaList
+
+    return {"stopping_criteria": StoppingCriteriaList([_line_end_class()(tokenizer)])}
+
+
+@functools.cache
+def _line_end_class():
+    import torch
+    from transformers import StoppingCriteria
+
+    class LineEnd(StoppingCriteria):
+        def __init__(self, tokenizer):
+            self.tokenizer, self.start = tokenizer, None
+
+        def __call__(self, input_ids, scores, **kwargs):
+            if self.start is None:  # called once a token is added: the prompt (or nothing, from embeddings) before
+                self.start = input_ids.shape[1] - 1
+            rows = input_ids[:, self.start :].tolist()
+            done = ["\n" in self.tokenizer.decode(row, skip_special_tokens=True).lstrip() for row in rows]
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return LineEnd
 
 
 def decode_answer(tokenizer, tokens, stop_at_newline):

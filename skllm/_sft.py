@@ -532,6 +532,8 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         """
         import torch
 
+        from ._prompting import line_end_stop
+
         network = self.network_ if network is None else network
         do_sample = self.do_sample if do_sample is None else do_sample
         max_new_tokens = self.max_new_tokens if max_new_tokens is None else max_new_tokens
@@ -550,7 +552,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         was_training = network.training
         network.eval()
         out = generate(
-            lambda ids, mask: network.generate(ids, mask, **options),
+            lambda ids, mask: network.generate(ids, mask, **options, **line_end_stop(tokenizer, self.stop_at_newline)),
             prompts,
             pad_id=pad,
             device=device,

@@ -10,6 +10,7 @@ import torch
 
 from skllm import FewShotGenerator, FineTuneGenerator, LoRA, PreferenceTuner, PromptTuning, RewardModel
 from skllm._causal import IGNORE, build_example, pad_examples, sequence_loss, token_logprobs
+from skllm._prompting import decode_answer
 from skllm._reward import bradley_terry_loss, preference_pairs
 from skllm._rl import dpo_loss, rloo_advantages
 from skllm.exceptions import SkllmWarning, TruncationWarning
@@ -61,6 +62,78 @@ def test_an_answer_ends_at_the_models_own_end_of_turn_token_too(tiny_llama):
     cut = tokens[: tokens.index(tokens[2])]
     assert generator._generate_ids(prompts)[0] == cut
     assert generator._generate_ids(prompts, keep_eos=True)[0] == [*cut, tokens[2]]
+
+
+def spy_generate(monkeypatch, model):
+    """The new tokens of each ``model.generate`` call, recorded in a list as the calls run."""
+    calls, generate = [], model.generate
+
+    def spied(**kwargs):
+        out = generate(**kwargs)
+        calls.append(out[:, kwargs["input_ids"].shape[1] :].tolist())
+        return out
+
+    monkeypatch.setattr(model, "generate", spied)
+    return calls
+
+
+def test_a_few_shot_answer_ends_at_the_models_own_end_of_turn_token_too(tiny_llama, monkeypatch):
+    # The generation config may name an end of turn that is not the tokenizer's eos (a ChatML fine-tune's
+    # config naming </s>): the answer ran past it, into a turn the model made up.
+    gen = FewShotGenerator(tiny_llama, n_examples=1, max_new_tokens=6, stop_at_newline=False).fit(X[:2], Y[:2])
+    calls = spy_generate(monkeypatch, gen.model_)
+    gen.predict(X[:1])
+    (tokens,) = calls[0]
+    assert len(tokens) == 6 and gen.tokenizer_.eos_token_id not in tokens
+    monkeypatch.setattr(gen.model_.generation_config, "eos_token_id", [gen.tokenizer_.eos_token_id, tokens[2]])
+    cut = tokens[: tokens.index(tokens[2])]
+    assert gen.predict(X[:1])[0] == decode_answer(gen.tokenizer_, cut, False)
+
+
+def generating_width(widths):
+    """``_prompting.generate`` recording in ``widths`` how many tokens each batch generated."""
+    from skllm import _prompting
+
+    def recorded(new_tokens, *args, **kwargs):
+        def counted(*batch):
+            out = new_tokens(*batch)
+            widths.append(out.shape[1])
+            return out
+
+        return _prompting.generate(counted, *args, **kwargs)
+
+    return recorded
+
+
+def test_generation_stops_at_the_line_break_that_ends_an_answer(tiny_llama, monkeypatch):
+    # With stop_at_newline, every answer of a plain prompt was generated to max_new_tokens and then cut.
+    from skllm import _generator, _prompting, _sft
+
+    few_shot = FewShotGenerator(tiny_llama, n_examples=2, max_new_tokens=24, batch_size=3)
+    few_shot.fit(X[:4], ["good", "fun", "great", "x"])
+    tokenizer = few_shot.tokenizer_
+    line = tokenizer("\nfun\nstory", add_special_tokens=False)["input_ids"]
+    (stop,) = _prompting.line_end_stop(tokenizer, True)["stopping_criteria"]
+    ends = [stop(torch.tensor([[7, 8, *line[:n]]] * 2), None).tolist() for n in range(1, len(line) + 1)]
+    first = next(n for n in range(1, len(line) + 1) if "\n" in tokenizer.decode(line[:n]).lstrip())
+    assert ends == [[n >= first] * 2 for n in range(1, len(line) + 1)]  # a leading line break ends nothing
+    assert _prompting.line_end_stop(tokenizer, False) == {}
+    texts = [f"{a} {b}" for a in X[:4] for b in ("story", "the plot", "fun fun fun")]
+    fine_tuned = untrained_generator(tiny_llama, max_new_tokens=24, stop_at_newline=True, batch_size=2)
+    for estimator, model in [(few_shot, few_shot.model_), (fine_tuned, fine_tuned.network_._base())]:
+        # The random tiny model writes a line break now and then, at a different place in each answer.
+        monkeypatch.setattr(model.generation_config, "sequence_bias", [[tokenizer("\n")["input_ids"][-1:], 0.2]])
+        widths = []
+        for module in (_generator, _sft):
+            monkeypatch.setattr(module, "generate", generating_width(widths))
+        stopped, stopped_widths = estimator.predict(texts), list(widths)
+        for module in (_generator, _prompting):
+            monkeypatch.setattr(module, "line_end_stop", lambda tokenizer, stop_at_newline: {})
+        widths.clear()
+        assert estimator.predict(texts).tolist() == stopped.tolist()
+        assert any("\n" in a for a in estimator.set_params(stop_at_newline=False).predict(texts))
+        assert min(stopped_widths) < 24 and widths == [24] * len(widths)
+        monkeypatch.undo()
 
 
 @pytest.mark.parametrize("estimator", ["FineTuneGenerator", "FewShotGenerator"])
