@@ -40,9 +40,11 @@ _PACKAGED_GGUF = {
 _GGUF_READERS = (("gguf", "gguf"), ("accelerate", "accelerate"))
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
-# Folders larger than this are identified by file sizes and modification times
-# instead of a content hash, which would take seconds per gigabyte.
+# Folders larger than this are identified by their weight files' sizes, modification times and
+# samples of their contents (_SAMPLES blocks of _SAMPLE_BYTES, the first at the start, where a
+# safetensors header is) instead of a hash of all of them, which would take seconds per gigabyte.
 _HASH_LIMIT_BYTES = 2 * 1024**3
+_SAMPLES, _SAMPLE_BYTES = 33, 1 << 16
 
 _registry = {}
 _registry_lock = threading.Lock()
@@ -302,7 +304,8 @@ class MissingFolderError(FileNotFoundError, ValueError):
 
 
 def _folder_fingerprint(folder):
-    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and ".git" not in p.parts)
+    # (A .git folder inside the model's is left out; one above it, in the folder's own path, is not.)
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and ".git" not in p.relative_to(folder).parts)
     stats = [(str(p.relative_to(folder)), p.stat()) for p in files]
     # tar and cp -p keep a file's size and modification time; a file written anew still gets another
     # change time (and, where it replaced the old file, another inode), which nothing can set back.
@@ -314,7 +317,13 @@ def _folder_fingerprint(folder):
     for (rel, st), path in zip(stats, files):
         digest.update(rel.encode())
         if rel.endswith(_WEIGHT_SUFFIXES) and total > _HASH_LIMIT_BYTES:
+            # Samples too: tools that build images reproducibly set every modification time alike, and
+            # checkpoints of one architecture have one size.
             digest.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+            with open(path, "rb") as fh:
+                for i in range(_SAMPLES):
+                    fh.seek(i * max(st.st_size - _SAMPLE_BYTES, 0) // (_SAMPLES - 1))
+                    digest.update(fh.read(_SAMPLE_BYTES))
             continue
         with open(path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):

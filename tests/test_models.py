@@ -304,3 +304,41 @@ def test_a_checkpoint_copied_in_place_over_a_loaded_model_leaves_it_as_loaded(ti
     again = TransformerEmbedder(tiny_bert, cache_dir=cache).fit()
     assert again.model_identity_ == embedder.model_identity_
     np.testing.assert_allclose(again.transform(X), expected, atol=1e-6)
+
+
+def test_a_large_folder_is_identified_by_samples_of_its_weights_too(tmp_path, monkeypatch):
+    # Over the hashing limit, sizes and modification times alone named two checkpoints of one architecture
+    # alike where a build set every time alike: the cache then served the first one's vectors for the second.
+    import os
+
+    from skllm import _models
+
+    monkeypatch.setattr(_models, "_HASH_LIMIT_BYTES", 0)
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    weights = folder / "model.safetensors"
+    identities = []
+    for _ in range(2):
+        weights.write_bytes(rng.bytes(3 << 20))
+        os.utime(weights, ns=(0, 10**18))
+        identities.append(_models._folder_fingerprint(folder))
+    assert identities[0] != identities[1]
+    assert _models._folder_fingerprint(folder) == identities[1]
+
+
+def test_a_git_folder_in_the_path_above_the_model_is_not_left_out(tmp_path):
+    # ".git" anywhere in the absolute path left every file out: two models under one identity.
+    from skllm import _models
+
+    identities = []
+    for name in ("a", "b"):
+        folder = tmp_path / ".git" / name
+        (folder / ".git").mkdir(parents=True)
+        (folder / "config.json").write_text(f'{{"name": "{name}"}}')
+        (folder / ".git" / "HEAD").write_text(name)  # the model's own repository stays out
+        identities.append(_models._folder_fingerprint(folder))
+    assert identities[0] != identities[1]
+    (tmp_path / ".git" / "b" / ".git" / "HEAD").write_text("changed")
+    assert _models._folder_fingerprint(tmp_path / ".git" / "b") == identities[1]
