@@ -20,6 +20,7 @@ from ._index_files import (
     arrays_problem,
     check_array_digests,
     check_ids,
+    emptied_dead_chunks,
     holds_a_path,
     read_documents,
     read_index_files,
@@ -308,8 +309,7 @@ class DocumentIndex(BaseEstimator):
         self._chunk_span += spans
         self._vectors = np.vstack([self._vectors, vectors.astype(np.float32)])
         self._alive = np.concatenate([self._alive, np.ones(len(chunks), dtype=bool)])
-        # Default ids continue after the largest whole-number id (3.0 is the id 3: they are equal keys).
-        # (True is the id 1, as a key: bools count too.)
+        # Default ids continue after the largest whole-number id (3.0 is the id 3, True the id 1: equal keys).
         whole = [int(i) + 1 for i in ids if isinstance(i, (numbers.Real, np.bool_)) and _whole(i)]
         self._next_id = max([start_id + len(texts), *whole])
         self._lexical = None  # word statistics (idf, mean length) change: rebuilt at the next lexical query
@@ -341,6 +341,7 @@ class DocumentIndex(BaseEstimator):
         for i in ids:
             del self._docs[i]
         self._alive &= np.array([d not in gone for d in self._chunk_doc], dtype=bool)
+        self._chunk_doc, self._chunk_span, self._vectors = emptied_dead_chunks(self)
         self._search_index = self._lexical = None  # rebuilt without them at the next query
         self._update_counts()
         return self

@@ -60,6 +60,19 @@ def read_index_files(folder):
     return state, vectors, alive
 
 
+def emptied_dead_chunks(index):
+    """An index's chunk ids, spans and vectors with nothing left of its removed documents' chunks.
+
+    Nothing of a removed document stays, to be saved or pickled: its chunks keep their places
+    (chunk ids do not change), with no id, no span and a zero vector. New lists and a new
+    array: a copy of the index shares the old ones.
+    """
+    alive = index._alive
+    chunk_doc = [d if live else None for d, live in zip(index._chunk_doc, alive)]
+    chunk_span = [s if live else (0, 0) for s, live in zip(index._chunk_span, alive)]
+    return chunk_doc, chunk_span, np.where(alive[:, None], index._vectors, np.float32(0))
+
+
 def arrays_problem(vectors, alive, n_chunks, width=None):
     """``(array name, what is wrong)`` with an index's ``vectors`` and ``alive`` flags for ``n_chunks`` chunks of
     embeddings ``width`` wide (``None``: any), or None where nothing is."""

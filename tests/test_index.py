@@ -581,6 +581,26 @@ def test_an_index_saved_after_removals_loads_as_it_was(embedder, tmp_path):
     assert loaded.query(["boring story", "films"], k=5) == index.query(["boring story", "films"], k=5)
 
 
+def test_nothing_of_a_removed_document_is_saved_or_pickled(embedder, tmp_path):
+    # Its id, spans and vectors stayed in the dead chunks: in the files of every later save, and an id that JSON
+    # cannot write (bytes) made every save fail although no live document held it.
+    import json
+
+    docs = ["patient Jane Doe has diabetes", "awful film", "great film"]
+    index = DocumentIndex(embedder, backend="numpy").fit(docs, ids=[b"jane", "ok", "fine"])
+    expected = index.query(["awful film"], k=2)
+    dead = np.flatnonzero([d == b"jane" for d in index._chunk_doc])
+    index.remove([b"jane"])
+    assert index.query(["awful film"], k=2) == expected
+    for state in (pickle.loads(pickle.dumps(index)).__dict__, vars(index)):
+        assert all(state["_chunk_doc"][i] is None and state["_chunk_span"][i] == (0, 0) for i in dead)
+        assert not state["_vectors"][dead].any() and b"jane" not in pickle.dumps(state)
+    index.save(tmp_path)
+    saved = json.loads((tmp_path / "index.json").read_text())
+    assert "jane" not in json.dumps(saved) and not np.load(tmp_path / "vectors.npy")[dead].any()
+    assert DocumentIndex.load(tmp_path).query(["awful film"], k=2) == expected
+
+
 def test_arrays_of_another_save_are_refused(embedder, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     DocumentIndex(embedder, backend="numpy").fit(["great film", "awful film"]).save(first)
