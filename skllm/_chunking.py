@@ -18,6 +18,12 @@ def chunk_spans(text, tokenizer, chunk_size, chunk_overlap):
     after them, never as a part of one. A chunk never lies within the one before.
     A text of at most ``chunk_size`` tokens is one chunk, kept whole.
     """
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"Documents are cut into chunks at the character offsets of their tokens, which only a fast (Rust) "
+            f"tokenizer gives; the embedder's tokenizer is {type(tokenizer).__name__}, a Python one. Use an embedder "
+            f"whose model folder holds a fast tokenizer (a tokenizer.json)."
+        )
     words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
     if not words:
         return [(0, len(text))]

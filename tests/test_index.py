@@ -50,6 +50,14 @@ def test_chunks_hold_whole_words_overlap_and_respect_the_size(embedder):
     assert chunk_spans("short text", tok, 20, 5) == [(0, 10)]
 
 
+def test_a_tokenizer_without_offsets_is_refused_by_name():
+    # A Python ("slow") tokenizer gives no character offsets: DocumentIndex.fit failed with KeyError('offset_mapping').
+    from transformers import CanineTokenizer
+
+    with pytest.raises(ValueError, match=r"only a fast \(Rust\) tokenizer gives; the embedder's tokenizer is Canine"):
+        chunk_spans("short text", CanineTokenizer(), 20, 5)
+
+
 def test_text_without_spaces_is_cut_between_tokens(embedder):
     tok = embedder.fit().tokenizer_
     text = "这是一个很长的中文文档没有空格" * 5 + " and then some words"
