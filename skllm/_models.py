@@ -397,6 +397,7 @@ def _load(source, device, kind):
                 source.location, dtype=torch.float32, output_loading_info=True, **kwargs
             )
             _refuse_incomplete_backbone(source, model, info)
+        _refuse_tokens_the_model_lacks(source, model, tokenizer)
     except OSError as exc:
         raise _missing_model_error(source, exc) from exc
     except (SafetensorError, json.JSONDecodeError) as exc:
@@ -479,6 +480,28 @@ def _refuse_incomplete_backbone(source, model, info):
             f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): they would be random. A folder saved "
             f"from a wrapped model (peft, a custom class) names its weights differently; save the base model "
             f"itself with save_pretrained (for peft: merge_and_unload() first)."
+        )
+
+
+def _refuse_tokens_the_model_lacks(source, model, tokenizer):
+    """Raise for a model that does not read text, or whose embedding table lacks some of the tokenizer's ids
+    (either failed inside torch at a text, naming no token; on a GPU, an assertion leaves the process unusable)."""
+    import torch
+
+    table = model.get_input_embeddings() if getattr(model, "main_input_name", "input_ids") == "input_ids" else None
+    if not isinstance(table, torch.nn.Embedding):
+        raise ValueError(
+            f"Model {source.name!r} ({type(model).__name__}) does not read text: it takes "
+            f"{getattr(model, 'main_input_name', '?')!r}, not token ids. Use a text model."
+        )
+    vocab = tokenizer.get_vocab()
+    largest = max(vocab.values(), default=-1)
+    if largest >= table.num_embeddings:
+        token = next(t for t, i in vocab.items() if i == largest)
+        raise ValueError(
+            f"The tokenizer of model {source.name!r} has token ids up to {largest} ({token!r}), but the model's "
+            f"embedding table has {table.num_embeddings} rows: tokens added to the tokenizer were not added to the "
+            f"model. Call model.resize_token_embeddings(len(tokenizer)) before saving it."
         )
 
 

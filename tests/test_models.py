@@ -342,3 +342,27 @@ def test_a_git_folder_in_the_path_above_the_model_is_not_left_out(tmp_path):
     assert identities[0] != identities[1]
     (tmp_path / ".git" / "b" / ".git" / "HEAD").write_text("changed")
     assert _models._folder_fingerprint(tmp_path / ".git" / "b") == identities[1]
+
+
+def test_a_model_lacking_tokens_of_its_tokenizer_or_not_reading_text_is_refused_at_fit(tiny_bert, tmp_path):
+    # Both were accepted at fit and failed inside torch at a text (the first only at a text with such a token).
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer, ViTConfig, ViTModel
+
+    added = tmp_path / "added"
+    shutil.copytree(tiny_bert, added)
+    tokenizer = AutoTokenizer.from_pretrained(added)
+    tokenizer.add_tokens(["newword"])
+    tokenizer.save_pretrained(added)
+    with pytest.raises(ValueError, match=r"token ids up to \d+ \('newword'\), but the model's embedding table has"):
+        TransformerEmbedder(added, cache_dir=None).fit()
+    image = tmp_path / "image"
+    torch.manual_seed(0)
+    ViTModel(
+        ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
+    ).save_pretrained(image)
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(image)
+    with pytest.raises(ValueError, match=r"\(ViTModel\) does not read text: it takes 'pixel_values', not token ids"):
+        TransformerEmbedder(image, cache_dir=None).fit()
