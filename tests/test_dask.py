@@ -156,6 +156,26 @@ def test_dask_embed_names_the_partition_of_a_text_it_refuses(tiny_bert):
         embedded.compute(scheduler="synchronous")
 
 
+def test_dask_embed_blames_the_texts_only_for_what_is_wrong_with_them(tiny_bert, tmp_path):
+    # A parameter set since fit, or a model folder gone when the tasks ran, was reported as a problem "in
+    # partition 1 of the texts", and the folder's FileNotFoundError became a ValueError.
+    import pickle
+    import shutil
+
+    import pandas as pd
+
+    series = dd.from_pandas(pd.Series(["great film", "awful", "ok", "fun"]), npartitions=2)
+    embedder = TransformerEmbedder(tiny_bert, cache_dir=None).fit()
+    with pytest.raises(ValueError, match=r"^This TransformerEmbedder was fitted with max_length=256, set to max_"):
+        dask_embed(series, embedder.set_params(max_length=16))  # refused before any task
+    moving = tmp_path / "model"
+    shutil.copytree(tiny_bert, moving)
+    shipped = pickle.loads(pickle.dumps(TransformerEmbedder(str(moving), cache_dir=None).fit()))
+    shutil.rmtree(moving)
+    with pytest.raises(FileNotFoundError, match=r"^model_name=.* looks like a path, but no such folder exists"):
+        dask_embed(series, shipped).compute(scheduler="synchronous")
+
+
 def test_dask_embed_rejects_what_it_cannot_embed(tiny_bert):
     import pandas as pd
 
