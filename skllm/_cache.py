@@ -80,7 +80,9 @@ def resolve_cache_dir(cache_dir):
             f"Pass a folder path, 'auto' for the default cache folder, or None to not cache."
         )
     else:
-        root = Path(cache_dir).expanduser()
+        # Absolute: the cache's open connections are kept by folder, and a relative one names another
+        # folder once the process changes its working directory.
+        root = Path(cache_dir).expanduser().absolute()
     for path in (root, *root.parents):
         if path.is_symlink() and not path.exists():
             raise ValueError(
@@ -119,6 +121,13 @@ NETWORK_FILESYSTEMS = (
     "fuse.glusterfs",
     "fuse.cephfs",
     "fuse.juicefs",
+    "fuse.rclone",
+    "fuse.blobfuse2",
+    "fuse.mountpoint-s3",
+    "davfs",
+    "wekafs",
+    "gfs2",
+    "ocfs2",
 )
 _MOUNTS = "/proc/self/mounts"
 
@@ -132,14 +141,14 @@ def filesystem_type(path):
 
     ``(None, None)`` where the mount table cannot be read (systems other than Linux).
     """
+    path = Path(path).expanduser().absolute()
+    while not path.exists() and path != path.parent:  # first: looking at an automounted share mounts it
+        path = path.parent
     try:
         with open(_MOUNTS, encoding="utf-8", errors="replace") as fh:
             mounts = [line.split() for line in fh]
     except OSError:
         return None, None
-    path = Path(path).expanduser().absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
     real = os.path.realpath(path)
     best = (None, None)
     for fields in mounts:

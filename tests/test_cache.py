@@ -136,6 +136,21 @@ def test_unwritable_cache_warns_and_still_embeds(tiny_bert, tmp_path):
     assert Z.shape == (1, 32)
 
 
+def test_a_relative_cache_dir_follows_the_working_directory_without_warning(tiny_bert, tmp_path, monkeypatch):
+    # The open connections were kept by the relative name: after a chdir, the cache of the first folder was
+    # taken for one "deleted while in use", with a CacheWarning.
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    monkeypatch.chdir(first)
+    emb = TransformerEmbedder(tiny_bert, cache_dir="cache").fit()
+    emb.transform(["great film"])
+    monkeypatch.chdir(second)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        emb.transform(["awful film"])
+    assert (first / "cache").is_dir() and (second / "cache").is_dir()
+
+
 def test_cache_on_a_network_file_system_is_refused(tiny_bert, tmp_path, monkeypatch):
     share = tmp_path / "shared space"
     share.mkdir()
