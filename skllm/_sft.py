@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._cache import resolve_cache_dir
 from ._causal import (
+    IGNORE,
     build_example,
     check_generative_method,
     mean_token_loss,
@@ -288,8 +289,8 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         resolve_cache_dir(self.cache_dir)  # refused before any work, as for the other estimators
         if self.epochs == 0 and not isinstance(self.epochs, bool):
             raise ValueError(
-                "epochs must be an integer >= 1 or None, got 0: fit always trains. To answer with the pretrained "
-                "model unchanged, use FewShotGenerator(model_name, template=..., n_examples=0)."
+                "epochs must be an integer >= 1 or None, got 0: fit always trains. For the pretrained model's answers, "
+                "use FewShotGenerator(model_name, template=..., n_examples=0) (no chat template: end it with '\\n')."
             )
         check_training_params(self)
         check_bool(self.early_stopping, "early_stopping")
@@ -488,8 +489,8 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
 
         def step_loss(batch):
             input_ids, mask, batch_labels = pad_examples(ids, labels, batch, pad, device)
-            with autocast(device, self.dtype_):
-                return sequence_loss(network, input_ids, mask, batch_labels), len(batch)
+            with autocast(device, self.dtype_):  # weighed by its target tokens: loss_curve_ is per target token
+                return sequence_loss(network, input_ids, mask, batch_labels), int((batch_labels[:, 1:] != IGNORE).sum())
 
         def validate():
             return -mean_token_loss(network, ids, labels, valid_rows, pad, device, self.dtype_, self.batch_size)

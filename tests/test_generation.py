@@ -64,6 +64,22 @@ def test_an_answer_ends_at_the_models_own_end_of_turn_token_too(tiny_llama):
     assert generator._generate_ids(prompts, keep_eos=True)[0] == [*cut, tokens[2]]
 
 
+def test_the_loss_curve_is_the_mean_loss_per_target_token(tiny_llama):
+    # Each batch's mean was weighed by its pairs: a long target counted as much as a one-token one.
+    from skllm._causal import mean_token_loss
+    from skllm._tokens import pad_token_id
+
+    targets = ["good", "the best story of the worst movie and a long boring plot", "ok", "bad"]
+    gen = FineTuneGenerator(
+        tiny_llama, epochs=1, learning_rate=1e-12, batch_size=1, max_new_tokens=20, random_state=0
+    ).fit(X[:4], targets)
+    ids, labels = gen._examples(X[:4], targets)
+    device, pad = torch.device("cpu"), pad_token_id(gen.tokenizer_)
+    per_token = mean_token_loss(gen.network_, ids, labels, [0, 1, 2, 3], pad, device, "float32", 4)
+    per_pair = np.mean([mean_token_loss(gen.network_, ids, labels, [i], pad, device, "float32", 1) for i in range(4)])
+    assert gen.loss_curve_[0] == pytest.approx(per_token, rel=1e-4) and abs(per_token - per_pair) > 1e-3
+
+
 def spy_generate(monkeypatch, model):
     """The new tokens of each ``model.generate`` call, recorded in a list as the calls run."""
     calls, generate = [], model.generate
