@@ -285,14 +285,21 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         weights = None
         if self.class_weight is not None:
             if isinstance(self.class_weight, dict):
+                # scikit-learn's rule: keys of labels y lacks (a fold's missing class) are fine where every
+                # label of y has a weight; a class without one then counts 1, unless a key matched no label.
                 unknown = set(self.class_weight) - set(classes.tolist())
-                if unknown:
-                    raise ValueError(f"class_weight names labels that are not in y: {sorted(map(repr, unknown))}.")
+                missing = [c for c in classes.tolist() if c not in self.class_weight]
+                if unknown and missing:
+                    raise ValueError(
+                        f"class_weight names labels that are not in y ({', '.join(sorted(map(repr, unknown)))}) "
+                        f"and gives no weight to labels of y ({', '.join(map(repr, missing))}): its keys must be "
+                        f"the labels themselves, of their type."
+                    )
                 for label, weight in self.class_weight.items():
                     check_number(weight, f"class_weight[{label!r}]", 0, low_inclusive=False)
             weights = compute_class_weight(self.class_weight, classes=classes, y=np.asarray(classes)[encoded])
-            # The loss divides them by the largest (the same cross-entropy); one that float32 then holds as 0
-            # would leave a batch of its class no weight at all.
+            # The loss scales them to a mean of 1 over the training texts; one that float32 then holds as 0
+            # would leave its class no weight at all.
             small = np.flatnonzero(weights / weights.max() < np.finfo(np.float32).tiny)
             if small.size:
                 label = classes.tolist()[small[0]]
@@ -353,9 +360,18 @@ class FineTuneClassifier(ClassifierMixin, _FineTuneBase):
         if getattr(self, "multilabel_", False):
             weight = None if weights is None else torch.where(target > 0.5, weights[1], weights[0])
             return torch.nn.functional.binary_cross_entropy_with_logits(output, target, weight=weight)
-        # A weighted mean: dividing the weights by the largest changes nothing but their range (no overflow).
-        weights = None if weights is None else weights / weights.max()
-        return torch.nn.functional.cross_entropy(output, target, weight=weights)
+        if weights is None:
+            return torch.nn.functional.cross_entropy(output, target)
+        # Each text's loss times its class's weight, over the texts, as scikit-learn weighs samples: torch's
+        # weighted mean (over the weights) cancels the weight of a batch of one class, which grouping by length
+        # makes common where length goes with the class. The weights come scaled to a mean of 1 over the
+        # training texts (_train), so the loss keeps the unweighted scale.
+        return (torch.nn.functional.cross_entropy(output, target, reduction="none") * weights[target]).mean()
+
+    def _train(self, network, inputs, targets, train_idx, valid_idx, loss_weights, rng, device):
+        if loss_weights is not None and not getattr(self, "multilabel_", False):
+            loss_weights = np.asarray(loss_weights, dtype=float) / np.mean(np.asarray(loss_weights)[targets[train_idx]])
+        return super()._train(network, inputs, targets, train_idx, valid_idx, loss_weights, rng, device)
 
     def _validation_score(self, outputs, targets):
         if getattr(self, "multilabel_", False):

@@ -292,7 +292,7 @@ def test_labels_of_any_type_and_class_weight(tiny_bert, texts, cache_dir):
         (["a", "b"], ["x", "y"], {"method": "qlora"}, ValueError, r"method='qlora' is not supported; use one of"),
         (["a", "b"], ["x", "y"], {"epochs": 0}, ValueError, "epochs must be an integer >= 1 or None, got 0"),
         (["a", "b"], ["x", "y"], {"method": LoRA(r=0)}, ValueError, "r must be an integer >= 1, got 0"),
-        (["a", "b"], ["x", "y"], {"class_weight": {"z": 1.0}}, ValueError, "class_weight names labels"),
+        (["a", "b"], ["x", "y"], {"class_weight": {"z": 1.0}}, ValueError, "class_weight names labels that are not"),
         (["a", "b"], ["x", "y"], {"learning_rate": -1}, ValueError, "learning_rate must be a number > 0"),
     ],
 )

@@ -237,13 +237,35 @@ def test_class_weights_too_far_apart_for_float32_are_refused_naming_the_class(
 
 
 def test_the_loss_weights_are_the_class_weights_up_to_a_factor(tiny_bert, cache_dir, texts):
-    # Cross-entropy is a weighted mean: weights 10x each give the same model (the loss divides by the largest).
+    # Weights 10x each give the same model (the loss scales them to a mean of 1 over the training texts).
     # (The linear probe's regularisation does see their scale: a random start here.)
     params = dict(head_init="random")
     a = FineTuneClassifier(**head(tiny_bert, cache_dir, class_weight={"pos": 2.0, "neg": 1.0}, **params)).fit(*texts)
     b = FineTuneClassifier(**head(tiny_bert, cache_dir, class_weight={"pos": 20.0, "neg": 10.0}, **params))
     b.fit(*texts)
     np.testing.assert_allclose(a.predict_proba(texts[0]), b.predict_proba(texts[0]), atol=1e-5)
+
+
+def test_class_weights_count_in_batches_of_one_class(tiny_bert, cache_dir, texts):
+    # torch's weighted mean divided a batch's loss by its weights: in a batch of one class (every batch at
+    # batch_size=1, and many where grouping by length meets classes of different lengths) they cancelled.
+    params = dict(head_init="random", batch_size=1, epochs=1)
+    plain = FineTuneClassifier(**head(tiny_bert, cache_dir, **params)).fit(*texts)
+    weighted = FineTuneClassifier(**head(tiny_bert, cache_dir, class_weight={"pos": 50.0, "neg": 1.0}, **params))
+    weighted.fit(*texts)
+    positive = list(weighted.classes_).index("pos")
+    assert (weighted.predict_proba(texts[0])[:, positive] > plain.predict_proba(texts[0])[:, positive] + 0.01).all()
+
+
+def test_class_weight_may_name_a_label_y_lacks_where_every_label_of_y_has_one(tiny_bert, cache_dir, texts):
+    # As scikit-learn's: a fold of a cross-validation may lack a class the weights name.
+    weights = {"pos": 2.0, "neg": 1.0, "neutral": 3.0}
+    clf = FineTuneClassifier(**head(tiny_bert, cache_dir, class_weight=weights, epochs=1)).fit(*texts)
+    assert clf.classes_.tolist() == ["neg", "pos"]
+    with pytest.raises(
+        ValueError, match=r"names labels that are not in y \('neutral'\) and gives no weight to labels "
+    ):
+        FineTuneClassifier(**head(tiny_bert, cache_dir, class_weight={"pos": 2.0, "neutral": 3.0})).fit(*texts)
 
 
 def test_class_weight_given_as_an_array_and_y_as_a_generator_are_named(tiny_bert, cache_dir, texts):
