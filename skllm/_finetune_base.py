@@ -28,6 +28,7 @@ from ._models import (
 )
 from ._probe import probe_rows
 from ._seen_rows import seen_rows
+from ._splits import validation_split
 from ._tokens import check_room_for_text
 from ._training import (
     Optimisation,
@@ -38,7 +39,6 @@ from ._training import (
     release_memory,
     train_epochs,
     training_context,
-    validation_split,
 )
 from ._validation import check_bool, check_choice, check_int, check_number, check_random_state_param, check_texts
 
@@ -293,7 +293,7 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
             stratify,
             what=self._rows_are,
             min_valid=self._min_validation,
-            varied=targets if self._held_out_targets_vary else None,
+            varied=targets if self._held_out_targets_vary or np.ndim(targets) == 2 else None,
         )
 
     def _probe_output_layer(self, network, inputs, texts, targets, rows, class_weights, device):

@@ -41,7 +41,7 @@ def probe_rows(rows, seed, stratify=None, class_weights=None):
     that a class the sample over-represents weighs in the probe (its intercept, the prior)
     as in all the rows.
     """
-    from ._training import split_rows
+    from ._splits import split_rows
 
     rows = np.asarray(rows)
     if len(rows) <= PROBE_MAX_ROWS:

@@ -26,6 +26,7 @@ from ._models import DEFAULT_CAUSAL_LM, check_fitted_files, load_backbone, model
 from ._prompting import MIN_TEMPERATURE, decode_answer, encode, end_ids, fit_text, generate, prompt_budget, wrap
 from ._scoring import SCORERS, check_lengths, chrf  # noqa: F401 (chrf: skllm._sft.chrf stays importable)
 from ._seen_rows import seen_rows
+from ._splits import validation_split
 from ._tokens import pad_token_id
 from ._training import (
     Optimisation,
@@ -36,7 +37,6 @@ from ._training import (
     release_memory,
     train_epochs,
     training_context,
-    validation_split,
 )
 from ._validation import (
     check_bool,

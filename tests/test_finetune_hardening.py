@@ -580,7 +580,7 @@ def test_a_single_number_as_y_is_refused_asking_for_one_per_text(tiny_bert, cach
 def test_a_class_of_one_text_is_trained_on_never_only_held_out_for_early_stopping():
     from sklearn.model_selection import train_test_split
 
-    from skllm._training import validation_split
+    from skllm._splits import validation_split
 
     rows, stratify = np.arange(12), np.array([0] * 9 + [1, 2, 2])  # class 1 has one text
     for seed in range(100):

@@ -118,6 +118,39 @@ def test_early_stopping_scores_micro_f1(tiny_bert, cache_dir, multi):
     assert clf.best_validation_score_ == max(clf.validation_scores_)
 
 
+def test_early_stopping_holds_out_a_text_with_a_label():
+    # Held-out texts without any label give a micro-F1 of 0 whatever is predicted: training stopped on nothing.
+    from skllm._splits import validation_split
+
+    Y = np.zeros((48, 2), dtype=np.int64)
+    Y[[3, 9, 20, 33, 40], 0] = 1
+    Y[[9, 14], 1] = 1
+    for seed in range(40):
+        train, valid = validation_split(np.arange(48), 0.1, seed, varied=Y)
+        assert Y[valid].any() and Y[train].any(axis=0).all() and sorted([*train, *valid]) == list(range(48))
+    no_label = np.zeros((10, 2), dtype=np.int64)
+    train, valid = validation_split(np.arange(10), 0.3, 0, varied=no_label)  # nothing to swap in: as drawn
+    assert len(valid) == 3
+
+
+def test_a_multi_label_fit_holds_out_texts_with_labels(tiny_bert, cache_dir, multi, monkeypatch):
+    from skllm import _finetune_base
+    from skllm._splits import validation_split
+
+    X, Y, _ = multi
+    sparse = np.zeros_like(Y)
+    sparse[:6, 0] = sparse[6:8, 1] = 1  # 8 of the texts have a label
+    splits = []
+    monkeypatch.setattr(
+        _finetune_base, "validation_split", lambda *a, **k: splits.append(validation_split(*a, **k)) or splits[-1]
+    )
+    for seed in range(6):  # 5 of 48 texts held out: without a label 2 times in 5 if drawn at random
+        head(tiny_bert, cache_dir, epochs=1, early_stopping=True, validation_fraction=0.1, random_state=seed).fit(
+            X, sparse
+        )
+    assert len(splits) == 6 and all(sparse[valid].any() for _, valid in splits)
+
+
 def test_balanced_class_weight_weighs_each_label_as_a_binary_problem(tiny_bert, cache_dir, multi):
     X, Y, _ = multi
     clf = head(tiny_bert, cache_dir, epochs=2, class_weight="balanced")

@@ -12,7 +12,7 @@ from sklearn.model_selection import GridSearchCV
 
 import skllm
 from skllm import FineTuneClassifier, FineTuneGenerator, FineTuneRegressor, PreferenceTuner, RewardModel
-from skllm._training import validation_split as base_split
+from skllm._splits import validation_split as base_split
 from skllm.exceptions import NonFiniteLossError
 
 X = ["great film", "awful film", "loved it", "hated it"] * 3
@@ -499,7 +499,7 @@ def test_held_weights_go_back_after_an_interrupt_and_a_copy_of_the_network_runs(
 def test_early_stopping_keeps_a_text_of_every_class_in_training():
     from sklearn.model_selection import train_test_split
 
-    from skllm._training import validation_split
+    from skllm._splits import validation_split
 
     # 3 of 10 held out for 4 classes: too few to stratify; a plain split held out both texts of a
     # class for 34 of 200 seeds, and the model never trained on it.
