@@ -244,7 +244,13 @@ def _numeric_targets(y, n_texts, who):
     if sp.issparse(y):
         y = y.toarray()
     _refuse_complex(y, who, "real numbers")
-    kind = getattr(np.asarray(y), "dtype", np.dtype(object)).kind
+    try:
+        kind = np.asarray(y).dtype.kind
+    except ValueError:  # ragged: numpy cannot make one array of a list that holds sequences
+        position = next((i for i, v in enumerate(y) if np.ndim(v) > 0), 0)
+        raise ValueError(
+            f"y must hold one number per text; position {position} holds {list(y)[position]!r:.40}."
+        ) from None
     if kind in "mM":  # numpy would turn them into nanosecond counts
         raise ValueError(
             f"y holds {'dates' if kind == 'M' else 'durations'}; {who} needs numbers. Convert them first, e.g. "

@@ -116,6 +116,8 @@ def test_regressor_constant_and_bad_targets(tiny_bert, cache_dir, texts):
         FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, (float(v) for v in range(8)))
     with pytest.raises(ValueError, match="y must be numeric for a regressor: int too large"):
         FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, [10**400] + [1] * 7)
+    with pytest.raises(ValueError, match=r"y must hold one number per text; position 2 holds \[1\.0, 2\.0\]\."):
+        FineTuneRegressor(**head(tiny_bert, cache_dir)).fit(X, [0.5, 1.0, [1.0, 2.0]] + [1.0] * 5)  # numpy: ragged
 
 
 def test_a_max_length_that_leaves_no_room_for_text_is_refused(tiny_bert, cache_dir, texts):
