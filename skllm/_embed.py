@@ -17,6 +17,7 @@ from ._models import (
     is_decoder,
     load_backbone,
     model_identity,
+    names_the_files,
     positions,
     resolve_model,
 )
@@ -248,7 +249,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
             self.model_identity_, source, self.model_name, "embeddings will differ from the fitted ones."
         )
         identity = model_identity(source)
-        if identity != self.model_identity_:
+        if not names_the_files(self.model_identity_, source):
             self._check_same_shape(source)
         self.model_identity_ = identity
         self._source = source
@@ -418,7 +419,7 @@ def check_stored_vectors(owner, what, remedy):
         return
     owner._vectors_checked = True
     fitted, embedder = owner.model_identity_, owner.embedder_
-    if fitted is not None and fitted != embedder.model_identity_:
+    if fitted is not None and not names_the_files(fitted, embedder._source):
         warnings.warn(
             f"The files of model {embedder.model_name!r} changed since this {what} was saved ({fitted} -> "
             f"{embedder.model_identity_}): texts are now embedded by the new model and the stored vectors by the "

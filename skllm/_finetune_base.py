@@ -232,7 +232,7 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         keep = (
             self.warm_start
             and hasattr(self, "trainable_state_")
-            and getattr(self, "model_identity_", None) == model_identity(source)
+            and self._fitted_on(source)
             and (getattr(self, "pooling_", None), getattr(self, "max_length_", None)) == (pooling, max_length)
             and self._same_model(method)
         )

@@ -60,18 +60,24 @@ class LiveStateMixin:
             return str(recorded)
         return recorded
 
+    def _fitted_on(self, source):
+        """Whether this estimator was fitted on the files of ``source`` (a warm start may continue)."""
+        from ._models import names_the_files
+
+        return names_the_files(getattr(self, "model_identity_", None), source)
+
     def _same_files_at(self, name):
         """Whether ``name`` is a local folder holding the files this estimator was fitted with."""
         import os
 
-        from ._models import model_identity, resolve_model
+        from ._models import names_the_files, resolve_model
 
         fitted = getattr(self, "model_identity_", None)
         if not (isinstance(fitted, str) and fitted.startswith("files:") and isinstance(name, (str, os.PathLike))):
             return False
         if not os.path.isdir(os.path.expanduser(name)):
             return False
-        return model_identity(resolve_model(name, cache_dir=getattr(self, "cache_dir", "auto"))) == fitted
+        return names_the_files(fitted, resolve_model(name, cache_dir=getattr(self, "cache_dir", "auto")))
 
     def __getstate__(self):
         # A copy: object.__getstate__ may return the instance's own __dict__.

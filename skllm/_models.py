@@ -14,6 +14,7 @@ import threading
 import warnings
 from pathlib import Path
 
+from ._model_checks import refuse_incomplete_backbone, refuse_tokens_the_model_lacks
 from .exceptions import MissingDependencyError, QuantizedModelWarning
 
 logger = logging.getLogger(__name__)
@@ -303,13 +304,13 @@ class MissingFolderError(FileNotFoundError, ValueError):
     """A ``model_name`` written as a path to no folder: a bad parameter at fit, a file gone after unpickling."""
 
 
-def _folder_fingerprint(folder):
+def _folder_fingerprint(folder, samples=True):
     # (A .git folder inside the model's is left out; one above it, in the folder's own path, is not.)
     files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and ".git" not in p.relative_to(folder).parts)
     stats = [(str(p.relative_to(folder)), p.stat()) for p in files]
     # tar and cp -p keep a file's size and modification time; a file written anew still gets another
     # change time (and, where it replaced the old file, another inode), which nothing can set back.
-    memo_key = (str(folder), tuple((n, s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino) for n, s in stats))
+    memo_key = (str(folder), samples, tuple((n, s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino) for n, s in stats))
     if memo_key in _identity_memo:
         return _identity_memo[memo_key]
     total = sum(s.st_size for n, s in stats if n.endswith(_WEIGHT_SUFFIXES))
@@ -321,7 +322,7 @@ def _folder_fingerprint(folder):
             # checkpoints of one architecture have one size.
             digest.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
             with open(path, "rb") as fh:
-                for i in range(_SAMPLES):
+                for i in range(_SAMPLES if samples else 0):
                     fh.seek(i * max(st.st_size - _SAMPLE_BYTES, 0) // (_SAMPLES - 1))
                     digest.update(fh.read(_SAMPLE_BYTES))
             continue
@@ -352,6 +353,22 @@ def model_identity(source):
     return f"hub:{source.name}@{source.revision or 'main'}"
 
 
+def names_the_files(identity, source):
+    """Whether an ``identity`` recorded at a fit names the files of ``source`` now.
+
+    One recorded before folders over 2 GB were identified with samples of their weights (by sizes
+    and times only) still does, where those are the same.
+    """
+    if identity == model_identity(source):
+        return True
+    location = Path(source.location)
+    return (
+        str(identity).startswith("files:")
+        and location.is_dir()
+        and identity[6:] == _folder_fingerprint(location, samples=False)
+    )
+
+
 def check_fitted_files(fitted_identity, source, model_name, consequence):
     """Before an unpickled estimator loads ``source``: refuse a local folder that is gone, warn if its files changed.
 
@@ -366,7 +383,7 @@ def check_fitted_files(fitted_identity, source, model_name, consequence):
             f"the name is relative to, or set model_name to where the folder is now (the same files)."
         )
     identity = model_identity(source)
-    if identity != fitted_identity:
+    if not names_the_files(fitted_identity, source):
         warnings.warn(
             f"The files of model {model_name!r} changed since this model was fitted "
             f"({fitted_identity} -> {identity}); {consequence}",
@@ -396,8 +413,8 @@ def _load(source, device, kind):
             model, info = loaders[kind].from_pretrained(
                 source.location, dtype=torch.float32, output_loading_info=True, **kwargs
             )
-            _refuse_incomplete_backbone(source, model, info)
-        _refuse_tokens_the_model_lacks(source, model, tokenizer)
+            refuse_incomplete_backbone(source, model, info)
+        refuse_tokens_the_model_lacks(source, model, tokenizer)
     except OSError as exc:
         raise _missing_model_error(source, exc) from exc
     except (SafetensorError, json.JSONDecodeError) as exc:
@@ -464,45 +481,6 @@ def _refuse_non_causal_config(source, **kwargs):
         raise _not_causal_error(source, f"it is an encoder-decoder ({config.model_type})")
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise _not_causal_error(source, f"transformers has no causal LM for its type {config.model_type!r}")
-
-
-def _refuse_incomplete_backbone(source, model, info):
-    """Raise when weights of the backbone were missing from the checkpoint.
-
-    transformers fills them with random values and only logs it (a folder saved from a peft
-    wrapper, whose keys carry a ``base_model.model.`` prefix, loads as an untrained network).
-    The pooler is not read by skllm (pooling is over the hidden states), so its absence is allowed.
-    """
-    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith("pooler."))
-    if missing:
-        raise ValueError(
-            f"The checkpoint of model {source.name!r} lacks {len(missing)} of the network's weights "
-            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): they would be random. A folder saved "
-            f"from a wrapped model (peft, a custom class) names its weights differently; save the base model "
-            f"itself with save_pretrained (for peft: merge_and_unload() first)."
-        )
-
-
-def _refuse_tokens_the_model_lacks(source, model, tokenizer):
-    """Raise for a model that does not read text, or whose embedding table lacks some of the tokenizer's ids
-    (either failed inside torch at a text, naming no token; on a GPU, an assertion leaves the process unusable)."""
-    import torch
-
-    table = model.get_input_embeddings() if getattr(model, "main_input_name", "input_ids") == "input_ids" else None
-    if not isinstance(table, torch.nn.Embedding):
-        raise ValueError(
-            f"Model {source.name!r} ({type(model).__name__}) does not read text: it takes "
-            f"{getattr(model, 'main_input_name', '?')!r}, not token ids. Use a text model."
-        )
-    vocab = tokenizer.get_vocab()
-    largest = max(vocab.values(), default=-1)
-    if largest >= table.num_embeddings:
-        token = next(t for t, i in vocab.items() if i == largest)
-        raise ValueError(
-            f"The tokenizer of model {source.name!r} has token ids up to {largest} ({token!r}), but the model's "
-            f"embedding table has {table.num_embeddings} rows: tokens added to the tokenizer were not added to the "
-            f"model. Call model.resize_token_embeddings(len(tokenizer)) before saving it."
-        )
 
 
 def _refuse_non_causal_model(source, model, info):

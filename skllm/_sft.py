@@ -319,7 +319,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         keep = (
             self.warm_start
             and hasattr(self, "trainable_state_")
-            and getattr(self, "model_identity_", None) == model_identity(source)
+            and self._fitted_on(source)
             and same_method(method, getattr(self, "method_", None))
         )
         if tokenizer.eos_token_id is None:

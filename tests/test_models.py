@@ -366,3 +366,36 @@ def test_a_model_lacking_tokens_of_its_tokenizer_or_not_reading_text_is_refused_
     AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(image)
     with pytest.raises(ValueError, match=r"\(ViTModel\) does not read text: it takes 'pixel_values', not token ids"):
         TransformerEmbedder(image, cache_dir=None).fit()
+
+
+def test_text_models_without_a_plain_embedding_table_still_load(tmp_path):
+    # CANINE reads characters (get_input_embeddings raises NotImplementedError): the check refused it.
+    import torch
+    from transformers import CanineConfig, CanineModel, CanineTokenizer
+
+    folder = tmp_path / "canine"
+    config = CanineConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, max_position_embeddings=256
+    )
+    torch.manual_seed(0)
+    CanineModel(config).save_pretrained(folder)
+    CanineTokenizer().save_pretrained(folder)
+    assert TransformerEmbedder(str(folder), cache_dir=None, max_length=64).fit().transform(["a text"]).shape == (1, 32)
+
+
+def test_an_identity_recorded_before_the_weight_samples_still_names_the_files(tmp_path, monkeypatch):
+    # Folders over 2 GB were identified by sizes and times only: estimators fitted then must not see changed files.
+    from skllm import _models
+
+    monkeypatch.setattr(_models, "_HASH_LIMIT_BYTES", 0)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(np.random.default_rng(0).bytes(1 << 20))
+    source = _models.ModelSource("m", None, str(folder), "local")
+    old = f"files:{_models._folder_fingerprint(folder, samples=False)}"
+    assert old != _models.model_identity(source) and _models.names_the_files(old, source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _models.check_fitted_files(old, source, "m", "predictions differ.")
+    assert not _models.names_the_files("files:" + "0" * 64, source)
