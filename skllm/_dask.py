@@ -182,13 +182,15 @@ def _embed_partition(texts, embedder, columns, partition_info=None):
             # fit() only finds the model: the registry of this process holds its weights after the first partition.
             embedder = clone(embedder).fit()
         try:
-            check_texts(texts, estimator=embedder)
+            if len(texts):  # an empty partition (of a filtered series) is no error
+                check_texts(texts, estimator=embedder)
         except ValueError as exc:  # a text it refuses: its position counts from this partition's start
             where = f"partition {partition_info['number']}" if partition_info else "a partition"
             raise ValueError(
                 f"In {where} of the texts (positions within it; the index labels are the texts'): {exc}"
             ) from None
-        # Other errors (a model folder gone from this worker, parameters set since fit) are the embedder's own.
+        # Other errors (a model folder gone from this worker, parameters set since fit, checked where the
+        # tasks run: a model_name set since may name a folder only the workers hold) are the embedder's own.
         vectors = embedder.transform(texts) if len(texts) else np.empty((0, len(columns)), dtype=np.float32)
     return pd.DataFrame(vectors, index=texts.index, columns=columns)
 
@@ -251,8 +253,6 @@ def dask_embed(texts, embedder=None):
             f"TransformerEmbedder.transform takes in-memory texts."
         )
     embedder._validate_params()
-    if hasattr(embedder, "model_identity_"):
-        embedder._check_load_params()  # parameters set since fit: refused here, not by every task
     import pandas as pd
 
     columns = _embedding_columns(embedder)

@@ -167,7 +167,11 @@ def test_dask_embed_blames_the_texts_only_for_what_is_wrong_with_them(tiny_bert,
     series = dd.from_pandas(pd.Series(["great film", "awful", "ok", "fun"]), npartitions=2)
     embedder = TransformerEmbedder(tiny_bert, cache_dir=None).fit()
     with pytest.raises(ValueError, match=r"^This TransformerEmbedder was fitted with max_length=256, set to max_"):
-        dask_embed(series, embedder.set_params(max_length=16))  # refused before any task
+        dask_embed(series, embedder.set_params(max_length=16)).compute(scheduler="synchronous")
+    # A filtered series has empty partitions: they embed as nothing.
+    kept = series[series.str.startswith("great")]
+    frame = dask_embed(kept, embedder.set_params(max_length=256)).compute(scheduler="synchronous")
+    assert frame.shape == (1, 32) and frame.index.tolist() == [0]
     moving = tmp_path / "model"
     shutil.copytree(tiny_bert, moving)
     shipped = pickle.loads(pickle.dumps(TransformerEmbedder(str(moving), cache_dir=None).fit()))
