@@ -166,7 +166,9 @@ def line_end_stop(tokenizer, stop_at_newline):
     nothing); the rest was decoded only to be cut off, up to ``max_new_tokens``
     (64 by default) for every answer of a plain prompt, which rarely ends with
     an end-of-sequence token. Each row stops on its own, and the others are
-    computed as before, so the answers are the same.
+    computed as before, so greedy answers are the same. Sampled ones are too
+    within a batch, but a batch that ends sooner draws fewer random numbers, so
+    the later batches of a seeded call sample other answers than before.
     """
     if not stop_at_newline:
         return {}
