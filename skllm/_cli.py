@@ -12,7 +12,7 @@ from ._api import OpenAIChat, _check_url
 from ._compare import ALL_METHODS, check_folds, check_settings, check_targets, parse_duration
 from ._targets import fits_int64
 from ._validation import check_one_label_type, differing_by_spaces, is_collection, is_missing
-from .exceptions import MissingDependencyError, SkllmWarning
+from .exceptions import MissingDependencyError, SkllmWarning, TruncationWarning
 
 OPTION_NAMES = {
     "cv": "--cv",
@@ -356,29 +356,45 @@ def compare(args):
         how = "at random" if names is not None else "stratified"
         print(f"sub-sampling {args.max_samples} of {len(X)} rows ({how}), as --max-samples asks")
     out.mkdir(parents=True, exist_ok=True)
+    cut, show = [], warnings.showwarning
+
+    def count_cuts(message, category, *rest):  # said by every method and fold: counted, and said once below
+        if issubclass(category, TruncationWarning):
+            cut.append(str(message))
+        else:
+            show(message, category, *rest)
+
     try:
-        table, best = run_comparison(
-            X,
-            y,
-            args.methods,
-            cv=args.cv,
-            encoder=args.encoder,
-            llm=args.llm,
-            label_words=label_words,
-            epochs=args.epochs,
-            max_length=args.max_length,
-            max_samples=args.max_samples,
-            time_budget=args.time_budget,
-            cache_dir=args.cache_dir,
-            random_state=args.random_state,
-            out_dir=out,
-            verbose=1,
-            refit=True,
-            report=print,
-            client=args.scheduler,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", TruncationWarning)
+            warnings.showwarning = count_cuts
+            table, best = run_comparison(
+                X,
+                y,
+                args.methods,
+                cv=args.cv,
+                encoder=args.encoder,
+                llm=args.llm,
+                label_words=label_words,
+                epochs=args.epochs,
+                max_length=args.max_length,
+                max_samples=args.max_samples,
+                time_budget=args.time_budget,
+                cache_dir=args.cache_dir,
+                random_state=args.random_state,
+                out_dir=out,
+                verbose=1,
+                refit=True,
+                report=print,
+                client=args.scheduler,
+            )
     except ValueError as exc:  # settings that only the comparison itself can check (e.g. the labels)
         raise InputError(str(exc)) from None
+    if cut:
+        print(
+            f"note: texts longer than --max-length {args.max_length} tokens were cut ({len(cut)} truncation warnings "
+            f"across methods and folds; the first: {cut[0]}). Raise --max-length to read more of them."
+        )
     write_results(out, table, best, names)
     return 0 if best is not None else 1
 

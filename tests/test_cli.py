@@ -89,6 +89,23 @@ def test_cli_end_to_end_and_resume(data_file, tmp_path, tiny_bert, tiny_llama, c
     assert len(lines) == 3 and lines[2].count(" | ") == lines[0].count(" | ")
 
 
+def test_truncation_is_said_once_for_the_whole_comparison(
+    data_file, tmp_path, tiny_bert, tiny_llama, cache_dir, capsys
+):
+    # Every method and fold warned on its own, at a line inside the library: 25 warnings in one run.
+    from skllm.exceptions import TruncationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TruncationWarning)
+        code = run(
+            data_file, tmp_path / "out", tiny_bert, tiny_llama, cache_dir, "--methods", "logreg", "--max-length", "4"
+        )
+    assert code == 0
+    assert re.search(
+        r"note: texts longer than --max-length 4 tokens were cut \(\d+ truncation warnings", capsys.readouterr().out
+    )
+
+
 def test_a_failing_method_is_reported_and_the_others_go_on(texts, tiny_bert, tiny_llama, cache_dir):
     table = compare_methods(
         *texts,
