@@ -419,7 +419,8 @@ def check_stored_vectors(owner, what, remedy):
         return
     owner._vectors_checked = True
     fitted, embedder = owner.model_identity_, owner.embedder_
-    if fitted is not None and not names_the_files(fitted, embedder._source):
+    source = getattr(embedder, "_source", None)
+    if fitted is not None and fitted != embedder.model_identity_ and not (source and names_the_files(fitted, source)):
         warnings.warn(
             f"The files of model {embedder.model_name!r} changed since this {what} was saved ({fitted} -> "
             f"{embedder.model_identity_}): texts are now embedded by the new model and the stored vectors by the "

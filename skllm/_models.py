@@ -362,11 +362,10 @@ def names_the_files(identity, source):
     if identity == model_identity(source):
         return True
     location = Path(source.location)
-    return (
-        str(identity).startswith("files:")
-        and location.is_dir()
-        and identity[6:] == _folder_fingerprint(location, samples=False)
-    )
+    if not (str(identity).startswith("files:") and location.is_dir()):
+        return False
+    weights = sum(p.stat().st_size for p in location.rglob("*") if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES))
+    return weights > _HASH_LIMIT_BYTES and identity[6:] == _folder_fingerprint(location, samples=False)
 
 
 def check_fitted_files(fitted_identity, source, model_name, consequence):
