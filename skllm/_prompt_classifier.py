@@ -97,7 +97,7 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
 
     def _set_classes(self, classes, y=None):
         classes = list(classes)
-        self.label_words_ = class_wordings(classes, self.label_words or {})
+        self.label_words_ = class_wordings(classes, self.label_words or {}, "{labels}" in self.template_)
         self.classes_ = np.asarray(classes) if all(isinstance(c, (str, numbers.Number)) for c in classes) else None
         if self.classes_ is None:
             self.classes_ = np.empty(len(classes), dtype=object)

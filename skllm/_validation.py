@@ -136,13 +136,14 @@ def label_kind(value):
     return type(value).__name__
 
 
-def class_wordings(classes, label_words):
+def class_wordings(classes, label_words, listed=False):
     """What the model is shown for each of ``classes``: its ``label_words`` entry, else the class as text.
 
     Refused: fewer than 2 classes, repeated ones, ``label_words`` naming a label that is
     not a class, an empty wording, two classes with one wording or wordings that differ
     only by surrounding spaces. Numbers shown as they are (which say nothing about the
-    task) are warned about. Wordings are returned without surrounding whitespace.
+    task) are warned about, and so are wordings holding a comma where the prompt lists
+    them separated by commas (``listed``). Wordings are returned without surrounding whitespace.
     """
     if len(classes) < 2:
         raise ValueError(f"A classifier needs at least 2 classes, got {classes!r}.")
@@ -178,6 +179,14 @@ def class_wordings(classes, label_words):
         raise ValueError(
             f"The class wordings {spaced[0]!r} differ only by surrounding spaces, which the model would be asked "
             f"to tell apart: strip the labels (a slip in the data, usually) or set label_words."
+        )
+    commas = [w for w in wordings if "," in w]
+    if listed and commas:
+        warnings.warn(
+            f"The class wordings {commas!r} hold a comma, and the template's {{labels}} lists the wordings separated "
+            f"by commas: the model reads more classes than there are. Give label_words without commas.",
+            UserWarning,
+            stacklevel=4,
         )
     # The prompt puts its own space or line break before a wording: one in the wording (" positive", as GPT-2
     # writes words) would be a second one, scored as part of the answer.

@@ -298,6 +298,17 @@ def test_wordings_are_scored_without_surrounding_whitespace(tiny_llama):
     np.testing.assert_array_equal(spaced.decision_function(["great film"]), plain.decision_function(["great film"]))
 
 
+def test_wordings_with_a_comma_are_warned_of_where_the_prompt_lists_them(tiny_llama):
+    # "{labels}" joins the wordings with ", ": "news, sports, outdoors" reads as three classes.
+    classes = ["sports, outdoors", "news"]
+    with pytest.warns(UserWarning, match=r"\['sports, outdoors'\] hold a comma, and the template's \{labels\}"):
+        ZeroShotClassifier(tiny_llama, classes=classes).fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ZeroShotClassifier(tiny_llama, classes=classes, label_words={"sports, outdoors": "sports"}).fit()
+        ZeroShotClassifier(tiny_llama, classes=classes, template="Text: {text}\nTopic:").fit()
+
+
 def test_a_prompt_of_no_tokens_is_refused_naming_the_row(tiny_llama):
     # "{text}" alone, no chat template, a tokenizer that adds no start token: "" is no prompt at all.
     params = dict(template="{text}", use_chat_template=False, calibration=None)
