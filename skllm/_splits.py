@@ -93,14 +93,8 @@ def _held_out_varies(train, valid, value_of, seed):
     first = value_of[valid[0]]
     if any(value_of[r] != first for r in valid):
         return train, valid
-    others = [i for i, r in enumerate(train) if value_of[r] != first]
-    if not others:  # every target the same: nothing to swap
-        return train, valid
-    rng = np.random.RandomState(seed)
-    train, valid = np.array(train), np.array(valid)
-    i, j = others[rng.randint(len(others))], rng.randint(len(valid))
-    train[i], valid[j] = valid[j], train[i]
-    return train, valid
+    others = [i for i, r in enumerate(train) if value_of[r] != first]  # none: every target the same
+    return _swapped(train, valid, others, seed)
 
 
 def _held_out_has_labels(train, valid, labels_of, seed):
@@ -112,11 +106,19 @@ def _held_out_has_labels(train, valid, labels_of, seed):
         return train, valid
     counts = sum((labels_of[r] > 0).astype(np.int64) for r in train)
     movable = [i for i, r in enumerate(train) if labels_of[r].any() and (counts[labels_of[r] > 0] > 1).all()]
-    if not movable:
+    return _swapped(train, valid, movable, seed)
+
+
+def _swapped(train, valid, candidates, seed):
+    """``train`` and ``valid`` with one of the training positions ``candidates`` swapped for a held-out row.
+
+    Both drawn with ``seed``; as they are where there is no candidate.
+    """
+    if not candidates:
         return train, valid
     rng = np.random.RandomState(seed)
     train, valid = np.array(train), np.array(valid)
-    i, j = movable[rng.randint(len(movable))], rng.randint(len(valid))
+    i, j = candidates[rng.randint(len(candidates))], rng.randint(len(valid))
     train[i], valid[j] = valid[j], train[i]
     return train, valid
 
