@@ -321,7 +321,7 @@ class RewardModel(_FineTuneBase):
     Attributes
     ----------
     n_pairs_ : int
-        Preference pairs trained on (after expanding ranked lists).
+        Preference pairs given (after expanding ranked lists), the held-out ones included.
     loss_curve_ : list of float
         Mean Bradley-Terry loss of each epoch.
     validation_accuracy_ : float or None
@@ -393,17 +393,16 @@ class RewardModel(_FineTuneBase):
 
         Pairs of one prompt share their responses (ranked lists pair each with several others): holding
         out whole prompts keeps the validation accuracy an estimate on prompts the model has not seen.
-        With one prompt, the copies of a pair stay on one side.
+        The prompts held out hold at most ``validation_fraction`` of the pairs (:func:`group_split`).
+        With one prompt, or where no prompt's pairs fit in that share, the copies of a pair stay on one side.
         """
         groups = getattr(self, "_pair_groups", None)
         if self.early_stopping and groups is not None and len(set(groups)) >= 2:
-            from sklearn.model_selection import GroupShuffleSplit
+            from ._splits import group_split
 
-            split = GroupShuffleSplit(n_splits=1, test_size=self.validation_fraction, random_state=seed)
-            try:
-                return next(split.split(np.arange(n), groups=groups))
-            except ValueError:  # too few prompts for this fraction: split the pairs
-                pass
+            split = group_split(groups, self.validation_fraction, seed)
+            if split is not None:  # else no prompt's pairs fit within the fraction: split the pairs
+                return split
         return super()._split(n, seed, stratify, targets)
 
     def _rewards(self, items, *, warn=True):

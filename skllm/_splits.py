@@ -133,3 +133,25 @@ def split_rows(rows, test_size, seed, stratify=None):
         except ValueError:  # a class too small to stratify
             pass
     return train_test_split(rows, test_size=test_size, random_state=seed)
+
+
+def group_split(groups, fraction, seed):
+    """``(training rows, validation rows)`` holding out whole groups, at most ``fraction`` of the rows.
+
+    Groups are drawn in a seeded order and held out while their rows fit within
+    ``ceil(fraction * n)``: groups of very different sizes (a ranked list of 10 responses is
+    45 pairs, one of 2 is 1) would make a share of the *groups* hold out almost every row,
+    or a single one. None where no group fits (split the rows instead).
+    """
+    groups = np.asarray(groups)
+    limit = math.ceil(fraction * len(groups))
+    names, sizes = np.unique(groups, return_counts=True)
+    held, total = [], 0
+    for i in np.random.RandomState(seed).permutation(len(names)):
+        if total + sizes[i] <= limit:
+            held.append(names[i])
+            total += sizes[i]
+    valid = np.isin(groups, held)
+    if not held or valid.all():
+        return None
+    return np.flatnonzero(~valid), np.flatnonzero(valid)

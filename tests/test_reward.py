@@ -169,6 +169,21 @@ def test_validation_accuracy_is_the_kept_epochs_accuracy_on_held_out_prompts(tin
     assert rm.score(PAIRS.iloc[valid]) == pytest.approx(rm.validation_accuracy_)
 
 
+def test_held_out_prompts_hold_at_most_the_fraction_of_the_pairs(tiny_bert):
+    # One ranked list of 10 responses (45 pairs) and four prompts of one pair each: holding out a
+    # tenth of the *prompts* held out the 45 pairs (or one), whatever validation_fraction said.
+    rm = reward_model(tiny_bert, early_stopping=True, validation_fraction=0.1)
+    rm._pair_groups = [0] * 45 + [1, 2, 3, 4]
+    for seed in range(20):
+        train, valid = rm._split(49, seed, None, None)
+        groups = np.asarray(rm._pair_groups)
+        assert 1 <= len(valid) <= 5 and len(train) + len(valid) == 49
+        assert not set(groups[train]) & set(groups[valid])
+    rm._pair_groups = [0] * 45 + [1] * 45  # no prompt fits in a tenth: the pairs are split instead
+    train, valid = rm._split(90, 0, None, None)
+    assert len(valid) == 9
+
+
 def test_reward_distribution_shows_a_shift_from_the_training_responses(fitted):
     assert fitted.score(PAIRS) == 1.0
     items = list(dict.fromkeys([*zip(PAIRS["prompt"], PAIRS["chosen"]), *zip(PAIRS["prompt"], PAIRS["rejected"])]))
