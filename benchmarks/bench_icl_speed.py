@@ -32,7 +32,7 @@ from bench_icl_choose_defaults import cpu_model
 from skllm import FewShotClassifier, ZeroShotClassifier
 from skllm._device import autocast
 from skllm._lm import cache_kwarg, output_cache
-from skllm._prompt_classifier import _prefix_tree
+from skllm._prefix_tree import prefix_tree
 from skllm._tokens import pad_batch, pad_token_id
 from skllm.datasets import load_rotten_tomatoes
 
@@ -138,7 +138,7 @@ def compare(name, clf, texts, rows, profile):
     diff = float(np.abs(new - old).max())
     n = len(texts)
     tokens = np.mean([len(p) for p in prompts])
-    nodes = _prefix_tree(prompts)  # what the scoring now computes: each shared run once, then each prompt's rest
+    nodes = prefix_tree(prompts)  # what the scoring now computes: each shared run once, then each prompt's rest
     computed = sum(node.end - node.start + sum(len(prompts[i]) - node.end for i in node.leaves) for node in nodes) / n
     rows[name] = n / t_new
     print(

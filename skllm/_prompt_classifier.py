@@ -6,7 +6,6 @@ nothing is parsed from free text. The prompt is computed once per text; the
 continuations of all classes reuse its key/value cache.
 """
 
-import itertools
 import numbers
 import warnings
 
@@ -20,6 +19,7 @@ from ._answers import MIN_LEFT, class_logprobs, normalize, parse_label, starts_l
 from ._api import CLASSIFIER_MAX_TOKENS, UNPARSED_CHOICES
 from ._device import autocast
 from ._lm import LMEstimator, cache_kwarg, check_template, output_cache
+from ._prefix_tree import last_logits_kwargs, prefix_tree, repeat_cache
 from ._tokens import pad_batch, pad_token_id
 from ._validation import (
     check_bool,
@@ -44,6 +44,9 @@ CALIBRATION_TEXTS = 32
 # model: 2e-8), it only keeps a class that no calibration prompt gives any probability
 # (an endpoint's -inf) from an infinite prior, whose subtraction makes scores inf and NaN.
 CALIBRATION_PRIOR_FLOOR = np.log(1e-30)
+# Calibration prompts sent one at a time to an endpoint before concluding that it returns
+# no log-probabilities: one refused or filtered answer must not turn calibration off.
+LOGPROBS_PROBES = 3
 
 
 class PromptClassifier(ClassifierMixin, LMEstimator):
@@ -212,6 +215,17 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
                 if scores is None:
                     self.label_prior_ = None
                     return
+                lost = sorted(set(groups) - set(groups[kept]))
+                if method == "batch" and lost:  # every answer of a class read from its text
+                    warnings.warn(
+                        f"calibration='batch': the endpoint answered every calibration text of the class(es) "
+                        f"{', '.join(lost)} without log-probabilities of a class (in a sentence, or refused), and a "
+                        f"prior of the other classes alone would divide their signal out: calibrated on content-free "
+                        f"texts instead (calibrated_on_='contextual').",
+                        SkllmWarning,
+                        stacklevel=3,
+                    )
+                    return self._fit_calibration()
                 groups = groups[kept]
             else:
                 scores = self._score_prompts(prompts)
@@ -264,29 +278,38 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
 
         ``(None, None)`` when the endpoint returns no log-probabilities.
 
-        One prompt is sent first: an endpoint that answers it without log-probabilities
-        (``transformers serve``, or ``logprobs=False``) is not asked the rest. Otherwise every
-        answer whose log-probabilities name a class counts, whichever rows they are: one answer
-        read by its text ("The text is negative") does not turn calibration off.
+        Prompts are sent one at a time until an answer carries log-probabilities, up to
+        :data:`LOGPROBS_PROBES`: an endpoint that answers them without (``transformers serve``,
+        or ``logprobs=False``) is not asked the rest, while one answer without them (a refusal,
+        a content filter) does not decide it alone. Then every answer whose log-probabilities
+        name a class counts, whichever rows they are: one answer read by its text ("The text
+        is negative") does not turn calibration off.
         """
         if not self.model_name.logprobs or not prompts:
             return None, None
         # An error names the failed prompt among these, which are no rows of X.
         what = f"the calibration prompts of fit (calibration={self.calibration!r}; no rows of X)"
-        scores, from_logprobs, _, _, returned = self._api_scores(prompts[:1], part_of=(0, len(prompts), what))
-        if not returned[0]:
+        parts, returned = [], False
+        while not returned and len(parts) < min(LOGPROBS_PROBES, len(prompts)):
+            i = len(parts)
+            parts.append(self._api_scores(prompts[i : i + 1], part_of=(i, len(prompts), what)))
+            returned = bool(parts[-1][4][0])
+        if not returned:
             return None, None
-        if len(prompts) > 1:
-            rest, rest_from_logprobs, _, _, _ = self._api_scores(prompts[1:], part_of=(1, len(prompts), what))
-            scores, from_logprobs = np.vstack([scores, rest]), np.concatenate([from_logprobs, rest_from_logprobs])
+        if len(parts) < len(prompts):
+            parts.append(self._api_scores(prompts[len(parts) :], part_of=(len(parts), len(prompts), what)))
+        scores, from_logprobs = np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         return (scores[from_logprobs], from_logprobs) if from_logprobs.any() else (None, None)
 
     def _answer_scores(self, prompts):
-        """Class scores of the endpoint's answers, the unparsed ones given the fallback class (or an error)."""
-        scores, _, unparsed, texts, _ = self._api_scores(prompts)
+        """Class scores of the endpoint's answers, the unparsed ones given the fallback class (or an error).
+
+        Also which rows are log-probabilities (the others were read from their text).
+        """
+        scores, from_logprobs, unparsed, texts, _ = self._api_scores(prompts)
         self.n_unparsed_, self.unparsed_rows_ = len(unparsed), unparsed
         if not unparsed:
-            return scores
+            return scores, from_logprobs
         shown = ", ".join(f"{i}: {texts[i][:40]!r}" for i in unparsed[:10]) + (", ..." if len(unparsed) > 10 else "")
         if self.fallback_ is None:
             raise UnparsedAnswerError(
@@ -295,7 +318,7 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
                 rows=unparsed,
                 answers=[texts[i] for i in unparsed],
             )
-        fallback = self.classes_[self.fallback_]
+        fallback = self.classes_[self.fallback_ : self.fallback_ + 1].tolist()[0]  # shown as 1, not np.int64(1)
         warnings.warn(
             f"{len(unparsed)} of {len(prompts)} answers name none of the classes {self.label_words_!r} and predict "
             f"{fallback!r} (OpenAIChat(unparsed={self.model_name.unparsed!r})); rows {shown}.",
@@ -303,7 +326,7 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             stacklevel=4,
         )
         scores[unparsed, self.fallback_] = 0.0
-        return scores
+        return scores, from_logprobs
 
     def _label_tensors(self, device):
         """The labels' token ids, right-padded with 0 to the longest, and their mask: two (n_labels, width) tensors."""
@@ -322,12 +345,10 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
 
         Leading tokens that several prompts have in common (the chat
         preamble, fixed demonstrations, the first demonstrations of texts
-        that share them) are computed once (:func:`_prefix_tree`) and their
+        that share them) are computed once (:func:`prefix_tree`) and their
         key/value cache shared by those prompts; the rest of each prompt is
         left-padded after them. Only the last position's logits are computed.
         """
-        if self._prompts_api:
-            return self._answer_scores(prompts)
         import torch
 
         model, device = self.model_, torch.device(self.device_)
@@ -335,8 +356,8 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         labels = self._label_tensors(device)
         pad = pad_token_id(self.tokenizer_)
         scores = np.empty((len(prompts), n_labels), dtype=np.float64)
-        kwarg, last_only = cache_kwarg(model), _last_logits_kwargs(model)
-        nodes = _prefix_tree(prompts)
+        kwarg, last_only = cache_kwarg(model), last_logits_kwargs(model)
+        nodes = prefix_tree(prompts)
         caches = [None] * len(nodes)
         # A node's cache is dropped once its leaves are scored and its children have their own.
         waiting = np.bincount([node.parent for node in nodes[1:]], minlength=len(nodes))
@@ -346,7 +367,7 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
                     parent = caches[node.parent]
                     ids = torch.tensor([prompts[node.first][node.start : node.end]], device=device)
                     positions = torch.arange(node.start, node.end, device=device).unsqueeze(0)
-                    extra = {} if parent is None else {kwarg: _repeat_cache(parent, 1)}
+                    extra = {} if parent is None else {kwarg: repeat_cache(parent, 1)}
                     out = model(input_ids=ids, position_ids=positions, use_cache=True, **extra, **last_only)
                     caches[k] = output_cache(out)
                     waiting[node.parent] -= 1
@@ -375,7 +396,7 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         extra = {}
         if shared is not None:
             mask = torch.cat([torch.ones((n, n_shared), dtype=mask.dtype, device=device), mask], 1)
-            extra[kwarg] = _repeat_cache(shared, n)
+            extra[kwarg] = repeat_cache(shared, n)
         out = model(
             input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=width > 1, **extra, **last_only
         )
@@ -422,7 +443,7 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         With an :class:`~skllm.OpenAIChat`, the log-probability of the
         answer's first token for each class when the endpoint returns them;
         for an answer read as text, 0 for the class it names (or the fallback
-        class of ``unparsed``) and log(1e-12) = -27.6 for the others.
+        class of ``unparsed``) and log(1e-12) = -27.6 for the others, not calibrated.
         """
         scores = self._class_scores(X)
         return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
@@ -433,9 +454,15 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         self._check_common()  # batch_size and the rest may have been set after fit
         texts = check_texts(X, estimator=self)
         self._ensure_live()
-        scores = self._score_prompts(self._prompts(texts))
+        prompts = self._prompts(texts)
+        if not self._prompts_api:
+            scores = self._score_prompts(prompts)
+            return scores if self.label_prior_ is None else scores - self.label_prior_
+        scores, from_logprobs = self._answer_scores(prompts)
         if self.label_prior_ is not None:
-            scores = scores - self.label_prior_
+            # Only probabilities are divided by the prior: an answer read from its text (or given the
+            # fallback class) predicts the class it names, whatever the prior of the others.
+            scores[from_logprobs] -= self.label_prior_
         return scores
 
     def predict_proba(self, X):
@@ -504,93 +531,3 @@ CLASSIFIER_DOC_PARAMS = """
         demonstrations, where embeddings are cached. ``"auto"`` and ``None``
         use :func:`~skllm.default_cache_dir` for the model (``None`` turns off
         the embedding cache only)."""
-
-
-# Below this many tokens in common, sharing the prompts' start saves less than it costs.
-MIN_SHARED_PREFIX = 16
-
-
-class _PrefixNode:
-    """Tokens ``[start, end)`` of the prompt ``first``, computed once after those of node ``parent``.
-
-    ``leaves``: the prompts whose tokens from ``end`` on are scored from this node's cache.
-    """
-
-    __slots__ = ("end", "first", "leaves", "parent", "start")
-
-    def __init__(self, parent, start, end, first):
-        self.parent, self.start, self.end, self.first, self.leaves = parent, start, end, first, []
-
-
-def _prefix_tree(prompts, min_shared=MIN_SHARED_PREFIX):
-    """The prompts grouped by the leading tokens they share: a trie of token runs, parents before children.
-
-    Node 0 is the root (no tokens). A node holds a run of at least
-    ``min_shared`` tokens that all the prompts below it continue with; a
-    shorter run is not worth its own pass and stays in its children's. Every
-    prompt keeps at least its last token for its own pass (its last position
-    gives the first label's score), so a prompt that is the start of another
-    is a leaf, not a node.
-    """
-    nodes = [_PrefixNode(-1, 0, 0, None)]
-    if not prompts:
-        return nodes
-    order = sorted(range(len(prompts)), key=lambda i: prompts[i])
-    # Tokens each neighbour in that order shares with the next, all but the last of either at most.
-    common = []
-    for a, b in itertools.pairwise(order):
-        pa, pb, k = prompts[a], prompts[b], 0
-        n = min(len(pa), len(pb)) - 1
-        while k < n and pa[k] == pb[k]:
-            k += 1
-        common.append(k)
-    # Runs [lo, hi) of `order` that share their tokens [0, start), where node `parent` ends.
-    runs = [(0, len(order), 0, 0)]
-    while runs:
-        lo, hi, start, parent = runs.pop()
-        if hi - lo == 1:
-            nodes[parent].leaves.append(order[lo])
-            continue
-        end = min(common[lo : hi - 1])
-        if end - start >= min_shared:
-            nodes.append(_PrefixNode(parent, start, end, order[lo]))
-            parent, start = len(nodes) - 1, end
-        # Split where neighbours part at token `end`: each part shares more.
-        cut = lo
-        for j in range(lo, hi - 1):
-            if common[j] == end:
-                runs.append((cut, j + 1, start, parent))
-                cut = j + 1
-        runs.append((cut, hi, start, parent))
-    return nodes
-
-
-def _repeat_cache(cache, n):
-    """A cache with ``cache``'s keys and values repeated ``n`` times along the batch, ``cache`` left unchanged.
-
-    The repeat is a view: the model's next pass concatenates its new keys
-    to it, which is the only copy made.
-    """
-    import copy
-
-    layers = getattr(cache, "layers", None)
-    if layers is None or not all(hasattr(layer, "keys") for layer in layers):
-        cache = copy.deepcopy(cache)
-        cache.batch_repeat_interleave(n)
-        return cache
-    repeated = copy.copy(cache)
-    repeated.layers = []
-    for layer in layers:
-        layer = copy.copy(layer)
-        if getattr(layer, "is_initialized", True) and layer.keys is not None and layer.keys.dim() == 4:
-            layer.keys = layer.keys.expand(n, -1, -1, -1)
-            layer.values = layer.values.expand(n, -1, -1, -1)
-        repeated.layers.append(layer)
-    return repeated
-
-
-def _last_logits_kwargs(model):
-    """Keyword arguments that make the model compute the logits of the last position only (when it can)."""
-    import inspect
-
-    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}

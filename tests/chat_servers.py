@@ -150,7 +150,8 @@ class FakeChat(_Server):
     """Answers chat completions in-process with ``answer(messages)``; with ``logprobs``, also the alternatives.
 
     ``logprobs`` maps the request to the first token's alternatives, a list of
-    ``(token, logprob)``; the endpoint then returns them when asked.
+    ``(token, logprob)``; the endpoint then returns them when asked (none for that answer
+    where it gives None, as for a refused or filtered one).
     """
 
     def __init__(self, answer=sentiment, logprobs=None):
@@ -167,8 +168,9 @@ class FakeChat(_Server):
         request = json.loads(body)
         text = self.answer(request["messages"])
         choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
-        if request.get("logprobs") and self.logprobs is not None:
-            top = self.logprobs(request["messages"])[: request.get("top_logprobs", 1)]
+        top = self.logprobs(request["messages"]) if request.get("logprobs") and self.logprobs is not None else None
+        if top is not None:
+            top = top[: request.get("top_logprobs", 1)]
             entry = {"token": top[0][0], "logprob": top[0][1], "bytes": None}
             entry["top_logprobs"] = [{"token": t, "logprob": lp, "bytes": None} for t, lp in top]
             choice["logprobs"] = {"content": [entry]}

@@ -24,7 +24,14 @@ from skllm import FewShotClassifier, FewShotGenerator, OpenAIChat, ZeroShotClass
 from skllm._answers import class_logprobs, parse_label
 from skllm._api import Secret, backoff_delay, retry_after_seconds
 from skllm._cache import request_key
-from skllm.exceptions import APIKeyMissingError, APIRequestError, UnparsedAnswerError, UnparsedAnswerWarning
+from skllm._prompt_classifier import LOGPROBS_PROBES
+from skllm.exceptions import (
+    APIKeyMissingError,
+    APIRequestError,
+    SkllmWarning,
+    UnparsedAnswerError,
+    UnparsedAnswerWarning,
+)
 
 pytest.importorskip("openai")
 
@@ -256,9 +263,9 @@ def test_request_key_covers_endpoint_model_messages_and_sampling_but_no_key(fake
 
 def test_zero_shot_reads_text_answers_and_caches_them(fake_chat, tmp_path):
     clf = ZeroShotClassifier(_chat(fake_chat), cache_dir=str(tmp_path)).fit(X, Y)
-    # Text answers: no calibration, after one request that found no log-probabilities.
+    # Text answers: no calibration, after three requests that found no log-probabilities.
     assert clf.label_prior_ is None and clf.calibrated_on_ is None
-    assert fake_chat.answered == 1
+    assert fake_chat.answered == LOGPROBS_PROBES == 3
     assert clf.predict(X).tolist() == Y
     # Answers read as text: one-hot probabilities to 1e-12 (classes_ is ["neg", "pos"]), and a finite
     # decision_function that ranking scorers read.
@@ -269,7 +276,7 @@ def test_zero_shot_reads_text_answers_and_caches_them(fake_chat, tmp_path):
     assert get_scorer("roc_auc")(clf, X, Y) == 1.0
     assert clf.n_unparsed_ == 0
     sent = fake_chat.answered
-    assert sent == len(set(X))  # the probe was one of X
+    assert sent == len(set(X))  # the probes were of X
     # The second time (and a clone, and a new estimator on the same cache) sends nothing.
     clf.predict(X)
     clone(clf).fit(X, Y).predict(X)
@@ -320,7 +327,8 @@ def test_one_calibration_answer_read_by_its_text_does_not_turn_calibration_off(t
     def logprobs(messages):
         if "hated" in messages[-1]["content"]:
             return [("The", -0.1), ("neg", -3.0)]  # the answer starts with a word that is no class
-        return [("pos", np.log(0.9)), ("neg", np.log(0.1))]
+        said = sentiment(messages)
+        return [(said, np.log(0.9)), ("neg" if said == "pos" else "pos", np.log(0.1))]
 
     server = FakeChat(answer=answer, logprobs=logprobs)
     try:
@@ -331,6 +339,72 @@ def test_one_calibration_answer_read_by_its_text_does_not_turn_calibration_off(t
             assert clf.calibrated_on_ == "batch"
             priors.append(clf.label_prior_)
         np.testing.assert_allclose(priors[0], priors[1])  # the same answers count, whatever their order
+    finally:
+        server.close()
+
+
+def test_a_first_calibration_answer_without_log_probabilities_does_not_turn_calibration_off(tmp_path):
+    def logprobs(messages):  # a content filter on one text: its answer comes without log-probabilities
+        said = sentiment(messages)
+        return None if "hated" in messages[-1]["content"] else [(said, np.log(0.7)), ("x", np.log(0.3))]
+
+    server = FakeChat(logprobs=logprobs)
+    try:
+        first = ["hated it"] + [t for t in X if t != "hated it"]
+        labels = [Y[X.index(t)] for t in first]
+        clf = ZeroShotClassifier(_chat(server), calibration="batch", cache_dir=None).fit(first, labels)
+        assert clf.calibrated_on_ == "batch" and clf.label_prior_ is not None
+        # An endpoint that returns none at all is asked a few prompts one by one, not all of them.
+        answered = server.answered
+        clf = ZeroShotClassifier(_chat(server), calibration="batch", cache_dir=None)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(server, "logprobs", lambda messages: None)
+            clf.fit(X, Y)
+        assert clf.calibrated_on_ is None and server.answered - answered == 3
+    finally:
+        server.close()
+
+
+def test_answers_read_from_their_text_predict_the_class_they_name_whatever_the_prior(tmp_path):
+    def answer(messages):
+        last = messages[-1]["content"]
+        if "plain" in last or "unsure" in last:
+            return "The answer is neg." if "plain" in last else "I cannot tell."
+        return sentiment(messages)
+
+    def logprobs(messages):  # the other class near -inf (vLLM's -9999): a prior of [0, log(1e-30)]
+        last = messages[-1]["content"]
+        if "plain" in last or "unsure" in last:
+            return [("The", -0.01), ("pos", -5.0)] if "plain" in last else [("I", -0.01)]
+        said = sentiment(messages)
+        return [(said, 0.0), ("neg" if said == "pos" else "pos", -9999.0)]
+
+    server = FakeChat(answer=answer, logprobs=logprobs)
+    try:
+        clf = ZeroShotClassifier(_chat(server, unparsed="neg"), calibration="contextual", cache_dir=None).fit(X, Y)
+        assert clf.label_prior_.min() < np.log(1e-12)  # the prior alone would outweigh a text row's -27.6
+        with pytest.warns(UnparsedAnswerWarning, match="predict 'neg'"):
+            assert clf.predict(["plain film", "unsure film", "great film"]).tolist() == ["neg", "neg", "pos"]
+        np.testing.assert_allclose(clf.predict_proba(["plain film"]), [[1.0, 1e-12]])
+    finally:
+        server.close()
+
+
+def test_batch_calibration_without_a_class_read_by_its_probabilities_falls_back_with_a_warning(tmp_path):
+    def answer(messages):
+        return "The sentiment is negative." if sentiment(messages) == "neg" else "Positive"
+
+    def logprobs(messages):
+        if sentiment(messages) == "pos":
+            return [("Positive", -0.05), ("Negative", -3.0)]
+        return [("The", -0.05), ("Negative", -3.2), ("Positive", -4.0)]  # every negative answer: read by its text
+
+    server = FakeChat(answer=answer, logprobs=logprobs)
+    try:
+        clf = ZeroShotClassifier(_chat(server), label_words={"pos": "positive", "neg": "negative"}, cache_dir=None)
+        with pytest.warns(SkllmWarning, match=r"every calibration text of the class\(es\) 'neg'"):
+            clf.fit(X, Y)
+        assert clf.calibrated_on_ != "batch"
     finally:
         server.close()
 

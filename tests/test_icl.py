@@ -82,17 +82,17 @@ def test_cached_label_scoring_equals_one_pass_per_label(lm, length_normalize):
 
 @pytest.mark.parametrize("words", [{"pos": "great", "neg": "awful film"}, {"pos": "great", "neg": "bad"}])
 def test_the_shared_start_of_the_prompts_is_computed_once_with_the_same_scores(lm, pool, words):
-    from skllm._prompt_classifier import _prefix_tree
+    from skllm._prefix_tree import prefix_tree
 
     X, y = pool
     clf = FewShotClassifier(lm, n_examples=4, label_words=words)
     clf.set_params(batch_size=2, calibration=None, random_state=0).fit(X, y)
     texts = ["the film was great", "hello", "a long and boring story that was not fun at all"]
     prompts = clf._prompts(texts)
-    _, shared = _prefix_tree(prompts)  # the fixed demonstrations, then each text from their cache
+    _, shared = prefix_tree(prompts)  # the fixed demonstrations, then each text from their cache
     n = shared.end
     assert n >= 16 and all(p[:n] == prompts[0][:n] for p in prompts) and sorted(shared.leaves) == [0, 1, 2]
-    assert [len(_prefix_tree(p)) for p in (prompts[:1], [[1, 2], [3, 4]])] == [1, 1]  # nothing to share
+    assert [len(prefix_tree(p)) for p in (prompts[:1], [[1, 2], [3, 4]])] == [1, 1]  # nothing to share
     # Multi-token wordings continue from the shared cache; single-token ones need no second pass.
     if not clf.uses_chat_template_:  # " great" and " bad" are single tokens of this vocabulary
         assert (max(len(ids) for ids in clf.label_ids_) > 1) == (words["neg"] == "awful film")
@@ -845,7 +845,7 @@ def test_an_encoder_is_refused_as_the_lm_at_fit(tiny_bert, make):
 
 @pytest.mark.parametrize("words", [{"pos": "great", "neg": "bad"}, {"pos": "great", "neg": "awful film"}])
 def test_prompts_sharing_leading_tokens_share_their_cache_with_the_same_scores(tiny_llama, words):
-    from skllm._prompt_classifier import _prefix_tree
+    from skllm._prefix_tree import prefix_tree
 
     clf = ZeroShotClassifier(tiny_llama, classes=["pos", "neg"], label_words=words, calibration=None, batch_size=2)
     clf.fit()
@@ -853,7 +853,7 @@ def test_prompts_sharing_leading_tokens_share_their_cache_with_the_same_scores(t
     tail = [[5, 6], [7], [8, 9, 10]]
     # a + b + ... share a + b; a + [..] share a; a + b (twice) ends where the others go on.
     prompts = [a + b + tail[0], a + tail[1], a + b + tail[2], a + b, b + tail[0], a + b, a + tail[2], tail[1]]
-    nodes = _prefix_tree(prompts)
+    nodes = prefix_tree(prompts)
     spans = [(node.parent, node.start, node.end) for node in nodes]
     assert spans == [(-1, 0, 0), (0, 0, len(a)), (1, len(a), len(a + b) - 1)]
     assert [sorted(node.leaves) for node in nodes] == [[4, 7], [1, 6], [0, 2, 3, 5]]
@@ -864,14 +864,14 @@ def test_prompts_sharing_leading_tokens_share_their_cache_with_the_same_scores(t
     assert np.array_equal(scores[3], scores[5])  # the same prompt twice
     # Prompts that each start another nest one node per 16 tokens, with no recursion.
     chain = [list(range(3, k)) for k in (4, 10, 20, 36, 52, 60)]
-    assert [(n.start, n.end) for n in _prefix_tree(chain)[1:]] == [(0, 16), (16, 32), (32, 48)]
+    assert [(n.start, n.end) for n in prefix_tree(chain)[1:]] == [(0, 16), (16, 32), (32, 48)]
     np.testing.assert_allclose(clf._score_prompts(chain), naive_prompt_scores(clf, chain), atol=1e-4)
 
 
 def test_nearest_demonstrations_that_repeat_are_computed_once_with_the_same_scores(
     tiny_llama, tiny_bert, pool, cache_dir
 ):
-    from skllm._prompt_classifier import _prefix_tree
+    from skllm._prefix_tree import prefix_tree
 
     X, y = pool
     clf = FewShotClassifier(
@@ -880,7 +880,7 @@ def test_nearest_demonstrations_that_repeat_are_computed_once_with_the_same_scor
     # 6 texts, 4 possible first demonstrations: some texts start alike.
     clf.set_params(calibration=None, batch_size=3).fit([X[i] for i in (0, 1, 6, 7)], [y[i] for i in (0, 1, 6, 7)])
     texts = X[12:18]
-    nodes = _prefix_tree(clf._prompts(texts))
+    nodes = prefix_tree(clf._prompts(texts))
     assert len(nodes) > 1 and sorted(i for node in nodes for i in node.leaves) == list(range(6))
     scores = clf.decision_function(texts)
     np.testing.assert_allclose(scores, as_decision(naive_scores(clf, texts)), atol=1e-4)
