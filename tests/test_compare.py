@@ -200,6 +200,10 @@ def test_copies_of_a_text_go_to_one_fold():
         assert not set(texts[train]) & set(texts[test])
     with pytest.raises(ValueError, match=r"cv=3 folds need 3 distinct texts of class 0, but there are 2"):
         cut_folds(y[:6], 3, multilabel=False, random_state=0, texts=np.array(["a", "b", "c", "b", "a", "b"]))
+    # Copies in another case or spacing (an uncased encoder reads them alike) go to one fold too.
+    varied = np.array([[t, f" {t.upper()}", t.replace(" ", "  ")][i // 24] for i, t in enumerate(texts)], dtype=object)
+    for train, test in cut_folds(y, 3, multilabel=False, random_state=0, texts=varied):
+        assert not set(texts[train]) & set(texts[test])
 
 
 def test_copies_too_few_for_the_folds_are_refused_before_any_model_runs(monkeypatch):

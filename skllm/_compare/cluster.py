@@ -5,7 +5,7 @@ import uuid
 
 from .._dask import naming_the_worker, require, worker_threads
 from .folds import evaluate_fold, fold_row
-from .rows import skipped_row
+from .rows import failed_row, skipped_row
 
 
 def _fold_task(template, texts, y, train, test, measure_model, multilabel=False):
@@ -71,11 +71,11 @@ def run_folds(
             try:
                 results[name][i] = future.result()
             except Exception as exc:  # one method failing must not stop the others
-                errors[name] = f"{type(exc).__name__}: {exc}"[:300]
+                rows[name] = failed_row(name, exc)
+                errors[name] = rows[name]["error"]
                 for other, (n, _) in futures.items():
                     if n == name:
                         other.cancel()
-                rows[name] = {"method": name, "status": "failed", "error": errors[name]}
                 continue
             remaining[name] -= 1
             if remaining[name] == 0:

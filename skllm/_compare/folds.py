@@ -143,11 +143,16 @@ def cut_folds(y, cv, *, multilabel, random_state, texts=None, cv_name=None):
 
     Copies of one text in ``texts`` go to one fold, so that no text is tested on after
     being trained on (which would score memory, not generalisation); without copies
-    the folds are the plain ones.
+    the folds are the plain ones. Texts that differ only in case, Unicode form or white
+    space are copies: an uncased tokenizer (the default encoder's) reads them alike.
     """
+    import unicodedata
+
     from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
     # Multi-label folds are plain: stratifying on label sets leaves most sets with one text.
+    if texts is not None:
+        texts = [" ".join(unicodedata.normalize("NFKC", str(t)).casefold().split()) for t in texts]
     groups = None if texts is None else np.unique(np.asarray(texts, dtype=str), return_inverse=True)[1].ravel()
     if groups is None or groups.max() + 1 == len(groups):
         splitter = KFold if multilabel else StratifiedKFold
