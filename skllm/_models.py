@@ -561,14 +561,21 @@ def check_pooling_fits(pooling, decoder, name):
         )
 
 
-def positions(model, tokenizer):
-    """How many tokens the model accepts."""
-    limit = getattr(model.config, "max_position_embeddings", None) or 10**9
-    # RoBERTa-like position ids start after the padding index: max_position_embeddings counts those
-    # padding_idx + 1 unused positions (514 for 512 tokens). The tokenizer usually says so too, but a
-    # hand-saved one may not.
+def first_position(model):
+    """The position id of a text's first token: 0, or ``padding_idx + 1`` in RoBERTa-like models.
+
+    RoBERTa-like position ids start after the padding index (whose row is zeros), and
+    max_position_embeddings counts those unused positions (514 for 512 tokens).
+    """
     embeddings = getattr(model, "embeddings", None)
     offset = getattr(embeddings, "padding_idx", None)
-    if isinstance(offset, int) and hasattr(embeddings, "position_embeddings"):
-        limit -= offset + 1
+    return offset + 1 if isinstance(offset, int) and hasattr(embeddings, "position_embeddings") else 0
+
+
+def positions(model, tokenizer):
+    """How many tokens the model accepts."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    limit = limit if isinstance(limit, int) and limit > 0 else 10**9  # XLNet's -1: no limit
+    # The tokenizer usually counts RoBERTa's unused positions too, but a hand-saved one may not.
+    limit -= first_position(model)
     return int(min(limit, getattr(tokenizer, "model_max_length", limit) or limit))

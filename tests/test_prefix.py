@@ -76,6 +76,37 @@ def test_the_text_keeps_its_positions_and_the_prefix_takes_none(tiny_bert):
     torch.testing.assert_close(after, before)
 
 
+def test_roberta_like_models_keep_their_positions_after_the_padding_index():
+    # RoBERTa's position ids start at padding_idx + 1 (row padding_idx is zeros): the text must get
+    # the ids it gets without a prefix, not 0 on.
+    from transformers import RobertaConfig, RobertaModel
+
+    config = RobertaConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=20,
+        max_position_embeddings=20, pad_token_id=1,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    backbone = RobertaModel(config).eval()
+    encoder = PrefixTuning(n_prefix_tokens=3, projection_size=8).build_network(backbone, 2, "mean").eval().encoder
+    seen = []
+    hook = encoder.model.embeddings.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["position_ids"]), with_kwargs=True
+    )
+    input_ids = torch.tensor([[0, 5, 6, 7, 2]])
+    with torch.no_grad():
+        encoder(input_ids, torch.ones_like(input_ids))
+    hook.remove()
+    own = encoder.model.embeddings.create_position_ids_from_input_ids(input_ids, config.pad_token_id)
+    assert seen[0].tolist() == own.tolist() == [[2, 3, 4, 5, 6]]
+
+
+def test_a_model_without_a_position_limit_is_read_as_having_none():
+    from types import SimpleNamespace
+
+    xlnet_like = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=-1))
+    assert _models.positions(xlnet_like, SimpleNamespace(model_max_length=512)) == 512
+
+
 def test_the_prefixes_are_named_as_before_peft_fed_them(tiny_llama):
     # Models saved by earlier versions store these names (see tests/test_legacy.py).
     _, _, encoder = _network(tiny_llama, keep_projection=True)

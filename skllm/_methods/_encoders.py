@@ -6,6 +6,7 @@ import warnings
 import torch
 from torch import nn
 
+from .._models import first_position
 from .._tokens import pool
 
 
@@ -152,7 +153,8 @@ class PrefixTunedEncoder(nn.Module):
     peft passes the prefixes to the model as cached keys and values, so the model
     places the text after them, at positions ``n_prefix`` on, and peft shifts the
     position ids it is given by ``n_prefix`` too. The ids given here undo that shift:
-    the text keeps the positions it has without a prefix (0 on), as in every model
+    the text keeps the positions it has without a prefix (0 on; ``padding_idx + 1`` on
+    in RoBERTa-like models, :func:`~skllm._models.first_position`), as in every model
     skllm's prefix tuning trained before it used peft, and no position is spent on
     the prefix (``max_length`` keeps all of the model's positions).
 
@@ -169,7 +171,8 @@ class PrefixTunedEncoder(nn.Module):
         self.__dict__["prefix_tuned"] = prefix_tuned  # a plain attribute, not a child module
 
     def forward(self, input_ids, attention_mask):
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device) - self.n_prefix
+        start = first_position(self.model) - self.n_prefix
+        positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
         with warnings.catch_warnings():
             # peft hands the prefixes over as past_key_values, which transformers 5.25 deprecates
             # (for removal in 5.40) on every forward pass: a message about peft's internals that a
