@@ -107,6 +107,37 @@ def test_a_model_without_a_position_limit_is_read_as_having_none():
     assert _models.positions(xlnet_like, SimpleNamespace(model_max_length=512)) == 512
 
 
+def _tiny(model_type, **extra):
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.for_model(
+        model_type, vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=20, max_position_embeddings=20, **extra,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return AutoModel.from_config(config).eval()
+
+
+@pytest.mark.parametrize("model_type", ["albert", "mpnet"])
+def test_a_model_that_takes_no_key_value_cache_is_refused_by_prefix_tuning(model_type):
+    # peft's prefixes are a key/value cache: these models drop it, or fail once a batch is padded.
+    with pytest.raises(ValueError, match=r"Prefix tuning cannot be applied to (Albert|MPNet)Model.*method='lora'"):
+        PrefixTuning(n_prefix_tokens=3, projection_size=8).build_network(_tiny(model_type), 2, "mean")
+
+
+@pytest.mark.parametrize("model_type, extra", [("albert", {"embedding_size": 8}), ("distilbert", {})])
+def test_prompt_tuning_reads_the_input_embeddings_width(model_type, extra):
+    # ALBERT's input embeddings are narrower than its hidden states; DistilBERT's config names its widths otherwise.
+    from skllm import PromptTuning
+
+    encoder = PromptTuning(n_virtual_tokens=2).build_network(_tiny(model_type, **extra), 2, "mean").eval().encoder
+    out = encoder(torch.tensor([[5, 6, 7]]), torch.ones(1, 3, dtype=torch.long))
+    out.square().sum().backward()
+    (virtual,) = [p for p in encoder.parameters() if p.requires_grad]
+    assert out.shape == (1, 3, 16) and virtual.shape == (2, extra.get("embedding_size", 16))
+    assert virtual.grad.abs().max() > 0  # the text's states depend on the virtual tokens
+
+
 def test_the_prefixes_are_named_as_before_peft_fed_them(tiny_llama):
     # Models saved by earlier versions store these names (see tests/test_legacy.py).
     _, _, encoder = _network(tiny_llama, keep_projection=True)

@@ -155,10 +155,45 @@ class PrefixTuning(FineTuningMethod):
             self.projection_size,
         )
         model.prompt_encoder[model.active_adapter].embedding = prefixes
-        return PrefixTunedEncoder(model, prefixes, self.n_prefix_tokens)
+        return _check_used(PrefixTunedEncoder(model, prefixes, self.n_prefix_tokens), backbone)
 
     def compact(self, network):
         """The prefixes the MLP produces, as a plain trainable parameter in place of the MLP."""
         if self.reparametrize and not self.keep_projection:
             network.encoder.extra.drop_projection()
         return network
+
+
+def _check_used(encoder, backbone):
+    """``encoder``, once two texts (one padded) ran through it and their outputs changed with the prefixes.
+
+    peft hands the prefixes over as cached keys and values: a model that takes no cache
+    (MPNet, ALBERT) drops them without a word, and its prefixes would train nothing; one that
+    lays its attention out otherwise (DeBERTa-v2, ModernBERT) fails inside its attention.
+    """
+    import torch
+
+    device = next(backbone.parameters()).device
+    ids = torch.ones(2, 4, dtype=torch.long, device=device)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], device=device)
+    name = type(backbone).__name__
+    prefixes, was_training = encoder.extra.embedding, encoder.training
+    try:
+        with torch.no_grad():
+            before, kept = encoder.eval()(ids, mask), prefixes.detach().clone()
+            prefixes.add_(1.0)
+            after = encoder(ids, mask)
+            prefixes.copy_(kept)
+    except Exception as exc:  # whatever the model raises, the cause is the prefixes peft feeds it
+        raise ValueError(
+            f"Prefix tuning cannot be applied to {name}: it does not run with the prefixes that peft feeds it as "
+            f"cached keys and values ({type(exc).__name__}: {str(exc)[:200]}). Use method='lora' or 'prompt'."
+        ) from exc
+    finally:
+        encoder.train(was_training)
+    if torch.equal(before, after):
+        raise ValueError(
+            f"Prefix tuning cannot be applied to {name}: it ignores the prefixes that peft feeds it as cached keys "
+            f"and values (it takes no key/value cache), so they would train nothing. Use method='lora' or 'prompt'."
+        )
+    return encoder

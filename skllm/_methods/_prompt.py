@@ -63,7 +63,17 @@ class PromptTuning(FineTuningMethod):
 
         from ._encoders import VirtualTokenEncoder
 
-        config = PromptTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=self.n_virtual_tokens)
+        # The widths given, not left to peft: it reads them from the config's dict, where DistilBERT names
+        # them otherwise, and takes the hidden size for the token width, which ALBERT's and ELECTRA-small's
+        # smaller input embeddings are not.
+        config = PromptTuningConfig(
+            task_type=TaskType.FEATURE_EXTRACTION,
+            num_virtual_tokens=self.n_virtual_tokens,
+            token_dim=backbone.get_input_embeddings().embedding_dim,
+            num_transformer_submodules=1,
+            num_layers=backbone.config.num_hidden_layers,
+            num_attention_heads=backbone.config.num_attention_heads,
+        )
         with warnings.catch_warnings():
             # peft calls a transformers API that transformers 5 deprecated.
             warnings.simplefilter("ignore", FutureWarning)
