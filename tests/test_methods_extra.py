@@ -277,3 +277,36 @@ def test_a_new_method_is_one_file_and_one_registry_line(tiny_bert, tiny_llama, t
     # The docs must now list it: the check names every page that misses it.
     problems = [p for p in doc_list_problems(methods=dict(METHODS)) if "bitfit" in p]
     assert any(p.startswith("README.md") for p in problems)
+
+
+@pytest.mark.parametrize(
+    "model_type, extra",
+    [
+        # Block i's attention (sliding window or full) is config.layer_types[i], read by its number in the loop.
+        ("gemma2", {"num_key_value_heads": 1, "head_dim": 8, "sliding_window": 4}),
+        # A convolution applied after block 0 only.
+        ("deberta-v2", {"conv_kernel_size": 3, "relative_attention": True, "position_buckets": 8}),
+        # Input embeddings narrower than the hidden states.
+        ("electra", {"embedding_size": 8}),
+    ],
+)
+def test_partial_fine_tuning_starts_as_the_backbone_of_any_layout(model_type, extra):
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.for_model(
+        model_type, vocab_size=50, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
+        intermediate_size=20, max_position_embeddings=32, **extra,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    backbone = AutoModel.from_config(config).eval()
+    input_ids = torch.arange(3, 15).reshape(1, 12)  # longer than the sliding window
+    mask = torch.ones_like(input_ids)
+    with torch.no_grad():
+        expected = backbone(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        for cache_frozen in (False, True):
+            method = PartialFineTuning(n_last_layers=2, cache_frozen=cache_frozen)
+            encoder = method.build_network(backbone, 2, "mean").eval().encoder
+            if cache_frozen:  # the states entering the kept blocks, as the cache holds them
+                blocks, index = method._split(backbone)
+                hidden = FrozenLayers(backbone, blocks, index)(input_ids, mask)
+            torch.testing.assert_close(encoder(hidden if cache_frozen else input_ids, mask), expected)

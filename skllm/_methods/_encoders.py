@@ -258,6 +258,16 @@ class PartialEncoder(nn.Module):
         parent, _, child = blocks.rpartition(".")
         kept = nn.ModuleList([block for block in model.get_submodule(blocks) if block is not None])
         setattr(model.get_submodule(parent), child, kept)
+        # The kept blocks run numbered from 0, and some models pick each block's attention (full or
+        # sliding window, and its rotary base: Gemma-2/3, Qwen with sliding windows) by that number in
+        # config.layer_types, or apply a layer after block 0 only (DeBERTa-v2's convolution): the
+        # copy's config lists the kept blocks' types, and a convolution after a left-out block goes.
+        types = getattr(model.config, "layer_types", None)
+        if isinstance(types, (list, tuple)) and len(types) == len(listed):
+            model.config.layer_types = list(types[index:])
+        model.config.use_cache = False  # a cache laid out by those types would miss the kept blocks' numbers
+        if index > 0 and isinstance(getattr(model.get_submodule(parent), "conv", None), nn.Module):
+            model.get_submodule(parent).conv = None
         for p in model.parameters():
             p.requires_grad_(False)
         # The kept blocks, and the final normalisation after them (Llama's norm).
@@ -265,6 +275,9 @@ class PartialEncoder(nn.Module):
             for p in module.parameters():
                 p.requires_grad_(True)
         kept[0].register_forward_pre_hook(self._enter, with_kwargs=True)
+        # What the model's own embedding layers are given (the hook replaces what they make): the
+        # states themselves, or zeros where the input embeddings are narrower (ELECTRA-small, ALBERT).
+        self.input_width = None if embeddings is None else embeddings.embedding_dim
         self.model = model
         self.frozen = frozen
         # The states handed to the first kept block, per thread: one fitted model may predict in several
@@ -283,7 +296,10 @@ class PartialEncoder(nn.Module):
                 hidden = self.frozen(hidden, attention_mask)
         thread = threading.get_ident()
         self._entering[thread] = hidden
+        given = hidden
+        if self.input_width is not None and hidden.shape[-1] != self.input_width:
+            given = hidden.new_zeros((*hidden.shape[:-1], self.input_width))
         try:
-            return self.model(inputs_embeds=hidden, attention_mask=attention_mask).last_hidden_state
+            return self.model(inputs_embeds=given, attention_mask=attention_mask).last_hidden_state
         finally:
             del self._entering[thread]
