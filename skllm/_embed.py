@@ -221,7 +221,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         self.model_ = model
         self.tokenizer_ = tokenizer
         self._source = source
-        self.model_identity_ = model_identity(source)
+        self.model_identity_ = self._fitted_identity = model_identity(source)
         self._decoder = decoder  # pooling set after fit is checked against it at transform
         self.embedding_dim_ = embedding_dim
         self.device_ = str(device)
@@ -245,9 +245,10 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
     def _refresh_source(self):
         """After unpickling: find the model again and check that its files are the fitted ones."""
         source = resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
-        check_fitted_files(
-            self.model_identity_, source, self.model_name, "embeddings will differ from the fitted ones."
-        )
+        # The files of fit, kept through every later pickle: the next step of a pipeline was fitted on
+        # their embeddings, and a copy saved again must warn again (model_identity_ names the files in use).
+        fitted = self._fitted_identity = getattr(self, "_fitted_identity", self.model_identity_)
+        check_fitted_files(fitted, source, self.model_name, "embeddings will differ from the fitted ones.")
         identity = model_identity(source)
         if not names_the_files(self.model_identity_, source):
             self._check_same_shape(source)

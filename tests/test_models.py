@@ -149,6 +149,28 @@ def test_an_unpickled_model_whose_files_changed_warns(tiny_bert, tiny_llama, tmp
         pickle.loads(saved).predict(texts[0][:2])
 
 
+def test_a_pipeline_saved_again_after_its_files_changed_still_warns(tiny_bert, tmp_path, texts):
+    # The logistic regression was fitted on the first files' embeddings, however often it is saved.
+    import pickle
+    import shutil
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from transformers import BertModel
+
+    folder = str(tmp_path / "model")
+    shutil.copytree(tiny_bert, folder)
+    pipe = make_pipeline(TransformerEmbedder(folder, cache_dir=str(tmp_path / "cache")), LogisticRegression())
+    saved = pickle.dumps(pipe.fit(*texts))
+    _save_again_with_other_weights(folder, BertModel)
+    for _ in range(2):
+        with pytest.warns(UserWarning, match=r"files of model .* changed since this model was fitted"):
+            loaded = pickle.loads(saved)
+            loaded.predict(texts[0][:2])
+        saved = pickle.dumps(loaded)
+    assert loaded[0].model_identity_ != loaded[0]._fitted_identity  # the cache keys name the files in use
+
+
 def test_partial_fine_tuning_warns_when_its_frozen_blocks_would_run_from_changed_files(tiny_bert, tmp_path, texts):
     # It runs its frozen blocks from the files at every predict (the others hold their network).
     import shutil
