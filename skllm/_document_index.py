@@ -23,8 +23,7 @@ from ._index_files import (
     emptied_dead_chunks,
     holds_a_path,
     read_documents,
-    read_index_files,
-    saved_embedder,
+    read_saved_index,
     write_index_files,
 )
 from ._lexical import BM25, RRF_K, reciprocal_rank_fusion
@@ -548,21 +547,14 @@ class DocumentIndex(BaseEstimator):
         return write_index_files(Path(path), state, {"vectors.npy": self._vectors, "alive.npy": self._alive})
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path, model_name=None):
         """Read an index written by :meth:`save`.
 
-        A missing, truncated or inconsistent file raises an error naming it.
+        A missing, truncated or inconsistent file raises an error naming it. ``model_name``: where
+        the embedder's model folder is now, if it moved (the same files, as for ``set_params``).
         """
         folder = Path(path)
-        state, vectors, alive = read_index_files(folder)
-        params = dict(state["params"])
-        # Indexes saved before hybrid search ranked by embeddings only: keep that.
-        params.setdefault("retrieval", "dense")
-        fitted = saved_embedder(params["embedder"])
-        # Two objects, as after fit: setting the parameter leaves the queries alone (older saves hold one).
-        parameter = state.get("embedder_parameter", params["embedder"])
-        params["embedder"] = saved_embedder(parameter) if isinstance(parameter, dict) else parameter
-        index = cls(**params)
+        index, fitted, state, vectors, alive = read_saved_index(cls, folder, model_name)
         index.backend_ = index._validate()
         index.embedder_ = fitted.fit()
         if vectors.shape[1] != index.embedder_.embedding_dim_:

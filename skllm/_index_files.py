@@ -12,10 +12,13 @@ import io
 import json
 import math
 import os
+import warnings
 
 import numpy as np
 
 from ._validation import check_labels, is_missing
+from ._version import __version__
+from .exceptions import InconsistentVersionWarning
 
 _FORMAT = 1
 _STATE_KEYS = ("params", "documents", "chunk_doc", "chunk_span", "next_id")
@@ -24,7 +27,8 @@ _STATE_KEYS = ("params", "documents", "chunk_doc", "chunk_span", "next_id")
 def write_index_files(folder, state, arrays):
     """Write ``state`` (a dict) and ``arrays`` (name -> ndarray) to ``folder``; a refused save writes nothing."""
     data = {name: _npy_bytes(array) for name, array in arrays.items()}
-    state = {"format": _FORMAT, **state, "arrays": {name: hashlib.sha256(b).hexdigest() for name, b in data.items()}}
+    digests = {name: hashlib.sha256(b).hexdigest() for name, b in data.items()}
+    state = {"format": _FORMAT, "skllm_version": __version__, **state, "arrays": digests}
     try:  # before any file is written: a refused save leaves the folder as it was
         text = json.dumps(state, default=_plain_value)
     except (TypeError, ValueError) as exc:
@@ -166,7 +170,71 @@ def _read_state(path):
         raise ValueError(f"{path} is damaged: chunk_doc and chunk_span must be lists of the same length.")
     if not all(isinstance(d, list) and len(d) == 3 for d in documents):
         raise ValueError(f"{path} is damaged: each of its documents must be [id, text, metadata].")
+    saved = state.get("skllm_version")  # None: saved before versions were recorded
+    if saved is not None and saved != __version__:
+        warnings.warn(
+            f"Trying to load the DocumentIndex of {path} from skllm version {saved} when using version "
+            f"{__version__}. Its state may not mean the same in this version: check its answers, or index again.",
+            InconsistentVersionWarning,
+            stacklevel=5,
+        )
     return state
+
+
+def read_saved_index(cls, folder, model_name=None):
+    """``(index, embedder, state, vectors, alive)`` from ``folder``: the unfitted index of the saved parameters,
+    the unfitted embedder its vectors were made with (its model at ``model_name``, if given), and the files.
+
+    Parameters that this version's classes lack (an index saved by a newer version) are refused by name, and
+    a local model folder that is no longer there is named, not looked up on the Hub.
+    """
+    state, vectors, alive = read_index_files(folder)
+    params = dict(state["params"])
+    params.setdefault("retrieval", "dense")  # indexes saved before hybrid search ranked by embeddings only
+    _refuse_unknown(cls, params, folder, state)
+    fitted = saved_embedder(params["embedder"], folder, state)
+    old_name = fitted.model_name
+    if model_name is not None:
+        fitted.set_params(model_name=model_name)
+    _check_model_folder(fitted, state.get("model_identity"), folder)
+    # Two objects, as after fit: setting the parameter leaves the queries alone (older saves hold one).
+    parameter = state.get("embedder_parameter", params["embedder"])
+    if isinstance(parameter, dict):
+        parameter = saved_embedder(parameter, folder, state)
+        if model_name is not None and parameter.model_name == old_name:
+            parameter.set_params(model_name=model_name)
+    elif model_name is not None and parameter == old_name:
+        parameter = model_name
+    params["embedder"] = parameter
+    return cls(**params), fitted, state, vectors, alive
+
+
+def _refuse_unknown(cls, params, folder, state):
+    unknown = sorted(set(params) - set(cls._get_param_names()))
+    if unknown:
+        saved = state.get("skllm_version", "an earlier version")
+        raise ValueError(
+            f"{folder / 'index.json'} sets the {cls.__name__} parameter(s) {unknown}, which skllm {__version__} "
+            f"does not have (it was saved by skllm {saved}): load it with the version that saved it."
+        )
+
+
+def _check_model_folder(embedder, identity, folder):
+    """Refuse an embedder whose model was a local folder at save and is no folder now (not looked up on the Hub)."""
+    from ._models import MissingFolderError, resolve_model
+
+    if not (isinstance(identity, str) and identity.startswith("files:")):
+        return
+    try:
+        gone = resolve_model(embedder.model_name, embedder.revision, cache_dir=embedder.cache_dir).origin == "hub"
+    except MissingFolderError:
+        gone = True
+    if gone:
+        raise FileNotFoundError(
+            f"The vectors of {folder} were made with the model folder {embedder.model_name!r}, and there is no such "
+            f"folder now (working directory {os.getcwd()}). Put it back, run from the folder the name is relative "
+            f"to, or give its new place: DocumentIndex.load({str(folder)!r}, model_name=...)."
+        )
 
 
 def _read_array(path):
@@ -271,11 +339,12 @@ def holds_a_path(doc_id):
     return isinstance(doc_id, os.PathLike) or (isinstance(doc_id, tuple) and any(map(holds_a_path, doc_id)))
 
 
-def saved_embedder(settings):
+def saved_embedder(settings, folder, state):
     """A ``TransformerEmbedder`` from the parameters ``index.json`` holds; a GPU this machine lacks is replaced."""
     from ._device import device_for_loading
     from ._embed import TransformerEmbedder
 
+    _refuse_unknown(TransformerEmbedder, settings, folder, state)
     settings = dict(settings)
     if settings.get("device") not in (None, "auto"):
         # Saved on a GPU, loaded where there is none (or fewer): where a pickled model would run.

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+import skllm
 from skllm import DocumentIndex, TransformerEmbedder
 from skllm._chunking import chunk_spans
 from skllm.exceptions import UnknownTokensWarning
@@ -855,6 +856,40 @@ def test_an_index_saved_with_its_embedder_on_a_gpu_loads_on_the_cpu(saved):
     index = DocumentIndex.load(saved)
     assert index.embedder_.device_ == "cpu"
     assert index.query(["great film"], 1)[0][0].doc_id == "a"
+
+
+@pytest.mark.parametrize("where", ["index", "embedder"])
+def test_an_index_saved_by_another_version_is_warned_of_and_unknown_parameters_named(saved, where):
+    from skllm.exceptions import InconsistentVersionWarning
+
+    state = json.loads((saved / "index.json").read_text())
+    assert state["skllm_version"] == skllm.__version__
+    state["skllm_version"] = "99.0"
+    (saved / "index.json").write_text(json.dumps(state))
+    with pytest.warns(InconsistentVersionWarning, match="from skllm version 99.0"):
+        DocumentIndex.load(saved)
+    params = state["params"] if where == "index" else state["params"]["embedder"]
+    params["rerank"] = True  # a parameter of a newer version
+    (saved / "index.json").write_text(json.dumps(state))
+    with pytest.warns(InconsistentVersionWarning), pytest.raises(ValueError, match=r"parameter\(s\) \['rerank'\]"):
+        DocumentIndex.load(saved)
+
+
+def test_an_index_whose_model_folder_moved_names_it_and_loads_from_its_new_place(tiny_bert, cache_dir, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(tiny_bert, tmp_path / "model")
+    index = DocumentIndex(TransformerEmbedder(str(folder), cache_dir=cache_dir), backend="numpy").fit(DOCS[:3])
+    expected = [hit.doc_id for hit in index.query(["great film"], 3)[0]]
+    saved = index.save(tmp_path / "idx")
+    moved = shutil.move(folder, tmp_path / "elsewhere")
+    with pytest.raises(FileNotFoundError, match=r"model folder .*model.* no such folder now.*model_name=\.\.\."):
+        DocumentIndex.load(saved)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same files: nothing to warn of
+        loaded = DocumentIndex.load(saved, model_name=str(moved))
+    assert loaded.embedder_.model_name == loaded.embedder.model_name == str(moved)
+    assert [hit.doc_id for hit in loaded.query(["great film"], 3)[0]] == expected
 
 
 def test_a_template_set_after_fit_is_checked_at_predict(qa):
