@@ -26,8 +26,9 @@ from ._device import autocast
 from ._methods import NamedMethodParamsMixin
 from ._methods._base import frozen_copy
 from ._online import OnlineRun
+from ._pairs import preference_pairs, where_pairs
 from ._prompting import MIN_TEMPERATURE
-from ._reward import RewardModel, _refuse_y, preference_pairs, where_pairs
+from ._reward import RewardModel, _refuse_y
 from ._rl import check_scorer, dpo_loss, read_rewards, unfreeze
 from ._scoring import pairwise_accuracy
 from ._sft import FineTuneGenerator
@@ -205,7 +206,8 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
         ``beta * (chosen log-ratio - rejected log-ratio)``), ``kl`` (mean
         per-answer log-ratio of policy to reference, summed over the answer's
         tokens, before the step's update: the estimate of the KL divergence
-        on sampled answers; for DPO on the pairs' responses), ``loss`` (mean
+        on sampled answers; for DPO on the pairs' responses, which the policy
+        did not sample: no KL estimate, and it can be negative), ``loss`` (mean
         over the step's updates) and, for RLOO and PPO, ``kl_coef`` (the
         coefficient the step used), ``length`` (mean answer tokens),
         ``eval_reward`` (mean ``eval_reward`` of the answers, with one), and,
@@ -464,6 +466,11 @@ class PreferenceTuner(NamedMethodParamsMixin, BaseEstimator):
                     f"raise the probability of answering nothing. Drop these pairs or give the preferred answer's text."
                 )
         else:
+            if {"chosen", "rejected"} <= set(getattr(X, "columns", ())):
+                raise ValueError(
+                    f"X holds preference pairs (columns 'chosen' and 'rejected'), and algorithm={self.algorithm!r} "
+                    f"learns from prompts: set algorithm='dpo' to learn from the pairs, or pass X['prompt']."
+                )
             data = check_texts(X, estimator=self)
         rng = check_random_state(self.random_state)
         seed = draw_seed(rng)

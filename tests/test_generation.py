@@ -10,8 +10,9 @@ import torch
 
 from skllm import FewShotGenerator, FineTuneGenerator, LoRA, PreferenceTuner, PromptTuning, RewardModel
 from skllm._causal import IGNORE, build_example, pad_examples, sequence_loss, token_logprobs
+from skllm._pairs import preference_pairs
 from skllm._prompting import decode_answer
-from skllm._reward import bradley_terry_loss, preference_pairs
+from skllm._reward import bradley_terry_loss
 from skllm._rl import dpo_loss, rloo_advantages
 from skllm.exceptions import SkllmWarning, TruncationWarning
 

@@ -357,6 +357,11 @@ def test_dpo_refuses_a_reward_it_would_ignore(policy):
         PreferenceTuner(generator=policy, algorithm="dpo", eval_reward=length).fit(PAIRS)
 
 
+def test_pairs_given_to_an_algorithm_that_learns_from_prompts_point_to_dpo(policy):
+    with pytest.raises(ValueError, match=r"X holds preference pairs .* set algorithm='dpo'.*X\['prompt'\]"):
+        PreferenceTuner(length, policy, algorithm="rloo").fit(PAIRS)
+
+
 def test_dpo_refuses_empty_chosen_responses_naming_the_users_rows(policy):
     pairs = PAIRS.assign(chosen=["great fun", "  ", "the best movie", ""]).set_axis([100, 101, 102, 103])
     with pytest.raises(ValueError, match=r"2 empty chosen response\(s\), at rows \[101, 103\]"):

@@ -8,7 +8,7 @@ import pytest
 from sklearn.utils import check_random_state
 
 from skllm import RewardModel
-from skllm._reward import preference_pairs
+from skllm._pairs import preference_pairs
 from skllm._scoring import pairwise_accuracy
 from skllm._training import draw_seed
 
@@ -51,6 +51,22 @@ def test_predict_refuses_a_bare_pair_rather_than_score_its_prompt_as_a_response(
         fitted.predict(("the film was", "great fun"))
     assert fitted.predict([("the film was", "great fun")]).shape == (1,)
     assert fitted.predict(("great fun", "awful", "ok")).shape == (3,)  # a tuple of 3 texts: 3 responses
+    # Pairs as lists (as JSON gives them), a Series of tuples or an (n, 2) array: the same items.
+    items = [("the film was", "great fun"), ("the plot was", "awful")]
+    expected = fitted.predict(items)
+    for given in ([list(x) for x in items], pd.Series(items), np.array(items, dtype=object)):
+        np.testing.assert_array_equal(fitted.predict(given), expected)
+    with pytest.raises(ValueError, match=r"rows \[1\] do not have 2 items"):
+        fitted.predict([("the film was", "great fun"), ("only one",)])
+
+
+def test_ranked_lists_of_one_response_per_prompt_say_so():
+    alone = pd.DataFrame({"prompt": ["A", "B"], "response": ["x", "y"], "rank": [1, 2]})
+    with pytest.raises(ValueError, match=r"each prompt has one response.*GroupKFold"):
+        preference_pairs(alone, "X")
+    tied = pd.DataFrame({"prompt": ["A", "A"], "response": ["x", "y"], "rank": [1, 1]})
+    with pytest.raises(ValueError, match=r"every prompt's responses share one rank"):
+        preference_pairs(tied, "X")
 
 
 def test_fit_and_score_refuse_a_y(tiny_bert, fitted):
@@ -119,7 +135,7 @@ def test_a_long_prompt_loses_its_start_not_the_response(tiny_bert, fitted):
     long_prompt = "the film was " * 40
     model = reward_model(tiny_bert, max_length=24, epochs=2).fit(PAIRS)
     items = [(long_prompt, "great fun"), (long_prompt, "awful and dull")]
-    with pytest.warns(TruncationWarning, match="2 of 2 prompt-response pairs .* prompts lost their start"):
+    with pytest.warns(TruncationWarning, match=r"2 of 2 \(prompt, response\) texts .* prompts lost their start"):
         rewards = model.predict(items)
     assert rewards[0] != rewards[1]  # the end of each text, the response, was read
     texts = model._joined([long_prompt] * 2, ["great fun", "awful and dull"], warn=False)
