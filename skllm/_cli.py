@@ -179,6 +179,8 @@ def _as_numbers_if_exact(column):
 
 def load_xy(frame, text, label, path, multilabel=None):
     """Texts and labels from ``frame``; with ``multilabel`` (a separator), ``(texts, indicator, label names)``."""
+    import pandas as pd
+
     for column, flag in ((text, "--text"), (label, "--label")):
         if column not in frame.columns:
             raise InputError(f"{path} has no column {column!r} ({flag}); its columns are {list(frame.columns)}.")
@@ -186,6 +188,11 @@ def load_xy(frame, text, label, path, multilabel=None):
         raise InputError(f"{path} has no rows.")
     texts, labels = frame[text], frame[label]
     bad = [i for i, v in enumerate(texts) if not isinstance(v, str)]
+    if len(bad) == len(texts) and pd.api.types.is_numeric_dtype(texts):
+        raise InputError(
+            f"Column {text!r} holds only numbers (such as {texts.iloc[0].item()!r}), no texts: is it the column of "
+            f"texts? Pass the column of texts as --text."
+        )
     if bad:
         raise InputError(
             f"Column {text!r} must hold text; rows {bad[:10]} hold {texts.iloc[bad[0]]!r} and the like "
@@ -407,7 +414,7 @@ def main(argv=None):
     )
     sub = parser.add_subparsers(dest="command", required=True)
     cmp = sub.add_parser("compare", help="compare every method on a labelled text file")
-    cmp.add_argument("data", help="CSV, TSV, Parquet or JSON lines file")
+    cmp.add_argument("data", help="CSV, TSV, Parquet, JSON lines or JSON array file, possibly compressed")
     cmp.add_argument("--text", required=True, help="column holding the texts")
     cmp.add_argument("--label", required=True, help="column holding the labels")
     cmp.add_argument(
@@ -418,7 +425,9 @@ def main(argv=None):
         "is no label): a multi-label comparison, scored by micro- and macro-F1 and subset accuracy",
     )
     cmp.add_argument("--methods", nargs="+", choices=ALL_METHODS, default=None, help="default: all")
-    cmp.add_argument("--cv", type=int, default=5, help="stratified folds, 2 or more (default 5)")
+    cmp.add_argument(
+        "--cv", type=int, default=5, help="folds, 2 or more (default 5): stratified, but plain with --multilabel"
+    )
     cmp.add_argument(
         "--max-samples",
         type=int,
@@ -434,7 +443,9 @@ def main(argv=None):
         f"(default {DEFAULT_TIME_BUDGET}); folds, epochs and texts shrink to fit, and the plan is printed first",
     )
     cmp.add_argument("--out", default="skllm-compare", help="output folder (default skllm-compare)")
-    cmp.add_argument("--encoder", default=DEFAULT_ENCODER)
+    cmp.add_argument(
+        "--encoder", default=DEFAULT_ENCODER, help="the encoder of the embedding and fine-tuning rows: a name or folder"
+    )
     cmp.add_argument(
         "--llm",
         default=DEFAULT_CAUSAL_LM,
@@ -443,7 +454,9 @@ def main(argv=None):
     )
     cmp.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs, 1 or more (default 3)")
     cmp.add_argument("--max-length", type=int, default=64, help="tokens per text, 2 or more (default 64)")
-    cmp.add_argument("--cache-dir", default="auto")
+    cmp.add_argument(
+        "--cache-dir", default="auto", help="embedding cache folder (default auto: the default cache folder)"
+    )
     cmp.add_argument("--random-state", type=int, default=0, help="seed, 0 to 2**32 - 1 (default 0)")
     cmp.add_argument(
         "--label-words",

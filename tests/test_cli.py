@@ -81,8 +81,10 @@ def test_cli_end_to_end_and_resume(data_file, tmp_path, tiny_bert, tiny_llama, c
             run(data_file, out, tiny_bert, tiny_llama, cache_dir, "--methods", "logreg")
     assert (out / "results.csv").exists() and not (out / "best_model.joblib").exists()
     # A run where every method fails leaves no model or plot of an earlier run beside its results.
+    capsys.readouterr()
     assert run(data_file, out, tiny_bert, "no-such-org/no-such-model", cache_dir, "--methods", "zero-shot") == 1
     assert pd.read_csv(out / "results.csv")["status"].tolist() == ["failed"]
+    assert "no model saved: no method finished" in capsys.readouterr().out  # why the exit status is 1
     assert not (out / "best_model.joblib").exists() and not (out / "results.png").exists()
     # The error, whatever its line breaks or bars, stays in its cell: a header, a rule and one row.
     lines = (out / "results.md").read_text().splitlines()
@@ -126,7 +128,7 @@ def test_a_failing_method_is_reported_and_the_others_go_on(texts, tiny_bert, tin
         ("review,sentiment\nok,pos\nbad,neg\n", ["--text", "text"], "has no column 'text' (--text)"),
         ("", [], "is empty"),
         ("review,sentiment\nok,pos\nbad,pos\n", [], "single class"),
-        ("review,sentiment\n1,pos\n2,neg\n", [], "must hold text"),
+        ("review,sentiment\n1,pos\n2,neg\n", [], "Column 'review' holds only numbers (such as 1), no texts"),
         # An unquoted comma in every text: pandas would take the first field as the index.
         ("review,sentiment\ngood film, really,pos\nbad film, truly,neg\n", [], "more fields than the header (2)"),
         ("review,review,sentiment\nok,fine,pos\nbad,awful,neg\n", [], "names the column(s) ['review'] more than"),
@@ -451,6 +453,23 @@ def test_plot_shows_quality_against_time_and_against_memory():
     fig = figure(table.drop(columns=["fit_memory_bytes", "fit_gpu_memory_bytes"]), plt)
     assert len(fig.axes) == 1
     plt.close(fig)
+
+
+def test_the_shown_table_keeps_counts_whole_where_a_method_failed():
+    from skllm._compare.report import shown_table
+    from skllm._compare.rows import COLUMNS, result_table
+
+    rows = {
+        "head": {"method": "head", "accuracy_mean": 0.8, "accuracy_std": 0.01, "f1_macro_mean": 0.79,
+                 "f1_macro_std": 0.02, "fit_seconds": 12.345678, "predict_seconds_per_1000": 0.5,
+                 "trainable_params": 9028, "status": "computed"},
+        "lora": {"method": "lora", "status": "failed", "error": "ValueError: no"},
+    }  # fmt: skip
+    shown = shown_table(result_table(rows, ["head", "lora"]))
+    assert set(COLUMNS) >= {"trainable_params", "fit_seconds"}
+    assert shown["trainable_params"].tolist() == ["9028", "-"]
+    assert shown["fit_seconds"].tolist() == ["12.3", "-"]
+    assert "9028" in shown.to_markdown(index=False, floatfmt=".3g")
 
 
 def test_labels_are_checked_before_the_folds_they_split_into(tmp_path, capsys):

@@ -206,6 +206,17 @@ def test_copies_of_a_text_go_to_one_fold():
         assert not set(texts[train]) & set(texts[test])
 
 
+def test_the_time_budgets_sample_keeps_enough_distinct_texts_of_each_class_for_the_folds():
+    from skllm._compare.folds import cut_folds, subsample
+
+    texts = np.array([f"a {i}" for i in range(300)] + [f"b {i}" for i in range(90)] + ["one"] * 9 + ["two"])
+    y = np.array(["a"] * 300 + ["b"] * 90 + ["c"] * 10)
+    for seed in range(6):
+        index, y_used = subsample(y, 240, seed, texts, 2)
+        assert len(set(texts[index][y_used == "c"])) == 2 and len(index) >= 240 and (np.diff(index) > 0).all()
+        cut_folds(y_used, 2, multilabel=False, random_state=seed, texts=texts[index])  # no error
+
+
 def test_copies_too_few_for_the_folds_are_refused_before_any_model_runs(monkeypatch):
     from skllm._compare import run
 

@@ -111,9 +111,15 @@ def _check_fold_counts(y, cv, max_samples, random_state, names):
         )
 
 
-def subsample(y, n, random_state):
-    """A sample of ``n`` rows, stratified unless ``y`` is multi-label (indices sorted: the data's order is kept)."""
+def subsample(y, n, random_state, texts=None, cv=None):
+    """A sample of ``n`` rows, stratified unless ``y`` is multi-label (indices sorted: the data's order is kept).
+
+    With ``texts`` and ``cv``: a class left with fewer than ``cv`` distinct texts (copies go to one
+    fold, :func:`cut_folds`) gets rows of other texts of it added, where it has them, so that the
+    sample splits into the folds its whole data does.
+    """
     from sklearn.model_selection import train_test_split
+    from sklearn.utils import check_random_state
 
     index = np.arange(len(y))
     if n < len(y):
@@ -122,8 +128,29 @@ def subsample(y, n, random_state):
             index = train_test_split(index, train_size=n, stratify=stratify, random_state=random_state)[0]
         except ValueError:  # fewer rows left out than classes, or a class of one text: shares by hand
             index = _stratified_sample(y, n, random_state)
+        if texts is not None and cv and y.ndim == 1:
+            keys, rng, added = copy_keys(texts), check_random_state(random_state), []
+            for label in np.unique(y):
+                have = {keys[i] for i in index if y[i] == label}
+                for i in rng.permutation(np.flatnonzero(y == label)):
+                    if len(have) >= cv:
+                        break
+                    if keys[i] not in have:
+                        have.add(keys[i])
+                        added.append(i)
+            index = np.concatenate([index, np.asarray(added, dtype=index.dtype)])
         index = np.sort(index)
     return index, y[index]
+
+
+def copy_keys(texts):
+    """What makes texts copies of each other: the same once case, Unicode form and white space are set aside.
+
+    An uncased tokenizer (the default encoder's) reads such texts alike.
+    """
+    import unicodedata
+
+    return [" ".join(unicodedata.normalize("NFKC", str(t)).casefold().split()) for t in texts]
 
 
 def _stratified_sample(y, n, random_state):
@@ -146,13 +173,11 @@ def cut_folds(y, cv, *, multilabel, random_state, texts=None, cv_name=None):
     the folds are the plain ones. Texts that differ only in case, Unicode form or white
     space are copies: an uncased tokenizer (the default encoder's) reads them alike.
     """
-    import unicodedata
-
     from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
     # Multi-label folds are plain: stratifying on label sets leaves most sets with one text.
     if texts is not None:
-        texts = [" ".join(unicodedata.normalize("NFKC", str(t)).casefold().split()) for t in texts]
+        texts = copy_keys(texts)
     groups = None if texts is None else np.unique(np.asarray(texts, dtype=str), return_inverse=True)[1].ravel()
     if groups is None or groups.max() + 1 == len(groups):
         splitter = KFold if multilabel else StratifiedKFold

@@ -46,6 +46,14 @@ def write_results(out, table, best, names):
             f"\nbest: {name} (by {score.removesuffix('_mean')}); refitted on all {plan['n']} texts and saved to "
             f"{out / 'best_model.joblib'}"
         )
+    else:  # the exit status is 1: say why
+        ok = table["status"].isin(["computed", "reused"]).any()
+        why = (
+            "the refit of the best method failed (its error is above)"
+            if ok
+            else "no method finished (see the status and error columns: failed, or skipped by the time budget)"
+        )
+        print(f"\nno model saved: {why}.")
     print(f"tables: {', '.join(map(str, tables))}")
 
 
@@ -75,6 +83,11 @@ def shown_table(table):
         sizes = {"fit_memory_bytes": "fit_memory", "fit_gpu_memory_bytes": "fit_gpu_memory", **sizes}
     for column, heading in sizes.items():
         shown[heading] = [format_bytes(v) for v in table[column]]
+    # Counts as whole numbers and times to 3 significant digits, "-" where a method has none (failed,
+    # skipped): a NaN in a column would make it float, and the table would print 9028 as 9.03e+03.
+    shown["trainable_params"] = ["-" if v != v else f"{int(v)}" for v in table["trainable_params"]]
+    for column in ("fit_seconds", "predict_seconds_per_1000"):
+        shown[column] = ["-" if v != v else f"{v:.3g}" for v in table[column]]
     return shown[
         [
             "method",

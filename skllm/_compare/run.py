@@ -315,13 +315,12 @@ class _Comparison:
         self.report = report if report is not None else (print if self.verbose else logger.info)
         saved = SavedRows(self.out_dir)
         self.plan, measure_seconds = self._plan()
-        index, y_used = subsample(self.y, self.plan["n"], self.random_state)
-        self.texts_used, self.y_used = self.texts[index], y_used
+        index, self.y_used = subsample(self.y, self.plan["n"], self.random_state, self.texts, self.plan["cv"])
+        self.plan["n"], self.texts_used = len(index), self.texts[index]  # n: more where a class needed more texts
         if self.plan["n"] < len(self.y):
-            check_folds(y_used, self.plan["cv"], random_state=self.random_state)
-        self.folds = cut_folds(
-            y_used, self.plan["cv"], multilabel=self.multilabel, random_state=self.random_state, texts=self.texts_used
-        )
+            check_folds(self.y_used, self.plan["cv"], random_state=self.random_state)
+        y, cv, seed = self.y_used, self.plan["cv"], self.random_state
+        self.folds = cut_folds(y, cv, multilabel=self.multilabel, random_state=seed, texts=self.texts_used)
         rows = self._prepare_rows(saved)
         reused = [name for name, row in rows.items() if row["status"] == "reused"]
         self.plan["reused"] = reused
