@@ -25,7 +25,7 @@ import time
 
 from sklearn.base import BaseEstimator
 
-from ._responses import MalformedResponse, answer_of
+from ._responses import MalformedResponse, answer_of, error_text
 from ._validation import check_bool, check_int, check_number
 from .exceptions import APIKeyMissingError, APIRequestError, MissingDependencyError
 
@@ -419,10 +419,7 @@ class Endpoint:
 
     def _said(self, exc):
         """``exc`` in one line without the key, should the endpoint have echoed it (removed before the cut)."""
-        text = str(exc)
-        if self._secret and self._secret != NO_KEY:
-            text = text.replace(self._secret, "***")
-        return _short(text, exc)
+        return error_text(exc, self._secret if self._secret != NO_KEY else None)
 
     def _request(self, conversation, max_tokens, logprobs):
         chat = self.chat
@@ -550,7 +547,9 @@ class Endpoint:
         kept = f" They are cached in {self.cache.path}: the same call continues from there." if cached and done else ""
         earlier = f" ({usage['cached']} more came from the cache)" if usage["cached"] else ""
         hint = ""
-        if getattr(exc, "status_code", None) == 404:
+        body = getattr(exc, "body", None)
+        unknown_model = isinstance(body, dict) and "model_not_found" in (body.get("code"), body.get("type"))
+        if getattr(exc, "status_code", None) == 404 and not unknown_model and not self.url.rstrip("/").endswith("/v1"):
             hint = (
                 f" The request went to {self.url}/chat/completions: an OpenAI-compatible base_url usually ends "
                 f"in /v1 (e.g. 'http://127.0.0.1:8000/v1'), without /chat/completions."
@@ -573,15 +572,6 @@ class Endpoint:
             usage=usage,
             rows=rows,
         )
-
-
-def _short(text, exc):
-    """``exc`` in one line: its type, its status and ``text`` (its message), cut at 300 characters."""
-    status = getattr(exc, "status_code", None)
-    text = " ".join(text.split()).rstrip(".")
-    if len(text) > 300:
-        text = text[:300] + "..."
-    return f"{type(exc).__name__}" + (f" {status}" if status else "") + (f": {text}" if text else "")
 
 
 def add_usage(total, usage):

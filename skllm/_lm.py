@@ -97,7 +97,15 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
         super().__setstate__(state)
 
     def _source(self):
-        return resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
+        name = self.model_name
+        if isinstance(name, str) and name.startswith("openai:"):  # the command line's --llm form
+            model, _, url = name[len("openai:") :].partition("@")
+            given = f"{model!r}" + (f", base_url={url!r}" if url else "")
+            raise ValueError(
+                f"model_name={name!r} is how the command line names an endpoint's model; in Python pass "
+                f"model_name=OpenAIChat({given})."
+            )
+        return resolve_model(name, self.revision, cache_dir=self.cache_dir)
 
     @property
     def _prompts_api(self):

@@ -78,3 +78,31 @@ def _count(value):
         return max(0, int(value or 0))
     except (TypeError, ValueError):
         return 0
+
+
+def error_text(exc, secret=None):
+    """A failed request's error in one line: its type, status, message, what the server said, the cause.
+
+    The client's message holds only an OpenAI-shaped error's ``message``: a body in another shape
+    (``{"error": "..."}``, FastAPI's ``{"detail": ...}``, plain text) and the cause of a lost
+    connection (refused, DNS, TLS) are added where it lacks them. ``secret`` (the key, should the
+    endpoint have echoed it) is removed before the cut at 400 characters.
+    """
+    import json
+
+    text = " ".join(str(exc).split()).rstrip(".")
+    body = getattr(exc, "body", None)
+    if body is not None:
+        said = " ".join((body if isinstance(body, str) else json.dumps(body, default=str)).split())
+        message = body.get("message") if isinstance(body, dict) else None
+        if said and said not in text and (message is None or " ".join(str(message).split()).rstrip(".") not in text):
+            text = f"{text} (the server said: {said})"
+    status = getattr(exc, "status_code", None)
+    cause = None if status else exc.__cause__ or exc.__context__  # a status error's cause repeats its status
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text} (cause: {type(cause).__name__}: {' '.join(str(cause).split())})"
+    if secret:
+        text = text.replace(secret, "***")
+    if len(text) > 400:
+        text = text[:400] + "..."
+    return f"{type(exc).__name__}" + (f" {status}" if status else "") + (f": {text}" if text else "")

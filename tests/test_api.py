@@ -652,6 +652,13 @@ def test_an_unpickled_estimator_reads_the_key_from_the_environment(fake_chat, tm
     assert fake_chat.headers[n]["authorization"] == "Bearer sk-from-env"
 
 
+def test_the_command_lines_openai_form_as_a_model_name_points_to_openaichat():
+    with pytest.raises(
+        ValueError, match=r"in Python pass model_name=OpenAIChat\('gpt-4o-mini', base_url='http://h/v1'\)"
+    ):
+        ZeroShotClassifier("openai:gpt-4o-mini@http://h/v1", classes=["neg", "pos"]).fit()
+
+
 def test_openai_itself_needs_a_key(monkeypatch):
     clf = ZeroShotClassifier(OpenAIChat("gpt-4o-mini"), classes=["a", "b"], cache_dir=None)
     with pytest.raises(APIKeyMissingError, match="needs an API key"):
@@ -852,6 +859,47 @@ def test_a_wrong_base_url_path_says_where_the_request_went(fake_chat):
     clf = ZeroShotClassifier(_chat(fake_chat, base_url=fake_chat.url[: -len("/v1")]), classes=["neg", "pos"])
     with pytest.raises(APIRequestError, match=r"404.*went to http://127\.0\.0\.1:\d+/chat/completions.* ends in /v1"):
         clf.set_params(calibration=None, cache_dir=None).fit().predict(["great film"])
+
+
+class _SaysWhy(FakeChat):
+    def __init__(self, status, body):
+        self.status, self.body = status, body
+        super().__init__()
+
+    def post(self, path, body, headers):
+        return self.status, self.body
+
+
+@pytest.mark.parametrize(
+    "status, body, said",
+    [
+        (422, {"detail": "max_tokens must be at least 1"}, r'422.*the server said: \{"detail": "max_tokens must be'),
+        (400, {"error": "Input validation error: too many tokens"}, r"400.*the server said: Input validation error"),
+    ],
+)
+def test_an_error_body_in_another_shape_than_openais_is_shown(status, body, said):
+    server = _SaysWhy(status, body)
+    try:
+        clf = ZeroShotClassifier(_chat(server), classes=["neg", "pos"], calibration=None, cache_dir=None).fit()
+        with pytest.raises(APIRequestError, match=said):
+            clf.predict(["great film"])
+    finally:
+        server.close()
+
+
+def test_an_unknown_model_gets_no_base_url_hint_and_a_refused_connection_says_why():
+    server = _SaysWhy(404, {"error": {"message": "The model `x` does not exist", "code": "model_not_found"}})
+    try:
+        clf = ZeroShotClassifier(_chat(server), classes=["neg", "pos"], calibration=None, cache_dir=None).fit()
+        with pytest.raises(APIRequestError, match=r"404.*The model `x` does not exist") as error:
+            clf.predict(["great film"])
+        assert "ends in /v1" not in str(error.value)
+    finally:
+        server.close()
+    gone = OpenAIChat("m", api_key=KEY, base_url=server.url, backoff=0.0, max_retries=0)
+    clf = ZeroShotClassifier(gone, classes=["neg", "pos"], calibration=None, cache_dir=None).fit()
+    with pytest.raises(APIRequestError, match=r"Connection error \(cause: ConnectError: .*refused"):
+        clf.predict(["great film"])
 
 
 class _QuotaSpent(FakeChat):
