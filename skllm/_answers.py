@@ -8,13 +8,18 @@ its text, mapped to a class only when that is unambiguous.
 import functools
 import math
 import re
+import unicodedata
 
 import numpy as np
 
 
 def normalize(text):
-    """Lower case, punctuation and repeated spaces gone: how answers and class wordings are compared."""
-    return " ".join(re.sub(r"[^\w]+", " ", str(text).lower()).split())
+    """Lower case, punctuation and repeated spaces gone: how answers and class wordings are compared.
+
+    In Unicode's compatibility form first (NFKC): "Négatif" written with a combining accent, or in
+    full-width letters, is the same word as its composed form.
+    """
+    return " ".join(re.sub(r"[^\w]+", " ", unicodedata.normalize("NFKC", str(text)).lower()).split())
 
 
 # The least probability left to the classes no listed token names (log 1e-12 = -27.6).

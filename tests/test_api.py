@@ -72,10 +72,18 @@ def _no_env_key(monkeypatch):
         ("Not really positive.", None),  # a negation, a filler, the wording
         ("non-negative", None),
         ("No doubt, positive.", 0),  # "doubt" is no filler: the negation is of something else
+        ("ｎｅｇａｔｉｖｅ", 1),  # full-width letters
     ],
 )
 def test_answers_map_to_one_class_or_none(answer, expected):
     assert parse_label(answer, ["positive", "negative"]) == expected
+
+
+def test_a_decomposed_accent_reads_as_the_composed_one():
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", "Négatif")
+    assert decomposed != "Négatif" and parse_label(decomposed, ["positif", "négatif"]) == 1
 
 
 def test_a_wording_inside_a_longer_one_counts_as_the_longer():
