@@ -410,8 +410,8 @@ def _load(source, device, kind):
             )
             _refuse_non_causal_model(source, model, info)
         else:
-            _refuse_encoder_decoder(source, **kwargs)
-            model, info = loaders[kind].from_pretrained(
+            loader = _refuse_encoder_decoder(source, **kwargs) or loaders[kind]
+            model, info = loader.from_pretrained(
                 source.location, dtype=torch.float32, output_loading_info=True, **kwargs
             )
             refuse_incomplete_backbone(source, model, info)
@@ -459,8 +459,11 @@ def _refuse_encoder_decoder(source, **kwargs):
     """Raise before loading an encoder-decoder (T5, BART) as the backbone of embeddings or a classifier.
 
     Its forward pass needs decoder inputs (T5 fails deep inside) or makes them up (BART shifts the text
-    into its decoder), so its output would not be the text's encoding.
+    into its decoder), so its output would not be the text's encoding. Returns the class of an
+    encoder-only checkpoint of such a family (``T5EncoderModel``, as sentence-T5 models ship), which
+    ``AutoModel`` would load as the whole encoder-decoder, lacking the decoder's weights; else None.
     """
+    import transformers
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(source.location, **kwargs)
@@ -470,6 +473,8 @@ def _refuse_encoder_decoder(source, **kwargs):
             f"fine-tuned estimators do not take: they read an encoder's (or a decoder's) hidden states of the text. "
             f"Use an encoder such as {DEFAULT_ENCODER!r} or BERT, or a decoder-only LM."
         )
+    named = [getattr(transformers, a, None) for a in getattr(config, "architectures", None) or ()]
+    return next((c for c in named if c is not None and c.__name__.endswith("EncoderModel")), None)
 
 
 def _refuse_non_causal_config(source, **kwargs):

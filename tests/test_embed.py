@@ -203,6 +203,28 @@ def test_an_encoder_decoder_is_refused_at_fit(tiny_bert, tmp_path, cache_dir):
         TransformerEmbedder(folder, cache_dir=cache_dir).fit()
 
 
+def test_an_encoder_only_checkpoint_of_an_encoder_decoder_family_embeds_as_its_encoder(tiny_bert, tmp_path):
+    # Sentence-T5 models ship T5EncoderModel checkpoints: AutoModel would load a T5Model lacking the decoder.
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer, T5Config, T5EncoderModel
+
+    folder = shutil.copytree(tiny_bert, tmp_path / "t5-encoder")
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    config = T5Config(vocab_size=len(tokenizer), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
+    torch.manual_seed(0)
+    encoder = T5EncoderModel(config).eval()
+    encoder.save_pretrained(folder)
+    embedded = TransformerEmbedder(str(folder), cache_dir=None).fit().transform(["great film"])
+    ids = tokenizer(["great film"], return_tensors="pt")
+    with torch.no_grad():
+        expected = encoder(**ids).last_hidden_state.mean(dim=1)
+    np.testing.assert_allclose(embedded, torch.nn.functional.normalize(expected, dim=1).numpy(), atol=1e-5)
+
+
 def test_a_model_fitted_on_a_gpu_in_float16_runs_in_float32_on_the_cpu(tiny_bert, cache_dir, texts):
     import torch
 
