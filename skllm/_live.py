@@ -42,8 +42,9 @@ class LiveStateMixin:
             for n, v in (loaded or {}).items()
             if not same_value(self._comparable(n, current[n]), self._comparable(n, v))
         ]
-        if changed == ["model_name"] and self._same_files_at(self.model_name):
-            loaded["model_name"] = current["model_name"]  # the folder moved: the fitted files, at a new place
+        if changed and set(changed) <= {"model_name", "revision"} and self._same_files_at(self.model_name):
+            # The fitted files, at a new place (a moved folder) or pinned (the Hub commit fitted on).
+            loaded.update({n: current[n] for n in changed})
             changed = []
         if changed:
             was = ", ".join(f"{n}={_shown(loaded[n])}" for n in changed)
@@ -67,17 +68,24 @@ class LiveStateMixin:
         return names_the_files(getattr(self, "model_identity_", None), source)
 
     def _same_files_at(self, name):
-        """Whether ``name`` is a local folder holding the files this estimator was fitted with."""
+        """Whether ``name`` (at ``revision``) holds the files this estimator was fitted with.
+
+        A local folder holding the fitted files, or the Hub commit that the fit loaded, in the cache.
+        """
         import os
 
         from ._models import names_the_files, resolve_model
 
-        fitted = getattr(self, "model_identity_", None)
-        if not (isinstance(fitted, str) and fitted.startswith("files:") and isinstance(name, (str, os.PathLike))):
+        fitted, revision = getattr(self, "model_identity_", None), getattr(self, "revision", None)
+        if not (isinstance(fitted, str) and isinstance(name, (str, os.PathLike))):
             return False
-        if not os.path.isdir(os.path.expanduser(name)):
+        if fitted.startswith("files:") and (revision is not None or not os.path.isdir(os.path.expanduser(name))):
             return False
-        return names_the_files(fitted, resolve_model(name, cache_dir=getattr(self, "cache_dir", "auto")))
+        try:
+            source = resolve_model(name, revision, cache_dir=getattr(self, "cache_dir", "auto"))
+        except (OSError, ValueError):
+            return False
+        return names_the_files(fitted, source)
 
     def __getstate__(self):
         # A copy: object.__getstate__ may return the instance's own __dict__.

@@ -384,13 +384,15 @@ def check_fitted_files(fitted_identity, source, model_name, consequence):
             f"the name is relative to, or set model_name to where the folder is now (the same files)."
         )
     identity = model_identity(source)
-    if not names_the_files(fitted_identity, source):
-        warnings.warn(
-            f"The files of model {model_name!r} changed since this model was fitted "
-            f"({fitted_identity} -> {identity}); {consequence}",
-            UserWarning,
-            stacklevel=4,
-        )
+    if names_the_files(fitted_identity, source):
+        return
+    commit = fitted_identity.rpartition("@")[2] if fitted_identity.startswith("hub:") else None
+    pin = f" To load the snapshot fitted on, set revision={commit!r} (from the cache, or downloaded)." if commit else ""
+    if source.origin == "hub" and identity == f"hub:{source.name}@{source.revision or 'main'}":
+        said = f"is not in the Hugging Face cache: loading it now may give another snapshot than {fitted_identity}"
+    else:
+        said = f"changed since this model was fitted ({fitted_identity} -> {identity})"
+    warnings.warn(f"The files of model {model_name!r} {said}; {consequence}{pin}", UserWarning, stacklevel=4)
 
 
 def _load(source, device, kind):

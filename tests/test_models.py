@@ -277,6 +277,35 @@ def test_a_hub_snapshot_holding_only_the_configuration_is_not_a_cached_model(tin
     assert resolve_model("acme/tiny").origin == "hub-cache"
 
 
+def test_a_hub_model_whose_main_moved_can_be_pinned_to_the_commit_it_was_fitted_on(
+    tiny_bert, tmp_path, monkeypatch, texts
+):
+    import pickle
+    import shutil
+
+    import huggingface_hub.constants
+
+    from skllm import FineTuneClassifier
+
+    repo, fitted, newer = tmp_path / "hub" / "models--acme--tiny", "a" * 40, "b" * 40
+    shutil.copytree(tiny_bert, repo / "snapshots" / fitted)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(fitted)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    clf = FineTuneClassifier("acme/tiny", method="head", epochs=1, cache_dir=None, random_state=0).fit(*texts)
+    expected, saved = clf.predict_proba(texts[0][:4]), pickle.dumps(clf)
+    _other_checkpoint(tiny_bert, repo / "snapshots" / newer)
+    (repo / "refs" / "main").write_text(newer)  # a new commit of the model became main
+    with pytest.warns(UserWarning, match=rf"changed since .* set revision='{fitted}'"):
+        assert not np.allclose(pickle.loads(saved).predict_proba(texts[0][:4]), expected)
+    pinned = pickle.loads(saved).set_params(revision=fitted)  # the snapshot fitted on, still in the cache
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(pinned.predict_proba(texts[0][:4]), expected)
+    with pytest.raises(ValueError, match="fitted with revision=None"):
+        pickle.loads(saved).set_params(revision=newer).predict(texts[0][:2])
+
+
 def _other_checkpoint(tiny_bert, folder):
     """The tiny BERT's files with every weight changed: a checkpoint of the same size, other numbers."""
     import shutil

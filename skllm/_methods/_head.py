@@ -97,8 +97,9 @@ class HeadTuning(FineTuningMethod):
         from ._inputs import FeatureInputs
 
         embedder = estimator.embedder_
-        if embedder.model_name != estimator.model_name:  # the folder moved: the estimator took its new place
-            embedder.set_params(model_name=estimator.model_name)
+        # The folder moved, or the Hub commit was pinned: the estimator took the files' new name.
+        if (embedder.model_name, embedder.revision) != (estimator.model_name, estimator.revision):
+            embedder.set_params(model_name=estimator.model_name, revision=estimator.revision)
         with warnings.catch_warnings(record=not warn):
             return FeatureInputs(embedder.transform(texts))
 
