@@ -188,9 +188,10 @@ def load_xy(frame, text, label, path, multilabel=None):
         raise InputError(f"{path} has no rows.")
     texts, labels = frame[text], frame[label]
     bad = [i for i, v in enumerate(texts) if not isinstance(v, str)]
-    if len(bad) == len(texts) and pd.api.types.is_numeric_dtype(texts):
+    present = texts.dropna()
+    if len(bad) == len(texts) and len(present) and pd.api.types.is_numeric_dtype(texts):
         raise InputError(
-            f"Column {text!r} holds only numbers (such as {texts.iloc[0].item()!r}), no texts: is it the column of "
+            f"Column {text!r} holds only numbers (such as {present.iloc[0]!s}), no texts: is it the column of "
             f"texts? Pass the column of texts as --text."
         )
     if bad:

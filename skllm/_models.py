@@ -469,14 +469,16 @@ def _refuse_encoder_decoder(source, **kwargs):
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(source.location, **kwargs)
-    if getattr(config, "is_encoder_decoder", False):
+    # Before the flag: transformers 4 saved T5EncoderModel checkpoints with is_encoder_decoder true.
+    named = [getattr(transformers, a, None) for a in getattr(config, "architectures", None) or ()]
+    encoder = next((c for c in named if c is not None and c.__name__.endswith("EncoderModel")), None)
+    if encoder is None and getattr(config, "is_encoder_decoder", False):
         raise ValueError(
             f"Model {source.name!r} is an encoder-decoder ({config.model_type}), which TransformerEmbedder and the "
             f"fine-tuned estimators do not take: they read an encoder's (or a decoder's) hidden states of the text. "
             f"Use an encoder such as {DEFAULT_ENCODER!r} or BERT, or a decoder-only LM."
         )
-    named = [getattr(transformers, a, None) for a in getattr(config, "architectures", None) or ()]
-    return next((c for c in named if c is not None and c.__name__.endswith("EncoderModel")), None)
+    return encoder
 
 
 def _refuse_non_causal_config(source, **kwargs):

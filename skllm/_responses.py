@@ -94,7 +94,7 @@ def error_text(exc, secret=None):
     body = getattr(exc, "body", None)
     if body is not None:
         said = " ".join((body if isinstance(body, str) else json.dumps(body, default=str)).split())
-        message = body.get("message") if isinstance(body, dict) else None
+        message = body.get("message") if isinstance(body, dict) else None  # OpenAI's shape: already in text
         if said and said not in text and (message is None or " ".join(str(message).split()).rstrip(".") not in text):
             text = f"{text} (the server said: {said})"
     status = getattr(exc, "status_code", None)

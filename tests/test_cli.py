@@ -149,6 +149,17 @@ def test_bad_input_files_get_clear_messages_and_exit_2(tmp_path, content, args, 
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("dtype", ["Int64", "int64[pyarrow]"])
+def test_a_column_of_nullable_numbers_as_texts_is_named(dtype):
+    from skllm._cli import load_xy
+
+    if dtype.endswith("[pyarrow]"):
+        pytest.importorskip("pyarrow")
+    frame = pd.DataFrame({"review": pd.array([None, 7, 8], dtype=dtype), "sentiment": ["a", "b", "a"]})
+    with pytest.raises(InputError, match=r"Column 'review' holds only numbers \(such as 7\)"):
+        load_xy(frame, "review", "sentiment", "data.parquet")
+
+
 def test_the_command_warns_of_quotes_csv_drops(tmp_path):
     path = tmp_path / "data.csv"
     path.write_text('review,sentiment\n"The Matrix" is great,pos\nbad,neg\n')
@@ -461,7 +472,7 @@ def test_the_shown_table_keeps_counts_whole_where_a_method_failed():
 
     rows = {
         "head": {"method": "head", "accuracy_mean": 0.8, "accuracy_std": 0.01, "f1_macro_mean": 0.79,
-                 "f1_macro_std": 0.02, "fit_seconds": 12.345678, "predict_seconds_per_1000": 0.5,
+                 "f1_macro_std": 0.02, "fit_seconds": 12.345678, "predict_seconds_per_1000": 1234.4,
                  "trainable_params": 9028, "status": "computed"},
         "lora": {"method": "lora", "status": "failed", "error": "ValueError: no"},
     }  # fmt: skip
@@ -469,6 +480,7 @@ def test_the_shown_table_keeps_counts_whole_where_a_method_failed():
     assert set(COLUMNS) >= {"trainable_params", "fit_seconds"}
     assert shown["trainable_params"].tolist() == ["9028", "-"]
     assert shown["fit_seconds"].tolist() == ["12.3", "-"]
+    assert shown["predict_seconds_per_1000"].tolist() == ["1234", "-"]
     assert "9028" in shown.to_markdown(index=False, floatfmt=".3g")
 
 

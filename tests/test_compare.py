@@ -200,6 +200,14 @@ def test_copies_of_a_text_go_to_one_fold():
         assert not set(texts[train]) & set(texts[test])
     with pytest.raises(ValueError, match=r"cv=3 folds need 3 distinct texts of class 0, but there are 2"):
         cut_folds(y[:6], 3, multilabel=False, random_state=0, texts=np.array(["a", "b", "c", "b", "a", "b"]))
+    # Data without near-copies keeps its folds: groups are numbered as the exact texts number them.
+    mixed = np.array([["Zebra", "apple", "Mango", "kiwi"][i % 4] + f" {i % 24}" for i in range(72)], dtype=object)
+    exact = np.unique(mixed.astype(str), return_inverse=True)[1].ravel()
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    expected = list(StratifiedGroupKFold(3, shuffle=True, random_state=0).split(mixed, y, exact))
+    got = cut_folds(y, 3, multilabel=False, random_state=0, texts=mixed)
+    assert all((a == c).all() and (b == d).all() for (a, b), (c, d) in zip(got, expected))
     # Copies in another case or spacing (an uncased encoder reads them alike) go to one fold too.
     varied = np.array([[t, f" {t.upper()}", t.replace(" ", "  ")][i // 24] for i, t in enumerate(texts)], dtype=object)
     for train, test in cut_folds(y, 3, multilabel=False, random_state=0, texts=varied):

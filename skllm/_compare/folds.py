@@ -56,7 +56,8 @@ def check_folds(y, cv, *, max_samples=None, random_state=0, names=None, texts=No
     _check_fold_counts(y, cv, max_samples, random_state, names or {})
     if texts is not None:
         y = np.asarray(y)
-        index = subsample(y, len(y) if max_samples is None else min(max_samples, len(y)), random_state)[0]
+        n = len(y) if max_samples is None else min(max_samples, len(y))
+        index = subsample(y, n, random_state, texts, cv)[0]  # as the run samples them
         texts = np.asarray(texts, dtype=object)[index]
         cut_folds(
             y[index],
@@ -176,9 +177,15 @@ def cut_folds(y, cv, *, multilabel, random_state, texts=None, cv_name=None):
     from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
     # Multi-label folds are plain: stratifying on label sets leaves most sets with one text.
+    groups = None
     if texts is not None:
-        texts = copy_keys(texts)
-    groups = None if texts is None else np.unique(np.asarray(texts, dtype=str), return_inverse=True)[1].ravel()
+        # Numbered as the texts themselves number them (the folds of data without near-copies stay as
+        # they were), each copy taking its first text's number.
+        exact = np.unique(np.asarray(texts, dtype=str), return_inverse=True)[1].ravel()
+        first = {}
+        for key, number in zip(copy_keys(texts), exact):
+            first[key] = min(first.get(key, number), number)
+        groups = np.unique([first[key] for key in copy_keys(texts)], return_inverse=True)[1].ravel()
     if groups is None or groups.max() + 1 == len(groups):
         splitter = KFold if multilabel else StratifiedKFold
         return list(splitter(cv, shuffle=True, random_state=random_state).split(np.zeros(len(y)), y))

@@ -87,7 +87,7 @@ def shown_table(table):
     # skipped): a NaN in a column would make it float, and the table would print 9028 as 9.03e+03.
     shown["trainable_params"] = ["-" if v != v else f"{int(v)}" for v in table["trainable_params"]]
     for column in ("fit_seconds", "predict_seconds_per_1000"):
-        shown[column] = ["-" if v != v else f"{v:.3g}" for v in table[column]]
+        shown[column] = ["-" if v != v else f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}" for v in table[column]]
     return shown[
         [
             "method",
