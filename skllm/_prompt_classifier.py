@@ -179,6 +179,14 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             self.label_prior_ = None
             return
         method = self.calibration
+        if method == "batch" and texts is not None and not len(texts):
+            warnings.warn(
+                "calibration='batch' has no text of fit left to calibrate on (a FewShotClassifier leaves out its "
+                "fixed demonstrations and their copies, here every text): calibrated on content-free texts instead "
+                "(calibrated_on_='contextual'). Give more texts, or fewer n_examples.",
+                SkllmWarning,
+                stacklevel=3,
+            )
         if method == "batch" and texts:
             # A prior averaged over some of the classes only would divide their signal out of the others.
             kinds = {(label_kind(v), v) for v in y}
@@ -357,7 +365,13 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         pad = pad_token_id(self.tokenizer_)
         scores = np.empty((len(prompts), n_labels), dtype=np.float64)
         kwarg, last_only = cache_kwarg(model), last_logits_kwargs(model)
-        nodes = prefix_tree(prompts)
+        # A sliding window counts the padding between a shared prefix and a prompt's rest as tokens:
+        # past the window, a prompt would see fewer of its own tokens batched than alone. Not shared then.
+        window = getattr(model.config, "sliding_window", None)
+        if getattr(model.config, "use_sliding_window", True) is False:  # Qwen2 names a window it does not use
+            window = None
+        longest = max((len(p) for p in prompts), default=0)
+        nodes = prefix_tree(prompts, **({"min_shared": longest + 1} if window and longest > window else {}))
         caches = [None] * len(nodes)
         # A node's cache is dropped once its leaves are scored and its children have their own.
         waiting = np.bincount([node.parent for node in nodes[1:]], minlength=len(nodes))

@@ -70,6 +70,28 @@ def naive_prompt_scores(clf, prompts):
     return np.array(rows)
 
 
+def test_prompts_longer_than_a_sliding_window_score_as_they_do_alone(tiny_llama, tmp_path):
+    # Padding between a shared prefix and a prompt's rest would take places in the window.
+    import shutil
+
+    from transformers import MistralConfig, MistralForCausalLM
+
+    folder = shutil.copytree(tiny_llama, tmp_path / "mistral")
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    llama = MistralConfig.from_pretrained(tiny_llama).to_dict()
+    llama.update(model_type="mistral", sliding_window=12, architectures=["MistralForCausalLM"])
+    torch.manual_seed(0)
+    MistralForCausalLM(MistralConfig(**llama)).save_pretrained(folder)
+    template = "Say if the film review is good or bad, the story and the plot, great or awful. {text} Answer:"
+    clf = ZeroShotClassifier(str(folder), classes=["neg", "pos"], template=template, use_chat_template=False)
+    clf.set_params(calibration=None, batch_size=8).fit()
+    texts = ["a long and boring story that was not fun at all and the acting was bad", "hated it", "great film"]
+    prompts = clf._prompts(texts)
+    assert max(map(len, prompts)) > 12
+    np.testing.assert_allclose(clf.decision_function(texts), as_decision(naive_prompt_scores(clf, prompts)), atol=1e-5)
+
+
 @pytest.mark.parametrize("length_normalize", [False, True])
 def test_cached_label_scoring_equals_one_pass_per_label(lm, length_normalize):
     words = {"pos": "great", "neg": "awful film", "mid": "ok thanks see you later"}
@@ -168,6 +190,11 @@ def test_batch_calibration_without_a_text_of_every_class_falls_back_to_the_conte
     # Texts without labels: "batch" averages within each class of y, so they are not used, and it says so.
     with pytest.warns(SkllmWarning, match=r"fit\(X\) without y: .* X is not used"):
         assert ZeroShotClassifier(lm, classes=["neg", "pos"]).fit(pool).calibrated_on_ == "contextual"
+    # Every text of the pool a demonstration: none is left to calibrate on, and it says so.
+    with pytest.warns(SkllmWarning, match=r"no text of fit left to calibrate on"):
+        assert FewShotClassifier(lm, n_examples=8, random_state=0).fit(pool[:8], labels[:8]).calibrated_on_ == (
+            "contextual"
+        )
 
 
 def test_batch_calibration_weighs_a_class_short_of_texts_as_much_as_the_others(tiny_llama, monkeypatch):
