@@ -227,8 +227,8 @@ class RewardModel(_FineTuneBase):
 
         Pairs of one prompt share their responses (ranked lists pair each with several others): holding
         out whole prompts keeps the validation accuracy an estimate on prompts the model has not seen.
-        The prompts held out hold at most ``validation_fraction`` of the pairs (:func:`group_split`).
-        With one prompt, or where no prompt's pairs fit in that share, the copies of a pair stay on one side.
+        The prompts held out hold at most ``validation_fraction`` of the pairs, or the smallest prompt at most
+        twice it (:func:`group_split`). With one prompt, or where none fits, the copies of a pair stay on one side.
         """
         groups = getattr(self, "_pair_groups", None)
         if self.early_stopping and groups is not None and len(set(groups)) >= 2:

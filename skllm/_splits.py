@@ -141,16 +141,21 @@ def group_split(groups, fraction, seed):
     Groups are drawn in a seeded order and held out while their rows fit within
     ``ceil(fraction * n)``: groups of very different sizes (a ranked list of 10 responses is
     45 pairs, one of 2 is 1) would make a share of the *groups* hold out almost every row,
-    or a single one. None where no group fits (split the rows instead).
+    or a single one. Where none fits, the smallest group, if it holds at most twice that
+    (whole groups are worth a larger share); None where none does (split the rows instead).
     """
     groups = np.asarray(groups)
     limit = math.ceil(fraction * len(groups))
     names, sizes = np.unique(groups, return_counts=True)
     held, total = [], 0
-    for i in np.random.RandomState(seed).permutation(len(names)):
+    order = np.random.RandomState(seed).permutation(len(names))
+    for i in order:
         if total + sizes[i] <= limit:
             held.append(names[i])
             total += sizes[i]
+    smallest = order[np.argmin(sizes[order])]  # the first drawn of the smallest
+    if not held and sizes[smallest] <= 2 * limit:
+        held.append(names[smallest])
     valid = np.isin(groups, held)
     if not held or valid.all():
         return None

@@ -195,9 +195,12 @@ def test_held_out_prompts_hold_at_most_the_fraction_of_the_pairs(tiny_bert):
         groups = np.asarray(rm._pair_groups)
         assert 1 <= len(valid) <= 5 and len(train) + len(valid) == 49
         assert not set(groups[train]) & set(groups[valid])
-    rm._pair_groups = [0] * 45 + [1] * 45  # no prompt fits in a tenth: the pairs are split instead
+    rm._pair_groups = [0] * 45 + [1] * 45  # no prompt fits in twice a tenth: the pairs are split instead
     train, valid = rm._split(90, 0, None, None)
     assert len(valid) == 9
+    rm._pair_groups = [g for g in range(6) for _ in range(3)]  # 3 pairs a prompt, a tenth is 2: one prompt
+    train, valid = rm._split(18, 0, None, None)
+    assert len(valid) == 3 and len(set(np.asarray(rm._pair_groups)[valid])) == 1
 
 
 def test_reward_distribution_shows_a_shift_from_the_training_responses(fitted):
