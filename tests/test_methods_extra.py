@@ -310,3 +310,10 @@ def test_partial_fine_tuning_starts_as_the_backbone_of_any_layout(model_type, ex
                 blocks, index = method._split(backbone)
                 hidden = FrozenLayers(backbone, blocks, index)(input_ids, mask)
             torch.testing.assert_close(encoder(hidden if cache_frozen else input_ids, mask), expected)
+        # A method pickled before (no build recorded) builds its blocks as then, so saved models predict as then.
+        state = PartialFineTuning(n_last_layers=2, cache_frozen=False).__getstate__()
+        del state["_build"]
+        old = PartialFineTuning.__new__(PartialFineTuning)
+        old.__setstate__(state)
+        built_then = old.build_network(backbone, 2, "mean").eval().encoder(input_ids, mask)
+        assert (model_type == "electra") == torch.allclose(built_then, expected)  # ELECTRA failed then

@@ -98,6 +98,22 @@ def test_roberta_like_models_keep_their_positions_after_the_padding_index():
     hook.remove()
     own = encoder.model.embeddings.create_position_ids_from_input_ids(input_ids, config.pad_token_id)
     assert seen[0].tolist() == own.tolist() == [[2, 3, 4, 5, 6]]
+    # A method pickled before this numbering (no build recorded) builds as then, from 0, and stays so.
+    import pickle
+
+    state = PrefixTuning(n_prefix_tokens=3, projection_size=8).__getstate__()
+    del state["_build"]
+    old = PrefixTuning.__new__(PrefixTuning)
+    old.__setstate__(state)
+    old = pickle.loads(pickle.dumps(old))
+    encoder = old.build_network(backbone, 2, "mean").eval().encoder
+    hook = encoder.model.embeddings.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["position_ids"]), with_kwargs=True
+    )
+    with torch.no_grad():
+        encoder(input_ids, torch.ones_like(input_ids))
+    hook.remove()
+    assert seen[-1].tolist() == [[0, 1, 2, 3, 4]]
 
 
 def test_a_model_without_a_position_limit_is_read_as_having_none():

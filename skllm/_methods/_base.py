@@ -114,6 +114,18 @@ class FineTuningMethod(BaseEstimator):
     #: ``(name, value)`` pairs for parameters added after models were first saved: the value
     #: that gives what a method unpickled without them did (others take their default)
     _value_before_added = ()
+    #: How networks are built. 2: prefix tuning numbers a RoBERTa-like model's text from
+    #: ``padding_idx + 1``, and partial fine-tuning keeps its blocks' layer types and DeBERTa-v2's
+    #: first-block convolution as the whole model has them. A method pickled before holds none and
+    #: builds as 1 (as then), so that the models saved then predict as they did.
+    BUILD = 2
+
+    def builds_as(self, version):
+        """Whether this method builds its networks as :data:`BUILD` ``version`` does (or later)."""
+        return getattr(self, "_build", self.BUILD) >= version
+
+    def __getstate__(self):
+        return {**super().__getstate__(), "_build": getattr(self, "_build", self.BUILD)}
 
     def __setstate__(self, state):
         # get_params, repr and clone need every parameter, and a method pickled
@@ -121,6 +133,7 @@ class FineTuningMethod(BaseEstimator):
         import inspect
 
         state, before = dict(state), dict(self._value_before_added)
+        state.setdefault("_build", 1)
         for name, parameter in inspect.signature(type(self).__init__).parameters.items():
             if name != "self" and name not in state and parameter.default is not parameter.empty:
                 state[name] = before.get(name, parameter.default)

@@ -6,7 +6,6 @@ import warnings
 import torch
 from torch import nn
 
-from .._models import first_position
 from .._tokens import pool
 
 
@@ -163,15 +162,16 @@ class PrefixTunedEncoder(nn.Module):
     one name, the one stored with models saved before.
     """
 
-    def __init__(self, prefix_tuned, prefixes, n_prefix):
+    def __init__(self, prefix_tuned, prefixes, n_prefix, first=0):
         super().__init__()
         self.model = prefix_tuned.get_base_model()
         self.extra = prefixes
         self.n_prefix = n_prefix
+        self.first = first  # the position id of the text's first token
         self.__dict__["prefix_tuned"] = prefix_tuned  # a plain attribute, not a child module
 
     def forward(self, input_ids, attention_mask):
-        start = first_position(self.model) - self.n_prefix
+        start = self.first - self.n_prefix
         positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
         with warnings.catch_warnings():
             # peft hands the prefixes over as past_key_values, which transformers 5.25 deprecates
@@ -245,7 +245,7 @@ class PartialEncoder(nn.Module):
     own), but the first kept block is handed the given states.
     """
 
-    def __init__(self, backbone, blocks, index, frozen=None):
+    def __init__(self, backbone, blocks, index, frozen=None, as_whole=True):
         import copy
 
         super().__init__()
@@ -262,11 +262,12 @@ class PartialEncoder(nn.Module):
         # sliding window, and its rotary base: Gemma-2/3, Qwen with sliding windows) by that number in
         # config.layer_types, or apply a layer after block 0 only (DeBERTa-v2's convolution): the
         # copy's config lists the kept blocks' types, and a convolution after a left-out block goes.
+        # (``as_whole=False``: as models saved before this was done were built, and predict.)
         types = getattr(model.config, "layer_types", None)
-        if isinstance(types, (list, tuple)) and len(types) == len(listed):
+        if as_whole and isinstance(types, (list, tuple)) and len(types) == len(listed):
             model.config.layer_types = list(types[index:])
         model.config.use_cache = False  # a cache laid out by those types would miss the kept blocks' numbers
-        if index > 0 and isinstance(getattr(model.get_submodule(parent), "conv", None), nn.Module):
+        if as_whole and index > 0 and isinstance(getattr(model.get_submodule(parent), "conv", None), nn.Module):
             model.get_submodule(parent).conv = None
         for p in model.parameters():
             p.requires_grad_(False)

@@ -116,6 +116,6 @@ class PartialFineTuning(FineTuningMethod):
 
         blocks, index = self._split(backbone)
         frozen = None if self.cache_frozen else FrozenLayers(backbone, blocks, index)
-        encoder = PartialEncoder(backbone, blocks, index, frozen)
+        encoder = PartialEncoder(backbone, blocks, index, frozen, as_whole=self.builds_as(2))
         head = MLP(backbone.config.hidden_size, n_outputs, (), 0.1)
         return Network(encoder, head, pooling)

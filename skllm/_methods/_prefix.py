@@ -27,6 +27,7 @@ forward passes and from generation without the key/value cache.
 
 import warnings
 
+from .._models import first_position
 from ..exceptions import MissingDependencyError
 from ._base import FineTuningMethod, check_bool, check_int
 
@@ -145,7 +146,9 @@ class PrefixTuning(FineTuningMethod):
                 warnings.simplefilter("ignore", FutureWarning)
                 model = get_peft_model(backbone, config)
         except ValueError as exc:
-            raise ValueError(f"Prefix tuning cannot be applied to {type(backbone).__name__}: {exc}") from exc
+            raise ValueError(
+                f"Prefix tuning cannot be applied to {type(backbone).__name__}: {exc} Use method='lora' or 'prompt'."
+            ) from exc
         config = model.peft_config[model.active_adapter]  # peft fills in layers and widths from the model
         prefixes = PrefixValues(
             self.n_prefix_tokens,
@@ -155,7 +158,8 @@ class PrefixTuning(FineTuningMethod):
             self.projection_size,
         )
         model.prompt_encoder[model.active_adapter].embedding = prefixes
-        return _check_used(PrefixTunedEncoder(model, prefixes, self.n_prefix_tokens), backbone)
+        first = first_position(backbone) if self.builds_as(2) else 0  # models saved before numbered from 0
+        return _check_used(PrefixTunedEncoder(model, prefixes, self.n_prefix_tokens, first), backbone)
 
     def compact(self, network):
         """The prefixes the MLP produces, as a plain trainable parameter in place of the MLP."""
