@@ -7,6 +7,7 @@ continuations of all classes reuse its key/value cache.
 """
 
 import numbers
+import re
 import warnings
 
 import numpy as np
@@ -217,7 +218,11 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             groups, exclude = np.zeros(len(sample)), None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TruncationWarning)
-            prompts = self._prompts(sample, exclude=exclude)
+            try:
+                prompts = self._prompts(sample, exclude=exclude)
+            except ValueError as exc:  # "Row i" would name a row of X: these are the calibration texts
+                where = f"A calibration prompt of fit (calibration={self.calibration!r}, no row of X): "
+                raise ValueError(re.sub(r"^Row \d+: ", where, str(exc))) from None
             if self._prompts_api:
                 scores, kept = self._api_prior_scores(prompts)
                 if scores is None:

@@ -483,6 +483,9 @@ def test_long_prompts_drop_demonstrations_not_the_text(tiny_llama, pool):
     assert decoded.startswith("Text: hello") and decoded.rstrip().endswith(question)
     with pytest.raises(ValueError, match="leaves no room for the text"):
         zero.set_params(max_length=n_base - 5).fit().predict(["hello"])
+    # Found in fit's calibration prompts, it names no row of X.
+    with pytest.raises(ValueError, match=r"^A calibration prompt of fit \(calibration='contextual', no row of X\)"):
+        zero.set_params(calibration="contextual").fit()
 
 
 def test_scoring_settings_set_after_fit_are_refused_until_the_next(tiny_chat_llama, pool):
