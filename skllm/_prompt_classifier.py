@@ -521,8 +521,8 @@ CLASSIFIER_DOC_PARAMS = """
     calibration : {"batch", "contextual", "domain"} or None, default="batch"
         Divide out the model's prior over the class wordings, which small LMs
         let dominate (one class for every text). The prior is estimated once,
-        in ``fit``, in the same prompt as a real text (same template, same
-        demonstrations), and stored as ``label_prior_``. ``"batch"`` (Zhou et
+        in ``fit``, in the same prompt as a real text (same template,
+        demonstrations chosen as for a real text), and stored as ``label_prior_``. ``"batch"`` (Zhou et
         al., 2024, "Batch Calibration"): the mean class probabilities of up to
         32 texts given to ``fit``, as many of each class, averaged within each
         class and then over the classes (so that the classes' frequencies are
