@@ -220,7 +220,10 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
             warnings.simplefilter("ignore", TruncationWarning)
             try:
                 prompts = self._prompts(sample, exclude=exclude)
-            except ValueError as exc:  # "Row i" would name a row of X: these are the calibration texts
+            except ValueError as exc:
+                if "leaves no room for the text" not in str(exc):
+                    raise
+                # The template's problem, found on a calibration prompt: "Row i" would name a row of X.
                 where = f"A calibration prompt of fit (calibration={self.calibration!r}, no row of X): "
                 raise ValueError(re.sub(r"^Row \d+: ", where, str(exc))) from None
             if self._prompts_api:
@@ -372,11 +375,13 @@ class PromptClassifier(ClassifierMixin, LMEstimator):
         kwarg, last_only = cache_kwarg(model), last_logits_kwargs(model)
         # A sliding window counts the padding between a shared prefix and a prompt's rest as tokens:
         # past the window, a prompt would see fewer of its own tokens batched than alone. Not shared then.
-        window = getattr(model.config, "sliding_window", None)
-        if getattr(model.config, "use_sliding_window", True) is False:  # Qwen2 names a window it does not use
+        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        window = getattr(config, "sliding_window", None)
+        if getattr(config, "use_sliding_window", True) is False:  # Qwen2 names a window it does not use
             window = None
         longest = max((len(p) for p in prompts), default=0)
-        nodes = prefix_tree(prompts, **({"min_shared": longest + 1} if window and longest > window else {}))
+        span = longest + labels[0].shape[1] - 1  # the wordings' tokens look back over the prompt too
+        nodes = prefix_tree(prompts, **({"min_shared": longest + 1} if window and span > window else {}))
         caches = [None] * len(nodes)
         # A node's cache is dropped once its leaves are scored and its children have their own.
         waiting = np.bincount([node.parent for node in nodes[1:]], minlength=len(nodes))

@@ -138,10 +138,10 @@ class RewardModel(_FineTuneBase):
     batch_size : int, default=16
         Pairs per optimisation step.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the prompts with all their pairs
-        (of the pairs when they share one prompt, or the prompts are too few
-        to split), score their pairwise accuracy after each epoch and keep the
-        best epoch.
+        Hold out whole prompts with all their pairs, at most
+        ``validation_fraction`` of the pairs (the pairs themselves when they
+        share one prompt, or no prompt fits: see ``_split``), score their
+        pairwise accuracy after each epoch and keep the best epoch.
     head_init : {"linear_probe", "random"}, default="linear_probe"
         ``"linear_probe"`` starts the reward layer from a Bradley-Terry
         logistic regression on the differences of the untrained network's
@@ -235,7 +235,7 @@ class RewardModel(_FineTuneBase):
             from ._splits import group_split
 
             split = group_split(groups, self.validation_fraction, seed)
-            if split is not None:  # else no prompt's pairs fit within the fraction: split the pairs
+            if split is not None:  # else no prompt's pairs fit within twice the fraction: split the pairs
                 return split
         return super()._split(n, seed, stratify, targets)
 

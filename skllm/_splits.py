@@ -136,7 +136,7 @@ def split_rows(rows, test_size, seed, stratify=None):
 
 
 def group_split(groups, fraction, seed):
-    """``(training rows, validation rows)`` holding out whole groups, at most ``fraction`` of the rows.
+    """``(training rows, validation rows)`` holding out whole groups, about ``fraction`` of the rows.
 
     Groups are drawn in a seeded order and held out while their rows fit within
     ``ceil(fraction * n)``: groups of very different sizes (a ranked list of 10 responses is

@@ -90,6 +90,14 @@ def test_prompts_longer_than_a_sliding_window_score_as_they_do_alone(tiny_llama,
     prompts = clf._prompts(texts)
     assert max(map(len, prompts)) > 12
     np.testing.assert_allclose(clf.decision_function(texts), as_decision(naive_prompt_scores(clf, prompts)), atol=1e-5)
+    # Prompts within the window, but not with the wordings' tokens after them, which look back over them too.
+    words = {"neg": "awful film and dull story", "pos": "great fun"}
+    clf = ZeroShotClassifier(str(folder), classes=["neg", "pos"], template=template, use_chat_template=False)
+    clf.set_params(calibration=None, batch_size=8, label_words=words).fit()
+    prompts = clf._prompts(texts)
+    clf.model_.config.sliding_window = max(map(len, prompts))
+    assert max(map(len, clf.label_ids_)) > 1
+    np.testing.assert_allclose(clf.decision_function(texts), as_decision(naive_prompt_scores(clf, prompts)), atol=1e-5)
 
 
 @pytest.mark.parametrize("length_normalize", [False, True])

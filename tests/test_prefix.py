@@ -114,6 +114,12 @@ def test_roberta_like_models_keep_their_positions_after_the_padding_index():
         encoder(input_ids, torch.ones_like(input_ids))
     hook.remove()
     assert seen[-1].tolist() == [[0, 1, 2, 3, 4]]
+    # A warm start does not continue a network built as before into one built otherwise.
+    from skllm._methods import same_method
+
+    assert not same_method(PrefixTuning(n_prefix_tokens=3, projection_size=8), old)
+    fresh = PrefixTuning(n_prefix_tokens=3, projection_size=8)
+    assert same_method(fresh, pickle.loads(pickle.dumps(fresh)))
 
 
 def test_a_model_without_a_position_limit_is_read_as_having_none():

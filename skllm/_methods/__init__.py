@@ -30,7 +30,7 @@ METHODS = {
 
 
 def same_method(a, b):
-    """Whether two method objects hold the same settings (warm_start continues only then).
+    """Whether two method objects hold the same settings and build alike (warm_start continues only then).
 
     By their parameters, not their reprs: scikit-learn's repr elides long lists
     (``target_modules``) and anything past 700 characters.
@@ -39,7 +39,11 @@ def same_method(a, b):
     def plain(params):  # a list of names is the same setting as a tuple of them (target_modules)
         return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
 
-    return type(a) is type(b) and same_value(plain(a.get_params()), plain(b.get_params()))
+    def build(method):  # a network built as before (a method unpickled from then) is another model
+        return getattr(method, "_build", method.BUILD)
+
+    same = type(a) is type(b) and same_value(plain(a.get_params()), plain(b.get_params()))
+    return same and build(a) == build(b)
 
 
 def resolve_method(method):

@@ -162,7 +162,7 @@ class PrefixTunedEncoder(nn.Module):
     one name, the one stored with models saved before.
     """
 
-    def __init__(self, prefix_tuned, prefixes, n_prefix, first=0):
+    def __init__(self, prefix_tuned, prefixes, n_prefix, first):
         super().__init__()
         self.model = prefix_tuned.get_base_model()
         self.extra = prefixes

@@ -146,8 +146,9 @@ class PrefixTuning(FineTuningMethod):
                 warnings.simplefilter("ignore", FutureWarning)
                 model = get_peft_model(backbone, config)
         except ValueError as exc:
+            said = str(exc).rstrip(".")
             raise ValueError(
-                f"Prefix tuning cannot be applied to {type(backbone).__name__}: {exc} Use method='lora' or 'prompt'."
+                f"Prefix tuning cannot be applied to {type(backbone).__name__}: {said}. Use method='lora' or 'prompt'."
             ) from exc
         config = model.peft_config[model.active_adapter]  # peft fills in layers and widths from the model
         prefixes = PrefixValues(
