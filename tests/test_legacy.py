@@ -119,6 +119,24 @@ def test_prefix_model_pickled_before_peft_fed_the_prefixes_predicts_the_same(mon
     np.testing.assert_allclose(out, np.asarray(expected["predict_proba"]), rtol=1e-4, atol=1e-5)
 
 
+def test_prefix_tuned_roberta_pickled_before_its_positions_were_kept_predicts_as_trained(monkeypatch):
+    # Written by tests/legacy/make_prefix_roberta_model.py at 7e12c83: the text numbered from 0, not
+    # from RoBERTa's padding_idx + 1. The method records no build, and builds as then.
+    monkeypatch.chdir(ROOT)
+    expected = json.loads((LEGACY / "finetune_prefix_roberta.json").read_text())
+    model = joblib.load(LEGACY / "finetune_prefix_roberta.joblib")
+    assert not model.method_.builds_as(2)
+    np.testing.assert_allclose(
+        model.predict_proba(expected["queries"]), np.asarray(expected["predict_proba"]), rtol=1e-4, atol=1e-5
+    )
+    # Built as now (the model's own numbering, which it was not trained with), it would predict otherwise.
+    import pickle
+
+    model.method_._build = 2
+    rebuilt = pickle.loads(pickle.dumps(model))
+    assert not np.allclose(rebuilt.predict_proba(expected["queries"]), expected["predict_proba"], atol=1e-4)
+
+
 def test_a_model_saved_by_another_skllm_version_warns_on_load(tiny_bert, monkeypatch):
     import pickle
 
