@@ -182,10 +182,10 @@ def cut_folds(y, cv, *, multilabel, random_state, texts=None, cv_name=None):
         # Numbered as the texts themselves number them (the folds of data without near-copies stay as
         # they were), each copy taking its first text's number.
         exact = np.unique(np.asarray(texts, dtype=str), return_inverse=True)[1].ravel()
-        first = {}
-        for key, number in zip(copy_keys(texts), exact):
+        keys, first = copy_keys(texts), {}
+        for key, number in zip(keys, exact):
             first[key] = min(first.get(key, number), number)
-        groups = np.unique([first[key] for key in copy_keys(texts)], return_inverse=True)[1].ravel()
+        groups = np.unique([first[key] for key in keys], return_inverse=True)[1].ravel()
     if groups is None or groups.max() + 1 == len(groups):
         splitter = KFold if multilabel else StratifiedKFold
         return list(splitter(cv, shuffle=True, random_state=random_state).split(np.zeros(len(y)), y))

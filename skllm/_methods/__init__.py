@@ -39,11 +39,8 @@ def same_method(a, b):
     def plain(params):  # a list of names is the same setting as a tuple of them (target_modules)
         return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
 
-    def build(method):  # a network built as before (a method unpickled from then) is another model
-        return getattr(method, "_build", method.BUILD)
-
     same = type(a) is type(b) and same_value(plain(a.get_params()), plain(b.get_params()))
-    return same and build(a) == build(b)
+    return same and a.build_version == b.build_version  # a network built as before is another model
 
 
 def resolve_method(method):

@@ -120,12 +120,17 @@ class FineTuningMethod(BaseEstimator):
     #: builds as 1 (as then), so that the models saved then predict as they did.
     BUILD = 2
 
+    @property
+    def build_version(self):
+        """The :data:`BUILD` this method builds its networks as: its own, or the one it was pickled with."""
+        return getattr(self, "_build", self.BUILD)
+
     def builds_as(self, version):
         """Whether this method builds its networks as :data:`BUILD` ``version`` does (or later)."""
-        return getattr(self, "_build", self.BUILD) >= version
+        return self.build_version >= version
 
     def __getstate__(self):
-        return {**super().__getstate__(), "_build": getattr(self, "_build", self.BUILD)}
+        return {**super().__getstate__(), "_build": self.build_version}
 
     def __setstate__(self, state):
         # get_params, repr and clone need every parameter, and a method pickled
