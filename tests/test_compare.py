@@ -225,6 +225,21 @@ def test_the_time_budgets_sample_keeps_enough_distinct_texts_of_each_class_for_t
         cut_folds(y_used, 2, multilabel=False, random_state=seed, texts=texts[index])  # no error
 
 
+def test_a_comparison_the_time_budget_shrinks_keeps_a_class_of_few_distinct_texts(tiny_bert, cache_dir, monkeypatch):
+    from skllm._compare import run
+
+    # Full fine-tuning timed as slow, as on a real encoder: the plan samples fewer texts, and class "c"
+    # (10 rows, 2 distinct texts) must still split into the folds, as its whole data does.
+    costs = {"embed": 0.0, "train": 0.1, "fold": 1.0, "predict": 0.0, "prompt": 0, "few-shot": 0, "loading": 0}
+    monkeypatch.setattr(run, "measure_costs", lambda *a, **k: costs)
+    X = [f"text a {i}" for i in range(300)] + [f"text b {i}" for i in range(90)] + ["rare one"] * 9 + ["rare two"]
+    y = ["a"] * 300 + ["b"] * 90 + ["c"] * 10
+    table = compare_methods(
+        X, y, methods=["logreg", "full"], cv=2, encoder=tiny_bert, cache_dir=cache_dir, time_budget=60, verbose=0
+    )
+    assert table.attrs["plan"]["n"] < len(X) and table["status"].tolist() == ["computed", "computed"]
+
+
 def test_copies_too_few_for_the_folds_are_refused_before_any_model_runs(monkeypatch):
     from skllm._compare import run
 
