@@ -7,7 +7,39 @@ import numpy as np
 
 
 def chunk_spans(text, tokenizer, chunk_size, chunk_overlap):
-    """Character spans of the chunks of ``text``.
+    """Character spans of the chunks of ``text`` (see :func:`_spans`), each at most ``chunk_size`` tokens alone.
+
+    Tokens are counted in their place in the whole text, and a chunk tokenised on its own, as the embedder
+    reads it, can take more: a chunk that starts inside a long word is split into other pieces there
+    (WordPiece's ``##ghij`` becomes ``g ##hi ##j``), and a byte-level BPE's first word loses its leading-space
+    form. Each chunk is therefore counted again alone, and one that came out too long is cut again the same
+    way, within itself (a few levels deep; what still does not fit is left to the embedder's truncation,
+    which warns).
+    """
+    spans = _spans(text, tokenizer, chunk_size, chunk_overlap)
+    if spans == [(0, len(text))]:  # the whole text, counted as itself
+        return spans
+    for _ in range(3):
+        counts = _n_tokens(tokenizer, [text[start:end] for start, end in spans])
+        if all(n <= chunk_size for n in counts):
+            break
+        out = []
+        for (start, end), n in zip(spans, counts):
+            if n <= chunk_size:
+                out.append((start, end))
+                continue
+            inner = _spans(text[start:end], tokenizer, chunk_size, chunk_overlap)
+            out += [(start + a, start + b) for a, b in inner]
+        spans = out
+    return spans
+
+
+def _n_tokens(tokenizer, texts):
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]
+
+
+def _spans(text, tokenizer, chunk_size, chunk_overlap):
+    """Character spans of the chunks of ``text``, tokens counted in their place in ``text``.
 
     A chunk holds whole words (runs of non-space characters) worth at most
     ``chunk_size`` tokens of ``tokenizer``, and the next chunk starts so that about

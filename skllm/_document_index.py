@@ -558,9 +558,10 @@ class DocumentIndex(BaseEstimator):
         index.backend_ = index._validate()
         index.embedder_ = fitted.fit()
         if vectors.shape[1] != index.embedder_.embedding_dim_:
+            made_by = "the embedder of index.json" if model_name is None else "the model_name given to load"
             raise ValueError(
-                f"{folder / 'vectors.npy'} holds vectors of width {vectors.shape[1]}, but the embedder of "
-                f"index.json ({index.embedder_.model_name!r}) makes vectors of width {index.embedder_.embedding_dim_}."
+                f"{folder / 'vectors.npy'} holds vectors of width {vectors.shape[1]}, but {made_by} "
+                f"({index.embedder_.model_name!r}) makes vectors of width {index.embedder_.embedding_dim_}."
             )
         check_array_digests(folder, state)
         index.model_identity_ = state.get("model_identity", index.embedder_.model_identity_)  # older saves: none
@@ -576,11 +577,16 @@ class DocumentIndex(BaseEstimator):
 
 
 def _copied(value):
-    """``value`` with its dicts and lists copied (JSON's containers); other values as they are."""
+    """``value`` with its containers copied: dicts, lists, sets and NumPy arrays, nested too.
+
+    Other objects (a lock, a model) are handed out as they are: they may not be copyable.
+    """
     if isinstance(value, dict):
         return {k: _copied(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copied(v) for v in value]
+    if isinstance(value, (list, set)):
+        return type(value)(_copied(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return value.copy()
     return value
 
 

@@ -196,7 +196,7 @@ def read_saved_index(cls, folder, model_name=None):
     old_name = fitted.model_name
     if model_name is not None:
         fitted.set_params(model_name=model_name)
-    _check_model_folder(fitted, state.get("model_identity"), folder)
+    _check_model_folder(fitted, state.get("model_identity"), folder, None if model_name is None else old_name)
     # Two objects, as after fit: setting the parameter leaves the queries alone (older saves hold one).
     parameter = state.get("embedder_parameter", params["embedder"])
     if isinstance(parameter, dict):
@@ -219,8 +219,11 @@ def _refuse_unknown(cls, params, folder, state):
         )
 
 
-def _check_model_folder(embedder, identity, folder):
-    """Refuse an embedder whose model was a local folder at save and is no folder now (not looked up on the Hub)."""
+def _check_model_folder(embedder, identity, folder, saved_name=None):
+    """Refuse an embedder whose model was a local folder at save and is no folder now (not looked up on the Hub).
+
+    ``saved_name``: the model name in the saved files, when ``DocumentIndex.load`` was given another one.
+    """
     from ._models import MissingFolderError, resolve_model
 
     if not (isinstance(identity, str) and identity.startswith("files:")):
@@ -229,6 +232,12 @@ def _check_model_folder(embedder, identity, folder):
         gone = resolve_model(embedder.model_name, embedder.revision, cache_dir=embedder.cache_dir).origin == "hub"
     except MissingFolderError:
         gone = True
+    if gone and saved_name is not None:
+        raise FileNotFoundError(
+            f"DocumentIndex.load was given model_name={embedder.model_name!r}, and there is no such folder "
+            f"(working directory {os.getcwd()}). The vectors of {folder} were made with the local model folder "
+            f"{saved_name!r}: give the folder that holds its files now."
+        )
     if gone:
         raise FileNotFoundError(
             f"The vectors of {folder} were made with the model folder {embedder.model_name!r}, and there is no such "

@@ -51,6 +51,18 @@ def test_chunks_hold_whole_words_overlap_and_respect_the_size(embedder):
     assert chunk_spans("short text", tok, 20, 5) == [(0, 10)]
 
 
+def test_a_chunk_counted_again_alone_stays_within_the_size(embedder):
+    # Counted in its place in the document, a chunk starting inside a long word took fewer tokens than alone,
+    # as the embedder reads it (WordPiece cuts the word's start otherwise): chunks came out one token too long.
+    tok = embedder.fit().tokenizer_
+    text = "see https://example.com/" + "abcdefghij/" * 60 + "?q=1 for details"
+    for size in (10, 16, 60):
+        spans = chunk_spans(text, tok, size, 2)
+        assert max(len(tok(text[a:b], add_special_tokens=False)["input_ids"]) for a, b in spans) <= size
+        assert spans[0][0] == 0 and spans[-1][1] == len(text)
+        assert all(not text[a[1] : b[0]].strip() for a, b in itertools.pairwise(spans))  # nothing between is lost
+
+
 def test_a_tokenizer_without_offsets_is_refused_by_name():
     # A Python ("slow") tokenizer gives no character offsets: DocumentIndex.fit failed with KeyError('offset_mapping').
     from transformers import CanineTokenizer
@@ -885,6 +897,9 @@ def test_an_index_whose_model_folder_moved_names_it_and_loads_from_its_new_place
     moved = shutil.move(folder, tmp_path / "elsewhere")
     with pytest.raises(FileNotFoundError, match=r"model folder .*model.* no such folder now.*model_name=\.\.\."):
         DocumentIndex.load(saved)
+    # A wrong new place is named as the one given, the saved folder as the one the vectors were made with.
+    with pytest.raises(FileNotFoundError, match=r"given model_name='/nonexistent/x'.*made with the local model folder"):
+        DocumentIndex.load(saved, model_name="/nonexistent/x")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the same files: nothing to warn of
         loaded = DocumentIndex.load(saved, model_name=str(moved))
@@ -992,6 +1007,14 @@ def test_default_ids_continue_after_a_true_id_and_the_index_keeps_copies_of_meta
     hit = index.query(["great film"], 1)[0][0]
     hit.metadata["tags"].append("changed")
     assert index.query(["great film"], 1)[0][0].metadata == {"tags": ["a"]}
+    # Arrays and sets are copied too: a hit's metadata changed in place leaves the index's and the caller's alone.
+    given = {"arr": np.array([1, 2]), "s": {1}}
+    index.partial_fit(["good plot"], ids=["y"], metadata=[given])
+    hit = index.query(["good plot"], 1)[0][0]
+    hit.metadata["arr"][0] = 99
+    hit.metadata["s"].add(2)
+    kept = index.query(["good plot"], 1)[0][0].metadata
+    assert kept["arr"].tolist() == given["arr"].tolist() == [1, 2] and kept["s"] == given["s"] == {1}
     lock = threading.Lock()  # in memory, metadata may hold anything: handed out as it is
     index.partial_fit(["fun story"], ids=["x"], metadata=[{"lock": lock}])
     assert index.query(["fun story"], 1)[0][0].metadata["lock"] is lock
