@@ -38,7 +38,8 @@ def default_cache_dir():
     """The cache folder used when ``cache_dir="auto"``.
 
     ``$SKLLM_CACHE_DIR``, else ``$XDG_CACHE_HOME/skllm``, else ``~/.cache/skllm``. A leading
-    ``~`` is expanded, as in ``cache_dir``: a shell leaves it as it is when quoted.
+    ``~`` is expanded, as in ``cache_dir``: a shell leaves it as it is when quoted. A relative
+    path is taken in the working directory of the call.
 
     Examples
     --------
@@ -49,10 +50,12 @@ def default_cache_dir():
     PosixPath('/tmp/skllm-example-cache')
     >>> del os.environ["SKLLM_CACHE_DIR"]
     """
+    # Absolute, as a cache_dir given is: a relative variable names the folder under the working directory
+    # of each use (the cache's open connections are kept by folder).
     if os.environ.get("SKLLM_CACHE_DIR"):
-        return Path(os.environ["SKLLM_CACHE_DIR"]).expanduser()
+        return Path(os.environ["SKLLM_CACHE_DIR"]).expanduser().absolute()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
-    return Path(base).expanduser() / "skllm"
+    return (Path(base).expanduser() / "skllm").absolute()
 
 
 def resolve_cache_dir(cache_dir):

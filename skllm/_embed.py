@@ -216,7 +216,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         source = resolve_model(self.model_name, self.revision, cache_dir=self.cache_dir)
         model, tokenizer = load_backbone(source, device)
         embedding_dim, max_length, decoder = self._shape_of(model, tokenizer)
-        check_pooling_fits(self.pooling, decoder, self.model_name)
+        check_pooling_fits(self.pooling, decoder, self.model_name, auto=False)
         check_room_for_text(tokenizer, max_length)
         self.model_ = model
         self.tokenizer_ = tokenizer
@@ -284,7 +284,13 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
     def _restore_live(self):
         source = getattr(self, "_source", None) or self._refresh_source()
         device = restore_placement(self)
-        self.model_, self.tokenizer_ = load_backbone(source, device)
+        model, tokenizer = load_backbone(source, device)
+        if model_identity(source) != self.model_identity_:
+            # Unpickled, the identity was taken when the cache was first read, and the files changed before a
+            # text missed it: what was loaded must be what the identity names (warned, a new shape refused).
+            source = self._refresh_source()
+            model, tokenizer = load_backbone(source, device)
+        self.model_, self.tokenizer_ = model, tokenizer
 
     # -- embedding ---------------------------------------------------------------
     def _cache(self):
@@ -307,6 +313,25 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
 
             config["device_type"] = torch.device(self.device_).type
         return EmbeddingCache(root, config, self.embedding_dim_)
+
+    def _cached(self, unique):
+        """``(vectors, n_tokens, missing, cache, keys)``: the rows of ``unique`` texts that the cache holds, the
+        positions of those it does not, and the cache and keys to store them under (None without a cache)."""
+        vectors = np.empty((len(unique), self.embedding_dim_), dtype=np.float32)
+        n_tokens = np.empty(len(unique), dtype=np.int64)
+        cache, keys = self._cache(), None
+        missing = list(range(len(unique)))
+        if cache is not None:
+            keys = [text_key(t) for t in unique]
+            found = cache.get(keys)
+            missing = []
+            for i, key in enumerate(keys):
+                hit = found.get(key)
+                if hit is None:
+                    missing.append(i)
+                else:
+                    vectors[i], n_tokens[i] = hit
+        return vectors, n_tokens, missing, cache, keys
 
     def _embed_new(self, texts, cache, keys):
         """Embed texts missing from the cache, storing each chunk as it completes."""
@@ -368,7 +393,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         # Parameters set after fit are read here: a bad one must not reach the cache.
         self._validate_params()
         self._check_load_params()  # cached vectors are found without loading the model
-        check_pooling_fits(self.pooling, getattr(self, "_decoder", False), self.model_name)
+        check_pooling_fits(self.pooling, getattr(self, "_decoder", False), self.model_name, auto=False)
         texts = check_texts(X, estimator=self)
         if not hasattr(self, "_source"):
             # Unpickled: the cache key must name the model really loaded now, on the device and in the
@@ -378,21 +403,12 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
         first = {}
         inverse = np.fromiter((first.setdefault(t, len(first)) for t in texts), dtype=np.int64, count=len(texts))
         unique = list(first)
-        vectors = np.empty((len(unique), self.embedding_dim_), dtype=np.float32)
-        n_tokens = np.empty(len(unique), dtype=np.int64)
-
-        cache = self._cache()
-        missing = list(range(len(unique)))
-        if cache is not None:
-            keys = [text_key(t) for t in unique]
-            found = cache.get(keys)
-            missing = []
-            for i, key in enumerate(keys):
-                hit = found.get(key)
-                if hit is None:
-                    missing.append(i)
-                else:
-                    vectors[i], n_tokens[i] = hit
+        identity = self.model_identity_
+        vectors, n_tokens, missing, cache, keys = self._cached(unique)
+        if missing and any(not hasattr(self, name) for name in self._live_attributes):
+            self._ensure_live()
+            if self.model_identity_ != identity:  # loading found other files: none of the vectors read are theirs
+                vectors, n_tokens, missing, cache, keys = self._cached(unique)
         if missing:
             new, counts = self._embed_new(
                 [unique[i] for i in missing], cache, [keys[i] for i in missing] if cache is not None else None

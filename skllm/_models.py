@@ -559,16 +559,17 @@ def is_decoder(model):
     return any(getattr(m, "is_causal", False) is True for m in model.modules())
 
 
-def check_pooling_fits(pooling, decoder, name):
+def check_pooling_fits(pooling, decoder, name, auto=True):
     """Refuse ``pooling="cls"`` on a decoder (``decoder``: :func:`is_decoder` of the model).
 
-    With causal attention the first token sees only itself.
+    With causal attention the first token sees only itself. ``auto``: whether the caller takes ``"auto"``.
     """
     if pooling == "cls" and decoder:
+        hint = " ('auto' picks 'last' for a decoder)" if auto else ""
         raise ValueError(
             f"pooling='cls' reads the first token, and {name!r} is a decoder (causal attention), where the first "
             f"token sees only itself: texts would be told apart by their first token alone (or not at all, after "
-            f"a start token). Use pooling='last' or 'mean' ('auto' picks 'last' for a decoder)."
+            f"a start token). Use pooling='last' or 'mean'{hint}."
         )
 
 

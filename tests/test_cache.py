@@ -300,3 +300,20 @@ def test_a_tilde_in_the_cache_variables_is_the_home_folder(tiny_bert, tmp_path, 
     monkeypatch.delenv("SKLLM_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", "~/xdg")
     assert _cache.resolve_cache_dir("auto") == tmp_path / "xdg" / "skllm"
+
+
+def test_a_relative_cache_variable_names_a_folder_of_the_working_directory(tiny_bert, tmp_path, monkeypatch):
+    # Kept relative, the folder's open connection was found again from another working directory, where no
+    # cache file was: a CacheWarning said the cache had been deleted while in use.
+    monkeypatch.setenv("SKLLM_CACHE_DIR", "relcache")
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    assert _cache.default_cache_dir() == tmp_path / "a" / "relcache"
+    embedder = TransformerEmbedder(tiny_bert).fit()
+    embedder.transform(["great film"])
+    monkeypatch.chdir(tmp_path / "b")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        embedder.transform(["great film"])
+    assert len(db_files(tmp_path / "a" / "relcache")) == len(db_files(tmp_path / "b" / "relcache")) == 1

@@ -167,15 +167,18 @@ def test_max_length_is_capped_at_the_model_positions(embedder):
         embedder.transform([long])
 
 
-def _config_model(tiny_bert, folder, config):
+def _config_model(tiny_bert, folder, config, seed=None):
     """A model of ``config`` saved with the tiny BERT's tokenizer (which states no model_max_length)."""
     import shutil
 
+    import torch
     from transformers import AutoModel
 
     shutil.copytree(tiny_bert, folder)
     for weights in folder.glob("*.safetensors"):
         weights.unlink()
+    if seed is not None:
+        torch.manual_seed(seed)
     AutoModel.from_config(config).save_pretrained(folder)
     return str(folder)
 
@@ -443,8 +446,9 @@ def test_pooling_cls_set_after_fit_on_a_decoder_is_refused_as_at_fit(tiny_llama)
     embedder.set_params(pooling="cls")
     with pytest.raises(ValueError, match="pooling='cls' reads the first token"):
         embedder.transform(["great film", "awful movie"])
-    with pytest.raises(ValueError, match="pooling='cls' reads the first token"):
+    with pytest.raises(ValueError, match="pooling='cls' reads the first token") as caught:
         pickle.loads(pickle.dumps(embedder)).transform(["great film"])  # before the model is loaded again
+    assert "'auto'" not in str(caught.value)  # an option of the fine-tuners, which the embedder does not take
 
 
 def test_a_gpu_number_the_machine_lacks_is_refused_and_a_model_fitted_there_loads_on_another(monkeypatch):
@@ -510,3 +514,41 @@ def test_texts_mostly_unknown_to_the_tokenizer_are_warned_of(tiny_bert, cache_di
         )
     # Once, at the user's call (not again by the probe's embedder, nor inside skllm).
     assert [w.filename for w in caught if w.category is UnknownTokensWarning] == [__file__]
+
+
+@pytest.mark.parametrize("hidden", [32, 64])
+def test_files_saved_again_after_an_unpickled_embedder_read_the_cache_are_loaded_as_changed(
+    tiny_bert, cache_dir, tmp_path, hidden
+):
+    # Unpickled, the embedder took the files' identity at its first (cached) transform and loaded the model
+    # only at the first text the cache lacked: files saved again in between were loaded silently, their
+    # vectors stored under the old identity (served later to every embedder of the old files).
+    import shutil
+
+    from transformers import BertConfig
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_bert, folder)
+    old = TransformerEmbedder(str(folder), cache_dir=None).fit().transform(["great film", "awful story"])
+    fresh = TransformerEmbedder(str(folder), cache_dir=cache_dir).fit()
+    fresh.transform(["great film"])  # only this text is cached
+    restored = pickle.loads(pickle.dumps(fresh))
+    restored.transform(["great film"])  # found in the cache: nothing loaded
+    config = BertConfig.from_pretrained(tiny_bert)
+    config.hidden_size = hidden
+    shutil.rmtree(folder)
+    _config_model(tiny_bert, folder, config, seed=1)
+    if hidden != 32:
+        with pytest.warns(UserWarning, match="changed since"), pytest.raises(ValueError, match="hidden size 64"):
+            restored.transform(["great film", "awful story"])
+        return
+    with pytest.warns(UserWarning, match="changed since"):
+        both = restored.transform(["great film", "awful story"])
+    new = TransformerEmbedder(str(folder), cache_dir=None).fit().transform(["great film", "awful story"])
+    np.testing.assert_allclose(both, new, atol=1e-5)  # both rows from the files loaded, none from the old cache
+    assert not np.allclose(new, old, atol=1e-3)
+    shutil.rmtree(folder)
+    shutil.copytree(tiny_bert, folder)  # the old files back: their cache rows are the old model's
+    np.testing.assert_allclose(
+        TransformerEmbedder(str(folder), cache_dir=cache_dir).fit().transform(["awful story"]), old[1:], atol=1e-6
+    )
