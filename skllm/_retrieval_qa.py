@@ -7,6 +7,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._live import _snapshot, same_value
 from ._lm import check_template
+from ._prompting import fit_text
 from ._scoring import check_lengths, exact_match, normalize_answer
 from ._validation import check_int, check_texts
 from .exceptions import TruncationWarning
@@ -39,7 +40,8 @@ class RetrievalQA(BaseEstimator):
     generator : FewShotGenerator, default=None
         The LM, cloned in ``fit``; ``None`` means ``FewShotGenerator(max_new_tokens=64)``
         on the default causal LM. Its prompt is this estimator's ``template``
-        (its own ``template`` and ``n_examples`` are replaced). Its parameters
+        (its own ``template`` and ``n_examples`` are replaced, and it is fitted anew:
+        demonstrations it was fitted on are not used). Its parameters
         set after ``fit`` reach ``generator_`` at ``predict``, which reads them or
         refuses them until the next ``fit``, as for its own.
     k : int, default=4
@@ -178,8 +180,9 @@ class RetrievalQA(BaseEstimator):
                 prompt = self._template().format(context="\n\n".join(h.chunk for h in hits[:n]), question=question)
                 if self.generator_._fits(prompt):
                     break
-                if n == 0:  # the question alone is too long: the generator cuts it (and warns)
+                if n == 0:  # the question alone is too long: its end is cut here, keeping the answer cue
                     unfit.append(row)
+                    prompt = self._cut_question(question, row)
                     break
                 n -= 1
             prompts.append(prompt)
@@ -187,19 +190,42 @@ class RetrievalQA(BaseEstimator):
         dropped = sum(len(given) < len(hits) for given, hits in zip(sources, retrieved))
         if dropped:
             alone = (
-                f" The questions at rows {unfit[:10]} are longer than max_length on their own: they were given "
-                f"with no chunk, and are cut by the generator."
+                f" The questions at rows {unfit[:10]} are too long on their own: they were given with no chunk, "
+                f"and their ends were cut (the template's end, the answer cue, kept)."
                 if unfit
                 else " The questions were kept whole."
             )
+            generator = self.generator_
             warnings.warn(
                 f"{dropped} of {len(questions)} prompts were longer than the generator's max_length="
-                f"{self.generator_.max_length_} tokens with all {self.k} chunks; their lowest-ranked chunks were "
-                f"left out. The sources list the chunks given.{alone}",
+                f"{generator.max_length_} tokens less max_new_tokens={generator.max_new_tokens} with all the chunks "
+                f"retrieved; their lowest-ranked chunks were left out. The sources list the chunks given.{alone}",
                 TruncationWarning,
                 stacklevel=2,
             )
         return self.generator_.predict(prompts), sources
+
+    def _cut_question(self, question, row):
+        """The prompt with no chunk and the end of ``question`` cut, so that it fits the generator whole."""
+        generator, template = self.generator_, self._template()
+        tried = []
+
+        def prompt_ids(text):
+            tried.append(text)
+            return generator._encode(
+                generator._wrap(generator._render([], 0, template.format(context="", question=text)))
+            )
+
+        fit_text(
+            generator.tokenizer_,
+            prompt_ids,
+            question,
+            generator.prompt_budget_,
+            max_length=generator.max_length_,
+            row=row,
+            reserved=f"the answer (max_new_tokens={generator.max_new_tokens})",
+        )
+        return template.format(context="", question=tried[-1])  # the question as cut, whose prompt fits
 
     def predict(self, X):
         """The answer to each question, as a 1-D array of str (see :meth:`predict_with_sources`)."""

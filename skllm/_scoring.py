@@ -9,6 +9,7 @@ silently shorter comparison. ``RewardModel`` and DPO score preference pairs with
 
 import re
 import string
+import unicodedata
 from collections import Counter
 
 import numpy as np
@@ -21,8 +22,13 @@ def check_lengths(predicted, expected):
 
 
 def normalize_answer(text):
-    """Lower case, without punctuation, articles (a, an, the) or repeated spaces: the usual QA exact match."""
-    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
+    """Lower case, without punctuation, articles (a, an, the) or repeated spaces: the usual QA exact match.
+
+    In Unicode's compatibility form (NFKC) first, and any Unicode punctuation goes too (curly quotes, "。"),
+    not only ASCII's: "“Paris”", "Ｐａｒｉｓ" and "Paris." all match "Paris".
+    """
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = "".join(ch for ch in text if ch not in string.punctuation and not unicodedata.category(ch).startswith("P"))
     return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
 
 

@@ -583,9 +583,18 @@ def test_retrieval_qa_leaves_out_the_lowest_ranked_chunks_not_the_question(tiny_
     assert qa.generator_._fits(given) and given.endswith(f"Question: {question}\nAnswer:")
     # A question too long on its own is given with no chunk, and the warning does not say it was kept whole.
     long_question = "Which film did they love? " * 30
-    with pytest.warns(TruncationWarning, match=r"rows \[1\] are longer than max_length on their own"):
+    generate, given = qa.generator_.predict, []
+    qa.generator_.predict = lambda prompts: given.extend(prompts) or generate(prompts)
+    with pytest.warns(TruncationWarning, match=r"rows \[1\] are too long on their own") as caught:
         _, sources = qa.predict_with_sources([question, long_question])
     assert len(sources[0]) == 1 and sources[1] == []
+    # Its end is cut, not the prompt's: the answer cue stays (the generator cut the prompt's end, "\nAn").
+    start = qa._template().format(context="", question="Which film").split("Which film")[0]
+    assert given[1].startswith(start + "Which film did they love?") and given[1].endswith("love\nAnswer:")
+    assert qa.generator_._fits(given[1]) and len(given[1]) < len(
+        qa._template().format(context="", question=long_question)
+    )
+    assert not [w for w in caught if "even without demonstrations" in str(w.message)]  # not cut again by the generator
 
 
 def test_a_text_cut_to_fit_keeps_whole_characters(tiny_llama):

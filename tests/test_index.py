@@ -430,6 +430,9 @@ def test_retrieval_qa_score_is_normalised_exact_match(qa, monkeypatch):
     from skllm._retrieval_qa import normalize_answer
 
     assert normalize_answer("  The Eiffel   Tower!") == "eiffel tower"
+    # Unicode punctuation and forms too, as LMs write them: these scored 0 against their plain references.
+    pairs = [("東京。", "東京"), ("“Paris”", "Paris"), ("Cafe\u0301", "Café"), ("Ｐａｒｉｓ", "Paris")]
+    assert all(normalize_answer(answer) == normalize_answer(reference) for answer, reference in pairs)
     qa.fit()
     monkeypatch.setattr(type(qa), "predict", lambda self, X: np.array(["In 1889.", "Paris"], dtype=object))
     assert qa.score(["q1", "q2"], ["in 1889", "London"]) == 0.5
