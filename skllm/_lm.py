@@ -13,6 +13,7 @@ from ._device import resolve_device, resolve_dtype, restore_placement
 from ._live import LiveStateMixin
 from ._models import check_fitted_files, load_backbone, model_identity, positions, resolve_model
 from ._prompting import encode, fit_text, wrap
+from ._tokens import user_stacklevel
 from ._validation import _describe_positions, check_bool, check_int
 from .exceptions import APIRequestError, TruncationWarning
 
@@ -234,19 +235,22 @@ class LMEstimator(LiveStateMixin, BaseEstimator):
                 cut.append(row)
             elif d:
                 dropped.append(row)
+        # What a prompt may take: max_length_, less what is kept for the answer (a generator's max_new_tokens).
+        kept = self.max_length_ - self.prompt_budget_
+        limit = f"max_length={self.max_length_} tokens" + (f" less the {kept} kept for the answer" if kept else "")
         if dropped:
             warnings.warn(
-                f"{len(dropped)} of {len(texts)} prompts were longer than max_length={self.max_length_} tokens; "
+                f"{len(dropped)} of {len(texts)} prompts were longer than {limit}; "
                 f"demonstrations were left out of them to fit, the texts kept whole (at "
                 f"{_describe_positions(dropped)}).",
                 TruncationWarning,
-                stacklevel=4,
+                stacklevel=user_stacklevel(),  # fit's caller or predict's, through paths of different depths
             )
         if cut:
             warnings.warn(
-                f"{len(cut)} of {len(texts)} texts did not fit in max_length={self.max_length_} tokens even without "
+                f"{len(cut)} of {len(texts)} texts did not fit in {limit} even without "
                 f"demonstrations and were truncated (at {_describe_positions(cut)}).",
                 TruncationWarning,
-                stacklevel=4,
+                stacklevel=user_stacklevel(),
             )
         return prompts

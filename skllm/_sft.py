@@ -27,7 +27,7 @@ from ._prompting import MIN_TEMPERATURE, decode_answer, encode, end_ids, fit_tex
 from ._scoring import SCORERS, check_lengths, chrf  # noqa: F401 (chrf: skllm._sft.chrf stays importable)
 from ._seen_rows import seen_rows
 from ._splits import validation_split
-from ._tokens import pad_token_id
+from ._tokens import pad_token_id, user_stacklevel
 from ._training import (
     Optimisation,
     check_training_params,
@@ -406,7 +406,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
                 f"{len(named)} of {len(set(rows))} input texts (rows {named[:10]}) did not fit in max_length="
                 f"{self.max_length_} tokens with their answer and were truncated (their end dropped).",
                 TruncationWarning,
-                stacklevel=4,
+                stacklevel=user_stacklevel(),  # fit's caller or predict's, through paths of different depths
             )
         return prompts
 

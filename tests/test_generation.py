@@ -297,6 +297,14 @@ def test_bad_generation_input_names_the_problem(tiny_llama):
         )
     ids, _ = fitted._examples(["great", long_text], ["good", "good"])
     assert max(map(len, ids)) <= 32
+    # At predict too the warning points at the caller's line (it named the caller's caller, or sys:1).
+    with pytest.warns(TruncationWarning, match=r"rows \[0\]") as caught:
+        fitted.predict([long_text])
+    assert [w.filename for w in caught] == [__file__]
+    few = FewShotGenerator(tiny_llama, n_examples=0, max_length=32, max_new_tokens=4).fit(["a"], ["b"])
+    with pytest.warns(TruncationWarning, match=r"max_length=32 tokens less the 4 kept for the answer") as caught:
+        few.predict([long_text])
+    assert [w.filename for w in caught] == [__file__]
 
 
 @pytest.mark.parametrize(

@@ -484,7 +484,8 @@ def test_long_prompts_drop_demonstrations_not_the_text(tiny_llama, pool):
         ids, _ = zero._prompts([text * 5, "hi"])
     # The cut text is named once, as cut (not also as kept whole), and the short one not at all.
     assert [str(w.message) for w in caught if w.category is TruncationWarning] == [
-        f"1 of 2 texts did not fit in max_length={zero.max_length_} tokens even without demonstrations and were "
+        f"1 of 2 texts did not fit in max_length={zero.max_length_} tokens less the "
+        f"{zero.max_length_ - zero.prompt_budget_} kept for the answer even without demonstrations and were "
         f"truncated (at positions [0])."
     ]
     decoded = zero.tokenizer_.decode(ids)
