@@ -365,11 +365,16 @@ def check_texts(X, *, name="X", estimator=None):
                 kinds.append("NaN" if isinstance(v, numbers.Real) else str(v))  # NaT, <NA>
             else:
                 kinds.append(f"{type(v).__name__} {v!r:.40}")
+        if all(isinstance(values[i], (bytes, bytearray, np.bytes_)) for i in bad):
+            advice = (
+                "decode bytes into str first, in the encoding they were written in (e.g. "
+                "[t.decode('utf-8') for t in X]); nothing is decoded by guess."
+            )
+        else:
+            advice = "fill or drop missing values first (e.g. X.fillna('')), nothing is dropped silently."
         raise ValueError(
             f"{who}{name} has {len(bad)} value(s) that are not strings, at "
-            f"{_describe_positions(bad, index)}: {', '.join(kinds)}. Every row must "
-            f"be a text; fill or drop missing values first (e.g. X.fillna('')), "
-            f"nothing is dropped silently."
+            f"{_describe_positions(bad, index)}: {', '.join(kinds)}. Every row must be a text; {advice}"
         )
     # A lone surrogate (e.g. from a bad decode with errors="surrogateescape")
     # is not valid Unicode: tokenizers fail on it deep inside, with no row.

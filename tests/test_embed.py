@@ -98,6 +98,7 @@ def test_input_types_follow_row_order_not_index(embedder):
         (pd.array(["fine", None], dtype="string"), r"positions \[1\]: <NA>"),
         (pd.Series(["a", None], index=[7, 9]), r"positions \[1\] \(index labels \[9\]\)"),
         (["a", 3], r"int 3"),
+        (np.array([b"great film", b"awful"]), r"bytes b'great film'.*decode bytes into str first"),
         ([], "empty"),
         (pd.DataFrame({"a": ["x"], "b": ["y"]}), "one text column"),
         (np.array([["a", "b"], ["c", "d"]]), "1-D"),

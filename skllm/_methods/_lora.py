@@ -22,7 +22,8 @@ class LoRA(FineTuningMethod):
         and attention) while training. Off by default: with both dropouts off, LoRA
         fits of MiniLM ran 1.2-1.3x faster at the same test accuracy on Rotten
         Tomatoes and the 2016 debates (seeds 0-2; see docs/benchmarks.md), as no
-        dropout masks are drawn and the attention keeps PyTorch's SDPA kernel.
+        dropout masks are drawn in the backbone and the attention keeps PyTorch's
+        SDPA kernel (the output layer keeps its 0.1 dropout on the pooled features).
         Prediction is the same either way (no dropout at prediction). Models
         saved before this parameter existed load with ``True``, as they trained.
     target_modules : tuple of str, default=None
