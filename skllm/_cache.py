@@ -32,6 +32,7 @@ FORMAT_VERSION = 1
 _SQL_CHUNK = 500
 _connections = {}
 _connections_lock = threading.Lock()
+_read_only = set()  # the (process, path) of the databases opened read-only: their writes are skipped
 
 
 def default_cache_dir():
@@ -241,14 +242,39 @@ class SQLiteStore:
     def _open(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout = 60000")
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.OperationalError:  # e.g. file systems without shared memory
-            pass
-        conn.execute("PRAGMA synchronous = NORMAL")
-        self._schema(conn)
-        return conn
+            conn.execute("PRAGMA busy_timeout = 60000")
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.OperationalError as exc:  # e.g. file systems without shared memory
+                if "readonly" in str(exc):
+                    raise
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._schema(conn)
+            _read_only.discard((os.getpid(), str(self.path)))
+            return conn
+        except sqlite3.OperationalError as exc:
+            _close(conn)
+            if not (self.path.is_file() and "readonly" in str(exc)):
+                raise
+            # A cache this process may read but not write (shared, or shipped in a read-only folder): it is
+            # read, and what it lacks is computed and not stored (said once; each write then fails quietly).
+            self._warn(f"The {self.what} {self.path} is read-only here ({exc}): it is read, and nothing is stored.")
+            _read_only.add((os.getpid(), str(self.path)))
+            return self._open_read_only()
+
+    def _open_read_only(self):
+        uri = f"{self.path.absolute().as_uri()}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=60.0, check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            # A WAL database whose shared-memory file this process cannot create: read as a file nobody changes.
+            _close(conn)
+            return sqlite3.connect(
+                f"{uri}&immutable=1", uri=True, timeout=60.0, check_same_thread=False, isolation_level=None
+            )
 
     def _connection(self):
         """``(connection, lock)`` of this process for the file, reopened if the file was deleted meanwhile."""
@@ -318,6 +344,8 @@ class SQLiteStore:
         """Run ``sql`` over ``rows`` in one transaction (a failure warns: the results are then not cached)."""
 
         def write(conn):
+            if (os.getpid(), str(self.path)) in _read_only:  # opened read-only, and said so then
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany(sql, rows)

@@ -317,3 +317,40 @@ def test_a_relative_cache_variable_names_a_folder_of_the_working_directory(tiny_
         warnings.simplefilter("error")
         embedder.transform(["great film"])
     assert len(db_files(tmp_path / "a" / "relcache")) == len(db_files(tmp_path / "b" / "relcache")) == 1
+
+
+def test_a_read_only_cache_is_read_and_not_written(tiny_bert, cache_dir, monkeypatch):
+    # Opened for writing, a database this process may only read failed at its first statement: the cache was
+    # not read at all, every text embedded again, under a warning that it "cannot be read".
+    TransformerEmbedder(tiny_bert, cache_dir=cache_dir).fit().transform(["great film", "awful story"])
+    (path,) = db_files(cache_dir)
+    for conn, _, _ in _cache._connections.values():
+        conn.close()
+    _cache._connections.clear()
+    connect = sqlite3.connect
+
+    def read_only(database, *args, uri=False, **kwargs):  # what SQLite gives a user without write permission
+        if not uri:
+            database, uri = f"{Path(database).absolute().as_uri()}?mode=ro", True
+        return connect(database, *args, uri=uri, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", read_only)
+    embedder = TransformerEmbedder(tiny_bert, cache_dir=cache_dir).fit()
+    embedded = []
+    embed_new = embedder._embed_new
+    monkeypatch.setattr(embedder, "_embed_new", lambda texts, *a: embedded.extend(texts) or embed_new(texts, *a))
+    with pytest.warns(CacheWarning, match=r"is read-only here .*it is read, and nothing is stored") as caught:
+        vectors = embedder.transform(["great film", "awful story", "fun plot"])
+    assert embedded == ["fun plot"] and len(caught) == 1
+    expected = TransformerEmbedder(tiny_bert, cache_dir=None).fit().transform(["great film", "awful story", "fun plot"])
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once: the next calls neither warn nor store
+        embedder.transform(["fun plot", "sad end"])
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    for conn, _, _ in _cache._connections.values():
+        conn.close()
+    _cache._connections.clear()
+    _cache._read_only.clear()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 2  # nothing was stored
