@@ -247,7 +247,7 @@ class SQLiteStore:
             try:
                 conn.execute("PRAGMA journal_mode = WAL")
             except sqlite3.OperationalError as exc:  # e.g. file systems without shared memory
-                if "readonly" in str(exc):
+                if "readonly" in str(exc) or not os.access(self.path.parent, os.W_OK):
                     raise
             conn.execute("PRAGMA synchronous = NORMAL")
             self._schema(conn)
@@ -255,7 +255,8 @@ class SQLiteStore:
             return conn
         except sqlite3.OperationalError as exc:
             _close(conn)
-            if not (self.path.is_file() and "readonly" in str(exc)):
+            # (a folder that cannot be written: SQLite cannot make the files beside the database)
+            if not (self.path.is_file() and ("readonly" in str(exc) or not os.access(self.path.parent, os.W_OK))):
                 raise
             # A cache this process may read but not write (shared, or shipped in a read-only folder): it is
             # read, and what it lacks is computed and not stored (said once; each write then fails quietly).
