@@ -12,26 +12,31 @@ def chunk_spans(text, tokenizer, chunk_size, chunk_overlap):
     Tokens are counted in their place in the whole text, and a chunk tokenised on its own, as the embedder
     reads it, can take more: a chunk that starts inside a long word is split into other pieces there
     (WordPiece's ``##ghij`` becomes ``g ##hi ##j``), and a byte-level BPE's first word loses its leading-space
-    form. Each chunk is therefore counted again alone, and one that came out too long is cut again the same
-    way, within itself (a few levels deep; what still does not fit is left to the embedder's truncation,
-    which warns).
+    form. Each chunk is therefore counted again alone; where one came out too long, the text is cut again with
+    a size smaller by the largest excess (a few times at most), and a chunk still too long is then cut again
+    within itself.
     """
     spans = _spans(text, tokenizer, chunk_size, chunk_overlap)
     if spans == [(0, len(text))]:  # the whole text, counted as itself
         return spans
+    size = chunk_size
     for _ in range(3):
         counts = _n_tokens(tokenizer, [text[start:end] for start, end in spans])
-        if all(n <= chunk_size for n in counts):
+        excess = max(counts) - chunk_size
+        if excess <= 0:
+            return spans
+        if size - excess < 2:
             break
-        out = []
-        for (start, end), n in zip(spans, counts):
-            if n <= chunk_size:
-                out.append((start, end))
-                continue
-            inner = _spans(text[start:end], tokenizer, chunk_size, chunk_overlap)
-            out += [(start + a, start + b) for a, b in inner]
-        spans = out
-    return spans
+        size -= excess
+        spans = _spans(text, tokenizer, size, min(chunk_overlap, size - 1))
+    counts = _n_tokens(tokenizer, [text[start:end] for start, end in spans])
+    out = []
+    for (start, end), n in zip(spans, counts):
+        if n <= chunk_size:
+            out.append((start, end))
+        else:
+            out += [(start + a, start + b) for a, b in _spans(text[start:end], tokenizer, chunk_size, chunk_overlap)]
+    return out
 
 
 def _n_tokens(tokenizer, texts):
