@@ -115,21 +115,28 @@ class BottleneckAdapter(FineTuningMethod):
 
     def build(self, backbone):
         from torch import nn
+        from transformers.pytorch_utils import Conv1D  # GPT-2's linear layers (weights stored transposed)
 
         from ._encoders import Adapted, PlainEncoder, is_norm
 
-        layers = {n: m for n, m in backbone.named_modules() if isinstance(m, (nn.Linear, nn.Dropout))}
+        layers = {n: m for n, m in backbone.named_modules() if isinstance(m, (nn.Linear, Conv1D, nn.Dropout))}
         targets = self._targets(list(layers))
         if not targets:
+            other = self._targets([n for n, _ in backbone.named_modules()]) if self.target_modules is not None else []
+            kinds = sorted({type(backbone.get_submodule(n)).__name__ for n in other})
+            said = f"target_modules={self.target_modules!r} matches {other[:5]}, {kinds} layers: " if other else ""
             raise ValueError(
-                f"BottleneckAdapter found no layer to adapt in {type(backbone).__name__}; pass "
+                f"BottleneckAdapter found no layer to adapt in {type(backbone).__name__}; {said}pass "
                 f"target_modules, regular expressions matching names of its linear or dropout layers."
             )
         for name in targets:
             parent_name, _, child = name.rpartition(".")
             parent = backbone.get_submodule(parent_name)
             layer = layers[name]
-            features = layer.out_features if isinstance(layer, nn.Linear) else backbone.config.hidden_size
+            if isinstance(layer, (nn.Linear, Conv1D)):
+                features = layer.out_features if isinstance(layer, nn.Linear) else layer.nf
+            else:
+                features = backbone.config.hidden_size
             bottleneck = max(1, features // self.reduction_factor)
             setattr(parent, child, Adapted(layer, features, bottleneck, self.activation))
         if self.target_modules is not None:
