@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from ._architecture import output_width
 from ._models import _load_counts, name_this_process_with, resolve_model
 from ._validation import check_texts
 from .exceptions import MissingDependencyError
@@ -167,7 +168,7 @@ def _embedding_columns(embedder):
         from transformers import AutoConfig
 
         source = resolve_model(embedder.model_name, embedder.revision, cache_dir=embedder.cache_dir)
-        dim = int(AutoConfig.from_pretrained(source.location).hidden_size)
+        dim = output_width(AutoConfig.from_pretrained(source.location))
     # The names of get_feature_names_out (ClassNamePrefixFeaturesOutMixin).
     prefix = type(embedder).__name__.lower()
     return [f"{prefix}{i}" for i in range(dim)]

@@ -7,20 +7,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._architecture import check_pooling_fits, is_decoder, output_width, positions
 from ._cache import EmbeddingCache, resolve_cache_dir, text_key
 from ._device import autocast, resolve_device, resolve_dtype, restore_placement
 from ._live import LiveStateMixin
-from ._models import (
-    DEFAULT_ENCODER,
-    check_fitted_files,
-    check_pooling_fits,
-    is_decoder,
-    load_backbone,
-    model_identity,
-    names_the_files,
-    positions,
-    resolve_model,
-)
+from ._models import DEFAULT_ENCODER, check_fitted_files, load_backbone, model_identity, names_the_files, resolve_model
 from ._tokens import (
     POOLINGS,
     check_room_for_text,
@@ -58,7 +49,7 @@ def embed_texts(model, tokenizer, texts, *, pooling, normalize, max_length, batc
     lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
     order = np.argsort(-lengths, kind="stable")
     pad_id = pad_token_id(tokenizer)
-    out = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
+    out = np.empty((len(texts), output_width(model.config)), dtype=np.float32)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     with torch.inference_mode(), autocast(device, dtype):
         for batch in batches:
@@ -235,7 +226,7 @@ class TransformerEmbedder(LiveStateMixin, ClassNamePrefixFeaturesOutMixin, Trans
     def _shape_of(self, model, tokenizer):
         """``(embedding_dim_, max_length_, decoder)`` that ``fit`` derives from a loaded model."""
         limit = int(min(self.max_length, positions(model, tokenizer)))
-        return int(model.config.hidden_size), limit, is_decoder(model)
+        return output_width(model.config), limit, is_decoder(model)
 
     @property
     def _n_features_out(self):

@@ -12,20 +12,12 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from ._architecture import check_pooling_fits, is_decoder, output_width, positions
 from ._cache import resolve_cache_dir
 from ._device import autocast, resolve_device, resolve_dtype, restore_placement
 from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
 from ._methods import NamedMethodParamsMixin, resolve_method, same_method
-from ._models import (
-    DEFAULT_ENCODER,
-    check_fitted_files,
-    check_pooling_fits,
-    is_decoder,
-    load_backbone,
-    model_identity,
-    positions,
-    resolve_model,
-)
+from ._models import DEFAULT_ENCODER, check_fitted_files, load_backbone, model_identity, resolve_model
 from ._probe import probe_rows
 from ._seen_rows import seen_rows
 from ._splits import validation_split
@@ -248,7 +240,7 @@ class _FineTuneBase(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         for name, value in method.prepare(self).items():
             setattr(self, name, value)
         inputs = self._inputs(texts)
-        self.embedding_dim_ = int(backbone.config.hidden_size)
+        self.embedding_dim_ = output_width(backbone.config)
         train_idx, valid_idx = self._split(len(texts), seed, stratify, targets)
 
         with training_context(seed, device):

@@ -8,10 +8,11 @@ import warnings
 from sklearn.base import BaseEstimator
 
 from ._api import OpenAIChat, add_usage, as_messages
+from ._architecture import positions
 from ._cache import resolve_cache_dir
 from ._device import resolve_device, resolve_dtype, restore_placement
 from ._live import LiveStateMixin
-from ._models import check_fitted_files, load_backbone, model_identity, positions, resolve_model
+from ._models import check_fitted_files, load_backbone, model_identity, resolve_model
 from ._prompting import encode, fit_text, wrap
 from ._tokens import user_stacklevel
 from ._validation import _describe_positions, check_bool, check_int

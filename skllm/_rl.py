@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from ._architecture import output_width
 from ._causal import IGNORE, token_logprobs
 from .exceptions import RewardHackingWarning
 
@@ -151,9 +152,7 @@ def value_head(network):
     """A linear value head, zero at the start, on the last hidden state of ``network``'s model."""
     import torch
 
-    config = network._base().config
-    size = getattr(config, "hidden_size", None) or config.get_text_config().hidden_size
-    head = torch.nn.Linear(size, 1)
+    head = torch.nn.Linear(output_width(network._base().config), 1)
     torch.nn.init.zeros_(head.weight)
     torch.nn.init.zeros_(head.bias)
     return head
@@ -170,7 +169,9 @@ def logprobs_and_values(network, head, input_ids, mask, labels, temperature=1.0)
     def keep_hidden(module, inputs, output):
         captured["hidden"] = output[0] if isinstance(output, tuple) else output.last_hidden_state
 
-    handle = network._base().base_model.register_forward_hook(keep_hidden)
+    # The transformer body that returns the last hidden state: OPT's causal LM calls its decoder directly,
+    # past the base model (get_decoder finds it, and a multimodal model's language model).
+    handle = network._base().get_decoder().register_forward_hook(keep_hidden)
     try:
         logp, scored = token_logprobs(network, input_ids, mask, labels, temperature)
     finally:

@@ -8,6 +8,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from ._architecture import positions
 from ._cache import resolve_cache_dir
 from ._causal import (
     IGNORE,
@@ -22,7 +23,7 @@ from ._device import autocast, resolve_device, resolve_dtype, restore_placement
 from ._live import LiveStateMixin, check_saved_state, put_back_trained_state
 from ._lm import check_template
 from ._methods import NamedMethodParamsMixin, resolve_method, same_method
-from ._models import DEFAULT_CAUSAL_LM, check_fitted_files, load_backbone, model_identity, positions, resolve_model
+from ._models import DEFAULT_CAUSAL_LM, check_fitted_files, load_backbone, model_identity, resolve_model
 from ._prompting import MIN_TEMPERATURE, decode_answer, encode, end_ids, fit_text, generate, prompt_budget, wrap
 from ._scoring import SCORERS, check_lengths, chrf  # noqa: F401 (chrf: skllm._sft.chrf stays importable)
 from ._seen_rows import seen_rows
@@ -570,9 +571,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         return decode_answer(self.tokenizer_, tokens, self.stop_at_newline)
 
     def _seed(self):
-        if not self.do_sample:
-            return None
-        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)) if self.do_sample else None
 
     def predict(self, X):
         """The generated answer to each text, as a 1-D array of str."""

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from skllm import PrefixTuning, _models
+from skllm import PrefixTuning, _architecture, _models
 from skllm._methods import _prefix
 from skllm._tokens import pad_batch, tokenize
 
@@ -126,7 +126,7 @@ def test_a_model_without_a_position_limit_is_read_as_having_none():
     from types import SimpleNamespace
 
     xlnet_like = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=-1))
-    assert _models.positions(xlnet_like, SimpleNamespace(model_max_length=512)) == 512
+    assert _architecture.positions(xlnet_like, SimpleNamespace(model_max_length=512)) == 512
 
 
 def _tiny(model_type, **extra):

@@ -4,6 +4,7 @@ import re
 
 from sklearn.base import BaseEstimator
 
+from .._architecture import output_width
 from .._validation import check_bool, check_choice, check_int, check_number  # noqa: F401  (for the methods)
 
 
@@ -192,7 +193,7 @@ class FineTuningMethod(BaseEstimator):
         """Encoder from ``build``, ``pooling`` of its hidden states, and a linear output layer."""
         from ._encoders import MLP, Network
 
-        head = MLP(backbone.config.hidden_size, n_outputs, (), 0.1)
+        head = MLP(output_width(backbone.config), n_outputs, (), 0.1)
         return Network(self.adapted(backbone), head, pooling)
 
     def adapted(self, backbone):

@@ -153,7 +153,7 @@ class PrefixTunedEncoder(nn.Module):
     places the text after them, at positions ``n_prefix`` on, and peft shifts the
     position ids it is given by ``n_prefix`` too. The ids given here undo that shift:
     the text keeps the positions it has without a prefix (0 on; ``padding_idx + 1`` on
-    in RoBERTa-like models, :func:`~skllm._models.first_position`), as in every model
+    in RoBERTa-like models, :func:`~skllm._architecture.first_position`), as in every model
     skllm's prefix tuning trained before it used peft, and no position is spent on
     the prefix (``max_length`` keeps all of the model's positions).
 

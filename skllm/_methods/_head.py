@@ -1,5 +1,6 @@
 """Fine-tuning I: frozen backbone, new output layers."""
 
+from .._architecture import output_width
 from ._base import FineTuningMethod, check_bool, check_int, check_number
 
 
@@ -108,7 +109,7 @@ class HeadTuning(FineTuningMethod):
         from ._encoders import Head
 
         return Head(
-            backbone.config.hidden_size,
+            output_width(backbone.config),
             n_outputs,
             tuple(self.hidden_layer_sizes),
             self.dropout,

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from .._architecture import output_width
 from ._base import FineTuningMethod, check_bool, check_int
 
 
@@ -117,5 +118,5 @@ class PartialFineTuning(FineTuningMethod):
         blocks, index = self._split(backbone)
         frozen = None if self.cache_frozen else FrozenLayers(backbone, blocks, index)
         encoder = PartialEncoder(backbone, blocks, index, frozen, as_whole=self.builds_as(2))
-        head = MLP(backbone.config.hidden_size, n_outputs, (), 0.1)
+        head = MLP(output_width(backbone.config), n_outputs, (), 0.1)
         return Network(encoder, head, pooling)

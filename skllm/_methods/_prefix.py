@@ -27,7 +27,7 @@ forward passes and from generation without the key/value cache.
 
 import warnings
 
-from .._models import first_position
+from .._architecture import first_position
 from ..exceptions import MissingDependencyError
 from ._base import FineTuningMethod, check_bool, check_int
 
