@@ -1,8 +1,10 @@
 """LabelEncodedClassifier: any classifier that needs labels 0..n-1, with any labels."""
 
 import numpy as np
+from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping, process_routing
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
@@ -81,6 +83,9 @@ class LabelEncodedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         check_classification_targets(y)
         self.label_encoder_ = LabelEncoder().fit(y)
         self.classes_ = self.label_encoder_.classes_
+        if get_config()["enable_metadata_routing"]:
+            # As scikit-learn's meta-estimators: each parameter goes where the estimator requested it.
+            fit_params = process_routing(self, "fit", **fit_params).estimator.fit
         self.estimator_ = self._encoded_weights(clone(self.estimator)).fit(
             X, self.label_encoder_.transform(y), **fit_params
         )
@@ -90,6 +95,15 @@ class LabelEncodedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
             elif name in vars(self):
                 delattr(self, name)
         return self
+
+    def get_metadata_routing(self):
+        """Where metadata goes under ``sklearn.set_config(enable_metadata_routing=True)``: ``fit``'s to the
+        estimator's ``fit``, as it requested; ``score``'s ``sample_weight`` to this estimator's own ``score``."""
+        return (
+            MetadataRouter(owner=type(self).__name__)
+            .add_self_request(self)
+            .add(estimator=self.estimator, method_mapping=MethodMapping().add(caller="fit", callee="fit"))
+        )
 
     def _encoded_weights(self, estimator):
         """``estimator`` with each ``class_weight`` dict keyed by the codes of its labels, not the labels."""
