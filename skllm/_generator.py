@@ -134,6 +134,11 @@ class FewShotGenerator(LMEstimator):
 
         return NearestSelection(TransformerEmbedder(cache_dir=self.cache_dir, device=self.device))
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True  # the answers to show (and check) even with n_examples=0
+        return tags
+
     def fit(self, X, y):
         """Store the demonstration pairs, choose them if fixed, and load the model."""
         template = self._check_prompt_params()

@@ -130,6 +130,17 @@ class RetrievalQA(BaseEstimator):
         self.generator_ = fitted  # only once fitted: a refused refit keeps the previous generator
         return self
 
+    def set_params(self, **params):
+        """Set parameters, as any estimator's; ``index__*`` is refused (the index is shared, never changed)."""
+        nested = sorted(name for name in params if name.startswith("index__"))
+        if nested:
+            raise ValueError(
+                f"RetrievalQA shares its index with its clones and never changes it, so {nested} cannot be set "
+                f"through it: every clone of a grid search, and the estimator cloned, would change with it. Set "
+                f"index= to another fitted DocumentIndex instead (a grid over {{'index': [index_a, index_b]}})."
+            )
+        return super().set_params(**params)
+
     def _generator(self):
         from ._generator import FewShotGenerator
 

@@ -268,6 +268,7 @@ class FineTuneGenerator(NamedMethodParamsMixin, LiveStateMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True
         tags.non_deterministic = False
+        tags.target_tags.required = True  # the target texts
         return tags
 
     # -- validation -------------------------------------------------------------------

@@ -339,3 +339,39 @@ def test_label_encoded_classifier_refit_on_an_array_keeps_no_feature_names_from_
     assert list(clf.feature_names_in_) == ["a", "b"]
     clf.fit(frame.to_numpy(), ["x", "y", "x", "y"])
     assert not hasattr(clf, "feature_names_in_") and clf.n_features_in_ == 2
+
+
+def test_label_encoded_classifier_routes_sample_weight_as_requested():
+    # It had no metadata routing: a grid search fitted the estimator unweighted though it asked for the
+    # weights, and one that declined them got them anyway.
+    import sklearn
+    from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.pipeline import make_pipeline
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(40, 3)
+    y = np.where(X[:, 0] + 0.3 * rng.randn(40) > 0, "b", "a")
+    w = rng.rand(40) * 3
+    weighted = LogisticRegression().fit(X, (y == "b").astype(int), sample_weight=w).coef_
+    with sklearn.config_context(enable_metadata_routing=True):
+        asks = LogisticRegression().set_fit_request(sample_weight=True)
+        search = GridSearchCV(
+            LabelEncodedClassifier(asks).set_score_request(sample_weight=True), {"estimator__C": [1.0]}, cv=KFold(2)
+        )
+        np.testing.assert_allclose(search.fit(X, y, sample_weight=w).best_estimator_.estimator_.coef_, weighted)
+        piped = make_pipeline(LabelEncodedClassifier(asks)).fit(X, y, sample_weight=w)
+        np.testing.assert_allclose(piped[-1].estimator_.coef_, weighted)
+        declines = LogisticRegression().set_fit_request(sample_weight=False)
+        with pytest.raises(TypeError, match="not routed to any object"):
+            LabelEncodedClassifier(declines).fit(X, y, sample_weight=w)
+    # Without routing, fit's parameters go to the estimator as they are.
+    np.testing.assert_allclose(
+        LabelEncodedClassifier(LogisticRegression()).fit(X, y, sample_weight=w).estimator_.coef_, weighted
+    )
+
+
+def test_the_generators_say_they_need_y(tiny_llama):
+    from skllm import FewShotGenerator, FineTuneGenerator
+
+    assert FewShotGenerator(tiny_llama).__sklearn_tags__().target_tags.required
+    assert FineTuneGenerator(tiny_llama).__sklearn_tags__().target_tags.required

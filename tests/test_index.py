@@ -1105,3 +1105,12 @@ def test_tied_scores_go_to_the_lowest_position_on_every_backend(embedder, backen
     vectors = index.embedder_.transform(["great film loved it", "awful film"])
     _, positions = index.search_vectors(np.repeat(vectors, 30, axis=0), 3)  # FAISS scores 20 or more queries by BLAS
     assert positions[:30].tolist() == [[0, 2, 4]] * 30 and positions[30:].tolist() == [[1, 3, 5]] * 30
+
+
+def test_retrieval_qa_refuses_setting_its_shared_index(qa):
+    # A clone shares the index: set_params(index__retrieval=...) changed it for every clone and the original.
+    from sklearn.base import clone
+
+    with pytest.raises(ValueError, match=r"\['index__retrieval'\] cannot be set through it"):
+        clone(qa).set_params(index__retrieval="lexical")
+    assert qa.index.retrieval == "hybrid"
