@@ -20,6 +20,7 @@ from ._index_files import (
     arrays_problem,
     check_array_digests,
     check_ids,
+    check_metadata,
     emptied_dead_chunks,
     holds_a_path,
     read_documents,
@@ -268,28 +269,7 @@ class DocumentIndex(BaseEstimator):
         duplicated = [i for i in ids if i in self._docs or i in seen or seen.add(i)]
         if duplicated:
             raise ValueError(f"Document ids must be unique; already present or repeated: {duplicated[:10]!r}.")
-        if metadata is None:
-            metadata = [{} for _ in texts]
-        if hasattr(metadata, "to_dict") and hasattr(metadata, "columns"):  # iterating a DataFrame gives its columns
-            raise ValueError(
-                f"metadata must be a sequence of dicts, one per document, got a DataFrame of {len(metadata)} rows: "
-                f"pass metadata.to_dict('records')."
-            )
-        if isinstance(metadata, (str, bytes, dict)) or not hasattr(metadata, "__iter__"):
-            raise ValueError(f"metadata must be a sequence of dicts, one per document, got {type(metadata).__name__}.")
-        metadata = list(metadata)
-        if len(metadata) != len(texts):
-            raise ValueError(
-                f"metadata must be a sequence of dicts, one per document: documents has {len(texts)} entries "
-                f"but metadata has {len(metadata)}."
-            )
-        bad = [i for i, m in enumerate(metadata) if not isinstance(m, dict)]
-        if bad:
-            kinds = ", ".join(f"{type(metadata[i]).__name__} {metadata[i]!r:.40}" for i in bad[:10])
-            raise ValueError(
-                f"metadata must be a sequence of dicts, one per document; got {len(bad)} that are not dicts, "
-                f"at positions {bad[:10]}: {kinds}. Use {{}} for a document without metadata."
-            )
+        metadata = check_metadata(metadata, len(texts))
         self.embedder_._ensure_live()  # its tokenizer is not pickled
         check_stored_vectors(self, "index", _REMEDY)
         tokenizer = self.embedder_.tokenizer_

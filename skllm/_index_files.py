@@ -323,6 +323,33 @@ def damaged_contents(docs, chunk_doc, chunk_span, alive, next_id, saved_document
     return None
 
 
+def check_metadata(metadata, n_documents):
+    """``metadata`` as a list of ``n_documents`` dicts (``None``: empty ones), or a ``ValueError`` naming why."""
+    if metadata is None:
+        metadata = [{} for _ in range(n_documents)]
+    if hasattr(metadata, "to_dict") and hasattr(metadata, "columns"):  # iterating a DataFrame gives its columns
+        raise ValueError(
+            f"metadata must be a sequence of dicts, one per document, got a DataFrame of {len(metadata)} rows: "
+            f"pass metadata.to_dict('records')."
+        )
+    if isinstance(metadata, (str, bytes, dict)) or not hasattr(metadata, "__iter__"):
+        raise ValueError(f"metadata must be a sequence of dicts, one per document, got {type(metadata).__name__}.")
+    metadata = list(metadata)
+    if len(metadata) != n_documents:
+        raise ValueError(
+            f"metadata must be a sequence of dicts, one per document: documents has {n_documents} entries "
+            f"but metadata has {len(metadata)}."
+        )
+    bad = [i for i, m in enumerate(metadata) if not isinstance(m, dict)]
+    if bad:
+        kinds = ", ".join(f"{type(metadata[i]).__name__} {metadata[i]!r:.40}" for i in bad[:10])
+        raise ValueError(
+            f"metadata must be a sequence of dicts, one per document; got {len(bad)} that are not dicts, "
+            f"at positions {bad[:10]}: {kinds}. Use {{}} for a document without metadata."
+        )
+    return metadata
+
+
 def check_ids(ids):
     """``ids`` as a list, or a ``ValueError`` naming the ids that cannot identify a document."""
     ids = check_labels(ids, "ids")
