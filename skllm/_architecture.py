@@ -27,13 +27,15 @@ def is_decoder(model):
     stated = [m.is_causal for m in model.modules() if isinstance(getattr(m, "is_causal", None), bool)]
     if stated:
         return any(stated)
-    vocab = model.get_input_embeddings().num_embeddings
+    vocab = getattr(model.config, "vocab_size", None) or 5  # (CANINE reads characters: no embedding table)
     ids = torch.tensor([[1, 2, 3], [1, 2, min(4, vocab - 1)]], device=model.device)
     training = model.training
     try:
         model.eval()  # no dropout: the difference must come from the attention alone
         with torch.no_grad():
             first = model(input_ids=ids, attention_mask=torch.ones_like(ids))[0][:, 0].float()
+    except Exception:  # a model this probe cannot run (as before it: taken for an encoder)
+        return False
     finally:
         model.train(training)
     return bool(torch.allclose(first[0], first[1], atol=1e-5))
