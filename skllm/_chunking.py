@@ -14,7 +14,7 @@ def chunk_spans(text, tokenizer, chunk_size, chunk_overlap):
     (WordPiece's ``##ghij`` becomes ``g ##hi ##j``), and a byte-level BPE's first word loses its leading-space
     form. Each chunk is therefore counted again alone; where one came out too long, the text is cut again with
     a size smaller by the largest excess (a few times at most), and a chunk still too long is then cut again
-    within itself.
+    within itself, its pieces counted again (a character of more byte tokens than ``chunk_size`` stays whole).
     """
     spans = _spans(text, tokenizer, chunk_size, chunk_overlap)
     if spans == [(0, len(text))]:  # the whole text, counted as itself
@@ -29,13 +29,27 @@ def chunk_spans(text, tokenizer, chunk_size, chunk_overlap):
             break
         size -= excess
         spans = _spans(text, tokenizer, size, min(chunk_overlap, size - 1))
+    out = []
+    for start, end in _fitted_alone(text, spans, tokenizer, chunk_size, chunk_overlap, depth=4):
+        # A piece of a re-cut chunk that lies within a neighbour adds nothing: no chunk lies within another.
+        while out and start <= out[-1][0] and end >= out[-1][1]:
+            out.pop()
+        if not out or end > out[-1][1]:
+            out.append((start, end))
+    return out
+
+
+def _fitted_alone(text, spans, tokenizer, chunk_size, chunk_overlap, depth):
+    """``spans``, each one over ``chunk_size`` tokens alone cut again within itself, its pieces counted again."""
     counts = _n_tokens(tokenizer, [text[start:end] for start, end in spans])
     out = []
     for (start, end), n in zip(spans, counts):
-        if n <= chunk_size:
+        inner = _spans(text[start:end], tokenizer, chunk_size, chunk_overlap) if n > chunk_size and depth else []
+        if len(inner) < 2:  # it fits, or cannot be cut further: left to the embedder's truncation
             out.append((start, end))
-        else:
-            out += [(start + a, start + b) for a, b in _spans(text[start:end], tokenizer, chunk_size, chunk_overlap)]
+            continue
+        pieces = [(start + a, start + b) for a, b in inner]
+        out += _fitted_alone(text, pieces, tokenizer, chunk_size, chunk_overlap, depth - 1)
     return out
 
 

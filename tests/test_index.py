@@ -1114,3 +1114,19 @@ def test_retrieval_qa_refuses_setting_its_shared_index(qa):
     with pytest.raises(ValueError, match=r"\['index__retrieval'\] cannot be set through it"):
         clone(qa).set_params(index__retrieval="lexical")
     assert qa.index.retrieval == "hybrid"
+
+
+def test_chunks_cut_again_alone_fit_and_none_lies_within_another(tiny_llama):
+    # Pieces of a chunk cut again alone were not counted again, and could lie within the chunk before them.
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    for text, size, overlap in [
+        ("語é語中üé語本文é日中é日語é日 thanks me *", 4, 1),
+        ("me文freetext  本film中 text\ntextgreat", 3, 2),
+    ]:
+        spans = chunk_spans(text, tok, size, overlap)
+        assert all(b[0] > a[0] and b[1] > a[1] for a, b in itertools.pairwise(spans)), spans
+        assert all(not text[a[1] : b[0]].strip() for a, b in itertools.pairwise(spans))  # nothing lost between
+        alone = [len(tok(text[a:b], add_special_tokens=False)["input_ids"]) for a, b in spans if b - a > 1]
+        assert max(alone) <= size  # (one character of more byte tokens than chunk_size cannot be cut)
